@@ -1,0 +1,35 @@
+"""gpucnn: a convolutional network library written on array code, for NumPy (CPU) or CuPy (GPU).
+
+from gpucnn import Model, Conv, MaxPool, Dense, Activation, Flatten, Dropout
+"""
+
+from . import backend, presets
+from .errors import BackendError, ConfigError, GpucnnError, ShapeError
+from .layers import Activation, Conv, Dense, Dropout, Flatten, Layer, MaxPool
+from .losses import BinaryCrossEntropy, CrossEntropy
+from .model import Model
+from .optimizers import SGD, Adam, Momentum
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "Adam",
+    "BackendError",
+    "BinaryCrossEntropy",
+    "ConfigError",
+    "Conv",
+    "CrossEntropy",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GpucnnError",
+    "Layer",
+    "MaxPool",
+    "Model",
+    "Momentum",
+    "SGD",
+    "ShapeError",
+    "backend",
+    "presets",
+]

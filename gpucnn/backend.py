@@ -1,0 +1,158 @@
+"""The one place that knows whether arrays live on the CPU (NumPy) or the GPU (CuPy).
+
+Every other module asks this one for its array module (``xp()``), its default dtype, its random
+generators, and for moving arrays between host and device. CuPy is imported here and nowhere
+else, so the package imports and runs without it.
+
+    from gpucnn import backend
+    backend.use("auto")            # CuPy if it imports and a GPU is usable, else NumPy
+    backend.use("numpy", dtype="float64", seed=0)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError
+
+log = logging.getLogger(__name__)
+
+NAMES = ("auto", "numpy", "cupy")
+DTYPES = ("float32", "float64")
+
+_INSTALL_HINT = (
+    'install CuPy for your CUDA version: pip install -e ".[gpu]" (CUDA 13, cupy-cuda13x) '
+    "or pip install cupy-cuda12x (CUDA 12); or choose backend=numpy"
+)
+
+
+def _import_cupy() -> tuple[Any | None, str]:
+    """Return (cupy, "") when CuPy imports and a CUDA device answers, else (None, reason)."""
+    try:
+        import cupy
+    except ImportError as exc:  # not installed, or installed for the wrong CUDA
+        return None, f"CuPy does not import ({exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, no device, or a driver/toolkit mismatch
+        return None, f"CuPy imports but no CUDA device is usable ({exc})"
+    if count < 1:
+        return None, "CuPy imports but no CUDA device is visible"
+    return cupy, ""
+
+
+@dataclass
+class Backend:
+    """The active array library and its settings."""
+
+    name: str = "numpy"
+    xp: Any = np
+    dtype: Any = np.float32
+    seed: int = 0
+    device: str = "cpu"
+    # Host generator: parameter initialisation, so both backends start from the same weights.
+    host_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    # Device generator: dropout masks and shuffling, drawn where the data lives.
+    rng: Any = field(default_factory=lambda: np.random.default_rng(0))
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "cupy"
+
+
+_active = Backend()
+
+
+def use(name: str = "auto", dtype: str = "float32", seed: int | None = None) -> Backend:
+    """Select the array library; ``name`` is ``auto``, ``numpy`` or ``cupy``.
+
+    ``cupy`` raises BackendError when CuPy or a GPU is missing; ``auto`` falls back to NumPy and
+    logs why. Re-seeds both generators when ``seed`` is given.
+    """
+    global _active
+    if name not in NAMES:
+        raise BackendError(f"backend {name!r} is unknown: choose one of {', '.join(NAMES)}")
+    if dtype not in DTYPES:
+        raise BackendError(f"dtype {dtype!r} is not supported: choose float32 or float64")
+    if name == "numpy":
+        cp, reason = None, "backend=numpy was asked for"
+    else:
+        cp, reason = _import_cupy()
+        if cp is None and name == "cupy":
+            raise BackendError(f"backend=cupy needs CuPy and a CUDA GPU: {reason}; {_INSTALL_HINT}")
+    if cp is not None:
+        props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+        _active = Backend(name="cupy", xp=cp, device=props["name"].decode())
+        log.info("backend: cupy on %s", _active.device)
+    else:
+        _active = Backend(name="numpy", xp=np, device=_cpu_name())
+        log.info("backend: numpy on the CPU (%s)", reason)
+    _active.dtype = np.dtype(dtype).type
+    set_seed(_active.seed if seed is None else seed)
+    return _active
+
+
+def _cpu_name() -> str:
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def active() -> Backend:
+    """The backend in use now."""
+    return _active
+
+
+def xp() -> Any:
+    """The array module in use: ``numpy`` or ``cupy``."""
+    return _active.xp
+
+
+def dtype() -> Any:
+    """The default floating dtype (float32 unless float64 was asked for)."""
+    return _active.dtype
+
+
+def set_seed(seed: int) -> None:
+    """Re-seed the host generator (initialisation) and the device generator (dropout, shuffles)."""
+    _active.seed = int(seed)
+    _active.host_rng = np.random.default_rng(seed)
+    # A separate stream for the device, so adding dropout does not change the initial weights.
+    _active.rng = _active.xp.random.default_rng(seed + 1)
+
+
+def get_array_module(x: Any) -> Any:
+    """NumPy or CuPy, whichever owns ``x``."""
+    if _active.name == "cupy":
+        return _active.xp.get_array_module(x)
+    return np
+
+
+def to_device(x: Any, dtype: Any = None) -> Any:
+    """Copy a host array (or anything array-like) to the active backend's device."""
+    return _active.xp.asarray(x, dtype=dtype)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A NumPy array holding ``x``, copying from the GPU when needed."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "get"):
+        return x.get()
+    return np.asarray(x)
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work (a no-op on NumPy); call it before reading a timer."""
+    if _active.name == "cupy":
+        _active.xp.cuda.get_current_stream().synchronize()
+
+
+def cupy_available() -> tuple[bool, str]:
+    """(True, "") when backend=cupy would work here, else (False, the reason)."""
+    cp, reason = _import_cupy()
+    return cp is not None, reason

@@ -1,0 +1,17 @@
+"""The library's exceptions: each message names what is wrong and how to fix it."""
+
+
+class GpucnnError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(GpucnnError, ValueError):
+    """A setting or an architecture that cannot work, found before any training starts."""
+
+
+class ShapeError(ConfigError):
+    """A layer that does not fit the shape flowing into it (names the layer and the shapes)."""
+
+
+class BackendError(GpucnnError, RuntimeError):
+    """The array library asked for is not usable here (says what is missing and how to get it)."""

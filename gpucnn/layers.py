@@ -1,0 +1,314 @@
+"""The lab's layers: Conv, MaxPool, Dense, Activation, Flatten, Dropout.
+
+Every layer has ``forward(x, training=False) -> y`` and ``backward(dy) -> dx``; backward fills
+``grads`` (same keys as ``params``) with the gradient of the loss for the batch last seen.
+``output_shape(shape)`` maps a per-sample input shape to the output shape, or raises ShapeError,
+so a Model can check an architecture before any data flows. Layout is NCHW.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend, initializers, ops
+from .errors import ConfigError, ShapeError
+
+Shape = tuple[int, ...]
+
+
+def _positive_int(value: Any, what: str, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{layer}: {what} must be a positive integer, got {value!r}")
+    return value
+
+
+class Layer:
+    """Base class. Layers without parameters keep empty ``params`` and ``grads`` dicts."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ParamLayer(Layer):
+    """A layer with a weight W and a bias b, created (and initialised) at construction.
+
+    ``init`` is ``he`` (for ReLU), ``glorot`` (for sigmoid / tanh) or ``auto``: He now, switched to
+    Glorot by ``Model.add`` when a sigmoid or tanh activation is added right after this layer.
+    """
+
+    def __init__(self, w_shape: Shape, b_size: int, fans: tuple[int, int], init: str) -> None:
+        super().__init__()
+        if init not in initializers.SCHEMES + ("auto",):
+            raise ConfigError(f"{self!r}: init must be auto, he or glorot, got {init!r}")
+        self.init = init
+        self._fans = fans
+        xp, dtype = backend.xp(), backend.dtype()
+        self.params = {"W": xp.empty(w_shape, dtype=dtype), "b": xp.zeros(b_size, dtype=dtype)}
+        self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+        self.reset_parameters("he" if init == "auto" else init)
+
+    def reset_parameters(self, scheme: str) -> None:
+        """Draw W afresh with ``scheme`` (he or glorot) from the seeded host generator; zero b."""
+        w = initializers.draw(scheme, self.params["W"].shape, *self._fans)
+        self.params["W"][...] = backend.to_device(w, dtype=self.params["W"].dtype)
+        self.params["b"][...] = 0
+
+
+class Conv(ParamLayer):
+    """2-D convolution, as one matrix product over im2col columns.
+
+    x: (N, C, H, W) -> y: (N, O, OH, OW) with OH = floor((H + 2*pad - k) / stride) + 1.
+    W: (output_channel, input_channel, k, k), b: (output_channel,).
+    """
+
+    def __init__(
+        self,
+        filter_size: int,
+        input_channel: int,
+        output_channel: int,
+        pad: int = 0,
+        stride: int = 1,
+        init: str = "auto",
+    ) -> None:
+        name = (
+            f"Conv(filter_size={filter_size!r}, input_channel={input_channel!r}, "
+            f"output_channel={output_channel!r}, pad={pad!r}, stride={stride!r})"
+        )
+        self.k = _positive_int(filter_size, "filter_size", name)
+        self.c_in = _positive_int(input_channel, "input_channel", name)
+        self.c_out = _positive_int(output_channel, "output_channel", name)
+        self.stride = _positive_int(stride, "stride", name)
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ConfigError(f"{name}: pad must be an integer >= 0, got {pad!r}")
+        self.pad = pad
+        k2 = self.k * self.k
+        w_shape = (self.c_out, self.c_in, self.k, self.k)
+        super().__init__(w_shape, self.c_out, (self.c_in * k2, self.c_out * k2), init)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
+        C, H, W = shape
+        if C != self.c_in:
+            raise ShapeError(
+                f"input_channel={self.c_in} but the input has {C} channels {shape}: "
+                f"set input_channel={C}"
+            )
+        OH = ops.out_size(H, self.k, self.stride, self.pad)
+        OW = ops.out_size(W, self.k, self.stride, self.pad)
+        if OH < 1 or OW < 1:
+            raise ShapeError(
+                f"a {self.k}x{self.k} filter with pad={self.pad} does not fit the {H}x{W} input "
+                f"{shape} (output would be {OH}x{OW}): use a smaller filter, more padding, "
+                "or fewer pooling layers before it"
+            )
+        return (self.c_out, OH, OW)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        N = x.shape[0]
+        cols, OH, OW = ops.im2col(x, self.k, self.stride, self.pad)  # (N*OH*OW, C*K*K)
+        w = self.params["W"].reshape(self.c_out, -1)  # (O, C*K*K)
+        y = cols @ w.T + self.params["b"]  # (N*OH*OW, O)
+        self._cache = (cols, x.shape)
+        return y.reshape(N, OH, OW, self.c_out).transpose(0, 3, 1, 2)
+
+    def backward(self, dy: Any) -> Any:
+        cols, x_shape = self._cache
+        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.c_out)  # (N*OH*OW, O)
+        self.grads["W"][...] = (dy2.T @ cols).reshape(self.params["W"].shape)
+        self.grads["b"][...] = dy2.sum(axis=0)
+        dcols = dy2 @ self.params["W"].reshape(self.c_out, -1)  # (N*OH*OW, C*K*K)
+        return ops.col2im(dcols, x_shape, self.k, self.stride, self.pad)
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv(filter_size={self.k}, input_channel={self.c_in}, "
+            f"output_channel={self.c_out}, pad={self.pad}, stride={self.stride})"
+        )
+
+
+class Dense(ParamLayer):
+    """Fully connected: x: (N, input_size) -> y = x @ W + b: (N, output_size).
+
+    W: (input_size, output_size), b: (output_size,).
+    """
+
+    def __init__(self, input_size: int, output_size: int, init: str = "auto") -> None:
+        name = f"Dense({input_size!r}, {output_size!r})"
+        self.n_in = _positive_int(input_size, "input_size", name)
+        self.n_out = _positive_int(output_size, "output_size", name)
+        super().__init__((self.n_in, self.n_out), self.n_out, (self.n_in, self.n_out), init)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ShapeError(
+                f"expects a flat (features,) input, got {shape}: add Flatten() before it"
+            )
+        if shape[0] != self.n_in:
+            raise ShapeError(
+                f"input_size={self.n_in} but the input has {shape[0]} features: "
+                f"use Dense({shape[0]}, {self.n_out})"
+            )
+        return (self.n_out,)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy: Any) -> Any:
+        self.grads["W"][...] = self._x.T @ dy
+        self.grads["b"][...] = dy.sum(axis=0)
+        return dy @ self.params["W"].T
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out})"
+
+
+class MaxPool(Layer):
+    """Max pooling over pool_size x pool_size windows; stride defaults to pool_size.
+
+    x: (N, C, H, W) -> y: (N, C, OH, OW) with OH = floor((H - pool_size) / stride) + 1, so
+    overlapping windows (stride < pool_size) and sizes that do not divide evenly work.
+    """
+
+    def __init__(self, pool_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        name = f"MaxPool({pool_size!r}, stride={stride!r})"
+        self.k = _positive_int(pool_size, "pool_size", name)
+        self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
+        if self.k > 16:
+            raise ConfigError(f"{name}: pool_size must be at most 16")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
+        C, H, W = shape
+        OH, OW = ops.out_size(H, self.k, self.stride), ops.out_size(W, self.k, self.stride)
+        if OH < 1 or OW < 1:
+            raise ShapeError(
+                f"a {self.k}x{self.k} pool does not fit the {H}x{W} input {shape}: "
+                "use a smaller pool_size, or fewer pooling layers before it"
+            )
+        return (C, OH, OW)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        y, self._argmax = ops.maxpool_forward(x, self.k, self.stride)
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        return ops.maxpool_backward(dy, self._argmax, self._x_shape, self.k, self.stride)
+
+    def __repr__(self) -> str:
+        return f"MaxPool(pool_size={self.k}, stride={self.stride})"
+
+
+class Activation(Layer):
+    """Elementwise relu, sigmoid or tanh, or softmax over the last axis (an output layer).
+
+    The lab passed a second argument (the loss name); it is accepted and ignored.
+    """
+
+    NAMES = ("relu", "sigmoid", "tanh", "softmax")
+
+    def __init__(self, name: str, _loss: str | None = None) -> None:
+        super().__init__()
+        if name not in self.NAMES:
+            raise ConfigError(f"Activation({name!r}): choose one of {', '.join(self.NAMES)}")
+        self.name = name
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        xp = backend.get_array_module(x)
+        if self.name == "relu":
+            y = xp.maximum(x, 0)
+        elif self.name == "sigmoid":
+            y = sigmoid(x)
+        elif self.name == "tanh":
+            y = xp.tanh(x)
+        else:
+            y = softmax(x)
+        self._y = y
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        y = self._y
+        if self.name == "relu":
+            return dy * (y > 0)
+        if self.name == "sigmoid":
+            return dy * y * (1 - y)
+        if self.name == "tanh":
+            return dy * (1 - y * y)
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+    def __repr__(self) -> str:
+        return f"Activation({self.name!r})"
+
+
+class Flatten(Layer):
+    """x: (N, C, H, W) -> (N, C*H*W)."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        size = 1
+        for d in shape:
+            size *= d
+        return (size,)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Any) -> Any:
+        return dy.reshape(self._shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``rate`` and scale the rest
+    by 1 / (1 - rate); the identity in evaluation. Masks come from the backend's seeded generator.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ConfigError(f"Dropout({rate!r}): rate must be a number in [0, 1)")
+        self.rate = float(rate)
+        self._scale = None
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if not training or self.rate == 0:
+            self._scale = None
+            return x
+        keep = backend.active().rng.random(x.shape, dtype=x.dtype) >= self.rate
+        self._scale = keep * x.dtype.type(1 / (1 - self.rate))
+        return x * self._scale
+
+    def backward(self, dy: Any) -> Any:
+        return dy if self._scale is None else dy * self._scale
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+
+def sigmoid(x: Any) -> Any:
+    """1 / (1 + exp(-x)), written with tanh so no exp overflows for large |x|."""
+    xp = backend.get_array_module(x)
+    return 0.5 * (1 + xp.tanh(0.5 * x))
+
+
+def softmax(x: Any) -> Any:
+    """Softmax over the last axis, shifted by the row maximum for stability."""
+    xp = backend.get_array_module(x)
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,197 @@
+"""Model: a stack of layers you ``add()`` to, as in the lab.
+
+    model = Model()
+    model.add(Conv(filter_size=3, input_channel=1, output_channel=8, pad=1, stride=1))
+    model.add(Activation("relu"))
+    ...
+    model.build((1, 32, 32))   # checks every shape now; also done on first use
+    print(model.summary())
+
+A model ending in ``Activation("sigmoid")`` or ``Activation("softmax")`` returns probabilities from
+``forward`` / ``predict``; training goes through the logits (``forward(x, logits=True)``) so that
+the loss can fuse that activation stably.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .errors import ConfigError, ShapeError
+from .fileio import atomic_write
+from .layers import Activation, Layer, ParamLayer, Shape
+
+HEADS = ("sigmoid", "softmax")
+
+
+class Model:
+    def __init__(self, layers: list[Layer] | None = None) -> None:
+        self.layers: list[Layer] = []
+        self.input_shape: Shape | None = None
+        self.shapes: list[Shape] = []  # output shape of each layer, per sample
+        for layer in layers or []:
+            self.add(layer)
+
+    # ----- construction -------------------------------------------------------------------
+    def add(self, layer: Layer) -> Model:
+        """Append a layer. A sigmoid or tanh right after a layer with ``init="auto"`` switches
+        that layer to Glorot initialisation (He stays for ReLU)."""
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"Model.add expects a layer (Conv, Dense, ...), got {layer!r}")
+        prev = self.layers[-1] if self.layers else None
+        if (
+            isinstance(layer, Activation)
+            and layer.name in ("sigmoid", "tanh")
+            and isinstance(prev, ParamLayer)
+            and prev.init == "auto"
+        ):
+            prev.reset_parameters("glorot")
+        self.layers.append(layer)
+        self.input_shape = None
+        return self
+
+    def build(self, input_shape: Shape) -> Model:
+        """Infer and check every layer's output shape for per-sample ``input_shape``, e.g.
+        (1, 32, 32). Raises ShapeError naming the layer, its index and the shapes."""
+        if not self.layers:
+            raise ConfigError("the model has no layers: add some with model.add(...)")
+        shape = tuple(int(d) for d in input_shape)
+        shapes = []
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.output_shape(shape)
+            except ShapeError as exc:
+                raise ShapeError(f"layer {i} {layer!r}, input shape {shape}: {exc}") from None
+            shapes.append(shape)
+        for i, layer in enumerate(self.layers[:-1]):
+            if isinstance(layer, Activation) and layer.name == "softmax":
+                raise ShapeError(f"layer {i} {layer!r}: softmax is only allowed as the last layer")
+        self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
+        return self
+
+    @property
+    def output_shape(self) -> Shape:
+        self._require_built()
+        return self.shapes[-1]
+
+    @property
+    def head(self) -> str:
+        """The output activation (``sigmoid`` or ``softmax``) or "" if the model ends in logits."""
+        last = self.layers[-1] if self.layers else None
+        return last.name if isinstance(last, Activation) and last.name in HEADS else ""
+
+    def _body(self, logits: bool) -> list[Layer]:
+        return self.layers[:-1] if logits and self.head else self.layers
+
+    def _require_built(self) -> None:
+        if self.input_shape is None:
+            raise ConfigError("the model is not built: call model.build(input_shape) first")
+
+    # ----- passes -------------------------------------------------------------------------
+    def forward(self, x: Any, training: bool = False, logits: bool = False) -> Any:
+        """x: (N, *input_shape) -> outputs (N, *output_shape). With ``logits=True`` the output
+        activation (sigmoid / softmax), if any, is skipped."""
+        if self.input_shape is None:
+            self.build(x.shape[1:])
+        elif tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(
+                f"the model was built for inputs {self.input_shape} but got a batch "
+                f"{tuple(x.shape)}: rebuild it with model.build({tuple(x.shape[1:])})"
+            )
+        for layer in self._body(logits):
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: Any, logits: bool = False) -> Any:
+        """Backpropagate dy (the gradient of the loss w.r.t. the output, or w.r.t. the logits
+        when ``logits=True``) through every layer; fills each layer's ``grads``; returns dx."""
+        for layer in reversed(self._body(logits)):
+            dy = layer.backward(dy)
+        return dy
+
+    def predict(self, x: Any, batch_size: int = 1024) -> Any:
+        """Outputs in evaluation mode (no dropout), in batches to bound memory."""
+        xp = backend.get_array_module(x)
+        outs = [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return xp.concatenate(outs)
+
+    # ----- parameters ---------------------------------------------------------------------
+    def parameters(self) -> Iterator[tuple[str, Any, Any]]:
+        """(name, param, grad) for every parameter, named ``"<layer index>.<key>"``, e.g. "0.W"."""
+        for i, layer in enumerate(self.layers):
+            for key, p in layer.params.items():
+                yield f"{i}.{key}", p, layer.grads[key]
+
+    def count_params(self, bias: bool = False) -> int:
+        """Learnable parameters: weights only (as the lab counts), or with biases."""
+        return sum(p.size for name, p, _ in self.parameters() if bias or not name.endswith(".b"))
+
+    def summary(self) -> str:
+        """A table: each layer, its output shape, weights and biases, and the totals."""
+        self._require_built()
+        rows = [("#", "layer", "output shape", "weights", "biases")]
+        rows.append(("", "Input", str(self.input_shape), "", ""))
+        for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=False)):
+            w, b = layer.params.get("W"), layer.params.get("b")
+            rows.append(
+                (
+                    str(i),
+                    repr(layer),
+                    str(shape),
+                    f"{w.size:,}" if w is not None else "",
+                    f"{b.size:,}" if b is not None else "",
+                )
+            )
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        align = ["<", "<", "<", ">", ">"]
+        fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(align, widths, strict=False))
+        lines = [fmt.format(*rows[0]), "-" * len(fmt.format(*rows[0]))]
+        lines += [fmt.format(*r) for r in rows[1:]]
+        weights, total = self.count_params(bias=False), self.count_params(bias=True)
+        lines += [
+            "-" * len(lines[0]),
+            f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}",
+        ]
+        return "\n".join(lines)
+
+    # ----- weights on disk ----------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host copies of every parameter, by name."""
+        return {name: backend.to_host(p).copy() for name, p, _ in self.parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], source: str = "the weights") -> None:
+        """Copy ``state`` into the parameters in place, after checking names and shapes."""
+        own = {name: p for name, p, _ in self.parameters()}
+        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        if missing or unexpected:
+            raise ConfigError(
+                f"{source} do not match this model: missing {missing or 'none'}, "
+                f"unexpected {unexpected or 'none'}"
+            )
+        for name, p in own.items():
+            if tuple(state[name].shape) != tuple(p.shape):
+                raise ConfigError(
+                    f"{source}: {name} has shape {tuple(state[name].shape)} but the model's "
+                    f"is {tuple(p.shape)}"
+                )
+        for name, p in own.items():
+            p[...] = backend.to_device(state[name], dtype=p.dtype)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights to an .npz file atomically."""
+        state = self.state_dict()
+        atomic_write(path, lambda f: np.savez(f, **state))
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load weights saved by ``save``; rejects unreadable files and mismatched names/shapes."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                state = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"cannot read weights from {path}: {exc}") from None
+        self.load_state_dict(state, source=f"the weights in {path}")

@@ -1,0 +1,101 @@
+"""SGD, SGD with momentum (optionally Nesterov) and Adam, updating parameters in place.
+
+``step(parameters)`` takes ``Model.parameters()``: (name, param, grad) triples. Weight decay is
+the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on every parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ConfigError
+
+Params = Iterable[tuple[str, Any, Any]]
+
+
+class Optimizer:
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        if not lr > 0:
+            raise ConfigError(f"optimizer.lr must be > 0, got {lr!r}")
+        if not weight_decay >= 0:
+            raise ConfigError(f"optimizer.weight_decay must be >= 0, got {weight_decay!r}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.steps = 0
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def step(self, parameters: Params) -> None:
+        """Apply one update to every (name, param, grad)."""
+        self.steps += 1
+        for name, p, g in parameters:
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            self._update(name, p, g)
+
+    def _slot(self, name: str, key: str, like: Any) -> Any:
+        """Per-parameter state (a zero array shaped like ``like`` on first use)."""
+        slots = self.state.setdefault(name, {})
+        if key not in slots:
+            slots[key] = like * 0
+        return slots[key]
+
+    def _update(self, name: str, p: Any, g: Any) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """p -= lr * g"""
+
+    def _update(self, name: str, p: Any, g: Any) -> None:
+        p -= self.lr * g
+
+
+class Momentum(Optimizer):
+    """v = momentum * v + g; p -= lr * v (Nesterov: p -= lr * (g + momentum * v))."""
+
+    def __init__(
+        self, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        if not 0 <= momentum < 1:
+            raise ConfigError(f"optimizer.momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, name: str, p: Any, g: Any) -> None:
+        v = self._slot(name, "v", p)
+        v *= self.momentum
+        v += g
+        p -= self.lr * (g + self.momentum * v if self.nesterov else v)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma and Ba, 2015)."""
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr, weight_decay)
+        for key, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"optimizer.{key} must be in [0, 1), got {beta!r}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def _update(self, name: str, p: Any, g: Any) -> None:
+        m, v = self._slot(name, "m", p), self._slot(name, "v", p)
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        step_size = self.lr / (1 - self.beta1**self.steps)
+        v_hat_scale = 1 / (1 - self.beta2**self.steps)
+        p -= step_size * m / ((v * v_hat_scale) ** 0.5 + self.eps)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -1,0 +1,134 @@
+"""Architectures by description: a general CNN, a general MLP, and the lab's four networks.
+
+``cnn`` builds conv blocks (Conv -> activation -> MaxPool) then Flatten and dense layers; every
+size can be one value for all blocks or a list with one value per block. The flattened width is
+inferred, and an architecture that cannot work raises ShapeError naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import ConfigError
+from .layers import Activation, Conv, Dense, Dropout, Flatten, MaxPool
+from .model import Model
+
+IntOrList = int | Sequence[int]
+
+
+def _per_block(value: IntOrList | None, n: int, key: str) -> list:
+    if value is None or isinstance(value, (int, str)):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ConfigError(f"model.{key} has {len(values)} values but there are {n} conv blocks")
+    return values
+
+
+def _padding(padding: int | str, k: int) -> int:
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        if k % 2 == 0:
+            raise ConfigError(
+                f"model.padding=same needs an odd filter_size, got {k}: use an odd size "
+                "or an integer padding"
+            )
+        return (k - 1) // 2
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return padding
+    raise ConfigError(f"model.padding must be same, valid or an integer >= 0, got {padding!r}")
+
+
+def _output(model: Model, width: int, n_outputs: int) -> None:
+    """The output layer as in the lab: Dense, then sigmoid for one output, softmax for more."""
+    model.add(Dense(width, n_outputs))
+    model.add(Activation("sigmoid" if n_outputs == 1 else "softmax"))
+
+
+def cnn(
+    input_shape: Sequence[int] = (1, 32, 32),
+    channels: Sequence[int] = (16, 32, 64),
+    filter_size: IntOrList = 3,
+    pool_size: IntOrList = 2,
+    pool_stride: IntOrList | None = None,
+    padding: int | str | Sequence[int | str] = "same",
+    activation: str = "relu",
+    hidden: Sequence[int] = (64,),
+    dropout: float = 0.0,
+    n_outputs: int = 1,
+) -> Model:
+    """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
+
+    ``pool_size`` 0 (or 1) means no pooling in that block; ``dropout`` follows each hidden layer.
+    """
+    n = len(channels)
+    if n == 0:
+        raise ConfigError("model.channels must list at least one conv block")
+    ks = _per_block(filter_size, n, "filter_size")
+    pools = _per_block(pool_size, n, "pool_size")
+    strides = _per_block(pool_stride, n, "pool_stride")
+    pads = _per_block(padding, n, "padding")
+    model = Model()
+    shape = tuple(input_shape)
+    c_in = shape[0]
+    for c_out, k, pool, stride, pad in zip(channels, ks, pools, strides, pads, strict=False):
+        model.add(Conv(k, c_in, c_out, pad=_padding(pad, k)))
+        model.add(Activation(activation))
+        if pool and pool > 1:
+            model.add(MaxPool(pool, stride))
+        c_in = c_out
+    model.add(Flatten())
+    width = model.build(shape).output_shape[0]
+    for h in hidden:
+        model.add(Dense(width, h))
+        model.add(Activation(activation))
+        if dropout:
+            model.add(Dropout(dropout))
+        width = h
+    _output(model, width, n_outputs)
+    return model.build(shape)
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    input_shape: Sequence[int] | None = None,
+) -> Model:
+    """Flatten, then Dense layers through ``sizes`` (input width first, outputs last)."""
+    if len(sizes) < 2:
+        raise ConfigError("model.sizes needs the input width and at least one layer after it")
+    model = Model([Flatten()])
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=False):
+        model.add(Dense(a, b))
+        model.add(Activation(activation))
+        if dropout:
+            model.add(Dropout(dropout))
+    _output(model, sizes[-2], sizes[-1])
+    return model.build(tuple(input_shape) if input_shape else (sizes[0],))
+
+
+def lab_cnn3(n_outputs: int = 1, input_shape: Sequence[int] = (1, 32, 32)) -> Model:
+    """3 conv blocks 1->16->32->64 (3x3, pad 1, ReLU, 2x2 max pool), Dense(1024, 64), output.
+    88,784 weights for one output."""
+    return cnn(input_shape, (16, 32, 64), 3, 2, hidden=(64,), n_outputs=n_outputs)
+
+
+def lab_cnn2(n_outputs: int = 1, input_shape: Sequence[int] = (1, 32, 32)) -> Model:
+    """2 conv blocks 1->8->16, Dense(1024, 512), ReLU, Dropout(0.5), output.
+    526,024 weights for one output."""
+    return cnn(input_shape, (8, 16), 3, 2, hidden=(512,), dropout=0.5, n_outputs=n_outputs)
+
+
+def lab_mlp4() -> Model:
+    """The lab's MLP 784-128-128-64-64-32-4: 131,200 weights."""
+    return mlp((784, 128, 128, 64, 64, 32, 4))
+
+
+def lab_mlp1() -> Model:
+    """The lab's binary MLP 784-100-200-200-100-1: 158,500 weights."""
+    return mlp((784, 100, 200, 200, 100, 1))
+
+
+PRESETS = {"lab_cnn3": lab_cnn3, "lab_cnn2": lab_cnn2, "lab_mlp4": lab_mlp4, "lab_mlp1": lab_mlp1}
