@@ -1,0 +1,52 @@
+"""The backend shim: choosing, forcing and refusing backends; dtype; seeding; host transfers."""
+
+import numpy as np
+import pytest
+
+from gpucnn import BackendError, backend
+
+from .conftest import CUPY_OK
+
+
+def test_numpy_forced():
+    b = backend.use("numpy", dtype="float32", seed=1)
+    assert b.name == "numpy" and backend.xp() is np and backend.dtype() is np.float32
+
+
+def test_auto_picks_cupy_exactly_when_it_is_usable(caplog):
+    with caplog.at_level("INFO", logger="gpucnn.backend"):
+        b = backend.use("auto")
+    assert b.name == ("cupy" if CUPY_OK else "numpy")
+    assert f"backend: {b.name}" in caplog.text
+
+
+@pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here, so backend=cupy does not fail")
+def test_cupy_forced_without_a_gpu_fails_loudly():
+    with pytest.raises(BackendError, match=r"backend=cupy needs CuPy and a CUDA GPU.*pip install"):
+        backend.use("cupy")
+    assert backend.active().name == "numpy"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"name": "torch"}, "backend 'torch' is unknown"), ({"dtype": "float16"}, "float16")],
+)
+def test_bad_choices_are_rejected(kwargs, match):
+    with pytest.raises(BackendError, match=match):
+        backend.use(**{"name": "numpy", **kwargs})
+
+
+def test_seeding_repeats_both_generators():
+    backend.set_seed(5)
+    a = backend.active().host_rng.normal(size=3), backend.active().rng.random(3)
+    backend.set_seed(5)
+    b = backend.active().host_rng.normal(size=3), backend.active().rng.random(3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], a[1])
+
+
+def test_host_round_trip():
+    x = np.arange(6.0).reshape(2, 3)
+    d = backend.to_device(x, dtype=np.float32)
+    assert d.dtype == np.float32 and np.array_equal(backend.to_host(d), x)
+    backend.synchronize()

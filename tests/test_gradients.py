@@ -1,0 +1,135 @@
+"""float64 numerical gradient checks of every layer and loss (NumPy)."""
+
+import numpy as np
+import pytest
+
+from gpucnn import (
+    Activation,
+    BinaryCrossEntropy,
+    Conv,
+    CrossEntropy,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool,
+    backend,
+    presets,
+)
+from gpucnn.train import check_head
+
+from .helpers import check_layer_gradients, distinct, numerical_grad, rel_error
+
+TOL = 1e-6
+
+# (filter, stride, pad, H, W): filter sizes 1-7, strides 1-3, padding 0-3, odd and even sizes,
+# and sizes where the last window does not fit (floored away).
+CONV_CASES = [
+    (1, 1, 0, 5, 5),
+    (1, 2, 1, 6, 7),
+    (2, 1, 0, 5, 6),
+    (2, 2, 1, 7, 7),
+    (3, 1, 1, 7, 9),
+    (3, 2, 0, 9, 8),
+    (3, 3, 2, 8, 7),
+    (4, 1, 3, 5, 5),
+    (4, 3, 1, 10, 9),
+    (5, 1, 2, 7, 7),
+    (5, 2, 0, 11, 9),
+    (6, 3, 3, 7, 8),
+    (7, 1, 3, 7, 7),
+    (7, 2, 1, 9, 11),
+]
+
+
+@pytest.mark.parametrize("k,stride,pad,H,W", CONV_CASES)
+def test_conv_gradients(k, stride, pad, H, W):
+    rng = np.random.default_rng(k * 100 + stride * 10 + pad)
+    layer = Conv(k, 2, 3, pad=pad, stride=stride)
+    layer.params["b"][...] = rng.normal(size=3)
+    x = rng.normal(size=(2, 2, H, W))
+    assert check_layer_gradients(layer, x, rng) < TOL
+
+
+# (pool, stride, H, W): non-overlapping, overlapping (stride < pool), sizes that do not divide.
+POOL_CASES = [
+    (2, None, 6, 6),
+    (2, None, 7, 5),
+    (2, 1, 5, 6),
+    (3, None, 9, 7),
+    (3, 2, 7, 8),
+    (3, 1, 5, 5),
+]
+
+
+@pytest.mark.parametrize("k,stride,H,W", POOL_CASES)
+def test_maxpool_gradients(k, stride, H, W):
+    rng = np.random.default_rng(k * 10 + (stride or 0))
+    x = distinct(rng, (2, 3, H, W))
+    assert check_layer_gradients(MaxPool(k, stride), x, rng) < TOL
+
+
+def test_dense_gradients():
+    rng = np.random.default_rng(1)
+    layer = Dense(7, 4)
+    layer.params["b"][...] = rng.normal(size=4)
+    assert check_layer_gradients(layer, rng.normal(size=(5, 7)), rng) < TOL
+
+
+@pytest.mark.parametrize("name", Activation.NAMES)
+def test_activation_gradients(name):
+    rng = np.random.default_rng(2)
+    x = distinct(rng, (4, 6), scale=3.0)
+    assert check_layer_gradients(Activation(name), x, rng) < TOL
+
+
+def test_flatten_gradients():
+    rng = np.random.default_rng(3)
+    assert check_layer_gradients(Flatten(), rng.normal(size=(2, 3, 4, 5)), rng) < TOL
+
+
+def test_dropout_gradients_with_a_fixed_mask():
+    rng = np.random.default_rng(4)
+    layer = Dropout(0.3)
+    x = rng.normal(size=(6, 20))
+    err = check_layer_gradients(layer, x, rng, training=True, before=lambda: backend.set_seed(9))
+    assert err < TOL
+
+
+@pytest.mark.parametrize("loss_cls,shape", [(BinaryCrossEntropy, (8, 1)), (CrossEntropy, (8, 5))])
+def test_loss_gradients(loss_cls, shape):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(scale=3, size=shape)
+    y = rng.integers(0, max(shape[1], 2), size=shape[0])
+    loss = loss_cls()
+    loss.forward(logits, y)
+    analytic = loss.backward()
+    numeric = numerical_grad(lambda: float(loss.forward(logits, y)), logits)
+    assert rel_error(analytic, numeric) < TOL
+
+
+def test_whole_model_gradients_through_the_fused_head():
+    """Chaining, the logits path and the loss together: a small CNN ending in softmax."""
+    rng = np.random.default_rng(6)
+    model = presets.cnn(
+        (2, 9, 9),
+        channels=(3, 4),
+        filter_size=[3, 2],
+        pool_size=[2, 3],
+        pool_stride=[1, None],
+        padding=[1, 0],
+        hidden=(5,),
+        n_outputs=3,
+    )
+    for _, p, _ in model.parameters():
+        p[...] = rng.normal(scale=0.5, size=p.shape)
+    x, y = rng.normal(size=(3, 2, 9, 9)), np.array([0, 2, 1])
+    loss = CrossEntropy()
+    check_head(model, loss)
+
+    def f():
+        return float(loss.forward(model.forward(x, logits=True), y))
+
+    f()
+    model.backward(loss.backward(), logits=True)
+    for name, p, g in model.parameters():
+        assert rel_error(g.copy(), numerical_grad(f, p)) < TOL, name

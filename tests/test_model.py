@@ -1,0 +1,136 @@
+"""Model construction, shape checks, counts, summary, and weights on disk."""
+
+import numpy as np
+import pytest
+
+from gpucnn import (
+    Activation,
+    ConfigError,
+    Conv,
+    Dense,
+    Flatten,
+    MaxPool,
+    Model,
+    ShapeError,
+    presets,
+)
+
+LAB_COUNTS = {"lab_cnn3": 88_784, "lab_cnn2": 526_024, "lab_mlp4": 131_200, "lab_mlp1": 158_500}
+
+
+@pytest.mark.parametrize("name", LAB_COUNTS)
+def test_lab_presets_have_the_lab_weight_counts(name):
+    model = presets.PRESETS[name]()
+    assert model.count_params() == LAB_COUNTS[name]
+    summary = model.summary()
+    assert f"weights: {LAB_COUNTS[name]:,}" in summary
+    biases = sum(p.size for n, p, _ in model.parameters() if n.endswith(".b"))
+    assert model.count_params(bias=True) == LAB_COUNTS[name] + biases
+
+
+def test_summary_lists_every_layer_with_its_output_shape():
+    summary = presets.lab_cnn3().summary()
+    assert "(64, 4, 4)" in summary and "(1024,)" in summary
+    assert summary.count("Conv(") == 3 and summary.count("MaxPool(") == 3
+
+
+def test_the_lab_api_builds_the_lab_model():
+    model = Model()
+    model.add(Conv(filter_size=3, input_channel=1, output_channel=8, pad=1, stride=1))
+    model.add(Activation("relu", "cross_entropy"))
+    model.add(MaxPool(pool_size=2, stride=2))
+    model.add(Flatten())
+    model.add(Dense(8 * 16 * 16, 1))
+    model.add(Activation("sigmoid", "cross_entropy"))
+    y = model.forward(np.random.default_rng(0).normal(size=(3, 1, 32, 32)))
+    assert y.shape == (3, 1) and np.all((y > 0) & (y < 1))
+    assert model.input_shape == (1, 32, 32)
+
+
+def test_dense_width_mismatch_names_the_layer_and_the_fix():
+    model = Model([Conv(3, 1, 4, pad=1), MaxPool(2), Flatten(), Dense(1000, 64)])
+    with pytest.raises(ShapeError, match=r"layer 3 Dense\(1000, 64\).*1024.*Dense\(1024, 64\)"):
+        model.build((1, 32, 32))
+
+
+def test_a_map_shrunk_to_nothing_is_rejected_at_build_time():
+    with pytest.raises(ShapeError, match=r"layer 5 MaxPool.*\(16, 1, 1\)"):
+        presets.cnn((1, 8, 8), channels=(8, 16), filter_size=3, pool_size=2, padding="valid")
+
+
+def test_conv_filter_larger_than_the_map_is_rejected():
+    with pytest.raises(ShapeError, match=r"layer 0 Conv.*7x7 filter.*5x5 input"):
+        Model([Conv(7, 1, 4)]).build((1, 5, 5))
+
+
+def test_input_channel_mismatch_is_rejected():
+    with pytest.raises(ShapeError, match=r"layer 2 Conv.*input_channel=4.*8 channels"):
+        Model([Conv(3, 1, 8), Activation("relu"), Conv(3, 4, 8)]).build((1, 12, 12))
+
+
+def test_softmax_only_as_the_last_layer():
+    with pytest.raises(ShapeError, match="softmax is only allowed as the last layer"):
+        Model([Dense(4, 3), Activation("softmax"), Dense(3, 2)]).build((4,))
+
+
+def test_a_batch_of_the_wrong_shape_is_rejected():
+    model = presets.lab_cnn3()
+    with pytest.raises(ShapeError, match=r"built for inputs \(1, 32, 32\).*\(2, 1, 28, 28\)"):
+        model.forward(np.zeros((2, 1, 28, 28)) + 1)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: Conv(0, 1, 8), "filter_size must be a positive integer"),
+        (lambda: Conv(3, 1, 8, pad=-1), "pad must be an integer >= 0"),
+        (lambda: MaxPool(2, stride=0), "stride must be a positive integer"),
+        (lambda: Dense(3.5, 2), "input_size must be a positive integer"),
+        (lambda: Activation("gelu"), "choose one of relu, sigmoid, tanh, softmax"),
+        (lambda: presets.cnn(channels=(8, 16), filter_size=[3]), "filter_size has 1 values"),
+        (lambda: presets.cnn(filter_size=4, padding="same"), "same needs an odd filter_size"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_glorot_before_sigmoid_and_he_before_relu():
+    relu = Model([Dense(400, 300), Activation("relu")]).layers[0].params["W"]
+    sig = Model([Dense(400, 300), Activation("sigmoid")]).layers[0].params["W"]
+    assert relu.std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)
+    assert sig.std() == pytest.approx(np.sqrt(2 / 700), rel=0.02)  # uniform(+-sqrt(6/700))
+
+
+def test_same_seed_same_initial_weights():
+    from gpucnn import backend
+
+    backend.set_seed(3)
+    a = presets.lab_cnn3().state_dict()
+    backend.set_seed(3)
+    b = presets.lab_cnn3().state_dict()
+    backend.set_seed(4)
+    c = presets.lab_cnn3().state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["0.W"], c["0.W"])
+
+
+def test_weights_round_trip_and_are_checked_on_load(tmp_path):
+    model = presets.lab_cnn2()
+    model.layers[0].params["W"][...] = 0.5  # the lab's way of setting weights
+    path = tmp_path / "w.npz"
+    model.save(path)
+    other = presets.lab_cnn2()
+    other.load(path)
+    for (name, p, _), (_, q, _) in zip(model.parameters(), other.parameters()):
+        assert np.array_equal(p, q), name
+    with pytest.raises(ConfigError, match=r"missing \['12.W'"):
+        presets.lab_cnn3().load(path)
+    np.savez(tmp_path / "bad.npz", **{**model.state_dict(), "0.W": np.ones((8, 1, 5, 5))})
+    with pytest.raises(ConfigError, match=r"0.W has shape \(8, 1, 5, 5\).*\(8, 1, 3, 3\)"):
+        other.load(tmp_path / "bad.npz")
+    (tmp_path / "trunc.npz").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ConfigError, match="cannot read weights"):
+        other.load(tmp_path / "trunc.npz")
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind

@@ -1,0 +1,101 @@
+"""Optimizers against hand-computed updates, losses against direct formulas, and a short
+training run that must lower the loss."""
+
+import numpy as np
+import pytest
+
+from gpucnn import SGD, Adam, BinaryCrossEntropy, ConfigError, CrossEntropy, Momentum, presets
+from gpucnn.optimizers import Optimizer
+from gpucnn.train import check_head, evaluate, train_step
+
+
+def _two_steps(opt: Optimizer):
+    p = np.array([1.0, -2.0])
+    for g in (np.array([0.5, 0.1]), np.array([-0.3, 0.2])):
+        opt.step([("p", p, g)])
+    return p
+
+
+def test_sgd_with_weight_decay():
+    p = _two_steps(SGD(0.1, weight_decay=0.01))
+    p0 = np.array([1.0, -2.0])
+    p1 = p0 - 0.1 * (np.array([0.5, 0.1]) + 0.01 * p0)
+    assert np.allclose(p, p1 - 0.1 * (np.array([-0.3, 0.2]) + 0.01 * p1))
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum(nesterov):
+    g1, g2 = np.array([0.5, 0.1]), np.array([-0.3, 0.2])
+    v1 = g1
+    p1 = np.array([1.0, -2.0]) - 0.1 * (g1 + 0.9 * v1 if nesterov else v1)
+    v2 = 0.9 * v1 + g2
+    p2 = p1 - 0.1 * (g2 + 0.9 * v2 if nesterov else v2)
+    assert np.allclose(_two_steps(Momentum(0.1, 0.9, nesterov=nesterov)), p2)
+
+
+def test_adam():
+    g1, g2 = np.array([0.5, 0.1]), np.array([-0.3, 0.2])
+    m1, v1 = 0.1 * g1, 0.001 * g1**2
+    p1 = np.array([1.0, -2.0]) - 0.01 * (m1 / 0.1) / (np.sqrt(v1 / 0.001) + 1e-8)
+    m2, v2 = 0.9 * m1 + 0.1 * g2, 0.999 * v1 + 0.001 * g2**2
+    p2 = p1 - 0.01 * (m2 / (1 - 0.81)) / (np.sqrt(v2 / (1 - 0.999**2)) + 1e-8)
+    assert np.allclose(_two_steps(Adam(0.01)), p2)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0), lambda: Adam(1e-3, beta1=1.0)])
+def test_bad_hyperparameters_are_rejected(make):
+    with pytest.raises(ConfigError, match="optimizer"):
+        make()
+
+
+def test_losses_match_their_formulas_and_stay_finite_for_huge_logits():
+    z = np.array([[-3.0], [0.5], [2.0]])
+    y = np.array([0, 1, 1])
+    p = 1 / (1 + np.exp(-z[:, 0]))
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert float(BinaryCrossEntropy().forward(z, y)) == pytest.approx(expected)
+    assert float(
+        BinaryCrossEntropy().forward(np.array([[1000.0], [-1000.0]]), np.array([0, 1]))
+    ) == (pytest.approx(1000.0))
+    logits = np.array([[1.0, 2.0, 0.5], [800.0, -800.0, 0.0]])
+    ce = CrossEntropy()
+    value = float(ce.forward(logits, np.array([1, 1])))
+    row0 = -np.log(np.exp(2.0) / np.exp([1.0, 2.0, 0.5]).sum())
+    assert value == pytest.approx((row0 + 1600.0) / 2)
+    assert np.all(np.isfinite(ce.backward()))
+
+
+def test_head_and_loss_must_agree():
+    with pytest.raises(ConfigError, match="ends in sigmoid but CrossEntropy"):
+        check_head(presets.lab_cnn3(n_outputs=1), CrossEntropy())
+
+
+def _bars(rng, n):
+    """A small synthetic task: is the bright bar vertical (1) or horizontal (0)?"""
+    x = rng.normal(0, 0.3, size=(n, 1, 12, 12))
+    y = rng.integers(0, 2, size=n)
+    pos = rng.integers(2, 10, size=n)
+    for i in range(n):
+        if y[i]:
+            x[i, 0, :, pos[i]] += 2
+        else:
+            x[i, 0, pos[i], :] += 2
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("opt", [lambda: Adam(3e-3), lambda: Momentum(0.05)])
+def test_short_training_run_lowers_the_loss(opt):
+    from gpucnn import backend
+
+    backend.use("numpy", dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    x, y = _bars(rng, 256)
+    model = presets.cnn((1, 12, 12), channels=(4, 8), hidden=(16,), dropout=0.2)
+    loss, optimizer = BinaryCrossEntropy(), opt()
+    before, _ = evaluate(model, loss, x, y)
+    for _epoch in range(3):
+        for i in range(0, 256, 32):
+            train_step(model, loss, optimizer, x[i : i + 32], y[i : i + 32])
+    after, acc = evaluate(model, loss, x, y)
+    assert after < 0.5 * before
+    assert acc > 0.9
