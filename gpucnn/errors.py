@@ -15,3 +15,7 @@ class ShapeError(ConfigError):
 
 class BackendError(GpucnnError, RuntimeError):
     """The array library asked for is not usable here (says what is missing and how to get it)."""
+
+
+class DataError(GpucnnError):
+    """A data file that is missing, corrupt, or does not match its partner (names the file)."""

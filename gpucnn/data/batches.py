@@ -1,0 +1,63 @@
+"""Mini-batches drawn from a device-resident split, shuffled on the device.
+
+Each epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch e sees the
+same order as one never stopped. Batches are gathered on the device: nothing crosses from the
+host per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .. import backend
+from ..errors import ConfigError
+from .prepare import Split
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> Any:
+    """A permutation of range(n) on the device, seeded by (seed, epoch)."""
+    xp = backend.xp()
+    rng = xp.random.default_rng(seed * 100_003 + epoch)
+    return xp.argsort(rng.random(n))
+
+
+class Batches:
+    """Iterate ``(x, y)`` batches of ``split`` for one epoch.
+
+    ``drop_last`` drops a final batch smaller than ``batch_size``; ``shuffle=False`` keeps the
+    stored order (evaluation).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"train.batch_size must be a positive integer, got {batch_size!r}")
+        if drop_last and batch_size > len(split):
+            raise ConfigError(
+                f"train.batch_size={batch_size} is larger than the {len(split)} training images "
+                "and train.drop_last=true would leave no batch: lower the batch size"
+            )
+        self.split, self.batch_size = split, batch_size
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+
+    def __len__(self) -> int:
+        n, b = len(self.split), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
+        """The batches of ``epoch``, from batch number ``start`` on."""
+        order = epoch_order(len(self.split), self.seed, epoch) if self.shuffle else None
+        for i in range(start, len(self)):
+            lo, hi = i * self.batch_size, (i + 1) * self.batch_size
+            if order is None:
+                yield self.split.x[lo:hi], self.split.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                yield self.split.x[idx], self.split.y[idx]

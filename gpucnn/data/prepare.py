@@ -1,0 +1,181 @@
+"""From raw uint8 images to device-resident, standardised train / validation / test splits.
+
+Steps: pick the task's classes and relabel them (binary: positive classes -> 1, negative -> 0;
+multiclass: all classes), take optional stratified subsets, split a seeded stratified validation
+set off the training images, scale to [0, 1], pad to ``pad_to`` (with background, 0), and
+standardise with the training split's mean and standard deviation. Each split is then copied to
+the device once, as one array.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..errors import ConfigError
+from .sources import RawData
+
+log = logging.getLogger(__name__)
+
+TASKS = ("binary", "multiclass")
+
+
+@dataclass
+class Split:
+    """x: (N, 1, H, W) floats and y: (N,) int64 labels, both on the device."""
+
+    x: Any
+    y: Any
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Prepared:
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple[str, ...]  # the task's class names, by label
+    n_outputs: int  # 1 for binary (sigmoid), the number of classes otherwise (softmax)
+    mean: float
+    std: float
+    balance: dict[str, list[int]]  # examples per label in each split
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.train.x.shape[1:])
+
+
+def stratified_split(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices (taken, rest): ``fraction`` of every class taken at random."""
+    taken = []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        taken.append(members[: int(round(len(members) * fraction))])
+    take = np.sort(np.concatenate(taken))
+    return take, np.setdiff1d(np.arange(len(y)), take)
+
+
+def _select(
+    x: np.ndarray, y: np.ndarray, task: str, positive: Sequence[int], negative: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the task's examples and relabel them."""
+    if task == "multiclass":
+        return x, y
+    keep = np.isin(y, positive) | np.isin(y, negative)
+    return x[keep], np.isin(y[keep], positive).astype(np.int64)
+
+
+def check_task(task: str, positive: Sequence[int], negative: Sequence[int], n_classes: int) -> None:
+    """Reject a task that cannot work, naming the config key."""
+    if task not in TASKS:
+        raise ConfigError(f"data.task={task!r} is unknown: choose binary or multiclass")
+    if task == "multiclass":
+        return
+    for key, classes in (("positive", positive), ("negative", negative)):
+        if not classes:
+            raise ConfigError(f"data.{key} must list at least one class for the binary task")
+        bad = [c for c in classes if not 0 <= c < n_classes]
+        if bad:
+            raise ConfigError(f"data.{key} has classes {bad} outside 0..{n_classes - 1}")
+    overlap = sorted(set(positive) & set(negative))
+    if overlap:
+        raise ConfigError(
+            f"data.positive and data.negative share classes {overlap}: a class can only be one"
+        )
+
+
+def _subset(
+    x: np.ndarray, y: np.ndarray, limit: int | None, key: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified random subset of about ``limit`` examples (all of them if fewer)."""
+    if limit is None:
+        return x, y
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"data.{key} must be a positive number of images, got {limit!r}")
+    if limit >= len(y):
+        return x, y
+    keep, _ = stratified_split(y, limit / len(y), rng)
+    return x[keep], y[keep]
+
+
+def _pad(x: np.ndarray, pad_to: int | None) -> np.ndarray:
+    """x: (N, H, W) -> (N, 1, pad_to, pad_to), centred, padded with 0 (the background)."""
+    N, H, W = x.shape
+    if not pad_to:
+        return x[:, None]
+    if pad_to < max(H, W):
+        raise ConfigError(f"data.pad_to={pad_to} is smaller than the {H}x{W} images")
+    top, left = (pad_to - H) // 2, (pad_to - W) // 2
+    out = np.zeros((N, 1, pad_to, pad_to), dtype=x.dtype)
+    out[:, 0, top : top + H, left : left + W] = x
+    return out
+
+
+def prepare(
+    raw: RawData,
+    task: str = "binary",
+    positive: Sequence[int] = (6,),
+    negative: Sequence[int] = (0,),
+    pad_to: int | None = 32,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+) -> Prepared:
+    """The task's train / val / test splits on the active backend's device."""
+    check_task(task, positive, negative, len(raw.classes))
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _select(raw.x_train, raw.y_train, task, positive, negative)
+    x_test, y_test = _select(raw.x_test, raw.y_test, task, positive, negative)
+    x_train, y_train = _subset(x_train, y_train, limit_train, "limit_train", rng)
+    x_test, y_test = _subset(x_test, y_test, limit_test, "limit_test", rng)
+    val_idx, train_idx = stratified_split(y_train, val_fraction, rng)
+
+    scale = np.float32(1 / 255)
+    train_x = x_train[train_idx].astype(np.float32) * scale
+    mean, std = float(train_x.mean()), float(train_x.std())
+    if std == 0:
+        raise ConfigError("the training images are all the same value: nothing to learn")
+
+    def to_split(x: np.ndarray, y: np.ndarray) -> Split:
+        x = (_pad(x.astype(np.float32) * scale, pad_to) - mean) / std
+        return Split(backend.to_device(x, dtype=backend.dtype()), backend.to_device(y))
+
+    if task == "binary":
+        neg = "+".join(raw.classes[c] for c in negative)
+        pos = "+".join(raw.classes[c] for c in positive)
+        classes, n_outputs = (neg, pos), 1
+    else:
+        classes, n_outputs = raw.classes, len(raw.classes)
+    n_labels = len(classes)
+    parts = {
+        "train": (x_train[train_idx], y_train[train_idx]),
+        "val": (x_train[val_idx], y_train[val_idx]),
+        "test": (x_test, y_test),
+    }
+    balance = {k: np.bincount(y, minlength=n_labels).tolist() for k, (_, y) in parts.items()}
+    splits = {k: to_split(x, y) for k, (x, y) in parts.items()}
+    return Prepared(
+        **splits, classes=classes, n_outputs=n_outputs, mean=mean, std=std, balance=balance
+    )
+
+
+def describe(data: Prepared) -> str:
+    """Lines for the run's log: the classes, and how many examples of each are in each split."""
+    lines = [f"classes: {', '.join(f'{i}={name}' for i, name in enumerate(data.classes))}"]
+    for split, counts in data.balance.items():
+        total = sum(counts)
+        shares = ", ".join(f"{n} ({n / max(total, 1):.0%})" for n in counts)
+        lines.append(f"{split}: {total} images; per label: {shares}")
+    return "\n".join(lines)

@@ -1,0 +1,279 @@
+"""Where the image sets come from: local IDX files, a verified download, or the embedded set.
+
+``load(name, root, download)`` returns the raw uint8 images and labels of ``fashion_mnist``,
+``mnist`` or the embedded ``fashion_mnist_mini``. The full sets are looked for, in order, in
+``root``, ``$GPUCNN_DATA/<set>``, Debian's ``/usr/share/datasets/<set>`` and
+``~/.cache/gpucnn/<set>``; failing that they are downloaded into the cache (when allowed),
+checked against published checksums and moved into place only once verified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..fileio import atomic_write
+from . import idx
+
+log = logging.getLogger(__name__)
+
+SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One IDX file and how to verify a download of it."""
+
+    name: str  # without .gz, e.g. "train-images-idx3-ubyte"
+    sha256: str = ""  # of the decompressed bytes
+    md5_gz: str = ""  # of the gzipped file as served
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    dirname: str
+    title: str
+    url: str
+    classes: tuple[str, ...]
+    files: dict[str, FileSpec]
+
+
+@dataclass
+class RawData:
+    """uint8 images (N, 28, 28) and int64 labels (N,) of the official train and test splits."""
+
+    name: str
+    classes: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+# Checksums of the decompressed files, as published with the official Fashion-MNIST release.
+FASHION_MNIST = Source(
+    name="fashion_mnist",
+    dirname="fashion-mnist",
+    title="Fashion-MNIST",
+    url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    classes=FASHION_CLASSES,
+    files={
+        "train_images": FileSpec(
+            "train-images-idx3-ubyte",
+            sha256="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        "train_labels": FileSpec(
+            "train-labels-idx1-ubyte",
+            sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
+        "test_images": FileSpec(
+            "t10k-images-idx3-ubyte",
+            sha256="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
+        "test_labels": FileSpec(
+            "t10k-labels-idx1-ubyte",
+            sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
+    },
+)
+
+# MD5 of the gzipped files as served (the checksums torchvision's MNIST dataset checks).
+MNIST = Source(
+    name="mnist",
+    dirname="mnist",
+    title="MNIST",
+    url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    classes=tuple(str(d) for d in range(10)),
+    files={
+        "train_images": FileSpec(
+            "train-images-idx3-ubyte", md5_gz="f68b3c2dcbeaaa9fbdd348bbdeb94873"
+        ),
+        "train_labels": FileSpec(
+            "train-labels-idx1-ubyte", md5_gz="d53e105ee54ea40749a09fcbcd1e9432"
+        ),
+        "test_images": FileSpec(
+            "t10k-images-idx3-ubyte", md5_gz="9fb629c4189551a2d022fa330f9573f3"
+        ),
+        "test_labels": FileSpec(
+            "t10k-labels-idx1-ubyte", md5_gz="ec29112dd5afa0611ce80d1b7f02629c"
+        ),
+    },
+)
+
+SOURCES = {s.name: s for s in (FASHION_MNIST, MNIST)}
+MINI = "fashion_mnist_mini"
+NAMES = (MINI, *SOURCES)
+
+
+def candidate_dirs(source: Source, root: str | os.PathLike | None) -> list[Path]:
+    """The directories searched for ``source``, in order."""
+    dirs = [Path(root).expanduser()] if root else []
+    if os.environ.get("GPUCNN_DATA"):
+        dirs.append(Path(os.environ["GPUCNN_DATA"]).expanduser() / source.dirname)
+    dirs.append(Path("/usr/share/datasets") / source.dirname)
+    dirs.append(cache_dir(source))
+    return dirs
+
+
+def cache_dir(source: Source) -> Path:
+    return Path("~/.cache/gpucnn").expanduser() / source.dirname
+
+
+def _file_in(directory: Path, spec: FileSpec) -> Path | None:
+    for name in (spec.name, spec.name + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def locate(source: Source, root: str | os.PathLike | None = None) -> Path | None:
+    """The first candidate directory holding all four files of ``source``, or None."""
+    for directory in candidate_dirs(source, root):
+        if all(_file_in(directory, spec) for spec in source.files.values()):
+            return directory
+    return None
+
+
+def verify(data: bytes, spec: FileSpec, what: str) -> None:
+    """Check downloaded (still gzipped) ``data`` against ``spec``'s checksums."""
+    if spec.md5_gz:
+        got = hashlib.md5(data).hexdigest()
+        if got != spec.md5_gz:
+            raise DataError(f"{what}: MD5 {got} does not match the published {spec.md5_gz}")
+    if spec.sha256:
+        try:
+            raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{what}: the download is not a valid gzip file ({exc})") from None
+        got = hashlib.sha256(raw).hexdigest()
+        if got != spec.sha256:
+            raise DataError(f"{what}: SHA-256 {got} does not match the published {spec.sha256}")
+
+
+def download(source: Source, dest: Path, url: str | None = None, timeout: float = 60) -> Path:
+    """Fetch the four gzipped files of ``source`` into ``dest``, each verified before it is
+    moved into place; a failed file leaves nothing under its final name."""
+    base = url or source.url
+    for spec in source.files.values():
+        address = base.rstrip("/") + "/" + spec.name + ".gz"
+        log.info("downloading %s", address)
+        try:
+            with urllib.request.urlopen(address, timeout=timeout) as response:
+                data = response.read()
+        except OSError as exc:
+            raise DataError(f"cannot download {address}: {exc}") from None
+        verify(data, spec, address)
+        atomic_write(dest / (spec.name + ".gz"), lambda f, d=data: f.write(d))
+    return dest
+
+
+def _not_found(source: Source, root: str | os.PathLike | None, why: str) -> DataError:
+    searched = "\n  ".join(str(d) for d in candidate_dirs(source, root))
+    return DataError(
+        f"{source.title} was not found ({why}). Searched:\n  {searched}\n"
+        "Get it one of three ways:\n"
+        f"  1. sudo apt-get install dataset-{source.dirname} (Debian and Ubuntu"
+        + (", Fashion-MNIST only)\n" if source is FASHION_MNIST else "; not packaged for MNIST)\n")
+        + f"  2. put the four IDX files ({', '.join(s.name for s in source.files.values())}, "
+        "gzipped or not) in a directory and set data.root=DIR (or $GPUCNN_DATA)\n"
+        f"  3. allow downloading (data.download=true) on a machine that reaches {source.url}"
+    )
+
+
+def _checked(name: str, classes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> RawData:
+    """RawData after checking shapes, lengths and label range; errors name the file."""
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError(
+                f"{name}: {split} images must be (N, H, W) and labels (N,), got {x.shape} "
+                f"and {y.shape}"
+            )
+        if len(x) != len(y):
+            raise DataError(
+                f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
+                "the files do not belong together"
+            )
+        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+            raise DataError(
+                f"{name}: {split} labels must be in 0..{len(classes) - 1}, found "
+                f"{int(y.min())}..{int(y.max())}"
+            )
+    return RawData(
+        name,
+        classes,
+        arrays["train_images"].astype(np.uint8, copy=False),
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"].astype(np.uint8, copy=False),
+        arrays["test_labels"].astype(np.int64),
+    )
+
+
+def load_idx_dir(source: Source, directory: Path) -> RawData:
+    """Read and check the four IDX files of ``source`` in ``directory``."""
+    arrays = {}
+    for key, spec in source.files.items():
+        path = _file_in(directory, spec)
+        if path is None:
+            raise DataError(f"{directory}: {spec.name} (or {spec.name}.gz) is missing")
+        arrays[key] = idx.read(path)
+    return _checked(f"{source.title} in {directory}", source.classes, arrays)
+
+
+def mini_path() -> Path:
+    """The embedded subset of Fashion-MNIST shipped with the package."""
+    return Path(str(resources.files("gpucnn.data") / "fashion_mnist_mini.npz"))
+
+
+def load_mini() -> RawData:
+    """The embedded stratified subset of Fashion-MNIST (no download, no files needed)."""
+    with np.load(mini_path(), allow_pickle=False) as f:
+        arrays = {key: f[key] for key in SPLIT_FILES}
+    return _checked("the embedded fashion_mnist_mini", FASHION_CLASSES, arrays)
+
+
+def load(
+    name: str,
+    root: str | os.PathLike | None = None,
+    download_ok: bool = True,
+    url: str | None = None,
+) -> RawData:
+    """Raw images and labels of dataset ``name`` (one of NAMES)."""
+    if name == MINI:
+        return load_mini()
+    if name not in SOURCES:
+        raise DataError(f"data.name={name!r} is unknown: choose one of {', '.join(NAMES)}")
+    source = SOURCES[name]
+    directory = locate(source, root)
+    if directory is None:
+        if not download_ok:
+            raise _not_found(source, root, "downloading is off: data.download=false")
+        try:
+            directory = download(source, cache_dir(source), url)
+        except DataError as exc:
+            raise _not_found(source, root, f"the download failed: {exc}") from None
+    log.info("%s from %s", source.title, directory)
+    return load_idx_dir(source, directory)

@@ -1,0 +1,252 @@
+"""The data layer: IDX files, downloads, the embedded set, tasks, preprocessing and batches."""
+
+import gzip
+import hashlib
+import http.server
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpucnn import ConfigError
+from gpucnn.data import Batches, idx, load, prepare, sources
+from gpucnn.errors import DataError
+
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _fake_set(rng, n_train=60, n_test=20, size=28):
+    """Random uint8 images with every class present, as the four IDX arrays."""
+    return {
+        "train_images": rng.integers(0, 256, (n_train, size, size), dtype=np.uint8),
+        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, size, size), dtype=np.uint8),
+        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+
+
+def _write_set(directory, arrays, compress=True):
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, spec in sources.FASHION_MNIST.files.items():
+        name = spec.name + (".gz" if compress else "")
+        idx.write(directory / name, arrays[key], compress=compress)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
+def test_idx_round_trip(tmp_path, compress, dtype):
+    a = (np.random.default_rng(0).normal(size=(3, 4, 5)) * 50).astype(dtype)
+    idx.write(tmp_path / "a", a, compress=compress)
+    b = idx.read(tmp_path / "a")
+    assert b.dtype == a.dtype and np.array_equal(a, b)
+
+
+def test_idx_bad_magic(tmp_path):
+    (tmp_path / "f").write_bytes(b"PK\x03\x04" + bytes(20))
+    with pytest.raises(DataError, match=r"f: not an IDX file \(bad magic number 504b0304"):
+        idx.read(tmp_path / "f")
+
+
+def test_idx_truncated(tmp_path):
+    data = idx.encode(np.ones((10, 28, 28), dtype=np.uint8))
+    (tmp_path / "t").write_bytes(data[:-5])
+    with pytest.raises(DataError, match=r"t: 7851 bytes but .*\(10, 28, 28\) need 7856.*truncated"):
+        idx.read(tmp_path / "t")
+    (tmp_path / "h").write_bytes(data[:9])
+    with pytest.raises(DataError, match="truncated header"):
+        idx.read(tmp_path / "h")
+
+
+def test_idx_corrupt_gzip(tmp_path):
+    packed = gzip.compress(idx.encode(np.arange(100, dtype=np.uint8)))
+    (tmp_path / "z.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match=r"z.gz: the gzip stream is corrupt or truncated"):
+        idx.read(tmp_path / "z.gz")
+
+
+def test_idx_dir_mismatched_lengths_and_bad_labels(tmp_path):
+    arrays = _fake_set(np.random.default_rng(0))
+    _write_set(tmp_path / "a", {**arrays, "train_labels": arrays["train_labels"][:-1]})
+    with pytest.raises(DataError, match="60 train images but 59 train labels"):
+        load("fashion_mnist", root=tmp_path / "a", download_ok=False)
+    bad = arrays["test_labels"].copy()
+    bad[3] = 12
+    _write_set(tmp_path / "b", {**arrays, "test_labels": bad})
+    with pytest.raises(DataError, match=r"test labels must be in 0..9, found 0..12"):
+        load("fashion_mnist", root=tmp_path / "b", download_ok=False)
+
+
+def test_data_root_is_searched_first_and_raw_files_work(tmp_path):
+    arrays = _fake_set(np.random.default_rng(1))
+    _write_set(tmp_path, arrays, compress=False)
+    raw = load("fashion_mnist", root=tmp_path, download_ok=False)
+    assert np.array_equal(raw.x_train, arrays["train_images"])
+    assert raw.y_test.dtype == np.int64
+
+
+def test_missing_set_names_three_ways_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GPUCNN_DATA", raising=False)
+    with pytest.raises(DataError) as err:
+        load("mnist", root=tmp_path / "nowhere", download_ok=False)
+    message = str(err.value)
+    assert "MNIST was not found (downloading is off" in message
+    assert "apt-get install" in message and "data.root=DIR" in message
+    assert "data.download=true" in message and str(tmp_path / "nowhere") in message
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A directory served over HTTP on 127.0.0.1; yields (directory, base URL)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _source_for(arrays, tamper=None):
+    """A Source like Fashion-MNIST whose checksums are those of ``arrays``."""
+    files = {}
+    for key, spec in sources.FASHION_MNIST.files.items():
+        digest = hashlib.sha256(idx.encode(arrays[key])).hexdigest()
+        if key == tamper:
+            digest = "0" * 64
+        files[key] = sources.FileSpec(spec.name, sha256=digest)
+    return sources.Source("fake", "fake", "Fake", "unused", sources.FASHION_CLASSES, files)
+
+
+def test_download_accepts_verified_files(tmp_path, http_dir):
+    served, url = http_dir
+    arrays = _fake_set(np.random.default_rng(2))
+    _write_set(served, arrays)
+    source = _source_for(arrays)
+    dest = sources.download(source, tmp_path / "cache", url)
+    raw = sources.load_idx_dir(source, dest)
+    assert np.array_equal(raw.x_test, arrays["test_images"])
+
+
+def test_download_with_a_bad_checksum_leaves_nothing_behind(tmp_path, http_dir):
+    served, url = http_dir
+    arrays = _fake_set(np.random.default_rng(3))
+    _write_set(served, arrays)
+    source = _source_for(arrays, tamper="test_images")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz: SHA-256 .* does not match"):
+        sources.download(source, tmp_path / "cache", url)
+    left = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert "t10k-images-idx3-ubyte.gz" not in left
+    assert not [name for name in left if name.endswith(".tmp")]
+
+
+def test_download_md5_checked_for_mnist_style_sources(tmp_path, http_dir):
+    served, url = http_dir
+    idx.write(served / "a.gz", np.arange(10, dtype=np.uint8), compress=True)
+    good = hashlib.md5((served / "a.gz").read_bytes()).hexdigest()
+    sources.verify((served / "a.gz").read_bytes(), sources.FileSpec("a", md5_gz=good), "a")
+    with pytest.raises(DataError, match="MD5"):
+        sources.verify(b"junk", sources.FileSpec("a", md5_gz=good), "a")
+
+
+def test_the_embedded_set_is_stratified_uint8_fashion_mnist():
+    raw = load("fashion_mnist_mini")
+    assert raw.x_train.shape == (10_000, 28, 28) and raw.x_test.shape == (2_000, 28, 28)
+    assert raw.x_train.dtype == np.uint8 and raw.classes[6] == "Shirt"
+    assert np.bincount(raw.y_train).tolist() == [1000] * 10
+    assert np.bincount(raw.y_test).tolist() == [200] * 10
+    assert sources.mini_path().with_name("FASHION_MNIST_LICENSE.txt").is_file()
+
+
+def test_binary_task_labels_and_preprocessing():
+    raw = load("fashion_mnist_mini")
+    data = prepare(raw, task="binary", positive=[6], negative=[0], val_fraction=0.1, seed=1)
+    assert data.classes == ("T-shirt/top", "Shirt") and data.n_outputs == 1
+    assert data.input_shape == (1, 32, 32)
+    assert data.balance == {"train": [900, 900], "val": [100, 100], "test": [200, 200]}
+    # Test labels: 1 exactly where the raw label was Shirt.
+    shirts = raw.x_test[raw.y_test == 6]
+    ones = data.test.x[data.test.y == 1][:, 0, 2:30, 2:30] * data.std + data.mean
+    assert np.allclose(np.sort(ones.ravel()), np.sort(shirts.ravel() / 255), atol=1e-5)
+    # Standardised with the training split's own statistics.
+    inner = data.train.x[:, :, 2:30, 2:30]
+    assert abs(float(inner.mean())) < 1e-3 and abs(float(inner.std()) - 1) < 1e-3
+    # The padding is the background (raw 0).
+    assert np.allclose(data.train.x[:, :, :2, :], -data.mean / data.std)
+
+
+def test_multiclass_task_and_limits():
+    data = prepare(
+        load("fashion_mnist_mini"),
+        task="multiclass",
+        pad_to=None,
+        limit_train=500,
+        limit_test=100,
+        val_fraction=0.2,
+    )
+    assert data.n_outputs == 10 and data.input_shape == (1, 28, 28)
+    assert data.balance["train"] == [40] * 10 and data.balance["val"] == [10] * 10
+    assert data.balance["test"] == [10] * 10
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"positive": [6, 0], "negative": [0]}, r"share classes \[0\]"),
+        ({"positive": [10]}, r"data.positive has classes \[10\] outside 0..9"),
+        ({"negative": []}, "data.negative must list at least one class"),
+        ({"task": "regression"}, "data.task='regression' is unknown"),
+        ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+        ({"pad_to": 20}, "pad_to=20 is smaller than the 28x28 images"),
+        ({"limit_train": 0}, "limit_train must be a positive number"),
+    ],
+)
+def test_bad_data_settings_are_rejected(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        prepare(load("fashion_mnist_mini"), **kwargs)
+
+
+def test_batches_cover_the_split_in_a_new_order_each_epoch():
+    data = prepare(load("fashion_mnist_mini"), limit_train=110, val_fraction=0.0)
+    batches = Batches(data.train, 32, seed=5)
+    assert len(batches) == 4 and len(Batches(data.train, 32, drop_last=True)) == 3
+
+    def firsts(epoch):
+        return [float(x[0, 0, 16, 16]) for x, _ in batches.epoch(epoch)]
+
+    sizes = [len(y) for _, y in batches.epoch(0)]
+    assert sizes == [32, 32, 32, 14]
+    seen = np.sort(np.concatenate([x.reshape(len(x), -1).sum(1) for x, _ in batches.epoch(0)]))
+    assert np.allclose(seen, np.sort(data.train.x.reshape(110, -1).sum(1)))
+    assert firsts(0) == firsts(0) and firsts(0) != firsts(1)
+    assert [float(x[0, 0, 16, 16]) for x, _ in batches.epoch(0, start=2)] == firsts(0)[2:]
+    with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
+        Batches(data.train, 200, drop_last=True)
+
+
+@pytest.mark.skipif(not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist first")
+def test_full_fashion_mnist_from_debian():
+    for spec in sources.FASHION_MNIST.files.values():
+        raw_bytes = idx.read_bytes(DEBIAN / (spec.name + ".gz"))
+        assert hashlib.sha256(raw_bytes).hexdigest() == spec.sha256, spec.name
+    raw = load("fashion_mnist", download_ok=False)
+    assert raw.x_train.shape == (60_000, 28, 28) and raw.x_test.shape == (10_000, 28, 28)
+    assert np.bincount(raw.y_train).tolist() == [6000] * 10
+
+
+def test_a_missing_set_is_downloaded_into_the_cache(tmp_path, http_dir, monkeypatch):
+    served, url = http_dir
+    arrays = _fake_set(np.random.default_rng(4))
+    _write_set(served, arrays)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GPUCNN_DATA", raising=False)
+    monkeypatch.setitem(sources.SOURCES, "fashion_mnist", _source_for(arrays))
+    raw = load("fashion_mnist", url=url)
+    assert np.array_equal(raw.y_train, arrays["train_labels"])
+    assert (tmp_path / ".cache/gpucnn/fake/train-images-idx3-ubyte.gz").is_file()
+    assert load("fashion_mnist", download_ok=False).x_train.shape == (60, 28, 28)  # now cached
