@@ -67,11 +67,14 @@ class Backend:
 _active = Backend()
 
 
-def use(name: str = "auto", dtype: str = "float32", seed: int | None = None) -> Backend:
+def use(
+    name: str = "auto", dtype: str = "float32", seed: int | None = None, job: int | None = None
+) -> Backend:
     """Select the array library; ``name`` is ``auto``, ``numpy`` or ``cupy``.
 
     ``cupy`` raises BackendError when CuPy or a GPU is missing; ``auto`` falls back to NumPy and
-    logs why. Re-seeds both generators when ``seed`` is given.
+    logs why. Re-seeds both generators when ``seed`` is given. ``job`` (a sweep's job number)
+    spreads parallel jobs over the visible GPUs: job j uses GPU j mod (number of GPUs).
     """
     global _active
     if name not in NAMES:
@@ -85,6 +88,8 @@ def use(name: str = "auto", dtype: str = "float32", seed: int | None = None) -> 
         if cp is None and name == "cupy":
             raise BackendError(f"backend=cupy needs CuPy and a CUDA GPU: {reason}; {_INSTALL_HINT}")
     if cp is not None:
+        if job is not None:
+            cp.cuda.Device(job % cp.cuda.runtime.getDeviceCount()).use()
         props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         _active = Backend(name="cupy", xp=cp, device=props["name"].decode())
         log.info("backend: cupy on %s", _active.device)
@@ -150,6 +155,22 @@ def synchronize() -> None:
     """Wait for queued GPU work (a no-op on NumPy); call it before reading a timer."""
     if _active.name == "cupy":
         _active.xp.cuda.get_current_stream().synchronize()
+
+
+def release() -> None:
+    """Give cached GPU memory back to the driver (end of a sweep job); a no-op on NumPy."""
+    if _active.name == "cupy":
+        _active.xp.get_default_memory_pool().free_all_blocks()
+        _active.xp.get_default_pinned_memory_pool().free_all_blocks()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the array libraries in use, for run summaries."""
+    out = {"numpy": np.__version__}
+    if _active.name == "cupy":
+        out["cupy"] = _active.xp.__version__
+        out["cuda_runtime"] = str(_active.xp.cuda.runtime.runtimeGetVersion())
+    return out
 
 
 def cupy_available() -> tuple[bool, str]:

@@ -1,40 +1,49 @@
-"""``python -m gpucnn.run``: a short training run of the lab CNN on the embedded images.
+"""``python -m gpucnn.run``: train one model, or sweep many with ``--multirun``.
 
-Trains ``lab_cnn3`` for two epochs on the default binary task (Shirt vs T-shirt/top) of the
-embedded Fashion-MNIST subset, on the best available backend.
+    python -m gpucnn.run                                   # lab CNN, embedded data, binary task
+    python -m gpucnn.run model=cnn model.filter_size=5 data.task=multiclass train.epochs=10
+    python -m gpucnn.run -m model.filter_size=3,5,7 model.pool_size=2,3
+    python -m gpucnn.run -m experiment=filter_pool_sweep
+
+Each run writes into its own directory under outputs/ (see gpucnn.experiment); a sweep also
+gets sweep_summary.csv / .md and sweep.png at its end (gpucnn.sweep).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import math
+from pathlib import Path
 
-from . import backend, data, presets
-from .losses import BinaryCrossEntropy
-from .optimizers import Adam
-from .train import evaluate, train_step
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from .config import register
+from .errors import ConfigError
+from .experiment import run_job
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("gpucnn")
+
+register()
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    backend.use("auto", seed=0)
-    splits = data.prepare(data.load("fashion_mnist_mini"))
-    print(data.describe(splits))
-    model, loss, opt = presets.lab_cnn3(), BinaryCrossEntropy(), Adam(1e-3)
-    print(model.summary())
-    batches = data.Batches(splits.train, 64)
-    for epoch in range(2):
-        start = time.perf_counter()
-        for x, y in batches.epoch(epoch):
-            train_step(model, loss, opt, x, y)
-        val_loss, val_acc = evaluate(model, loss, splits.val.x, splits.val.y)
-        seconds = time.perf_counter() - start
-        print(
-            f"epoch {epoch + 1}: val loss {val_loss:.4f}  val accuracy {val_acc:.3f}  "
-            f"{seconds:.1f} s"
-        )
-    test_loss, test_acc = evaluate(model, loss, splits.test.x, splits.test.y)
-    print(f"test loss {test_loss:.4f}  test accuracy {test_acc:.3f}")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        value = run_job(cfg, run_dir, list(hc.overrides.task), hc.job.num if multirun else None)
+    except ConfigError as exc:
+        log.error("invalid config: %s", exc)
+        if multirun:  # one impossible combination must not stop the sweep
+            return math.nan
+        raise SystemExit(2) from None
+    log.info("results in %s", run_dir)
+    return value
 
 
 if __name__ == "__main__":

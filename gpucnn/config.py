@@ -1,0 +1,216 @@
+"""Config schemas (registered in Hydra's ConfigStore) and the objects built from a config.
+
+The schemas make OmegaConf reject a misspelt key or a wrong type while the config is composed;
+``validate`` then rejects impossible values, each with one line naming the key, before any data
+is loaded. ``build_model`` / ``build_optimizer`` turn a config into library objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from . import presets
+from .data.prepare import check_task
+from .data.sources import NAMES as DATA_NAMES
+from .errors import ConfigError
+from .model import Model
+from .optimizers import OPTIMIZERS, Optimizer
+
+IMAGE_SIZE = 28  # every supported set has 28x28 grayscale images in 10 classes
+N_CLASSES = 10
+
+
+@dataclass
+class ModelConfig:
+    """A general CNN (conv blocks, then dense layers) or an MLP (``kind: mlp``)."""
+
+    name: str = "cnn"
+    kind: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    filter_size: Any = 3  # one int for every conv layer, or a list with one per layer
+    pool_size: Any = 2  # int or list; 0 or 1 means no pooling in that block
+    pool_stride: Any = None  # null = pool_size
+    padding: Any = "same"  # same, valid, an int, or a list of these
+    activation: str = "relu"
+    hidden: list[int] = field(default_factory=lambda: [64])
+    dropout: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist_mini"
+    root: Optional[str] = None  # a directory with the IDX files, searched first
+    download: bool = True
+    url: Optional[str] = None  # a mirror instead of the official address
+    task: str = "binary"  # binary or multiclass
+    positive: list[int] = field(default_factory=lambda: [6])  # Shirt
+    negative: list[int] = field(default_factory=lambda: [0])  # T-shirt/top
+    pad_to: Optional[int] = 32
+    val_fraction: float = 0.1
+    limit_train: Optional[int] = None  # a stratified subset, for quick runs
+    limit_test: Optional[int] = None
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # momentum only
+    nesterov: bool = False  # momentum only
+    beta1: float = 0.9  # adam only
+    beta2: float = 0.999  # adam only
+    eps: float = 1e-8  # adam only
+
+
+@dataclass
+class BackendConfig:
+    name: str = "auto"  # auto, numpy or cupy
+    dtype: str = "float32"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    seed: int = 0
+    drop_last: bool = False
+    eval_batch_size: int = 1024
+    progress: bool = True  # a progress bar on a terminal; plain log lines otherwise
+    save_model: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore; conf/config.yaml lists ``schema`` first."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers as Python lists / dicts."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _check_per_layer(key: str, value: Any, ok, allowed: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not ok(v):
+            raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}, or a list of these")
+
+
+def _is_int(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def validate(cfg: DictConfig) -> None:
+    """Reject impossible values, one line naming the key and what is allowed."""
+    m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
+    if m.kind not in ("cnn", "mlp"):
+        raise ConfigError(f"model.kind={m.kind!r} is unknown: choose cnn or mlp")
+    if m.activation not in ("relu", "sigmoid", "tanh"):
+        raise ConfigError(f"model.activation={m.activation!r}: choose relu, sigmoid or tanh")
+    if m.kind == "cnn":
+        if not m.channels or any(c < 1 for c in m.channels):
+            raise ConfigError(f"model.channels={list(m.channels)}: list positive channel counts")
+        _check_per_layer(
+            "model.filter_size",
+            _plain(m.filter_size),
+            lambda v: _is_int(v, 1),
+            "a positive integer",
+        )
+        _check_per_layer(
+            "model.pool_size",
+            _plain(m.pool_size),
+            lambda v: _is_int(v, 0),
+            "an integer >= 0 (0 or 1: no pooling)",
+        )
+        if m.pool_stride is not None:
+            _check_per_layer(
+                "model.pool_stride",
+                _plain(m.pool_stride),
+                lambda v: v is None or _is_int(v, 1),
+                "a positive integer or null",
+            )
+        _check_per_layer(
+            "model.padding",
+            _plain(m.padding),
+            lambda v: v in ("same", "valid") or _is_int(v, 0),
+            "same, valid or an integer >= 0",
+        )
+    if any(h < 1 for h in m.hidden):
+        raise ConfigError(f"model.hidden={list(m.hidden)}: list positive layer widths")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout={m.dropout} must be in [0, 1)")
+    if d.name not in DATA_NAMES:
+        raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
+    check_task(d.task, list(d.positive), list(d.negative), N_CLASSES)
+    if d.pad_to is not None and d.pad_to < IMAGE_SIZE:
+        raise ConfigError(f"data.pad_to={d.pad_to} must be null or >= {IMAGE_SIZE}")
+    if not 0 <= d.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
+    for key in ("limit_train", "limit_test"):
+        if d[key] is not None and d[key] < 1:
+            raise ConfigError(f"data.{key}={d[key]} must be null or a positive number of images")
+    if o.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if t[key] < 1:
+            raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
+    if b.name not in ("auto", "numpy", "cupy"):
+        raise ConfigError(f"backend.name={b.name!r}: choose auto, numpy or cupy")
+    if b.dtype not in ("float32", "float64"):
+        raise ConfigError(f"backend.dtype={b.dtype!r}: choose float32 or float64")
+    build_optimizer(o)  # range checks of lr, betas, momentum
+
+
+def input_shape(d: DictConfig) -> tuple[int, int, int]:
+    """The per-sample input shape the data config produces."""
+    size = d.pad_to or IMAGE_SIZE
+    return (1, size, size)
+
+
+def n_outputs(d: DictConfig) -> int:
+    return 1 if d.task == "binary" else N_CLASSES
+
+
+def build_model(m: DictConfig, d: DictConfig) -> Model:
+    """The model a config describes, built and shape-checked for the data config's inputs."""
+    shape, outputs = input_shape(d), n_outputs(d)
+    if m.kind == "mlp":
+        width = shape[0] * shape[1] * shape[2]
+        return presets.mlp([width, *m.hidden, outputs], m.activation, m.dropout, shape)
+    return presets.cnn(
+        shape,
+        list(m.channels),
+        _plain(m.filter_size),
+        _plain(m.pool_size),
+        _plain(m.pool_stride),
+        _plain(m.padding),
+        m.activation,
+        list(m.hidden),
+        m.dropout,
+        outputs,
+    )
+
+
+def build_optimizer(o: DictConfig) -> Optimizer:
+    if o.name == "adam":
+        return OPTIMIZERS["adam"](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
+    if o.name == "momentum":
+        return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
+    return OPTIMIZERS["sgd"](o.lr, o.weight_decay)

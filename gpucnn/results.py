@@ -1,0 +1,78 @@
+"""What a run leaves behind: metrics.csv, summary.json, curves.png (all written atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write, write_text
+
+METRICS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+)
+STATUSES = ("ok", "invalid_config", "diverged", "interrupted", "failed")
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A CSV with ``columns`` (missing values left empty), written atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run's summary.json, or None if it has none (yet) or it cannot be read."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    pyplot().close(fig)
+
+
+def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str) -> None:
+    """Loss and accuracy against epoch, training and validation, side by side."""
+    plt = pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [r["epoch"] for r in rows]
+    for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            values = [r.get(f"{split}_{metric}") for r in rows]
+            if all(v is not None and math.isfinite(v) for v in values):
+                ax.plot(epochs, values, style, label=f"{split}", markersize=4)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(
+            f"{label} (mean over the split)" if metric == "loss" else "accuracy (fraction)"
+        )
+        ax.set_title(f"{label} by epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -1,0 +1,140 @@
+"""Sweep summaries: one row per job, best first, as CSV, Markdown and a labelled plot.
+
+Written by a Hydra callback at the end of every multirun, and by ``python -m gpucnn.summarize``
+for a sweep that was interrupted or is still running.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from .fileio import write_text
+from .results import pyplot, read_summary, save_figure, write_csv
+
+FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "seconds_per_epoch", "reason"]
+
+
+def _swept(overrides: list[str]) -> dict[str, str]:
+    """{'model.filter_size': '3', ...} from a job's override strings."""
+    out = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
+    """One row per job directory (with or without a summary yet), best test accuracy first;
+    the keys whose values differ between jobs, in order of appearance; and the overrides all
+    jobs share."""
+    rows, keys = [], []
+    for job_dir in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
+        if not job_dir.is_dir() or not (job_dir / ".hydra").is_dir():
+            continue
+        summary = read_summary(job_dir) or {"status": "running"}
+        swept = _swept(summary.get("overrides") or _overrides_file(job_dir))
+        keys += [k for k in swept if k not in keys]
+        row = {"job": job_dir.name, **swept}
+        row.update({k: summary.get(k) for k in FIXED[1:]})
+        rows.append(row)
+
+    def rank(row):
+        acc = row.get("test_accuracy")
+        return (row["status"] != "ok", -(acc if isinstance(acc, (int, float)) else -1.0))
+
+    rows.sort(key=rank)
+    varying = [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
+    common = {k: rows[0][k] for k in keys if k not in varying and rows}
+    for row in rows:
+        for k in common:
+            del row[k]
+    return rows, varying, common
+
+
+def _overrides_file(job_dir: Path) -> list[str]:
+    from omegaconf import OmegaConf
+
+    path = job_dir / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(path)) if path.is_file() else []
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(
+    rows: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str
+) -> str:
+    cols = ["job", *keys, *FIXED[1:]]
+    shared = ", ".join(f"`{k}={v}`" for k, v in common.items()) or "none"
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(rows)} jobs, best test accuracy first. Overrides every job shares: {shared}.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, rows: list[dict[str, Any]], keys: list[str], title: str) -> None:
+    """Test accuracy against weight count, one labelled point per finished job."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 6))
+    done = [r for r in rows if r["status"] == "ok"]
+    ax.scatter(
+        [r["weights"] for r in done],
+        [r["test_accuracy"] for r in done],
+        color="C0",
+        label="finished job",
+    )
+    for r in done:
+        label = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys)
+        ax.annotate(
+            label,
+            (r["weights"], r["test_accuracy"]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learnable weights (log scale)")
+    ax.set_ylabel("test accuracy (fraction)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Write sweep_summary.csv, sweep_summary.md and sweep.png into ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    rows, keys, common = collect(sweep_dir)
+    title = f"sweep {sweep_dir.name}"
+    write_csv(sweep_dir / "sweep_summary.csv", rows, ["job", *keys, *FIXED[1:]])
+    write_text(sweep_dir / "sweep_summary.md", markdown(rows, keys, common, title))
+    plot(sweep_dir / "sweep.png", rows, keys, title)
+    return rows
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: summarise the sweep directory when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            rows = summarize(sweep_dir)
+            print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'sweep_summary.md'}")

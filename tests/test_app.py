@@ -1,0 +1,238 @@
+"""The Hydra app: one run through the real entry point, sweeps, launchers, presets, config errors.
+
+Everything runs on the CPU for one epoch on a few hundred images.
+"""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from gpucnn.config import register, validate
+from gpucnn.errors import ConfigError
+from gpucnn.experiment import run_job
+from gpucnn.run import CONF_DIR
+
+TINY = [
+    "data.limit_train=200",
+    "data.limit_test=100",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "backend=numpy",
+    "train.progress=false",
+]
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+
+
+def app(*args, cwd=None):
+    """Run python -m gpucnn.run with ``args``; returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "gpucnn.run", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def composed(*overrides):
+    register()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_one_run_writes_every_result_file(tmp_path):
+    out = tmp_path / "run"
+    proc = app(*TINY, f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"results in {out}" in proc.stdout + proc.stderr
+    for name in (".hydra/config.yaml", "metrics.csv", "summary.json", "curves.png", "model.npz"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 1 and set(rows[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+        "images_per_second",
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "weights",
+        "biases",
+        "layers",
+        "epoch_seconds",
+        "backend",
+        "device",
+        "versions",
+        "seed",
+        "config",
+    ):
+        assert key in summary, key
+    assert summary["weights"] == 88_784 and summary["layers"][0]["output_shape"] == [16, 32, 32]
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["config"]["train"]["epochs"] == 1
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with np.load(out / "model.npz") as weights:
+        assert weights["0.W"].shape == (16, 1, 3, 3)
+
+
+def test_a_sweep_survives_an_impossible_combination(tmp_path):
+    proc = app(
+        "-m",
+        *TINY,
+        "model=cnn",
+        "model.pool_size=2,4",
+        "model.channels=[4],[4,4,4]",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert sorted(r["status"] for r in rows) == ["invalid_config", "ok", "ok", "ok"]
+    bad = next(r for r in rows if r["status"] == "invalid_config")
+    assert (bad["model.pool_size"], bad["model.channels"]) == ("4", "[4,4,4]")
+    assert "MaxPool" in bad["reason"] and "does not fit" in bad["reason"]
+    assert rows[0]["status"] == "ok" and float(rows[0]["test_accuracy"]) >= max(
+        float(r["test_accuracy"]) for r in rows if r["status"] == "ok"
+    )
+    assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep_summary.md").is_file()
+    invalid_dir = tmp_path / bad["job"]
+    assert json.loads((invalid_dir / "summary.json").read_text())["status"] == "invalid_config"
+
+
+def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
+    proc = app("-m", *TINY, "model=cnn", "model.filter_size=3,5", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "sweep_summary.csv").unlink()
+    (tmp_path / "1" / "summary.json").unlink()  # as if job 1 were still running
+    done = subprocess.run(
+        [sys.executable, "-m", "gpucnn.summarize", str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "running"]
+
+
+@pytest.mark.parametrize(
+    "launcher,plugin",
+    [
+        ("joblib", "hydra_plugins.hydra_joblib_launcher"),
+        ("submitit_local", "hydra_plugins.hydra_submitit_launcher"),
+    ],
+)
+def test_parallel_launchers_run_a_sweep(tmp_path, launcher, plugin):
+    pytest.importorskip(plugin, reason='the sweep extra is needed: pip install -e ".[sweep]"')
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    proc = app(
+        "-m",
+        f"hydra/launcher={launcher}",
+        *extra,
+        *TINY,
+        "model.filter_size=3,5",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+
+
+def test_optuna_search_runs_three_trials(tmp_path):
+    pytest.importorskip(
+        "hydra_plugins.hydra_optuna_sweeper",
+        reason='the sweep extra is needed: pip install -e ".[sweep]"',
+    )
+    proc = app(
+        "-m",
+        "experiment=optuna_search",
+        "hydra.sweeper.n_trials=3",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Best value" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
+    assert len(rows) == 3 and "optimizer.lr" in rows[0]
+
+
+def _first_combination(cfg):
+    """The overrides of a preset sweep's first job."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    out = []
+    for key, value in params.items():
+        value = str(value)
+        if value.startswith("choice("):
+            value = value[len("choice(") : -1]
+        if value.startswith("tag("):
+            value = "0.001"
+        first = value.split("],")[0] + "]" if value.startswith("[") else value.split(",")[0]
+        out.append(f"{key}={first}")
+    return out
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_runs(tmp_path, name):
+    if name == "optuna_search":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the sweep extra")
+    cfg = composed(f"experiment={name}", *TINY)
+    first = _first_combination(cfg)
+    assert first, f"experiment {name} sweeps nothing"
+    cfg = composed(f"experiment={name}", *TINY, *first)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as the app sees it
+    value = run_job(cfg, tmp_path, first)
+    assert math.isfinite(value)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
+
+
+def test_a_misspelt_key_is_rejected_naming_it(tmp_path):
+    proc = app("model.filtr_size=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "filtr_size" in proc.stderr
+
+
+def test_a_wrong_type_is_rejected_naming_the_key(tmp_path):
+    proc = app("train.epochs=many", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "train.epochs" in proc.stderr or "epochs" in proc.stderr
+
+
+def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
+    proc = app(
+        "model.dropout=1.5", "data.name=mnist", "data.download=false", f"hydra.run.dir={tmp_path}"
+    )
+    assert proc.returncode == 2
+    output = (proc.stdout + proc.stderr).splitlines()
+    errors = [line for line in output if "invalid config" in line]
+    assert len(errors) == 1 and "model.dropout=1.5 must be in [0, 1)" in errors[0]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "invalid_config"
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("model.activation=gelu", "model.activation='gelu'"),
+        ("model.channels=[]", "model.channels"),
+        ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
+        ("model.padding=half", "model.padding='half'"),
+        ("data.positive=[0]", r"share classes \[0\]"),
+        ("data.pad_to=20", "data.pad_to=20"),
+        ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("train.batch_size=0", "train.batch_size=0"),
+        ("backend.name=tpu", "backend.name='tpu'"),
+    ],
+)
+def test_validation_names_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(composed(override))
