@@ -102,9 +102,20 @@ def use(
 
 
 def _cpu_name() -> str:
+    """The CPU model and the number of cores this process may use."""
+    import os
     import platform
 
-    return platform.processor() or platform.machine() or "cpu"
+    name = platform.processor() or platform.machine() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({cores} cores)"
 
 
 def active() -> Backend:

@@ -93,10 +93,29 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass
+class BenchSettings:
+    batch_sizes: list[int] = field(default_factory=lambda: [128, 1024])
+    epochs: int = 3  # timed epochs; the reported time is their median
+    warmup_epochs: int = 1  # run first, not timed
+    max_batches: Optional[int] = None  # cap batches per epoch (quick checks)
+    peer: bool = True  # also train the PyTorch twin, when torch imports
+    peer_compile: bool = False  # also time torch.compile(mode="reduce-overhead") (GPU only)
+    profile: bool = False  # print where one training step spends its time
+    profile_steps: int = 20
+
+
+@dataclass
+class BenchConfig(Config):
+    bench: BenchSettings = field(default_factory=BenchSettings)
+
+
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore; conf/config.yaml lists ``schema`` first."""
+    """Put the schemas in Hydra's ConfigStore; conf/config.yaml lists ``schema`` first and
+    conf/bench.yaml ``bench_schema``."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
+    cs.store(name="bench_schema", node=BenchConfig)
 
 
 def _plain(value: Any) -> Any:

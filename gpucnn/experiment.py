@@ -125,7 +125,8 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def _load(cfg: DictConfig) -> data.Prepared:
+def load_splits(cfg: DictConfig) -> data.Prepared:
+    """The train / val / test splits the data config describes, on the device; logged."""
     d, t = cfg.data, cfg.train
     raw = data.load(d.name, d.root, d.download, d.url)
     splits = data.prepare(
@@ -174,7 +175,7 @@ def _epoch(model, loss, optimizer, batches: data.Batches, epoch: int, bar) -> di
 
 def _train(job: Job, model) -> float:
     cfg, t = job.cfg, job.cfg.train
-    splits = _load(cfg)
+    splits = load_splits(cfg)
     job.summary.update(classes=list(splits.classes), balance=splits.balance)
     loss, optimizer = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
     batches = data.Batches(
