@@ -2,10 +2,10 @@
 
 For each batch size in ``bench.batch_sizes`` both train the same architecture from the same
 initial weights, on the same device arrays in the same batch order, with the same optimiser,
-for ``bench.warmup_epochs`` untimed and ``bench.epochs`` timed epochs. Reported per batch size:
-median seconds per epoch, images per second, peak memory and final test accuracy. Prints a
-table and writes bench.json into the run directory; ``bench.profile=true`` also prints where
-one of our training steps spends its time.
+for ``bench.warmup_epochs`` untimed and then ``bench.epochs`` timed epochs, taken in turns.
+Reported per batch size: median seconds per epoch, images per second, peak memory and final
+test accuracy. Prints a table and writes bench.json into the run directory;
+``bench.profile=true`` also prints where one of our training steps spends its time.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from .errors import ConfigError
 from .experiment import load_splits
 from .fileio import write_json
 from .losses import for_outputs
+from .parallel import make_step
 from .peer import PeerTrainer, import_torch
 from .run import CONF_DIR
-from .train import evaluate, train_step
+from .train import evaluate
 
 log = logging.getLogger("gpucnn.bench")
 
@@ -63,66 +63,85 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed_epochs(run_epoch: Callable[[int], float], b: DictConfig) -> list[float]:
-    """Seconds of each timed epoch, after the warm-up epochs."""
-    times = [run_epoch(e) for e in range(b.warmup_epochs + b.epochs)]
-    return times[b.warmup_epochs :]
+class _Ours:
+    """gpucnn's side: the configured model, its optimiser and its step function."""
 
+    def __init__(self, cfg: DictConfig, splits: data.Prepared, batch_size: int) -> None:
+        backend.set_seed(cfg.train.seed)
+        self.cfg, self.splits, self.batch_size = cfg, splits, batch_size
+        self.model = build_model(cfg.model, cfg.data)
+        self.initial = self.model.state_dict()
+        self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
+        self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
+        self.step = make_step(
+            self.model, self.loss, self.opt, cfg.train.threads, cfg.train.micro_batch
+        )
 
-def _ours(cfg: DictConfig, splits: data.Prepared, batch_size: int) -> tuple[dict, Any, Any]:
-    """Train gpucnn; returns (results, the initial weights, the model's optimiser)."""
-    b = cfg.bench
-    backend.set_seed(cfg.train.seed)
-    model = build_model(cfg.model, cfg.data)
-    initial = model.state_dict()
-    loss, opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
-    batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
-
-    def run_epoch(epoch: int) -> float:
+    def epoch(self, epoch: int) -> float:
+        """Train one epoch (at most bench.max_batches batches); returns its seconds."""
+        limit = self.cfg.bench.max_batches
         backend.synchronize()
         start = time.perf_counter()
-        for i, (x, y) in enumerate(batches.epoch(epoch)):
-            if b.max_batches is not None and i >= b.max_batches:
+        for i, (x, y) in enumerate(self.batches.epoch(epoch)):
+            if limit is not None and i >= limit:
                 break
-            train_step(model, loss, opt, x, y)
+            self.step(x, y)
         backend.synchronize()
         return time.perf_counter() - start
 
-    _reset_peak()
-    times = _timed_epochs(run_epoch, b)
-    result = {
-        "epoch_s": statistics.median(times),
-        "peak_mb": _peak_mb(),
-        "acc": evaluate(model, loss, splits.test.x, splits.test.y)[1],
-    }
-    if b.profile:
-        ms = profile.profile(model, loss, opt, batches.epoch(0), b.profile_steps)
-        print(f"\nprofile of one training step, batch {batch_size} ({backend.active().name}):")
-        print(profile.table(ms))
-    fresh = build_model(cfg.model, cfg.data)
-    fresh.load_state_dict(initial)
-    return result, fresh, build_optimizer(cfg.optimizer)
+    def accuracy(self) -> float:
+        return evaluate(self.model, self.loss, self.splits.test.x, self.splits.test.y)[1]
+
+    def profile(self) -> str:
+        steps = self.cfg.bench.profile_steps
+        ms = profile.profile(self.model, self.loss, self.opt, self.batches.epoch(0), steps)
+        return profile.table(ms)
 
 
-def _peer(torch, cfg, splits, batch_size, model, opt, compile_: bool) -> dict:
-    b = cfg.bench
-    trainer = PeerTrainer(torch, model, opt, splits.n_outputs, compile_)
-    n = len(splits.train)
+class _Peer:
+    """PyTorch's side: the twin of our initial model, trained on the same batch orders."""
 
-    def run_epoch(epoch: int) -> float:
-        order = data.epoch_order(n, cfg.train.seed, epoch)
-        return trainer.epoch(splits.train.x, splits.train.y, order, batch_size, b.max_batches)
+    def __init__(self, torch: Any, ours: _Ours, compile_: bool) -> None:
+        model = build_model(ours.cfg.model, ours.cfg.data)
+        model.load_state_dict(ours.initial)
+        opt = build_optimizer(ours.cfg.optimizer)
+        self.ours = ours
+        self.trainer = PeerTrainer(torch, model, opt, ours.splits.n_outputs, compile_)
 
-    if trainer.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        _reset_peak()
-    times = _timed_epochs(run_epoch, b)
-    peak = torch.cuda.max_memory_reserved() / 2**20 if trainer.device == "cuda" else _peak_mb()
+    def epoch(self, epoch: int) -> float:
+        o = self.ours
+        order = data.epoch_order(len(o.splits.train), o.cfg.train.seed, epoch)
+        limit = o.cfg.bench.max_batches
+        return self.trainer.epoch(o.splits.train.x, o.splits.train.y, order, o.batch_size, limit)
+
+    def accuracy(self) -> float:
+        return self.trainer.accuracy(self.ours.splits.test.x, self.ours.splits.test.y)
+
+
+def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, dict[str, float]]:
+    """Warm each side up alone (reading its peak memory meanwhile), then run the timed epochs
+    interleaved, so that both sides meet the same conditions on a busy machine."""
+    peaks = {}
+    for name, runner in runners.items():
+        torch_gpu = name != "ours" and backend.active().is_gpu
+        if torch_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            _reset_peak()
+        for epoch in range(b.warmup_epochs):
+            runner.epoch(epoch)
+        peaks[name] = torch.cuda.max_memory_reserved() / 2**20 if torch_gpu else _peak_mb()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for epoch in range(b.warmup_epochs, b.warmup_epochs + b.epochs):
+        for name, runner in runners.items():
+            times[name].append(runner.epoch(epoch))
     return {
-        "epoch_s": statistics.median(times),
-        "peak_mb": peak,
-        "acc": trainer.accuracy(splits.test.x, splits.test.y),
+        name: {
+            "epoch_s": statistics.median(times[name]),
+            "peak_mb": peaks[name],
+            "acc": runner.accuracy(),
+        }
+        for name, runner in runners.items()
     }
 
 
@@ -132,6 +151,36 @@ def _threads(torch) -> int:
     if torch is not None:
         torch.set_num_threads(cores)
     return cores
+
+
+def _row(batch_size: int, m: dict, n_train: int, max_batches: int | None) -> dict[str, Any]:
+    """One line of bench.json's results."""
+    n = n_train if max_batches is None else min(n_train, max_batches * batch_size)
+    o = m["ours"]
+    row = {
+        "batch_size": batch_size,
+        "ours_epoch_s": o["epoch_s"],
+        "ours_images_per_s": n / o["epoch_s"],
+        "ours_peak_mb": o["peak_mb"],
+        "ours_acc": o["acc"],
+    }
+    if "peer" in m:
+        p = m["peer"]
+        row.update(
+            peer_epoch_s=p["epoch_s"],
+            peer_images_per_s=n / p["epoch_s"],
+            peer_peak_mb=p["peak_mb"],
+            peer_acc=p["acc"],
+            ratio=o["epoch_s"] / p["epoch_s"],
+        )
+    if "peer_compile" in m:
+        p = m["peer_compile"]
+        row.update(
+            peer_compile_epoch_s=p["epoch_s"],
+            peer_compile_acc=p["acc"],
+            ratio_compile=o["epoch_s"] / p["epoch_s"],
+        )
+    return row
 
 
 def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -163,36 +212,18 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "results": [],
     }
     for batch_size in b.batch_sizes:
-        ours, model, opt = _ours(cfg, splits, batch_size)
-        n = (
-            len(splits.train)
-            if b.max_batches is None
-            else min(len(splits.train), b.max_batches * batch_size)
-        )
-        row = {
-            "batch_size": batch_size,
-            "ours_epoch_s": ours["epoch_s"],
-            "ours_images_per_s": n / ours["epoch_s"],
-            "ours_peak_mb": ours["peak_mb"],
-            "ours_acc": ours["acc"],
-        }
+        ours = _Ours(cfg, splits, batch_size)
+        runners: dict[str, Any] = {"ours": ours}
         if torch is not None:
-            peer = _peer(torch, cfg, splits, batch_size, model, opt, compile_=False)
-            row.update(
-                peer_epoch_s=peer["epoch_s"],
-                peer_images_per_s=n / peer["epoch_s"],
-                peer_peak_mb=peer["peak_mb"],
-                peer_acc=peer["acc"],
-                ratio=ours["epoch_s"] / peer["epoch_s"],
-            )
+            runners["peer"] = _Peer(torch, ours, compile_=False)
         if compile_:
-            peer = _peer(torch, cfg, splits, batch_size, model, opt, compile_=True)
-            row.update(
-                peer_compile_epoch_s=peer["epoch_s"],
-                peer_compile_acc=peer["acc"],
-                ratio_compile=ours["epoch_s"] / peer["epoch_s"],
-            )
-        report["results"].append(row)
+            runners["peer_compile"] = _Peer(torch, ours, compile_=True)
+        m = _measure(runners, b, torch)
+        if b.profile:
+            print(f"\nprofile of one training step, batch {batch_size} ({active.name}):")
+            print(ours.profile())
+        ours.step.close()
+        report["results"].append(_row(batch_size, m, len(splits.train), b.max_batches))
         log.info("batch %d done", batch_size)
     report["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_json(run_dir / "bench.json", report)

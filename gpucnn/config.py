@@ -81,6 +81,8 @@ class TrainConfig:
     drop_last: bool = False
     eval_batch_size: int = 1024
     progress: bool = True  # a progress bar on a terminal; plain log lines otherwise
+    threads: Optional[int] = None  # NumPy: threads per step (null: every core)
+    micro_batch: int = 32  # NumPy: images per micro-batch within a step (0: whole batches)
     save_model: bool = True
 
 
@@ -187,6 +189,10 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"data.{key}={d[key]} must be null or a positive number of images")
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if t.threads is not None and t.threads < 1:
+        raise ConfigError(f"train.threads={t.threads} must be null (every core) or >= 1")
+    if t.micro_batch < 0:
+        raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")

@@ -24,8 +24,9 @@ from .config import build_model, build_optimizer, validate
 from .errors import ConfigError
 from .fileio import write_json
 from .losses import for_outputs
+from .parallel import make_step
 from .results import METRICS, plot_curves, write_csv
-from .train import evaluate, train_step
+from .train import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +146,20 @@ def load_splits(cfg: DictConfig) -> data.Prepared:
     return splits
 
 
-def _epoch(model, loss, optimizer, batches: data.Batches, epoch: int, bar) -> dict[str, Any]:
-    """Train one epoch; the row of metrics.csv without the validation columns."""
+def _epoch(step, batches: data.Batches, epoch: int, bar) -> dict[str, Any]:
+    """Train one epoch with ``step`` (parallel.make_step); the row of metrics.csv without the
+    validation columns."""
     xp = backend.xp()
     total_loss, correct, seen = xp.zeros(()), xp.zeros((), dtype=xp.int64), 0
     start = time.perf_counter()
-    for step, (x, y) in enumerate(batches.epoch(epoch)):
-        value, hits = train_step(model, loss, optimizer, x, y)
+    for i, (x, y) in enumerate(batches.epoch(epoch)):
+        value, hits = step(x, y)
         total_loss += value * len(y)
         correct += hits
         seen += len(y)
         if bar is not None:
             bar.update()
-            if step % 10 == 0:  # reading the loss waits for the GPU: not every step
+            if i % 10 == 0:  # reading the loss waits for the GPU: not every step
                 bar.set_postfix(
                     loss=f"{float(total_loss) / seen:.4f}",
                     img_s=f"{seen / (time.perf_counter() - start):.0f}",
@@ -181,10 +183,20 @@ def _train(job: Job, model) -> float:
     batches = data.Batches(
         splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
     )
+    step = make_step(model, loss, optimizer, t.threads, t.micro_batch)
+    try:
+        return _fit(job, model, splits, loss, step, batches)
+    finally:
+        step.close()
+
+
+def _fit(job: Job, model, splits: data.Prepared, loss, step, batches: data.Batches) -> float:
+    """The epochs, then the test evaluation and the result files."""
+    cfg, t = job.cfg, job.cfg.train
     val_acc = math.nan
     for epoch in range(t.epochs):
         bar = _progress(len(batches), f"epoch {epoch + 1}/{t.epochs}", t.progress)
-        row = _epoch(model, loss, optimizer, batches, epoch, bar)
+        row = _epoch(step, batches, epoch, bar)
         if bar is not None:
             bar.close()
         if len(splits.val):

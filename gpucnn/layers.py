@@ -60,6 +60,11 @@ class ParamLayer(Layer):
         self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
         self.reset_parameters("he" if init == "auto" else init)
 
+    def param_grads(self, dy: Any) -> Any:
+        """Fill ``grads`` from dy without computing the input gradient (the first layer of a
+        model needs no dx)."""
+        raise NotImplementedError
+
     def reset_parameters(self, scheme: str) -> None:
         """Draw W afresh with ``scheme`` (he or glorot) from the seeded host generator; zero b."""
         w = initializers.draw(scheme, self.params["W"].shape, *self._fans)
@@ -118,20 +123,33 @@ class Conv(ParamLayer):
         return (self.c_out, OH, OW)
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        N = x.shape[0]
-        cols, OH, OW = ops.im2col(x, self.k, self.stride, self.pad)  # (N*OH*OW, C*K*K)
-        w = self.params["W"].reshape(self.c_out, -1)  # (O, C*K*K)
-        y = cols @ w.T + self.params["b"]  # (N*OH*OW, O)
+        x = ops.nhwc(x)
+        N, K = x.shape[0], self.k
+        cols, OH, OW = ops.im2col(x, K, self.stride, self.pad)  # (N*OH*OW, K*K*C)
+        # W: (O, C, K, K) -> (K*K*C, O), matching the columns' (kh, kw, c) order.
+        w = self.params["W"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
+        y = cols @ w  # (N*OH*OW, O): already channels-last
+        y += self.params["b"]
         self._cache = (cols, x.shape)
-        return y.reshape(N, OH, OW, self.c_out).transpose(0, 3, 1, 2)
+        return ops.nchw(y.reshape(N, OH, OW, self.c_out))
+
+    def param_grads(self, dy: Any) -> Any:
+        """Fill grads from dy: (N, O, OH, OW); returns dy channels-last (N, OH, OW, O)."""
+        cols, _ = self._cache
+        dy = ops.nhwc(dy)
+        dy2 = dy.reshape(-1, self.c_out)  # (N*OH*OW, O)
+        K = self.k
+        dw = cols.T @ dy2  # (K*K*C, O)
+        self.grads["W"][...] = dw.reshape(K, K, self.c_in, self.c_out).transpose(3, 2, 0, 1)
+        # A matrix-vector product sums the rows much faster than sum(axis=0).
+        self.grads["b"][...] = backend.xp().ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
+        return dy
 
     def backward(self, dy: Any) -> Any:
-        cols, x_shape = self._cache
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.c_out)  # (N*OH*OW, O)
-        self.grads["W"][...] = (dy2.T @ cols).reshape(self.params["W"].shape)
-        self.grads["b"][...] = dy2.sum(axis=0)
-        dcols = dy2 @ self.params["W"].reshape(self.c_out, -1)  # (N*OH*OW, C*K*K)
-        return ops.col2im(dcols, x_shape, self.k, self.stride, self.pad)
+        dy = self.param_grads(dy)
+        _, x_shape = self._cache
+        dx = ops.conv_input_grad(dy, self.params["W"], x_shape, self.k, self.stride, self.pad)
+        return ops.nchw(dx)
 
     def __repr__(self) -> str:
         return (
@@ -168,10 +186,14 @@ class Dense(ParamLayer):
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy: Any) -> Any:
+    def param_grads(self, dy: Any) -> Any:
+        """Fill grads from dy: (N, output_size)."""
         self.grads["W"][...] = self._x.T @ dy
         self.grads["b"][...] = dy.sum(axis=0)
-        return dy @ self.params["W"].T
+        return dy
+
+    def backward(self, dy: Any) -> Any:
+        return self.param_grads(dy) @ self.params["W"].T
 
     def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out})"
@@ -205,12 +227,14 @@ class MaxPool(Layer):
         return (C, OH, OW)
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        x = ops.nhwc(x)
         y, self._argmax = ops.maxpool_forward(x, self.k, self.stride)
         self._x_shape = x.shape
-        return y
+        return ops.nchw(y)
 
     def backward(self, dy: Any) -> Any:
-        return ops.maxpool_backward(dy, self._argmax, self._x_shape, self.k, self.stride)
+        dx = ops.maxpool_backward(ops.nhwc(dy), self._argmax, self._x_shape, self.k, self.stride)
+        return ops.nchw(dx)
 
     def __repr__(self) -> str:
         return f"MaxPool(pool_size={self.k}, stride={self.stride})"
@@ -285,12 +309,14 @@ class Dropout(Layer):
             raise ConfigError(f"Dropout({rate!r}): rate must be a number in [0, 1)")
         self.rate = float(rate)
         self._scale = None
+        self.rng = None  # a generator of its own (a thread's replica), else the backend's
 
     def forward(self, x: Any, training: bool = False) -> Any:
         if not training or self.rate == 0:
             self._scale = None
             return x
-        keep = backend.active().rng.random(x.shape, dtype=x.dtype) >= self.rate
+        rng = self.rng if self.rng is not None else backend.active().rng
+        keep = rng.random(x.shape, dtype=x.dtype) >= self.rate
         self._scale = keep * x.dtype.type(1 / (1 - self.rate))
         return x * self._scale
 

@@ -24,7 +24,7 @@ import numpy as np
 from . import backend
 from .errors import ConfigError, ShapeError
 from .fileio import atomic_write
-from .layers import Activation, Layer, ParamLayer, Shape
+from .layers import Activation, Layer, MaxPool, ParamLayer, Shape
 
 HEADS = ("sigmoid", "softmax")
 
@@ -72,6 +72,7 @@ class Model:
             if isinstance(layer, Activation) and layer.name == "softmax":
                 raise ShapeError(f"layer {i} {layer!r}: softmax is only allowed as the last layer")
         self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
+        self._order = _pool_before_relu(self.layers)
         return self
 
     @property
@@ -85,8 +86,9 @@ class Model:
         last = self.layers[-1] if self.layers else None
         return last.name if isinstance(last, Activation) and last.name in HEADS else ""
 
-    def _body(self, logits: bool) -> list[Layer]:
-        return self.layers[:-1] if logits and self.head else self.layers
+    def run_order(self, logits: bool = False) -> list[Layer]:
+        """The layers to run, in execution order (see _pool_before_relu)."""
+        return self._order[:-1] if logits and self.head else self._order
 
     def _require_built(self) -> None:
         if self.input_shape is None:
@@ -103,15 +105,24 @@ class Model:
                 f"the model was built for inputs {self.input_shape} but got a batch "
                 f"{tuple(x.shape)}: rebuild it with model.build({tuple(x.shape[1:])})"
             )
-        for layer in self._body(logits):
+        for layer in self.run_order(logits):
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: Any, logits: bool = False) -> Any:
+    def backward(self, dy: Any, logits: bool = False, input_grad: bool = True) -> Any:
         """Backpropagate dy (the gradient of the loss w.r.t. the output, or w.r.t. the logits
-        when ``logits=True``) through every layer; fills each layer's ``grads``; returns dx."""
-        for layer in reversed(self._body(logits)):
-            dy = layer.backward(dy)
+        when ``logits=True``) through every layer; fills each layer's ``grads``; returns dx.
+
+        With ``input_grad=False`` (training) the gradient w.r.t. the input is not computed:
+        the first parameter layer fills its grads only, and None is returned.
+        """
+        layers = self.run_order(logits)
+        first = next((i for i, layer in enumerate(layers) if layer.params), 0)
+        for i in reversed(range(len(layers))):
+            if i == first and not input_grad and isinstance(layers[i], ParamLayer):
+                layers[i].param_grads(dy)
+                return None
+            dy = layers[i].backward(dy)
         return dy
 
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
@@ -195,3 +206,18 @@ class Model:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"cannot read weights from {path}: {exc}") from None
         self.load_state_dict(state, source=f"the weights in {path}")
+
+
+def _pool_before_relu(layers: list[Layer]) -> list[Layer]:
+    """``layers`` with every ReLU that is directly followed by a max pool moved after it.
+
+    ReLU is monotone, so relu(maxpool(x)) equals maxpool(relu(x)), and the gradients agree too
+    (a window whose maximum is not positive passes no gradient either way). Pooling first runs
+    the ReLU on a map K*K times smaller.
+    """
+    order = list(layers)
+    for i in range(len(order) - 1):
+        a, b = order[i], order[i + 1]
+        if isinstance(a, Activation) and a.name == "relu" and isinstance(b, MaxPool):
+            order[i], order[i + 1] = b, a
+    return order

@@ -1,10 +1,15 @@
-"""Array kernels behind the layers: im2col / col2im for convolution, and max pooling.
+"""Array kernels behind the layers: im2col and its adjoint for convolution, and max pooling.
+
+The layers' arrays are NCHW in shape, but Conv and MaxPool store their outputs channels-last
+(NHWC) in memory and hand out NCHW-shaped views of them. Every kernel here works on the NHWC
+view, where a pixel's channels are contiguous: unfolding windows, folding them back and pooling
+then move contiguous runs, and a convolution's matrix product lands directly in its output
+layout, with no transposing copies. Elementwise layers in between keep the layout as they are.
 
 Each function takes arrays of either backend and works out NumPy or CuPy from its input, so the
-layers are written once. These are the reference implementations; faster kernels for one backend
-slot in behind the same signatures.
+layers are written once; faster kernels for one backend can slot in behind these signatures.
 
-Shape names: N batch, C channels, H x W input map, K filter size, S stride, P padding,
+Shape names: N batch, H x W input map, C channels, K window size, S stride, P padding,
 OH x OW output map.
 """
 
@@ -20,77 +25,127 @@ def out_size(size: int, window: int, stride: int, pad: int = 0) -> int:
     return (size + 2 * pad - window) // stride + 1
 
 
-def _windows(x: Any, window: int, stride: int, OH: int, OW: int) -> Any:
-    """A strided view (N, C, OH, OW, window, window) of x: (N, C, H, W); no copy."""
+def nhwc(x: Any) -> Any:
+    """The channels-last view (N, H, W, C) of x: (N, C, H, W), contiguous (copied only if the
+    memory is not already channels-last)."""
     xp = get_array_module(x)
-    sN, sC, sH, sW = x.strides
-    return xp.lib.stride_tricks.as_strided(
-        x,
-        shape=(*x.shape[:2], OH, OW, window, window),
-        strides=(sN, sC, sH * stride, sW * stride, sH, sW),
-    )
+    return xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def nchw(x: Any) -> Any:
+    """The NCHW-shaped view of a channels-last x: (N, H, W, C) (no copy)."""
+    return x.transpose(0, 3, 1, 2)
+
+
+def _offsets(K: int, S: int, OH: int, OW: int):
+    """(index, rows, cols) of each of the K*K window offsets: the strided slices of the input
+    that offset (i, j) touches across all OH x OW windows."""
+    for i in range(K):
+        for j in range(K):
+            yield i * K + j, slice(i, i + S * (OH - 1) + 1, S), slice(j, j + S * (OW - 1) + 1, S)
 
 
 def im2col(x: Any, K: int, S: int, P: int) -> tuple[Any, int, int]:
-    """Unfold x: (N, C, H, W) into columns (N*OH*OW, C*K*K), rows ordered (n, oh, ow).
+    """Unfold x: (N, H, W, C) into columns (N*OH*OW, K*K*C), rows ordered (n, oh, ow) and
+    columns (kh, kw, c). Returns (cols, OH, OW).
 
-    Returns (cols, OH, OW). The column order (c, kh, kw) matches a weight (O, C, K, K) reshaped
-    to (O, C*K*K), so the convolution is one matrix product.
+    With few channels the columns are built transposed, one long row per (kh, kw, c), and
+    returned as a transposed view: copying whole image rows is much faster than copying runs
+    of C values. Matrix products take either layout as it is.
     """
     xp = get_array_module(x)
-    N, C, H, W = x.shape
+    N, H, W, C = x.shape
     OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
     if P:
-        x = xp.pad(x, ((0, 0), (0, 0), (P, P), (P, P)))
-    win = _windows(x, K, S, OH, OW)  # (N, C, OH, OW, K, K)
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OW, C * K * K)
-    return cols, OH, OW
+        x = xp.pad(x, ((0, 0), (P, P), (P, P), (0, 0)))
+    if C < 4:
+        cols_t = xp.empty((K * K, C, N, OH, OW), dtype=x.dtype)
+        for k, rows, cols in _offsets(K, S, OH, OW):
+            cols_t[k] = x[:, rows, cols].transpose(3, 0, 1, 2)
+        return cols_t.reshape(K * K * C, N * OH * OW).T, OH, OW
+    sN, sH, sW, sC = x.strides
+    win = xp.lib.stride_tricks.as_strided(
+        x, shape=(N, OH, OW, K, K, C), strides=(sN, sH * S, sW * S, sH, sW, sC)
+    )
+    return win.reshape(N * OH * OW, K * K * C), OH, OW
 
 
-def col2im(cols: Any, x_shape: tuple[int, ...], K: int, S: int, P: int) -> Any:
-    """The adjoint of im2col: sum columns (N*OH*OW, C*K*K) back into an image (N, C, H, W).
+def conv_input_grad(dy: Any, w: Any, x_shape: tuple[int, ...], K: int, S: int, P: int) -> Any:
+    """dx: (N, H, W, C) of a convolution from dy: (N, OH, OW, O) and its weight w: (O, C, K, K).
 
-    Loops over the K*K filter offsets only; each step adds a whole strided slice, so the result
-    is deterministic (no atomic scatter).
-    """
-    xp = get_array_module(cols)
-    N, C, H, W = x_shape
-    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
-    d = cols.reshape(N, OH, OW, C, K, K).transpose(0, 3, 4, 5, 1, 2)  # (N, C, K, K, OH, OW)
-    dx = xp.zeros((N, C, H + 2 * P, W + 2 * P), dtype=cols.dtype)
-    for i in range(K):
-        for j in range(K):
-            dx[:, :, i : i + S * OH : S, j : j + S * OW : S] += d[:, :, i, j]
-    if P:
-        dx = dx[:, :, P : P + H, P : P + W]
-    return dx
-
-
-def maxpool_forward(x: Any, K: int, S: int) -> tuple[Any, Any]:
-    """Max over K x K windows with stride S of x: (N, C, H, W).
-
-    Returns (y, argmax): y (N, C, OH, OW) and the flat in-window index (kh * K + kw) of each
-    maximum as uint8, which the backward pass needs. Ties go to the first index, as in PyTorch.
-    """
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    OH, OW = out_size(H, K, S), out_size(W, K, S)
-    win = _windows(x, K, S, OH, OW).reshape(N, C, OH, OW, K * K)
-    argmax = win.argmax(axis=-1).astype(xp.uint8)
-    y = xp.take_along_axis(win, argmax[..., None].astype(xp.intp), axis=-1)[..., 0]
-    return y, argmax
-
-
-def maxpool_backward(dy: Any, argmax: Any, x_shape: tuple[int, ...], K: int, S: int) -> Any:
-    """Route dy: (N, C, OH, OW) to the positions of the maxima, giving dx: (N, C, H, W).
-
-    Loops over the K*K window offsets; overlapping windows (S < K) add up correctly.
+    One (batched) matrix product gives each filter offset's contribution, offset-major
+    (K*K, N, OH, OW, C); folding those back then adds whole contiguous image rows, which is far
+    faster than folding (kh, kw, c)-ordered columns.
     """
     xp = get_array_module(dy)
-    OH, OW = dy.shape[2:]
-    dx = xp.zeros(x_shape, dtype=dy.dtype)
-    for i in range(K):
-        for j in range(K):
-            hit = argmax == i * K + j
-            dx[:, :, i : i + S * OH : S, j : j + S * OW : S] += dy * hit
+    O, C = w.shape[:2]
+    N, OH, OW, _ = dy.shape
+    w_k = w.transpose(2, 3, 0, 1).reshape(K * K, O, C)
+    d = xp.matmul(dy.reshape(-1, O), w_k).reshape(K * K, N, OH, OW, C)
+    dx = xp.zeros((N, x_shape[1] + 2 * P, x_shape[2] + 2 * P, C), dtype=dy.dtype)
+    for k, rows, cols in _offsets(K, S, OH, OW):
+        dx[:, rows, cols] += d[k]
+    return dx[:, P : P + x_shape[1], P : P + x_shape[2]] if P else dx
+
+
+def _along(axis: int, index: slice) -> tuple:
+    """An index selecting ``index`` on ``axis`` (1: rows, 2: columns) of an (N, H, W, C) array."""
+    return (slice(None),) * axis + (index,)
+
+
+def _max_1d(x: Any, axis: int, K: int, S: int, n_out: int) -> tuple[Any, Any]:
+    """Max over windows of K along one axis, stride S: (max, offset of the first maximum)."""
+    xp = get_array_module(x)
+    y = x[_along(axis, slice(0, S * (n_out - 1) + 1, S))]
+    arg = None
+    for i in range(1, K):
+        xi = x[_along(axis, slice(i, i + S * (n_out - 1) + 1, S))]
+        greater = xi > y  # strictly: on ties the earlier offset keeps it, as in PyTorch
+        y = xp.maximum(y, xi)
+        arg = greater.view(xp.uint8) if arg is None else xp.where(greater, xp.uint8(i), arg)
+    return y, arg
+
+
+def _route_1d(dy: Any, arg: Any, axis: int, K: int, S: int, n_in: int) -> Any:
+    """Adjoint of _max_1d: send each gradient to the offset that held the maximum."""
+    xp = get_array_module(dy)
+    n_out = dy.shape[axis]
+    shape = list(dy.shape)
+    shape[axis] = n_in
+    covered = S == K and n_in == n_out * K  # every input in exactly one window
+    dx = xp.empty(shape, dtype=dy.dtype) if covered else xp.zeros(shape, dtype=dy.dtype)
+    slices = [dx[_along(axis, slice(i, i + S * (n_out - 1) + 1, S))] for i in range(K)]
+    if K == 2 and S >= K:  # the common 2x2 pool: two operations per axis
+        xp.multiply(dy, arg, out=slices[1])
+        xp.subtract(dy, slices[1], out=slices[0])  # dy - dy*arg: exact, and 0 where arg is 1
+        return dx
+    for i, part in enumerate(slices):
+        if S >= K:
+            xp.multiply(dy, arg == i, out=part)
+        else:  # overlapping windows add up
+            part += dy * (arg == i)
     return dx
+
+
+def maxpool_forward(x: Any, K: int, S: int) -> tuple[Any, tuple[Any, Any]]:
+    """Max over K x K windows with stride S of x: (N, H, W, C) -> y: (N, OH, OW, C).
+
+    Taken as a max along rows of the max along columns (the same value, and the same first
+    maximum in row-major window order as PyTorch on ties), which needs fewer and larger array
+    operations than visiting the K*K offsets. Returns (y, argmax), where argmax holds each
+    stage's winning offsets (uint8) for the backward pass.
+    """
+    N, H, W, C = x.shape
+    OH, OW = out_size(H, K, S), out_size(W, K, S)
+    cols_max, arg_w = _max_1d(x, 2, K, S, OW)  # (N, H, OW, C)
+    y, arg_h = _max_1d(cols_max, 1, K, S, OH)  # (N, OH, OW, C)
+    return y, (arg_h, arg_w)
+
+
+def maxpool_backward(
+    dy: Any, argmax: tuple[Any, Any], x_shape: tuple[int, ...], K: int, S: int
+) -> Any:
+    """Route dy: (N, OH, OW, C) to the positions of the maxima, giving dx: (N, H, W, C)."""
+    arg_h, arg_w = argmax
+    d_cols_max = _route_1d(dy, arg_h, 1, K, S, x_shape[1])
+    return _route_1d(d_cols_max, arg_w, 2, K, S, x_shape[2])

@@ -30,13 +30,15 @@ def timed_step(
         times[key] += time.perf_counter() - start
         return out
 
-    layers = model.layers[:-1] if model.head else model.layers
+    layers = model.run_order(logits=True)
     for i, layer in enumerate(layers):
-        x = clock(f"{i:>2} {layer!r} forward", layer.forward, x, True)
+        x = clock(f"{i:>2} {type(layer).__name__} forward", layer.forward, x, True)
     value = clock("   loss forward+backward", lambda: (loss.forward(x, y), loss.backward()))
     dy = value[1]
-    for i in reversed(range(len(layers))):
-        dy = clock(f"{i:>2} {layers[i]!r} backward", layers[i].backward, dy)
+    first = next((i for i, layer in enumerate(layers) if layer.params), 0)
+    for i in reversed(range(first, len(layers))):
+        step = layers[i].param_grads if i == first and layers[i].params else layers[i].backward
+        dy = clock(f"{i:>2} {type(layers[i]).__name__} backward", step, dy)
     clock("   optimizer", optimizer.step, list(model.parameters()))
     return value[0]
 

@@ -28,7 +28,7 @@ def train_step(model: Model, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
     """
     logits = model.forward(x, training=True, logits=True)
     value = loss.forward(logits, y)
-    model.backward(loss.backward(), logits=True)
+    model.backward(loss.backward(), logits=True, input_grad=False)
     optimizer.step(model.parameters())
     return value, (loss.predict(logits) == y).sum()
 

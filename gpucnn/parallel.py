@@ -1,0 +1,143 @@
+"""Training steps for the CPU: micro-batches spread over threads, one model replica per thread.
+
+Most of a small CNN's step on NumPy is elementwise work and copies, bound by memory bandwidth,
+not by arithmetic. Running it on micro-batches of a few dozen images keeps each layer's arrays in
+the CPU cache from one operation to the next; and since NumPy releases the GIL inside its loops,
+replicas working on different micro-batches run at the same time on different cores. Replicas
+share the parameter arrays (an update is seen by all) and keep their own gradients and caches.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .layers import Dropout
+from .losses import Loss
+from .model import Model
+from .optimizers import Optimizer
+from .train import train_step
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def replicate(model: Model) -> Model:
+    """A model whose layers share ``model``'s parameter arrays but own their gradients."""
+    twin = copy.copy(model)
+    twin.layers = []
+    for layer in model.layers:
+        layer = copy.copy(layer)
+        layer.grads = {k: g.copy() for k, g in layer.grads.items()}
+        twin.layers.append(layer)
+    return twin.build(model.input_shape)
+
+
+class MicroBatchStep:
+    """``step(x, y)``, like train.train_step, computed in micro-batches of at most ``chunk``
+    images spread over ``threads`` replicas, for the NumPy backend.
+
+    Small micro-batches keep a layer's arrays in the CPU cache between operations, and
+    replicas on different micro-batches run in parallel. The gradient equals that of the
+    whole batch up to the order of summation (results repeat exactly run to run); the update
+    is applied once per batch. Dropout masks come from per-replica generators seeded from the
+    backend's seed.
+    """
+
+    def __init__(
+        self, model: Model, loss: Loss, optimizer: Optimizer, threads: int, chunk: int
+    ) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        self.model, self.optimizer, self.threads, self.chunk = model, optimizer, threads, chunk
+        self.replicas = [replicate(model) for _ in range(threads)]
+        self.losses = [type(loss)() for _ in range(threads)]
+        self.sums = [
+            [{k: g.copy() for k, g in layer.grads.items()} for layer in r.layers]
+            for r in self.replicas
+        ]
+        self.rngs = [np.random.default_rng([backend.active().seed, i]) for i in range(threads)]
+        for replica, rng in zip(self.replicas, self.rngs):
+            for layer in replica.layers:
+                if isinstance(layer, Dropout):
+                    layer.rng = rng
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="gpucnn-step")
+        self._blas = ThreadpoolController() if threads > 1 else None
+
+    def _part(self, i: int, x: Any, y: Any, n: int) -> tuple[Any, Any]:
+        """Replica i's share x: (n_i, ...) of a batch of n, in micro-batches; its gradient
+        (weighted by its share of the batch) summed into self.sums[i]."""
+        replica, loss, sums = self.replicas[i], self.losses[i], self.sums[i]
+        total, correct = 0.0, 0
+        for lo in range(0, x.shape[0], self.chunk):
+            xb, yb = x[lo : lo + self.chunk], y[lo : lo + self.chunk]
+            weight = xb.shape[0] / n
+            logits = replica.forward(xb, training=True, logits=True)
+            total += loss.forward(logits, yb) * weight
+            correct += (loss.predict(logits) == yb).sum()
+            replica.backward(loss.backward() * weight, logits=True, input_grad=False)
+            for layer, acc in zip(replica.layers, sums):
+                for key, grad in layer.grads.items():
+                    if lo == 0:
+                        np.copyto(acc[key], grad)
+                    else:
+                        acc[key] += grad
+        return total, correct
+
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        if self._blas is None:
+            return self._step(x, y)
+        # The parallelism is ours during the step: one BLAS thread per call, so threads do
+        # not compete for the cores.
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._step(x, y)
+
+    def _step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        n = x.shape[0]
+        per_thread = -(-n // self.threads)
+        starts = range(0, n, per_thread)
+        futures = [
+            self.pool.submit(self._part, i, x[lo : lo + per_thread], y[lo : lo + per_thread], n)
+            for i, lo in enumerate(starts)
+        ]
+        results = [f.result() for f in futures]
+        used = self.sums[: len(futures)]
+        for layer, *parts in zip(self.model.layers, *used):
+            for key, grad in layer.grads.items():
+                np.copyto(grad, parts[0][key])
+                for other in parts[1:]:
+                    grad += other[key]
+        self.optimizer.step(self.model.parameters())
+        return sum(v for v, _ in results), sum(c for _, c in results)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def make_step(
+    model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
+):
+    """A training step function ``step(x, y) -> (loss, correct)`` for the active backend:
+    MicroBatchStep on NumPy (``threads``: None = every core; ``chunk``: micro-batch size, 0 =
+    whole batches on one thread), train.train_step on the GPU. Call ``close()`` when done."""
+    if backend.active().is_gpu or chunk == 0:
+        return _PlainStep(model, loss, optimizer)
+    threads = available_cores() if threads is None else threads
+    return MicroBatchStep(model, loss, optimizer, threads, chunk)
+
+
+class _PlainStep:
+    def __init__(self, model: Model, loss: Loss, optimizer: Optimizer) -> None:
+        self.args = (model, loss, optimizer)
+
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        return train_step(*self.args, x, y)
+
+    def close(self) -> None:
+        pass

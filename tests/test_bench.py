@@ -1,0 +1,59 @@
+"""The benchmark end to end on a tiny setting (timings are printed, never asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+TINY = [
+    "backend=numpy",
+    "data.limit_train=256",
+    "data.limit_test=100",
+    "bench.epochs=1",
+    "bench.warmup_epochs=1",
+    "bench.max_batches=2",
+    "bench.batch_sizes=[32,64]",
+]
+
+
+def bench(tmp_path, *args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.bench", *TINY, *args, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, json.loads((tmp_path / "bench.json").read_text())
+
+
+def test_bench_against_pytorch_writes_bench_json(tmp_path):
+    pytest.importorskip("torch", reason="the peer is PyTorch: pip install torch")
+    out, report = bench(tmp_path, "bench.profile=true", "data.task=multiclass")
+    assert (
+        report["backend"] == "numpy" and report["device"] and report["peer"].startswith("PyTorch")
+    )
+    assert [r["batch_size"] for r in report["results"]] == [32, 64]
+    for row in report["results"]:
+        for key in (
+            "ours_epoch_s",
+            "peer_epoch_s",
+            "ratio",
+            "ours_acc",
+            "peer_acc",
+            "ours_images_per_s",
+            "ours_peak_mb",
+            "peer_peak_mb",
+        ):
+            assert key in row, key
+        assert row["ratio"] == pytest.approx(row["ours_epoch_s"] / row["peer_epoch_s"])
+    assert "| batch | ours s/epoch" in out and "ratio" in out
+    assert "profile of one training step" in out and "Conv backward" in out
+
+
+def test_bench_without_the_peer_says_why(tmp_path):
+    out, report = bench(tmp_path, "bench.peer=false")
+    assert report["peer"] is None and report["peer_missing"] == "bench.peer=false"
+    assert "ratio" not in report["results"][0]
+    assert "no peer: bench.peer=false" in out
