@@ -142,6 +142,12 @@ def set_seed(seed: int) -> None:
     _active.rng = _active.xp.random.default_rng(seed + 1)
 
 
+def step_rng(step: int, stream: int = 0) -> Any:
+    """A generator on the device seeded by (seed, step, stream) alone, so that a training step's
+    random numbers (dropout masks) are the same whether or not the run was interrupted before."""
+    return _active.xp.random.default_rng((_active.seed * 1_000_003 + step) * 64 + stream)
+
+
 def get_array_module(x: Any) -> Any:
     """NumPy or CuPy, whichever owns ``x``."""
     if _active.name == "cupy":

@@ -27,9 +27,9 @@ from .errors import ConfigError
 from .experiment import load_splits
 from .fileio import write_json
 from .losses import for_outputs
-from .parallel import make_step
 from .peer import PeerTrainer, import_torch
 from .run import CONF_DIR
+from .steps import make_step
 from .train import evaluate
 
 log = logging.getLogger("gpucnn.bench")

@@ -84,6 +84,10 @@ class TrainConfig:
     threads: Optional[int] = None  # NumPy: threads per step (null: every core)
     micro_batch: int = 32  # NumPy: images per micro-batch within a step (0: whole batches)
     save_model: bool = True
+    checkpoint_every_steps: Optional[int] = (
+        None  # also checkpoint every N steps (null: epochs only)
+    )
+    resume: bool = False  # continue the run found by the same overrides (or in hydra.run.dir)
 
 
 @dataclass
@@ -191,6 +195,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.threads is not None and t.threads < 1:
         raise ConfigError(f"train.threads={t.threads} must be null (every core) or >= 1")
+    if t.checkpoint_every_steps is not None and t.checkpoint_every_steps < 1:
+        raise ConfigError(
+            f"train.checkpoint_every_steps={t.checkpoint_every_steps} must be null or >= 1"
+        )
     if t.micro_batch < 0:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -33,6 +33,23 @@ class Optimizer:
                 g = g + self.weight_decay * p
             self._update(name, p, g)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Host copies of the step count and every per-parameter slot, keyed "name/slot"."""
+        from .backend import to_host
+
+        slots = {f"{n}/{k}": to_host(a).copy() for n, s in self.state.items() for k, a in s.items()}
+        return {"steps": self.steps, "slots": slots}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned (slots are copied to the active backend)."""
+        from .backend import to_device
+
+        self.steps = int(state["steps"])
+        self.state = {}
+        for key, value in state["slots"].items():
+            name, slot = key.rsplit("/", 1)
+            self.state.setdefault(name, {})[slot] = to_device(value)
+
     def _slot(self, name: str, key: str, like: Any) -> Any:
         """Per-parameter state (a zero array shaped like ``like`` on first use)."""
         slots = self.state.setdefault(name, {})

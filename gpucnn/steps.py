@@ -1,10 +1,15 @@
-"""Training steps for the CPU: micro-batches spread over threads, one model replica per thread.
+"""Training step functions: ``step(x, y) -> (loss, correct)``, made by ``make_step``.
 
-Most of a small CNN's step on NumPy is elementwise work and copies, bound by memory bandwidth,
-not by arithmetic. Running it on micro-batches of a few dozen images keeps each layer's arrays in
-the CPU cache from one operation to the next; and since NumPy releases the GIL inside its loops,
-replicas working on different micro-batches run at the same time on different cores. Replicas
-share the parameter arrays (an update is seen by all) and keep their own gradients and caches.
+On the GPU a step is train.train_step on the whole batch. On the CPU it runs in micro-batches
+spread over threads, one model replica per thread: most of a small CNN's step on NumPy is
+elementwise work and copies, bound by memory bandwidth rather than arithmetic, so micro-batches
+of a few dozen images keep each layer's arrays in the CPU cache from one operation to the next;
+and since NumPy releases the GIL inside its loops, replicas on different micro-batches run at the
+same time on different cores. Replicas share the parameter arrays (an update is seen by all) and
+keep their own gradients and caches.
+
+Both kinds count their steps (``count``) and seed dropout from (seed, step), so a run resumed
+from a checkpoint draws the same masks as one never interrupted.
 """
 
 from __future__ import annotations
@@ -39,15 +44,43 @@ def replicate(model: Model) -> Model:
     return twin.build(model.input_shape)
 
 
-class MicroBatchStep:
-    """``step(x, y)``, like train.train_step, computed in micro-batches of at most ``chunk``
-    images spread over ``threads`` replicas, for the NumPy backend.
+class Step:
+    """Shared by both kinds: the step counter and per-step dropout generators."""
 
-    Small micro-batches keep a layer's arrays in the CPU cache between operations, and
-    replicas on different micro-batches run in parallel. The gradient equals that of the
-    whole batch up to the order of summation (results repeat exactly run to run); the update
-    is applied once per batch. Dropout masks come from per-replica generators seeded from the
-    backend's seed.
+    def __init__(self, models: list[Model]) -> None:
+        self.count = 0  # steps taken; set from a checkpoint on resume
+        self._dropouts = [[l for l in m.layers if isinstance(l, Dropout)] for m in models]
+
+    def _seed_dropout(self) -> None:
+        for stream, layers in enumerate(self._dropouts):
+            if layers:
+                rng = backend.step_rng(self.count, stream)
+                for layer in layers:
+                    layer.rng = rng
+
+    def close(self) -> None:
+        """Release threads (a no-op for the plain step)."""
+
+
+class PlainStep(Step):
+    """train.train_step on the whole batch."""
+
+    def __init__(self, model: Model, loss: Loss, optimizer: Optimizer) -> None:
+        super().__init__([model])
+        self.args = (model, loss, optimizer)
+
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        self._seed_dropout()
+        self.count += 1
+        return train_step(*self.args, x, y)
+
+
+class MicroBatchStep(Step):
+    """train.train_step's result, computed in micro-batches of at most ``chunk`` images spread
+    over ``threads`` replicas (NumPy).
+
+    The gradient equals that of the whole batch up to the order of summation, which is fixed,
+    so results repeat exactly run to run; the update is applied once per batch.
     """
 
     def __init__(
@@ -57,16 +90,12 @@ class MicroBatchStep:
 
         self.model, self.optimizer, self.threads, self.chunk = model, optimizer, threads, chunk
         self.replicas = [replicate(model) for _ in range(threads)]
+        super().__init__(self.replicas)
         self.losses = [type(loss)() for _ in range(threads)]
         self.sums = [
             [{k: g.copy() for k, g in layer.grads.items()} for layer in r.layers]
             for r in self.replicas
         ]
-        self.rngs = [np.random.default_rng([backend.active().seed, i]) for i in range(threads)]
-        for replica, rng in zip(self.replicas, self.rngs):
-            for layer in replica.layers:
-                if isinstance(layer, Dropout):
-                    layer.rng = rng
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="gpucnn-step")
         self._blas = ThreadpoolController() if threads > 1 else None
 
@@ -91,6 +120,8 @@ class MicroBatchStep:
         return total, correct
 
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        self._seed_dropout()
+        self.count += 1
         if self._blas is None:
             return self._step(x, y)
         # The parallelism is ours during the step: one BLAS thread per call, so threads do
@@ -122,22 +153,11 @@ class MicroBatchStep:
 
 def make_step(
     model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
-):
-    """A training step function ``step(x, y) -> (loss, correct)`` for the active backend:
-    MicroBatchStep on NumPy (``threads``: None = every core; ``chunk``: micro-batch size, 0 =
-    whole batches on one thread), train.train_step on the GPU. Call ``close()`` when done."""
+) -> Step:
+    """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
+    every core; ``chunk``: micro-batch size, 0 = whole batches on one thread), PlainStep on the
+    GPU. Call ``close()`` when done."""
     if backend.active().is_gpu or chunk == 0:
-        return _PlainStep(model, loss, optimizer)
+        return PlainStep(model, loss, optimizer)
     threads = available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)
-
-
-class _PlainStep:
-    def __init__(self, model: Model, loss: Loss, optimizer: Optimizer) -> None:
-        self.args = (model, loss, optimizer)
-
-    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
-        return train_step(*self.args, x, y)
-
-    def close(self) -> None:
-        pass

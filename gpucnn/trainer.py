@@ -1,0 +1,236 @@
+"""The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence and signals.
+
+A checkpoint is written at the end of every epoch and every ``train.checkpoint_every_steps``
+steps; ``restore`` continues from the newest one exactly (see gpucnn.checkpoint). SIGINT and
+SIGTERM finish the current step, write a checkpoint and raise Interrupted; a non-finite loss
+raises Diverged without overwriting the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import backend, checkpoint, data
+from .config import build_optimizer
+from .errors import ConfigError, GpucnnError
+from .losses import for_outputs
+from .model import Model
+from .results import METRICS, write_csv
+from .steps import make_step
+from .train import evaluate
+
+log = logging.getLogger(__name__)
+
+# What a checkpoint must have been written for to be resumed (bit for bit) by this config.
+SAME_RUN_KEYS = ("model", "data", "optimizer", "train.seed", "train.batch_size", "train.drop_last")
+GPU_CHECK_EVERY = 32  # on the GPU, reading the loss waits for the device: check it this often
+
+
+class Diverged(GpucnnError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, batch: int, value: float) -> None:
+        super().__init__(
+            f"the training loss became {value} in epoch {epoch + 1} by batch {batch}: "
+            "lower optimizer.lr (or add weight decay); the last good checkpoint is kept"
+        )
+        self.epoch, self.batch, self.value = epoch, batch, value
+
+
+class Interrupted(GpucnnError):
+    """SIGINT or SIGTERM arrived; a checkpoint was written after the step in progress."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; a checkpoint was written")
+        self.signum = signum
+
+
+def _fresh_sums() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+
+
+def _run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The settings (SAME_RUN_KEYS) that decide a run's trajectory, as plain values."""
+    identity = {}
+    for key in SAME_RUN_KEYS:
+        value = OmegaConf.select(cfg, key)
+        identity[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+    return identity
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, model: Model, splits: data.Prepared, run_dir: Path) -> None:
+        t = cfg.train
+        if t.batch_size > len(splits.train):
+            raise ConfigError(
+                f"train.batch_size={t.batch_size} is larger than the {len(splits.train)} "
+                "training images: lower it (or use more data)"
+            )
+        self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
+        self.loss = for_outputs(splits.n_outputs)
+        self.optimizer = build_optimizer(cfg.optimizer)
+        self.batches = data.Batches(
+            splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
+        )
+        self.step = make_step(model, self.loss, self.optimizer, t.threads, t.micro_batch)
+        self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
+        self.sums = _fresh_sums()
+        self.rows: list[dict[str, Any]] = []
+        self._signal: int | None = None
+
+    # ----- checkpoints --------------------------------------------------------------------
+    def save(self) -> None:
+        meta = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step.count,
+            "sums": self.sums,
+            "rows": self.rows,
+            "run": _run_identity(self.cfg),
+        }
+        checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
+
+    def restore(self) -> dict[str, Any] | None:
+        """Continue from the run directory's newest usable checkpoint; its record, or None."""
+        meta = checkpoint.load(self.run_dir, self.model, self.optimizer)
+        if meta is None:
+            return None
+        ours = _run_identity(self.cfg)
+        changed = [k for k in SAME_RUN_KEYS if meta["run"].get(k) != ours[k]]
+        if changed:
+            raise ConfigError(
+                f"the checkpoint in {self.run_dir} was written for a different {', '.join(changed)}"
+                ": resume with the same settings, or start a new run directory"
+            )
+        self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
+        self.sums, self.rows = meta["sums"], meta["rows"]
+        return meta
+
+    # ----- training -----------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train until train.epochs are done; raises Diverged or Interrupted."""
+        with self._catch_signals():
+            while self.epoch < self.cfg.train.epochs:
+                self._train_epoch()
+                self._end_epoch()
+                self.epoch, self.batch, self.sums = self.epoch + 1, 0, _fresh_sums()
+                self.save()
+                self._stop_if_signalled()
+
+    def _train_epoch(self) -> None:
+        t = self.cfg.train
+        every = t.checkpoint_every_steps
+        check = 1 if not backend.active().is_gpu else GPU_CHECK_EVERY
+        bar = _progress(len(self.batches), f"epoch {self.epoch + 1}/{t.epochs}", t.progress)
+        if bar is not None:
+            bar.update(self.batch)
+        xp = backend.xp()
+        loss_sum, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
+        start = time.perf_counter()
+        for x, y in self.batches.epoch(self.epoch, start=self.batch):
+            value, hits = self.step(x, y)
+            loss_sum += value * len(y)
+            correct += hits
+            self.batch += 1
+            self.sums["seen"] += len(y)
+            if self.batch % check == 0:
+                self._check(loss_sum)
+            if bar is not None:
+                bar.update()
+                if self.batch % 10 == 0:
+                    seen = self.sums["seen"]
+                    bar.set_postfix(loss=f"{(self.sums['loss'] + float(loss_sum)) / seen:.4f}")
+            if (every and self.step.count % every == 0) or self._signal is not None:
+                self._fold(loss_sum, correct, start)
+                loss_sum, correct, start = loss_sum * 0, correct * 0, time.perf_counter()
+                self.save()
+                self._stop_if_signalled()
+        self._fold(loss_sum, correct, start)
+        if bar is not None:
+            bar.close()
+
+    def _check(self, loss_sum: Any) -> float:
+        """The running loss sum as a number; Diverged if it is not finite."""
+        total = float(loss_sum)
+        if not math.isfinite(total):
+            raise Diverged(self.epoch, self.batch, total)
+        return total
+
+    def _fold(self, loss_sum: Any, correct: Any, start: float) -> None:
+        """Move the device-side running sums into self.sums (host numbers, checkpointable),
+        after checking them: nothing non-finite reaches a checkpoint."""
+        backend.synchronize()
+        self.sums["loss"] += self._check(loss_sum)
+        self.sums["correct"] += int(correct)
+        self.sums["seconds"] += time.perf_counter() - start
+
+    def _end_epoch(self) -> None:
+        t, s = self.cfg.train, self.sums
+        row = {
+            "epoch": self.epoch + 1,
+            "train_loss": s["loss"] / s["seen"],
+            "train_accuracy": s["correct"] / s["seen"],
+            "seconds": round(s["seconds"], 4),
+            "images_per_second": round(s["seen"] / max(s["seconds"], 1e-9), 1),
+        }
+        val = self.splits.val
+        if len(val):
+            row["val_loss"], row["val_accuracy"] = evaluate(
+                self.model, self.loss, val.x, val.y, t.eval_batch_size
+            )
+        self.rows.append(row)
+        write_csv(self.run_dir / "metrics.csv", self.rows, list(METRICS))
+        log.info(
+            "epoch %d/%d: %s",
+            self.epoch + 1,
+            t.epochs,
+            "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
+        )
+
+    # ----- signals ------------------------------------------------------------------------
+    @contextmanager
+    def _catch_signals(self):
+        """SIGINT / SIGTERM set a flag checked after every step (a second SIGINT stops at
+        once). Only the main thread can install handlers; elsewhere signals act as usual."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signum
+            log.warning("%s: stopping after this step", signal.Signals(signum).name)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _stop_if_signalled(self) -> None:
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+
+    def close(self) -> None:
+        self.step.close()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on a terminal when enabled, else None (plain log lines instead)."""
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
