@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpucnn import SGD, Adam, CrossEntropy, backend, presets
-from gpucnn.parallel import MicroBatchStep, make_step, replicate
+from gpucnn.steps import MicroBatchStep, make_step, replicate
 from gpucnn.train import train_step
 
 

@@ -1,0 +1,261 @@
+"""Nothing lost: kill and resume, signals, sweep resume, divergence, bad checkpoints, out of
+memory, determinism, and a property test over the architecture space."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from gpucnn import checkpoint
+from gpucnn.config import Config, build_model, validate
+from gpucnn.errors import ConfigError, ShapeError
+from gpucnn.experiment import OutOfMemory, run_job
+from gpucnn.trainer import Trainer
+
+# Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
+RUN = [
+    "backend=numpy",
+    "data.limit_train=1500",
+    "data.limit_test=100",
+    "train.batch_size=16",
+    "train.epochs=2",
+    "train.progress=false",
+    "train.checkpoint_every_steps=5",
+    "model=lab_cnn2",
+]  # lab_cnn2 has dropout, whose masks must repeat too
+
+
+def app(*args, wait=True):
+    cmd = [sys.executable, "-m", "gpucnn.run", *args]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def weights(run_dir):
+    with np.load(Path(run_dir) / "model.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def position(run_dir):
+    """(epoch, batch) of the newest checkpoint, or None while there is none (or mid-rename)."""
+    try:
+        with np.load(Path(run_dir) / checkpoint.CURRENT) as f:
+            meta = json.loads(f["meta"].tobytes().decode())
+        return meta["epoch"], meta["batch"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def stop_mid_epoch(run_dir, sig):
+    """Start a run, and send ``sig`` once it has checkpointed inside its second epoch."""
+    proc = app(*RUN, f"hydra.run.dir={run_dir}", wait=False)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        pos = position(run_dir)
+        if pos is not None and pos[0] == 1 and pos[1] >= 10:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=300)
+    return proc, pos
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same run, never interrupted."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    proc = app(*RUN, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return weights(run_dir)
+
+
+def test_killed_mid_epoch_then_resumed_ends_bit_identical(tmp_path, reference):
+    proc, pos = stop_mid_epoch(tmp_path, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert pos[0] == 1 and 0 < pos[1] < 85  # killed inside epoch 2
+    done = app(*RUN, f"hydra.run.dir={tmp_path}", "train.resume=true")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["resumed_at"]["epoch"] == 2
+    resumed = weights(tmp_path)
+    for key in reference:
+        assert np.array_equal(resumed[key], reference[key]), key
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
+    proc, _ = stop_mid_epoch(tmp_path, sig)
+    assert proc.returncode == 128 + sig, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and signal.Signals(sig).name in summary["reason"]
+    epoch, batch = position(tmp_path)
+    assert epoch == 1 and batch > 10  # the step in progress was finished and saved
+    new_dir = tmp_path.parent / (tmp_path.name + "-again")
+    done = app(*RUN, f"hydra.run.dir={new_dir}", "train.resume=true")  # found by its overrides
+    assert done.returncode == 0, done.stderr
+    again = json.loads((new_dir / "summary.json").read_text())
+    assert again["status"] == "ok" and again["resumed_from"] == str(tmp_path)
+    resumed = weights(new_dir)
+    assert all(np.array_equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
+    sweep = [
+        "-m",
+        "backend=numpy",
+        "data.limit_train=200",
+        "data.limit_test=50",
+        "train.epochs=2",
+        "train.progress=false",
+        "model.filter_size=3,5,7",
+    ]
+    first = app(*sweep, f"hydra.sweep.dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stderr
+    # Job 2 as if preempted during its second epoch: its summary says so, no final weights.
+    job2 = tmp_path / "first" / "2"
+    (job2 / "model.npz").unlink()
+    summary = json.loads((job2 / "summary.json").read_text())
+    (job2 / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    second = app(*sweep, "train.resume=true", f"hydra.sweep.dir={tmp_path / 'second'}")
+    assert second.returncode == 0, second.stderr
+    jobs = {
+        j: json.loads((tmp_path / "second" / j / "summary.json").read_text())
+        for j in ("0", "1", "2")
+    }
+    assert jobs["0"]["skipped"] and jobs["1"]["skipped"]
+    assert jobs["0"]["resumed_from"] == str(tmp_path / "first" / "0")
+    assert jobs["2"]["status"] == "ok" and not jobs["2"].get("skipped")
+    assert jobs["2"]["resumed_at"]["epoch"] == 3  # after the last epoch: only the test left
+    rows = (tmp_path / "second" / "sweep_summary.csv").read_text().splitlines()
+    assert len(rows) == 4 and all(",ok," in r for r in rows[1:])
+
+
+def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
+    proc = app(
+        "backend=numpy",
+        "data.limit_train=300",
+        "train.progress=false",
+        "optimizer=sgd",
+        "optimizer.lr=1e6",
+        "train.checkpoint_every_steps=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["epoch"] == 1 and summary["batch"] >= 1
+    assert "lower optimizer.lr" in summary["reason"]
+    with np.load(tmp_path / checkpoint.CURRENT) as f:
+        assert all(np.all(np.isfinite(f[k])) for k in f.files if k.startswith("param/"))
+    assert not (tmp_path / "model.npz").exists()
+
+
+def _cfg(**train):
+    cfg = OmegaConf.structured(Config)
+    cfg.data.limit_train, cfg.data.limit_test = 300, 50
+    cfg.backend.name = "numpy"
+    for key, value in train.items():
+        cfg.train[key] = value
+    return cfg
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    cfg = _cfg(epochs=2, progress=False)
+    run_job(cfg, tmp_path, [])
+    current = tmp_path / checkpoint.CURRENT
+    current.write_bytes(current.read_bytes()[:200])  # truncated on disk
+    from gpucnn.experiment import load_splits
+
+    model = build_model(cfg.model, cfg.data)
+    trainer = Trainer(cfg, model, load_splits(cfg), tmp_path)
+    meta = trainer.restore()
+    trainer.close()
+    assert (meta["epoch"], meta["batch"]) == (1, 0)  # checkpoint.prev: the end of epoch 1
+    assert "corrupt or truncated" in caplog.text
+    (tmp_path / checkpoint.PREVIOUS).write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint"):
+        checkpoint.load(tmp_path, model, trainer.optimizer)
+
+
+def test_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):
+    def no_memory(self):
+        raise MemoryError("Unable to allocate 3.2 GiB for an array")
+
+    monkeypatch.setattr(Trainer, "fit", no_memory)
+    with pytest.raises(OutOfMemory, match=r"out of host memory at train.batch_size=64 .*3.2 GiB"):
+        run_job(_cfg(), tmp_path, [])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "lower train.batch_size" in summary["reason"]
+
+
+def test_a_batch_larger_than_the_training_set_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"train.batch_size=512 is larger than the 270"):
+        run_job(_cfg(batch_size=512), tmp_path, [])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
+
+
+def test_same_seed_same_weights_bit_for_bit(tmp_path):
+    for name in ("a", "b"):
+        run_job(_cfg(epochs=1, progress=False), tmp_path / name, [])
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+blocks = st.integers(1, 4)
+
+
+@st.composite
+def architectures(draw):
+    n = draw(blocks)
+    per_block = lambda s: st.one_of(s, st.lists(s, min_size=n, max_size=n))  # noqa: E731
+    return {
+        "channels": draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)),
+        "filter_size": draw(per_block(st.integers(1, 7))),
+        "pool_size": draw(per_block(st.integers(0, 4))),
+        "pool_stride": draw(st.one_of(st.none(), per_block(st.integers(1, 3)))),
+        "padding": draw(
+            per_block(st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 3)))
+        ),
+        "activation": draw(st.sampled_from(["relu", "sigmoid", "tanh"])),
+        "hidden": draw(st.lists(st.integers(1, 8), max_size=2)),
+        "dropout": draw(st.floats(0, 0.9)),
+        "pad_to": draw(st.sampled_from([None, 28, 32])),
+        "task": draw(st.sampled_from(["binary", "multiclass"])),
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arch=architectures())
+def test_any_architecture_trains_one_step_or_is_rejected_by_name(arch):
+    cfg = OmegaConf.structured(Config)
+    cfg.backend.name = "numpy"
+    cfg.data.pad_to, cfg.data.task = arch.pop("pad_to"), arch.pop("task")
+    for key, value in arch.items():
+        cfg.model[key] = value
+    try:
+        validate(cfg)
+        model = build_model(cfg.model, cfg.data)
+    except ShapeError as exc:
+        assert "layer" in str(exc)
+        return
+    except ConfigError as exc:
+        assert "model." in str(exc)
+        return
+    from gpucnn import SGD
+    from gpucnn.losses import for_outputs
+    from gpucnn.train import train_step
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, *model.input_shape)).astype(np.float32)
+    y = rng.integers(0, 2, size=3)
+    value, _ = train_step(model, for_outputs(model.output_shape[0]), SGD(0.01), x, y)
+    assert np.isfinite(value)
