@@ -37,6 +37,7 @@ class ModelConfig:
     padding: Any = "same"  # same, valid, an int, or a list of these
     activation: str = "relu"
     hidden: list[int] = field(default_factory=lambda: [64])
+    hidden_activation: Optional[str] = None  # of the dense layers; null: the same as activation
     dropout: float = 0.0
 
 
@@ -91,12 +92,19 @@ class TrainConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    enabled: bool = False  # per-layer gradient norms, update ratios, sparsity, saturation, times
+    every: int = 10  # sample one step in this many (the others run as usual)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 @dataclass
@@ -147,8 +155,9 @@ def validate(cfg: DictConfig) -> None:
     m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
     if m.kind not in ("cnn", "mlp"):
         raise ConfigError(f"model.kind={m.kind!r} is unknown: choose cnn or mlp")
-    if m.activation not in ("relu", "sigmoid", "tanh"):
-        raise ConfigError(f"model.activation={m.activation!r}: choose relu, sigmoid or tanh")
+    for key, value in (("activation", m.activation), ("hidden_activation", m.hidden_activation)):
+        if value not in ("relu", "sigmoid", "tanh") and (key == "activation" or value is not None):
+            raise ConfigError(f"model.{key}={value!r}: choose relu, sigmoid or tanh")
     if m.kind == "cnn":
         if not m.channels or any(c < 1 for c in m.channels):
             raise ConfigError(f"model.channels={list(m.channels)}: list positive channel counts")
@@ -199,6 +208,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"train.checkpoint_every_steps={t.checkpoint_every_steps} must be null or >= 1"
         )
+    if cfg.diagnostics.every < 1:
+        raise ConfigError(f"diagnostics.every={cfg.diagnostics.every} must be >= 1")
     if t.micro_batch < 0:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -238,6 +249,7 @@ def build_model(m: DictConfig, d: DictConfig) -> Model:
         list(m.hidden),
         m.dropout,
         outputs,
+        m.hidden_activation,
     )
 
 

@@ -57,10 +57,12 @@ def cnn(
     hidden: Sequence[int] = (64,),
     dropout: float = 0.0,
     n_outputs: int = 1,
+    hidden_activation: str | None = None,
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
-    ``pool_size`` 0 (or 1) means no pooling in that block; ``dropout`` follows each hidden layer.
+    ``pool_size`` 0 (or 1) means no pooling in that block; ``dropout`` follows each hidden layer;
+    the hidden layers use ``hidden_activation`` (default: ``activation``).
     """
     n = len(channels)
     if n == 0:
@@ -82,7 +84,7 @@ def cnn(
     width = model.build(shape).output_shape[0]
     for h in hidden:
         model.add(Dense(width, h))
-        model.add(Activation(activation))
+        model.add(Activation(hidden_activation or activation))
         if dropout:
             model.add(Dropout(dropout))
         width = h

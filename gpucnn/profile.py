@@ -16,11 +16,37 @@ from .model import Model
 from .optimizers import Optimizer
 
 
+class Probe:
+    """Hooks of timed_step, for diagnostics: each is called with what it names."""
+
+    def forward(self, index: int, layer: Any, y: Any) -> None:
+        """After layer ``index`` of the model computed y in the forward pass."""
+
+    def before_update(self, model: Model) -> None:
+        """Gradients are ready; parameters not yet updated."""
+
+    def after_update(self, model: Model) -> None:
+        """Parameters updated."""
+
+
 def timed_step(
-    model: Model, loss: Loss, optimizer: Optimizer, x: Any, y: Any, times: dict[str, float]
-) -> Any:
+    model: Model,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    times: dict[str, float],
+    declared_order: bool = False,
+    probe: Probe | None = None,
+) -> tuple[Any, Any]:
     """One training step (as train.train_step) adding seconds per piece to ``times``, keyed
-    "<index> <layer> forward|backward", "loss" and "optimizer". Returns the loss."""
+    "<index> <layer type> forward|backward", "loss forward+backward" and "optimizer".
+
+    Runs the layers in the model's execution order, or as declared (``declared_order``: a
+    ReLU before its max pool, so its output is the map the user defined). Returns the batch
+    loss and the number of correct predictions.
+    """
+    probe = probe or Probe()
 
     def clock(key: str, fn, *args):
         backend.synchronize()
@@ -30,17 +56,28 @@ def timed_step(
         times[key] += time.perf_counter() - start
         return out
 
-    layers = model.run_order(logits=True)
-    for i, layer in enumerate(layers):
-        x = clock(f"{i:>2} {type(layer).__name__} forward", layer.forward, x, True)
-    value = clock("   loss forward+backward", lambda: (loss.forward(x, y), loss.backward()))
-    dy = value[1]
-    first = next((i for i, layer in enumerate(layers) if layer.params), 0)
-    for i in reversed(range(first, len(layers))):
-        step = layers[i].param_grads if i == first and layers[i].params else layers[i].backward
-        dy = clock(f"{i:>2} {type(layers[i]).__name__} backward", step, dy)
+    if declared_order:
+        layers = model.layers[:-1] if model.head else model.layers
+        index = list(range(len(layers)))
+    else:
+        layers = model.run_order(logits=True)
+        index = [model.layers.index(layer) for layer in layers]
+    logits = x
+    for i, layer in zip(index, layers):
+        logits = clock(f"{i:>2} {type(layer).__name__} forward", layer.forward, logits, True)
+        probe.forward(i, layer, logits)
+    value, dy = clock(
+        "   loss forward+backward", lambda: (loss.forward(logits, y), loss.backward())
+    )
+    first = next((k for k, layer in enumerate(layers) if layer.params), 0)
+    for k in reversed(range(first, len(layers))):
+        layer = layers[k]
+        run = layer.param_grads if k == first and layer.params else layer.backward
+        dy = clock(f"{index[k]:>2} {type(layer).__name__} backward", run, dy)
+    probe.before_update(model)
     clock("   optimizer", optimizer.step, list(model.parameters()))
-    return value[0]
+    probe.after_update(model)
+    return value, (loss.predict(logits) == y).sum()
 
 
 def profile(

@@ -26,6 +26,7 @@ from .layers import Dropout
 from .losses import Loss
 from .model import Model
 from .optimizers import Optimizer
+from .profile import Probe, timed_step
 from .train import train_step
 
 
@@ -44,19 +45,36 @@ def replicate(model: Model) -> Model:
     return twin.build(model.input_shape)
 
 
-class Step:
-    """Shared by both kinds: the step counter and per-step dropout generators."""
+def _dropouts(model: Model) -> list[Dropout]:
+    return [layer for layer in model.layers if isinstance(layer, Dropout)]
 
-    def __init__(self, models: list[Model]) -> None:
+
+def _seed(layers: list[Dropout], step: int, stream: int) -> None:
+    if layers:
+        rng = backend.step_rng(step, stream)
+        for layer in layers:
+            layer.rng = rng
+
+
+class Step:
+    """Shared by both kinds: the step counter, per-step dropout generators, and the
+    instrumented step that diagnostics sample."""
+
+    def __init__(self, model: Model, loss: Loss, optimizer: Optimizer, runners: list[Model]):
+        self.model, self.loss, self.optimizer = model, loss, optimizer
         self.count = 0  # steps taken; set from a checkpoint on resume
-        self._dropouts = [[l for l in m.layers if isinstance(l, Dropout)] for m in models]
+        self._dropouts = [_dropouts(m) for m in runners]
 
     def _seed_dropout(self) -> None:
         for stream, layers in enumerate(self._dropouts):
-            if layers:
-                rng = backend.step_rng(self.count, stream)
-                for layer in layers:
-                    layer.rng = rng
+            _seed(layers, self.count, stream)
+
+    def instrumented(self, x: Any, y: Any, times: dict[str, float], probe: Probe) -> tuple:
+        """The same update on the whole batch, one layer at a time in declared order, timed
+        and observed by ``probe`` (profile.timed_step)."""
+        _seed(_dropouts(self.model), self.count, len(self._dropouts))
+        self.count += 1
+        return timed_step(self.model, self.loss, self.optimizer, x, y, times, True, probe)
 
     def close(self) -> None:
         """Release threads (a no-op for the plain step)."""
@@ -66,13 +84,12 @@ class PlainStep(Step):
     """train.train_step on the whole batch."""
 
     def __init__(self, model: Model, loss: Loss, optimizer: Optimizer) -> None:
-        super().__init__([model])
-        self.args = (model, loss, optimizer)
+        super().__init__(model, loss, optimizer, [model])
 
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
         self._seed_dropout()
         self.count += 1
-        return train_step(*self.args, x, y)
+        return train_step(self.model, self.loss, self.optimizer, x, y)
 
 
 class MicroBatchStep(Step):
@@ -88,9 +105,9 @@ class MicroBatchStep(Step):
     ) -> None:
         from threadpoolctl import ThreadpoolController
 
-        self.model, self.optimizer, self.threads, self.chunk = model, optimizer, threads, chunk
+        self.threads, self.chunk = threads, chunk
         self.replicas = [replicate(model) for _ in range(threads)]
-        super().__init__(self.replicas)
+        super().__init__(model, type(loss)(), optimizer, self.replicas)
         self.losses = [type(loss)() for _ in range(threads)]
         self.sums = [
             [{k: g.copy() for k, g in layer.grads.items()} for layer in r.layers]

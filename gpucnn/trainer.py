@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import backend, checkpoint, data
 from .config import build_optimizer
+from .diagnostics import Diagnostics
 from .errors import ConfigError, GpucnnError
 from .losses import for_outputs
 from .model import Model
@@ -83,6 +84,7 @@ class Trainer:
             splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
         )
         self.step = make_step(model, self.loss, self.optimizer, t.threads, t.micro_batch)
+        self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
         self.sums = _fresh_sums()
         self.rows: list[dict[str, Any]] = []
@@ -114,6 +116,8 @@ class Trainer:
             )
         self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
         self.sums, self.rows = meta["sums"], meta["rows"]
+        if self.diagnostics is not None:
+            self.diagnostics.rows = list(meta.get("diagnostics", []))
         return meta
 
     # ----- training -----------------------------------------------------------------------
@@ -137,8 +141,12 @@ class Trainer:
         xp = backend.xp()
         loss_sum, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
         start = time.perf_counter()
+        sample_every = self.cfg.diagnostics.every
         for x, y in self.batches.epoch(self.epoch, start=self.batch):
-            value, hits = self.step(x, y)
+            if self.diagnostics is not None and self.step.count % sample_every == 0:
+                value, hits = self.diagnostics.sample(self.step, x, y)
+            else:
+                value, hits = self.step(x, y)
             loss_sum += value * len(y)
             correct += hits
             self.batch += 1
@@ -190,6 +198,8 @@ class Trainer:
             )
         self.rows.append(row)
         write_csv(self.run_dir / "metrics.csv", self.rows, list(METRICS))
+        if self.diagnostics is not None:
+            self.diagnostics.end_epoch(self.epoch)
         log.info(
             "epoch %d/%d: %s",
             self.epoch + 1,
