@@ -60,6 +60,8 @@ def save_figure(fig: Any, path: str | os.PathLike) -> None:
 def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str) -> None:
     """Loss and accuracy against epoch, training and validation, side by side."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in rows]
     for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
@@ -68,6 +70,7 @@ def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str)
             if all(v is not None and math.isfinite(v) for v in values):
                 ax.plot(epochs, values, style, label=f"{split}", markersize=4)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(
             f"{label} (mean over the split)" if metric == "loss" else "accuracy (fraction)"
         )

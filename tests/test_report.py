@@ -1,0 +1,86 @@
+"""The report on a tiny real sweep: every section, only figures that exist, embedded HTML."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+TINY = [
+    "backend=numpy",
+    "data.limit_train=240",
+    "data.limit_test=80",
+    "train.epochs=2",
+    "train.progress=false",
+    "diagnostics.every=2",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpucnn.run",
+            "-m",
+            "experiment=relu_vs_sigmoid",
+            *TINY,
+            f"hydra.sweep.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_the_preset_records_diagnostics(sweep):
+    for job in "0123":
+        assert (sweep / job / "diagnostics.csv").is_file()
+
+
+def test_report_answers_the_three_questions(sweep, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.report", str(sweep), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "report.md").read_text()
+    for heading in ("## 1. ReLU or sigmoid", "## 2. Which filter size", "## 3. How many"):
+        assert heading in md
+    assert "**3 conv layers.** The first conv layer's weight gradient is" in md
+    assert "**5 conv layers.**" in md and "Test accuracy: ReLU" in md
+    assert "| **total** |  | **88,784** | **177** |" in md  # lab_cnn3, from the model
+    assert "131,200" in md and "158,500" in md and "weight sharing" in md
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(figures) >= 6
+    for name in figures:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "<h2>3. How many learnable parameters?</h2>" in html
+
+
+def test_report_says_what_is_missing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpucnn.report",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "experiment=relu_vs_sigmoid" in md and "Fewer than two finished runs" in md
+    assert "88,784" in md
