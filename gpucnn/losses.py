@@ -77,9 +77,6 @@ class CrossEntropy(Loss):
         return logits.argmax(axis=1)
 
 
-LOSSES = {"binary_cross_entropy": BinaryCrossEntropy, "cross_entropy": CrossEntropy}
-
-
 def for_outputs(n_outputs: int) -> Loss:
     """The loss matching a model's output width: binary for 1 output, softmax otherwise."""
     return BinaryCrossEntropy() if n_outputs == 1 else CrossEntropy()

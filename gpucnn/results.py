@@ -21,7 +21,6 @@ METRICS = (
     "seconds",
     "images_per_second",
 )
-STATUSES = ("ok", "invalid_config", "diverged", "interrupted", "failed")
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str]) -> None:

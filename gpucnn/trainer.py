@@ -28,7 +28,7 @@ from .losses import for_outputs
 from .model import Model
 from .results import METRICS, write_csv
 from .steps import make_step
-from .train import evaluate
+from .train import check_head, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Trainer:
             )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.loss = for_outputs(splits.n_outputs)
+        check_head(model, self.loss)
         self.optimizer = build_optimizer(cfg.optimizer)
         self.batches = data.Batches(
             splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
@@ -140,7 +141,8 @@ class Trainer:
             bar.update(self.batch)
         xp = backend.xp()
         loss_sum, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
-        start = time.perf_counter()
+        start = opened = time.perf_counter()
+        seen_before = self.sums["seen"]
         sample_every = self.cfg.diagnostics.every
         for x, y in self.batches.epoch(self.epoch, start=self.batch):
             if self.diagnostics is not None and self.step.count % sample_every == 0:
@@ -155,9 +157,12 @@ class Trainer:
                 self._check(loss_sum)
             if bar is not None:
                 bar.update()
-                if self.batch % 10 == 0:
-                    seen = self.sums["seen"]
-                    bar.set_postfix(loss=f"{(self.sums['loss'] + float(loss_sum)) / seen:.4f}")
+                if self.batch % 10 == 0:  # reading the loss waits for the GPU: not every step
+                    seen, elapsed = self.sums["seen"], time.perf_counter() - opened
+                    bar.set_postfix(
+                        loss=f"{(self.sums['loss'] + float(loss_sum)) / seen:.4f}",
+                        img_s=f"{(seen - seen_before) / elapsed:.0f}",
+                    )
             if (every and self.step.count % every == 0) or self._signal is not None:
                 self._fold(loss_sum, correct, start)
                 loss_sum, correct, start = loss_sum * 0, correct * 0, time.perf_counter()

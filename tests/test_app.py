@@ -236,3 +236,20 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
 def test_validation_names_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         validate(composed(override))
+
+
+def test_a_terminal_gets_a_progress_bar_with_loss_and_speed(tmp_path, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    cfg = composed(*TINY, "train.progress=true", "data.limit_train=700")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    run_job(cfg, tmp_path, [])
+    shown = screen.getvalue()
+    assert "epoch 1/1:" in shown and "loss=" in shown and "img_s=" in shown
