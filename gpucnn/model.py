@@ -116,14 +116,9 @@ class Model:
         With ``input_grad=False`` (training) the gradient w.r.t. the input is not computed:
         the first parameter layer fills its grads only, and None is returned.
         """
-        layers = self.run_order(logits)
-        first = next((i for i, layer in enumerate(layers) if layer.params), 0)
-        for i in reversed(range(len(layers))):
-            if i == first and not input_grad and isinstance(layers[i], ParamLayer):
-                layers[i].param_grads(dy)
-                return None
-            dy = layers[i].backward(dy)
-        return dy
+        for _, call in backward_calls(self.run_order(logits), input_grad):
+            dy = call(dy)
+        return dy if input_grad else None
 
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
         """Outputs in evaluation mode (no dropout), in batches to bound memory."""
@@ -206,6 +201,20 @@ class Model:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"cannot read weights from {path}: {exc}") from None
         self.load_state_dict(state, source=f"the weights in {path}")
+
+
+def backward_calls(layers: list[Layer], input_grad: bool) -> list[tuple[int, Any]]:
+    """(position, function) of each backward call over ``layers``, last layer first. Without
+    ``input_grad`` the calls stop at the first layer with parameters, which only fills its
+    grads (nothing before it needs a gradient)."""
+    first = next((i for i, layer in enumerate(layers) if isinstance(layer, ParamLayer)), 0)
+    calls = []
+    for i in reversed(range(len(layers))):
+        if i == first and not input_grad and isinstance(layers[i], ParamLayer):
+            calls.append((i, layers[i].param_grads))
+            break
+        calls.append((i, layers[i].backward))
+    return calls
 
 
 def _pool_before_relu(layers: list[Layer]) -> list[Layer]:

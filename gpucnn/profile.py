@@ -12,7 +12,7 @@ from typing import Any
 
 from . import backend
 from .losses import Loss
-from .model import Model
+from .model import Model, backward_calls
 from .optimizers import Optimizer
 
 
@@ -69,11 +69,8 @@ def timed_step(
     value, dy = clock(
         "   loss forward+backward", lambda: (loss.forward(logits, y), loss.backward())
     )
-    first = next((k for k, layer in enumerate(layers) if layer.params), 0)
-    for k in reversed(range(first, len(layers))):
-        layer = layers[k]
-        run = layer.param_grads if k == first and layer.params else layer.backward
-        dy = clock(f"{index[k]:>2} {type(layer).__name__} backward", run, dy)
+    for k, call in backward_calls(layers, input_grad=False):
+        dy = clock(f"{index[k]:>2} {type(layers[k]).__name__} backward", call, dy)
     probe.before_update(model)
     clock("   optimizer", optimizer.step, list(model.parameters()))
     probe.after_update(model)
