@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .experiment import OutOfMemory, run_job
 from .trainer import Diverged, Interrupted
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = "pkg://gpucnn.conf"  # conf/ in the repository
 EXIT_CODES = {ConfigError: 2, Diverged: 3, OutOfMemory: 4}
 log = logging.getLogger("gpucnn")
 

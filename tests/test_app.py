@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from gpucnn.config import register, validate
 from gpucnn.errors import ConfigError
 from gpucnn.experiment import run_job
-from gpucnn.run import CONF_DIR
 
 TINY = [
     "data.limit_train=200",
@@ -28,7 +27,8 @@ TINY = [
     "backend=numpy",
     "train.progress=false",
 ]
-EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+CONF = Path(__file__).resolve().parent.parent / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def app(*args, cwd=None):
@@ -44,7 +44,7 @@ def app(*args, cwd=None):
 
 def composed(*overrides):
     register()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module(config_module="gpucnn.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
