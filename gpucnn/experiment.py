@@ -122,7 +122,9 @@ def run_job(
     earlier = _earlier_result(job)
     if earlier is not None:
         log.info("already finished (%s) in an earlier attempt: skipped", earlier["status"])
-        earlier.update(skipped=True, resumed_from=job.summary.get("resumed_from"))
+        earlier.update(
+            skipped=True, resumed_from=job.summary.get("resumed_from"), overrides=job.overrides
+        )
         write_json(job.run_dir / "summary.json", earlier)
         return earlier.get("val_accuracy", math.nan)
     try:

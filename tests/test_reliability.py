@@ -138,6 +138,7 @@ def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
     assert jobs["2"]["resumed_at"]["epoch"] == 3  # after the last epoch: only the test left
     rows = (tmp_path / "second" / "sweep_summary.csv").read_text().splitlines()
     assert len(rows) == 4 and all(",ok," in r for r in rows[1:])
+    assert rows[0].startswith("job,model.filter_size,status")  # train.resume is not "swept"
 
 
 def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
