@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .fileio import write_text
 from .results import pyplot, read_summary, save_figure, write_csv
@@ -57,8 +57,6 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
 
 
 def _overrides_file(job_dir: Path) -> list[str]:
-    from omegaconf import OmegaConf
-
     path = job_dir / ".hydra" / "overrides.yaml"
     return list(OmegaConf.load(path)) if path.is_file() else []
 
