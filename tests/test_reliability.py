@@ -99,7 +99,7 @@ def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "interrupted" and signal.Signals(sig).name in summary["reason"]
     epoch, batch = position(tmp_path)
-    assert epoch == 1 and batch > 10  # the step in progress was finished and saved
+    assert epoch == 1 and batch >= 10  # saved at (or after) the step the signal met
     new_dir = tmp_path.parent / (tmp_path.name + "-again")
     done = app(*RUN, f"hydra.run.dir={new_dir}", "train.resume=true")  # found by its overrides
     assert done.returncode == 0, done.stderr
