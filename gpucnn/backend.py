@@ -102,9 +102,17 @@ def use(
     return _active
 
 
+def available_cores() -> int:
+    """The number of CPU cores this process may use."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _cpu_name() -> str:
     """The CPU model and the number of cores this process may use."""
-    import os
     import platform
 
     name = platform.processor() or platform.machine() or "cpu"
@@ -115,8 +123,7 @@ def _cpu_name() -> str:
             )
     except (OSError, StopIteration):
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name} ({cores} cores)"
+    return f"{name} ({available_cores()} cores)"
 
 
 def active() -> Backend:

@@ -11,7 +11,6 @@ test accuracy. Prints a table and writes bench.json into the run directory;
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -147,7 +146,7 @@ def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, di
 
 def _threads(torch) -> int:
     """Use as many PyTorch threads as NumPy's BLAS uses (one per available core)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = backend.available_cores()
     if torch is not None:
         torch.set_num_threads(cores)
     return cores

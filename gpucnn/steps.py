@@ -15,7 +15,6 @@ from a checkpoint draws the same masks as one never interrupted.
 from __future__ import annotations
 
 import copy
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,10 +27,6 @@ from .model import Model
 from .optimizers import Optimizer
 from .profile import Probe, timed_step
 from .train import train_step
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def replicate(model: Model) -> Model:
@@ -176,5 +171,5 @@ def make_step(
     GPU. Call ``close()`` when done."""
     if backend.active().is_gpu or chunk == 0:
         return PlainStep(model, loss, optimizer)
-    threads = available_cores() if threads is None else threads
+    threads = backend.available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)
