@@ -144,12 +144,12 @@ def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, di
     }
 
 
-def _threads(torch) -> int:
-    """Use as many PyTorch threads as NumPy's BLAS uses (one per available core)."""
-    cores = backend.available_cores()
+def _threads(torch, threads: int | None) -> int:
+    """Give PyTorch as many threads as our CPU step uses (train.threads, else every core)."""
+    count = threads or backend.available_cores()
     if torch is not None:
-        torch.set_num_threads(cores)
-    return cores
+        torch.set_num_threads(count)
+    return count
 
 
 def _row(batch_size: int, m: dict, n_train: int, max_batches: int | None) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     report: dict[str, Any] = {
         "backend": active.name,
         "device": active.device,
-        "threads": _threads(torch),
+        "threads": _threads(torch, cfg.train.threads),
         "model": cfg.model.name,
         "data": cfg.data.name,
         "task": cfg.data.task,
