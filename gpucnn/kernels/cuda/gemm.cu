@@ -1,0 +1,134 @@
+// Matrix products C = A B on shared-memory tiles: the arithmetic of Conv (over im2col columns)
+// and Dense, forward and backward. A: (M, K) and B: (K, N) are read through any element strides,
+// so transposed views cost nothing; C: (M, N) is contiguous.
+//
+// Split-K: grid.z blocks share one output tile, each summing its own range of K into its own
+// slice of a partial buffer C[z] (no epilogue); splitk_reduce then adds the slices in a fixed
+// order. Weight gradients reduce over the whole batch (K = N*OH*OW): without the split a handful
+// of blocks would do all the work; without atomics the result repeats bit for bit.
+#include "common.cuh"
+
+#define GEMM_BK 16
+#define GEMM_THREADS 256
+
+// v, the finished sum for C[m, n]: + bias[n], then the activation, then times act'(aux[m, n]).
+__device__ __forceinline__ float epilogue(float v, int m, int n, int N, const float* bias,
+                                          int has_bias, int act, const float* aux, int aux_act) {
+  if (has_bias) v += bias[n];
+  v = activate(v, act);
+  return masked(v, aux, aux_act, (long long)m * N + n);
+}
+
+// One BM x BN tile of C per block of 256 threads, each thread a TM x TN patch of it.
+template <int BM, int BN>
+__device__ __forceinline__ void gemm_tile(const float* A, long long sam, long long sak,
+                                          const float* B, long long sbk, long long sbn, float* C,
+                                          int M, int N, int K, int kchunk, const float* bias,
+                                          int has_bias, int act, const float* aux, int aux_act) {
+  constexpr int TM = BM / 16, TN = BN / 16;
+  __shared__ float As[GEMM_BK][BM + 1];
+  __shared__ float Bs[GEMM_BK][BN + 1];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int k_begin = blockIdx.z * kchunk, k_end = min(K, k_begin + kchunk);
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+  for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
+    // Consecutive threads read along whichever dimension is contiguous in memory.
+    for (int i = tid; i < BM * GEMM_BK; i += GEMM_THREADS) {
+      const int mm = sak == 1 ? i / GEMM_BK : i % BM, kk = sak == 1 ? i % GEMM_BK : i / BM;
+      const int m = m0 + mm, k = k0 + kk;
+      As[kk][mm] = (m < M && k < k_end) ? A[m * sam + k * sak] : 0.f;
+    }
+    for (int i = tid; i < GEMM_BK * BN; i += GEMM_THREADS) {
+      const int nn = sbn == 1 ? i % BN : i / GEMM_BK, kk = sbn == 1 ? i / BN : i % GEMM_BK;
+      const int n = n0 + nn, k = k0 + kk;
+      Bs[kk][nn] = (n < N && k < k_end) ? B[k * sbk + n * sbn] : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < GEMM_BK; ++kk) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < TN; ++j) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+    __syncthreads();
+  }
+
+  const bool partial = gridDim.z > 1;
+  float* out = C + (long long)blockIdx.z * M * N;
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + ty + 16 * i;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int n = n0 + tx + 16 * j;
+      if (m < M && n < N)
+        out[(long long)m * N + n] =
+            partial ? acc[i][j] : epilogue(acc[i][j], m, n, N, bias, has_bias, act, aux, aux_act);
+    }
+  }
+}
+
+// The tile shapes: BM rows (32 or 128) by BN columns (16, 32 or 64), chosen by the wrapper from
+// the problem's M and N so that narrow products do not waste most of a tile.
+#define GEMM_KERNEL(BM, BN)                                                                     \
+  extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+      gemm_##BM##x##BN(const float* A, long long sam, long long sak, const float* B,            \
+                       long long sbk, long long sbn, float* C, int M, int N, int K, int kchunk, \
+                       const float* bias, int has_bias, int act, const float* aux, int aux_act) { \
+    gemm_tile<BM, BN>(A, sam, sak, B, sbk, sbn, C, M, N, K, kchunk, bias, has_bias, act, aux,  \
+                      aux_act);                                                                 \
+  }
+GEMM_KERNEL(128, 16)
+GEMM_KERNEL(128, 32)
+GEMM_KERNEL(128, 64)
+GEMM_KERNEL(32, 16)
+GEMM_KERNEL(32, 32)
+GEMM_KERNEL(32, 64)
+
+// C[m, n] = epilogue(sum over z of part[z, m, n]), the slices added in order z = 0, 1, ...
+extern "C" __global__ void splitk_reduce(const float* part, int splits, float* C, int M, int N,
+                                         const float* bias, int has_bias, int act,
+                                         const float* aux, int aux_act) {
+  const long long size = (long long)M * N;
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= size) return;
+  float v = 0.f;
+  for (int z = 0; z < splits; ++z) v += part[z * size + i];
+  C[i] = epilogue(v, (int)(i / N), (int)(i % N), N, bias, has_bias, act, aux, aux_act);
+}
+
+// part[z, c] = the sum of A[r, c] over block z's rows [z * chunk, (z + 1) * chunk): the first
+// stage of a bias gradient (column sums of dy: (rows, cols)); splitk_reduce is the second.
+extern "C" __global__ void colsum_partial(const float* A, int rows, int cols, int chunk,
+                                          float* part) {
+  __shared__ float s[GEMM_THREADS];
+  const int t = threadIdx.x;
+  const int r0 = blockIdx.x * chunk, r1 = min(rows, r0 + chunk);
+  for (int c0 = 0; c0 < cols; c0 += GEMM_THREADS) {
+    const int width = min(GEMM_THREADS, cols - c0), lanes = GEMM_THREADS / width;
+    const int c = c0 + t % width, lane = t / width;
+    float acc = 0.f;
+    if (lane < lanes)
+      for (int r = r0 + lane; r < r1; r += lanes) acc += A[(long long)r * cols + c];
+    s[t] = acc;
+    __syncthreads();
+    if (t < width) {
+      float sum = 0.f;
+      for (int l = 0; l < lanes; ++l) sum += s[l * width + t];
+      part[(long long)blockIdx.x * cols + c0 + t] = sum;
+    }
+    __syncthreads();
+  }
+}

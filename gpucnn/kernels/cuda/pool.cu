@@ -1,0 +1,60 @@
+// Max pooling, channels-last: x: (N, H, W, C) -> y: (N, OH, OW, C) over K x K windows with
+// stride S. The forward pass keeps the window offset (kh * K + kw) of each maximum; the first
+// maximum in row-major window order wins a tie, as in PyTorch.
+#include "common.cuh"
+
+extern "C" __global__ void maxpool_forward(const float* x, float* y, int* arg, int N, int H,
+                                           int W, int C, int OH, int OW, int K, int S) {
+  FOR_EACH((long long)N * OH * OW * C)
+  const Nhwc p = nhwc_at(i, OH, OW, C);
+  const int n = p.n, oh = p.h, ow = p.w, c = p.c;
+  float best = __int_as_float(0xff800000);  // -infinity
+  int at = 0;
+  for (int kh = 0; kh < K; ++kh)
+    for (int kw = 0; kw < K; ++kw) {
+      const float v = x[(((long long)n * H + oh * S + kh) * W + ow * S + kw) * C + c];
+      if (v > best) {
+        best = v;
+        at = kh * K + kw;
+      }
+    }
+  y[i] = best;
+  arg[i] = at;
+}
+
+// The backward pass when the windows tile x exactly (S == K, H == OH*K, W == OW*K): one thread
+// per window writes its K*K gradients, dy where the maximum was and 0 elsewhere, times act'(aux).
+extern "C" __global__ void maxpool_backward_tiled(const float* dy, const int* arg, float* dx,
+                                                  int N, int H, int W, int C, int OH, int OW,
+                                                  int K, const float* aux, int aux_act) {
+  FOR_EACH((long long)N * OH * OW * C)
+  const Nhwc p = nhwc_at(i, OH, OW, C);
+  const int n = p.n, oh = p.h, ow = p.w, c = p.c;
+  const float g = dy[i];
+  const int at = arg[i];
+  for (int kh = 0; kh < K; ++kh)
+    for (int kw = 0; kw < K; ++kw) {
+      const long long j = (((long long)n * H + oh * K + kh) * W + ow * K + kw) * C + c;
+      dx[j] = masked(kh * K + kw == at ? g : 0.f, aux, aux_act, j);
+    }
+}
+
+// dx: (N, H, W, C), each element gathering dy from the windows (possibly several when S < K)
+// whose maximum it was; then times act'(aux).
+extern "C" __global__ void maxpool_backward(const float* dy, const int* arg, float* dx, int N,
+                                            int H, int W, int C, int OH, int OW, int K, int S,
+                                            const float* aux, int aux_act) {
+  FOR_EACH((long long)N * H * W * C)
+  const Nhwc p = nhwc_at(i, H, W, C);
+  const int n = p.n, h = p.h, w = p.w, c = p.c;
+  // Windows oh with oh*S <= h < oh*S + K.
+  const int oh_lo = h < K ? 0 : (h - K) / S + 1, oh_hi = min(OH - 1, h / S);
+  const int ow_lo = w < K ? 0 : (w - K) / S + 1, ow_hi = min(OW - 1, w / S);
+  float acc = 0.f;
+  for (int oh = oh_lo; oh <= oh_hi; ++oh)
+    for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+      const long long o = (((long long)n * OH + oh) * OW + ow) * C + c;
+      if (arg[o] == (h - oh * S) * K + (w - ow * S)) acc += dy[o];
+    }
+  dx[i] = masked(acc, aux, aux_act, i);
+}

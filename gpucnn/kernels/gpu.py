@@ -1,0 +1,327 @@
+"""The kernel set on the GPU: CuPy wrappers of the CUDA C kernels in ``cuda/``.
+
+The sources are compiled once per process with NVRTC (through CuPy's RawModule, which caches
+the binary on disk). Every wrapper launches on CuPy's current stream, allocates nothing and
+synchronises nothing, so a sequence of them can be captured as a CUDA graph. Float32 only.
+Signatures and meaning: gpucnn.kernels.host, which each kernel is tested against.
+
+Matrix products of at least BLAS_MIN_MACS multiply-adds go to cuBLAS instead, except while a
+graph is being captured (CuPy refuses cuBLAS calls then): for a large batch the arithmetic
+dominates and cuBLAS does it two to three times faster than the tiled kernel; for a small one
+the launches dominate, and the step is captured, with the tiled kernel (see StaticStep).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ops import out_size
+from . import ACTIVATIONS
+
+SOURCES = Path(__file__).parent / "cuda"
+FILES = ("gemm.cu", "conv.cu", "pool.cu", "pointwise.cu", "loss.cu", "optim.cu")
+BLOCK = 256  # threads per block of every kernel
+BK = 16  # the matrix kernels' tile depth (GEMM_BK)
+BLAS_MIN_MACS = 2**24  # outside a capture, products at least this large go to cuBLAS
+GRAPH_MAX_MACS = 2**28  # StaticStep captures a program whose largest product is smaller
+
+
+def source() -> str:
+    """common.cuh followed by every .cu file, as one translation unit."""
+    header = (SOURCES / "common.cuh").read_text().replace("#pragma once\n", "")
+    bodies = [(SOURCES / name).read_text().replace('#include "common.cuh"\n', "") for name in FILES]
+    return "\n".join([header, *bodies])
+
+
+@functools.cache
+def _module() -> Any:
+    import cupy
+
+    return cupy.RawModule(code=source(), options=("--std=c++17",))
+
+
+@functools.cache
+def _kernel(name: str) -> Any:
+    return _module().get_function(name)
+
+
+@functools.cache
+def _multiprocessors() -> int:
+    import cupy
+
+    return cupy.cuda.Device().attributes["MultiProcessorCount"]
+
+
+def _launch(name: str, n: int, *args: Any) -> None:
+    """Run kernel ``name`` with one thread per element of a flat loop over n."""
+    if n >= 2**31:  # the kernels index with 32-bit integers
+        raise ValueError(f"{name}: {n:,} elements is more than the GPU kernels index")
+    if n > 0:
+        _kernel(name)(((n + BLOCK - 1) // BLOCK,), (BLOCK,), args)
+
+
+def _i(v: int) -> np.int32:
+    return np.int32(v)
+
+
+def _f(v: float) -> np.float32:
+    return np.float32(v)
+
+
+def _mask(aux: Any, aux_act: str, out: Any) -> tuple[Any, np.int32]:
+    """The (aux, code) kernel arguments; ``out`` stands in for an aux that is never read."""
+    return (out if aux is None else aux), _i(ACTIVATIONS[aux_act])
+
+
+def _strides(a: Any) -> tuple[int, ...]:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+# ----- matrix products ----------------------------------------------------------------------
+def _tile(m: int, n: int) -> tuple[int, int]:
+    """(BM, BN) of the gemm kernel for an (m, n) output: narrow outputs get narrow tiles."""
+    bm = 128 if m > 64 else 32
+    bn = 16 if n <= 16 else 32 if n <= 32 else 64
+    return bm, bn
+
+
+def _splits(m: int, n: int, k: int) -> tuple[int, int]:
+    """(splits, k per split): enough blocks for two waves over the multiprocessors, but never
+    fewer than 128 values of k per split."""
+    bm, bn = _tile(m, n)
+    tiles = -(-m // bm) * -(-n // bn)
+    want = 2 * _multiprocessors()
+    if tiles >= want // 2 or k <= 2 * 128:
+        return 1, k
+    splits = min(-(-want // tiles), k // 128)
+    chunk = -(-k // splits)
+    chunk = -(-chunk // BK) * BK
+    return -(-k // chunk), chunk
+
+
+def workspace(m: int, n: int, k: int) -> int:
+    """Scratch elements gemm needs for an (m, k) x (k, n) product: the split-K partial sums."""
+    splits, _ = _splits(m, n, k)
+    return splits * m * n if splits > 1 else 0
+
+
+def _capturing() -> bool:
+    import cupy
+
+    return cupy.cuda.get_current_stream().is_capturing()
+
+
+def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) -> None:
+    m, k = a.shape
+    n = b.shape[1]
+    aux, aux_code = _mask(aux, aux_act, out)
+    tail = (
+        out if bias is None else bias,
+        _i(bias is not None),
+        _i(ACTIVATIONS[act]),
+        aux,
+        aux_code,
+    )
+    if m * n * k >= BLAS_MIN_MACS and not _capturing():
+        import cupy
+
+        cupy.matmul(a, b, out=out)
+        if bias is not None or act != "none" or aux_act != "none":  # the epilogue, in place
+            _launch("splitk_reduce", m * n, out, _i(1), out, _i(m), _i(n), *tail)
+        return
+    bm, bn = _tile(m, n)
+    splits, chunk = _splits(m, n, k)
+    sam, sak = _strides(a)
+    sbk, sbn = _strides(b)
+    grid = (-(-n // bn), -(-m // bm), splits)
+    target = out if splits == 1 else work
+    _kernel(f"gemm_{bm}x{bn}")(
+        grid,
+        (BLOCK,),
+        (
+            a,
+            np.int64(sam),
+            np.int64(sak),
+            b,
+            np.int64(sbk),
+            np.int64(sbn),
+            target,
+            _i(m),
+            _i(n),
+            _i(k),
+            _i(chunk),
+            *tail,
+        ),
+    )
+    if splits > 1:
+        _launch("splitk_reduce", m * n, work, _i(splits), out, _i(m), _i(n), *tail)
+
+
+def _colsum_split(rows: int, cols: int) -> tuple[int, int]:
+    """(blocks, rows per block) of colsum's first stage."""
+    blocks = max(1, min(2 * _multiprocessors(), rows // 256))
+    return blocks, -(-rows // blocks)
+
+
+def colsum_workspace(rows: int, cols: int) -> int:
+    return _colsum_split(rows, cols)[0] * cols
+
+
+def colsum(a, out, work=None) -> None:
+    rows, cols = a.shape
+    blocks, chunk = _colsum_split(rows, cols)
+    _kernel("colsum_partial")((blocks,), (BLOCK,), (a, _i(rows), _i(cols), _i(chunk), work))
+    _launch(
+        "splitk_reduce", cols, work, _i(blocks), out, _i(1), _i(cols), out, _i(0), _i(0), out, _i(0)
+    )
+
+
+# ----- convolution and pooling ----------------------------------------------------------------
+def im2col(x, cols, K: int, S: int, P: int) -> None:
+    N, H, W, C = x.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    if cols.size >= 2**31:
+        raise ValueError(f"im2col: {cols.size:,} columns is more than the GPU kernels index")
+    sn, sh, sw, sc = (np.int64(s) for s in _strides(x))
+    rows, width = N * OH * OW, C * K * K
+    tx = 32 if width >= 32 else 16 if width >= 16 else 8  # threads along a row of columns
+    ty = BLOCK // tx
+    args = (x, sn, sh, sw, sc, cols, *map(_i, (N, H, W, C, OH, OW, K, S, P)))
+    _kernel("im2col")((-(-rows // ty),), (tx, ty), args)
+
+
+def col2im(dcols, dx, K: int, S: int, P: int, aux=None, aux_act="none") -> None:
+    N, H, W, C = dx.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    _launch(
+        "col2im",
+        dx.size,
+        dcols,
+        dx,
+        *map(_i, (N, H, W, C, OH, OW, K, S, P)),
+        *_mask(aux, aux_act, dx),
+    )
+
+
+def maxpool_forward(x, y, arg, K: int, S: int) -> None:
+    N, H, W, C = x.shape
+    OH, OW = y.shape[1:3]
+    _launch("maxpool_forward", y.size, x, y, arg, *map(_i, (N, H, W, C, OH, OW, K, S)))
+
+
+def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none") -> None:
+    N, H, W, C = dx.shape
+    OH, OW = dy.shape[1:3]
+    if S == K and H == OH * K and W == OW * K:  # every input in exactly one window
+        _launch(
+            "maxpool_backward_tiled",
+            dy.size,
+            dy,
+            arg,
+            dx,
+            *map(_i, (N, H, W, C, OH, OW, K)),
+            *_mask(aux, aux_act, dx),
+        )
+        return
+    _launch(
+        "maxpool_backward",
+        dx.size,
+        dy,
+        arg,
+        dx,
+        *map(_i, (N, H, W, C, OH, OW, K, S)),
+        *_mask(aux, aux_act, dx),
+    )
+
+
+# ----- elementwise ----------------------------------------------------------------------------
+def activation_forward(x, y, act: str) -> None:
+    _launch("activation_forward", y.size, x, y, np.int64(y.size), _i(ACTIVATIONS[act]))
+
+
+def activation_backward(dy, y, dx, act: str, aux=None, aux_act="none") -> None:
+    _launch(
+        "activation_backward",
+        dx.size,
+        dy,
+        y,
+        dx,
+        np.int64(dx.size),
+        _i(ACTIVATIONS[act]),
+        *_mask(aux, aux_act, dx),
+    )
+
+
+def dropout(x, y, rate: float, seed: int, step, stream: int, aux=None, aux_act="none") -> None:
+    _launch(
+        "dropout",
+        y.size,
+        x,
+        y,
+        np.int64(y.size),
+        _f(rate),
+        np.uint32(seed % 2**32),
+        step,
+        np.uint32(stream % 2**32),
+        *_mask(aux, aux_act, y),
+    )
+
+
+def nhwc_to_flat(x, y) -> None:
+    _launch("nhwc_to_flat", x.size, x, y, *map(_i, x.shape))
+
+
+def flat_to_nhwc(dy, dx, aux=None, aux_act="none") -> None:
+    _launch("flat_to_nhwc", dx.size, dy, dx, *map(_i, dx.shape), *_mask(aux, aux_act, dx))
+
+
+# ----- losses ---------------------------------------------------------------------------------
+def softmax_xent(z, y, dz, row_loss, row_hit) -> None:
+    rows, k = z.shape
+    _launch("softmax_xent", rows, z, y, _i(rows), _i(k), dz, row_loss, row_hit)
+
+
+def sigmoid_bce(z, y, dz, row_loss, row_hit) -> None:
+    rows = z.shape[0]
+    _launch("sigmoid_bce", rows, z, y, _i(rows), dz, row_loss, row_hit)
+
+
+def batch_result(row_loss, row_hit, out_loss, out_hits) -> None:
+    _kernel("batch_result")(
+        (1,), (BLOCK,), (row_loss, row_hit, _i(row_loss.size), out_loss, out_hits)
+    )
+
+
+# ----- optimisers -----------------------------------------------------------------------------
+def sgd(p, g, lr: float, wd: float) -> None:
+    _launch("sgd", p.size, p, g, np.int64(p.size), _f(lr), _f(wd))
+
+
+def momentum(p, g, v, lr: float, mu: float, nesterov: bool, wd: float) -> None:
+    _launch("momentum", p.size, p, g, v, np.int64(p.size), _f(lr), _f(mu), _i(nesterov), _f(wd))
+
+
+def adam(p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float) -> None:
+    _launch(
+        "adam",
+        p.size,
+        p,
+        g,
+        m,
+        v,
+        np.int64(p.size),
+        step,
+        _f(lr),
+        _f(beta1),
+        _f(beta2),
+        _f(eps),
+        _f(wd),
+    )
+
+
+def advance(counters) -> None:
+    _kernel("advance")((1,), (1,), (counters,))

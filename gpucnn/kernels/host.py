@@ -1,0 +1,236 @@
+"""The kernel set in NumPy: the reference for the CUDA kernels, one function per kernel.
+
+Each function writes into the arrays it is given (``out``-style, like the GPU set) and works in
+any floating dtype. Shapes follow gpucnn.kernels: x: (N, H, W, C), columns (N*OH*OW, C*K*K)
+ordered (c, kh, kw).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ops import out_size
+
+
+def _act(z: Any, act: str) -> Any:
+    if act == "relu":
+        return np.maximum(z, 0)
+    if act == "sigmoid":
+        return 0.5 * (1 + np.tanh(0.5 * z))
+    if act == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def _act_grad(y: Any, act: str) -> Any:
+    """The activation's derivative from its output y."""
+    if act == "relu":
+        return (y > 0).astype(y.dtype)
+    if act == "sigmoid":
+        return y * (1 - y)
+    if act == "tanh":
+        return 1 - y * y
+    return 1
+
+
+def _masked(g: Any, aux: Any, aux_act: str) -> Any:
+    """g times act'(aux): the gradient through the activation that produced aux."""
+    return g if aux_act == "none" else g * _act_grad(aux, aux_act)
+
+
+def workspace(m: int, n: int, k: int) -> int:
+    """Scratch elements gemm needs for an (m, k) x (k, n) product (none on the CPU)."""
+    return 0
+
+
+def colsum_workspace(rows: int, cols: int) -> int:
+    """Scratch elements colsum needs (none on the CPU)."""
+    return 0
+
+
+def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) -> None:
+    """out: (M, N) = act(a @ b + bias), times act'(aux) for aux_act. a: (M, K), b: (K, N)."""
+    z = a @ b
+    if bias is not None:
+        z = z + bias
+    out[...] = _masked(_act(z, act), aux, aux_act)
+
+
+def colsum(a, out, work=None) -> None:
+    """out: (cols,) = the column sums of a: (rows, cols) (a bias gradient)."""
+    out[...] = a.sum(axis=0)
+
+
+def im2col(x, cols, K: int, S: int, P: int) -> None:
+    """Unfold x: (N, H, W, C) (any strides) into cols: (N*OH*OW, C*K*K)."""
+    N, H, W, C = x.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    xp = np.pad(x, ((0, 0), (P, P), (P, P), (0, 0)))
+    view = cols.reshape(N, OH, OW, C, K, K)
+    for kh in range(K):
+        for kw in range(K):
+            view[..., kh, kw] = xp[
+                :, kh : kh + S * (OH - 1) + 1 : S, kw : kw + S * (OW - 1) + 1 : S
+            ]
+
+
+def col2im(dcols, dx, K: int, S: int, P: int, aux=None, aux_act="none") -> None:
+    """Fold dcols: (N*OH*OW, C*K*K) back onto dx: (N, H, W, C), adding overlaps."""
+    N, H, W, C = dx.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    view = dcols.reshape(N, OH, OW, C, K, K)
+    acc = np.zeros((N, H + 2 * P, W + 2 * P, C), dtype=dx.dtype)
+    for kh in range(K):
+        for kw in range(K):
+            acc[:, kh : kh + S * (OH - 1) + 1 : S, kw : kw + S * (OW - 1) + 1 : S] += view[
+                ..., kh, kw
+            ]
+    dx[...] = _masked(acc[:, P : P + H, P : P + W], aux, aux_act)
+
+
+def _windows(x, K: int, S: int, OH: int, OW: int):
+    """(offset kh*K + kw, the strided slice of x: (N, H, W, C) that offset sees) per offset."""
+    for kh in range(K):
+        for kw in range(K):
+            yield (
+                kh * K + kw,
+                (
+                    slice(None),
+                    slice(kh, kh + S * (OH - 1) + 1, S),
+                    slice(kw, kw + S * (OW - 1) + 1, S),
+                ),
+            )
+
+
+def maxpool_forward(x, y, arg, K: int, S: int) -> None:
+    """y: (N, OH, OW, C) = window maxima of x; arg: the offset of each (the first on ties)."""
+    OH, OW = y.shape[1:3]
+    best = np.full(y.shape, -np.inf, dtype=x.dtype)
+    at = np.zeros(y.shape, dtype=np.int32)
+    for k, window in _windows(x, K, S, OH, OW):
+        v = x[window]
+        greater = v > best
+        best = np.where(greater, v, best)
+        at = np.where(greater, k, at)
+    y[...], arg[...] = best, at
+
+
+def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none") -> None:
+    """dx: (N, H, W, C): each dy sent back to the position of its window's maximum."""
+    OH, OW = dy.shape[1:3]
+    acc = np.zeros(dx.shape, dtype=dx.dtype)
+    for k, window in _windows(acc, K, S, OH, OW):
+        acc[window] += dy * (arg == k)
+    dx[...] = _masked(acc, aux, aux_act)
+
+
+def activation_forward(x, y, act: str) -> None:
+    y[...] = _act(x, act)
+
+
+def activation_backward(dy, y, dx, act: str, aux=None, aux_act="none") -> None:
+    dx[...] = _masked(dy * _act_grad(y, act), aux, aux_act)
+
+
+# ----- dropout's counter-based random numbers (the same bits as common.cuh) ---------------
+def _mix32(x: Any) -> np.ndarray:
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):  # arithmetic mod 2**32 is the point
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+
+def dropout_key(seed: int, step: int, stream: int) -> np.ndarray:
+    """The key of one step's mask: a hash of (seed, step, stream), all taken mod 2**32."""
+    mixed = _mix32(np.uint32(seed % 2**32) ^ _mix32(stream % 2**32))
+    with np.errstate(over="ignore"):
+        return _mix32(mixed + np.uint32(step % 2**32))
+
+
+def uniform(key: Any, n: int) -> np.ndarray:
+    """n numbers in [0, 1) with 24 random bits, element i from the hash of (key, i)."""
+    i = np.arange(n, dtype=np.uint64).astype(np.uint32)
+    with np.errstate(over="ignore"):
+        bits = _mix32(np.asarray(key, dtype=np.uint32) + _mix32(i)) >> np.uint32(8)
+    return bits.astype(np.float32) * np.float32(2.0**-24)
+
+
+def dropout(x, y, rate: float, seed: int, step, stream: int, aux=None, aux_act="none") -> None:
+    """y = x * keep / (1 - rate), keep = uniform >= rate; ``step``: a (1,) int64 array. Called
+    on a gradient with the same (seed, step, stream) it applies the same mask."""
+    u = uniform(dropout_key(seed, int(step[0]), stream), x.size).reshape(x.shape)
+    rate32 = np.float32(rate)
+    keep = np.where(u >= rate32, np.float32(1) / (np.float32(1) - rate32), np.float32(0))
+    y[...] = _masked(x * keep.astype(x.dtype), aux, aux_act)
+
+
+def nhwc_to_flat(x, y) -> None:
+    """y: (N, C*H*W) in (c, h, w) order, from x: (N, H, W, C)."""
+    y[...] = x.transpose(0, 3, 1, 2).reshape(y.shape)
+
+
+def flat_to_nhwc(dy, dx, aux=None, aux_act="none") -> None:
+    """dx: (N, H, W, C) from dy: (N, C*H*W) in (c, h, w) order."""
+    N, H, W, C = dx.shape
+    dx[...] = _masked(dy.reshape(N, C, H, W).transpose(0, 2, 3, 1), aux, aux_act)
+
+
+# ----- losses --------------------------------------------------------------------------------
+def softmax_xent(z, y, dz, row_loss, row_hit) -> None:
+    """Softmax + cross-entropy per row of z: (rows, k), with dz = dloss/dz of the batch mean."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1)
+    rows = np.arange(z.shape[0])
+    row_loss[...] = np.log(total) - shifted[rows, y]
+    row_hit[...] = z.argmax(axis=1) == y
+    d = e / total[:, None]
+    d[rows, y] -= 1
+    dz[...] = d / z.shape[0]
+
+
+def sigmoid_bce(z, y, dz, row_loss, row_hit) -> None:
+    """Sigmoid + binary cross-entropy per row of z: (rows, 1)."""
+    v, t = z[:, 0], y.astype(z.dtype)
+    row_loss[...] = np.maximum(v, 0) - v * t + np.log1p(np.exp(-np.abs(v)))
+    row_hit[...] = (v > 0) == (y != 0)
+    dz[:, 0] = (_act(v, "sigmoid") - t) / z.shape[0]
+
+
+def batch_result(row_loss, row_hit, out_loss, out_hits) -> None:
+    """out_loss[0] = mean row loss, out_hits[0] = number of right predictions."""
+    out_loss[0] = row_loss.mean()
+    out_hits[0] = row_hit.sum()
+
+
+# ----- optimisers over flat buffers ---------------------------------------------------------
+def sgd(p, g, lr: float, wd: float) -> None:
+    p -= lr * (g + wd * p)
+
+
+def momentum(p, g, v, lr: float, mu: float, nesterov: bool, wd: float) -> None:
+    grad = g + wd * p
+    v *= mu
+    v += grad
+    p -= lr * (grad + mu * v if nesterov else v)
+
+
+def adam(p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float) -> None:
+    """One Adam update; ``step``: (1,) int64, the steps taken before this one."""
+    t = int(step[0]) + 1
+    grad = g + wd * p
+    m *= beta1
+    m += (1 - beta1) * grad
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    p -= (lr / (1 - beta1**t)) * m / (np.sqrt(v * (1 / (1 - beta2**t))) + eps)
+
+
+def advance(counters) -> None:
+    """counters: (2,) int64, steps taken (dropout's key) and optimiser updates (Adam's t)."""
+    counters += 1
