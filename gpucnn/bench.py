@@ -72,8 +72,9 @@ class _Ours:
         self.initial = self.model.state_dict()
         self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
         self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
+        t = cfg.train
         self.step = make_step(
-            self.model, self.loss, self.opt, cfg.train.threads, cfg.train.micro_batch
+            self.model, self.loss, self.opt, t.threads, t.micro_batch, cfg.backend.kernels
         )
 
     def epoch(self, epoch: int) -> float:
@@ -92,9 +93,10 @@ class _Ours:
         return evaluate(self.model, self.loss, self.splits.test.x, self.splits.test.y)[1]
 
     def profile(self) -> str:
-        steps = self.cfg.bench.profile_steps
-        ms = profile.profile(self.model, self.loss, self.opt, self.batches.epoch(0), steps)
-        return profile.table(ms)
+        steps, batches = self.cfg.bench.profile_steps, self.batches.epoch(0)
+        if hasattr(self.step, "profile"):  # the GPU's static step: its own operations
+            return profile.table(self.step.profile(batches, steps))
+        return profile.table(profile.profile(self.model, self.loss, self.opt, batches, steps))
 
 
 class _Peer:

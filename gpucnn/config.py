@@ -72,6 +72,9 @@ class OptimizerConfig:
 class BackendConfig:
     name: str = "auto"  # auto, numpy or cupy
     dtype: str = "float32"
+    # fast: on CuPy, the GPU kernel set's static step replayed as CUDA graphs; reference: the
+    # layers' array code (on NumPy both run the layers' channels-last kernels)
+    kernels: str = "fast"
 
 
 @dataclass
@@ -219,6 +222,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"backend.name={b.name!r}: choose auto, numpy or cupy")
     if b.dtype not in ("float32", "float64"):
         raise ConfigError(f"backend.dtype={b.dtype!r}: choose float32 or float64")
+    if b.kernels not in ("fast", "reference"):
+        raise ConfigError(f"backend.kernels={b.kernels!r}: choose fast or reference")
     build_optimizer(o)  # range checks of lr, betas, momentum
 
 

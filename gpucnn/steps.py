@@ -1,6 +1,8 @@
 """Training step functions: ``step(x, y) -> (loss, correct)``, made by ``make_step``.
 
-On the GPU a step is train.train_step on the whole batch. On the CPU it runs in micro-batches
+On the GPU a step is a StaticStep (gpucnn.static_step): the GPU kernel set's program for the
+batch, replayed as a CUDA graph; or, with ``kernels="reference"`` or a model it cannot run,
+train.train_step on the whole batch. On the CPU it runs in micro-batches
 spread over threads, one model replica per thread: most of a small CNN's step on NumPy is
 elementwise work and copies, bound by memory bandwidth rather than arithmetic, so micro-batches
 of a few dozen images keep each layer's arrays in the CPU cache from one operation to the next;
@@ -15,6 +17,7 @@ from a checkpoint draws the same masks as one never interrupted.
 from __future__ import annotations
 
 import copy
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +30,8 @@ from .model import Model
 from .optimizers import Optimizer
 from .profile import Probe, timed_step
 from .train import train_step
+
+log = logging.getLogger(__name__)
 
 
 def replicate(model: Model) -> Model:
@@ -164,12 +169,29 @@ class MicroBatchStep(Step):
 
 
 def make_step(
-    model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
+    model: Model,
+    loss: Loss,
+    optimizer: Optimizer,
+    threads: int | None = None,
+    chunk: int = 32,
+    kernels: str = "fast",
 ) -> Step:
     """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
-    every core; ``chunk``: micro-batch size, 0 = whole batches on one thread), PlainStep on the
-    GPU. Call ``close()`` when done."""
-    if backend.active().is_gpu or chunk == 0:
+    every core; ``chunk``: micro-batch size, 0 = whole batches on one thread); on the GPU a
+    StaticStep with ``kernels="fast"`` where it can run the model, else PlainStep. Call
+    ``close()`` when done."""
+    if backend.active().is_gpu:
+        if kernels == "fast":
+            from .static_step import StaticStep, unsupported
+
+            why = unsupported(model, loss, optimizer)
+            if not why and backend.dtype() is not np.float32:
+                why = "its kernels are float32 only"
+            if not why:
+                return StaticStep(model, loss, optimizer)
+            log.info("GPU kernel set not used (%s): running the layers' array code", why)
+        return PlainStep(model, loss, optimizer)
+    if chunk == 0:
         return PlainStep(model, loss, optimizer)
     threads = backend.available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)

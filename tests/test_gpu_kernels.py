@@ -1,0 +1,286 @@
+"""Every CUDA kernel of the GPU set against its NumPy twin (gpucnn.kernels.host) on the same
+random inputs, and the GPU's static step against the same step on NumPy.
+
+Runs where a GPU is usable; skips with the reason elsewhere.
+"""
+
+import numpy as np
+import pytest
+
+from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, presets
+from gpucnn.kernels import host
+from gpucnn.ops import out_size
+from gpucnn.static_step import StaticStep
+
+from .conftest import requires_gpu
+from .helpers import distinct, rel_error
+from .test_static_step import MODELS, OPTIMIZERS, _data, _loss
+
+pytestmark = requires_gpu
+TOL = 1e-5  # float32 against float64
+
+
+@pytest.fixture(autouse=True)
+def on_the_gpu():
+    backend.use("cupy", dtype="float32", seed=0)
+    yield
+    backend.use("numpy", dtype="float64", seed=0)
+
+
+def gpu():
+    from gpucnn.kernels import gpu
+
+    return gpu
+
+
+def dev(a, dtype=np.float32):
+    return backend.to_device(np.asarray(a), dtype=dtype)
+
+
+def poisoned(shape, dtype=np.float32):
+    """A device buffer full of NaN: an element a kernel forgot to write fails the comparison."""
+    xp = backend.xp()
+    return xp.full(shape, np.nan if np.dtype(dtype).kind == "f" else -7, dtype=dtype)
+
+
+def close(ours, want, tol=TOL):
+    got = backend.to_host(ours)
+    assert not np.any(np.isnan(got)), "unwritten elements"
+    assert rel_error(got, want) <= tol
+
+
+@pytest.mark.parametrize(
+    "m,n,k,transpose_a,transpose_b",
+    [
+        (300, 16, 9, False, True),
+        (70, 33, 150, True, False),
+        (16, 9, 20000, True, False),
+        (5, 70, 1000, False, False),
+        (1000, 64, 288, False, True),
+    ],
+)
+@pytest.mark.parametrize("act,aux_act", [("none", "none"), ("relu", "none"), ("none", "tanh")])
+def test_gemm(m, n, k, transpose_a, transpose_b, act, aux_act):
+    rng = np.random.default_rng(m + n + k)
+    a = rng.normal(size=(k, m) if transpose_a else (m, k))
+    b = rng.normal(size=(n, k) if transpose_b else (k, n))
+    bias = rng.normal(size=n) if act != "none" else None
+    aux = np.tanh(rng.normal(size=(m, n)))
+    a_, b_ = (a.T if transpose_a else a), (b.T if transpose_b else b)
+    want = np.empty((m, n))
+    host.gemm(a_, b_, want, bias, act, aux, aux_act)
+    out = poisoned((m, n))
+    da, db = dev(a), dev(b)
+    work = poisoned(max(1, gpu().workspace(m, n, k)))
+    gpu().gemm(
+        da.T if transpose_a else da,
+        db.T if transpose_b else db,
+        out,
+        None if bias is None else dev(bias),
+        act,
+        dev(aux),
+        aux_act,
+        work,
+    )
+    close(out, want)
+
+
+@pytest.mark.parametrize("rows,cols", [(7, 3), (5000, 16), (300, 300), (20000, 64)])
+def test_colsum(rows, cols):
+    a = np.random.default_rng(rows).normal(size=(rows, cols))
+    out = poisoned(cols)
+    gpu().colsum(dev(a), out, poisoned(max(1, gpu().colsum_workspace(rows, cols))))
+    close(out, a.sum(axis=0))
+
+
+CONVS = [(K, S, P) for K in (1, 2, 3, 5, 7) for S in (1, 2, 3) for P in (0, 1, 3) if P < K + 1]
+
+
+@pytest.mark.parametrize("K,S,P", CONVS)
+def test_im2col_and_col2im(K, S, P):
+    rng = np.random.default_rng(K * 100 + S * 10 + P)
+    N, C, H, W = 3, 2, 11, 8
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    x_nchw = rng.normal(size=(N, C, H, W)).astype(np.float32)  # exact: no rounding to compare
+    x = x_nchw.transpose(0, 2, 3, 1)  # read through strides, as the first layer does
+    want = np.empty((N * OH * OW, C * K * K))
+    host.im2col(x, want, K, S, P)
+    cols = poisoned(want.shape)
+    gpu().im2col(dev(x_nchw).transpose(0, 2, 3, 1), cols, K, S, P)
+    close(cols, want, 0)
+    dcols = rng.normal(size=want.shape)
+    aux = rng.uniform(-1, 1, size=(N, H, W, C))
+    back = np.empty((N, H, W, C))
+    host.col2im(dcols, back, K, S, P, aux, "relu")
+    dx = poisoned(back.shape)
+    gpu().col2im(dev(dcols), dx, K, S, P, dev(aux), "relu")
+    close(dx, back)
+
+
+@pytest.mark.parametrize(
+    "K,S,H,W",
+    [
+        (2, 2, 13, 11),
+        (3, 3, 13, 11),
+        (3, 2, 13, 11),
+        (2, 1, 13, 11),
+        (5, 3, 13, 11),
+        (3, 1, 13, 11),
+        (2, 2, 12, 10),
+        (3, 3, 9, 12),
+    ],  # the last two: windows tile x exactly
+)
+def test_maxpool(K, S, H, W):
+    rng = np.random.default_rng(K * 10 + S)
+    x = distinct(rng, (3, H, W, 4)).astype(np.float32)  # no ties: one maximum per window
+    OH, OW = out_size(H, K, S), out_size(W, K, S)
+    y, arg = np.empty((3, OH, OW, 4)), np.empty((3, OH, OW, 4), dtype=np.int32)
+    host.maxpool_forward(x, y, arg, K, S)
+    gy, garg = poisoned(y.shape), poisoned(y.shape, np.int32)
+    gpu().maxpool_forward(dev(x), gy, garg, K, S)
+    close(gy, y, 0)
+    assert np.array_equal(backend.to_host(garg), arg)
+    dy, aux = rng.normal(size=y.shape), rng.uniform(0.1, 1, size=x.shape)
+    dx = np.empty(x.shape)
+    host.maxpool_backward(dy, arg, dx, K, S, aux, "sigmoid")
+    gdx = poisoned(x.shape)
+    gpu().maxpool_backward(dev(dy), garg, gdx, K, S, dev(aux), "sigmoid")
+    close(gdx, dx)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_activations_and_layout(act):
+    rng = np.random.default_rng(0)
+    x = distinct(rng, (4, 5, 6, 3)).astype(np.float32)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    dy = rng.normal(size=x.shape)
+    host.activation_forward(x, y, act)
+    host.activation_backward(dy, y, dx, act)
+    gy, gdx = poisoned(x.shape), poisoned(x.shape)
+    gpu().activation_forward(dev(x), gy, act)
+    gpu().activation_backward(dev(dy), gy, gdx, act)
+    close(gy, y)
+    close(gdx, dx)
+    flat = np.empty((4, 90))
+    host.nhwc_to_flat(x, flat)
+    gflat = poisoned(flat.shape)
+    gpu().nhwc_to_flat(dev(x), gflat)
+    close(gflat, flat, 0)
+    back = np.empty_like(x)
+    host.flat_to_nhwc(flat, back, y, act)
+    gback = poisoned(x.shape)
+    gpu().flat_to_nhwc(gflat, gback, gy, act)
+    close(gback, back)
+
+
+def test_dropout_masks_are_the_same_bits_on_both():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 300)).astype(np.float32)
+    want = np.empty_like(x)
+    host.dropout(x, want, 0.4, 123, np.array([77]), 5)
+    got = poisoned(x.shape)
+    gpu().dropout(dev(x), got, 0.4, 123, dev([77], np.int64), 5)
+    assert np.array_equal(backend.to_host(got), want)
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_losses(k):
+    rng = np.random.default_rng(k)
+    z = rng.normal(scale=3, size=(300, k))
+    y = rng.integers(0, max(k, 2), size=300)
+    dz, loss, hit = np.empty_like(z), np.empty(300), np.empty(300, dtype=np.int32)
+    fn = "softmax_xent" if k > 1 else "sigmoid_bce"
+    getattr(host, fn)(z, y, dz, loss, hit)
+    gdz, gloss, ghit = poisoned(z.shape), poisoned(300), poisoned(300, np.int32)
+    getattr(gpu(), fn)(dev(z), dev(y, np.int64), gdz, gloss, ghit)
+    close(gdz, dz)
+    close(gloss, loss)
+    assert np.array_equal(backend.to_host(ghit), hit)
+    total, hits = poisoned(1), poisoned(1, np.int32)
+    gpu().batch_result(gloss, ghit, total, hits)
+    assert float(total[0]) == pytest.approx(loss.mean(), rel=1e-5)
+    assert int(hits[0]) == hit.sum()
+
+
+def test_optimizers():
+    rng = np.random.default_rng(0)
+    p, g, m, v = (rng.normal(size=1000) for _ in range(4))
+    v = np.abs(v)
+    step = np.array([4])
+    cases = {
+        "sgd": lambda k, a: k.sgd(a[0], a[1], 0.1, 0.01),
+        "momentum": lambda k, a: k.momentum(a[0], a[1], a[3], 0.1, 0.9, True, 0.01),
+        "adam": lambda k, a: k.adam(*a[:4], a[4], 1e-2, 0.9, 0.999, 1e-8, 0.01),
+    }
+    for update in cases.values():
+        ref = [p.copy(), g, m.copy(), v.copy(), step]
+        ours = [dev(p), dev(g), dev(m), dev(v), dev(step, np.int64)]
+        update(host, ref)
+        update(gpu(), ours)
+        for a, b in zip(ours[:4], ref[:4]):
+            close(a, b)
+
+
+def _train_static(name, make, opt, graphs=True, steps=5):
+    backend.use(name, dtype="float32", seed=0)
+    rng = np.random.default_rng(2)
+    model = make()
+    step = StaticStep(model, _loss(model), opt(), graphs=graphs)
+    for _ in range(steps):
+        x, y = _data(rng, model, 24)
+        step(backend.to_device(x, np.float32), backend.to_device(y))
+    return model.state_dict()
+
+
+def _dropout_cnn():
+    return presets.cnn((1, 13, 11), channels=(4, 6), hidden=(20,), dropout=0.3, n_outputs=4)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize("key", [*MODELS, "dropout"])
+def test_static_step_matches_numpy(key, opt):
+    make = _dropout_cnn if key == "dropout" else MODELS[key]
+    ref = _train_static("numpy", make, OPTIMIZERS[opt])
+    ours = _train_static("cupy", make, OPTIMIZERS[opt])
+    for name in ref:
+        assert rel_error(ours[name], ref[name]) < 1e-4, name
+
+
+def test_graph_replay_is_the_same_as_launching_kernels_one_by_one():
+    eager = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=False)
+    graph = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=True)
+    again = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=True)
+    for name in eager:
+        assert np.array_equal(eager[name], graph[name]), name  # no atomics: bit for bit
+        assert np.array_equal(graph[name], again[name]), name
+
+
+def test_changing_the_learning_rate_recaptures():
+    backend.use("cupy", dtype="float32", seed=0)
+    runs = []
+    for lr_late in (0.1, 0.0):
+        backend.set_seed(0)
+        model = MODELS["relu_k3"]()
+        opt = SGD(0.1)
+        step = StaticStep(model, CrossEntropy(), opt)
+        data = [_data(np.random.default_rng(i), model, 8) for i in range(4)]
+        for i, (x, y) in enumerate(data):
+            if i == 2:
+                opt.lr = lr_late
+                before = model.state_dict()
+            step(backend.to_device(x, np.float32), backend.to_device(y))
+        runs.append((before, model.state_dict()))
+    frozen_before, frozen_after = runs[1]
+    assert all(np.array_equal(frozen_before[k], frozen_after[k]) for k in frozen_before)
+    assert not all(np.array_equal(runs[0][1][k], frozen_after[k]) for k in frozen_after)
+
+
+def test_the_trainer_uses_the_static_step_on_the_gpu():
+    from gpucnn.steps import make_step
+
+    model = presets.lab_cnn3(10)
+    step = make_step(model, CrossEntropy(), Momentum(0.1))
+    assert isinstance(step, StaticStep)
+    assert not isinstance(
+        make_step(model, CrossEntropy(), Momentum(0.1), kernels="reference"), StaticStep
+    )

@@ -1,0 +1,174 @@
+"""The static step (gpucnn.static_step) against the layers' own training step, on NumPy with the
+host kernel set: the same update for every layer kind, head, optimiser and shape; dropout masks
+that depend only on (seed, step, layer); exact continuation after a restart."""
+
+import numpy as np
+import pytest
+
+from gpucnn import (
+    SGD,
+    Activation,
+    Adam,
+    BinaryCrossEntropy,
+    Conv,
+    CrossEntropy,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool,
+    Model,
+    Momentum,
+    backend,
+    presets,
+)
+from gpucnn.kernels import host
+from gpucnn.static_step import StaticStep, unsupported
+from gpucnn.train import train_step
+
+from .helpers import rel_error
+
+
+def _conv_net(n_out, act="relu", k=3, stride=1, pad=1, pool=2, pool_stride=None, c_in=1):
+    def make():
+        m = Model()
+        m.add(Conv(k, c_in, 4, pad=pad, stride=stride))
+        m.add(Activation(act))
+        m.add(MaxPool(pool, pool_stride))
+        m.add(Conv(3, 4, 5, pad=0))
+        m.add(Activation(act))
+        m.add(Flatten())
+        m.add(Dense(m.build((c_in, 13, 11)).output_shape[0], 6))
+        m.add(Activation("tanh"))
+        m.add(Dense(6, n_out))
+        m.add(Activation("sigmoid" if n_out == 1 else "softmax"))
+        return m.build((c_in, 13, 11))
+
+    return make
+
+
+MODELS = {
+    "relu_k3": _conv_net(4),
+    "sigmoid_k5_stride2": _conv_net(3, "sigmoid", k=5, stride=2, pad=2),
+    "tanh_k1_overlapping_pool": _conv_net(4, "tanh", k=1, pad=0, pool=3, pool_stride=1),
+    "binary_k7_pad3_stride3": _conv_net(1, k=7, stride=3, pad=3, pool=2, pool_stride=1),
+    "three_channels": _conv_net(3, k=4, pad=2, c_in=3),
+    "mlp": lambda: presets.mlp((143, 9, 7, 3), "relu", input_shape=(1, 13, 11)),
+    "pool_then_relu": lambda: Model(
+        [Conv(3, 1, 3, pad=1), MaxPool(2), Activation("relu"), Flatten(), Dense(90, 2)]
+    ).build((1, 13, 11)),
+}
+OPTIMIZERS = {
+    "sgd": lambda: SGD(0.05, weight_decay=0.01),
+    "momentum": lambda: Momentum(0.02, 0.9, nesterov=True),
+    "adam": lambda: Adam(1e-2, weight_decay=0.001),
+}
+
+
+def _data(rng, model, n=10):
+    x = rng.normal(size=(n, *model.input_shape))
+    k = model.output_shape[0]
+    return x, rng.integers(0, max(k, 2), size=n)
+
+
+def _loss(model):
+    return BinaryCrossEntropy() if model.output_shape[0] == 1 else CrossEntropy()
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize("key", MODELS)
+def test_same_updates_as_the_layers(key, opt):
+    rng = np.random.default_rng(3)
+    backend.set_seed(1)
+    ref, ours = MODELS[key](), MODELS[key]()
+    ours.load_state_dict(ref.state_dict())
+    step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
+    ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(ref)
+    for _ in range(3):
+        x, y = _data(rng, ref)
+        want_loss, want_hits = train_step(ref, ref_loss, ref_opt, x, y)
+        loss, hits = step(x, y)
+        assert float(loss) == pytest.approx(float(want_loss), rel=1e-10)
+        assert int(hits) == int(want_hits)
+    for (name, p, g), (_, q, h) in zip(ref.parameters(), ours.parameters()):
+        assert rel_error(g, h) < 1e-10, name
+        assert rel_error(p, q) < 1e-10, name
+    assert ref_opt.steps == step.optimizer.steps == 3
+
+
+def test_batches_of_another_size_get_their_own_program():
+    rng = np.random.default_rng(0)
+    model = MODELS["relu_k3"]()
+    step = StaticStep(model, CrossEntropy(), SGD(0.1))
+    for n in (8, 3, 8):
+        x, y = _data(rng, model, n)
+        step(x, y)
+    assert sorted(step.programs) == [3, 8]
+    assert step.programs[8].runs == 2
+
+
+def _dropout_model():
+    backend.set_seed(5)
+    return presets.cnn((1, 12, 12), channels=(3,), hidden=(16, 8), dropout=0.5, n_outputs=3)
+
+
+def _train(model, steps, start=0, state=None):
+    rng = np.random.default_rng(7)
+    batches = [_data(rng, model, 8) for _ in range(steps)]
+    opt = Adam(1e-2)
+    step = StaticStep(model, CrossEntropy(), opt)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step.count = start
+    for x, y in batches[start:]:
+        step(x, y)
+    return model, opt
+
+
+def test_dropout_masks_repeat_and_resume_exactly():
+    full, _ = _train(_dropout_model(), 6)
+    again, _ = _train(_dropout_model(), 6)
+    half, opt = _train(_dropout_model(), 3)
+    state = {"model": half.state_dict(), "opt": opt.state_dict()}
+    resumed, _ = _train(_dropout_model(), 6, start=3, state=state)
+    for key, value in full.state_dict().items():
+        assert np.array_equal(value, again.state_dict()[key]), key
+        assert np.array_equal(value, resumed.state_dict()[key]), key
+
+
+def test_dropout_mask_rate_scale_and_independence():
+    x = np.ones((100, 1000))
+    masks = []
+    for seed, step, stream in ((0, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0)):
+        y = np.empty_like(x)
+        host.dropout(x, y, 0.3, seed, np.array([step]), stream)
+        assert abs((y == 0).mean() - 0.3) < 0.01
+        assert np.allclose(y[y != 0], 1 / 0.7)
+        masks.append(y != 0)
+    for i in range(len(masks)):
+        for j in range(i):
+            agree = (masks[i] == masks[j]).mean()
+            assert agree < 0.6, (i, j)  # independent masks agree on 0.7^2 + 0.3^2 = 58%
+
+
+def test_optimizer_state_and_parameters_are_views_of_the_flat_buffers():
+    model = MODELS["relu_k3"]()
+    opt = Momentum(0.1)
+    step = StaticStep(model, CrossEntropy(), opt)
+    step(*_data(np.random.default_rng(0), model))
+    assert np.shares_memory(model.layers[0].params["W"], step.flat)
+    assert np.shares_memory(opt.state["0.W"]["v"], step.slots["v"])
+    assert np.any(opt.state["0.W"]["v"] != 0)
+
+
+def test_unsupported_models_say_why():
+    model = MODELS["relu_k3"]()
+    assert unsupported(model, CrossEntropy(), SGD(0.1)) == ""
+
+    class Twice(Layer):
+        def forward(self, x, training=False):
+            return 2 * x
+
+    bad = Model([Flatten(), Twice(), Dense(143, 2)]).build((1, 13, 11))
+    with pytest.raises(TypeError, match="no kernels for Twice"):
+        StaticStep(bad, CrossEntropy(), SGD(0.1))
