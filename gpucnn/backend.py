@@ -185,6 +185,9 @@ def synchronize() -> None:
 def release() -> None:
     """Give cached GPU memory back to the driver (end of a sweep job); a no-op on NumPy."""
     if _active.name == "cupy":
+        import gc
+
+        gc.collect()  # arrays held only by reference cycles (a step's program) go first
         _active.xp.get_default_memory_pool().free_all_blocks()
         _active.xp.get_default_pinned_memory_pool().free_all_blocks()
 

@@ -157,6 +157,7 @@ def run_job(
         job.write_summary("failed", reason=f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        del model  # its layers hold device arrays of the last batch they saw
         backend.release()
 
 

@@ -20,9 +20,10 @@ from gpucnn.errors import ConfigError, ShapeError
 from gpucnn.experiment import OutOfMemory, run_job
 from gpucnn.trainer import Trainer
 
+from .conftest import requires_gpu
+
 # Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
 RUN = [
-    "backend=numpy",
     "data.limit_train=1500",
     "data.limit_test=100",
     "train.batch_size=16",
@@ -55,9 +56,9 @@ def position(run_dir):
         return None
 
 
-def stop_mid_epoch(run_dir, sig):
-    """Start a run, and send ``sig`` once it has checkpointed inside its second epoch."""
-    proc = app(*RUN, f"hydra.run.dir={run_dir}", wait=False)
+def stop_mid_epoch(run, run_dir, sig):
+    """Start ``run``, and send ``sig`` once it has checkpointed inside its second epoch."""
+    proc = app(*run, f"hydra.run.dir={run_dir}", wait=False)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         pos = position(run_dir)
@@ -69,20 +70,22 @@ def stop_mid_epoch(run_dir, sig):
     return proc, pos
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The same run, never interrupted."""
+@pytest.fixture(scope="module", params=["numpy", pytest.param("cupy", marks=requires_gpu)])
+def reference(request, tmp_path_factory):
+    """The run's arguments on each backend, and its weights when never interrupted."""
+    run = [f"backend={request.param}", *RUN]
     run_dir = tmp_path_factory.mktemp("reference")
-    proc = app(*RUN, f"hydra.run.dir={run_dir}")
+    proc = app(*run, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
-    return weights(run_dir)
+    return run, weights(run_dir)
 
 
 def test_killed_mid_epoch_then_resumed_ends_bit_identical(tmp_path, reference):
-    proc, pos = stop_mid_epoch(tmp_path, signal.SIGKILL)
+    run, reference = reference
+    proc, pos = stop_mid_epoch(run, tmp_path, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert pos[0] == 1 and 0 < pos[1] < 85  # killed inside epoch 2
-    done = app(*RUN, f"hydra.run.dir={tmp_path}", "train.resume=true")
+    done = app(*run, f"hydra.run.dir={tmp_path}", "train.resume=true")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["resumed_at"]["epoch"] == 2
@@ -94,14 +97,15 @@ def test_killed_mid_epoch_then_resumed_ends_bit_identical(tmp_path, reference):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
-    proc, _ = stop_mid_epoch(tmp_path, sig)
+    run, reference = reference
+    proc, _ = stop_mid_epoch(run, tmp_path, sig)
     assert proc.returncode == 128 + sig, proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "interrupted" and signal.Signals(sig).name in summary["reason"]
     epoch, batch = position(tmp_path)
     assert epoch == 1 and batch >= 10  # saved at (or after) the step the signal met
     new_dir = tmp_path.parent / (tmp_path.name + "-again")
-    done = app(*RUN, f"hydra.run.dir={new_dir}", "train.resume=true")  # found by its overrides
+    done = app(*run, f"hydra.run.dir={new_dir}", "train.resume=true")  # found by its overrides
     assert done.returncode == 0, done.stderr
     again = json.loads((new_dir / "summary.json").read_text())
     assert again["status"] == "ok" and again["resumed_from"] == str(tmp_path)
@@ -196,6 +200,43 @@ def test_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):
         run_job(_cfg(), tmp_path, [])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "lower train.batch_size" in summary["reason"]
+
+
+@requires_gpu
+def test_a_real_gpu_out_of_memory_is_one_line_and_exit_4(tmp_path):
+    # 1,800 images of 32x32 through 32,768 channels: 240 GB for one activation.
+    proc = app(
+        "backend=cupy",
+        "model=cnn",
+        "model.channels=[32768]",
+        "model.hidden=[4]",
+        "train.batch_size=1800",
+        "train.progress=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 4, output
+    lines = [line for line in output.splitlines() if "outofmemory" in line]
+    assert len(lines) == 1 and "out of GPU" in lines[0] and "lower train.batch_size" in lines[0]
+    assert "Traceback" not in output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "MB free of" in summary["reason"]
+
+
+@requires_gpu
+def test_jobs_give_their_gpu_memory_back(tmp_path):
+    import cupy
+
+    pool = cupy.get_default_memory_pool()
+    held = []
+    for name in ("a", "b", "c"):
+        cfg = _cfg(epochs=1, progress=False)
+        cfg.backend.name = "cupy"
+        run_job(cfg, tmp_path / name, [])
+        held.append(pool.total_bytes())
+    # What stays is the backend's random generator, the same for every job: nothing piles up,
+    # and far less than one job's data and buffers (an evaluation batch's columns alone: 38 MB).
+    assert held[2] <= held[1] <= held[0] < 32 * 2**20, held
 
 
 def test_a_batch_larger_than_the_training_set_is_rejected(tmp_path):
