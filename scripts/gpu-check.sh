@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Check the GPU path in one command, on a machine with an NVIDIA GPU and CuPy: the whole test
+# suite (its GPU tests included), the 10-epoch Fashion-MNIST accuracy run, and the benchmark
+# against PyTorch, all written into one folder:
+#   gpu.txt  tests.log  run.log  accuracy.json  bench.log  bench.json
+# Usage: scripts/gpu-check.sh [folder] [tests] [run] [bench]   (default: outputs/gpu-check, all)
+# The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-outputs/gpu-check}"
+shift || true
+steps="${*:-tests run bench}"
+mkdir -p "$out"
+python3 -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" \
+  || { echo "gpu-check: CuPy cannot use a GPU here"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+status=0
+export PYTHONUNBUFFERED=1
+if [[ " $steps " == *" tests "* ]]; then
+  python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$out/tests.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if [[ " $steps " == *" run "* ]]; then
+  rm -rf "$out/run"
+  python3 -m gpucnn.run backend=cupy data=fashion_mnist data.task=multiclass train.epochs=10 \
+    train.batch_size=128 train.progress=false hydra.run.dir="$out/run" 2>&1 | tee "$out/run.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+s = json.load(open(f"{out}/run/summary.json"))
+keep = ("status", "device", "test_accuracy", "val_accuracy", "seconds_per_epoch", "epoch_seconds")
+json.dump({k: s.get(k) for k in keep}, open(f"{out}/accuracy.json", "w"), indent=1)
+print("accuracy:", {k: s.get(k) for k in keep[:5]})
+PY
+fi
+if [[ " $steps " == *" bench "* ]]; then
+  rm -rf "$out/bench"
+  python3 -m gpucnn.bench backend=cupy data=fashion_mnist data.task=multiclass \
+    bench.peer_compile=true bench.profile=true hydra.run.dir="$out/bench" 2>&1 | tee "$out/bench.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  cp "$out/bench/bench.json" "$out/bench.json" 2>/dev/null || status=1
+fi
+exit $status
