@@ -68,15 +68,24 @@ _active = Backend()
 
 
 def use(
-    name: str = "auto", dtype: str = "float32", seed: int | None = None, job: int | None = None
+    name: str = "auto",
+    dtype: str = "float32",
+    seed: int | None = None,
+    job: int | None = None,
+    kernels: str = "fast",
 ) -> Backend:
     """Select the array library; ``name`` is ``auto``, ``numpy`` or ``cupy``.
 
     ``cupy`` raises BackendError when CuPy or a GPU is missing; ``auto`` falls back to NumPy and
     logs why. Re-seeds both generators when ``seed`` is given. ``job`` (a sweep's job number)
     spreads parallel jobs over the visible GPUs: job j uses GPU j mod (number of GPUs).
+    ``kernels`` picks the kernel set (gpucnn.kernels): ``fast``, or ``reference`` to run the
+    readable one (on CuPy it also turns the GPU's static training step off).
     """
     global _active
+    from . import kernels as kernel_sets
+
+    kernel_sets.use(kernels)
     if name not in NAMES:
         raise BackendError(f"backend {name!r} is unknown: choose one of {', '.join(NAMES)}")
     if dtype not in DTYPES:

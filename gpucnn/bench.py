@@ -73,9 +73,7 @@ class _Ours:
         self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
         self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
         t = cfg.train
-        self.step = make_step(
-            self.model, self.loss, self.opt, t.threads, t.micro_batch, cfg.backend.kernels
-        )
+        self.step = make_step(self.model, self.loss, self.opt, t.threads, t.micro_batch)
 
     def epoch(self, epoch: int) -> float:
         """Train one epoch (at most bench.max_batches batches); returns its seconds."""
@@ -192,7 +190,8 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "bench.batch_sizes must list positive sizes, bench.epochs be >= 1 and "
             "bench.warmup_epochs >= 0"
         )
-    active = backend.use(cfg.backend.name, cfg.backend.dtype, cfg.train.seed)
+    c = cfg.backend
+    active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels)
     torch, why = import_torch() if b.peer else (None, "bench.peer=false")
     if torch is not None and active.is_gpu:
         torch.backends.cudnn.benchmark = True

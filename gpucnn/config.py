@@ -72,8 +72,8 @@ class OptimizerConfig:
 class BackendConfig:
     name: str = "auto"  # auto, numpy or cupy
     dtype: str = "float32"
-    # fast: on CuPy, the GPU kernel set's static step replayed as CUDA graphs; reference: the
-    # layers' array code (on NumPy both run the layers' channels-last kernels)
+    # fast: the fast kernel set (and on CuPy the GPU's static step, replayed as CUDA graphs);
+    # reference: the readable kernels (gpucnn/kernels/reference.py), layer by layer
     kernels: str = "fast"
 
 

@@ -129,7 +129,8 @@ def run_job(
         return earlier.get("val_accuracy", math.nan)
     try:
         validate(cfg)
-        active = backend.use(cfg.backend.name, cfg.backend.dtype, cfg.train.seed, job=job_num)
+        b = cfg.backend
+        active = backend.use(b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels)
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
         model = build_model(cfg.model, cfg.data)
     except ConfigError as exc:

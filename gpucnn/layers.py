@@ -4,14 +4,18 @@ Every layer has ``forward(x, training=False) -> y`` and ``backward(dy) -> dx``; 
 ``grads`` (same keys as ``params``) with the gradient of the loss for the batch last seen.
 ``output_shape(shape)`` maps a per-sample input shape to the output shape, or raises ShapeError,
 so a Model can check an architecture before any data flows. Layout is NCHW.
+
+Conv and MaxPool hold their settings and parameters and call the active kernel set
+(gpucnn.kernels: ``reference`` to read, ``fast`` by default) for the arithmetic.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import backend, initializers, ops
+from . import backend, initializers, kernels
 from .errors import ConfigError, ShapeError
+from .kernels import out_size
 
 Shape = tuple[int, ...]
 
@@ -112,8 +116,8 @@ class Conv(ParamLayer):
                 f"input_channel={self.c_in} but the input has {C} channels {shape}: "
                 f"set input_channel={C}"
             )
-        OH = ops.out_size(H, self.k, self.stride, self.pad)
-        OW = ops.out_size(W, self.k, self.stride, self.pad)
+        OH = out_size(H, self.k, self.stride, self.pad)
+        OW = out_size(W, self.k, self.stride, self.pad)
         if OH < 1 or OW < 1:
             raise ShapeError(
                 f"a {self.k}x{self.k} filter with pad={self.pad} does not fit the {H}x{W} input "
@@ -123,33 +127,25 @@ class Conv(ParamLayer):
         return (self.c_out, OH, OW)
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        x = ops.nhwc(x)
-        N, K = x.shape[0], self.k
-        cols, OH, OW = ops.im2col(x, K, self.stride, self.pad)  # (N*OH*OW, K*K*C)
-        # W: (O, C, K, K) -> (K*K*C, O), matching the columns' (kh, kw, c) order.
-        w = self.params["W"].transpose(2, 3, 1, 0).reshape(-1, self.c_out)
-        y = cols @ w  # (N*OH*OW, O): already channels-last
-        y += self.params["b"]
-        self._cache = (cols, x.shape)
-        return ops.nchw(y.reshape(N, OH, OW, self.c_out))
+        p = self.params
+        y, self._cache = kernels.active().conv2d(x, p["W"], p["b"], self.stride, self.pad)
+        return y
+
+    def _backward(self, dy: Any, input_grad: bool) -> Any:
+        w = self.params["W"]
+        dx, dw, db = kernels.active().conv2d_backward(
+            dy, w, self._cache, self.stride, self.pad, input_grad
+        )
+        self.grads["W"][...] = dw
+        self.grads["b"][...] = db
+        return dx
 
     def param_grads(self, dy: Any) -> Any:
-        """Fill grads from dy: (N, O, OH, OW); returns dy channels-last (N, OH, OW, O)."""
-        cols, _ = self._cache
-        dy = ops.nhwc(dy)
-        dy2 = dy.reshape(-1, self.c_out)  # (N*OH*OW, O)
-        K = self.k
-        dw = cols.T @ dy2  # (K*K*C, O)
-        self.grads["W"][...] = dw.reshape(K, K, self.c_in, self.c_out).transpose(3, 2, 0, 1)
-        # A matrix-vector product sums the rows much faster than sum(axis=0).
-        self.grads["b"][...] = backend.xp().ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
-        return dy
+        """Fill grads from dy: (N, O, OH, OW)."""
+        return self._backward(dy, input_grad=False)
 
     def backward(self, dy: Any) -> Any:
-        dy = self.param_grads(dy)
-        _, x_shape = self._cache
-        dx = ops.conv_input_grad(dy, self.params["W"], x_shape, self.k, self.stride, self.pad)
-        return ops.nchw(dx)
+        return self._backward(dy, input_grad=True)
 
     def __repr__(self) -> str:
         return (
@@ -211,14 +207,12 @@ class MaxPool(Layer):
         name = f"MaxPool({pool_size!r}, stride={stride!r})"
         self.k = _positive_int(pool_size, "pool_size", name)
         self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
-        if self.k > 16:
-            raise ConfigError(f"{name}: pool_size must be at most 16")
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 3:
             raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
         C, H, W = shape
-        OH, OW = ops.out_size(H, self.k, self.stride), ops.out_size(W, self.k, self.stride)
+        OH, OW = out_size(H, self.k, self.stride), out_size(W, self.k, self.stride)
         if OH < 1 or OW < 1:
             raise ShapeError(
                 f"a {self.k}x{self.k} pool does not fit the {H}x{W} input {shape}: "
@@ -226,15 +220,14 @@ class MaxPool(Layer):
             )
         return (C, OH, OW)
 
-    def forward(self, x: Any, training: bool = False) -> Any:
-        x = ops.nhwc(x)
-        y, self._argmax = ops.maxpool_forward(x, self.k, self.stride)
-        self._x_shape = x.shape
-        return ops.nchw(y)
+    def forward(self, x: Any, training: bool = False, relu: bool = False) -> Any:
+        """``relu=True``: relu(maxpool(x)), for a Model that fuses the ReLU before this layer
+        into it (the fast kernel set: the same values on a K*K times smaller map)."""
+        y, self._cache = kernels.active().maxpool2d(x, self.k, self.stride, relu)
+        return y
 
     def backward(self, dy: Any) -> Any:
-        dx = ops.maxpool_backward(ops.nhwc(dy), self._argmax, self._x_shape, self.k, self.stride)
-        return ops.nchw(dx)
+        return kernels.active().maxpool2d_backward(dy, self._cache, self.k, self.stride)
 
     def __repr__(self) -> str:
         return f"MaxPool(pool_size={self.k}, stride={self.stride})"

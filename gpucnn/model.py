@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, kernels
 from .errors import ConfigError, ShapeError
 from .fileio import atomic_write
 from .layers import Activation, Layer, MaxPool, ParamLayer, Shape
@@ -72,7 +72,6 @@ class Model:
             if isinstance(layer, Activation) and layer.name == "softmax":
                 raise ShapeError(f"layer {i} {layer!r}: softmax is only allowed as the last layer")
         self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
-        self._order = _pool_before_relu(self.layers)
         return self
 
     @property
@@ -86,9 +85,28 @@ class Model:
         last = self.layers[-1] if self.layers else None
         return last.name if isinstance(last, Activation) and last.name in HEADS else ""
 
-    def run_order(self, logits: bool = False) -> list[Layer]:
-        """The layers to run, in execution order (see _pool_before_relu)."""
-        return self._order[:-1] if logits and self.head else self._order
+    def runs(self, logits: bool = False) -> list[tuple[int, Layer, bool]]:
+        """(index, layer, fused) for each layer a pass runs, in declared order; with ``logits``
+        the output activation (sigmoid / softmax), if any, is left out.
+
+        Where the active kernel set asks for it (the fast set), a ReLU directly followed by a
+        max pool is fused into the pool: the pair runs as one call, ``MaxPool.forward(x,
+        relu=True)`` (``fused``), computing relu(maxpool(x)), which equals maxpool(relu(x)),
+        on the smaller map; the ReLU layer itself is skipped.
+        """
+        layers = self.layers[:-1] if logits and self.head else self.layers
+        fuse = kernels.active().FUSES_RELU_INTO_POOL
+        out = []
+        for i, layer in enumerate(layers):
+            if out and out[-1][2] and out[-1][0] == i:
+                continue  # the pool this ReLU was fused into was already taken
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            relu = isinstance(layer, Activation) and layer.name == "relu"
+            if fuse and relu and isinstance(nxt, MaxPool):
+                out.append((i + 1, nxt, True))
+            else:
+                out.append((i, layer, False))
+        return out
 
     def _require_built(self) -> None:
         if self.input_shape is None:
@@ -105,8 +123,8 @@ class Model:
                 f"the model was built for inputs {self.input_shape} but got a batch "
                 f"{tuple(x.shape)}: rebuild it with model.build({tuple(x.shape[1:])})"
             )
-        for layer in self.run_order(logits):
-            x = layer.forward(x, training)
+        for _, layer, fused in self.runs(logits):
+            x = layer.forward(x, training, relu=True) if fused else layer.forward(x, training)
         return x
 
     def backward(self, dy: Any, logits: bool = False, input_grad: bool = True) -> Any:
@@ -116,7 +134,7 @@ class Model:
         With ``input_grad=False`` (training) the gradient w.r.t. the input is not computed:
         the first parameter layer fills its grads only, and None is returned.
         """
-        for _, call in backward_calls(self.run_order(logits), input_grad):
+        for _, call in backward_calls([layer for _, layer, _ in self.runs(logits)], input_grad):
             dy = call(dy)
         return dy if input_grad else None
 
@@ -215,18 +233,3 @@ def backward_calls(layers: list[Layer], input_grad: bool) -> list[tuple[int, Any
             break
         calls.append((i, layers[i].backward))
     return calls
-
-
-def _pool_before_relu(layers: list[Layer]) -> list[Layer]:
-    """``layers`` with every ReLU that is directly followed by a max pool moved after it.
-
-    ReLU is monotone, so relu(maxpool(x)) equals maxpool(relu(x)), and the gradients agree too
-    (a window whose maximum is not positive passes no gradient either way). Pooling first runs
-    the ReLU on a map K*K times smaller.
-    """
-    order = list(layers)
-    for i in range(len(order) - 1):
-        a, b = order[i], order[i + 1]
-        if isinstance(a, Activation) and a.name == "relu" and isinstance(b, MaxPool):
-            order[i], order[i + 1] = b, a
-    return order

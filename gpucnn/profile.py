@@ -42,9 +42,9 @@ def timed_step(
     """One training step (as train.train_step) adding seconds per piece to ``times``, keyed
     "<index> <layer type> forward|backward", "loss forward+backward" and "optimizer".
 
-    Runs the layers in the model's execution order, or as declared (``declared_order``: a
-    ReLU before its max pool, so its output is the map the user defined). Returns the batch
-    loss and the number of correct predictions.
+    Runs the layers as the model does (Model.runs: a ReLU may be fused into the max pool after
+    it), or one by one (``declared_order``: every layer's output is the map the user defined).
+    Returns the batch loss and the number of correct predictions.
     """
     probe = probe or Probe()
 
@@ -58,19 +58,20 @@ def timed_step(
 
     if declared_order:
         layers = model.layers[:-1] if model.head else model.layers
-        index = list(range(len(layers)))
+        runs = [(i, layer, False) for i, layer in enumerate(layers)]
     else:
-        layers = model.run_order(logits=True)
-        index = [model.layers.index(layer) for layer in layers]
+        runs = model.runs(logits=True)
+    names = [f"{i:>2} {type(layer).__name__}{'+relu' if fused else ''}" for i, layer, fused in runs]
     logits = x
-    for i, layer in zip(index, layers):
-        logits = clock(f"{i:>2} {type(layer).__name__} forward", layer.forward, logits, True)
+    for name, (i, layer, fused) in zip(names, runs):
+        args = (logits, True, True) if fused else (logits, True)  # (x, training[, relu])
+        logits = clock(f"{name} forward", layer.forward, *args)
         probe.forward(i, layer, logits)
     value, dy = clock(
         "   loss forward+backward", lambda: (loss.forward(logits, y), loss.backward())
     )
-    for k, call in backward_calls(layers, input_grad=False):
-        dy = clock(f"{index[k]:>2} {type(layers[k]).__name__} backward", call, dy)
+    for k, call in backward_calls([layer for _, layer, _ in runs], input_grad=False):
+        dy = clock(f"{names[k]} backward", call, dy)
     probe.before_update(model)
     clock("   optimizer", optimizer.step, list(model.parameters()))
     probe.after_update(model)

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
+from .kernels import out_size
 from .layers import Activation, Conv, Dense, Dropout, Flatten, Layer, MaxPool
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .model import Model
-from .ops import out_size
 from .optimizers import SGD, Adam, Momentum, Optimizer
 from .steps import Step
 

@@ -1,7 +1,7 @@
 """Training step functions: ``step(x, y) -> (loss, correct)``, made by ``make_step``.
 
 On the GPU a step is a StaticStep (gpucnn.static_step): the GPU kernel set's program for the
-batch, replayed as a CUDA graph; or, with ``kernels="reference"`` or a model it cannot run,
+batch, replayed as a CUDA graph; or, with the reference kernel set or a model it cannot run,
 train.train_step on the whole batch. On the CPU it runs in micro-batches
 spread over threads, one model replica per thread: most of a small CNN's step on NumPy is
 elementwise work and copies, bound by memory bandwidth rather than arithmetic, so micro-batches
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, kernels
 from .layers import Dropout
 from .losses import Loss
 from .model import Model
@@ -169,19 +169,14 @@ class MicroBatchStep(Step):
 
 
 def make_step(
-    model: Model,
-    loss: Loss,
-    optimizer: Optimizer,
-    threads: int | None = None,
-    chunk: int = 32,
-    kernels: str = "fast",
+    model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
 ) -> Step:
     """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
     every core; ``chunk``: micro-batch size, 0 = whole batches on one thread); on the GPU a
-    StaticStep with ``kernels="fast"`` where it can run the model, else PlainStep. Call
+    StaticStep with the fast kernel set, where it can run the model, else PlainStep. Call
     ``close()`` when done."""
     if backend.active().is_gpu:
-        if kernels == "fast":
+        if kernels.name() == "fast":
             from .static_step import StaticStep, unsupported
 
             why = unsupported(model, loss, optimizer)

@@ -84,9 +84,7 @@ class Trainer:
         self.batches = data.Batches(
             splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
         )
-        self.step = make_step(
-            model, self.loss, self.optimizer, t.threads, t.micro_batch, cfg.backend.kernels
-        )
+        self.step = make_step(model, self.loss, self.optimizer, t.threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
         self.sums = _fresh_sums()

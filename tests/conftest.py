@@ -20,3 +20,13 @@ def numpy_float64():
 def xp_name(request):
     """The backend name; the test runs on each."""
     return request.param
+
+
+@pytest.fixture(params=["fast", "reference"])
+def kernel_set(request):
+    """The layer kernel set (gpucnn.kernels); the test runs with each."""
+    from gpucnn import kernels
+
+    kernels.use(request.param)
+    yield request.param
+    kernels.use("fast")

@@ -42,7 +42,7 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("k,stride,pad,H,W", CONV_CASES)
-def test_conv_gradients(k, stride, pad, H, W):
+def test_conv_gradients(kernel_set, k, stride, pad, H, W):
     rng = np.random.default_rng(k * 100 + stride * 10 + pad)
     layer = Conv(k, 2, 3, pad=pad, stride=stride)
     layer.params["b"][...] = rng.normal(size=3)
@@ -62,7 +62,7 @@ POOL_CASES = [
 
 
 @pytest.mark.parametrize("k,stride,H,W", POOL_CASES)
-def test_maxpool_gradients(k, stride, H, W):
+def test_maxpool_gradients(kernel_set, k, stride, H, W):
     rng = np.random.default_rng(k * 10 + (stride or 0))
     x = distinct(rng, (2, 3, H, W))
     assert check_layer_gradients(MaxPool(k, stride), x, rng) < TOL
@@ -107,7 +107,7 @@ def test_loss_gradients(loss_cls, shape):
     assert rel_error(analytic, numeric) < TOL
 
 
-def test_whole_model_gradients_through_the_fused_head():
+def test_whole_model_gradients_through_the_fused_head(kernel_set):
     """Chaining, the logits path and the loss together: a small CNN ending in softmax."""
     rng = np.random.default_rng(6)
     model = presets.cnn(

@@ -14,7 +14,7 @@ F = torch.nn.functional
 @pytest.mark.parametrize(
     "k,stride,pad,H", [(3, 1, 1, 9), (5, 2, 2, 11), (4, 3, 0, 10), (7, 1, 3, 8)]
 )
-def test_conv_matches_torch(k, stride, pad, H):
+def test_conv_matches_torch(kernel_set, k, stride, pad, H):
     rng = np.random.default_rng(k)
     x = rng.normal(size=(3, 2, H, H + 1))
     layer = Conv(k, 2, 4, pad=pad, stride=stride)
@@ -36,7 +36,7 @@ def test_conv_matches_torch(k, stride, pad, H):
 @pytest.mark.parametrize(
     "k,stride,H,W", [(2, 2, 8, 7), (3, 2, 9, 10), (3, 1, 6, 6), (2, 3, 11, 11)]
 )
-def test_maxpool_matches_torch(k, stride, H, W):
+def test_maxpool_matches_torch(kernel_set, k, stride, H, W):
     rng = np.random.default_rng(k + stride)
     x = distinct(rng, (2, 3, H, W))
     layer = MaxPool(k, stride)

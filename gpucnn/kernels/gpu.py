@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops import out_size
-from . import ACTIVATIONS
+from . import ACTIVATIONS, out_size
 
 SOURCES = Path(__file__).parent / "cuda"
 FILES = ("gemm.cu", "conv.cu", "pool.cu", "pointwise.cu", "loss.cu", "optim.cu")

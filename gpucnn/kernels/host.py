@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops import out_size
+from . import out_size
 
 
 def _act(z: Any, act: str) -> Any:

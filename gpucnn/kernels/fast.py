@@ -1,13 +1,15 @@
-"""Array kernels behind the layers: im2col and its adjoint for convolution, and max pooling.
+"""The fast layer kernels: the reference set's four operations, rearranged for speed on NumPy.
 
-The layers' arrays are NCHW in shape, but Conv and MaxPool store their outputs channels-last
-(NHWC) in memory and hand out NCHW-shaped views of them. Every kernel here works on the NHWC
-view, where a pixel's channels are contiguous: unfolding windows, folding them back and pooling
-then move contiguous runs, and a convolution's matrix product lands directly in its output
-layout, with no transposing copies. Elementwise layers in between keep the layout as they are.
+The layers' arrays are NCHW in shape, but here convolution and pooling store their outputs
+channels-last (NHWC) in memory and hand out NCHW-shaped views of them. Every helper works on the
+NHWC view, where a pixel's channels are contiguous: unfolding windows, folding them back and
+pooling then move contiguous runs, and a convolution's matrix product lands directly in its
+output layout, with no transposing copies. Elementwise layers in between keep the layout as
+they are. Further tricks: columns built transposed for few channels, the input gradient folded
+offset by offset, max pooling as a max along rows of a max along columns, and a ReLU before a
+max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it).
 
-Each function takes arrays of either backend and works out NumPy or CuPy from its input, so the
-layers are written once; faster kernels for one backend can slot in behind these signatures.
+Array-generic: NumPy or CuPy arrays (the CuPy layers run it too).
 
 Shape names: N batch, H x W input map, C channels, K window size, S stride, P padding,
 OH x OW output map.
@@ -17,12 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import get_array_module
+from ..backend import get_array_module
+from . import out_size
 
-
-def out_size(size: int, window: int, stride: int, pad: int = 0) -> int:
-    """Output length of a sliding window, floored as in PyTorch (may be <= 0 if it does not fit)."""
-    return (size + 2 * pad - window) // stride + 1
+#: The Model may hand this set a ReLU that comes right before a max pool (see maxpool2d).
+FUSES_RELU_INTO_POOL = True
 
 
 def nhwc(x: Any) -> Any:
@@ -96,13 +97,19 @@ def _along(axis: int, index: slice) -> tuple:
 def _max_1d(x: Any, axis: int, K: int, S: int, n_out: int) -> tuple[Any, Any]:
     """Max over windows of K along one axis, stride S: (max, offset of the first maximum)."""
     xp = get_array_module(x)
+    kind = xp.uint8 if K <= 256 else xp.int32  # an offset along one axis: a byte mostly does
     y = x[_along(axis, slice(0, S * (n_out - 1) + 1, S))]
     arg = None
     for i in range(1, K):
         xi = x[_along(axis, slice(i, i + S * (n_out - 1) + 1, S))]
         greater = xi > y  # strictly: on ties the earlier offset keeps it, as in PyTorch
         y = xp.maximum(y, xi)
-        arg = greater.view(xp.uint8) if arg is None else xp.where(greater, xp.uint8(i), arg)
+        if arg is None:
+            arg = greater.view(xp.uint8) if kind is xp.uint8 else greater.astype(kind)
+        else:
+            arg = xp.where(greater, kind(i), arg)
+    if arg is None:  # K = 1: every window is its one value
+        arg = xp.zeros(y.shape, dtype=kind)
     return y, arg
 
 
@@ -149,3 +156,47 @@ def maxpool_backward(
     arg_h, arg_w = argmax
     d_cols_max = _route_1d(dy, arg_h, 1, K, S, x_shape[1])
     return _route_1d(d_cols_max, arg_w, 2, K, S, x_shape[2])
+
+
+# ----- the layer kernels (signatures: gpucnn.kernels.reference) -----------------------------
+def conv2d(x: Any, w: Any, b: Any, S: int, P: int) -> tuple[Any, Any]:
+    N, O, K = x.shape[0], w.shape[0], w.shape[2]
+    x = nhwc(x)
+    cols, OH, OW = im2col(x, K, S, P)  # (N*OH*OW, K*K*C)
+    # W: (O, C, K, K) -> (K*K*C, O), matching the columns' (kh, kw, c) order.
+    y = cols @ w.transpose(2, 3, 1, 0).reshape(-1, O)  # (N*OH*OW, O): already channels-last
+    y += b
+    return nchw(y.reshape(N, OH, OW, O)), (cols, x.shape)
+
+
+def conv2d_backward(
+    dy: Any, w: Any, cache: Any, S: int, P: int, input_grad: bool = True
+) -> tuple[Any, Any, Any]:
+    cols, x_shape = cache
+    O, C, K = w.shape[:3]
+    dy = nhwc(dy)
+    dy2 = dy.reshape(-1, O)  # (N*OH*OW, O)
+    dw = (cols.T @ dy2).reshape(K, K, C, O).transpose(3, 2, 0, 1)
+    # A matrix-vector product sums the rows much faster than sum(axis=0).
+    db = get_array_module(dy).ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
+    dx = nchw(conv_input_grad(dy, w, x_shape, K, S, P)) if input_grad else None
+    return dx, dw, db
+
+
+def maxpool2d(x: Any, K: int, S: int, relu: bool = False) -> tuple[Any, Any]:
+    """As reference.maxpool2d; ``relu=True`` returns relu(maxpool(x)), which equals
+    maxpool(relu(x)) (ReLU is monotone) at a K*K times smaller cost, with the same gradient (a
+    window whose maximum is not positive passes none either way)."""
+    x = nhwc(x)
+    y, argmax = maxpool_forward(x, K, S)
+    if relu:
+        get_array_module(y).maximum(y, 0, out=y)
+    return nchw(y), (argmax, x.shape, y if relu else None)
+
+
+def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
+    argmax, x_shape, relu_y = cache
+    dy = nhwc(dy)
+    if relu_y is not None:
+        dy = dy * (relu_y > 0)
+    return nchw(maxpool_backward(dy, argmax, x_shape, K, S))

@@ -1,0 +1,113 @@
+"""The reference layer kernels: convolution and max pooling, written to be read.
+
+NCHW throughout, no layout tricks. A convolution unfolds every K x K window of the padded input
+into one row of a matrix (im2col), so that the whole convolution is one matrix product with the
+weights; its gradients are matrix products too, and the input gradient folds the rows back onto
+the image (col2im, the adjoint of im2col). Max pooling keeps the argmax of every window, and its
+gradient goes back to that position only.
+
+Every set (this one, ``fast``) has these four functions with these signatures; the layers call
+whichever set is active (gpucnn.kernels.use). Array-generic: NumPy or CuPy arrays.
+
+Shape names: N batch, C input channels, O output channels, H x W input, K window, S stride,
+P padding, OH x OW output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_array_module
+from . import out_size
+
+#: Each layer runs on its own here (the fast set may fuse a ReLU into the max pool after it).
+FUSES_RELU_INTO_POOL = False
+
+
+def _window(k: int, S: int, n_out: int) -> slice:
+    """The input positions that window offset k touches, across all n_out windows."""
+    return slice(k, k + S * (n_out - 1) + 1, S)
+
+
+def im2col(x: Any, K: int, S: int, P: int) -> Any:
+    """x: (N, C, H, W) -> cols: (N*OH*OW, C*K*K): row (n, oh, ow) holds the window of output
+    pixel (oh, ow) of image n, ordered (c, kh, kw) like a (O, C, K, K) weight."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    padded = xp.pad(x, ((0, 0), (0, 0), (P, P), (P, P)))
+    cols = xp.empty((N, C, K, K, OH, OW), dtype=x.dtype)
+    for kh in range(K):
+        for kw in range(K):
+            cols[:, :, kh, kw] = padded[:, :, _window(kh, S, OH), _window(kw, S, OW)]
+    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(N * OH * OW, C * K * K)
+
+
+def col2im(cols: Any, x_shape: tuple[int, ...], K: int, S: int, P: int) -> Any:
+    """The adjoint of im2col: cols: (N*OH*OW, C*K*K) -> dx: (N, C, H, W), each value added
+    back where it was read from (windows that overlap add up)."""
+    xp = get_array_module(cols)
+    N, C, H, W = x_shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    cols = cols.reshape(N, OH, OW, C, K, K).transpose(0, 3, 4, 5, 1, 2)  # (N, C, K, K, OH, OW)
+    padded = xp.zeros((N, C, H + 2 * P, W + 2 * P), dtype=cols.dtype)
+    for kh in range(K):
+        for kw in range(K):
+            padded[:, :, _window(kh, S, OH), _window(kw, S, OW)] += cols[:, :, kh, kw]
+    return padded[:, :, P : P + H, P : P + W]
+
+
+def conv2d(x: Any, w: Any, b: Any, S: int, P: int) -> tuple[Any, Any]:
+    """y: (N, O, OH, OW), the convolution of x: (N, C, H, W) with w: (O, C, K, K), plus b: (O,).
+    Returns (y, cache) for conv2d_backward."""
+    N, O, K = x.shape[0], w.shape[0], w.shape[2]
+    OH, OW = out_size(x.shape[2], K, S, P), out_size(x.shape[3], K, S, P)
+    cols = im2col(x, K, S, P)  # (N*OH*OW, C*K*K)
+    y = cols @ w.reshape(O, -1).T + b  # (N*OH*OW, O)
+    y = y.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
+    return get_array_module(y).ascontiguousarray(y), (cols, x.shape)
+
+
+def conv2d_backward(
+    dy: Any, w: Any, cache: Any, S: int, P: int, input_grad: bool = True
+) -> tuple[Any, Any, Any]:
+    """(dx, dw, db) from dy: (N, O, OH, OW); dx is None without ``input_grad`` (a first layer
+    needs no input gradient)."""
+    cols, x_shape = cache
+    O, K = w.shape[0], w.shape[2]
+    dy = dy.transpose(0, 2, 3, 1).reshape(-1, O)  # (N*OH*OW, O), rows as in cols
+    dw = (dy.T @ cols).reshape(w.shape)
+    db = dy.sum(axis=0)
+    dx = col2im(dy @ w.reshape(O, -1), x_shape, K, S, P) if input_grad else None
+    return dx, dw, db
+
+
+def maxpool2d(x: Any, K: int, S: int, relu: bool = False) -> tuple[Any, Any]:
+    """y: (N, C, OH, OW), the maximum of every K x K window of x: (N, C, H, W) with stride S;
+    relu(y) with ``relu``. Returns (y, cache); the first maximum in row-major window order wins
+    a tie, as in PyTorch."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = out_size(H, K, S), out_size(W, K, S)
+    windows = xp.stack(
+        [x[:, :, _window(kh, S, OH), _window(kw, S, OW)] for kh in range(K) for kw in range(K)]
+    )  # (K*K, N, C, OH, OW)
+    argmax = windows.argmax(axis=0)  # window offset kh*K + kw of each maximum
+    y = xp.take_along_axis(windows, argmax[None], axis=0)[0]
+    if relu:
+        y = xp.maximum(y, 0)
+    return y, (argmax, x.shape, y if relu else None)
+
+
+def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
+    """dx: (N, C, H, W): each dy goes back to the position of its window's maximum."""
+    argmax, x_shape, relu_y = cache
+    xp = get_array_module(dy)
+    if relu_y is not None:
+        dy = dy * (relu_y > 0)
+    OH, OW = dy.shape[2:]
+    dx = xp.zeros(x_shape, dtype=dy.dtype)
+    for kh in range(K):
+        for kw in range(K):
+            dx[:, :, _window(kh, S, OH), _window(kw, S, OW)] += dy * (argmax == kh * K + kw)
+    return dx
