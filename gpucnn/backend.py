@@ -103,7 +103,6 @@ def use(
         _active = Backend(name="cupy", xp=cp, device=props["name"].decode())
         log.info("backend: cupy on %s", _active.device)
     else:
-        _keep_freed_memory_for_reuse()
         _active = Backend(name="numpy", xp=np, device=_cpu_name())
         log.info("backend: numpy on the CPU (%s)", reason)
     _active.dtype = np.dtype(dtype).type
@@ -216,13 +215,15 @@ def cupy_available() -> tuple[bool, str]:
     return cp is not None, reason
 
 
-def _keep_freed_memory_for_reuse() -> None:
-    """Ask glibc's malloc to serve large arrays from its heap and keep freed memory there.
+def recycle_host_memory() -> None:
+    """Ask glibc's malloc to serve large arrays from its heap and keep freed memory there, for
+    the whole process: the app calls it when it trains on NumPy (a library user may too).
 
     By default every allocation over 32 MB (and, until the first free, over 128 kB) is a fresh
     mmap: the kernel zero-fills its pages on first touch, which costs as much as the arithmetic
     for the big temporaries of a training step. Recycling them is what PyTorch's CPU allocator
-    does too. No effect off glibc.
+    does too. The cost: memory freed by NumPy is kept for reuse, not returned to the system.
+    No effect off glibc.
     """
     import ctypes
     import ctypes.util

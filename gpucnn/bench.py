@@ -192,6 +192,8 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         )
     c = cfg.backend
     active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels)
+    if not active.is_gpu:
+        backend.recycle_host_memory()
     torch, why = import_torch() if b.peer else (None, "bench.peer=false")
     if torch is not None and active.is_gpu:
         torch.backends.cudnn.benchmark = True

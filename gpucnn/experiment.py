@@ -131,6 +131,8 @@ def run_job(
         validate(cfg)
         b = cfg.backend
         active = backend.use(b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels)
+        if not active.is_gpu:
+            backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
         model = build_model(cfg.model, cfg.data)
     except ConfigError as exc:

@@ -33,7 +33,7 @@ from .document import Block, to_html, to_markdown
 from .fileio import write_text
 from .layers import Conv, Dense
 from .model import Model
-from .results import pyplot, read_summary, save_figure
+from .results import pyplot, read_summary, run_dirs, save_figure
 
 
 @dataclass
@@ -81,8 +81,7 @@ def collect(paths: list[Path]) -> list[Run]:
     """The runs in ``paths``: each a run directory, or a sweep directory holding them."""
     runs = []
     for path in paths:
-        candidates = [path] if (path / "summary.json").is_file() else sorted(path.glob("*/"))
-        for run_dir in candidates:
+        for run_dir in run_dirs(path):
             summary = read_summary(run_dir)
             if summary is not None:
                 runs.append(

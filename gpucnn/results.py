@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from .fileio import atomic_write, write_text
 
 METRICS = (
@@ -78,3 +80,35 @@ def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str)
         ax.legend()
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def run_dirs(path: str | Path) -> list[Path]:
+    """The run directories at ``path``: itself when it is one (it has a .hydra/ folder or a
+    summary.json), else its subdirectories that are, in job order (0, 1, ..., 10)."""
+    path = Path(path)
+
+    def is_run(p: Path) -> bool:
+        return (p / ".hydra").is_dir() or (p / "summary.json").is_file()
+
+    if is_run(path):
+        return [path]
+    children = [p for p in path.iterdir() if p.is_dir() and is_run(p)] if path.is_dir() else []
+    return sorted(children, key=lambda p: (len(p.name), p.name))
+
+
+def read_overrides(run_dir: str | Path) -> list[str]:
+    """A run's command-line overrides: from its summary.json, else .hydra/overrides.yaml."""
+    summary = read_summary(run_dir) or {}
+    if summary.get("overrides") is not None:
+        return list(summary["overrides"])
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else []
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """{'model.filter_size': '3', ...} from override strings (Hydra's +/~ prefixes dropped)."""
+    out = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = value
+    return out

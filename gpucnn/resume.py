@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .checkpoint import CURRENT, PREVIOUS
+from .results import parse_overrides
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,13 @@ RESULTS = ("summary.json", "metrics.csv", "curves.png", "model.npz")
 PROGRESS = (CURRENT, PREVIOUS, "metrics.csv")
 
 
-def _identity(overrides: list[str]) -> list[str]:
+def _identity(overrides: list[str]) -> list[tuple[str, str]]:
+    """The overrides that make a run what it is (not train.resume, not Hydra's own)."""
+    skip = ("hydra.", "hydra/")
     return sorted(
-        o for o in overrides if not o.lstrip("+~").startswith(("train.resume=", "hydra.", "hydra/"))
+        (k, v)
+        for k, v in parse_overrides(overrides).items()
+        if k != "train.resume" and not k.startswith(skip)
     )
 
 
@@ -46,7 +51,7 @@ def find_previous(run_dir: Path, overrides: list[str]) -> Path | None:
         if candidate.resolve() == here:
             continue
         try:
-            theirs = _identity(list(OmegaConf.load(saved)))
+            theirs = _identity([str(o) for o in OmegaConf.load(saved)])
         except Exception:  # an unreadable overrides file is not a match
             continue
         if theirs == wanted and any((candidate / n).is_file() for n in RESULTS + PROGRESS):

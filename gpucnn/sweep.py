@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .fileio import write_text
-from .results import pyplot, read_summary, save_figure, write_csv
+from .results import (
+    parse_overrides,
+    pyplot,
+    read_overrides,
+    read_summary,
+    run_dirs,
+    save_figure,
+    write_csv,
+)
 
 FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "seconds_per_epoch", "reason"]
-
-
-def _swept(overrides: list[str]) -> dict[str, str]:
-    """{'model.filter_size': '3', ...} from a job's override strings."""
-    out = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        out[key.lstrip("+~")] = value
-    return out
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -33,11 +32,9 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
     the keys whose values differ between jobs, in order of appearance; and the overrides all
     jobs share."""
     rows, keys = [], []
-    for job_dir in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
-        if not job_dir.is_dir() or not (job_dir / ".hydra").is_dir():
-            continue
+    for job_dir in run_dirs(sweep_dir):
         summary = read_summary(job_dir) or {"status": "running"}
-        swept = _swept(summary.get("overrides") or _overrides_file(job_dir))
+        swept = parse_overrides(read_overrides(job_dir))
         keys += [k for k in swept if k not in keys]
         row = {"job": job_dir.name, **swept}
         row.update({k: summary.get(k) for k in FIXED[1:]})
@@ -54,11 +51,6 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
         for k in common:
             del row[k]
     return rows, varying, common
-
-
-def _overrides_file(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    return list(OmegaConf.load(path)) if path.is_file() else []
 
 
 def _fmt(value: Any) -> str:

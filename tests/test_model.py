@@ -134,3 +134,13 @@ def test_weights_round_trip_and_are_checked_on_load(tmp_path):
     with pytest.raises(ConfigError, match="cannot read weights"):
         other.load(tmp_path / "trunc.npz")
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_predict_gives_probabilities_in_batches_without_dropout():
+    rng = np.random.default_rng(0)
+    model = presets.cnn((1, 12, 12), channels=(3,), hidden=(8,), dropout=0.5, n_outputs=4)
+    x = rng.normal(size=(7, 1, 12, 12))
+    probs = model.predict(x, batch_size=3)
+    assert probs.shape == (7, 4) and np.allclose(probs.sum(axis=1), 1)
+    assert np.allclose(probs, model.forward(x))  # evaluation mode: no dropout, one batch
+    assert np.array_equal(probs, model.predict(x, batch_size=3))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers import sigmoid
 from . import out_size
 
 
@@ -18,7 +19,7 @@ def _act(z: Any, act: str) -> Any:
     if act == "relu":
         return np.maximum(z, 0)
     if act == "sigmoid":
-        return 0.5 * (1 + np.tanh(0.5 * z))
+        return sigmoid(z)
     if act == "tanh":
         return np.tanh(z)
     return z
