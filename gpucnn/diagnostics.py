@@ -20,8 +20,7 @@ from typing import Any
 
 from . import backend
 from .layers import Activation
-from .model import Model
-from .profile import Probe
+from .model import Hooks, Model
 from .results import write_csv
 
 COLUMNS = [
@@ -54,7 +53,7 @@ def _norm(a: Any) -> float:
     return float(backend.get_array_module(a).sqrt((a.astype("float64") ** 2).sum()))
 
 
-class Diagnostics(Probe):
+class Diagnostics(Hooks):
     def __init__(self, model: Model, run_dir: Path, rows: list[dict] | None = None) -> None:
         self.model, self.path = model, Path(run_dir) / "diagnostics.csv"
         self.rows: list[dict[str, Any]] = list(rows or [])  # earlier epochs (from a checkpoint)
@@ -76,7 +75,7 @@ class Diagnostics(Probe):
         self.sums[index, column] += value
         self.counts[index, column] += 1
 
-    # ----- Probe hooks --------------------------------------------------------------------
+    # ----- hooks -------------------------------------------------------------------------
     def forward(self, index: int, layer: Any, y: Any) -> None:
         if isinstance(layer, Activation):
             self._add(index, "zero_fraction", float((y == 0).mean()))

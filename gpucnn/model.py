@@ -29,6 +29,31 @@ from .layers import Activation, Layer, MaxPool, ParamLayer, Shape
 HEADS = ("sigmoid", "softmax")
 
 
+class Hooks:
+    """What a pass lets an observer see and time; the defaults do nothing.
+
+    ``run(name, fn, *args)`` calls each piece of a training step (a layer's forward or
+    backward, the loss, the update), named "<index> <layer type> forward|backward", so a
+    profiler can time it; ``forward(index, layer, y)`` sees each layer's output;
+    ``before_update`` / ``after_update`` see the model around the optimiser's update.
+    """
+
+    def run(self, name: str, fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    def forward(self, index: int, layer: Layer, y: Any) -> None:
+        """After layer ``index`` computed y in the forward pass."""
+
+    def before_update(self, model: Model) -> None:
+        """Gradients are ready; parameters not yet updated."""
+
+    def after_update(self, model: Model) -> None:
+        """Parameters updated."""
+
+
+NO_HOOKS = Hooks()
+
+
 class Model:
     def __init__(self, layers: list[Layer] | None = None) -> None:
         self.layers: list[Layer] = []
@@ -85,17 +110,17 @@ class Model:
         last = self.layers[-1] if self.layers else None
         return last.name if isinstance(last, Activation) and last.name in HEADS else ""
 
-    def runs(self, logits: bool = False) -> list[tuple[int, Layer, bool]]:
+    def runs(self, logits: bool = False, fuse: bool = True) -> list[tuple[int, Layer, bool]]:
         """(index, layer, fused) for each layer a pass runs, in declared order; with ``logits``
         the output activation (sigmoid / softmax), if any, is left out.
 
-        Where the active kernel set asks for it (the fast set), a ReLU directly followed by a
-        max pool is fused into the pool: the pair runs as one call, ``MaxPool.forward(x,
-        relu=True)`` (``fused``), computing relu(maxpool(x)), which equals maxpool(relu(x)),
-        on the smaller map; the ReLU layer itself is skipped.
+        Where the active kernel set asks for it (the fast set) and ``fuse`` allows it, a ReLU
+        directly followed by a max pool is fused into the pool: the pair runs as one call,
+        ``MaxPool.forward(x, relu=True)`` (``fused``), computing relu(maxpool(x)), which equals
+        maxpool(relu(x)), on the smaller map; the ReLU layer itself is skipped.
         """
         layers = self.layers[:-1] if logits and self.head else self.layers
-        fuse = kernels.active().FUSES_RELU_INTO_POOL
+        fuse = fuse and kernels.active().FUSES_RELU_INTO_POOL
         out = []
         for i, layer in enumerate(layers):
             if out and out[-1][2] and out[-1][0] == i:
@@ -113,9 +138,17 @@ class Model:
             raise ConfigError("the model is not built: call model.build(input_shape) first")
 
     # ----- passes -------------------------------------------------------------------------
-    def forward(self, x: Any, training: bool = False, logits: bool = False) -> Any:
+    def forward(
+        self,
+        x: Any,
+        training: bool = False,
+        logits: bool = False,
+        hooks: Hooks = NO_HOOKS,
+        fuse: bool = True,
+    ) -> Any:
         """x: (N, *input_shape) -> outputs (N, *output_shape). With ``logits=True`` the output
-        activation (sigmoid / softmax), if any, is skipped."""
+        activation (sigmoid / softmax), if any, is skipped. ``hooks`` observe each layer;
+        ``fuse=False`` runs every layer on its own (see runs)."""
         if self.input_shape is None:
             self.build(x.shape[1:])
         elif tuple(x.shape[1:]) != self.input_shape:
@@ -123,19 +156,37 @@ class Model:
                 f"the model was built for inputs {self.input_shape} but got a batch "
                 f"{tuple(x.shape)}: rebuild it with model.build({tuple(x.shape[1:])})"
             )
-        for _, layer, fused in self.runs(logits):
-            x = layer.forward(x, training, relu=True) if fused else layer.forward(x, training)
+        for i, layer, fused in self.runs(logits, fuse):
+            args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
+            x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
+            hooks.forward(i, layer, x)
         return x
 
-    def backward(self, dy: Any, logits: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        dy: Any,
+        logits: bool = False,
+        input_grad: bool = True,
+        hooks: Hooks = NO_HOOKS,
+        fuse: bool = True,
+    ) -> Any:
         """Backpropagate dy (the gradient of the loss w.r.t. the output, or w.r.t. the logits
-        when ``logits=True``) through every layer; fills each layer's ``grads``; returns dx.
+        when ``logits=True``) through the layers the forward pass ran (same ``fuse``); fills
+        each layer's ``grads``; returns dx.
 
         With ``input_grad=False`` (training) the gradient w.r.t. the input is not computed:
-        the first parameter layer fills its grads only, and None is returned.
+        the first parameter layer fills its grads only (nothing before it needs a gradient),
+        and None is returned.
         """
-        for _, call in backward_calls([layer for _, layer, _ in self.runs(logits)], input_grad):
-            dy = call(dy)
+        runs = self.runs(logits, fuse)
+        first = next((k for k, run in enumerate(runs) if isinstance(run[1], ParamLayer)), 0)
+        for k in reversed(range(len(runs))):
+            i, layer, fused = runs[k]
+            name = f"{_piece(i, layer, fused)} backward"
+            if k == first and not input_grad and isinstance(layer, ParamLayer):
+                hooks.run(name, layer.param_grads, dy)
+                return None
+            dy = hooks.run(name, layer.backward, dy)
         return dy if input_grad else None
 
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
@@ -221,15 +272,6 @@ class Model:
         self.load_state_dict(state, source=f"the weights in {path}")
 
 
-def backward_calls(layers: list[Layer], input_grad: bool) -> list[tuple[int, Any]]:
-    """(position, function) of each backward call over ``layers``, last layer first. Without
-    ``input_grad`` the calls stop at the first layer with parameters, which only fills its
-    grads (nothing before it needs a gradient)."""
-    first = next((i for i, layer in enumerate(layers) if isinstance(layer, ParamLayer)), 0)
-    calls = []
-    for i in reversed(range(len(layers))):
-        if i == first and not input_grad and isinstance(layers[i], ParamLayer):
-            calls.append((i, layers[i].param_grads))
-            break
-        calls.append((i, layers[i].backward))
-    return calls
+def _piece(index: int, layer: Layer, fused: bool) -> str:
+    """A layer's name in a profile: "<index> <type>", "+relu" when a ReLU was fused into it."""
+    return f"{index:>2} {type(layer).__name__}{'+relu' if fused else ''}"

@@ -12,21 +12,34 @@ from typing import Any
 
 from . import backend
 from .losses import Loss
-from .model import Model, backward_calls
+from .model import NO_HOOKS, Hooks, Model
 from .optimizers import Optimizer
+from .train import train_step
 
 
-class Probe:
-    """Hooks of timed_step, for diagnostics: each is called with what it names."""
+class Timer(Hooks):
+    """Hooks that add the seconds of each piece to ``times`` (a device synchronisation on each
+    side) and pass what they see on to ``probe``."""
+
+    def __init__(self, times: dict[str, float], probe: Hooks = NO_HOOKS) -> None:
+        self.times, self.probe = times, probe
+
+    def run(self, name: str, fn: Any, *args: Any) -> Any:
+        backend.synchronize()
+        start = time.perf_counter()
+        out = fn(*args)
+        backend.synchronize()
+        self.times[name] += time.perf_counter() - start
+        return out
 
     def forward(self, index: int, layer: Any, y: Any) -> None:
-        """After layer ``index`` of the model computed y in the forward pass."""
+        self.probe.forward(index, layer, y)
 
     def before_update(self, model: Model) -> None:
-        """Gradients are ready; parameters not yet updated."""
+        self.probe.before_update(model)
 
     def after_update(self, model: Model) -> None:
-        """Parameters updated."""
+        self.probe.after_update(model)
 
 
 def timed_step(
@@ -37,45 +50,16 @@ def timed_step(
     y: Any,
     times: dict[str, float],
     declared_order: bool = False,
-    probe: Probe | None = None,
+    probe: Hooks = NO_HOOKS,
 ) -> tuple[Any, Any]:
-    """One training step (as train.train_step) adding seconds per piece to ``times``, keyed
-    "<index> <layer type> forward|backward", "loss forward+backward" and "optimizer".
+    """train.train_step adding seconds per piece to ``times``, keyed "<index> <layer type>
+    forward|backward", "loss forward+backward" and "optimizer".
 
-    Runs the layers as the model does (Model.runs: a ReLU may be fused into the max pool after
-    it), or one by one (``declared_order``: every layer's output is the map the user defined).
-    Returns the batch loss and the number of correct predictions.
+    Runs the layers as the model does (a ReLU may be fused into the max pool after it), or one
+    by one (``declared_order``: every layer's output is the map the user defined). Returns the
+    batch loss and the number of correct predictions.
     """
-    probe = probe or Probe()
-
-    def clock(key: str, fn, *args):
-        backend.synchronize()
-        start = time.perf_counter()
-        out = fn(*args)
-        backend.synchronize()
-        times[key] += time.perf_counter() - start
-        return out
-
-    if declared_order:
-        layers = model.layers[:-1] if model.head else model.layers
-        runs = [(i, layer, False) for i, layer in enumerate(layers)]
-    else:
-        runs = model.runs(logits=True)
-    names = [f"{i:>2} {type(layer).__name__}{'+relu' if fused else ''}" for i, layer, fused in runs]
-    logits = x
-    for name, (i, layer, fused) in zip(names, runs):
-        args = (logits, True, True) if fused else (logits, True)  # (x, training[, relu])
-        logits = clock(f"{name} forward", layer.forward, *args)
-        probe.forward(i, layer, logits)
-    value, dy = clock(
-        "   loss forward+backward", lambda: (loss.forward(logits, y), loss.backward())
-    )
-    for k, call in backward_calls([layer for _, layer, _ in runs], input_grad=False):
-        dy = clock(f"{names[k]} backward", call, dy)
-    probe.before_update(model)
-    clock("   optimizer", optimizer.step, list(model.parameters()))
-    probe.after_update(model)
-    return value, (loss.predict(logits) == y).sum()
+    return train_step(model, loss, optimizer, x, y, Timer(times, probe), not declared_order)
 
 
 def profile(

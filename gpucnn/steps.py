@@ -26,10 +26,10 @@ import numpy as np
 from . import backend, kernels
 from .layers import Dropout
 from .losses import Loss
-from .model import Model
+from .model import Hooks, Model
 from .optimizers import Optimizer
-from .profile import Probe, timed_step
-from .train import train_step
+from .profile import timed_step
+from .train import forward_backward, train_step
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Step:
         for stream, layers in enumerate(self._dropouts):
             _seed(layers, self.count, stream)
 
-    def instrumented(self, x: Any, y: Any, times: dict[str, float], probe: Probe) -> tuple:
+    def instrumented(self, x: Any, y: Any, times: dict[str, float], probe: Hooks) -> tuple:
         """The same update on the whole batch, one layer at a time in declared order, timed
         and observed by ``probe`` (profile.timed_step)."""
         _seed(_dropouts(self.model), self.count, len(self._dropouts))
@@ -124,10 +124,9 @@ class MicroBatchStep(Step):
         for lo in range(0, x.shape[0], self.chunk):
             xb, yb = x[lo : lo + self.chunk], y[lo : lo + self.chunk]
             weight = xb.shape[0] / n
-            logits = replica.forward(xb, training=True, logits=True)
-            total += loss.forward(logits, yb) * weight
-            correct += (loss.predict(logits) == yb).sum()
-            replica.backward(loss.backward() * weight, logits=True, input_grad=False)
+            value, hits = forward_backward(replica, loss, xb, yb, scale=weight)
+            total += value * weight
+            correct += hits
             for layer, acc in zip(replica.layers, sums):
                 for key, grad in layer.grads.items():
                     if lo == 0:

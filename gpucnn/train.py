@@ -7,7 +7,7 @@ from typing import Any
 from .backend import get_array_module
 from .errors import ConfigError
 from .losses import Loss
-from .model import Model
+from .model import NO_HOOKS, Hooks, Model
 from .optimizers import Optimizer
 
 
@@ -20,17 +20,46 @@ def check_head(model: Model, loss: Loss) -> None:
         )
 
 
-def train_step(model: Model, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -> Any:
-    """Forward, loss, backward and update on one batch x: (N, ...), y: (N,).
+def forward_backward(
+    model: Model,
+    loss: Loss,
+    x: Any,
+    y: Any,
+    scale: float = 1.0,
+    hooks: Hooks = NO_HOOKS,
+    fuse: bool = True,
+) -> tuple[Any, Any]:
+    """Forward in training mode, the loss on the logits, and backward: every layer's ``grads``
+    then holds the gradient of ``scale`` times the batch-mean loss. No update.
 
-    Returns the batch loss and the number of correct predictions, both as 0-d device arrays
-    (reading them forces a GPU sync, so callers accumulate them and read once per epoch).
+    Returns the batch loss (unscaled) and the number of correct predictions, both as 0-d device
+    arrays (reading them forces a GPU sync, so callers accumulate them and read once per epoch).
     """
-    logits = model.forward(x, training=True, logits=True)
-    value = loss.forward(logits, y)
-    model.backward(loss.backward(), logits=True, input_grad=False)
-    optimizer.step(model.parameters())
+    logits = model.forward(x, training=True, logits=True, hooks=hooks, fuse=fuse)
+    value, dy = hooks.run(
+        "   loss forward+backward", lambda: (loss.forward(logits, y), loss.backward())
+    )
+    model.backward(dy * scale if scale != 1 else dy, True, False, hooks, fuse)
     return value, (loss.predict(logits) == y).sum()
+
+
+def train_step(
+    model: Model,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    hooks: Hooks = NO_HOOKS,
+    fuse: bool = True,
+) -> tuple[Any, Any]:
+    """One training step on x: (N, ...), y: (N,): forward_backward, then the update. The one
+    definition of a step on the layers: the CPU's micro-batches, the profiler and the
+    diagnostics run it (through ``hooks``) too. Returns (batch loss, correct predictions)."""
+    value, hits = forward_backward(model, loss, x, y, hooks=hooks, fuse=fuse)
+    hooks.before_update(model)
+    hooks.run("   optimizer", optimizer.step, model.parameters())
+    hooks.after_update(model)
+    return value, hits
 
 
 def evaluate(
