@@ -1,11 +1,23 @@
 """gpucnn: a convolutional network library written on array code, for NumPy (CPU) or CuPy (GPU).
 
 from gpucnn import Model, Conv, MaxPool, Dense, Activation, Flatten, Dropout
+from gpucnn import BatchNorm, AvgPool, GlobalAvgPool
 """
 
 from . import backend, presets
 from .errors import BackendError, ConfigError, GpucnnError, ShapeError
-from .layers import Activation, Conv, Dense, Dropout, Flatten, Layer, MaxPool
+from .layers import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    MaxPool,
+)
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Model
 from .optimizers import SGD, Adam, Momentum
@@ -15,7 +27,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "Adam",
+    "AvgPool",
     "BackendError",
+    "BatchNorm",
     "BinaryCrossEntropy",
     "ConfigError",
     "Conv",
@@ -23,6 +37,7 @@ __all__ = [
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool",
     "GpucnnError",
     "Layer",
     "MaxPool",

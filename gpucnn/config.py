@@ -39,6 +39,7 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [64])
     hidden_activation: Optional[str] = None  # of the dense layers; null: the same as activation
     dropout: float = 0.0
+    batch_norm: bool = False  # a BatchNorm between every Conv / hidden Dense and its activation
 
 
 @dataclass
@@ -242,7 +243,9 @@ def build_model(m: DictConfig, d: DictConfig) -> Model:
     shape, outputs = input_shape(d), n_outputs(d)
     if m.kind == "mlp":
         width = shape[0] * shape[1] * shape[2]
-        return presets.mlp([width, *m.hidden, outputs], m.activation, m.dropout, shape)
+        return presets.mlp(
+            [width, *m.hidden, outputs], m.activation, m.dropout, shape, m.batch_norm
+        )
     return presets.cnn(
         shape,
         list(m.channels),
@@ -255,6 +258,7 @@ def build_model(m: DictConfig, d: DictConfig) -> Model:
         m.dropout,
         outputs,
         m.hidden_activation,
+        m.batch_norm,
     )
 
 

@@ -26,7 +26,7 @@ from . import __version__, backend, checkpoint, data, resume
 from .config import build_model, validate
 from .errors import ConfigError, GpucnnError
 from .fileio import write_json
-from .model import Model
+from .model import Model, param_counts
 from .results import plot_curves, read_summary
 from .train import evaluate
 from .trainer import Diverged, Interrupted, Trainer
@@ -216,14 +216,14 @@ def _train(job: Job, model: Model) -> float:
 def _describe_model(model: Model) -> dict[str, Any]:
     layers = []
     for i, (layer, shape) in enumerate(zip(model.layers, model.shapes)):
-        w, b = layer.params.get("W"), layer.params.get("b")
+        weights, biases = param_counts(layer)
         layers.append(
             {
                 "index": i,
                 "layer": repr(layer),
                 "output_shape": list(shape),
-                "weights": int(w.size) if w is not None else 0,
-                "biases": int(b.size) if b is not None else 0,
+                "weights": int(weights),
+                "biases": int(biases),
             }
         )
     weights = model.count_params(bias=False)

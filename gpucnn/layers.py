@@ -1,7 +1,11 @@
-"""The lab's layers: Conv, MaxPool, Dense, Activation, Flatten, Dropout.
+"""The lab's layers: Conv, MaxPool, Dense, Activation, Flatten, Dropout; and BatchNorm, AvgPool,
+GlobalAvgPool.
 
 Every layer has ``forward(x, training=False) -> y`` and ``backward(dy) -> dx``; backward fills
 ``grads`` (same keys as ``params``) with the gradient of the loss for the batch last seen.
+``params`` may have any names (``bias_names`` says which are biases, for the lab's weight
+counts); ``buffers`` holds state that is saved but not learned (BatchNorm's running
+statistics); a layer whose training pass needs the whole batch at once says ``whole_batch``.
 ``output_shape(shape)`` maps a per-sample input shape to the output shape, or raises ShapeError,
 so a Model can check an architecture before any data flows. Layout is NCHW.
 
@@ -29,9 +33,15 @@ def _positive_int(value: Any, what: str, layer: str) -> int:
 class Layer:
     """Base class. Layers without parameters keep empty ``params`` and ``grads`` dicts."""
 
+    #: Which ``params`` are biases (the lab counts weights without them).
+    bias_names: tuple[str, ...] = ()
+    #: True when training statistics span the batch (so it cannot be split in micro-batches).
+    whole_batch = False
+
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}
 
     def forward(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
@@ -49,9 +59,13 @@ class Layer:
 class ParamLayer(Layer):
     """A layer with a weight W and a bias b, created (and initialised) at construction.
 
+    (Only layers with a weight W are ParamLayers: the ones initialisation schemes apply to.)
+
     ``init`` is ``he`` (for ReLU), ``glorot`` (for sigmoid / tanh) or ``auto``: He now, switched to
     Glorot by ``Model.add`` when a sigmoid or tanh activation is added right after this layer.
     """
+
+    bias_names = ("b",)
 
     def __init__(self, w_shape: Shape, b_size: int, fans: tuple[int, int], init: str) -> None:
         super().__init__()
@@ -209,16 +223,7 @@ class MaxPool(Layer):
         self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
 
     def output_shape(self, shape: Shape) -> Shape:
-        if len(shape) != 3:
-            raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
-        C, H, W = shape
-        OH, OW = out_size(H, self.k, self.stride), out_size(W, self.k, self.stride)
-        if OH < 1 or OW < 1:
-            raise ShapeError(
-                f"a {self.k}x{self.k} pool does not fit the {H}x{W} input {shape}: "
-                "use a smaller pool_size, or fewer pooling layers before it"
-            )
-        return (C, OH, OW)
+        return _pooled(shape, self.k, self.stride)
 
     def forward(self, x: Any, training: bool = False, relu: bool = False) -> Any:
         """``relu=True``: relu(maxpool(x)), for a Model that fuses the ReLU before this layer
@@ -231,6 +236,121 @@ class MaxPool(Layer):
 
     def __repr__(self) -> str:
         return f"MaxPool(pool_size={self.k}, stride={self.stride})"
+
+
+class AvgPool(Layer):
+    """Average pooling over pool_size x pool_size windows; stride defaults to pool_size.
+
+    x: (N, C, H, W) -> y: (N, C, OH, OW), OH = floor((H - pool_size) / stride) + 1.
+    """
+
+    def __init__(self, pool_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        name = f"AvgPool({pool_size!r}, stride={stride!r})"
+        self.k = _positive_int(pool_size, "pool_size", name)
+        self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return _pooled(shape, self.k, self.stride)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._x_shape = x.shape
+        return kernels.active().avgpool2d(x, self.k, self.stride)
+
+    def backward(self, dy: Any) -> Any:
+        return kernels.active().avgpool2d_backward(dy, self._x_shape, self.k, self.stride)
+
+    def __repr__(self) -> str:
+        return f"AvgPool(pool_size={self.k}, stride={self.stride})"
+
+
+class GlobalAvgPool(Layer):
+    """The mean of each channel over the whole map: x: (N, C, H, W) -> y: (N, C)."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
+        return (shape[0],)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._x_shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, dy: Any) -> Any:
+        N, C, H, W = self._x_shape
+        xp = backend.get_array_module(dy)
+        return xp.broadcast_to((dy / (H * W))[:, :, None, None], self._x_shape)
+
+
+class BatchNorm(Layer):
+    """Batch normalisation, as PyTorch's BatchNorm1d / BatchNorm2d.
+
+    x: (N, C, H, W) after a Conv (statistics per channel over N, H, W) or (N, C) after a Dense
+    (per feature over N). Training: y = gamma * (x - mean) / sqrt(var + eps) + beta with the
+    batch's mean and (biased) variance, and running_mean / running_var (buffers) move towards
+    the batch's mean and unbiased variance by ``momentum``. Evaluation: the running statistics.
+    params gamma (ones) and beta (zeros): (C,).
+    """
+
+    bias_names = ("beta",)
+    whole_batch = True
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        name = f"BatchNorm({num_features!r}, momentum={momentum!r}, eps={eps!r})"
+        self.c = _positive_int(num_features, "num_features", name)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+            raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
+        if not 0 <= momentum <= 1:
+            raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ConfigError(f"{name}: eps must be a positive number")
+        self.momentum, self.eps = float(momentum), float(eps)
+        xp, dtype = backend.xp(), backend.dtype()
+        self.params = {"gamma": xp.ones(self.c, dtype=dtype), "beta": xp.zeros(self.c, dtype=dtype)}
+        self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+        self.buffers = {
+            "running_mean": xp.zeros(self.c, dtype=dtype),
+            "running_var": xp.ones(self.c, dtype=dtype),
+        }
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) not in (1, 3) or shape[0] != self.c:
+            raise ShapeError(
+                f"expects {self.c} channels, (C, H, W) after a Conv or (C,) after a Dense, "
+                f"got {shape}: use BatchNorm({shape[0]})"
+            )
+        return shape
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if training and x.size // x.shape[1] < 2:
+            raise ShapeError(
+                f"{self!r} needs more than one value per channel in training, got a batch "
+                f"{tuple(x.shape)}: use a batch of at least 2"
+            )
+        p, buf = self.params, self.buffers
+        y, self._cache = kernels.active().batch_norm(
+            x,
+            p["gamma"],
+            p["beta"],
+            buf["running_mean"],
+            buf["running_var"],
+            self.momentum,
+            self.eps,
+            training,
+        )
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        dx, dgamma, dbeta = kernels.active().batch_norm_backward(
+            dy, self.params["gamma"], self._cache
+        )
+        self.grads["gamma"][...] = dgamma
+        self.grads["beta"][...] = dbeta
+        return dx
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.c}, momentum={self.momentum}, eps={self.eps})"
 
 
 class Activation(Layer):
@@ -318,6 +438,20 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"
+
+
+def _pooled(shape: Shape, k: int, stride: int) -> Shape:
+    """The output shape of a k x k pool with ``stride`` on a (C, H, W) input, or ShapeError."""
+    if len(shape) != 3:
+        raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
+    C, H, W = shape
+    OH, OW = out_size(H, k, stride), out_size(W, k, stride)
+    if OH < 1 or OW < 1:
+        raise ShapeError(
+            f"a {k}x{k} pool does not fit the {H}x{W} input {shape}: "
+            "use a smaller pool_size, or fewer pooling layers before it"
+        )
+    return (C, OH, OW)
 
 
 def sigmoid(x: Any) -> Any:

@@ -202,9 +202,17 @@ class Model:
             for key, p in layer.params.items():
                 yield f"{i}.{key}", p, layer.grads[key]
 
+    def buffers(self) -> Iterator[tuple[str, Any]]:
+        """(name, array) for every buffer (saved, not learned), e.g. "1.running_mean"."""
+        for i, layer in enumerate(self.layers):
+            for key, b in layer.buffers.items():
+                yield f"{i}.{key}", b
+
     def count_params(self, bias: bool = False) -> int:
         """Learnable parameters: weights only (as the lab counts), or with biases."""
-        return sum(p.size for name, p, _ in self.parameters() if bias or not name.endswith(".b"))
+        return sum(
+            sum(param_counts(layer)) if bias else param_counts(layer)[0] for layer in self.layers
+        )
 
     def summary(self) -> str:
         """A table: each layer, its output shape, weights and biases, and the totals."""
@@ -212,36 +220,34 @@ class Model:
         rows = [("#", "layer", "output shape", "weights", "biases")]
         rows.append(("", "Input", str(self.input_shape), "", ""))
         for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=False)):
-            w, b = layer.params.get("W"), layer.params.get("b")
-            rows.append(
-                (
-                    str(i),
-                    repr(layer),
-                    str(shape),
-                    f"{w.size:,}" if w is not None else "",
-                    f"{b.size:,}" if b is not None else "",
-                )
-            )
+            counts = [f"{n:,}" if layer.params else "" for n in param_counts(layer)]
+            rows.append((str(i), repr(layer), str(shape), *counts))
         widths = [max(len(r[c]) for r in rows) for c in range(5)]
         align = ["<", "<", "<", ">", ">"]
         fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(align, widths, strict=False))
         lines = [fmt.format(*rows[0]), "-" * len(fmt.format(*rows[0]))]
         lines += [fmt.format(*r) for r in rows[1:]]
         weights, total = self.count_params(bias=False), self.count_params(bias=True)
-        lines += [
-            "-" * len(lines[0]),
-            f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}",
-        ]
+        footer = f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}"
+        buffered = sum(b.size for _, b in self.buffers())
+        if buffered:
+            footer += f"   (and {buffered:,} buffered statistics, not learned)"
+        lines += ["-" * len(lines[0]), footer]
         return "\n".join(lines)
 
     # ----- weights on disk ----------------------------------------------------------------
+    def _arrays(self) -> dict[str, Any]:
+        """Every parameter and buffer, by name: what is saved."""
+        return {**{name: p for name, p, _ in self.parameters()}, **dict(self.buffers())}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Host copies of every parameter, by name."""
-        return {name: backend.to_host(p).copy() for name, p, _ in self.parameters()}
+        """Host copies of every parameter and buffer, by name."""
+        return {name: backend.to_host(a).copy() for name, a in self._arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], source: str = "the weights") -> None:
-        """Copy ``state`` into the parameters in place, after checking names and shapes."""
-        own = {name: p for name, p, _ in self.parameters()}
+        """Copy ``state`` into the parameters and buffers in place, after checking names and
+        shapes."""
+        own = self._arrays()
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or unexpected:
             raise ConfigError(
@@ -270,6 +276,12 @@ class Model:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ConfigError(f"cannot read weights from {path}: {exc}") from None
         self.load_state_dict(state, source=f"the weights in {path}")
+
+
+def param_counts(layer: Layer) -> tuple[int, int]:
+    """(weights, biases) of a layer: the sizes of its parameters, biases (``bias_names``) apart."""
+    biases = sum(p.size for key, p in layer.params.items() if key in layer.bias_names)
+    return sum(p.size for p in layer.params.values()) - biases, biases
 
 
 def _piece(index: int, layer: Layer, fused: bool) -> str:

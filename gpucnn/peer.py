@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 
 from . import backend
-from .layers import Activation, Conv, Dense, Dropout, Flatten, MaxPool
+from .layers import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+)
 from .model import Model
 from .optimizers import SGD, Adam, Momentum, Optimizer
 
@@ -43,9 +53,27 @@ def twin(torch: Any, model: Model) -> Any:
             m = nn.Flatten()
         elif isinstance(layer, Dropout):
             m = nn.Dropout(layer.rate)
+        elif isinstance(layer, AvgPool):
+            m = nn.AvgPool2d(layer.k, layer.stride)
+        elif isinstance(layer, GlobalAvgPool):
+            m = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        elif isinstance(layer, BatchNorm):
+            kind = (
+                nn.BatchNorm2d
+                if len(model.shapes[model.layers.index(layer)]) == 3
+                else nn.BatchNorm1d
+            )
+            m = kind(layer.c, eps=layer.eps, momentum=layer.momentum)
         else:
             raise TypeError(f"no PyTorch twin for {layer!r}")
-        if layer.params:
+        if isinstance(layer, BatchNorm):
+            host = {
+                k: torch.from_numpy(backend.to_host(a).copy())
+                for k, a in {**layer.params, **layer.buffers}.items()
+            }
+            m.weight.data, m.bias.data = host["gamma"], host["beta"]
+            m.running_mean.data, m.running_var.data = host["running_mean"], host["running_var"]
+        elif layer.params:
             w = backend.to_host(layer.params["W"])
             m.weight.data = torch.from_numpy(
                 np.ascontiguousarray(w.T if isinstance(layer, Dense) else w)

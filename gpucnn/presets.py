@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .errors import ConfigError
-from .layers import Activation, Conv, Dense, Dropout, Flatten, MaxPool
+from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool
 from .model import Model
 
 IntOrList = int | Sequence[int]
@@ -58,11 +58,13 @@ def cnn(
     dropout: float = 0.0,
     n_outputs: int = 1,
     hidden_activation: str | None = None,
+    batch_norm: bool = False,
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
     ``pool_size`` 0 (or 1) means no pooling in that block; ``dropout`` follows each hidden layer;
-    the hidden layers use ``hidden_activation`` (default: ``activation``).
+    the hidden layers use ``hidden_activation`` (default: ``activation``); ``batch_norm`` puts
+    a BatchNorm between every Conv or hidden Dense and its activation.
     """
     n = len(channels)
     if n == 0:
@@ -76,6 +78,8 @@ def cnn(
     c_in = shape[0]
     for c_out, k, pool, stride, pad in zip(channels, ks, pools, strides, pads, strict=False):
         model.add(Conv(k, c_in, c_out, pad=_padding(pad, k)))
+        if batch_norm:
+            model.add(BatchNorm(c_out))
         model.add(Activation(activation))
         if pool and pool > 1:
             model.add(MaxPool(pool, stride))
@@ -84,6 +88,8 @@ def cnn(
     width = model.build(shape).output_shape[0]
     for h in hidden:
         model.add(Dense(width, h))
+        if batch_norm:
+            model.add(BatchNorm(h))
         model.add(Activation(hidden_activation or activation))
         if dropout:
             model.add(Dropout(dropout))
@@ -97,13 +103,17 @@ def mlp(
     activation: str = "relu",
     dropout: float = 0.0,
     input_shape: Sequence[int] | None = None,
+    batch_norm: bool = False,
 ) -> Model:
-    """Flatten, then Dense layers through ``sizes`` (input width first, outputs last)."""
+    """Flatten, then Dense layers through ``sizes`` (input width first, outputs last);
+    ``batch_norm`` puts a BatchNorm between every hidden Dense and its activation."""
     if len(sizes) < 2:
         raise ConfigError("model.sizes needs the input width and at least one layer after it")
     model = Model([Flatten()])
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=False):
         model.add(Dense(a, b))
+        if batch_norm:
+            model.add(BatchNorm(b))
         model.add(Activation(activation))
         if dropout:
             model.add(Dropout(dropout))

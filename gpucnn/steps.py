@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
+from .errors import ConfigError
 from .layers import Dropout
 from .losses import Loss
 from .model import Hooks, Model
@@ -105,6 +106,12 @@ class MicroBatchStep(Step):
     ) -> None:
         from threadpoolctl import ThreadpoolController
 
+        whole = [layer for layer in model.layers if layer.whole_batch]
+        if whole:
+            raise ConfigError(
+                f"{whole[0]!r} computes statistics over the whole batch, which micro-batches "
+                "would split: train it with whole batches (make_step(..., chunk=0))"
+            )
         self.threads, self.chunk = threads, chunk
         self.replicas = [replicate(model) for _ in range(threads)]
         super().__init__(model, type(loss)(), optimizer, self.replicas)
@@ -185,7 +192,10 @@ def make_step(
                 return StaticStep(model, loss, optimizer)
             log.info("GPU kernel set not used (%s): running the layers' array code", why)
         return PlainStep(model, loss, optimizer)
-    if chunk == 0:
+    whole = [layer for layer in model.layers if layer.whole_batch]
+    if whole and chunk:
+        log.info("%r needs the whole batch at once: no micro-batches", whole[0])
+    if chunk == 0 or whole:
         return PlainStep(model, loss, optimizer)
     threads = backend.available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)

@@ -5,12 +5,15 @@ import pytest
 
 from gpucnn import (
     Activation,
+    AvgPool,
+    BatchNorm,
     BinaryCrossEntropy,
     Conv,
     CrossEntropy,
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool,
     MaxPool,
     backend,
     presets,
@@ -66,6 +69,30 @@ def test_maxpool_gradients(kernel_set, k, stride, H, W):
     rng = np.random.default_rng(k * 10 + (stride or 0))
     x = distinct(rng, (2, 3, H, W))
     assert check_layer_gradients(MaxPool(k, stride), x, rng) < TOL
+
+
+@pytest.mark.parametrize("k,stride,H,W", POOL_CASES)
+def test_avgpool_gradients(kernel_set, k, stride, H, W):
+    rng = np.random.default_rng(k * 10 + (stride or 0))
+    assert check_layer_gradients(AvgPool(k, stride), rng.normal(size=(2, 3, H, W)), rng) < TOL
+
+
+def test_global_avgpool_gradients():
+    rng = np.random.default_rng(7)
+    assert check_layer_gradients(GlobalAvgPool(), rng.normal(size=(3, 4, 5, 6)), rng) < TOL
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5)])
+def test_batch_norm_gradients(kernel_set, shape, training):
+    rng = np.random.default_rng(len(shape))
+    layer = BatchNorm(shape[1])
+    layer.params["gamma"][...] = rng.uniform(0.5, 2, size=shape[1])
+    layer.params["beta"][...] = rng.normal(size=shape[1])
+    layer.buffers["running_mean"][...] = rng.normal(size=shape[1])
+    layer.buffers["running_var"][...] = rng.uniform(0.5, 2, size=shape[1])
+    x = rng.normal(loc=1.5, scale=2, size=shape)
+    assert check_layer_gradients(layer, x, rng, training=training) < TOL
 
 
 def test_dense_gradients():

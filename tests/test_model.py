@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 
 from gpucnn import (
+    SGD,
     Activation,
+    BatchNorm,
     ConfigError,
     Conv,
+    CrossEntropy,
     Dense,
     Flatten,
     MaxPool,
@@ -144,3 +147,37 @@ def test_predict_gives_probabilities_in_batches_without_dropout():
     assert probs.shape == (7, 4) and np.allclose(probs.sum(axis=1), 1)
     assert np.allclose(probs, model.forward(x))  # evaluation mode: no dropout, one batch
     assert np.array_equal(probs, model.predict(x, batch_size=3))
+
+
+def test_batch_norm_buffers_are_saved_loaded_and_counted(tmp_path):
+    model = presets.cnn((1, 12, 12), channels=(3, 4), hidden=(6,), n_outputs=2, batch_norm=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:3] == ["Conv", "BatchNorm", "Activation"] and kinds.count("BatchNorm") == 3
+    x = np.random.default_rng(0).normal(size=(5, 1, 12, 12))
+    model.forward(x, training=True)  # moves the running statistics away from 0 and 1
+    state = model.state_dict()
+    assert {"1.gamma", "1.beta", "1.running_mean", "1.running_var"} <= state.keys()
+    model.save(tmp_path / "m.npz")
+    again = presets.cnn((1, 12, 12), channels=(3, 4), hidden=(6,), n_outputs=2, batch_norm=True)
+    again.load(tmp_path / "m.npz")
+    assert all(np.array_equal(state[k], v) for k, v in again.state_dict().items())
+    assert np.allclose(again.forward(x), model.forward(x))
+    # gamma counts as a weight and beta as a bias; the running statistics are not learned.
+    assert model.count_params(bias=True) - model.count_params() == 3 + 4 + 6 + 2 + 3 + 4 + 6
+    assert "buffered statistics, not learned" in model.summary()
+
+
+def test_batch_norm_needs_two_values_per_channel_in_training():
+    layer = BatchNorm(3)
+    with pytest.raises(ShapeError, match="a batch of at least 2"):
+        layer.forward(np.ones((1, 3)), training=True)
+    assert layer.forward(np.ones((1, 3))).shape == (1, 3)  # evaluation: running statistics
+
+
+def test_a_whole_batch_layer_is_never_split_into_micro_batches():
+    from gpucnn.steps import MicroBatchStep, PlainStep, make_step
+
+    model = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), batch_norm=True)
+    assert isinstance(make_step(model, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
+    with pytest.raises(ConfigError, match="BatchNorm.*whole batch.*chunk=0"):
+        MicroBatchStep(model, CrossEntropy(), SGD(0.1), threads=2, chunk=4)

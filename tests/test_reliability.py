@@ -95,6 +95,21 @@ def test_killed_mid_epoch_then_resumed_ends_bit_identical(tmp_path, reference):
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
 
+def test_a_batch_norm_model_killed_and_resumed_ends_bit_identical(tmp_path):
+    # Its running statistics (buffers) must be in the checkpoint for this to hold.
+    run = ["backend=numpy", *RUN, "model=cnn", "model.batch_norm=true", "model.channels=[4,8]"]
+    proc = app(*run, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert proc.returncode == 0, proc.stderr
+    proc, pos = stop_mid_epoch(run, tmp_path / "cut", signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL and pos[0] == 1
+    done = app(*run, f"hydra.run.dir={tmp_path / 'cut'}", "train.resume=true")
+    assert done.returncode == 0, done.stderr
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert "2.running_var" not in whole and "1.running_var" in whole
+    for key in whole:
+        assert np.array_equal(resumed[key], whole[key]), key
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     run, reference = reference

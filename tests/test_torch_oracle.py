@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gpucnn import Conv, CrossEntropy, MaxPool
+from gpucnn import AvgPool, BatchNorm, Conv, CrossEntropy, GlobalAvgPool, MaxPool
 
 from .helpers import distinct, rel_error
 
@@ -60,3 +60,61 @@ def test_cross_entropy_matches_torch():
     tl.backward()
     assert value == pytest.approx(tl.item(), rel=1e-12)
     assert rel_error(loss.backward(), t.grad.numpy()) < 1e-12
+
+
+@pytest.mark.parametrize("k,stride,H,W", [(2, 2, 8, 7), (3, 2, 9, 10), (3, 1, 6, 6)])
+def test_avgpool_matches_torch(kernel_set, k, stride, H, W):
+    rng = np.random.default_rng(k + stride)
+    x = rng.normal(size=(2, 3, H, W))
+    layer = AvgPool(k, stride)
+    y = layer.forward(x)
+    dy = rng.normal(size=y.shape)
+    dx = layer.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.avg_pool2d(tx, k, stride)
+    ty.backward(torch.tensor(dy))
+    assert rel_error(y, ty.detach().numpy()) < 1e-12
+    assert rel_error(dx, tx.grad.numpy()) < 1e-12
+
+
+def test_global_avgpool_matches_torch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 5, 4))
+    layer = GlobalAvgPool()
+    y = layer.forward(x)
+    dy = rng.normal(size=y.shape)
+    dx = layer.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.adaptive_avg_pool2d(tx, 1).flatten(1)
+    ty.backward(torch.tensor(dy))
+    assert rel_error(y, ty.detach().numpy()) < 1e-12
+    assert rel_error(dx, tx.grad.numpy()) < 1e-12
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (6, 5)])
+def test_batch_norm_matches_torch_in_training_and_evaluation(kernel_set, shape):
+    rng = np.random.default_rng(1)
+    layer = BatchNorm(shape[1], momentum=0.2, eps=1e-3)
+    twin = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(
+        shape[1], eps=1e-3, momentum=0.2
+    ).double()
+    gamma, beta = rng.uniform(0.5, 2, size=shape[1]), rng.normal(size=shape[1])
+    layer.params["gamma"][...], layer.params["beta"][...] = gamma, beta
+    twin.weight.data, twin.bias.data = torch.tensor(gamma), torch.tensor(beta)
+    for step in range(2):  # the running statistics move twice, then evaluation uses them
+        x = rng.normal(loc=step, scale=2, size=shape)
+        y = layer.forward(x, training=True)
+        dy = rng.normal(size=shape)
+        dx = layer.backward(dy)
+        tx = torch.tensor(x, requires_grad=True)
+        twin.zero_grad()
+        ty = twin.train()(tx)
+        ty.backward(torch.tensor(dy))
+        assert rel_error(y, ty.detach().numpy()) < 1e-12
+        assert rel_error(dx, tx.grad.numpy()) < 1e-10
+        assert rel_error(layer.grads["gamma"], twin.weight.grad.numpy()) < 1e-12
+        assert rel_error(layer.grads["beta"], twin.bias.grad.numpy()) < 1e-12
+    assert rel_error(layer.buffers["running_mean"], twin.running_mean.numpy()) < 1e-12
+    assert rel_error(layer.buffers["running_var"], twin.running_var.numpy()) < 1e-12
+    x = rng.normal(size=shape)
+    assert rel_error(layer.forward(x), twin.eval()(torch.tensor(x)).detach().numpy()) < 1e-12

@@ -1,7 +1,8 @@
 """The array kernels: the arithmetic of the layers, in interchangeable sets.
 
-Layer kernels, which the layers call (NCHW-shaped arrays in and out; each returns a cache for
-its backward function): ``conv2d``, ``conv2d_backward``, ``maxpool2d``, ``maxpool2d_backward``.
+Layer kernels, which the layers call (NCHW-shaped arrays in and out; a forward function
+returns a cache for its backward one): ``conv2d``, ``maxpool2d``, ``avgpool2d``,
+``batch_norm``, each with its ``..._backward``.
 
 - ``reference``: the readable version: plain im2col / col2im and a window argmax.
 - ``fast`` (the default): the same functions rearranged for speed on NumPy (channels-last

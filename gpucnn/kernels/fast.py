@@ -22,6 +22,14 @@ from typing import Any
 from ..backend import get_array_module
 from . import out_size
 
+# Where this set has nothing faster, it is the reference set.
+from .reference import (  # noqa: F401
+    avgpool2d,
+    avgpool2d_backward,
+    batch_norm,
+    batch_norm_backward,
+)
+
 #: The Model may hand this set a ReLU that comes right before a max pool (see maxpool2d).
 FUSES_RELU_INTO_POOL = True
 

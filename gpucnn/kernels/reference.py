@@ -1,4 +1,4 @@
-"""The reference layer kernels: convolution and max pooling, written to be read.
+"""The reference layer kernels: convolution, pooling and batch normalisation, written to be read.
 
 NCHW throughout, no layout tricks. A convolution unfolds every K x K window of the padded input
 into one row of a matrix (im2col), so that the whole convolution is one matrix product with the
@@ -6,7 +6,7 @@ weights; its gradients are matrix products too, and the input gradient folds the
 the image (col2im, the adjoint of im2col). Max pooling keeps the argmax of every window, and its
 gradient goes back to that position only.
 
-Every set (this one, ``fast``) has these four functions with these signatures; the layers call
+Every set (this one, ``fast``) has these functions with these signatures; the layers call
 whichever set is active (gpucnn.kernels.use). Array-generic: NumPy or CuPy arrays.
 
 Shape names: N batch, C input channels, O output channels, H x W input, K window, S stride,
@@ -111,3 +111,70 @@ def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
         for kw in range(K):
             dx[:, :, _window(kh, S, OH), _window(kw, S, OW)] += dy * (argmax == kh * K + kw)
     return dx
+
+
+def avgpool2d(x: Any, K: int, S: int) -> Any:
+    """y: (N, C, OH, OW), the mean of every K x K window of x: (N, C, H, W) with stride S."""
+    OH, OW = out_size(x.shape[2], K, S), out_size(x.shape[3], K, S)
+    total = sum(
+        x[:, :, _window(kh, S, OH), _window(kw, S, OW)] for kh in range(K) for kw in range(K)
+    )
+    return total / (K * K)
+
+
+def avgpool2d_backward(dy: Any, x_shape: tuple[int, ...], K: int, S: int) -> Any:
+    """dx: (N, C, H, W): each window's dy shared equally by its K*K inputs."""
+    xp = get_array_module(dy)
+    OH, OW = dy.shape[2:]
+    dx = xp.zeros(x_shape, dtype=dy.dtype)
+    share = dy / (K * K)
+    for kh in range(K):
+        for kw in range(K):
+            dx[:, :, _window(kh, S, OH), _window(kw, S, OW)] += share
+    return dx
+
+
+def batch_norm(
+    x: Any,
+    gamma: Any,
+    beta: Any,
+    running_mean: Any,
+    running_var: Any,
+    momentum: float,
+    eps: float,
+    training: bool,
+) -> tuple[Any, Any]:
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel of x: (N, C, H, W) or
+    (N, C). Training: the batch's mean and biased variance, and the running statistics (updated
+    in place) move towards the batch's mean and unbiased variance by ``momentum``; evaluation:
+    the running statistics. Returns (y, cache)."""
+    xp = get_array_module(x)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)  # everything but the channel
+    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # a channel vector, broadcastable to x
+    if training:
+        n = x.size // x.shape[1]
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (n / (n - 1))
+    else:
+        mean, var = running_mean, running_var
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+    return y, (xhat, inv_std, training, axes, shape)
+
+
+def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
+    """(dx, dgamma, dbeta) from dy, shaped as x. In training the batch's mean and variance
+    depend on every input, which adds the two sums in dx."""
+    xhat, inv_std, training, axes, shape = cache
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    scale = (gamma * inv_std).reshape(shape)
+    if not training:
+        return dy * scale, dgamma, dbeta
+    n = dy.size // dy.shape[1]
+    dx = scale / n * (n * dy - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+    return dx, dgamma, dbeta
