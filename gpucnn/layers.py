@@ -209,8 +209,8 @@ class Dense(ParamLayer):
         return f"Dense({self.n_in}, {self.n_out})"
 
 
-class MaxPool(Layer):
-    """Max pooling over pool_size x pool_size windows; stride defaults to pool_size.
+class _Pool(Layer):
+    """A pool over pool_size x pool_size windows; stride defaults to pool_size.
 
     x: (N, C, H, W) -> y: (N, C, OH, OW) with OH = floor((H - pool_size) / stride) + 1, so
     overlapping windows (stride < pool_size) and sizes that do not divide evenly work.
@@ -218,12 +218,28 @@ class MaxPool(Layer):
 
     def __init__(self, pool_size: int, stride: int | None = None) -> None:
         super().__init__()
-        name = f"MaxPool({pool_size!r}, stride={stride!r})"
+        name = f"{type(self).__name__}({pool_size!r}, stride={stride!r})"
         self.k = _positive_int(pool_size, "pool_size", name)
         self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
 
     def output_shape(self, shape: Shape) -> Shape:
-        return _pooled(shape, self.k, self.stride)
+        if len(shape) != 3:
+            raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
+        C, H, W = shape
+        OH, OW = out_size(H, self.k, self.stride), out_size(W, self.k, self.stride)
+        if OH < 1 or OW < 1:
+            raise ShapeError(
+                f"a {self.k}x{self.k} pool does not fit the {H}x{W} input {shape}: "
+                "use a smaller pool_size, or fewer pooling layers before it"
+            )
+        return (C, OH, OW)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pool_size={self.k}, stride={self.stride})"
+
+
+class MaxPool(_Pool):
+    """Max pooling: each output is its window's maximum (the first one on ties)."""
 
     def forward(self, x: Any, training: bool = False, relu: bool = False) -> Any:
         """``relu=True``: relu(maxpool(x)), for a Model that fuses the ReLU before this layer
@@ -234,24 +250,9 @@ class MaxPool(Layer):
     def backward(self, dy: Any) -> Any:
         return kernels.active().maxpool2d_backward(dy, self._cache, self.k, self.stride)
 
-    def __repr__(self) -> str:
-        return f"MaxPool(pool_size={self.k}, stride={self.stride})"
 
-
-class AvgPool(Layer):
-    """Average pooling over pool_size x pool_size windows; stride defaults to pool_size.
-
-    x: (N, C, H, W) -> y: (N, C, OH, OW), OH = floor((H - pool_size) / stride) + 1.
-    """
-
-    def __init__(self, pool_size: int, stride: int | None = None) -> None:
-        super().__init__()
-        name = f"AvgPool({pool_size!r}, stride={stride!r})"
-        self.k = _positive_int(pool_size, "pool_size", name)
-        self.stride = self.k if stride is None else _positive_int(stride, "stride", name)
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return _pooled(shape, self.k, self.stride)
+class AvgPool(_Pool):
+    """Average pooling: each output is its window's mean."""
 
     def forward(self, x: Any, training: bool = False) -> Any:
         self._x_shape = x.shape
@@ -259,9 +260,6 @@ class AvgPool(Layer):
 
     def backward(self, dy: Any) -> Any:
         return kernels.active().avgpool2d_backward(dy, self._x_shape, self.k, self.stride)
-
-    def __repr__(self) -> str:
-        return f"AvgPool(pool_size={self.k}, stride={self.stride})"
 
 
 class GlobalAvgPool(Layer):
@@ -438,20 +436,6 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"
-
-
-def _pooled(shape: Shape, k: int, stride: int) -> Shape:
-    """The output shape of a k x k pool with ``stride`` on a (C, H, W) input, or ShapeError."""
-    if len(shape) != 3:
-        raise ShapeError(f"expects a (channels, height, width) input, got {shape}")
-    C, H, W = shape
-    OH, OW = out_size(H, k, stride), out_size(W, k, stride)
-    if OH < 1 or OW < 1:
-        raise ShapeError(
-            f"a {k}x{k} pool does not fit the {H}x{W} input {shape}: "
-            "use a smaller pool_size, or fewer pooling layers before it"
-        )
-    return (C, OH, OW)
 
 
 def sigmoid(x: Any) -> Any:
