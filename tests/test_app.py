@@ -15,9 +15,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from gpucnn.config import register, validate
+from gpucnn.app.config import register, validate
+from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
-from gpucnn.experiment import run_job
 
 TINY = [
     "data.limit_train=200",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpucnn import SGD, Activation, BinaryCrossEntropy, Dense, Model
-from gpucnn.diagnostics import Diagnostics
+from gpucnn.app.diagnostics import Diagnostics
 from gpucnn.steps import PlainStep
 
 ACT = {

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from gpucnn import checkpoint
-from gpucnn.config import Config, build_model, validate
+from gpucnn.app import checkpoint
+from gpucnn.app.config import Config, build_model, validate
+from gpucnn.app.experiment import OutOfMemory, run_job
+from gpucnn.app.trainer import Trainer
 from gpucnn.errors import ConfigError, ShapeError
-from gpucnn.experiment import OutOfMemory, run_job
-from gpucnn.trainer import Trainer
 
 from .conftest import requires_gpu
 
@@ -193,7 +193,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     run_job(cfg, tmp_path, [])
     current = tmp_path / checkpoint.CURRENT
     current.write_bytes(current.read_bytes()[:200])  # truncated on disk
-    from gpucnn.experiment import load_splits
+    from gpucnn.app.experiment import load_splits
 
     model = build_model(cfg.model, cfg.data)
     trainer = Trainer(cfg, model, load_splits(cfg), tmp_path)

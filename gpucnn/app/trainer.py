@@ -1,7 +1,7 @@
 """The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence and signals.
 
 A checkpoint is written at the end of every epoch and every ``train.checkpoint_every_steps``
-steps; ``restore`` continues from the newest one exactly (see gpucnn.checkpoint). SIGINT and
+steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). SIGINT and
 SIGTERM finish the current step, write a checkpoint and raise Interrupted; a non-finite loss
 raises Diverged without overwriting the last good checkpoint.
 """
@@ -20,15 +20,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import backend, checkpoint, data
+from .. import backend, data
+from ..errors import ConfigError, GpucnnError
+from ..losses import for_outputs
+from ..model import Model
+from ..steps import make_step
+from ..train import check_head, evaluate
+from . import checkpoint
 from .config import build_optimizer
 from .diagnostics import Diagnostics
-from .errors import ConfigError, GpucnnError
-from .losses import for_outputs
-from .model import Model
 from .results import METRICS, write_csv
-from .steps import make_step
-from .train import check_head, evaluate
 
 log = logging.getLogger(__name__)
 

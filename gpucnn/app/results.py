@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .fileio import atomic_write, write_text
+from ..fileio import atomic_write, write_text
 
 METRICS = (
     "epoch",

@@ -13,12 +13,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import presets
-from .data.prepare import check_task
-from .data.sources import NAMES as DATA_NAMES
-from .errors import ConfigError
-from .model import Model
-from .optimizers import OPTIMIZERS, Optimizer
+from .. import presets
+from ..data.prepare import check_task
+from ..data.sources import NAMES as DATA_NAMES
+from ..errors import ConfigError
+from ..model import Model
+from ..optimizers import OPTIMIZERS, Optimizer
 
 IMAGE_SIZE = 28  # every supported set has 28x28 grayscale images in 10 classes
 N_CLASSES = 10

@@ -22,13 +22,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, backend, checkpoint, data, resume
+from .. import __version__, backend, data
+from ..errors import ConfigError, GpucnnError
+from ..fileio import write_json
+from ..model import Model, param_counts
+from ..train import evaluate
+from . import checkpoint, resume
 from .config import build_model, validate
-from .errors import ConfigError, GpucnnError
-from .fileio import write_json
-from .model import Model, param_counts
 from .results import plot_curves, read_summary
-from .train import evaluate
 from .trainer import Diverged, Interrupted, Trainer
 
 log = logging.getLogger(__name__)

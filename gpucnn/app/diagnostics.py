@@ -18,9 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import backend
-from .layers import Activation
-from .model import Hooks, Model
+from .. import backend
+from ..layers import Activation
+from ..model import Hooks, Model
 from .results import write_csv
 
 COLUMNS = [

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from .layers import (
+from .. import backend
+from ..layers import (
     Activation,
     AvgPool,
     BatchNorm,
@@ -22,8 +22,8 @@ from .layers import (
     GlobalAvgPool,
     MaxPool,
 )
-from .model import Model
-from .optimizers import SGD, Adam, Momentum, Optimizer
+from ..model import Model
+from ..optimizers import SGD, Adam, Momentum, Optimizer
 
 
 def import_torch() -> tuple[Any | None, str]:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GpucnnError
-from .fileio import atomic_write
-from .model import Model
-from .optimizers import Optimizer
+from ..errors import GpucnnError
+from ..fileio import atomic_write
+from ..model import Model
+from ..optimizers import Optimizer
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .fileio import write_text
+from ..fileio import write_text
 from .results import (
     parse_overrides,
     pyplot,

@@ -1,0 +1,281 @@
+"""``python -m gpucnn.bench``: gpucnn and PyTorch side by side, in one run, on the same device.
+
+For each batch size in ``bench.batch_sizes`` both train the same architecture from the same
+initial weights, on the same device arrays in the same batch order, with the same optimiser,
+for ``bench.warmup_epochs`` untimed and then ``bench.epochs`` timed epochs, taken in turns.
+Reported per batch size: median seconds per epoch, images per second, peak memory and final
+test accuracy. Prints a table and writes bench.json into the run directory;
+``bench.profile=true`` also prints where one of our training steps spends its time.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .. import backend, data, profile
+from ..errors import ConfigError
+from ..fileio import write_json
+from ..losses import for_outputs
+from ..steps import make_step
+from ..train import evaluate
+from .config import build_model, build_optimizer, register, validate
+from .experiment import load_splits
+from .peer import PeerTrainer, import_torch
+from .run import CONF_DIR
+
+log = logging.getLogger("gpucnn.bench")
+
+register()
+
+
+def _reset_peak() -> None:
+    """Start a new peak-memory window (device pool on the GPU, resident set on the CPU)."""
+    if backend.active().is_gpu:
+        backend.release()
+    else:
+        try:  # Linux: writing 5 resets the process's peak resident set (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def _peak_mb() -> float:
+    """Peak memory since _reset_peak, in MB: the GPU pool's size, or the CPU resident peak."""
+    if backend.active().is_gpu:
+        return backend.xp().get_default_memory_pool().total_bytes() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Ours:
+    """gpucnn's side: the configured model, its optimiser and its step function."""
+
+    def __init__(self, cfg: DictConfig, splits: data.Prepared, batch_size: int) -> None:
+        backend.set_seed(cfg.train.seed)
+        self.cfg, self.splits, self.batch_size = cfg, splits, batch_size
+        self.model = build_model(cfg.model, cfg.data)
+        self.initial = self.model.state_dict()
+        self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
+        self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
+        t = cfg.train
+        self.step = make_step(self.model, self.loss, self.opt, t.threads, t.micro_batch)
+
+    def epoch(self, epoch: int) -> float:
+        """Train one epoch (at most bench.max_batches batches); returns its seconds."""
+        limit = self.cfg.bench.max_batches
+        backend.synchronize()
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(self.batches.epoch(epoch)):
+            if limit is not None and i >= limit:
+                break
+            self.step(x, y)
+        backend.synchronize()
+        return time.perf_counter() - start
+
+    def accuracy(self) -> float:
+        return evaluate(self.model, self.loss, self.splits.test.x, self.splits.test.y)[1]
+
+    def profile(self) -> str:
+        steps, batches = self.cfg.bench.profile_steps, self.batches.epoch(0)
+        if hasattr(self.step, "profile"):  # the GPU's static step: its own operations
+            return profile.table(self.step.profile(batches, steps))
+        return profile.table(profile.profile(self.model, self.loss, self.opt, batches, steps))
+
+
+class _Peer:
+    """PyTorch's side: the twin of our initial model, trained on the same batch orders."""
+
+    def __init__(self, torch: Any, ours: _Ours, compile_: bool) -> None:
+        model = build_model(ours.cfg.model, ours.cfg.data)
+        model.load_state_dict(ours.initial)
+        opt = build_optimizer(ours.cfg.optimizer)
+        self.ours = ours
+        self.trainer = PeerTrainer(torch, model, opt, ours.splits.n_outputs, compile_)
+
+    def epoch(self, epoch: int) -> float:
+        o = self.ours
+        order = data.epoch_order(len(o.splits.train), o.cfg.train.seed, epoch)
+        limit = o.cfg.bench.max_batches
+        return self.trainer.epoch(o.splits.train.x, o.splits.train.y, order, o.batch_size, limit)
+
+    def accuracy(self) -> float:
+        return self.trainer.accuracy(self.ours.splits.test.x, self.ours.splits.test.y)
+
+
+def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, dict[str, float]]:
+    """Warm each side up alone (reading its peak memory meanwhile), then run the timed epochs
+    interleaved, so that both sides meet the same conditions on a busy machine."""
+    peaks = {}
+    for name, runner in runners.items():
+        torch_gpu = name != "ours" and backend.active().is_gpu
+        if torch_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            _reset_peak()
+        for epoch in range(b.warmup_epochs):
+            runner.epoch(epoch)
+        peaks[name] = torch.cuda.max_memory_reserved() / 2**20 if torch_gpu else _peak_mb()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for epoch in range(b.warmup_epochs, b.warmup_epochs + b.epochs):
+        for name, runner in runners.items():
+            times[name].append(runner.epoch(epoch))
+    return {
+        name: {
+            "epoch_s": statistics.median(times[name]),
+            "peak_mb": peaks[name],
+            "acc": runner.accuracy(),
+        }
+        for name, runner in runners.items()
+    }
+
+
+def _threads(torch, threads: int | None) -> int:
+    """Give PyTorch as many threads as our CPU step uses (train.threads, else every core)."""
+    count = threads or backend.available_cores()
+    if torch is not None:
+        torch.set_num_threads(count)
+    return count
+
+
+def _row(batch_size: int, m: dict, n_train: int, max_batches: int | None) -> dict[str, Any]:
+    """One line of bench.json's results."""
+    n = n_train if max_batches is None else min(n_train, max_batches * batch_size)
+    o = m["ours"]
+    row = {
+        "batch_size": batch_size,
+        "ours_epoch_s": o["epoch_s"],
+        "ours_images_per_s": n / o["epoch_s"],
+        "ours_peak_mb": o["peak_mb"],
+        "ours_acc": o["acc"],
+    }
+    if "peer" in m:
+        p = m["peer"]
+        row.update(
+            peer_epoch_s=p["epoch_s"],
+            peer_images_per_s=n / p["epoch_s"],
+            peer_peak_mb=p["peak_mb"],
+            peer_acc=p["acc"],
+            ratio=o["epoch_s"] / p["epoch_s"],
+        )
+    if "peer_compile" in m:
+        p = m["peer_compile"]
+        row.update(
+            peer_compile_epoch_s=p["epoch_s"],
+            peer_compile_acc=p["acc"],
+            ratio_compile=o["epoch_s"] / p["epoch_s"],
+        )
+    return row
+
+
+def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    validate(cfg)
+    b = cfg.bench
+    if not b.batch_sizes or min(b.batch_sizes) < 1 or b.epochs < 1 or b.warmup_epochs < 0:
+        raise ConfigError(
+            "bench.batch_sizes must list positive sizes, bench.epochs be >= 1 and "
+            "bench.warmup_epochs >= 0"
+        )
+    c = cfg.backend
+    active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels)
+    if not active.is_gpu:
+        backend.recycle_host_memory()
+    torch, why = import_torch() if b.peer else (None, "bench.peer=false")
+    if torch is not None and active.is_gpu:
+        torch.backends.cudnn.benchmark = True
+    compile_ = bool(b.peer_compile and torch is not None and active.is_gpu)
+    splits = load_splits(cfg)
+    report: dict[str, Any] = {
+        "backend": active.name,
+        "device": active.device,
+        "threads": _threads(torch, cfg.train.threads),
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "task": cfg.data.task,
+        "train_images": len(splits.train),
+        "optimizer": cfg.optimizer.name,
+        "peer": f"PyTorch {torch.__version__}" if torch is not None else None,
+        "peer_missing": why or None,
+        "versions": backend.versions(),
+        "results": [],
+    }
+    for batch_size in b.batch_sizes:
+        ours = _Ours(cfg, splits, batch_size)
+        runners: dict[str, Any] = {"ours": ours}
+        if torch is not None:
+            runners["peer"] = _Peer(torch, ours, compile_=False)
+        if compile_:
+            runners["peer_compile"] = _Peer(torch, ours, compile_=True)
+        m = _measure(runners, b, torch)
+        if b.profile:
+            print(f"\nprofile of one training step, batch {batch_size} ({active.name}):")
+            print(ours.profile())
+        ours.step.close()
+        report["results"].append(_row(batch_size, m, len(splits.train), b.max_batches))
+        log.info("batch %d done", batch_size)
+    report["config"] = OmegaConf.to_container(cfg, resolve=True)
+    write_json(run_dir / "bench.json", report)
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    """The results as a Markdown table."""
+    peer = report["peer"] is not None
+    head = ["batch", "ours s/epoch", "ours img/s", "ours peak MB", "ours acc"]
+    if peer:
+        head += ["peer s/epoch", "peer img/s", "peer peak MB", "peer acc", "ratio"]
+    if any("ratio_compile" in r for r in report["results"]):
+        head += ["compiled s/epoch", "ratio compiled"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["results"]:
+        cells = [
+            str(r["batch_size"]),
+            f"{r['ours_epoch_s']:.3f}",
+            f"{r['ours_images_per_s']:,.0f}",
+            f"{r['ours_peak_mb']:,.0f}",
+            f"{r['ours_acc']:.4f}",
+        ]
+        if peer:
+            cells += [
+                f"{r['peer_epoch_s']:.3f}",
+                f"{r['peer_images_per_s']:,.0f}",
+                f"{r['peer_peak_mb']:,.0f}",
+                f"{r['peer_acc']:.4f}",
+                f"{r['ratio']:.2f}",
+            ]
+        if "ratio_compile" in r:
+            cells += [f"{r['peer_compile_epoch_s']:.3f}", f"{r['ratio_compile']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    title = (
+        f"gpucnn ({report['backend']}) vs {report['peer'] or 'no peer'} on {report['device']}, "
+        f"{report['threads']} threads; {report['model']}, {report['data']} "
+        f"{report['task']} ({report['train_images']} training images), {report['optimizer']}"
+    )
+    note = f"\n(no peer: {report['peer_missing']})" if not peer else ""
+    return f"{title}\n\n" + "\n".join(lines) + note
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        report = bench(cfg, run_dir)
+    except ConfigError as exc:
+        log.error("invalid config: %s", exc)
+        raise SystemExit(2) from None
+    print(table(report))
+    print(f"\nwritten: {run_dir / 'bench.json'}")

@@ -1,0 +1,473 @@
+"""``python -m gpucnn.report <run or sweep dirs...> [--out DIR]``: the lab's three questions,
+answered from the user's own runs.
+
+1. ReLU or sigmoid in the conv blocks? Gradient norm by layer depth, loss and accuracy curves,
+   sparsity and saturation, time per step, and a conclusion in words made from the numbers
+   (needs runs with diagnostics.enabled=true, e.g. ``-m experiment=relu_vs_sigmoid``).
+2. Which filter size, channels, pool size? The runs side by side, accuracy against weights and
+   against seconds per epoch, the effect of each swept setting averaged over the rest, and the
+   best setting with its cost.
+3. How many parameters, CNN against the fully connected networks? Per-layer counts computed
+   from the models, and what weight sharing saves.
+
+Writes report.md with PNG figures beside it, and report.html with the figures embedded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from matplotlib.ticker import MaxNLocator
+
+from .. import presets
+from ..fileio import write_text
+from ..layers import Conv, Dense
+from ..model import Model
+from .document import Block, to_html, to_markdown
+from .results import pyplot, read_summary, run_dirs, save_figure
+
+
+@dataclass
+class Run:
+    """One run directory's results."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_cfg(self) -> dict[str, Any]:
+        return self.summary.get("config", {}).get("model", {})
+
+    @property
+    def conv_layers(self) -> int:
+        return sum(
+            1 for layer in self.summary.get("layers", []) if layer["layer"].startswith("Conv")
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_cfg.get('activation', '?')}, {self.conv_layers} conv layers"
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            rows.append({k: _number(v) for k, v in row.items()})
+    return rows
+
+
+def _number(value: str) -> Any:
+    try:
+        return float(value) if value != "" else None
+    except ValueError:
+        return value
+
+
+def collect(paths: list[Path]) -> list[Run]:
+    """The runs in ``paths``: each a run directory, or a sweep directory holding them."""
+    runs = []
+    for path in paths:
+        for run_dir in run_dirs(path):
+            summary = read_summary(run_dir)
+            if summary is not None:
+                runs.append(
+                    Run(
+                        run_dir,
+                        summary,
+                        _read_csv(run_dir / "metrics.csv"),
+                        _read_csv(run_dir / "diagnostics.csv"),
+                    )
+                )
+    return runs
+
+
+# ----- 1. ReLU vs sigmoid -----------------------------------------------------------------
+def _first_epoch(run: Run, column: str, kinds: tuple[str, ...]) -> list[float]:
+    """``column`` of the layers of ``kinds`` in epoch 1, in depth order."""
+    return [
+        r[column]
+        for r in run.diagnostics
+        if r["epoch"] == 1 and r["kind"] in kinds and r[column] is not None
+    ]
+
+
+def _last_epoch(run: Run) -> list[dict[str, Any]]:
+    last = max(r["epoch"] for r in run.diagnostics)
+    return [r for r in run.diagnostics if r["epoch"] == last]
+
+
+def _conv_activations(run: Run) -> list[dict[str, Any]]:
+    """Last-epoch rows of the activations that follow a conv layer, in depth order."""
+    rows = {int(r["layer_index"]): r for r in _last_epoch(run)}
+    return [rows[i + 1] for i, r in sorted(rows.items()) if r["kind"] == "Conv" and i + 1 in rows]
+
+
+def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "1. ReLU or sigmoid in the convolutional blocks?")]
+    diag = [r for r in runs if r.diagnostics and r.summary.get("status") == "ok"]
+    if not diag:
+        return blocks + [
+            (
+                "p",
+                "No run here has diagnostics. Run `python -m gpucnn.run -m "
+                "experiment=relu_vs_sigmoid` and pass its sweep directory.",
+            )
+        ]
+    diag.sort(key=lambda r: (r.conv_layers, r.model_cfg.get("activation", "")))
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run in diag:
+        norms = _first_epoch(run, "grad_norm_W", ("Conv", "Dense"))
+        style = "-o" if run.model_cfg.get("activation") == "relu" else "--s"
+        ax.plot(range(1, len(norms) + 1), norms, style, label=run.label)
+    ax.set_yscale("log")
+    ax.set_xlabel("parameter layer, from the input (convolutions first, then dense)")
+    ax.set_ylabel("weight gradient L2 norm, epoch 1 mean (log scale)")
+    ax.set_title("Gradient norm by layer depth")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, out / "gradient_norms.png")
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for run in diag:
+        epochs = [m["epoch"] for m in run.metrics]
+        ax_loss.plot(epochs, [m["val_loss"] for m in run.metrics], "-o", label=run.label)
+        ax_acc.plot(epochs, [m["val_accuracy"] for m in run.metrics], "-o", label=run.label)
+    for ax, what in (
+        (ax_loss, "validation loss (cross-entropy)"),
+        (ax_acc, "validation accuracy (fraction)"),
+    ):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.set_title(what.split(" (")[0].capitalize() + " by epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, out / "curves.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = (
+        (
+            axes[0],
+            "zero_fraction",
+            ("relu",),
+            "Sparsity: exact zeros after ReLU",
+            "fraction of activations exactly 0",
+        ),
+        (
+            axes[1],
+            "saturated_fraction",
+            ("sigmoid", "tanh"),
+            "Saturation: sigmoid < 0.01 or > 0.99, tanh beyond +-0.99",
+            "fraction saturated",
+        ),
+    )
+    for ax, column, names, title, ylabel in panels:
+        shown = [run for run in diag if run.model_cfg.get("activation") in names]
+        width = 0.8 / max(len(shown), 1)
+        top = 0.0
+        for k, run in enumerate(shown):
+            values = [a[column] or 0 for a in _conv_activations(run)]
+            xs = [i + 1 + (k - (len(shown) - 1) / 2) * width for i in range(len(values))]
+            ax.bar(xs, values, width, label=run.label)
+            top = max([top, *values])
+        ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("conv block, from the input")
+        ax.set_ylabel(ylabel + " (last epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if shown:
+            ax.legend(fontsize=8)
+    save_figure(fig, out / "sparsity_saturation.png")
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    kinds = ("Conv", "relu", "sigmoid", "MaxPool", "Dense")
+    bottom = [0.0] * len(diag)
+    for kind in kinds:
+        ms = [
+            sum(
+                (r["forward_ms"] or 0) + (r["backward_ms"] or 0)
+                for r in _last_epoch(run)
+                if r["kind"] == kind
+            )
+            for run in diag
+        ]
+        if any(ms):
+            ax.bar([run.label for run in diag], ms, bottom=bottom, label=kind)
+            bottom = [b + m for b, m in zip(bottom, ms)]
+    ax.set_ylabel("milliseconds per instrumented step (forward + backward)")
+    ax.set_title("Time per training step by layer type")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(fontsize=8)
+    save_figure(fig, out / "step_time.png")
+
+    blocks += [("p", line) for line in _activation_findings(diag)]
+    blocks += [
+        ("img", "gradient_norms.png", "Gradient norm of each layer's weights, by depth"),
+        ("img", "curves.png", "Validation loss and accuracy by epoch"),
+        ("img", "sparsity_saturation.png", "Sparsity and saturation after each conv block"),
+        ("img", "step_time.png", "Time per step by layer type"),
+    ]
+    return blocks
+
+
+def _activation_findings(runs: list[Run]) -> list[str]:
+    """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers."""
+    by_depth: dict[int, dict[str, Run]] = defaultdict(dict)
+    for run in runs:
+        by_depth[run.conv_layers][run.model_cfg.get("activation")] = run
+    lines = []
+    for depth, pair in sorted(by_depth.items()):
+        if not {"relu", "sigmoid"} <= pair.keys():
+            continue
+        relu, sig = pair["relu"], pair["sigmoid"]
+        g_relu = _first_epoch(relu, "grad_norm_W", ("Conv",))[0]
+        g_sig = _first_epoch(sig, "grad_norm_W", ("Conv",))[0]
+        ratio = g_relu / g_sig if g_sig else math.inf
+        relation = (
+            f"{ratio:.0f}x smaller"
+            if ratio >= 1.5
+            else f"{1 / ratio:.1f}x larger"
+            if ratio < 1 / 1.5
+            else "about the same"
+        )
+        zeros = statistics.mean(a["zero_fraction"] for a in _conv_activations(relu))
+        saturation = statistics.mean(a["saturated_fraction"] for a in _conv_activations(sig))
+        t_relu = relu.summary.get("seconds_per_epoch", math.nan)
+        t_sig = sig.summary.get("seconds_per_epoch", math.nan)
+        if saturation >= 0.01:
+            why = (
+                f"sigmoid keeps {saturation:.1%} of them saturated, where its gradient all "
+                "but vanishes"
+            )
+        else:
+            why = (
+                f"sigmoid's units are rarely saturated ({saturation:.1%}), so the shrinking "
+                "comes from its derivative's ceiling of 0.25, compounding block after block"
+            )
+        lines.append(
+            f"**{depth} conv layers.** The first conv layer's weight gradient is {relation} "
+            f"with sigmoid than with ReLU ({g_sig:.2e} against {g_relu:.2e}, epoch 1). "
+            f"Test accuracy: ReLU {relu.summary['test_accuracy']:.3f}, sigmoid "
+            f"{sig.summary['test_accuracy']:.3f}. ReLU leaves {zeros:.0%} of the conv "
+            f"activations at exactly 0 (sparse); {why}. An epoch took {t_relu:.2f} s with ReLU "
+            f"and {t_sig:.2f} s with sigmoid."
+        )
+    return lines or ["No ReLU and sigmoid runs of the same depth to compare."]
+
+
+# ----- 2. Architecture ----------------------------------------------------------------------
+def _varying(runs: list[Run]) -> list[str]:
+    keys = sorted({k for run in runs for k in run.model_cfg})
+    return [k for k in keys if len({str(run.model_cfg.get(k)) for run in runs}) > 1]
+
+
+def architecture(runs: list[Run], out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
+    done = [r for r in runs if r.summary.get("status") == "ok"]
+    if len(done) < 2:
+        return blocks + [
+            (
+                "p",
+                "Fewer than two finished runs: run a sweep, e.g. `python -m "
+                "gpucnn.run -m experiment=filter_pool_sweep`.",
+            )
+        ]
+    keys = _varying(done)
+    done.sort(key=lambda r: -r.summary["test_accuracy"])
+    header = ["run", *[f"model.{k}" for k in keys], "test accuracy", "weights", "s / epoch"]
+    rows = [
+        [
+            r.path.name,
+            *[str(r.model_cfg.get(k)) for k in keys],
+            f"{r.summary['test_accuracy']:.4f}",
+            f"{r.summary['weights']:,}",
+            f"{r.summary['seconds_per_epoch']:.2f}",
+        ]
+        for r in done
+    ]
+    blocks.append(("table", header, rows))
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    legend = " / ".join(keys)
+    for ax, x_key, x_label in (
+        (axes[0], "weights", "learnable weights (log scale)"),
+        (axes[1], "seconds_per_epoch", "seconds per epoch (log scale)"),
+    ):
+        ax.scatter(
+            [r.summary[x_key] for r in done],
+            [r.summary["test_accuracy"] for r in done],
+            label=f"a run, labelled {legend}",
+        )
+        for r in done:
+            tag = " / ".join(str(r.model_cfg.get(k)).replace(" ", "") for k in keys)
+            ax.annotate(
+                tag,
+                (r.summary[x_key], r.summary["test_accuracy"]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("test accuracy (fraction)")
+        ax.set_title(f"Accuracy against {x_label.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    save_figure(fig, out / "accuracy_vs_cost.png")
+
+    wanted = [k for k in ("filter_size", "pool_size") if k in keys] or keys
+    fig, axes = plt.subplots(1, len(wanted), figsize=(5 * len(wanted), 4), squeeze=False)
+    effects = []
+    for ax, key in zip(axes[0], wanted):
+        groups: dict[str, list[float]] = defaultdict(list)
+        for r in done:
+            groups[str(r.model_cfg.get(key))].append(r.summary["test_accuracy"])
+        values = sorted(groups, key=lambda v: (len(v), v))
+        means = [statistics.mean(groups[v]) for v in values]
+        ax.bar(values, means, label="mean over the other settings")
+        ax.set_ylim(min(means) - 0.05, min(1.0, max(means) + 0.02))
+        ax.set_xlabel(f"model.{key}")
+        ax.set_ylabel("mean test accuracy (fraction)")
+        ax.set_title(f"Effect of {key}")
+        ax.legend(fontsize=8)
+        best = values[means.index(max(means))]
+        effects.append(
+            f"`{key}={best}` is best on average ({max(means):.3f}; "
+            + ", ".join(f"{v}: {m:.3f}" for v, m in zip(values, means))
+            + ")"
+        )
+    save_figure(fig, out / "effects.png")
+
+    best = done[0]
+    cheapest_close = min(
+        (r for r in done if r.summary["test_accuracy"] >= best.summary["test_accuracy"] - 0.01),
+        key=lambda r: r.summary["weights"],
+    )
+    setting = ", ".join(f"{k}={best.model_cfg.get(k)}" for k in keys)
+    text = (
+        f"Best: {setting} with test accuracy {best.summary['test_accuracy']:.3f}, "
+        f"{best.summary['weights']:,} weights and {best.summary['seconds_per_epoch']:.2f} s "
+        f"per epoch. Averaged over the rest: {'; '.join(effects)}."
+    )
+    if cheapest_close is not best:
+        close = cheapest_close
+        tag = ", ".join(f"{k}={close.model_cfg.get(k)}" for k in keys)
+        text += (
+            f" Within one point of it, run {close.path.name} ({tag}) needs only "
+            f"{close.summary['weights']:,} weights and {close.summary['seconds_per_epoch']:.2f} s "
+            f"per epoch (test accuracy {close.summary['test_accuracy']:.3f})."
+        )
+    blocks += [
+        ("p", text),
+        ("img", "accuracy_vs_cost.png", "Test accuracy against weights and time"),
+        ("img", "effects.png", "Effect of each setting, averaged over the others"),
+    ]
+    return blocks
+
+
+# ----- 3. Parameters ------------------------------------------------------------------------
+def _count_table(model: Model) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for layer, shape in zip(model.layers, model.shapes):
+        if layer.params:
+            rows.append(
+                [
+                    repr(layer),
+                    str(shape),
+                    f"{layer.params['W'].size:,}",
+                    f"{layer.params['b'].size:,}",
+                ]
+            )
+    weights, total = model.count_params(), model.count_params(bias=True)
+    rows.append(["**total**", "", f"**{weights:,}**", f"**{total - weights:,}**"])
+    return ["layer", "output shape", "weights", "biases"], rows
+
+
+def parameters(runs: list[Run]) -> list[Block]:
+    cnn = presets.lab_cnn3()
+    models = [
+        ("The lab CNN (lab_cnn3, 1x32x32 input, one output)", cnn),
+        ("Fully connected 784-128-128-64-64-32-4", presets.lab_mlp4()),
+        ("Fully connected 784-100-200-200-100-1", presets.lab_mlp1()),
+    ]
+    blocks: list[Block] = [("h2", "3. How many learnable parameters?")]
+    summary_rows = []
+    for title, model in models:
+        header, rows = _count_table(model)
+        blocks += [("h3", title), ("table", header, rows)]
+        summary_rows.append(
+            [title, f"{model.count_params():,}", f"{model.count_params(bias=True):,}"]
+        )
+    blocks += [
+        ("h3", "Side by side"),
+        ("table", ["network", "weights only", "with biases"], summary_rows),
+    ]
+    first = next(layer for layer in cnn.layers if isinstance(layer, Conv))
+    dense = next(layer for layer in cnn.layers if isinstance(layer, Dense))
+    c, h, w = cnn.input_shape
+    out_c, out_h, out_w = cnn.shapes[cnn.layers.index(first)]
+    n_in, n_out = c * h * w, out_c * out_h * out_w
+    sharing = (
+        f"Why convolution needs fewer: the first conv layer slides the same {out_c} filters "
+        f"of {first.k}x{first.k}x{c} = {first.params['W'].size:,} weights over all "
+        f"{out_h * out_w:,} positions of the {h}x{w} image (weight sharing), while a dense "
+        f"layer producing the same {out_c}x{out_h}x{out_w} map would need {n_in:,} x "
+        f"{n_out:,} = {n_in * n_out:,} weights. lab_cnn3 has {cnn.count_params():,} weights "
+        f"in all, {dense.params['W'].size:,} of them in its first dense layer: pooling shrank "
+        f"the map to {dense.n_in:,} features before any dense layer sees it."
+    )
+    blocks.append(("p", sharing))
+    run_cnns = {r.summary.get("weights"): r for r in runs if r.conv_layers}
+    if run_cnns:
+        lines = [f"{r.path.name}: {w:,} weights ({r.label})" for w, r in sorted(run_cnns.items())]
+        blocks.append(("p", "The CNNs among these runs: " + "; ".join(lines) + "."))
+    return blocks
+
+
+def build(paths: list[Path], out: Path) -> Path:
+    """Write the report for the runs under ``paths`` into ``out``; returns report.md's path."""
+    runs = collect(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    title = "What the runs say"
+    sources = ", ".join(f"`{p}`" for p in paths)
+    blocks: list[Block] = [("h1", title), ("p", f"{len(runs)} runs from {sources}.")]
+    blocks += relu_vs_sigmoid(runs, out)
+    blocks += architecture(runs, out)
+    blocks += parameters(runs)
+    write_text(out / "report.md", to_markdown(blocks))
+    write_text(out / "report.html", to_html(blocks, out, title))
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpucnn.report", description=__doc__)
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
+    parser.add_argument(
+        "--out", type=Path, help="report directory (default outputs/reports/<time>)"
+    )
+    args = parser.parse_args(argv)
+    missing = [d for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"error: not a directory: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    out = args.out or Path("outputs/reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    path = build(args.dirs, out)
+    print(f"report: {path} and {path.with_suffix('.html')}")
+    return 0
