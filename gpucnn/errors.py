@@ -6,7 +6,15 @@ class GpucnnError(Exception):
 
 
 class ConfigError(GpucnnError, ValueError):
-    """A setting or an architecture that cannot work, found before any training starts."""
+    """A setting or an architecture that cannot work, found before any training starts.
+
+    ``argument`` names the argument at fault, when there is one: the message starts with it
+    ("lr must be > 0"), and the experiment app puts its config group in front ("optimizer.lr").
+    """
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class ShapeError(ConfigError):

@@ -17,9 +17,9 @@ Params = Iterable[tuple[str, Any, Any]]
 class Optimizer:
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {lr!r}")
+            raise ConfigError(f"lr must be > 0, got {lr!r}", "lr")
         if not weight_decay >= 0:
-            raise ConfigError(f"optimizer.weight_decay must be >= 0, got {weight_decay!r}")
+            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}", "weight_decay")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.steps = 0
@@ -76,7 +76,7 @@ class Momentum(Optimizer):
     ) -> None:
         super().__init__(lr, weight_decay)
         if not 0 <= momentum < 1:
-            raise ConfigError(f"optimizer.momentum must be in [0, 1), got {momentum!r}")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}", "momentum")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
@@ -101,7 +101,7 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay)
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
-                raise ConfigError(f"optimizer.{key} must be in [0, 1), got {beta!r}")
+                raise ConfigError(f"{key} must be in [0, 1), got {beta!r}", key)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _update(self, name: str, p: Any, g: Any) -> None:

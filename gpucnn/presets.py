@@ -21,7 +21,7 @@ def _per_block(value: IntOrList | None, n: int, key: str) -> list:
         return [value] * n
     values = list(value)
     if len(values) != n:
-        raise ConfigError(f"model.{key} has {len(values)} values but there are {n} conv blocks")
+        raise ConfigError(f"{key} has {len(values)} values but there are {n} conv blocks", key)
     return values
 
 
@@ -31,13 +31,14 @@ def _padding(padding: int | str, k: int) -> int:
     if padding == "same":
         if k % 2 == 0:
             raise ConfigError(
-                f"model.padding=same needs an odd filter_size, got {k}: use an odd size "
-                "or an integer padding"
+                f"padding=same needs an odd filter_size, got {k}: use an odd size "
+                "or an integer padding",
+                "padding",
             )
         return (k - 1) // 2
     if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
         return padding
-    raise ConfigError(f"model.padding must be same, valid or an integer >= 0, got {padding!r}")
+    raise ConfigError(f"padding must be same, valid or an integer >= 0, got {padding!r}", "padding")
 
 
 def _output(model: Model, width: int, n_outputs: int) -> None:
@@ -68,7 +69,7 @@ def cnn(
     """
     n = len(channels)
     if n == 0:
-        raise ConfigError("model.channels must list at least one conv block")
+        raise ConfigError("channels must list at least one conv block", "channels")
     ks = _per_block(filter_size, n, "filter_size")
     pools = _per_block(pool_size, n, "pool_size")
     strides = _per_block(pool_stride, n, "pool_stride")
@@ -108,7 +109,7 @@ def mlp(
     """Flatten, then Dense layers through ``sizes`` (input width first, outputs last);
     ``batch_norm`` puts a BatchNorm between every hidden Dense and its activation."""
     if len(sizes) < 2:
-        raise ConfigError("model.sizes needs the input width and at least one layer after it")
+        raise ConfigError("sizes needs the input width and at least one layer after it", "sizes")
     model = Model([Flatten()])
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=False):
         model.add(Dense(a, b))

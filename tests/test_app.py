@@ -15,7 +15,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from gpucnn.app.config import register, validate
+from gpucnn.app.config import build_model, register, validate
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
 
@@ -229,6 +229,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.positive=[0]", r"share classes \[0\]"),
         ("data.pad_to=20", "data.pad_to=20"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("data.task=regression", "data.task='regression' is unknown"),
         ("train.batch_size=0", "train.batch_size=0"),
         ("backend.name=tpu", "backend.name='tpu'"),
     ],
@@ -236,6 +237,20 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
 def test_validation_names_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         validate(composed(override))
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("model.filter_size=[3,5]", "model.filter_size has 2 values but there are 3 conv blocks"),
+        ("model.filter_size=4", "model.padding=same needs an odd filter_size"),
+    ],
+)
+def test_the_library_errors_are_given_config_keys(override, match):
+    cfg = composed(override)
+    validate(cfg)
+    with pytest.raises(ConfigError, match=match):
+        build_model(cfg.model, cfg.data)
 
 
 def test_a_terminal_gets_a_progress_bar_with_loss_and_speed(tmp_path, monkeypatch):

@@ -42,10 +42,13 @@ def test_adam():
     assert np.allclose(_two_steps(Adam(0.01)), p2)
 
 
-@pytest.mark.parametrize("make", [lambda: SGD(0), lambda: Adam(1e-3, beta1=1.0)])
-def test_bad_hyperparameters_are_rejected(make):
-    with pytest.raises(ConfigError, match="optimizer"):
+@pytest.mark.parametrize(
+    "make,argument", [(lambda: SGD(0), "lr"), (lambda: Adam(1e-3, beta1=1.0), "beta1")]
+)
+def test_bad_hyperparameters_are_rejected_naming_the_argument(make, argument):
+    with pytest.raises(ConfigError, match=f"^{argument} must be") as err:
         make()
+    assert err.value.argument == argument
 
 
 def test_losses_match_their_formulas_and_stay_finite_for_huge_logits():

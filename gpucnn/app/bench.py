@@ -26,7 +26,7 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..steps import make_step
 from ..train import evaluate
-from .config import build_model, build_optimizer, register, validate
+from .config import build_model, build_optimizer, config_group, register, validate
 from .experiment import load_splits
 from .peer import PeerTrainer, import_torch
 from .run import CONF_DIR
@@ -71,7 +71,8 @@ class _Ours:
         self.model = build_model(cfg.model, cfg.data)
         self.initial = self.model.state_dict()
         self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
-        self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
+        with config_group("train"):
+            self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
         t = cfg.train
         self.step = make_step(self.model, self.loss, self.opt, t.threads, t.micro_batch)
 

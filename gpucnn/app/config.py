@@ -7,6 +7,8 @@ is loaded. ``build_model`` / ``build_optimizer`` turn a config into library obje
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -136,6 +138,18 @@ def register() -> None:
     cs.store(name="bench_schema", node=BenchConfig)
 
 
+@contextmanager
+def config_group(group: str) -> Iterator[None]:
+    """Library errors about an argument, re-raised with the config key it comes from: inside
+    ``config_group("optimizer")``, "lr must be > 0" becomes "optimizer.lr must be > 0"."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.argument is None:
+            raise
+        raise type(exc)(f"{group}.{exc}", f"{group}.{exc.argument}") from None
+
+
 def _plain(value: Any) -> Any:
     """OmegaConf containers as Python lists / dicts."""
     if isinstance(value, (DictConfig, ListConfig)):
@@ -196,7 +210,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout={m.dropout} must be in [0, 1)")
     if d.name not in DATA_NAMES:
         raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
-    check_task(d.task, list(d.positive), list(d.negative), N_CLASSES)
+    with config_group("data"):
+        check_task(d.task, list(d.positive), list(d.negative), N_CLASSES)
     if d.pad_to is not None and d.pad_to < IMAGE_SIZE:
         raise ConfigError(f"data.pad_to={d.pad_to} must be null or >= {IMAGE_SIZE}")
     if not 0 <= d.val_fraction < 1:
@@ -240,6 +255,11 @@ def n_outputs(d: DictConfig) -> int:
 
 def build_model(m: DictConfig, d: DictConfig) -> Model:
     """The model a config describes, built and shape-checked for the data config's inputs."""
+    with config_group("model"):
+        return _model(m, d)
+
+
+def _model(m: DictConfig, d: DictConfig) -> Model:
     shape, outputs = input_shape(d), n_outputs(d)
     if m.kind == "mlp":
         width = shape[0] * shape[1] * shape[2]
@@ -263,8 +283,9 @@ def build_model(m: DictConfig, d: DictConfig) -> Model:
 
 
 def build_optimizer(o: DictConfig) -> Optimizer:
-    if o.name == "adam":
-        return OPTIMIZERS["adam"](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
-    if o.name == "momentum":
-        return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
-    return OPTIMIZERS["sgd"](o.lr, o.weight_decay)
+    with config_group("optimizer"):
+        if o.name == "adam":
+            return OPTIMIZERS["adam"](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
+        if o.name == "momentum":
+            return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
+        return OPTIMIZERS["sgd"](o.lr, o.weight_decay)

@@ -23,12 +23,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__, backend, data
-from ..errors import ConfigError, GpucnnError
+from ..errors import ConfigError, DataError, GpucnnError
 from ..fileio import write_json
 from ..model import Model, param_counts
 from ..train import evaluate
 from . import checkpoint, resume
-from .config import build_model, validate
+from .config import build_model, config_group, validate
 from .results import plot_curves, read_summary
 from .trainer import Diverged, Interrupted, Trainer
 
@@ -71,18 +71,22 @@ def _versions() -> dict[str, str]:
 def load_splits(cfg: DictConfig) -> data.Prepared:
     """The train / val / test splits the data config describes, on the device; logged."""
     d, t = cfg.data, cfg.train
-    raw = data.load(d.name, d.root, d.download, d.url)
-    splits = data.prepare(
-        raw,
-        d.task,
-        list(d.positive),
-        list(d.negative),
-        d.pad_to,
-        d.val_fraction,
-        t.seed,
-        d.limit_train,
-        d.limit_test,
-    )
+    try:
+        raw = data.load(d.name, d.root, d.download, d.url)
+    except DataError as exc:  # its advice names the library's arguments: say the keys too
+        raise DataError(f"{exc}\n(here root is data.root, download is data.download)") from None
+    with config_group("data"):
+        splits = data.prepare(
+            raw,
+            d.task,
+            list(d.positive),
+            list(d.negative),
+            d.pad_to,
+            d.val_fraction,
+            t.seed,
+            d.limit_train,
+            d.limit_test,
+        )
     for line in data.describe(splits).splitlines():
         log.info(line)
     return splits

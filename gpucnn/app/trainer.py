@@ -27,7 +27,7 @@ from ..model import Model
 from ..steps import make_step
 from ..train import check_head, evaluate
 from . import checkpoint
-from .config import build_optimizer
+from .config import build_optimizer, config_group
 from .diagnostics import Diagnostics
 from .results import METRICS, write_csv
 
@@ -82,9 +82,10 @@ class Trainer:
         self.loss = for_outputs(splits.n_outputs)
         check_head(model, self.loss)
         self.optimizer = build_optimizer(cfg.optimizer)
-        self.batches = data.Batches(
-            splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
-        )
+        with config_group("train"):
+            self.batches = data.Batches(
+                splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
+            )
         self.step = make_step(model, self.loss, self.optimizer, t.threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch

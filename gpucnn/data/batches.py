@@ -38,11 +38,14 @@ class Batches:
         seed: int = 0,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"train.batch_size must be a positive integer, got {batch_size!r}")
+            raise ConfigError(
+                f"batch_size must be a positive integer, got {batch_size!r}", "batch_size"
+            )
         if drop_last and batch_size > len(split):
             raise ConfigError(
-                f"train.batch_size={batch_size} is larger than the {len(split)} training images "
-                "and train.drop_last=true would leave no batch: lower the batch size"
+                f"batch_size={batch_size} is larger than the {len(split)} training images "
+                "and drop_last would leave no batch: lower the batch size",
+                "batch_size",
             )
         self.split, self.batch_size = split, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed

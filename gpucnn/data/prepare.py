@@ -75,21 +75,21 @@ def _select(
 
 
 def check_task(task: str, positive: Sequence[int], negative: Sequence[int], n_classes: int) -> None:
-    """Reject a task that cannot work, naming the config key."""
+    """Reject a task that cannot work, naming the argument."""
     if task not in TASKS:
-        raise ConfigError(f"data.task={task!r} is unknown: choose binary or multiclass")
+        raise ConfigError(f"task={task!r} is unknown: choose binary or multiclass", "task")
     if task == "multiclass":
         return
     for key, classes in (("positive", positive), ("negative", negative)):
         if not classes:
-            raise ConfigError(f"data.{key} must list at least one class for the binary task")
+            raise ConfigError(f"{key} must list at least one class for the binary task", key)
         bad = [c for c in classes if not 0 <= c < n_classes]
         if bad:
-            raise ConfigError(f"data.{key} has classes {bad} outside 0..{n_classes - 1}")
+            raise ConfigError(f"{key} has classes {bad} outside 0..{n_classes - 1}", key)
     overlap = sorted(set(positive) & set(negative))
     if overlap:
         raise ConfigError(
-            f"data.positive and data.negative share classes {overlap}: a class can only be one"
+            f"positive and negative share classes {overlap}: a class can only be one", "positive"
         )
 
 
@@ -100,7 +100,7 @@ def _subset(
     if limit is None:
         return x, y
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"data.{key} must be a positive number of images, got {limit!r}")
+        raise ConfigError(f"{key} must be a positive number of images, got {limit!r}", key)
     if limit >= len(y):
         return x, y
     keep, _ = stratified_split(y, limit / len(y), rng)
@@ -113,7 +113,7 @@ def _pad(x: np.ndarray, pad_to: int | None) -> np.ndarray:
     if not pad_to:
         return x[:, None]
     if pad_to < max(H, W):
-        raise ConfigError(f"data.pad_to={pad_to} is smaller than the {H}x{W} images")
+        raise ConfigError(f"pad_to={pad_to} is smaller than the {H}x{W} images", "pad_to")
     top, left = (pad_to - H) // 2, (pad_to - W) // 2
     out = np.zeros((N, 1, pad_to, pad_to), dtype=x.dtype)
     out[:, 0, top : top + H, left : left + W] = x
@@ -134,7 +134,7 @@ def prepare(
     """The task's train / val / test splits on the active backend's device."""
     check_task(task, positive, negative, len(raw.classes))
     if not 0 <= val_fraction < 1:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}", "val_fraction")
     rng = np.random.default_rng(seed)
     x_train, y_train = _select(raw.x_train, raw.y_train, task, positive, negative)
     x_test, y_test = _select(raw.x_test, raw.y_test, task, positive, negative)

@@ -198,8 +198,8 @@ def _not_found(source: Source, root: str | os.PathLike | None, why: str) -> Data
         f"  1. sudo apt-get install dataset-{source.dirname} (Debian and Ubuntu"
         + (", Fashion-MNIST only)\n" if source is FASHION_MNIST else "; not packaged for MNIST)\n")
         + f"  2. put the four IDX files ({', '.join(s.name for s in source.files.values())}, "
-        "gzipped or not) in a directory and set data.root=DIR (or $GPUCNN_DATA)\n"
-        f"  3. allow downloading (data.download=true) on a machine that reaches {source.url}"
+        "gzipped or not) in a directory and pass it as root (or set $GPUCNN_DATA)\n"
+        f"  3. allow downloading (download=True) on a machine that reaches {source.url}"
     )
 
 
@@ -265,12 +265,12 @@ def load(
     if name == MINI:
         return load_mini()
     if name not in SOURCES:
-        raise DataError(f"data.name={name!r} is unknown: choose one of {', '.join(NAMES)}")
+        raise DataError(f"name={name!r} is unknown: choose one of {', '.join(NAMES)}")
     source = SOURCES[name]
     directory = locate(source, root)
     if directory is None:
         if not download_ok:
-            raise _not_found(source, root, "downloading is off: data.download=false")
+            raise _not_found(source, root, "downloading is off")
         try:
             directory = download(source, cache_dir(source), url)
         except DataError as exc:
