@@ -275,9 +275,10 @@ class GlobalAvgPool(Layer):
         return x.mean(axis=(2, 3))
 
     def backward(self, dy: Any) -> Any:
-        N, C, H, W = self._x_shape
-        xp = backend.get_array_module(dy)
-        return xp.broadcast_to((dy / (H * W))[:, :, None, None], self._x_shape)
+        H, W = self._x_shape[2:]
+        dx = backend.get_array_module(dy).empty(self._x_shape, dtype=dy.dtype)
+        dx[...] = (dy / (H * W))[:, :, None, None]  # each position's equal share
+        return dx
 
 
 class BatchNorm(Layer):
