@@ -449,7 +449,7 @@ class StaticStep(Step):
         program = self.program(len(y))
         program.x[...] = x
         program.y[...] = y
-        if program.capture and program.runs >= 1 and program.graph is None:
+        if self.graphs and program.capture and program.runs >= 1 and program.graph is None:
             program.graph = self._capture(program)
         if program.graph is not None:
             program.graph.launch()
