@@ -90,11 +90,20 @@ def test_missing_set_names_three_ways_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("GPUCNN_DATA", raising=False)
     with pytest.raises(DataError) as err:
-        load("mnist", root=tmp_path / "nowhere", download_ok=False)
+        load("mnist", download_ok=False)
     message = str(err.value)
     assert "MNIST was not found (downloading is off" in message
     assert "apt-get install" in message and "pass it as root" in message
-    assert "download=True" in message and str(tmp_path / "nowhere") in message
+    assert "download=True" in message and str(tmp_path / ".cache/gpucnn/mnist") in message
+
+
+def test_a_root_given_is_the_only_place_looked_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUCNN_DATA", str(tmp_path / "elsewhere"))  # a copy that must not be used
+    with pytest.raises(DataError, match=f"root {tmp_path / 'nowhere'} is not a directory"):
+        load("mnist", root=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="does not hold MNIST's train-images-idx3-ubyte, "):
+        load("mnist", root=tmp_path / "empty")
 
 
 @pytest.fixture

@@ -160,6 +160,19 @@ def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
     assert rows[0].startswith("job,model.filter_size,status")  # train.resume is not "swept"
 
 
+def test_a_data_root_without_the_data_is_one_line_and_exit_5(tmp_path):
+    proc = app(
+        "data=fashion_mnist", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path}"
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 5, output
+    lines = [line for line in output.splitlines() if "data error" in line]
+    assert len(lines) == 1 and f"root {tmp_path / 'nowhere'} is not a directory" in lines[0]
+    assert "Traceback" not in output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "is not a directory" in summary["reason"]
+
+
 def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
     proc = app(
         "backend=numpy",

@@ -47,7 +47,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "fashion_mnist_mini"
-    root: Optional[str] = None  # a directory with the IDX files, searched first
+    root: Optional[str] = None  # the directory with the IDX files (only there when given)
     download: bool = True
     url: Optional[str] = None  # a mirror instead of the official address
     task: str = "binary"  # binary or multiclass

@@ -8,8 +8,9 @@
 
 Each run writes into its own directory under outputs/ (see gpucnn.app.experiment); a sweep also
 gets sweep_summary.csv / .md and sweep.png at its end (gpucnn.app.sweep). A job that cannot be
-built, diverges or runs out of memory records why and lets the rest of a sweep go on; a single
-run exits with status 2, 3 or 4 for those, and 128 + the signal's number when interrupted.
+built, diverges, runs out of memory or finds no usable data records why and lets the rest of a
+sweep go on; a single run exits with status 2, 3, 4 or 5 for those, and 128 + the signal's
+number when interrupted.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .config import register
 from .experiment import OutOfMemory, run_job
 from .trainer import Diverged, Interrupted
 
 CONF_DIR = "pkg://gpucnn.conf"  # conf/ in the repository
-EXIT_CODES = {ConfigError: 2, Diverged: 3, OutOfMemory: 4}
+EXIT_CODES = {ConfigError: 2, Diverged: 3, OutOfMemory: 4, DataError: 5}
+KINDS = {ConfigError: "invalid config", DataError: "data error"}
 log = logging.getLogger("gpucnn")
 
 register()
@@ -46,7 +48,7 @@ def main(cfg: DictConfig) -> float:
         log.warning("%s; resume with train.resume=true (results in %s)", exc, run_dir)
         raise SystemExit(128 + exc.signum) from None
     except tuple(EXIT_CODES) as exc:
-        kind = "invalid config" if isinstance(exc, ConfigError) else type(exc).__name__.lower()
+        kind = next((k for t, k in KINDS.items() if isinstance(exc, t)), type(exc).__name__.lower())
         log.error("%s: %s", kind, exc)
         if multirun:  # one bad job must not stop the sweep
             return math.nan

@@ -1,8 +1,9 @@
 """Where the image sets come from: local IDX files, a verified download, or the embedded set.
 
 ``load(name, root, download)`` returns the raw uint8 images and labels of ``fashion_mnist``,
-``mnist`` or the embedded ``fashion_mnist_mini``. The full sets are looked for, in order, in
-``root``, ``$GPUCNN_DATA/<set>``, Debian's ``/usr/share/datasets/<set>`` and
+``mnist`` or the embedded ``fashion_mnist_mini``. A ``root`` given is the one place looked in
+(an error names it if the files are not there); otherwise the full sets are looked for, in
+order, in ``$GPUCNN_DATA/<set>``, Debian's ``/usr/share/datasets/<set>`` and
 ``~/.cache/gpucnn/<set>``; failing that they are downloaded into the cache (when allowed),
 checked against published checksums and moved into place only once verified.
 """
@@ -128,9 +129,9 @@ MINI = "fashion_mnist_mini"
 NAMES = (MINI, *SOURCES)
 
 
-def candidate_dirs(source: Source, root: str | os.PathLike | None) -> list[Path]:
-    """The directories searched for ``source``, in order."""
-    dirs = [Path(root).expanduser()] if root else []
+def candidate_dirs(source: Source) -> list[Path]:
+    """The directories searched for ``source`` when no root is given, in order."""
+    dirs = []
     if os.environ.get("GPUCNN_DATA"):
         dirs.append(Path(os.environ["GPUCNN_DATA"]).expanduser() / source.dirname)
     dirs.append(Path("/usr/share/datasets") / source.dirname)
@@ -149,9 +150,9 @@ def _file_in(directory: Path, spec: FileSpec) -> Path | None:
     return None
 
 
-def locate(source: Source, root: str | os.PathLike | None = None) -> Path | None:
+def locate(source: Source) -> Path | None:
     """The first candidate directory holding all four files of ``source``, or None."""
-    for directory in candidate_dirs(source, root):
+    for directory in candidate_dirs(source):
         if all(_file_in(directory, spec) for spec in source.files.values()):
             return directory
     return None
@@ -190,8 +191,21 @@ def download(source: Source, dest: Path, url: str | None = None, timeout: float 
     return dest
 
 
-def _not_found(source: Source, root: str | os.PathLike | None, why: str) -> DataError:
-    searched = "\n  ".join(str(d) for d in candidate_dirs(source, root))
+def _given_root(source: Source, root: Path) -> Path:
+    """``root`` if it holds all four files of ``source``, else DataError naming what is missing."""
+    if not root.is_dir():
+        raise DataError(f"root {root} is not a directory: give the folder that holds the IDX files")
+    missing = [spec.name for spec in source.files.values() if not _file_in(root, spec)]
+    if missing:
+        raise DataError(
+            f"root {root} does not hold {source.title}'s {', '.join(missing)} (gzipped or not): "
+            "put the files there, or give no root to search the usual places"
+        )
+    return root
+
+
+def _not_found(source: Source, why: str) -> DataError:
+    searched = "\n  ".join(str(d) for d in candidate_dirs(source))
     return DataError(
         f"{source.title} was not found ({why}). Searched:\n  {searched}\n"
         "Get it one of three ways:\n"
@@ -267,13 +281,15 @@ def load(
     if name not in SOURCES:
         raise DataError(f"name={name!r} is unknown: choose one of {', '.join(NAMES)}")
     source = SOURCES[name]
-    directory = locate(source, root)
+    if root:  # asked for by name: that directory or an error, never a copy found elsewhere
+        return load_idx_dir(source, _given_root(source, Path(root).expanduser()))
+    directory = locate(source)
     if directory is None:
         if not download_ok:
-            raise _not_found(source, root, "downloading is off")
+            raise _not_found(source, "downloading is off")
         try:
             directory = download(source, cache_dir(source), url)
         except DataError as exc:
-            raise _not_found(source, root, f"the download failed: {exc}") from None
+            raise _not_found(source, f"the download failed: {exc}") from None
     log.info("%s from %s", source.title, directory)
     return load_idx_dir(source, directory)
