@@ -1,6 +1,7 @@
 """Nothing lost: kill and resume, signals, sweep resume, divergence, bad checkpoints, out of
 memory, determinism, and a property test over the architecture space."""
 
+import csv
 import json
 import signal
 import subprocess
@@ -219,6 +220,24 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
         checkpoint.load(tmp_path, model, trainer.optimizer)
 
 
+def test_after_falling_back_the_next_save_keeps_the_good_previous_checkpoint(tmp_path):
+    from gpucnn.app.experiment import load_splits
+
+    cfg = _cfg(epochs=2, progress=False)
+    run_job(cfg, tmp_path, [])
+    current, previous = tmp_path / checkpoint.CURRENT, tmp_path / checkpoint.PREVIOUS
+    damaged = current.read_bytes()[:200]
+    current.write_bytes(damaged)
+    good = previous.read_bytes()
+    trainer = Trainer(cfg, build_model(cfg.model, cfg.data), load_splits(cfg), tmp_path)
+    assert trainer.restore()["epoch"] == 1
+    assert (tmp_path / checkpoint.DAMAGED).read_bytes() == damaged  # set aside, not deleted
+    trainer.save()
+    trainer.close()
+    assert previous.read_bytes() == good  # not replaced by the damaged file
+    assert checkpoint.load(tmp_path, trainer.model, trainer.optimizer)["epoch"] == 1
+
+
 def test_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):
     def no_memory(self):
         raise MemoryError("Unable to allocate 3.2 GiB for an array")
@@ -329,3 +348,14 @@ def test_any_architecture_trains_one_step_or_is_rejected_by_name(arch):
     y = rng.integers(0, 2, size=3)
     value, _ = train_step(model, for_outputs(model.output_shape[0]), SGD(0.01), x, y)
     assert np.isfinite(value)
+
+
+def test_diagnostics_of_epochs_before_an_interruption_are_kept(tmp_path):
+    cfg = _cfg(epochs=1, progress=False)
+    cfg.diagnostics.enabled, cfg.diagnostics.every = True, 1
+    run_job(cfg, tmp_path, [])  # stops after epoch 1 with its checkpoint
+    cfg.train.epochs = 2
+    run_job(cfg, tmp_path, [])  # continues from that checkpoint
+    with (tmp_path / "diagnostics.csv").open() as f:
+        epochs = {row["epoch"] for row in csv.DictReader(f)}
+    assert epochs == {"1", "2"}

@@ -28,6 +28,7 @@ from ..optimizers import Optimizer
 log = logging.getLogger(__name__)
 
 CURRENT, PREVIOUS = "checkpoint.npz", "checkpoint.prev.npz"
+DAMAGED = "checkpoint.damaged.npz"  # a current checkpoint found unusable, kept for a look
 FORMAT = 1
 
 
@@ -73,7 +74,8 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray
 def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict[str, Any] | None:
     """Restore the newest usable checkpoint of ``run_dir`` into ``model`` and ``optimizer``;
     returns its record, or None if the directory has none. A damaged checkpoint is reported
-    and the previous one used; CheckpointError if none is usable."""
+    and the previous one used; the damaged one is set aside as checkpoint.damaged.npz, so that
+    the next save keeps the good previous one. CheckpointError if none is usable."""
     problems = []
     for name in (CURRENT, PREVIOUS):
         path = Path(run_dir) / name
@@ -86,6 +88,9 @@ def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict
             log.warning("skipping %s: %s", path, exc)
             problems.append(str(exc))
             continue
+        if name == PREVIOUS and (Path(run_dir) / CURRENT).is_file():
+            os.replace(Path(run_dir) / CURRENT, Path(run_dir) / DAMAGED)
+            log.warning("the damaged checkpoint is kept as %s", Path(run_dir) / DAMAGED)
         optimizer.load_state_dict({"steps": meta["optimizer_steps"], "slots": slots})
         log.info("resuming from %s: epoch %d, batch %d", path, meta["epoch"] + 1, meta["batch"])
         return meta

@@ -101,6 +101,7 @@ class Trainer:
             "step": self.step.count,
             "sums": self.sums,
             "rows": self.rows,
+            "diagnostics": self.diagnostics.rows if self.diagnostics is not None else [],
             "run": _run_identity(self.cfg),
         }
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
