@@ -6,6 +6,7 @@ A reader never sees a half-written file under the final name, even if the proces
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -53,5 +54,18 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    """Write ``obj`` as indented JSON to ``path`` atomically; NaN and infinities (which JSON
+    has no words for) become null."""
+    text = json.dumps(_finite(obj), indent=2, default=str, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, in nested dicts and lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -102,6 +102,8 @@ class Adam(Optimizer):
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {beta!r}", key)
+        if not eps > 0:
+            raise ConfigError(f"eps must be > 0, got {eps!r}", "eps")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _update(self, name: str, p: Any, g: Any) -> None:

@@ -229,6 +229,8 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.positive=[0]", r"share classes \[0\]"),
         ("data.pad_to=20", "data.pad_to=20"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0"),
+        ("optimizer.eps=0", "optimizer.eps must be > 0"),
+        ("train.seed=-1", "train.seed=-1 must be >= 0"),
         ("data.task=regression", "data.task='regression' is unknown"),
         ("train.batch_size=0", "train.batch_size=0"),
         ("backend.name=tpu", "backend.name='tpu'"),

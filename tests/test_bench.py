@@ -57,3 +57,23 @@ def test_bench_without_the_peer_says_why(tmp_path):
     assert report["peer"] is None and report["peer_missing"] == "bench.peer=false"
     assert "ratio" not in report["results"][0]
     assert "no peer: bench.peer=false" in out
+
+
+@pytest.mark.parametrize("setting", ["bench.max_batches=0", "bench.profile_steps=-1"])
+def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpucnn.bench",
+            "backend=numpy",
+            setting,
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    assert f"{setting.split('=')[0]}=" in proc.stdout + proc.stderr
+    assert not (tmp_path / "bench.json").exists()

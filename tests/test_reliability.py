@@ -111,7 +111,7 @@ def test_a_batch_norm_model_killed_and_resumed_ends_bit_identical(tmp_path):
         assert np.array_equal(resumed[key], whole[key]), key
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     run, reference = reference
     proc, _ = stop_mid_epoch(run, tmp_path, sig)
@@ -359,3 +359,15 @@ def test_diagnostics_of_epochs_before_an_interruption_are_kept(tmp_path):
     with (tmp_path / "diagnostics.csv").open() as f:
         epochs = {row["epoch"] for row in csv.DictReader(f)}
     assert epochs == {"1", "2"}
+
+
+def test_a_run_without_validation_writes_strict_json(tmp_path):
+    cfg = _cfg(epochs=1, progress=False)
+    cfg.data.val_fraction = 0.0
+    run_job(cfg, tmp_path, [])
+
+    def refuse(word):
+        raise AssertionError(f"{word} is not JSON")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["status"] == "ok" and summary["val_accuracy"] is None

@@ -191,6 +191,9 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "bench.batch_sizes must list positive sizes, bench.epochs be >= 1 and "
             "bench.warmup_epochs >= 0"
         )
+    for key in ("max_batches", "profile_steps"):
+        if b[key] is not None and b[key] < 1:
+            raise ConfigError(f"bench.{key}={b[key]} must be >= 1")
     c = cfg.backend
     active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels)
     if not active.is_gpu:

@@ -231,6 +231,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"diagnostics.every={cfg.diagnostics.every} must be >= 1")
     if t.micro_batch < 0:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
+    if t.seed < 0:
+        raise ConfigError(f"train.seed={t.seed} must be >= 0")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")

@@ -1,9 +1,9 @@
 """The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence and signals.
 
 A checkpoint is written at the end of every epoch and every ``train.checkpoint_every_steps``
-steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). SIGINT and
-SIGTERM finish the current step, write a checkpoint and raise Interrupted; a non-finite loss
-raises Diverged without overwriting the last good checkpoint.
+steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). SIGINT,
+SIGTERM and SIGHUP finish the current step, write a checkpoint and raise Interrupted; a
+non-finite loss raises Diverged without overwriting the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Diverged(GpucnnError):
 
 
 class Interrupted(GpucnnError):
-    """SIGINT or SIGTERM arrived; a checkpoint was written after the step in progress."""
+    """SIGINT, SIGTERM or SIGHUP arrived; a checkpoint was written after the step in progress."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}; a checkpoint was written")
@@ -218,7 +218,7 @@ class Trainer:
     # ----- signals ------------------------------------------------------------------------
     @contextmanager
     def _catch_signals(self):
-        """SIGINT / SIGTERM set a flag checked after every step (a second SIGINT stops at
+        """SIGINT / SIGTERM / SIGHUP set a flag checked after every step (a second SIGINT stops at
         once). Only the main thread can install handlers; elsewhere signals act as usual."""
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -230,7 +230,8 @@ class Trainer:
             self._signal = signum
             log.warning("%s: stopping after this step", signal.Signals(signum).name)
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal went away
+        previous = {s: signal.signal(s, handler) for s in stops}
         try:
             yield
         finally:
