@@ -1,5 +1,6 @@
 """The report on a tiny real sweep: every section, only figures that exist, embedded HTML."""
 
+import json
 import re
 import subprocess
 import sys
@@ -84,3 +85,34 @@ def test_report_says_what_is_missing(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "experiment=relu_vs_sigmoid" in md and "Fewer than two finished runs" in md
     assert "88,784" in md
+
+
+def _job(sweep, num, overrides, summary_text):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (job / "summary.json").write_text(summary_text)
+
+
+def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
+    import subprocess
+    import sys
+
+    from gpucnn.app.sweep import collect
+
+    ok = {"status": "ok", "test_accuracy": 0.7, "weights": 1000}
+    _job(tmp_path, 0, ["model.filter_size=7"], json.dumps(ok).replace("0.7", "NaN"))
+    _job(tmp_path, 1, ["model.filter_size=5"], '{"status": "ok", "test_acc')  # cut short
+    _job(tmp_path, 2, ["model.filter_size=3"], json.dumps(ok))
+    _job(tmp_path, 3, ["model.filter_size=9"], "[1, 2]")
+    rows, varying, _ = collect(tmp_path)
+    assert varying == ["model.filter_size"]
+    by_size = {r["model.filter_size"]: r for r in rows}
+    assert rows[0]["model.filter_size"] == "3"  # the NaN accuracy is not ranked first
+    assert by_size["5"]["status"] == "unreadable" and "summary.json" in by_size["5"]["reason"]
+    assert by_size["9"]["status"] == "unreadable" and "no run summary" in by_size["9"]["reason"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.summarize", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "unreadable" in (tmp_path / "sweep_summary.md").read_text()

@@ -70,6 +70,12 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _finite(summary: dict[str, Any]) -> bool:
+    """Whether a finished run's test accuracy is a number (an old summary may hold NaN)."""
+    acc = summary.get("test_accuracy")
+    return isinstance(acc, (int, float)) and math.isfinite(acc)
+
+
 def _number(value: str) -> Any:
     try:
         return float(value) if value != "" else None
@@ -278,7 +284,7 @@ def _varying(runs: list[Run]) -> list[str]:
 
 def architecture(runs: list[Run], out: Path) -> list[Block]:
     blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
-    done = [r for r in runs if r.summary.get("status") == "ok"]
+    done = [r for r in runs if r.summary.get("status") == "ok" and _finite(r.summary)]
     if len(done) < 2:
         return blocks + [
             (

@@ -35,11 +35,18 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """A run's summary.json, or None if it has none (yet) or it cannot be read."""
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
+    """A run's summary.json; None if it has none (yet); ``{"status": "unreadable", "reason":
+    ...}`` if the file is there but cannot be read or is not a summary."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
         return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return {"status": "unreadable", "reason": f"{path}: {exc}"}
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        return {"status": "unreadable", "reason": f"{path} holds no run summary"}
+    return summary
 
 
 def pyplot():

@@ -42,7 +42,7 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
 
     def rank(row):
         acc = row.get("test_accuracy")
-        return (row["status"] != "ok", -(acc if isinstance(acc, (int, float)) else -1.0))
+        return (row["status"] != "ok", -(acc if _finite(acc) else -1.0))  # NaN is never best
 
     rows.sort(key=rank)
     varying = [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
@@ -80,11 +80,20 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def plot(path: Path, rows: list[dict[str, Any]], keys: list[str], title: str) -> None:
-    """Test accuracy against weight count, one labelled point per finished job."""
+    """Test accuracy against weight count, one labelled point per finished job (that has both
+    numbers)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
-    done = [r for r in rows if r["status"] == "ok"]
+    done = [
+        r
+        for r in rows
+        if r["status"] == "ok" and _finite(r.get("weights")) and _finite(r.get("test_accuracy"))
+    ]
     ax.scatter(
         [r["weights"] for r in done],
         [r["test_accuracy"] for r in done],
