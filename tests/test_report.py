@@ -116,3 +116,24 @@ def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "unreadable" in (tmp_path / "sweep_summary.md").read_text()
+
+
+def test_report_out_refuses_an_existing_file(tmp_path):
+    taken = tmp_path / "report.md"
+    taken.write_text("someone's notes")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.report", str(tmp_path), "--out", str(taken)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr
+    assert taken.read_text() == "someone's notes"
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "report.md").write_text("an earlier report")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.report", str(tmp_path), "--out", str(tmp_path / "earlier")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "already holds a report" in proc.stderr
+    assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"

@@ -474,6 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not a directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     out = args.out or Path("outputs/reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a directory: name a new folder", file=sys.stderr)
+        return 2
+    if (out / "report.md").exists():
+        print(f"error: {out} already holds a report: name a new --out folder", file=sys.stderr)
+        return 2
     path = build(args.dirs, out)
     print(f"report: {path} and {path.with_suffix('.html')}")
     return 0
