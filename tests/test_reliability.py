@@ -21,7 +21,7 @@ from gpucnn.app.experiment import OutOfMemory, run_job
 from gpucnn.app.trainer import Trainer
 from gpucnn.errors import ConfigError, ShapeError
 
-from .conftest import requires_gpu
+from .conftest import CUPY_OK, requires_gpu
 
 # Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
 RUN = [
@@ -371,3 +371,21 @@ def test_a_run_without_validation_writes_strict_json(tmp_path):
 
     summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
     assert summary["status"] == "ok" and summary["val_accuracy"] is None
+
+
+def test_a_test_subset_rounded_to_nothing_is_refused_before_training(tmp_path):
+    cfg = _cfg(epochs=1, progress=False)
+    cfg.data.limit_test = 1  # half an image of each of the two classes, rounded
+    with pytest.raises(ConfigError, match="data.limit_test=1 selects no images.*at least 4"):
+        run_job(cfg, tmp_path, [])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
+
+
+@pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here, so backend=cupy runs")
+def test_backend_cupy_without_a_gpu_is_one_line_and_exit_2(tmp_path):
+    proc = app("backend=cupy", f"hydra.run.dir={tmp_path}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in output
+    lines = [line for line in output.splitlines() if "invalid config" in line]
+    assert len(lines) == 1 and "backend=cupy needs CuPy and a CUDA GPU" in lines[0]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__, backend, data
-from ..errors import ConfigError, DataError, GpucnnError
+from ..errors import BackendError, ConfigError, DataError, GpucnnError
 from ..fileio import write_json
 from ..model import Model, param_counts
 from ..train import evaluate
@@ -140,7 +140,7 @@ def run_job(
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
         model = build_model(cfg.model, cfg.data)
-    except ConfigError as exc:
+    except (ConfigError, BackendError) as exc:
         job.write_summary("invalid_config", reason=str(exc))
         raise
     job.summary.update(_describe_model(model))

@@ -24,14 +24,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..errors import ConfigError, DataError
+from ..errors import BackendError, ConfigError, DataError
 from .config import register
 from .experiment import OutOfMemory, run_job
 from .trainer import Diverged, Interrupted
 
 CONF_DIR = "pkg://gpucnn.conf"  # conf/ in the repository
-EXIT_CODES = {ConfigError: 2, Diverged: 3, OutOfMemory: 4, DataError: 5}
-KINDS = {ConfigError: "invalid config", DataError: "data error"}
+EXIT_CODES = {ConfigError: 2, BackendError: 2, Diverged: 3, OutOfMemory: 4, DataError: 5}
+KINDS = {ConfigError: "invalid config", BackendError: "invalid config", DataError: "data error"}
 log = logging.getLogger("gpucnn")
 
 register()

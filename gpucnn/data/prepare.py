@@ -104,6 +104,13 @@ def _subset(
     if limit >= len(y):
         return x, y
     keep, _ = stratified_split(y, limit / len(y), rng)
+    if len(keep) == 0:  # every class's share rounded down to nothing
+        classes = len(np.unique(y))
+        raise ConfigError(
+            f"{key}={limit} selects no images: the subset takes the same share of each of the "
+            f"{classes} classes, rounded; use at least {2 * classes}",
+            key,
+        )
     return x[keep], y[keep]
 
 
