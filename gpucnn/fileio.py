@@ -33,6 +33,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that atomic writes killed half-way left in ``directory``
+    (never a finished file: those were renamed onto their names); returns what went."""
+    gone = []
+    for path in Path(directory).glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be
     opened)."""

@@ -389,3 +389,13 @@ def test_backend_cupy_without_a_gpu_is_one_line_and_exit_2(tmp_path):
     lines = [line for line in output.splitlines() if "invalid config" in line]
     assert len(lines) == 1 and "backend=cupy needs CuPy and a CUDA GPU" in lines[0]
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
+
+
+def test_temporary_files_of_an_interrupted_write_are_removed_at_the_next_start(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    leftover = tmp_path / ".checkpoint.npz.k2j4h1.tmp"  # as atomic_write names them
+    leftover.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "notes.tmp"  # not one of ours: not hidden
+    keep.write_text("mine")
+    run_job(_cfg(epochs=1, progress=False), tmp_path, [])
+    assert not leftover.exists() and keep.read_text() == "mine"

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__, backend, data
 from ..errors import BackendError, ConfigError, DataError, GpucnnError
-from ..fileio import write_json
+from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
 from ..train import evaluate
 from . import checkpoint, resume
@@ -117,6 +117,8 @@ def run_job(
     outputs/ is found by its overrides, and a finished one is not run again.
     """
     job = Job(cfg, Path(run_dir), list(overrides))
+    for path in remove_leftovers(job.run_dir):
+        log.info("removed %s, left by a write that was interrupted", path.name)
     job.summary = {
         "status": "running",
         "started": _now(),
