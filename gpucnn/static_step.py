@@ -21,9 +21,8 @@ later ones replay the graph captured at the second.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -32,8 +31,9 @@ from . import backend, kernels
 from .kernels import out_size
 from .layers import Activation, Conv, Dense, Dropout, Flatten, Layer, MaxPool
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
-from .model import Model
+from .model import NO_HOOKS, Hooks, Model
 from .optimizers import SGD, Adam, Momentum, Optimizer
+from .profile import Timer
 from .steps import Step
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,6 @@ def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
 def _body(model: Model) -> list[Layer]:
     """The layers a step runs, in declared order: all but a sigmoid / softmax head."""
     return model.layers[:-1] if model.head else list(model.layers)
-
-
-def _call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 class _Op:
@@ -295,15 +291,15 @@ class Program:
             return _Flatten(k, x, x_act, xp)
         raise TypeError(f"no operation for {layer!r}")
 
-    def run(self, clock: Callable[..., Any] = _call) -> None:
+    def run(self, hooks: Hooks = NO_HOOKS) -> None:
         """Forward, loss, backward and update, as kernel launches only (no host sync).
 
-        ``clock(name, fn, *args)`` runs each piece (the profiler times them)."""
+        ``hooks.run(name, fn, *args)`` runs each piece (the profiler times them)."""
         k = self.k
         for i, op in enumerate(self.ops):
-            clock(f"{i:>2} {op.name} forward", op.forward)
+            hooks.run(f"{i:>2} {op.name} forward", op.forward)
         head = k.softmax_xent if isinstance(self.step.loss, CrossEntropy) else k.sigmoid_bce
-        clock(
+        hooks.run(
             "   loss forward+backward",
             head,
             self.logits,
@@ -316,8 +312,8 @@ class Program:
         dy = self.dz
         for i in reversed(range(self.first, len(self.ops))):
             op = self.ops[i]
-            dy = clock(f"{i:>2} {op.name} backward", op.backward, dy, i > self.first)
-        clock("   optimizer", self.step.update)
+            dy = hooks.run(f"{i:>2} {op.name} backward", op.backward, dy, i > self.first)
+        hooks.run("   optimizer", self.step.update)
         k.advance(self.step.counters)
 
 
@@ -444,45 +440,41 @@ class StaticStep(Step):
             self.programs[n] = Program(self, n)
         return self.programs[n]
 
-    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def _load(self, x: Any, y: Any) -> Program:
+        """The program for this batch size, with the batch copied into its input buffers."""
         self._sync()
         program = self.program(len(y))
         program.x[...] = x
         program.y[...] = y
-        if self.graphs and program.capture and program.runs >= 1 and program.graph is None:
-            program.graph = self._capture(program)
-        if program.graph is not None:
-            program.graph.launch()
-        else:
-            program.run()
+        return program
+
+    def _done(self, program: Program) -> tuple[Any, Any]:
+        """Count the step that ``program`` took; its (loss, hits) on the device."""
         program.runs += 1
         self.count += 1
         self.optimizer.steps += 1
         self._mirror = (self.count, self.optimizer.steps)
         return program.loss[0], program.hits[0]
 
+    def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        program = self._load(x, y)
+        if self.graphs and program.capture and program.runs >= 1 and program.graph is None:
+            program.graph = self._capture(program)
+        if program.graph is not None:
+            program.graph.launch()
+        else:
+            program.run()
+        return self._done(program)
+
     def profile(self, batches: Iterable[tuple[Any, Any]], steps: int) -> dict[str, float]:
         """Mean milliseconds per step of each piece of the program over ``steps`` steps (after
         one warm-up step), launched one by one with a device synchronisation around each."""
         times: dict[str, float] = defaultdict(float)
-
-        def clock(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-            backend.synchronize()
-            start = time.perf_counter()
-            out = fn(*args)
-            backend.synchronize()
-            if done:
-                times[name] += time.perf_counter() - start
-            return out
-
         done = 0
         for x, y in batches:
-            self._sync()
-            program = self.program(len(y))
-            program.x[...], program.y[...] = x, y
-            program.run(clock)
-            self.count += 1
-            self.optimizer.steps += 1
+            program = self._load(x, y)
+            program.run(Timer(times if done else defaultdict(float)))  # warm-up: not counted
+            self._done(program)
             done += 1
             if done > steps:
                 break

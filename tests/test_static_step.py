@@ -172,3 +172,13 @@ def test_unsupported_models_say_why():
     bad = Model([Flatten(), Twice(), Dense(143, 2)]).build((1, 13, 11))
     with pytest.raises(TypeError, match="no kernels for Twice"):
         StaticStep(bad, CrossEntropy(), SGD(0.1))
+
+
+def test_the_profile_times_each_piece_and_counts_its_steps():
+    rng = np.random.default_rng(0)
+    model = MODELS["relu_k3"]()
+    step = StaticStep(model, CrossEntropy(), Adam(1e-2))
+    ms = step.profile([_data(rng, model) for _ in range(4)], steps=2)
+    assert {"   optimizer", "   loss forward+backward", " 0 Conv+relu forward"} <= ms.keys()
+    assert all(t > 0 for t in ms.values())
+    assert step.count == step.optimizer.steps == 3  # the warm-up and two timed steps
