@@ -33,7 +33,7 @@ from ..fileio import write_text
 from ..layers import Conv, Dense
 from ..model import Model
 from .document import Block, to_html, to_markdown
-from .results import pyplot, read_summary, run_dirs, save_figure
+from .results import finite, pyplot, read_summary, run_dirs, save_figure
 
 
 @dataclass
@@ -68,12 +68,6 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(f):
             rows.append({k: _number(v) for k, v in row.items()})
     return rows
-
-
-def _finite(summary: dict[str, Any]) -> bool:
-    """Whether a finished run's test accuracy is a number (an old summary may hold NaN)."""
-    acc = summary.get("test_accuracy")
-    return isinstance(acc, (int, float)) and math.isfinite(acc)
 
 
 def _number(value: str) -> Any:
@@ -284,7 +278,11 @@ def _varying(runs: list[Run]) -> list[str]:
 
 def architecture(runs: list[Run], out: Path) -> list[Block]:
     blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
-    done = [r for r in runs if r.summary.get("status") == "ok" and _finite(r.summary)]
+    done = [
+        r
+        for r in runs
+        if r.summary.get("status") == "ok" and finite(r.summary.get("test_accuracy"))
+    ]
     if len(done) < 2:
         return blocks + [
             (

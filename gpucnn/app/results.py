@@ -34,6 +34,11 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list
     write_text(path, buf.getvalue())
 
 
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a real number (not None, NaN or infinite): what can be ranked."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A run's summary.json; None if it has none (yet); ``{"status": "unreadable", "reason":
     ...}`` if the file is there but cannot be read or is not a summary."""

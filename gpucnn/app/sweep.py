@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from ..fileio import write_text
 from .results import (
+    finite,
     parse_overrides,
     pyplot,
     read_overrides,
@@ -42,7 +43,7 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
 
     def rank(row):
         acc = row.get("test_accuracy")
-        return (row["status"] != "ok", -(acc if _finite(acc) else -1.0))  # NaN is never best
+        return (row["status"] != "ok", -(acc if finite(acc) else -1.0))  # NaN is never best
 
     rows.sort(key=rank)
     varying = [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
@@ -80,10 +81,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def plot(path: Path, rows: list[dict[str, Any]], keys: list[str], title: str) -> None:
     """Test accuracy against weight count, one labelled point per finished job (that has both
     numbers)."""
@@ -92,7 +89,7 @@ def plot(path: Path, rows: list[dict[str, Any]], keys: list[str], title: str) ->
     done = [
         r
         for r in rows
-        if r["status"] == "ok" and _finite(r.get("weights")) and _finite(r.get("test_accuracy"))
+        if r["status"] == "ok" and finite(r.get("weights")) and finite(r.get("test_accuracy"))
     ]
     ax.scatter(
         [r["weights"] for r in done],
