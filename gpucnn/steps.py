@@ -25,7 +25,7 @@ import numpy as np
 
 from . import backend, kernels
 from .errors import ConfigError
-from .layers import Dropout
+from .layers import Dropout, Layer
 from .losses import Loss
 from .model import Hooks, Model
 from .optimizers import Optimizer
@@ -44,6 +44,11 @@ def replicate(model: Model) -> Model:
         layer.grads = {k: g.copy() for k, g in layer.grads.items()}
         twin.layers.append(layer)
     return twin.build(model.input_shape)
+
+
+def _whole_batch_layer(model: Model) -> Layer | None:
+    """The first layer whose training pass needs the whole batch (BatchNorm), or None."""
+    return next((layer for layer in model.layers if layer.whole_batch), None)
 
 
 def _dropouts(model: Model) -> list[Dropout]:
@@ -106,10 +111,10 @@ class MicroBatchStep(Step):
     ) -> None:
         from threadpoolctl import ThreadpoolController
 
-        whole = [layer for layer in model.layers if layer.whole_batch]
-        if whole:
+        whole = _whole_batch_layer(model)
+        if whole is not None:
             raise ConfigError(
-                f"{whole[0]!r} computes statistics over the whole batch, which micro-batches "
+                f"{whole!r} computes statistics over the whole batch, which micro-batches "
                 "would split: train it with whole batches (make_step(..., chunk=0))"
             )
         self.threads, self.chunk = threads, chunk
@@ -192,10 +197,10 @@ def make_step(
                 return StaticStep(model, loss, optimizer)
             log.info("GPU kernel set not used (%s): running the layers' array code", why)
         return PlainStep(model, loss, optimizer)
-    whole = [layer for layer in model.layers if layer.whole_batch]
-    if whole and chunk:
-        log.info("%r needs the whole batch at once: no micro-batches", whole[0])
-    if chunk == 0 or whole:
+    whole = _whole_batch_layer(model)
+    if whole is not None and chunk:
+        log.info("%r needs the whole batch at once: no micro-batches", whole)
+    if chunk == 0 or whole is not None:
         return PlainStep(model, loss, optimizer)
     threads = backend.available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)
