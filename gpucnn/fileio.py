@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def copy_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` onto ``path`` atomically."""
+    with open(source, "rb") as src:
+        return atomic_write(path, lambda f: shutil.copyfileobj(src, f))
 
 
 def remove_leftovers(directory: str | os.PathLike) -> list[Path]:

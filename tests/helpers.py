@@ -1,6 +1,30 @@
-"""Test helpers: random inputs without ties or kinks, and numerical gradients."""
+"""Test helpers: random inputs without ties or kinks, numerical gradients, the app's command."""
+
+import subprocess
+import sys
 
 import numpy as np
+
+# A run of a few seconds on the embedded set.
+TINY = [
+    "data.limit_train=200",
+    "data.limit_test=100",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "backend=numpy",
+    "train.progress=false",
+]
+
+
+def app(*args, wait=True, cwd=None):
+    """``python -m gpucnn.run`` with ``args``: the completed process, or (``wait=False``) the
+    running one, its stderr piped."""
+    cmd = [sys.executable, "-m", "gpucnn.run", *args]
+    if not wait:
+        return subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd
+        )
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def distinct(rng, shape, scale=2.0):

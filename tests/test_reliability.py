@@ -4,8 +4,6 @@ memory, determinism, and a property test over the architecture space."""
 import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from gpucnn.app.trainer import Trainer
 from gpucnn.errors import ConfigError, ShapeError
 
 from .conftest import CUPY_OK, requires_gpu
+from .helpers import app
 
 # Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
 RUN = [
@@ -33,13 +32,6 @@ RUN = [
     "train.checkpoint_every_steps=5",
     "model=lab_cnn2",
 ]  # lab_cnn2 has dropout, whose masks must repeat too
-
-
-def app(*args, wait=True):
-    cmd = [sys.executable, "-m", "gpucnn.run", *args]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def weights(run_dir):
@@ -114,17 +106,18 @@ def test_a_batch_norm_model_killed_and_resumed_ends_bit_identical(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     run, reference = reference
-    proc, _ = stop_mid_epoch(run, tmp_path, sig)
+    cut = tmp_path / "outputs" / "runs" / "cut"  # where the default run directories go
+    proc, _ = stop_mid_epoch(run, cut, sig)
     assert proc.returncode == 128 + sig, proc.stderr
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((cut / "summary.json").read_text())
     assert summary["status"] == "interrupted" and signal.Signals(sig).name in summary["reason"]
-    epoch, batch = position(tmp_path)
+    epoch, batch = position(cut)
     assert epoch == 1 and batch >= 10  # saved at (or after) the step the signal met
-    new_dir = tmp_path.parent / (tmp_path.name + "-again")
-    done = app(*run, f"hydra.run.dir={new_dir}", "train.resume=true")  # found by its overrides
+    done = app(*run, "train.resume=true", cwd=tmp_path)  # a new run directory: found by config
     assert done.returncode == 0, done.stderr
+    (new_dir,) = [d for d in cut.parent.iterdir() if d != cut]
     again = json.loads((new_dir / "summary.json").read_text())
-    assert again["status"] == "ok" and again["resumed_from"] == str(tmp_path)
+    assert again["status"] == "ok" and again["resumed_from"] == str(cut)
     resumed = weights(new_dir)
     assert all(np.array_equal(resumed[k], reference[k]) for k in reference)
 
@@ -139,24 +132,23 @@ def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
         "train.progress=false",
         "model.filter_size=3,5,7",
     ]
-    first = app(*sweep, f"hydra.sweep.dir={tmp_path / 'first'}")
+    first = app(*sweep, cwd=tmp_path)  # in outputs/multiruns/<time>, as by default
     assert first.returncode == 0, first.stderr
+    (first_dir,) = (tmp_path / "outputs" / "multiruns").iterdir()
     # Job 2 as if preempted during its second epoch: its summary says so, no final weights.
-    job2 = tmp_path / "first" / "2"
+    job2 = first_dir / "2"
     (job2 / "model.npz").unlink()
     summary = json.loads((job2 / "summary.json").read_text())
     (job2 / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
-    second = app(*sweep, "train.resume=true", f"hydra.sweep.dir={tmp_path / 'second'}")
+    second = app(*sweep, "train.resume=true", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    jobs = {
-        j: json.loads((tmp_path / "second" / j / "summary.json").read_text())
-        for j in ("0", "1", "2")
-    }
+    (second_dir,) = [d for d in first_dir.parent.iterdir() if d != first_dir]
+    jobs = {j: json.loads((second_dir / j / "summary.json").read_text()) for j in ("0", "1", "2")}
     assert jobs["0"]["skipped"] and jobs["1"]["skipped"]
-    assert jobs["0"]["resumed_from"] == str(tmp_path / "first" / "0")
+    assert jobs["0"]["resumed_from"] == str(first_dir / "0")
     assert jobs["2"]["status"] == "ok" and not jobs["2"].get("skipped")
     assert jobs["2"]["resumed_at"]["epoch"] == 3  # after the last epoch: only the test left
-    rows = (tmp_path / "second" / "sweep_summary.csv").read_text().splitlines()
+    rows = (second_dir / "sweep_summary.csv").read_text().splitlines()
     assert len(rows) == 4 and all(",ok," in r for r in rows[1:])
     assert rows[0].startswith("job,model.filter_size,status")  # train.resume is not "swept"
 
@@ -353,7 +345,9 @@ def test_any_architecture_trains_one_step_or_is_rejected_by_name(arch):
 def test_diagnostics_of_epochs_before_an_interruption_are_kept(tmp_path):
     cfg = _cfg(epochs=1, progress=False)
     cfg.diagnostics.enabled, cfg.diagnostics.every = True, 1
-    run_job(cfg, tmp_path, [])  # stops after epoch 1 with its checkpoint
+    run_job(cfg, tmp_path, [])  # ends after epoch 1 with its checkpoint: as if stopped there
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
     cfg.train.epochs = 2
     run_job(cfg, tmp_path, [])  # continues from that checkpoint
     with (tmp_path / "diagnostics.csv").open() as f:

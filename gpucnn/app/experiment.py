@@ -5,9 +5,9 @@ counts, shapes, timings, versions, the resolved config), curves.png and model.np
 checkpoints. Returns the final validation accuracy, the value a Hydra sweeper optimises (NaN when
 the job did not finish).
 
-Statuses, each written to summary.json before the job ends: ``ok``; ``invalid_config`` (then
-ConfigError is raised); ``diverged`` (Diverged); ``interrupted`` (Interrupted, after a
-checkpoint); ``failed`` (OutOfMemory, or whatever else went wrong, re-raised).
+Statuses, each written to summary.json: ``running`` from the start; then ``ok``;
+``invalid_config`` (then ConfigError is raised); ``diverged`` (Diverged); ``interrupted``
+(Interrupted); ``failed`` (OutOfMemory, or whatever else went wrong, re-raised).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,10 +28,11 @@ from ..errors import BackendError, ConfigError, DataError, GpucnnError
 from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
 from ..train import evaluate
-from . import checkpoint, resume
+from . import checkpoint, resume, rundir, signals
 from .config import build_model, config_group, validate
 from .results import plot_curves, read_summary
-from .trainer import Diverged, Interrupted, Trainer
+from .signals import Interrupted
+from .trainer import Diverged, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,10 @@ class Job:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def write_summary(self, status: str, **extra: Any) -> None:
-        self.summary.update(status=status, finished=_now(), **extra)
+        """Record ``status`` (with the time, once the job has ended) in summary.json."""
+        if status != "running":
+            extra["finished"] = _now()
+        self.summary.update(status=status, **extra)
         write_json(self.run_dir / "summary.json", self.summary)
 
 
@@ -92,33 +97,57 @@ def load_splits(cfg: DictConfig) -> data.Prepared:
     return splits
 
 
-def _earlier_result(job: Job) -> dict[str, Any] | None:
-    """With train.resume: the summary of this run's finished earlier attempt, if any (after
-    adopting an earlier attempt found by its overrides when this directory is new)."""
-    if not job.cfg.train.resume:
-        return None
-    if read_summary(job.run_dir) is None and not checkpoint.exists(job.run_dir):
-        previous = resume.find_previous(job.run_dir, job.overrides)
-        if previous is not None:
-            earlier = read_summary(previous) or {}
-            resume.adopt(previous, job.run_dir, earlier.get("status") in resume.FINAL)
-            job.summary["resumed_from"] = str(previous)
+class AlreadyFinished(GpucnnError):
+    """The run finished (diverged) in an earlier attempt; rerunning would only repeat it."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(f"already finished ({status}) in an earlier attempt: {reason}")
+        self.status = status
+
+
+def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
+    """With train.resume, in a directory without results or progress: copy in the newest
+    earlier attempt at the same run found under ``roots`` (gpucnn.app.resume)."""
+    if not job.cfg.train.resume or read_summary(job.run_dir) or checkpoint.exists(job.run_dir):
+        return
+    previous = resume.find_previous(job.run_dir, job.summary["config"], roots)
+    if previous is not None:
+        earlier = read_summary(previous) or {}
+        resume.adopt(previous, job.run_dir, earlier.get("status") in rundir.FINISHED)
+        job.summary["resumed_from"] = str(previous)
+
+
+def _skip_finished(job: Job) -> float | None:
+    """If this run already finished in this directory (adopted or not), say so in its summary
+    and return its value (ok), or raise AlreadyFinished (diverged); else None."""
     earlier = read_summary(job.run_dir)
-    return earlier if earlier and earlier.get("status") in resume.FINAL else None
+    if not earlier or earlier.get("status") not in rundir.FINISHED:
+        return None
+    log.info("already finished (%s) in an earlier attempt: skipped", earlier["status"])
+    keep = ("overrides", "config", "resumed_from")  # the same run (rundir), as asked for now
+    earlier.update({k: job.summary[k] for k in keep if k in job.summary}, skipped=True)
+    write_json(job.run_dir / "summary.json", earlier)
+    if earlier["status"] != "ok":
+        raise AlreadyFinished(earlier["status"], earlier.get("reason", ""))
+    return earlier.get("val_accuracy", math.nan)
 
 
 def run_job(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], job_num: int | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    job_num: int | None = None,
+    roots: Sequence[Path] = (),
 ) -> float:
     """Train as ``cfg`` says, writing results into ``run_dir``; see the module docstring.
 
-    The run continues from a checkpoint in ``run_dir`` if there is one (a job restarted, say
-    by Slurm after preemption); with ``train.resume`` an earlier attempt elsewhere under
-    outputs/ is found by its overrides, and a finished one is not run again.
+    The directory is locked while the job runs and must not hold another run's finished
+    results (gpucnn.app.rundir). The run continues from a checkpoint in ``run_dir`` if there
+    is one (a job restarted, say by Slurm after preemption); with ``train.resume`` an earlier
+    attempt under ``roots`` (the outputs tree) is found by its config; a finished run is not
+    run again.
     """
     job = Job(cfg, Path(run_dir), list(overrides))
-    for path in remove_leftovers(job.run_dir):
-        log.info("removed %s, left by a write that was interrupted", path.name)
     job.summary = {
         "status": "running",
         "started": _now(),
@@ -126,14 +155,20 @@ def run_job(
         "seed": cfg.train.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    earlier = _earlier_result(job)
-    if earlier is not None:
-        log.info("already finished (%s) in an earlier attempt: skipped", earlier["status"])
-        earlier.update(
-            skipped=True, resumed_from=job.summary.get("resumed_from"), overrides=job.overrides
-        )
-        write_json(job.run_dir / "summary.json", earlier)
-        return earlier.get("val_accuracy", math.nan)
+    with rundir.claimed(job.run_dir, job.summary["config"]), signals.caught() as stops:
+        for path in remove_leftovers(job.run_dir):
+            log.info("removed %s, left by a write that was interrupted", path.name)
+        _adopt_earlier_attempt(job, roots)
+        value = _skip_finished(job)
+        if value is not None:
+            return value
+        job.write_summary("running")
+        return _run(job, job_num, stops)
+
+
+def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
+    """Check, build, train and evaluate, recording how the job ended in its summary."""
+    cfg, model = job.cfg, None
     try:
         validate(cfg)
         b = cfg.backend
@@ -142,13 +177,9 @@ def run_job(
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
         model = build_model(cfg.model, cfg.data)
+        job.summary.update(_describe_model(model))
+        return _train(job, model, stops)
     except (ConfigError, BackendError) as exc:
-        job.write_summary("invalid_config", reason=str(exc))
-        raise
-    job.summary.update(_describe_model(model))
-    try:
-        return _train(job, model)
-    except ConfigError as exc:
         job.write_summary("invalid_config", reason=str(exc))
         raise
     except Diverged:
@@ -171,11 +202,11 @@ def run_job(
         backend.release()
 
 
-def _train(job: Job, model: Model) -> float:
+def _train(job: Job, model: Model, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
     splits = load_splits(cfg)
     job.summary.update(classes=list(splits.classes), balance=splits.balance)
-    trainer = Trainer(cfg, model, splits, job.run_dir)
+    trainer = Trainer(cfg, model, splits, job.run_dir, stops)
     try:
         meta = trainer.restore()
         if meta is not None:

@@ -1,60 +1,70 @@
 """Finding the earlier attempt at a run, for ``train.resume=true`` in a new run directory.
 
-A run (or a sweep's job) is the same run if its overrides are the same, leaving out
-``train.resume`` and Hydra's own settings. The newest such directory under the same outputs root
-is adopted: a finished one's results are copied (the job is skipped); an unfinished one's
-checkpoints and metrics are copied and training continues from them.
+Only the outputs tree the config names is searched: the fixed part of Hydra's run and sweep
+directory patterns (``outputs/runs`` and ``outputs/multiruns`` by default; a pattern without an
+interpolation is one fixed directory, so nothing beside it is searched). A candidate is the same
+run if its saved resolved config is the same, apart from ``train.resume``
+(gpucnn.app.rundir.identity). The newest is adopted: a finished one's results are copied (the
+job is skipped); an unfinished one's checkpoints and metrics are copied and training continues
+from them.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
-
+from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
-from .results import parse_overrides
+from .results import read_summary
+from .rundir import identity, in_use, saved_config
 
 log = logging.getLogger(__name__)
 
-FINAL = ("ok", "invalid_config", "diverged")  # statuses that rerunning would only repeat
 RESULTS = ("summary.json", "metrics.csv", "curves.png", "model.npz")
 PROGRESS = (CURRENT, PREVIOUS, "metrics.csv")
+MAX_DEPTH = 4  # run directories sit this deep at most below a root (a sweep's jobs: 2)
 
 
-def _identity(overrides: list[str]) -> list[tuple[str, str]]:
-    """The overrides that make a run what it is (not train.resume, not Hydra's own)."""
-    skip = ("hydra.", "hydra/")
-    return sorted(
-        (k, v)
-        for k, v in parse_overrides(overrides).items()
-        if k != "train.resume" and not k.startswith(skip)
-    )
+def root(pattern: str, cwd: Path) -> Path | None:
+    """The directory a Hydra output-directory pattern always lies in: its path up to the first
+    interpolation (the whole path if it has none); None if it starts with one."""
+    fixed = pattern.split("${", 1)[0]
+    if "${" in pattern:
+        fixed = fixed.rpartition("/")[0] + "/" if "/" in fixed else ""
+    if not fixed:
+        return None
+    return (cwd / fixed).resolve()
 
 
-def outputs_root(run_dir: Path) -> Path:
-    """The nearest ancestor named ``outputs``, else the run directory's grandparent."""
-    for parent in run_dir.resolve().parents:
-        if parent.name == "outputs":
-            return parent
-    return run_dir.resolve().parent.parent
+def _run_dirs_under(top: Path) -> Iterator[Path]:
+    """Directories under ``top`` (itself included, MAX_DEPTH levels down) that Hydra made;
+    unreadable folders are passed over, links are not followed."""
+    top_depth = len(top.parts)
+    for here, dirs, _ in os.walk(top, onerror=lambda exc: None):
+        path = Path(here)
+        if (path / ".hydra").is_dir():
+            yield path
+        if len(path.parts) - top_depth >= MAX_DEPTH:
+            dirs.clear()
+        dirs[:] = [d for d in dirs if d != ".hydra"]
 
 
-def find_previous(run_dir: Path, overrides: list[str]) -> Path | None:
-    """The newest other run directory under the outputs root with the same overrides."""
-    wanted, here = _identity(overrides), run_dir.resolve()
+def find_previous(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
+    """The newest other run directory under ``roots`` made by the same run as ``config`` that
+    left results or progress (and no process is still running)."""
+    wanted, here = identity(config), Path(run_dir).resolve()
     matches = []
-    for saved in outputs_root(run_dir).rglob(".hydra/overrides.yaml"):
-        candidate = saved.parent.parent
-        if candidate.resolve() == here:
+    for candidate in {d for top in roots if top.is_dir() for d in _run_dirs_under(top)}:
+        if candidate.resolve() == here or in_use(candidate):
             continue
-        try:
-            theirs = _identity([str(o) for o in OmegaConf.load(saved)])
-        except Exception:  # an unreadable overrides file is not a match
+        if not any((candidate / n).is_file() for n in RESULTS + PROGRESS):
             continue
-        if theirs == wanted and any((candidate / n).is_file() for n in RESULTS + PROGRESS):
+        theirs = saved_config(candidate, read_summary(candidate))
+        if theirs is not None and identity(theirs) == wanted:
             matches.append(candidate)
     return max(matches, key=lambda p: p.stat().st_mtime, default=None)
 
@@ -63,5 +73,5 @@ def adopt(previous: Path, run_dir: Path, finished: bool) -> None:
     """Copy a finished run's results, or an unfinished run's progress, into ``run_dir``."""
     for name in RESULTS if finished else PROGRESS:
         if (previous / name).is_file():
-            shutil.copy2(previous / name, run_dir / name)
+            copy_file(previous / name, run_dir / name)
     log.info("%s %s", "results copied from" if finished else "resuming the run in", previous)

@@ -7,14 +7,14 @@
     python -m gpucnn.run -m experiment=filter_pool_sweep train.resume=true   # finish a killed sweep
 
 Each run writes into its own directory under outputs/ (see gpucnn.app.experiment); a sweep also
-gets sweep_summary.csv / .md and sweep.png at its end (gpucnn.app.sweep). A job that cannot be
-built, diverges, runs out of memory or finds no usable data records why and lets the rest of a
-sweep go on; a single run exits with status 2, 3, 4 or 5 for those, and 128 + the signal's
-number when interrupted.
+gets sweep_summary.csv / .md and sweep.png at its end (gpucnn.app.sweep). A failure the user can
+cause is one line naming the cause and the fix, and an exit code (EXIT_CODES); a job of a sweep
+records it and the sweep goes on, and the sweep's exit code says whether every job ended ok.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from pathlib import Path
@@ -22,19 +22,65 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..errors import BackendError, ConfigError, DataError
+from . import exits
+from .checkpoint import CheckpointError
 from .config import register
-from .experiment import OutOfMemory, run_job
-from .trainer import Diverged, Interrupted
+from .experiment import AlreadyFinished, OutOfMemory, run_job
+from .resume import root
+from .rundir import RunDirError
+from .signals import Interrupted
+from .trainer import Diverged
 
 CONF_DIR = "pkg://gpucnn.conf"  # conf/ in the repository
-EXIT_CODES = {ConfigError: 2, BackendError: 2, Diverged: 3, OutOfMemory: 4, DataError: 5}
-KINDS = {ConfigError: "invalid config", BackendError: "invalid config", DataError: "data error"}
 log = logging.getLogger("gpucnn")
 
+# The failures a user can cause: their exit codes (gpucnn.app.exits) and the word logged first.
+EXIT_CODES = {
+    ConfigError: (exits.INVALID_CONFIG, "invalid config"),
+    BackendError: (exits.INVALID_CONFIG, "invalid config"),
+    Diverged: (exits.DIVERGED, "diverged"),
+    OutOfMemory: (exits.OUT_OF_MEMORY, "out of memory"),
+    DataError: (exits.DATA_ERROR, "data error"),
+    RunDirError: (exits.RUN_DIR_REFUSED, "run directory refused"),
+    CheckpointError: (exits.RUN_DIR_REFUSED, "unusable checkpoint"),
+    OSError: (exits.FILE_SYSTEM, "file system error"),  # only the errnos in STORAGE_ERRNOS
+}
+STATUS_CODES = {"diverged": exits.DIVERGED}  # an earlier attempt that ended so: the same code
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
 register()
+
+
+def _expected(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, kind) of a failure the user can cause, else None (a bug)."""
+    if isinstance(exc, AlreadyFinished):
+        return STATUS_CODES[exc.status], exc.status
+    if isinstance(exc, OSError) and exc.errno not in STORAGE_ERRNOS:
+        return None
+    return next((v for t, v in EXIT_CODES.items() if isinstance(exc, t)), None)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError):  # none of gpucnn's own errors is one
+        where = f": {exc.filename}" if exc.filename else ""
+        return (
+            f"{exc.strerror}{where} (a full disk, or a folder that is read-only or not yours): "
+            "free some space or fix the permissions, or point hydra.run.dir (hydra.sweep.dir) "
+            "at another folder"
+        )
+    return str(exc)
+
+
+def output_roots() -> list[Path]:
+    """The fixed parts of the configured run and sweep directory patterns: where earlier
+    attempts at a run may be (gpucnn.app.resume)."""
+    hc = HydraConfig.get()
+    cwd = Path(hc.runtime.cwd)
+    patterns = (OmegaConf.to_container(hc.run)["dir"], OmegaConf.to_container(hc.sweep)["dir"])
+    return [r for r in (root(str(p), cwd) for p in patterns) if r is not None]
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -43,15 +89,23 @@ def main(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        value = run_job(cfg, run_dir, list(hc.overrides.task), hc.job.num if multirun else None)
+        value = run_job(
+            cfg, run_dir, list(hc.overrides.task), hc.job.num if multirun else None, output_roots()
+        )
     except Interrupted as exc:
         log.warning("%s; resume with train.resume=true (results in %s)", exc, run_dir)
-        raise SystemExit(128 + exc.signum) from None
-    except tuple(EXIT_CODES) as exc:
-        kind = next((k for t, k in KINDS.items() if isinstance(exc, t)), type(exc).__name__.lower())
-        log.error("%s: %s", kind, exc)
+        raise SystemExit(exits.SIGNAL_BASE + exc.signum) from None
+    except Exception as exc:
+        expected = _expected(exc)
+        if expected is None and not multirun:
+            raise  # a bug: Hydra prints the traceback
+        if expected is None:  # one job's bug must not stop the sweep: its log has the traceback
+            log.exception("failed with an unexpected error (please report it)")
+            return math.nan
+        code, kind = expected
+        log.error("%s: %s", kind, _message(exc))
         if multirun:  # one bad job must not stop the sweep
             return math.nan
-        raise SystemExit(next(c for t, c in EXIT_CODES.items() if isinstance(exc, t))) from None
+        raise SystemExit(code) from None
     log.info("results in %s", run_dir)
     return value

@@ -7,6 +7,7 @@ for a sweep that was interrupted or is still running.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ..fileio import write_text
+from . import exits
 from .results import (
     finite,
     parse_overrides,
@@ -127,10 +129,17 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 class SweepSummaryCallback(Callback):
-    """Hydra callback: summarise the sweep directory when a multirun ends."""
+    """Hydra callback: summarise the sweep directory when a multirun ends; exit code 8 if not
+    every job ended ok."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir():
-            rows = summarize(sweep_dir)
-            print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'sweep_summary.md'}")
+        if not sweep_dir.is_dir():
+            return
+        rows = summarize(sweep_dir)
+        print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'sweep_summary.md'}")
+        not_ok = Counter(r["status"] for r in rows if r["status"] != "ok")
+        if not_ok:
+            counts = ", ".join(f"{n} {status}" for status, n in not_ok.items())
+            print(f"not every job ended ok ({counts}): see the reasons in that summary")
+            raise SystemExit(exits.SOME_JOBS_FAILED)

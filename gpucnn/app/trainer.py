@@ -1,20 +1,17 @@
 """The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence and signals.
 
 A checkpoint is written at the end of every epoch and every ``train.checkpoint_every_steps``
-steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). SIGINT,
-SIGTERM and SIGHUP finish the current step, write a checkpoint and raise Interrupted; a
-non-finite loss raises Diverged without overwriting the last good checkpoint.
+steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). A stop
+signal (gpucnn.app.signals) finishes the current step, writes a checkpoint and raises
+Interrupted; a non-finite loss raises Diverged without overwriting the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from . import checkpoint
 from .config import build_optimizer, config_group
 from .diagnostics import Diagnostics
 from .results import METRICS, write_csv
+from .signals import Interrupted, Stops
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +47,6 @@ class Diverged(GpucnnError):
         self.epoch, self.batch, self.value = epoch, batch, value
 
 
-class Interrupted(GpucnnError):
-    """SIGINT, SIGTERM or SIGHUP arrived; a checkpoint was written after the step in progress."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}; a checkpoint was written")
-        self.signum = signum
-
-
 def _fresh_sums() -> dict[str, float]:
     return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
 
@@ -71,7 +61,14 @@ def _run_identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, model: Model, splits: data.Prepared, run_dir: Path) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        model: Model,
+        splits: data.Prepared,
+        run_dir: Path,
+        stops: Stops | None = None,
+    ) -> None:
         t = cfg.train
         if t.batch_size > len(splits.train):
             raise ConfigError(
@@ -79,6 +76,7 @@ class Trainer:
                 "training images: lower it (or use more data)"
             )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
+        self.stops = stops or Stops()  # none given: nothing installs handlers for it
         self.loss = for_outputs(splits.n_outputs)
         check_head(model, self.loss)
         self.optimizer = build_optimizer(cfg.optimizer)
@@ -91,7 +89,6 @@ class Trainer:
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
         self.sums = _fresh_sums()
         self.rows: list[dict[str, Any]] = []
-        self._signal: int | None = None
 
     # ----- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
@@ -127,7 +124,7 @@ class Trainer:
     # ----- training -----------------------------------------------------------------------
     def fit(self) -> None:
         """Train until train.epochs are done; raises Diverged or Interrupted."""
-        with self._catch_signals():
+        with self.stops.deferred():
             while self.epoch < self.cfg.train.epochs:
                 self._train_epoch()
                 self._end_epoch()
@@ -166,7 +163,7 @@ class Trainer:
                         loss=f"{(self.sums['loss'] + float(loss_sum)) / seen:.4f}",
                         img_s=f"{(seen - seen_before) / elapsed:.0f}",
                     )
-            if (every and self.step.count % every == 0) or self._signal is not None:
+            if (every and self.step.count % every == 0) or self.stops.received is not None:
                 self._fold(loss_sum, correct, start)
                 loss_sum, correct, start = loss_sum * 0, correct * 0, time.perf_counter()
                 self.save()
@@ -215,32 +212,9 @@ class Trainer:
             "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
         )
 
-    # ----- signals ------------------------------------------------------------------------
-    @contextmanager
-    def _catch_signals(self):
-        """SIGINT / SIGTERM / SIGHUP set a flag checked after every step (a second SIGINT stops at
-        once). Only the main thread can install handlers; elsewhere signals act as usual."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = signum
-            log.warning("%s: stopping after this step", signal.Signals(signum).name)
-
-        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal went away
-        previous = {s: signal.signal(s, handler) for s in stops}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
     def _stop_if_signalled(self) -> None:
-        if self._signal is not None:
-            raise Interrupted(self._signal)
+        if self.stops.received is not None:
+            raise Interrupted(self.stops.received)
 
     def close(self) -> None:
         self.step.close()

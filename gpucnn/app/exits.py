@@ -1,0 +1,14 @@
+"""The exit codes of ``python -m gpucnn.run`` (the README's "When things go wrong" lists them
+with what each failure leaves behind)."""
+
+OK = 0
+BUG = 1  # an unexpected error: a traceback, to be reported
+INVALID_CONFIG = 2  # a setting, architecture or backend that cannot work here
+DIVERGED = 3  # the training loss became NaN or infinite
+OUT_OF_MEMORY = 4  # ran out of memory, or would have (refused up front)
+DATA_ERROR = 5  # data missing, unreadable or not what it claims to be
+RUN_DIR_REFUSED = 6  # the run directory is in use, holds another run's results or no usable
+# checkpoint
+FILE_SYSTEM = 7  # a full disk, or a folder that is read-only or not ours
+SOME_JOBS_FAILED = 8  # a sweep ran to its end, but not every job ended ok
+SIGNAL_BASE = 128  # + the signal's number: interrupted (SIGINT, SIGTERM, SIGHUP)

@@ -1,0 +1,170 @@
+"""Keeping runs apart: one process per run directory, and finished results never relabelled.
+
+A run directory is locked (an advisory ``flock`` on its ``.lock`` file, released by the kernel
+when the process ends, however it ends) for as long as a job runs in it. A run is identified by
+its resolved config without ``train.resume``: a directory whose finished results (``ok`` or
+``diverged``) were made by another config is refused, naming what differs, and left as it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import GpucnnError
+from ..fileio import write_text
+from . import exits
+from .results import read_summary
+
+LOCK = ".lock"
+FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only repeat
+SHOWN = 4  # differing keys named in a refusal
+
+
+class RunDirError(GpucnnError):
+    """The run directory is in use by another process, or holds another run's results."""
+
+
+@contextmanager
+def claimed(run_dir: Path, config: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
+    """Hold ``run_dir``'s lock for the block, after checking that the directory is free and
+    holds no other run's finished results; yields its summary.json as it was (or None).
+    On RunDirError, Hydra's copies of the config and overrides, which it has already
+    overwritten, are put back as the directory's summary has them."""
+    summary = read_summary(run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            _lock(fd, run_dir)
+            _refuse_other_results(run_dir, summary, config)
+        except RunDirError:
+            _restore_hydra_files(run_dir, summary)
+            raise
+        yield summary
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock(fd: int, run_dir: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        raise RunDirError(
+            f"{run_dir} is in use by another process (pid {holder}): wait for it to end, "
+            "or give this run its own directory (hydra.run.dir / hydra.sweep.dir)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a run the run it is: its resolved config without ``train.resume``."""
+    ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
+    ident.get("train", {}).pop("resume", None)
+    return ident
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two configs."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} -> {b}")
+    return out
+
+
+def saved_config(run_dir: Path, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The resolved config a run directory was made with: its summary's, else Hydra's saved
+    ``.hydra/config.yaml``; None when neither can be read."""
+    if summary and isinstance(summary.get("config"), dict):
+        return summary["config"]
+    try:
+        saved = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
+        config = OmegaConf.to_container(saved, resolve=True)
+    except Exception:  # missing, unparsable or with interpolations that no longer resolve
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _refuse_other_results(run_dir: Path, summary: dict[str, Any] | None, config: dict) -> None:
+    """RunDirError if ``run_dir`` holds finished results of a config other than ``config``."""
+    if not summary or summary.get("status") not in FINISHED:
+        return
+    changed = differences(identity(summary.get("config") or {}), identity(config))
+    if not changed:
+        return
+    more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+    raise RunDirError(
+        f"{run_dir} holds the finished results ({summary['status']}) of other settings "
+        f"({'; '.join(changed[:SHOWN])}{more}): they are left as they were; give this run "
+        "its own directory (hydra.run.dir / hydra.sweep.dir), or delete that one"
+    )
+
+
+def _restore_hydra_files(run_dir: Path, summary: dict[str, Any] | None) -> None:
+    """Put back .hydra/config.yaml and overrides.yaml as the summary has them."""
+    hydra_dir = Path(run_dir) / ".hydra"
+    if not summary or not hydra_dir.is_dir():
+        return
+    if isinstance(summary.get("config"), dict):
+        write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(summary["config"]))
+    if isinstance(summary.get("overrides"), list):
+        write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(summary["overrides"]))
+
+
+class WritableOutputs(Callback):
+    """Hydra callback: a run or sweep directory that cannot be written is one line and exit
+    code 7 before Hydra writes into it (Hydra itself would end in a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(Path(config.hydra.sweep.dir))
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        print(
+            f"file system error: cannot write into {directory} ({exc.strerror}): free some "
+            "space or fix the permissions, or point hydra.run.dir (hydra.sweep.dir) at another "
+            "folder",
+            file=sys.stderr,
+        )
+        raise SystemExit(exits.FILE_SYSTEM) from None

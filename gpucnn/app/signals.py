@@ -1,0 +1,71 @@
+"""SIGINT, SIGTERM and SIGHUP during a job (SIGHUP: the terminal went away).
+
+Before training starts there is nothing to save, so a signal stops the job at once (Interrupted
+is raised where the program is). While training, a signal only sets a flag that the trainer
+checks after every step, so that it can finish the step and write a checkpoint first; a second
+SIGINT then stops at once. Only the main thread can install handlers; elsewhere (a thread of a
+parallel launcher) signals act as they always do.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import GpucnnError
+
+log = logging.getLogger(__name__)
+
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(GpucnnError):
+    """A stop signal arrived; ``checkpointed`` says whether a checkpoint was written first."""
+
+    def __init__(self, signum: int, checkpointed: bool = True) -> None:
+        done = "a checkpoint was written" if checkpointed else "before training started"
+        super().__init__(f"stopped by {signal.Signals(signum).name}; {done}")
+        self.signum = signum
+
+
+class Stops:
+    """The stop signals of one job: raise at once, or (inside ``deferred``) remember them."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._defer = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if not self._defer:
+            raise Interrupted(signum, checkpointed=False)
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("%s: stopping after this step", signal.Signals(signum).name)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within the block, a signal is only recorded in ``received``."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+
+
+@contextmanager
+def caught() -> Iterator[Stops]:
+    """Install the stop-signal handlers for the block (main thread only); yields the Stops."""
+    stops = Stops()
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+    previous = {s: signal.signal(s, stops.handle) for s in STOPS}
+    try:
+        yield stops
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,176 @@
+"""Results that cannot be mixed up: resume adopts only the same run from the configured outputs
+tree, run directories are unique and locked, finished results are never overwritten or
+relabelled, and a signal during start-up still leaves a summary."""
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from gpucnn.app import experiment, rundir
+from gpucnn.app.config import Config
+from gpucnn.app.resume import find_previous, root
+from gpucnn.app.signals import Interrupted
+
+from .helpers import TINY, app
+
+
+def summary(run_dir):
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def fake_run(run_dir, config, status="ok"):
+    """A run directory as a finished run leaves it (Hydra's files, a summary, weights)."""
+    run_dir = Path(run_dir)
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    (run_dir / "summary.json").write_text(json.dumps({"status": status, "config": config}))
+    (run_dir / "model.npz").write_bytes(b"weights")
+    return run_dir
+
+
+def test_the_search_root_is_the_fixed_part_of_the_directory_pattern(tmp_path):
+    assert root("outputs/runs/${now:%Y-%m-%d_%H-%M-%S}", tmp_path) == tmp_path / "outputs/runs"
+    assert root("out/${now:%Y}/${now:%H}", tmp_path) == tmp_path / "out"
+    assert root("/tmp/run_${now:%H}", tmp_path) == Path("/tmp")
+    assert root("/tmp/mine", tmp_path) == Path("/tmp/mine")  # fixed: itself, nothing beside it
+    assert root("${oc.env:HOME}/runs", tmp_path) is None
+
+
+def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
+    config = {"model": {"channels": [4]}, "train": {"seed": 0, "resume": False}}
+    runs = tmp_path / "runs"
+    same = fake_run(runs / "same", config)
+    other = {**config, "model": {"channels": [8]}}  # same overrides, another config file
+    fake_run(runs / "other", other)
+    os.utime(runs / "other", (time.time() + 10,) * 2)  # newer: would win on overrides alone
+    asked = {**config, "train": {"seed": 0, "resume": True}}  # train.resume does not count
+    assert find_previous(runs / "new", asked, [runs]) == same
+    assert find_previous(runs / "new", asked, []) is None  # no root: nothing searched
+
+
+def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):
+    shared = tmp_path / "shared"  # like /tmp: other people's runs of the same settings
+    decoy = app(*TINY, f"hydra.run.dir={shared / 'theirs'}", cwd=tmp_path)
+    assert decoy.returncode == 0, decoy.stderr
+    mine = app(*TINY, f"hydra.run.dir={shared / 'mine'}", "train.resume=true", cwd=tmp_path)
+    assert mine.returncode == 0, mine.stderr
+    assert "resumed_from" not in summary(shared / "mine") and not summary(shared / "mine").get(
+        "skipped"
+    )
+
+
+def test_a_run_directly_under_the_root_folder_resumes_without_scanning_it(tmp_path):
+    run_dir = Path("/tmp") / f"gpucnn-test-{os.getpid()}-{time.time_ns()}"
+    try:
+        proc = app(*TINY, f"hydra.run.dir={run_dir}", "train.resume=true", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert summary(run_dir)["status"] == "ok"
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
+    procs = [app(*TINY, wait=False, cwd=tmp_path) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    dirs = list((tmp_path / "outputs" / "runs").iterdir())
+    assert len(dirs) == 2 and all(summary(d)["status"] == "ok" for d in dirs)
+
+
+def test_a_second_process_in_a_directory_in_use_is_refused(tmp_path):
+    slow = ["data.limit_train=1500", "train.batch_size=8", "train.epochs=20", "backend=numpy"]
+    first = app(*slow, "train.progress=false", f"hydra.run.dir={tmp_path}", wait=False)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "summary.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = app(*TINY, f"hydra.run.dir={tmp_path}")
+        assert second.returncode == 6, second.stderr
+        output = second.stdout + second.stderr
+        lines = [line for line in output.splitlines() if "in use" in line]
+        assert len(lines) == 1 and f"pid {first.pid}" in lines[0], output
+        assert "Traceback" not in output
+        assert first.poll() is None  # the first run goes on
+        assert summary(tmp_path)["config"]["train"]["epochs"] == 20
+        restored = OmegaConf.create((tmp_path / ".hydra" / "config.yaml").read_text())
+        assert restored.train.epochs == 20  # Hydra's copy, overwritten by the second, put back
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_finished_directory_is_not_overwritten_by_other_settings(tmp_path):
+    done = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+
+    def results():  # everything but the lock and the log (which records the refusal)
+        skip = (rundir.LOCK, "run.log")
+        return {
+            p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name not in skip
+        }
+
+    before = results()
+    assert {"summary.json", "model.npz", "checkpoint.npz", "metrics.csv"} <= before.keys()
+    for resume in ("false", "true"):
+        again = app(*TINY, "train.seed=7", f"train.resume={resume}", f"hydra.run.dir={tmp_path}")
+        assert again.returncode == 6, again.stderr
+        output = again.stdout + again.stderr
+        assert "train.seed: 0 -> 7" in output and "Traceback" not in output
+        assert results() == before  # summary, metrics, weights and checkpoints untouched
+        hydra_config = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
+        assert hydra_config.train.seed == 0  # Hydra's copy put back
+
+
+def test_a_diverged_run_rerun_with_resume_keeps_exit_code_3(tmp_path):
+    run = [*TINY, "optimizer=sgd", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}"]
+    first = app(*run)
+    assert first.returncode == 3, first.stderr
+    again = app(*run, "train.resume=true")
+    assert again.returncode == 3, again.stderr
+    assert "already finished (diverged)" in again.stdout + again.stderr
+    assert summary(tmp_path)["status"] == "diverged"
+
+
+def test_a_finished_run_rerun_in_its_directory_is_skipped(tmp_path):
+    first = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    weights = (tmp_path / "model.npz").read_bytes()
+    again = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 0, again.stderr
+    assert summary(tmp_path)["skipped"] and (tmp_path / "model.npz").read_bytes() == weights
+
+
+def _tiny_cfg():
+    cfg = OmegaConf.structured(Config)
+    cfg.data.limit_train, cfg.data.limit_test = 200, 50
+    cfg.backend.name = "numpy"
+    cfg.train.progress = False
+    return cfg
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_start_up_leaves_a_summary_that_says_interrupted(
+    tmp_path, monkeypatch, sig
+):
+    load = experiment.load_splits
+
+    def load_then_signalled(cfg):
+        splits = load(cfg)
+        os.kill(os.getpid(), sig)  # arrives before the first training step
+        return splits
+
+    monkeypatch.setattr(experiment, "load_splits", load_then_signalled)
+    with pytest.raises(Interrupted, match="before training started"):
+        experiment.run_job(_tiny_cfg(), tmp_path, [])
+    assert summary(tmp_path)["status"] == "interrupted"
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_the_lock_is_free_once_the_job_ends(tmp_path):
+    experiment.run_job(_tiny_cfg(), tmp_path, [])
+    assert (tmp_path / rundir.LOCK).is_file() and not rundir.in_use(tmp_path)
