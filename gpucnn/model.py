@@ -245,8 +245,8 @@ class Model:
         return {name: backend.to_host(a).copy() for name, a in self._arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], source: str = "the weights") -> None:
-        """Copy ``state`` into the parameters and buffers in place, after checking names and
-        shapes."""
+        """Copy ``state`` into the parameters and buffers in place, after checking names,
+        shapes, and that every value is a finite floating-point number."""
         own = self._arrays()
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or unexpected:
@@ -260,6 +260,11 @@ class Model:
                     f"{source}: {name} has shape {tuple(state[name].shape)} but the model's "
                     f"is {tuple(p.shape)}"
                 )
+            value = np.asarray(backend.to_host(state[name]))
+            if value.dtype.kind != "f":
+                raise ConfigError(f"{source}: {name} holds {value.dtype} values, not floats")
+            if not np.isfinite(value).all():
+                raise ConfigError(f"{source}: {name} holds NaN or infinite values")
         for name, p in own.items():
             p[...] = backend.to_device(state[name], dtype=p.dtype)
 
@@ -269,7 +274,8 @@ class Model:
         atomic_write(path, lambda f: np.savez(f, **state))
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load weights saved by ``save``; rejects unreadable files and mismatched names/shapes."""
+        """Load weights saved by ``save``; rejects unreadable files, mismatched names or shapes,
+        and values that are not finite floats."""
         try:
             with np.load(path, allow_pickle=False) as f:
                 state = {k: f[k] for k in f.files}

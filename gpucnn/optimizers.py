@@ -15,6 +15,9 @@ Params = Iterable[tuple[str, Any, Any]]
 
 
 class Optimizer:
+    #: The per-parameter state each parameter has once a step was taken (shaped like it).
+    SLOTS: tuple[str, ...] = ()
+
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr!r}", "lr")
@@ -71,6 +74,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """v = momentum * v + g; p -= lr * v (Nesterov: p -= lr * (g + momentum * v))."""
 
+    SLOTS = ("v",)
+
     def __init__(
         self, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
@@ -89,6 +94,8 @@ class Momentum(Optimizer):
 
 class Adam(Optimizer):
     """Adam with bias correction (Kingma and Ba, 2015)."""
+
+    SLOTS = ("m", "v")
 
     def __init__(
         self,

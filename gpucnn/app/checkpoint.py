@@ -54,8 +54,8 @@ def save(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer, meta: d
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _read(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(meta, params, optimiser slots) of one checkpoint file; CheckpointError if unreadable."""
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of one checkpoint file; CheckpointError if unreadable."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -64,11 +64,49 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray
         raise CheckpointError(
             f"{path} is corrupt or truncated ({type(exc).__name__}: {exc})"
         ) from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {meta.get('format')}, expected {FORMAT}")
-    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-    slots = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    return meta, params, slots
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{path} has format {found!r}, expected {FORMAT}")
+    return meta, arrays
+
+
+RECORD = {"epoch": int, "batch": int, "step": int, "optimizer_steps": int, "sums": dict,
+          "rows": list, "run": dict}  # fmt: skip
+SUMS = ("loss", "correct", "seen", "seconds")
+
+
+def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, opt: Optimizer):
+    """CheckpointError naming ``path`` unless its record is complete and its arrays (the
+    parameters and the optimiser's state) are whole, of this run's dtype and finite."""
+    for key, kind in RECORD.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise CheckpointError(f"{path}: its record has no valid {key} (found {value!r})")
+    if not all(isinstance(meta["sums"].get(k), (int, float)) for k in SUMS):
+        raise CheckpointError(f"{path}: its record's running sums are incomplete")
+    rows = meta["rows"]
+    if len(rows) != meta["epoch"] or not all(isinstance(r, dict) for r in rows):
+        raise CheckpointError(
+            f"{path}: its record holds {len(rows)} epochs' metrics, not {meta['epoch']}"
+        )
+    params = {name: p for name, p, _ in model.parameters()}
+    slots = {f"opt/{n}/{s}": p for n, p in params.items() for s in opt.SLOTS}
+    names = [*params, *(name for name, _ in model.buffers())]
+    wanted = {f"param/{n}" for n in names} | (slots.keys() if meta["optimizer_steps"] else set())
+    missing, extra = sorted(wanted - arrays.keys()), sorted(arrays.keys() - wanted)
+    if missing or extra:
+        raise CheckpointError(
+            f"{path} does not match this model and {type(opt).__name__}: missing "
+            f"{missing or 'none'}, unexpected {extra or 'none'}"
+        )
+    dtype = np.dtype(next(iter(params.values())).dtype)  # the model's: this run's backend.dtype
+    for key, value in arrays.items():
+        if value.dtype != dtype:
+            raise CheckpointError(f"{path}: {key} is {value.dtype}, this run uses {dtype}")
+        if key in slots and value.shape != slots[key].shape:
+            raise CheckpointError(f"{path}: {key} has shape {value.shape}, not {slots[key].shape}")
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
 
 
 def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict[str, Any] | None:
@@ -82,7 +120,9 @@ def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict
         if not path.is_file():
             continue
         try:
-            meta, params, slots = _read(path)
+            meta, arrays = _read(path)
+            _check(path, meta, arrays, model, optimizer)
+            params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
             model.load_state_dict(params, source=f"the parameters in {path}")
         except (CheckpointError, ValueError) as exc:
             log.warning("skipping %s: %s", path, exc)
@@ -91,6 +131,7 @@ def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict
         if name == PREVIOUS and (Path(run_dir) / CURRENT).is_file():
             os.replace(Path(run_dir) / CURRENT, Path(run_dir) / DAMAGED)
             log.warning("the damaged checkpoint is kept as %s", Path(run_dir) / DAMAGED)
+        slots = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
         optimizer.load_state_dict({"steps": meta["optimizer_steps"], "slots": slots})
         log.info("resuming from %s: epoch %d, batch %d", path, meta["epoch"] + 1, meta["batch"])
         return meta
