@@ -27,3 +27,14 @@ class BackendError(GpucnnError, RuntimeError):
 
 class DataError(GpucnnError):
     """A data file that is missing, corrupt, or does not match its partner (names the file)."""
+
+
+class NotEnoughMemory(GpucnnError, MemoryError):
+    """Something would need more memory than is available, found before allocating it.
+
+    ``argument``, when given, names the setting that makes it big, as for ConfigError.
+    """
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument

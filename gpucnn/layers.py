@@ -15,9 +15,12 @@ Conv and MaxPool hold their settings and parameters and call the active kernel s
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from . import backend, initializers, kernels
+import numpy as np
+
+from . import backend, initializers, kernels, memory
 from .errors import ConfigError, ShapeError
 from .kernels import out_size
 
@@ -74,6 +77,13 @@ class ParamLayer(Layer):
         self.init = init
         self._fans = fans
         xp, dtype = backend.xp(), backend.dtype()
+        values = math.prod(w_shape) + b_size
+        memory.require(  # parameters and gradients: refused before allocating
+            2 * values * np.dtype(dtype).itemsize,
+            f"{self!r}: {values:,} parameters and their gradients",
+            "make the layer smaller (fewer channels or units, a smaller filter) or its input "
+            "smaller (more pooling before it, a smaller image)",
+        )
         self.params = {"W": xp.empty(w_shape, dtype=dtype), "b": xp.zeros(b_size, dtype=dtype)}
         self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
         self.reset_parameters("he" if init == "auto" else init)

@@ -14,6 +14,7 @@ the loss can fuse that activation stably.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import numpy as np
 from . import backend, kernels
 from .errors import ConfigError, ShapeError
 from .fileio import atomic_write
-from .layers import Activation, Layer, MaxPool, ParamLayer, Shape
+from .layers import Activation, Conv, Layer, MaxPool, ParamLayer, Shape
 
 HEADS = ("sigmoid", "softmax")
 
@@ -98,6 +99,24 @@ class Model:
                 raise ShapeError(f"layer {i} {layer!r}: softmax is only allowed as the last layer")
         self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
         return self
+
+    def activation_bytes(self, batch: int, training: bool = True) -> list[tuple[str, int]]:
+        """(part, bytes) of what one pass over ``batch`` samples needs at least: every layer's
+        output and every Conv's im2col columns (kept for the backward pass), and when
+        ``training`` the gradient of the largest columns, made in the backward pass."""
+        self._require_built()
+        item = np.dtype(backend.dtype()).itemsize
+        parts = []
+        for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=True)):
+            parts.append((f"layer {i} {layer!r}'s output", batch * math.prod(shape) * item))
+            if isinstance(layer, Conv):  # shape: (output_channel, OH, OW)
+                columns = batch * math.prod(shape[1:]) * layer.k**2 * layer.c_in * item
+                parts.append((f"layer {i} {layer!r}'s im2col columns", columns))
+        columns = [(name, b) for name, b in parts if name.endswith("columns")]
+        if training and columns:
+            name, b = max(columns, key=lambda part: part[1])
+            parts.append((name.replace("columns", "columns' gradient"), b))
+        return parts
 
     @property
     def output_shape(self) -> Shape:

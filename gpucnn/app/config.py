@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .. import presets
 from ..data.prepare import check_task
 from ..data.sources import NAMES as DATA_NAMES
-from ..errors import ConfigError
+from ..errors import ConfigError, NotEnoughMemory
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
 
@@ -140,11 +140,12 @@ def register() -> None:
 
 @contextmanager
 def config_group(group: str) -> Iterator[None]:
-    """Library errors about an argument, re-raised with the config key it comes from: inside
-    ``config_group("optimizer")``, "lr must be > 0" becomes "optimizer.lr must be > 0"."""
+    """Library errors about an argument (ConfigError, NotEnoughMemory), re-raised with the
+    config key it comes from: inside ``config_group("optimizer")``, "lr must be > 0" becomes
+    "optimizer.lr must be > 0"."""
     try:
         yield
-    except ConfigError as exc:
+    except (ConfigError, NotEnoughMemory) as exc:
         if exc.argument is None:
             raise
         raise type(exc)(f"{group}.{exc}", f"{group}.{exc.argument}") from None

@@ -21,12 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .. import __version__, backend, data
-from ..errors import BackendError, ConfigError, DataError, GpucnnError
+from .. import __version__, backend, data, memory
+from ..errors import BackendError, ConfigError, DataError, GpucnnError, NotEnoughMemory
 from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
+from ..optimizers import OPTIMIZERS
 from ..train import evaluate
 from . import checkpoint, resume, rundir, signals
 from .config import build_model, config_group, validate
@@ -178,6 +180,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
         model = build_model(cfg.model, cfg.data)
         job.summary.update(_describe_model(model))
+        check_memory(model, cfg)
         return _train(job, model, stops)
     except (ConfigError, BackendError) as exc:
         job.write_summary("invalid_config", reason=str(exc))
@@ -186,6 +189,9 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
         raise  # its summary is written where it is caught, with the epoch and batch
     except Interrupted as exc:
         job.write_summary("interrupted", reason=str(exc))
+        raise
+    except NotEnoughMemory as exc:  # refused before allocating: the message names the setting
+        job.write_summary("failed", reason=str(exc))
         raise
     except KeyboardInterrupt:
         job.write_summary("interrupted", reason="interrupted by the user")
@@ -249,6 +255,28 @@ def _train(job: Job, model: Model, stops: signals.Stops) -> float:
         images_per_second=rows[-1]["images_per_second"],
     )
     return val_acc
+
+
+def check_memory(model: Model, cfg: DictConfig) -> None:
+    """NotEnoughMemory, naming the batch size and the largest part, if one training or
+    evaluation batch would need more memory than is available."""
+    t = cfg.train
+    slots = OPTIMIZERS[cfg.optimizer.name].SLOTS
+    state = model.count_params(bias=True) * len(slots) * np.dtype(backend.dtype()).itemsize
+    for key, batch, training in (
+        ("train.batch_size", t.batch_size, True),
+        ("train.eval_batch_size", t.eval_batch_size, False),
+    ):
+        parts = model.activation_bytes(batch, training)
+        extra = state if training else 0  # the optimiser's state is still to be made
+        name, largest = max(parts, key=lambda part: part[1])
+        memory.require(
+            sum(b for _, b in parts) + extra,
+            f"{key}={batch}: one batch's activations",
+            f"lower {key} (the largest part: {name}, {memory.size(largest)}), or make the model "
+            "smaller (model.filter_size, model.channels)",
+            argument=key,
+        )
 
 
 def _describe_model(model: Model) -> dict[str, Any]:

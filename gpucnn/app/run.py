@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import BackendError, ConfigError, DataError
+from ..errors import BackendError, ConfigError, DataError, NotEnoughMemory
 from . import exits
 from .checkpoint import CheckpointError
 from .config import register
@@ -43,6 +43,7 @@ EXIT_CODES = {
     BackendError: (exits.INVALID_CONFIG, "invalid config"),
     Diverged: (exits.DIVERGED, "diverged"),
     OutOfMemory: (exits.OUT_OF_MEMORY, "out of memory"),
+    NotEnoughMemory: (exits.OUT_OF_MEMORY, "out of memory"),
     DataError: (exits.DATA_ERROR, "data error"),
     RunDirError: (exits.RUN_DIR_REFUSED, "run directory refused"),
     CheckpointError: (exits.RUN_DIR_REFUSED, "unusable checkpoint"),

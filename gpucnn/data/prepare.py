@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, memory
 from ..errors import ConfigError
 from .sources import RawData
 
@@ -145,9 +145,24 @@ def prepare(
     rng = np.random.default_rng(seed)
     x_train, y_train = _select(raw.x_train, raw.y_train, task, positive, negative)
     x_test, y_test = _select(raw.x_test, raw.y_test, task, positive, negative)
+    for split, y in (("training", y_train), ("test", y_test)):
+        if len(y) == 0:
+            wanted = "any class" if task == "multiclass" else f"classes {[*negative, *positive]}"
+            raise ConfigError(
+                f"the {split} files hold no images of {wanted}: choose the task's classes "
+                "(positive, negative) among those the data holds, or use other files"
+            )
     x_train, y_train = _subset(x_train, y_train, limit_train, "limit_train", rng)
     x_test, y_test = _subset(x_test, y_test, limit_test, "limit_test", rng)
     val_idx, train_idx = stratified_split(y_train, val_fraction, rng)
+    n, side = len(y_train) + len(y_test), pad_to or max(x_train.shape[1:])
+    memory.require(  # the float32 images on the host, then on the device
+        n * side * side * (4 + np.dtype(backend.dtype()).itemsize),
+        f"pad_to={pad_to}: {n:,} images of {side}x{side}",
+        "lower pad_to (or limit_train and limit_test)",
+        host=True,
+        argument="pad_to",
+    )
 
     scale = np.float32(1 / 255)
     train_x = x_train[train_idx].astype(np.float32) * scale

@@ -246,6 +246,18 @@ def _checked(name: str, classes: tuple[str, ...], arrays: dict[str, np.ndarray])
     )
 
 
+def _of_type(values: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """``values`` if they are what ``key`` holds: images as bytes 0-255, labels as integers."""
+    if key.endswith("images") and values.dtype != np.uint8:
+        raise DataError(
+            f"{path}: images must be unsigned bytes 0-255 (IDX type 08), this file holds "
+            f"{values.dtype} values"
+        )
+    if key.endswith("labels") and values.dtype.kind not in "ui":
+        raise DataError(f"{path}: labels must be integers, this file holds {values.dtype} values")
+    return values
+
+
 def load_idx_dir(source: Source, directory: Path) -> RawData:
     """Read and check the four IDX files of ``source`` in ``directory``."""
     arrays = {}
@@ -253,7 +265,7 @@ def load_idx_dir(source: Source, directory: Path) -> RawData:
         path = _file_in(directory, spec)
         if path is None:
             raise DataError(f"{directory}: {spec.name} (or {spec.name}.gz) is missing")
-        arrays[key] = idx.read(path)
+        arrays[key] = _of_type(idx.read(path), key, path)
     return _checked(f"{source.title} in {directory}", source.classes, arrays)
 
 

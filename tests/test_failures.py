@@ -1,0 +1,159 @@
+"""Every failure a user can cause is one line naming the cause and the fix, with its documented
+exit code, and a summary.json with the status wherever a run directory exists."""
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from gpucnn.app import exits
+from gpucnn.data import idx, load
+from gpucnn.errors import DataError, NotEnoughMemory
+
+from .helpers import TINY, app
+from .test_data import _fake_set, _write_set
+
+
+def patched_app(patch, *args):
+    """``python -m gpucnn.run args`` in a process where ``patch`` (Python code) ran first: a
+    fault injected where no real one can be made (a full disk)."""
+    code = (
+        f"import sys\n{patch}\nfrom gpucnn.app.run import main\n"
+        f"sys.argv = ['gpucnn.run', *{list(args)!r}]\nmain()"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+
+
+def one_line(proc, code, *words):
+    """The process ended with ``code``, printed no traceback, and one line holds ``words``."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == code, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if all(w in line for w in words)]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def status(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["data.pad_to=100000"], ["Dense(", "needed", "a smaller image"]),
+        (["model=cnn", "model.hidden=[100000000]"], ["Dense(1024, 100000000)", "needed"]),
+        (["model.filter_size=201"], ["batch_size=", "im2col columns", "model.filter_size"]),
+    ],
+)
+def test_work_that_cannot_fit_in_memory_is_refused_up_front(tmp_path, args, words):
+    proc = app(*TINY, *args, f"hydra.run.dir={tmp_path}")
+    one_line(proc, exits.OUT_OF_MEMORY, "out of memory", *words)
+    summary = status(tmp_path)
+    assert summary["status"] == "failed" and "memory is available" in summary["reason"]
+    if "Dense(" in words[0]:  # the model is too big, whatever the batch size
+        assert "batch_size" not in summary["reason"]
+
+
+def test_an_idx_header_declaring_a_billion_images_is_refused_before_reading(tmp_path):
+    head = bytes([0, 0, 8, 3]) + (10**9).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    (tmp_path / "huge").write_bytes(head + bytes(100))
+    with pytest.raises(NotEnoughMemory, match=r"huge: its header declares \(1000000000, 28, 28\)"):
+        idx.read(tmp_path / "huge")
+
+
+def test_a_gzip_bomb_is_read_no_further_than_its_header_says(tmp_path):
+    header = idx.encode(np.zeros((10, 28, 28), dtype=np.uint8))
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(header + bytes(200_000_000), 1))
+    tracemalloc.start()
+    with pytest.raises(DataError, match="longer than its header says"):
+        idx.read(tmp_path / "bomb.gz")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20_000_000  # 200 MB were never decompressed
+
+
+@pytest.mark.parametrize(
+    "key, values, says",
+    [
+        ("train_images", lambda a: a.astype(np.float32) / 255, "unsigned bytes 0-255"),
+        ("test_images", lambda a: a.astype(np.int16) * 3, "unsigned bytes 0-255"),
+        ("train_labels", lambda a: a.astype(np.float32) + 0.5, "labels must be integers"),
+    ],
+)
+def test_image_files_of_other_value_types_are_refused_naming_the_file(tmp_path, key, values, says):
+    arrays = _fake_set(np.random.default_rng(0))
+    _write_set(tmp_path, {**arrays, key: values(arrays[key])})
+    with pytest.raises(DataError, match=f"{sources_name(key)}.*{says}"):
+        load("fashion_mnist", root=tmp_path, download_ok=False)
+
+
+def sources_name(key):
+    from gpucnn.data import sources
+
+    return sources.FASHION_MNIST.files[key].name
+
+
+def test_a_task_with_no_test_images_is_refused_before_training(tmp_path):
+    arrays = _fake_set(np.random.default_rng(0), n_train=200)
+    arrays["test_labels"][:] = 3  # neither class of the default binary task (0 and 6)
+    _write_set(tmp_path / "data", arrays)
+    run = [*TINY, "data=fashion_mnist", f"data.root={tmp_path / 'data'}", "train.batch_size=8"]
+    proc = app(*run, f"hydra.run.dir={tmp_path / 'run'}")
+    one_line(proc, exits.INVALID_CONFIG, "the test files hold no images of classes [0, 6]")
+    assert status(tmp_path / "run")["status"] == "invalid_config"
+
+
+def test_a_full_disk_during_training_is_one_line_and_exit_7(tmp_path):
+    full = (
+        "import errno, numpy\n"
+        "def savez(*a, **k):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "numpy.savez = savez"
+    )
+    proc = patched_app(full, *TINY, f"hydra.run.dir={tmp_path}")
+    line = one_line(proc, exits.FILE_SYSTEM, "file system error", "No space left on device")
+    assert "free some space" in line
+    summary = status(tmp_path)
+    assert summary["status"] == "failed" and "No space left" in summary["reason"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_7(tmp_path):
+    (tmp_path / "a-file").write_text("in the way")
+    proc = app(*TINY, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}")
+    one_line(proc, exits.FILE_SYSTEM, "cannot write into", "a-file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line_and_exit_7(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        proc = app(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    finally:
+        tmp_path.chmod(0o755)
+    one_line(proc, exits.FILE_SYSTEM, "cannot write into", "Permission denied")
+
+
+def test_a_sweep_job_with_an_unexpected_error_is_summarised_and_the_sweep_says_so(tmp_path):
+    bug = (
+        "import gpucnn.app.experiment as e\n"
+        "plot = e.plot_curves\n"
+        "def plot_curves(path, rows, title):\n"
+        "    if 'filter_size=5' in title:\n"
+        "        raise RuntimeError('a bug in plotting')\n"
+        "    plot(path, rows, title)\n"
+        "e.plot_curves = plot_curves"
+    )
+    proc = patched_app(bug, "-m", *TINY, "model.filter_size=3,5,7", f"hydra.sweep.dir={tmp_path}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == exits.SOME_JOBS_FAILED, output
+    assert "not every job ended ok (1 failed)" in output
+    rows = {r["model.filter_size"]: r for r in csv.DictReader(open(tmp_path / "sweep_summary.csv"))}
+    assert rows["5"]["status"] == "failed" and "a bug in plotting" in rows["5"]["reason"]
+    assert rows["3"]["status"] == rows["7"]["status"] == "ok"  # the jobs after it ran too
