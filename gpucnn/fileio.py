@@ -5,6 +5,7 @@ A reader never sees a half-written file under the final name, even if the proces
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -49,6 +50,21 @@ def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
             path.unlink(missing_ok=True)
             gone.append(path)
     return gone
+
+
+def is_locked(path: str | os.PathLike) -> bool:
+    """Whether a live process holds an flock on ``path`` (False if there is no such file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

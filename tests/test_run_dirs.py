@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from gpucnn.app import experiment, rundir
 from gpucnn.app.config import Config
+from gpucnn.app.results import read_summary
 from gpucnn.app.resume import find_previous, root
 from gpucnn.app.signals import Interrupted
 
@@ -174,3 +175,28 @@ def test_a_signal_during_start_up_leaves_a_summary_that_says_interrupted(
 def test_the_lock_is_free_once_the_job_ends(tmp_path):
     experiment.run_job(_tiny_cfg(), tmp_path, [])
     assert (tmp_path / rundir.LOCK).is_file() and not rundir.in_use(tmp_path)
+
+
+def test_a_killed_run_is_shown_as_stopped_not_running(tmp_path):
+    slow = ["data.limit_train=1500", "train.batch_size=8", "train.epochs=20", "backend=numpy"]
+    proc = app(*slow, "train.progress=false", f"hydra.run.dir={tmp_path}", wait=False)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "summary.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_summary(tmp_path)["status"] == "running"  # its process holds the lock
+    proc.kill()
+    proc.wait()
+    assert summary(tmp_path)["status"] == "running"  # what the file says
+    stopped = read_summary(tmp_path)  # what the tools show
+    assert stopped["status"] == "stopped" and "train.resume=true" in stopped["reason"]
+
+
+def test_results_whose_summary_cannot_be_read_are_not_overwritten(tmp_path):
+    done = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "summary.json").write_text('{"status": "ok", "test_acc')  # truncated
+    weights = (tmp_path / "model.npz").read_bytes()
+    again = app(*TINY, "train.seed=5", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 6, again.stdout + again.stderr
+    assert "results of settings that cannot be read" in again.stdout
+    assert (tmp_path / "model.npz").read_bytes() == weights

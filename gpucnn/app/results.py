@@ -12,7 +12,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ..fileio import atomic_write, write_text
+from ..fileio import atomic_write, is_locked, write_text
+
+LOCK = ".lock"  # held by the process running in a run directory (gpucnn.app.rundir)
 
 METRICS = (
     "epoch",
@@ -41,7 +43,8 @@ def finite(value: Any) -> bool:
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A run's summary.json; None if it has none (yet); ``{"status": "unreadable", "reason":
-    ...}`` if the file is there but cannot be read or is not a summary."""
+    ...}`` if the file is there but cannot be read or is not a summary; status ``stopped`` if
+    it says running but no process holds the run directory's lock (the run was killed)."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         return None
@@ -51,6 +54,9 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return {"status": "unreadable", "reason": f"{path}: {exc}"}
     if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
         return {"status": "unreadable", "reason": f"{path} holds no run summary"}
+    if summary["status"] == "running" and not is_locked(Path(run_dir) / LOCK):
+        reason = "its process ended without a final status (killed?): resume with train.resume=true"
+        return {**summary, "status": "stopped", "reason": reason}
     return summary
 
 

@@ -2,8 +2,9 @@
 
 A run directory is locked (an advisory ``flock`` on its ``.lock`` file, released by the kernel
 when the process ends, however it ends) for as long as a job runs in it. A run is identified by
-its resolved config without ``train.resume``: a directory whose finished results (``ok`` or
-``diverged``) were made by another config is refused, naming what differs, and left as it was.
+its resolved config without ``train.resume``: a directory whose finished results (status ``ok``
+or ``diverged``, or final weights) were made by another config, or by one that cannot be read,
+is refused, naming what differs, and left as it was.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import GpucnnError
-from ..fileio import write_text
+from ..fileio import is_locked, write_text
 from . import exits
-from .results import read_summary
+from .results import LOCK, read_summary
 
-LOCK = ".lock"
 FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only repeat
 SHOWN = 4  # differing keys named in a refusal
 
@@ -71,18 +71,7 @@ def _lock(fd: int, run_dir: Path) -> None:
 
 def in_use(run_dir: Path) -> bool:
     """Whether a live process holds ``run_dir``'s lock."""
-    path = Path(run_dir) / LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    return is_locked(Path(run_dir) / LOCK)
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -118,18 +107,28 @@ def saved_config(run_dir: Path, summary: dict[str, Any] | None) -> dict[str, Any
 
 
 def _refuse_other_results(run_dir: Path, summary: dict[str, Any] | None, config: dict) -> None:
-    """RunDirError if ``run_dir`` holds finished results of a config other than ``config``."""
-    if not summary or summary.get("status") not in FINISHED:
+    """RunDirError if ``run_dir`` holds finished results (a finished status, or final weights)
+    of a config other than ``config``, or of a config that cannot be read."""
+    if not summary:
         return
-    changed = differences(identity(summary.get("config") or {}), identity(config))
-    if not changed:
+    if summary.get("status") not in FINISHED and not (Path(run_dir) / "model.npz").is_file():
         return
-    more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
-    raise RunDirError(
-        f"{run_dir} holds the finished results ({summary['status']}) of other settings "
-        f"({'; '.join(changed[:SHOWN])}{more}): they are left as they were; give this run "
-        "its own directory (hydra.run.dir / hydra.sweep.dir), or delete that one"
+    keep = (
+        "they are left as they were; give this run its own directory (hydra.run.dir / "
+        "hydra.sweep.dir), or delete that one"
     )
+    if not isinstance(summary.get("config"), dict):
+        why = summary.get("reason") or "its summary names no config"
+        raise RunDirError(
+            f"{run_dir} holds results of settings that cannot be read ({why}): {keep}"
+        )
+    changed = differences(identity(summary["config"]), identity(config))
+    if changed:
+        more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+        raise RunDirError(
+            f"{run_dir} holds the results ({summary['status']}) of other settings "
+            f"({'; '.join(changed[:SHOWN])}{more}): {keep}"
+        )
 
 
 def _restore_hydra_files(run_dir: Path, summary: dict[str, Any] | None) -> None:
