@@ -157,3 +157,11 @@ def test_a_sweep_job_with_an_unexpected_error_is_summarised_and_the_sweep_says_s
     rows = {r["model.filter_size"]: r for r in csv.DictReader(open(tmp_path / "sweep_summary.csv"))}
     assert rows["5"]["status"] == "failed" and "a bug in plotting" in rows["5"]["reason"]
     assert rows["3"]["status"] == rows["7"]["status"] == "ok"  # the jobs after it ran too
+
+
+@pytest.mark.parametrize("name", ["summary.json", "checkpoint.npz", ".lock", "diagnostics.csv"])
+def test_a_folder_in_the_way_of_a_result_file_is_refused_before_training(tmp_path, name):
+    (tmp_path / name).mkdir()
+    proc = app(*TINY, f"hydra.run.dir={tmp_path}")
+    line = one_line(proc, exits.FILE_SYSTEM, "file system error", str(tmp_path / name))
+    assert "in each other's way" in line and "epoch 1" not in proc.stdout

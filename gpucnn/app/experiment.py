@@ -12,8 +12,10 @@ Statuses, each written to summary.json: ``running`` from the start; then ``ok``;
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,10 +170,20 @@ def run_job(
         return _run(job, job_num, stops)
 
 
+def _check_names_free(run_dir: Path) -> None:
+    """IsADirectoryError (a file system error) now, not after training, if a folder has the
+    name of a file the run writes."""
+    names = (*resume.RESULTS, checkpoint.CURRENT, checkpoint.PREVIOUS, checkpoint.DAMAGED)
+    for path in (run_dir / name for name in (*names, "diagnostics.csv")):
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+
+
 def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
     """Check, build, train and evaluate, recording how the job ended in its summary."""
     cfg, model = job.cfg, None
     try:
+        _check_names_free(job.run_dir)
         validate(cfg)
         b = cfg.backend
         active = backend.use(b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels)
