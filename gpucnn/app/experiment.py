@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from .. import __version__, backend, data, memory
 from ..errors import BackendError, ConfigError, DataError, GpucnnError, NotEnoughMemory
@@ -32,7 +33,7 @@ from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
 from ..optimizers import OPTIMIZERS
 from ..train import evaluate
-from . import checkpoint, resume, rundir, signals
+from . import checkpoint, cores, resume, rundir, signals
 from .config import build_model, config_group, validate
 from .results import plot_curves, read_summary
 from .signals import Interrupted
@@ -142,6 +143,7 @@ def run_job(
     overrides: list[str],
     job_num: int | None = None,
     roots: Sequence[Path] = (),
+    sharing: int = 1,
 ) -> float:
     """Train as ``cfg`` says, writing results into ``run_dir``; see the module docstring.
 
@@ -149,7 +151,8 @@ def run_job(
     results (gpucnn.app.rundir). The run continues from a checkpoint in ``run_dir`` if there
     is one (a job restarted, say by Slurm after preemption); with ``train.resume`` an earlier
     attempt under ``roots`` (the outputs tree) is found by its config; a finished run is not
-    run again.
+    run again. ``sharing``: how many jobs a launcher runs on this machine at once, which share
+    its cores when ``train.threads`` is not set (gpucnn.app.cores).
     """
     job = Job(cfg, Path(run_dir), list(overrides))
     job.summary = {
@@ -166,8 +169,9 @@ def run_job(
         value = _skip_finished(job)
         if value is not None:
             return value
-        job.write_summary("running")
-        return _run(job, job_num, stops)
+        job.write_summary("running", threads=cores.job_threads(cfg.train.threads, sharing))
+        with threadpool_limits(limits=job.summary["threads"]):  # BLAS too, for the whole job
+            return _run(job, job_num, stops)
 
 
 def _check_names_free(run_dir: Path) -> None:
@@ -224,7 +228,7 @@ def _train(job: Job, model: Model, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
     splits = load_splits(cfg)
     job.summary.update(classes=list(splits.classes), balance=splits.balance)
-    trainer = Trainer(cfg, model, splits, job.run_dir, stops)
+    trainer = Trainer(cfg, model, splits, job.run_dir, stops, job.summary["threads"])
     try:
         meta = trainer.restore()
         if meta is not None:

@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from .. import backend
 from ..errors import BackendError, ConfigError, DataError, NotEnoughMemory
 from . import exits
 from .checkpoint import CheckpointError
@@ -89,6 +90,15 @@ def output_roots() -> list[Path]:
     return [r for r in (root(str(p), cwd) for p in patterns) if r is not None]
 
 
+def _jobs_at_once() -> int:
+    """How many jobs the launcher runs on this machine at once: the joblib launcher's n_jobs
+    (-1: one per core), else 1 (the basic launcher runs one after another; Slurm allocates)."""
+    n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return backend.available_cores() if n_jobs < 0 else n_jobs
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
@@ -96,7 +106,12 @@ def main(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         value = run_job(
-            cfg, run_dir, list(hc.overrides.task), hc.job.num if multirun else None, output_roots()
+            cfg,
+            run_dir,
+            list(hc.overrides.task),
+            hc.job.num if multirun else None,
+            output_roots(),
+            sharing=_jobs_at_once() if multirun else 1,
         )
     except Interrupted as exc:
         log.warning("%s; resume with train.resume=true (results in %s)", exc, run_dir)

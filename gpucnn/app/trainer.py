@@ -68,7 +68,9 @@ class Trainer:
         splits: data.Prepared,
         run_dir: Path,
         stops: Stops | None = None,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: the CPU threads of the training step (None: ``train.threads``)."""
         t = cfg.train
         if t.batch_size > len(splits.train):
             raise ConfigError(
@@ -84,7 +86,8 @@ class Trainer:
             self.batches = data.Batches(
                 splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
             )
-        self.step = make_step(model, self.loss, self.optimizer, t.threads, t.micro_batch)
+        threads = t.threads if threads is None else threads
+        self.step = make_step(model, self.loss, self.optimizer, threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
         self.sums = _fresh_sums()
