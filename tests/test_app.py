@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
+from gpucnn.app import sweep
 from gpucnn.app.config import build_model, register, validate
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
@@ -106,6 +107,26 @@ def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "running"]
+
+
+def test_summarize_lists_the_submitted_jobs_that_have_not_started(tmp_path, monkeypatch):
+    proc = app("-m", *TINY, "model=cnn", "model.filter_size=3", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    ran = json.loads((tmp_path / "0" / "summary.json").read_text())["overrides"]
+    shared = [o for o in ran if not o.startswith("model.filter_size")]  # as the launcher has them
+    submitted = [
+        {"job": n, "slurm_id": f"9_{n}", "overrides": [*shared, f"model.filter_size={k}"]}
+        for n, k in ((0, 3), (1, 5), (2, 7))
+    ]
+    (tmp_path / "jobs.json").write_text(json.dumps(submitted))
+    monkeypatch.setattr(sweep, "slurm_states", lambda ids: {"9_1": "pending"})  # squeue's view
+    rows, keys, _ = sweep.collect(tmp_path)
+    assert [(r["job"], r["model.filter_size"], r["status"]) for r in rows] == [
+        ("0", "3", "ok"),
+        ("1", "5", "pending"),
+        ("2", "7", "not started"),  # no longer queued, never started
+    ]
+    assert keys == ["model.filter_size"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .. import presets
@@ -88,7 +89,7 @@ class TrainConfig:
     drop_last: bool = False
     eval_batch_size: int = 1024
     progress: bool = True  # a progress bar on a terminal; plain log lines otherwise
-    threads: Optional[int] = None  # NumPy: threads per step (null: every core)
+    threads: Optional[int] = None  # CPU threads of the job (null: its share; app/cores.py)
     micro_batch: int = 32  # NumPy: images per micro-batch within a step (0: whole batches)
     save_model: bool = True
     checkpoint_every_steps: Optional[int] = (
@@ -131,11 +132,20 @@ class BenchConfig(Config):
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore; conf/config.yaml lists ``schema`` first and
-    conf/bench.yaml ``bench_schema``."""
+    """Put the schemas in Hydra's ConfigStore (conf/config.yaml lists ``schema`` first and
+    conf/bench.yaml ``bench_schema``), and gpucnn's Slurm launcher and Optuna sweeper in Hydra's
+    plugins when the sweep extra is installed: Hydra finds plugins by listing the hydra_plugins
+    package, which misses those of an editable install."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     cs.store(name="bench_schema", node=BenchConfig)
+    try:
+        from hydra_plugins.gpucnn_plugins.optuna_sweeper import OptunaSweeper
+        from hydra_plugins.gpucnn_plugins.slurm_launcher import SlurmLauncher
+    except ImportError:  # no sweep extra: Hydra says what is missing when one is asked for
+        return
+    Plugins.instance().register(SlurmLauncher)
+    Plugins.instance().register(OptunaSweeper)
 
 
 @contextmanager
@@ -223,7 +233,9 @@ def validate(cfg: DictConfig) -> None:
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.threads is not None and t.threads < 1:
-        raise ConfigError(f"train.threads={t.threads} must be null (every core) or >= 1")
+        raise ConfigError(
+            f"train.threads={t.threads} must be null (the job's share of the cores) or >= 1"
+        )
     if t.checkpoint_every_steps is not None and t.checkpoint_every_steps < 1:
         raise ConfigError(
             f"train.checkpoint_every_steps={t.checkpoint_every_steps} must be null or >= 1"

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from ..fileio import atomic_write, is_locked, write_text
 
 LOCK = ".lock"  # held by the process running in a run directory (gpucnn.app.rundir)
+JOBS = "jobs.json"  # a cluster sweep's submitted jobs (hydra_plugins.gpucnn_plugins)
 
 METRICS = (
     "epoch",

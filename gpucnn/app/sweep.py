@@ -6,7 +6,9 @@ for a sweep that was interrupted or is still running.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from omegaconf import DictConfig
 from ..fileio import write_text
 from . import exits
 from .results import (
+    JOBS,
     finite,
     parse_overrides,
     pyplot,
@@ -31,17 +34,25 @@ FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "seconds_p
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
-    """One row per job directory (with or without a summary yet), best test accuracy first;
-    the keys whose values differ between jobs, in order of appearance; and the overrides all
-    jobs share."""
+    """One row per job, best test accuracy first (jobs a cluster has not started yet, listed in
+    jobs.json, included); the keys whose values differ between jobs, in order of appearance;
+    and the overrides all jobs share."""
     rows, keys = [], []
+    submitted = _submitted(Path(sweep_dir))
     for job_dir in run_dirs(sweep_dir):
         summary = read_summary(job_dir) or {"status": "running"}
+        slurm = submitted.pop(job_dir.name, {}).get("state")
+        if slurm in ("pending", "running") and summary["status"] == "stopped":
+            summary = {**summary, "status": slurm}  # requeued, or on a node whose lock we miss
         swept = parse_overrides(read_overrides(job_dir))
         keys += [k for k in swept if k not in keys]
         row = {"job": job_dir.name, **swept}
         row.update({k: summary.get(k) for k in FIXED[1:]})
         rows.append(row)
+    for name, job in submitted.items():  # submitted, no directory yet
+        swept = parse_overrides(job["overrides"])
+        keys += [k for k in swept if k not in keys]
+        rows.append({"job": name, **swept, "status": job.get("state") or "not started"})
 
     def rank(row):
         acc = row.get("test_accuracy")
@@ -54,6 +65,36 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
         for k in common:
             del row[k]
     return rows, varying, common
+
+
+def _submitted(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """The jobs a cluster launcher submitted (jobs.json), by job number, each with its Slurm
+    state ("pending", "running", ...) while squeue still lists it."""
+    try:
+        jobs = {str(j["job"]): j for j in json.loads((sweep_dir / JOBS).read_text())}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    states = slurm_states([j["slurm_id"] for j in jobs.values()])
+    for job in jobs.values():
+        job["state"] = states.get(job["slurm_id"])
+    return jobs
+
+
+def slurm_states(ids: list[str]) -> dict[str, str]:
+    """{job id: state in lower case} of the jobs squeue lists ({} without Slurm)."""
+    if not ids:
+        return {}
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    pairs = (line.split() for line in out.splitlines())
+    return {p[0]: p[1].lower() for p in pairs if len(p) == 2}
 
 
 def _fmt(value: Any) -> str:

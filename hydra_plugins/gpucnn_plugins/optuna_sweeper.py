@@ -1,0 +1,47 @@
+"""An Optuna search that an interruption does not lose (the sweeper of
+``experiment=optuna_search``; needs the sweep extra, which brings Hydra's Optuna sweeper).
+
+Hydra's Optuna sweeper asks ``n_trials`` new trials every time it runs. With the study in a
+database file, this one counts the trials the study already finished towards ``n_trials``, so
+rerunning an interrupted search runs only the trials still missing; trials the interrupted run
+left running (never told a result) are marked failed and "interrupted", and do not count. One
+search per study at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as HydraOptunaSweeper
+
+log = logging.getLogger(__name__)
+
+SQLITE = "sqlite:///"
+
+
+class OptunaSweeper(HydraOptunaSweeper):
+    def sweep(self, arguments: list[str]) -> None:
+        search = self.sweeper
+        if search.storage:
+            search.n_trials = max(0, search.n_trials - _finished(search.storage, search.study_name))
+        return search.sweep(arguments)
+
+
+def _finished(storage: str, study_name: str) -> int:
+    """How many trials the stored study has finished (0 if there is none yet), not counting
+    those an interrupted search left running, which are marked failed."""
+    import optuna
+
+    if storage.startswith(SQLITE):  # SQLite makes the file, not its folder
+        Path(storage[len(SQLITE) :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return 0
+    for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr("interrupted", True)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    done = sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+    log.info("study %s in %s: %d trials finished before, continuing", study_name, storage, done)
+    return done
