@@ -24,7 +24,15 @@ class OptunaSweeper(HydraOptunaSweeper):
     def sweep(self, arguments: list[str]) -> None:
         search = self.sweeper
         if search.storage:
-            search.n_trials = max(0, search.n_trials - _finished(search.storage, search.study_name))
+            done = _finished(search.storage, search.study_name)
+            search.n_trials = max(0, search.n_trials - done)
+            log.info(
+                "study %s has %d finished trials: %d to run (a new search needs another "
+                "hydra.sweeper.study_name)",
+                search.study_name,
+                done,
+                search.n_trials,
+            )
         return search.sweep(arguments)
 
 
@@ -42,6 +50,4 @@ def _finished(storage: str, study_name: str) -> int:
     for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("interrupted", True)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    done = sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
-    log.info("study %s in %s: %d trials finished before, continuing", study_name, storage, done)
-    return done
+    return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))

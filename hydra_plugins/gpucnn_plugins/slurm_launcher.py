@@ -94,12 +94,20 @@ class SlurmLauncher(SubmititSlurmLauncher):
         return ret
 
     def _job_dir(self, num: int, overrides: Sequence[str]) -> Path:
-        """The directory job ``num`` runs (or would have run) in."""
+        """The directory job ``num`` runs (or would have run) in: the configured sub-directory
+        of the sweep's, or the job's number when its config cannot be composed again (the
+        config files changed since the sweep started, say)."""
         assert self.hydra_context is not None and self.config is not None
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
+        except Exception:  # whatever composing raises, the summary must still be written
+            return sweep_dir / str(num)
         with open_dict(config.hydra.job):
             config.hydra.job.num = num
-        return Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
+        return sweep_dir / str(config.hydra.sweep.subdir)
 
 
 def _record_submission(
