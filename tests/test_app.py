@@ -92,7 +92,7 @@ def test_a_sweep_survives_an_impossible_combination(tmp_path):
         float(r["test_accuracy"]) for r in rows if r["status"] == "ok"
     )
     assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep_summary.md").is_file()
-    invalid_dir = tmp_path / bad["job"]
+    invalid_dir = tmp_path / bad["jobs"]
     assert json.loads((invalid_dir / "summary.json").read_text())["status"] == "invalid_config"
 
 
@@ -163,8 +163,10 @@ def test_optuna_search_runs_three_trials(tmp_path):
         "hydra.sweeper.n_trials=3",
         *TINY,
         f"hydra.sweep.dir={tmp_path}",
+        cwd=tmp_path,  # the study goes to outputs/optuna/ below the working directory
     )
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "outputs" / "optuna" / "gpucnn.db").is_file()
     assert "Best value" in proc.stdout + proc.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert len(rows) == 3 and "optimizer.lr" in rows[0]
@@ -195,7 +197,7 @@ def test_every_experiment_preset_composes_and_runs(tmp_path, name):
     cfg = composed(f"experiment={name}", *TINY, *first)
     with open_dict(cfg):
         del cfg["hydra"]  # as the app sees it
-    value = run_job(cfg, tmp_path, first)
+    value = run_job(cfg, tmp_path, first, job_num=0)  # one job of the sweep
     assert math.isfinite(value)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
 

@@ -150,7 +150,7 @@ def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
     assert jobs["2"]["resumed_at"]["epoch"] == 3  # after the last epoch: only the test left
     rows = (second_dir / "sweep_summary.csv").read_text().splitlines()
     assert len(rows) == 4 and all(",ok," in r for r in rows[1:])
-    assert rows[0].startswith("job,model.filter_size,status")  # train.resume is not "swept"
+    assert rows[0].startswith("model.filter_size,runs,")  # train.resume is not "swept"
 
 
 def test_a_data_root_without_the_data_is_one_line_and_exit_5(tmp_path):

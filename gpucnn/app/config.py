@@ -86,6 +86,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
     seed: int = 0
+    repeats: int = 1  # with --multirun: every combination with seeds seed .. seed + repeats - 1
     drop_last: bool = False
     eval_batch_size: int = 1024
     progress: bool = True  # a progress bar on a terminal; plain log lines otherwise
@@ -95,7 +96,7 @@ class TrainConfig:
     checkpoint_every_steps: Optional[int] = (
         None  # also checkpoint every N steps (null: epochs only)
     )
-    resume: bool = False  # continue the run found by the same overrides (or in hydra.run.dir)
+    resume: bool = False  # continue the same run found under outputs/ (or in hydra.run.dir)
 
 
 @dataclass
@@ -131,14 +132,22 @@ class BenchConfig(Config):
     bench: BenchSettings = field(default_factory=BenchSettings)
 
 
+def seeds(first: int, repeats: int) -> str:
+    """The sweep of ``repeats`` seeds from ``first``, as Hydra writes one: "0,1,2"."""
+    return ",".join(str(first + i) for i in range(max(1, int(repeats))))
+
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore (conf/config.yaml lists ``schema`` first and
-    conf/bench.yaml ``bench_schema``), and gpucnn's Slurm launcher and Optuna sweeper in Hydra's
-    plugins when the sweep extra is installed: Hydra finds plugins by listing the hydra_plugins
-    package, which misses those of an editable install."""
+    conf/bench.yaml ``bench_schema``), the ``gpucnn.seeds`` resolver (conf/config.yaml sweeps
+    ``train.seed`` with it), and gpucnn's Slurm launcher and Optuna sweeper in Hydra's plugins
+    when the sweep extra is installed: Hydra finds plugins by listing the hydra_plugins package,
+    which misses those of an editable install."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     cs.store(name="bench_schema", node=BenchConfig)
+    if not OmegaConf.has_resolver("gpucnn.seeds"):
+        OmegaConf.register_new_resolver("gpucnn.seeds", seeds)
     try:
         from hydra_plugins.gpucnn_plugins.optuna_sweeper import OptunaSweeper
         from hydra_plugins.gpucnn_plugins.slurm_launcher import SlurmLauncher
@@ -246,6 +255,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     if t.seed < 0:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
+    if not _is_int(t.repeats, 1):
+        raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")

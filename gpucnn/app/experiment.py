@@ -189,6 +189,11 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
     try:
         _check_names_free(job.run_dir)
         validate(cfg)
+        if job_num is None and cfg.train.repeats > 1:
+            raise ConfigError(
+                f"train.repeats={cfg.train.repeats} runs each setting with several seeds, as "
+                "separate jobs of a sweep: add --multirun (-m)"
+            )
         b = cfg.backend
         active = backend.use(b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels)
         if not active.is_gpu:

@@ -75,9 +75,11 @@ def in_use(run_dir: Path) -> bool:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a run the run it is: its resolved config without ``train.resume``."""
+    """What makes a run the run it is: its resolved config without ``train.resume`` and
+    ``train.repeats`` (how many seeds its sweep ran; its own seed is in the config)."""
     ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
-    ident.get("train", {}).pop("resume", None)
+    for key in ("resume", "repeats"):
+        ident.get("train", {}).pop(key, None)
     return ident
 
 

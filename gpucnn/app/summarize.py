@@ -1,7 +1,9 @@
-"""``python -m gpucnn.summarize <sweep dir> [...]``: summarise a sweep now (interrupted or running).
+"""``python -m gpucnn.summarize <sweep dir> [...] [--runs]``: summarise a sweep now (interrupted
+or running).
 
-Writes sweep_summary.csv, sweep_summary.md and sweep.png into each directory, as the end of a
-multirun does.
+Writes sweep_summary.csv / .md (one row per setting, its seeds grouped), sweep_runs.csv / .md
+(one row per job) and sweep.png into each directory, as the end of a multirun does, and prints
+the table of settings (with ``--runs``, the table of jobs).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from .sweep import summarize
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpucnn.summarize", description=__doc__)
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
+    parser.add_argument("--runs", action="store_true", help="print one row per job")
     args = parser.parse_args(argv)
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
             print(f"error: {sweep_dir} is not a directory", file=sys.stderr)
             return 2
-        rows = summarize(sweep_dir)
-        print(f"{sweep_dir}: {len(rows)} jobs -> {sweep_dir / 'sweep_summary.md'}")
+        summarize(sweep_dir)
+        print((sweep_dir / ("sweep_runs.md" if args.runs else "sweep_summary.md")).read_text())
     return 0

@@ -1,4 +1,5 @@
-"""Sweep summaries: one row per job, best first, as CSV, Markdown and a labelled plot.
+"""Sweep summaries: one row per setting (its runs over seeds grouped, with intervals) and one
+row per job, best first, as CSV and Markdown, and a labelled plot with error bars.
 
 Written by a Hydra callback at the end of every multirun, and by ``python -m gpucnn.summarize``
 for a sweep that was interrupted or is still running.
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 
 from ..fileio import write_text
 from . import exits
+from .groups import COLUMNS, group, settings_of, shown
 from .results import (
     JOBS,
     finite,
@@ -110,62 +112,87 @@ def _fmt(value: Any) -> str:
 def markdown(
     rows: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str
 ) -> str:
+    """The per-run table (sweep_runs.md)."""
     cols = ["job", *keys, *FIXED[1:]]
+    what = f"{len(rows)} jobs, best test accuracy first"
+    return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)))
+
+
+def grouped_markdown(
+    groups: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str
+) -> str:
+    """The table of settings (sweep_summary.md): accuracies as mean ± the half-width of the
+    mean's 95% interval over the runs with that setting."""
+    cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy", "weights",
+            "seconds_per_epoch", "jobs", "reason"]  # fmt: skip
+
+    def cell(row: dict[str, Any], col: str) -> str:
+        if col.endswith(" accuracy"):
+            p = col.split()[0]
+            return shown(row[f"{p}_accuracy"], row[f"{p}_low"], row[f"{p}_high"])
+        return _fmt(row.get(col))
+
+    what = (
+        f"{len(groups)} settings, best mean test accuracy first; accuracy: the mean over the "
+        "runs ± the half-width of its 95% interval (Student's t; none from a single run)"
+    )
+    return _table(title, what, common, cols, groups, cell)
+
+
+def _table(title: str, what: str, common: dict[str, str], cols: list[str], rows, cell) -> str:
     shared = ", ".join(f"`{k}={v}`" for k, v in common.items()) or "none"
     lines = [
         f"# {title}",
         "",
-        f"{len(rows)} jobs, best test accuracy first. Overrides every job shares: {shared}.",
+        f"{what}. Overrides every job shares: {shared}.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
     ]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def plot(path: Path, rows: list[dict[str, Any]], keys: list[str], title: str) -> None:
-    """Test accuracy against weight count, one labelled point per finished job (that has both
-    numbers)."""
+def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) -> None:
+    """Mean test accuracy against weight count and against time per epoch, one labelled point
+    per setting with a finished run, with the mean's 95% interval as an error bar."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 6))
-    done = [
-        r
-        for r in rows
-        if r["status"] == "ok" and finite(r.get("weights")) and finite(r.get("test_accuracy"))
-    ]
-    ax.scatter(
-        [r["weights"] for r in done],
-        [r["test_accuracy"] for r in done],
-        color="C0",
-        label="finished job",
-    )
-    for r in done:
-        label = ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in keys)
-        ax.annotate(
-            label,
-            (r["weights"], r["test_accuracy"]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("learnable weights (log scale)")
-    ax.set_ylabel("test accuracy (fraction)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
+    done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get("weights"))]
+    means = [g["test_accuracy"] for g in done]
+    bars = [g["test_high"] - g["test_accuracy"] if finite(g["test_high"]) else 0.0 for g in done]
+    for ax, x_key, x_label, log in (
+        (axes[0], "weights", "learnable weights (log scale)", True),
+        (axes[1], "seconds_per_epoch", "seconds per epoch (mean)", False),
+    ):
+        xs = [g[x_key] for g in done]
+        ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3,
+                    label="setting: mean test accuracy, 95% interval")  # fmt: skip
+        for g, x, y in zip(done, xs, means):
+            label = ", ".join(f"{k.split('.')[-1]}={g[k]}" for k in settings_of(keys))
+            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0].set_ylabel("test accuracy (fraction)")
+    fig.suptitle(title)
     save_figure(fig, path)
 
 
 def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Write sweep_summary.csv, sweep_summary.md and sweep.png into ``sweep_dir``."""
+    """Write sweep_summary.csv / .md (one row per setting), sweep_runs.csv / .md (one row per
+    job) and sweep.png into ``sweep_dir``; returns the jobs' rows."""
     sweep_dir = Path(sweep_dir)
     rows, keys, common = collect(sweep_dir)
+    groups = group(rows, keys)
     title = f"sweep {sweep_dir.name}"
-    write_csv(sweep_dir / "sweep_summary.csv", rows, ["job", *keys, *FIXED[1:]])
-    write_text(sweep_dir / "sweep_summary.md", markdown(rows, keys, common, title))
-    plot(sweep_dir / "sweep.png", rows, keys, title)
+    write_csv(sweep_dir / "sweep_runs.csv", rows, ["job", *keys, *FIXED[1:]])
+    write_text(sweep_dir / "sweep_runs.md", markdown(rows, keys, common, title))
+    write_csv(sweep_dir / "sweep_summary.csv", groups, [*settings_of(keys), *COLUMNS])
+    write_text(sweep_dir / "sweep_summary.md", grouped_markdown(groups, keys, common, title))
+    plot(sweep_dir / "sweep.png", groups, keys, title)
     return rows
 
 

@@ -1,0 +1,77 @@
+"""The jobs of a sweep grouped by their settings (everything but the seed), each group with the
+mean, standard deviation and 95% interval of its accuracies (gpucnn.app.stats)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .results import finite
+from .stats import Estimate, estimate
+
+SEED = "train.seed"
+ESTIMATED = {"test": "test_accuracy", "val": "val_accuracy"}
+COLUMNS = [
+    "runs",
+    "seeds",
+    "status",
+    *(f"{p}_{s}" for p in ESTIMATED for s in ("accuracy", "sd", "low", "high")),
+    "weights",
+    "seconds_per_epoch",
+    "jobs",
+    "reason",
+]
+
+
+def settings_of(keys: list[str]) -> list[str]:
+    """The keys that make a group: the swept keys but the seed."""
+    return [k for k in keys if k != SEED]
+
+
+def group(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per setting of ``keys`` (the seed apart): its runs, seeds, statuses, and the
+    estimates of test and validation accuracy over its finished runs; best mean test accuracy
+    first, groups without a finished run last."""
+    settings = settings_of(keys)
+    buckets: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        buckets.setdefault(tuple(str(row.get(k)) for k in settings), []).append(row)
+    groups = [_summary(members, settings) for members in buckets.values()]
+    groups.sort(key=lambda g: -g["test_accuracy"] if finite(g["test_accuracy"]) else 2.0)
+    return groups
+
+
+def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, Any]:
+    members = sorted(members, key=lambda r: (len(str(r["job"])), str(r["job"])))  # job order
+    done = [r for r in members if r.get("status") == "ok"]
+    out: dict[str, Any] = {k: members[0].get(k) for k in settings}
+    counts = Counter(r.get("status") for r in members)
+    out.update(
+        runs=len(members),
+        seeds=",".join(str(r[SEED]) for r in members if r.get(SEED) is not None),
+        status=next(iter(counts))
+        if len(counts) == 1
+        else ", ".join(f"{n} {s}" for s, n in counts.items()),
+        weights=members[0].get("weights"),
+        seconds_per_epoch=estimate([r.get("seconds_per_epoch") for r in done]).mean,
+        jobs=",".join(str(r["job"]) for r in members),
+        reason=next((r["reason"] for r in members if r.get("reason")), None),
+    )
+    for prefix, column in ESTIMATED.items():
+        e = estimate([r.get(column) for r in done])
+        out.update(_columns(prefix, e))
+    return out
+
+
+def _columns(prefix: str, e: Estimate) -> dict[str, float]:
+    return {f"{prefix}_accuracy": e.mean, f"{prefix}_sd": e.sd, f"{prefix}_low": e.low,
+            f"{prefix}_high": e.high}  # fmt: skip
+
+
+def shown(value: float, low: float, high: float) -> str:
+    """``mean ± half-width`` (just the mean without an interval; nothing without a mean)."""
+    if not finite(value):
+        return ""
+    if not (finite(low) and finite(high)):
+        return f"{value:.4f}"
+    return f"{value:.4f} ± {(high - low) / 2:.4f}"

@@ -1,0 +1,129 @@
+"""Repeated seeds: train.repeats, sweep tables grouped by setting with means, spreads and 95%
+intervals (checked against SciPy), error bars in sweep.png, and resume per seed."""
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import matplotlib.axes
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpucnn.app import sweep
+from gpucnn.app.stats import estimate, t975
+
+from .helpers import TINY, app
+
+scipy_stats = pytest.importorskip("scipy.stats", reason="SciPy checks the intervals")
+
+
+def test_t_quantiles_match_scipy():
+    for df in range(1, 31):
+        assert t975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=5e-4), df
+    for df in (31, 45, 59, 100, 500, 5000):  # between anchors: never narrower than the truth
+        assert (
+            scipy_stats.t.ppf(0.975, df) - 1e-3 <= t975(df) <= scipy_stats.t.ppf(0.975, df) + 0.03
+        )
+
+
+def test_an_estimate_matches_scipy_and_statistics():
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 12):
+        values = list(rng.normal(0.83, 0.02, size=n))
+        e = estimate(values)
+        low, high = scipy_stats.t.interval(
+            0.95, n - 1, loc=statistics.fmean(values), scale=scipy_stats.sem(values)
+        )
+        assert e.n == n and e.mean == pytest.approx(statistics.fmean(values))
+        assert e.sd == pytest.approx(statistics.stdev(values))
+        table_rounding = 6e-4 * e.sd / math.sqrt(n)  # t to 3 decimals
+        assert (e.low, e.high) == pytest.approx((low, high), abs=table_rounding)
+    single = estimate([0.8, math.nan])  # NaN is not a value
+    assert single.n == 1 and single.mean == 0.8 and math.isnan(single.low)
+
+
+def _fake_sweep(sweep_dir, accuracies):
+    """Job directories of a finished sweep: {(filter_size, seed): test accuracy}."""
+    for job, ((k, seed), acc) in enumerate(sorted(accuracies.items())):
+        job_dir = Path(sweep_dir) / str(job)
+        job_dir.mkdir(parents=True)
+        summary = {
+            "status": "ok",
+            "overrides": [f"model.filter_size={k}", f"train.seed={seed}"],
+            "test_accuracy": acc,
+            "val_accuracy": acc - 0.01,
+            "weights": 1000 * k,
+            "seconds_per_epoch": 0.5 * k,
+        }
+        (job_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, monkeypatch):
+    accuracies = {(3, 0): 0.81, (3, 1): 0.83, (3, 2): 0.85, (5, 0): 0.86, (5, 1): 0.87}
+    _fake_sweep(tmp_path, accuracies)
+    bars = []
+    errorbar = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "errorbar",
+        lambda self, x, y, yerr=None, **kw: (
+            bars.append(list(yerr)) or errorbar(self, x, y, yerr, **kw)
+        ),
+    )
+    sweep.summarize(tmp_path)
+    rows = {r["model.filter_size"]: r for r in csv.DictReader(open(tmp_path / "sweep_summary.csv"))}
+    assert list(rows) == ["5", "3"]  # best mean first
+    for k in (3, 5):
+        values = [a for (kk, _), a in accuracies.items() if kk == k]
+        low, high = scipy_stats.t.interval(
+            0.95, len(values) - 1, loc=statistics.fmean(values), scale=scipy_stats.sem(values)
+        )
+        row = rows[str(k)]
+        assert int(row["runs"]) == len(values) and row["status"] == "ok"
+        assert float(row["test_accuracy"]) == pytest.approx(statistics.fmean(values))
+        assert float(row["test_sd"]) == pytest.approx(statistics.stdev(values))
+        assert (float(row["test_low"]), float(row["test_high"])) == pytest.approx(
+            (low, high), abs=1e-3
+        )
+    assert rows["3"]["seeds"] == "0,1,2"
+    assert len(bars) == 2 and all(b > 0 for b in bars[0])  # one error bar per setting, per panel
+    width, height = Image.open(tmp_path / "sweep.png").size
+    assert width > 1.8 * height  # two panels side by side
+    per_run = list(csv.DictReader(open(tmp_path / "sweep_runs.csv")))
+    assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
+
+
+def test_a_repeated_sweep_groups_its_seeds_and_resumes_per_seed(tmp_path):
+    sweep_args = ["-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5"]
+    first = app(*sweep_args, "train.repeats=2", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (first_dir,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    rows = list(csv.DictReader(open(first_dir / "sweep_summary.csv")))
+    assert [r["runs"] for r in rows] == ["2", "2"] and {r["seeds"] for r in rows} == {"0,1"}
+    # One seed as if preempted: no final weights, its summary says so.
+    job = next(d for d in first_dir.iterdir() if d.is_dir() and d.name == "3")
+    (job / "model.npz").unlink()
+    summary = json.loads((job / "summary.json").read_text())
+    (job / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    again = app(*sweep_args, "train.repeats=3", "train.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    (second_dir,) = [d for d in first_dir.parent.iterdir() if d != first_dir]
+    jobs = [json.loads(p.read_text()) for p in sorted(second_dir.glob("*/summary.json"))]
+    skipped = sorted(j["config"]["train"]["seed"] for j in jobs if j.get("skipped"))
+    resumed = [j for j in jobs if j.get("resumed_at")]
+    fresh = [j for j in jobs if not j.get("skipped") and not j.get("resumed_from")]
+    assert len(jobs) == 6 and skipped == [0, 0, 1]  # the finished seeds were not run again
+    assert len(resumed) == 1 and resumed[0]["config"]["train"]["seed"] == 1
+    assert sorted(j["config"]["train"]["seed"] for j in fresh) == [2, 2]
+    rows = list(csv.DictReader(open(second_dir / "sweep_summary.csv")))
+    assert [r["runs"] for r in rows] == ["3", "3"]
+
+
+def test_repeats_outside_a_sweep_are_refused_naming_the_fix(tmp_path):
+    proc = app(*TINY, "train.repeats=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "train.repeats=3 runs each setting with several seeds" in proc.stdout
+    assert "--multirun" in proc.stdout
