@@ -4,6 +4,7 @@ intervals (checked against SciPy), error bars in sweep.png, and resume per seed.
 import csv
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpucnn.app import sweep
+from gpucnn.app import report, sweep
+from gpucnn.app.effects import effects, pairs_needed
 from gpucnn.app.stats import estimate, t975
 
 from .helpers import TINY, app
@@ -127,3 +129,68 @@ def test_repeats_outside_a_sweep_are_refused_naming_the_fix(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "train.repeats=3 runs each setting with several seeds" in proc.stdout
     assert "--multirun" in proc.stdout
+
+
+def _records(effect_of_filter, seeds=3):
+    """Runs of filter_size 3 / 5 x pool_size 2 / 3 x seeds, with known effects and noise."""
+    noise = np.random.default_rng(0).normal(0, 0.004, size=(2, 2, seeds))
+    return [
+        {
+            "settings": {"filter_size": k, "pool_size": p},
+            "seed": s,
+            "accuracy": 0.8 + effect_of_filter * (k == 5) + noise[i, j, s],
+        }
+        for i, k in enumerate((3, 5))
+        for j, p in enumerate((2, 3))
+        for s in range(seeds)
+    ]
+
+
+def test_an_effect_is_claimed_only_when_its_interval_excludes_zero():
+    runs = _records(effect_of_filter=0.05)
+    (filter_effect,) = effects(runs, "filter_size")
+    diffs = [
+        100 * (b["accuracy"] - a["accuracy"])
+        for a in runs
+        for b in runs
+        if a["settings"]["filter_size"] == 3
+        and b["settings"]["filter_size"] == 5
+        and a["settings"]["pool_size"] == b["settings"]["pool_size"]
+        and a["seed"] == b["seed"]
+    ]
+    low, high = scipy_stats.t.interval(
+        0.95, len(diffs) - 1, loc=statistics.fmean(diffs), scale=scipy_stats.sem(diffs)
+    )
+    e = filter_effect.points
+    assert e.n == 6 and (e.low, e.high) == pytest.approx((low, high), abs=1e-3)
+    assert e.mean == pytest.approx(5.0, abs=0.5)  # the effect put in, in points
+    assert filter_effect.sentence().startswith(f"filter_size 5 vs 3: {e.mean:+.1f} points")
+    assert filter_effect.sentence().endswith("5 is better")
+    (pool_effect,) = effects(runs, "pool_size")  # no effect: only noise
+    sentence = pool_effect.sentence()
+    assert pool_effect.points.low < 0 < pool_effect.points.high
+    assert "not distinguishable with 6 pairs" in sentence and "would be needed" in sentence
+
+
+def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
+    for mean, sd in ((0.6, 1.0), (0.1, 0.4), (2.0, 0.5)):
+        n = pairs_needed(mean, sd)
+        assert t975(n - 1) * sd / math.sqrt(n) < mean
+        assert n == 2 or t975(n - 2) * sd / math.sqrt(n - 1) >= mean
+    assert pairs_needed(0.0, 1.0) is None
+
+
+def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path):
+    sweep_dir, report_dir = tmp_path / "sweep", tmp_path / "report"
+    proc = app("-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5",
+               "train.repeats=2", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report.main([str(sweep_dir), "--out", str(report_dir)]) == 0
+    text = (report_dir / "report.md").read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("- filter_size 5 vs 3: ")]
+    low, high = (float(v) for v in re.search(r"interval ([-+.\d]+) to ([-+.\d]+)", line).groups())
+    verdict = "5 is better" if low > 0 else "5 is worse" if high < 0 else "not distinguishable"
+    assert verdict in line
+    if verdict == "not distinguishable":
+        assert "with 2 pairs" in line
+    assert "Best on average:" in text and "(95% interval, 2 seeds)" in text

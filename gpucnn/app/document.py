@@ -1,6 +1,7 @@
 """A small document model for reports: a list of blocks, rendered to Markdown or to HTML.
 
-Blocks: ("h1" | "h2" | "h3", text), ("p", text), ("table", header, rows), ("img", file, caption).
+Blocks: ("h1" | "h2" | "h3", text), ("p", text), ("list", items), ("table", header, rows),
+("img", file, caption).
 Text may use **bold** and `code`. HTML embeds each image (a PNG file beside the report) as a
 data URI, so report.html stands alone.
 """
@@ -22,6 +23,8 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append("#" * int(kind[1]) + " " + block[1])
         elif kind == "p":
             out.append(block[1])
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in block[1]))
         elif kind == "table":
             out.append("| " + " | ".join(block[1]) + " |\n|" + "---|" * len(block[1]))
             out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in block[2])
@@ -46,6 +49,8 @@ def to_html(blocks: list[Block], out: Path, title: str) -> str:
             body.append(f"<{kind}>{_inline(block[1])}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
             rows = "".join(

@@ -5,8 +5,9 @@ answered from the user's own runs.
    sparsity and saturation, time per step, and a conclusion in words made from the numbers
    (needs runs with diagnostics.enabled=true, e.g. ``-m experiment=relu_vs_sigmoid``).
 2. Which filter size, channels, pool size? The runs side by side, accuracy against weights and
-   against seconds per epoch, the effect of each swept setting averaged over the rest, and the
-   best setting with its cost.
+   against seconds per epoch, the effect of each swept setting across the rest with its 95%
+   interval (gpucnn.app.effects: a difference is claimed only when the interval excludes zero),
+   and the best setting on average with its cost.
 3. How many parameters, CNN against the fully connected networks? Per-layer counts computed
    from the models, and what weight sharing saves.
 
@@ -33,7 +34,9 @@ from ..fileio import write_text
 from ..layers import Conv, Dense
 from ..model import Model
 from .document import Block, to_html, to_markdown
+from .effects import effects
 from .results import finite, pyplot, read_summary, run_dirs, save_figure
+from .stats import estimate
 
 
 @dataclass
@@ -336,54 +339,82 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     fig.tight_layout()
     save_figure(fig, out / "accuracy_vs_cost.png")
 
-    wanted = [k for k in ("filter_size", "pool_size") if k in keys] or keys
-    fig, axes = plt.subplots(1, len(wanted), figsize=(5 * len(wanted), 4), squeeze=False)
-    effects = []
-    for ax, key in zip(axes[0], wanted):
-        groups: dict[str, list[float]] = defaultdict(list)
-        for r in done:
-            groups[str(r.model_cfg.get(key))].append(r.summary["test_accuracy"])
-        values = sorted(groups, key=lambda v: (len(v), v))
-        means = [statistics.mean(groups[v]) for v in values]
-        ax.bar(values, means, label="mean over the other settings")
-        ax.set_ylim(min(means) - 0.05, min(1.0, max(means) + 0.02))
+    records = [
+        {
+            "settings": {k: r.model_cfg.get(k) for k in keys},
+            "seed": r.summary.get("seed"),
+            "accuracy": r.summary["test_accuracy"],
+        }
+        for r in done
+    ]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    sentences = []
+    for ax, key in zip(axes[0], keys):
+        levels: dict[str, list[float]] = defaultdict(list)
+        for rec in records:
+            levels[str(rec["settings"][key])].append(rec["accuracy"])
+        values = sorted(levels, key=lambda v: (len(v), v))
+        fits = [estimate(levels[v]) for v in values]
+        bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
+        ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
+               label="mean over the other settings and seeds, 95% interval")  # fmt: skip
+        ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
         ax.set_xlabel(f"model.{key}")
-        ax.set_ylabel("mean test accuracy (fraction)")
+        ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
-        best = values[means.index(max(means))]
-        effects.append(
-            f"`{key}={best}` is best on average ({max(means):.3f}; "
-            + ", ".join(f"{v}: {m:.3f}" for v, m in zip(values, means))
-            + ")"
-        )
+        sentences += [e.sentence() for e in effects(records, key)]
     save_figure(fig, out / "effects.png")
 
-    best = done[0]
-    cheapest_close = min(
-        (r for r in done if r.summary["test_accuracy"] >= best.summary["test_accuracy"] - 0.01),
-        key=lambda r: r.summary["weights"],
-    )
-    setting = ", ".join(f"{k}={best.model_cfg.get(k)}" for k in keys)
+    best, setting, cheapest = _best_setting(done, keys)
     text = (
-        f"Best: {setting} with test accuracy {best.summary['test_accuracy']:.3f}, "
-        f"{best.summary['weights']:,} weights and {best.summary['seconds_per_epoch']:.2f} s "
-        f"per epoch. Averaged over the rest: {'; '.join(effects)}."
+        f"Best on average: {setting(best)} with test accuracy {_shown(best)}, "
+        f"{best[0].summary['weights']:,} weights and "
+        f"{statistics.mean(r.summary['seconds_per_epoch'] for r in best):.2f} s per epoch."
     )
-    if cheapest_close is not best:
-        close = cheapest_close
-        tag = ", ".join(f"{k}={close.model_cfg.get(k)}" for k in keys)
+    if cheapest is not best:
         text += (
-            f" Within one point of it, run {close.path.name} ({tag}) needs only "
-            f"{close.summary['weights']:,} weights and {close.summary['seconds_per_epoch']:.2f} s "
-            f"per epoch (test accuracy {close.summary['test_accuracy']:.3f})."
+            f" Within one point of it, {setting(cheapest)} ({_shown(cheapest)}) needs only "
+            f"{cheapest[0].summary['weights']:,} weights."
         )
     blocks += [
         ("p", text),
+        (
+            "p",
+            "Each setting against its first value, on runs that agree in everything else "
+            "(the other settings and the seed), in accuracy points:",
+        ),  # fmt: skip
+        ("list", sentences or ["No pairs of runs that differ in one setting only."]),
         ("img", "accuracy_vs_cost.png", "Test accuracy against weights and time"),
-        ("img", "effects.png", "Effect of each setting, averaged over the others"),
+        ("img", "effects.png", "Effect of each setting, over the others, with 95% intervals"),
     ]
     return blocks
+
+
+def _best_setting(done: list[Run], keys: list[str]):
+    """The runs of the setting with the best mean test accuracy, a namer of settings, and the
+    runs of the cheapest setting (fewest weights) whose mean is within one point of it."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for r in done:
+        groups[tuple(str(r.model_cfg.get(k)) for k in keys)].append(r)
+
+    def mean(runs: list[Run]) -> float:
+        return statistics.mean(r.summary["test_accuracy"] for r in runs)
+
+    def setting(runs: list[Run]) -> str:
+        return ", ".join(f"{k}={runs[0].model_cfg.get(k)}" for k in keys)
+
+    best = max(groups.values(), key=mean)
+    close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
+    return best, setting, min(close, key=lambda g: g[0].summary["weights"])
+
+
+def _shown(runs: list[Run]) -> str:
+    """``0.842 ± 0.010 (95% interval, 3 seeds)``, or the one run's accuracy."""
+    e = estimate([r.summary["test_accuracy"] for r in runs])
+    if e.n < 2:
+        return f"{e.mean:.3f} (one run)"
+    return f"{e.mean:.3f} ± {e.half_width:.3f} (95% interval, {e.n} seeds)"
 
 
 # ----- 3. Parameters ------------------------------------------------------------------------

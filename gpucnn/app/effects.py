@@ -1,0 +1,75 @@
+"""The effect of one setting on accuracy, across the others, with its 95% interval.
+
+Each value of a setting is compared with the setting's first value on pairs of runs that agree
+in everything else (the other settings and the seed): the effect is the mean of the pairs'
+differences, in accuracy points, with the mean's interval (gpucnn.app.stats). A value beats
+another only when the interval excludes zero; otherwise the sentence says how many pairs would
+be needed for an interval that excludes zero at the observed spread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .stats import Estimate, estimate, t975
+
+MAX_NEEDED = 1000  # beyond this, "more than 1,000 pairs"
+
+
+@dataclass(frozen=True)
+class Effect:
+    key: str
+    value: str
+    reference: str
+    points: Estimate  # of the paired differences, in accuracy points
+
+    def sentence(self) -> str:
+        """``filter_size 5 vs 3: +0.6 points, 95% interval -0.3 to +1.5: not distinguishable
+        with 3 pairs (about 12 would be needed at this spread)``."""
+        e, what = self.points, f"{self.key} {self.value} vs {self.reference}"
+        if e.n < 2:
+            return (
+                f"{what}: {e.mean:+.1f} points from {e.n} pair: no interval; repeat the runs "
+                "(train.repeats=3) to tell them apart"
+            )
+        head = f"{what}: {e.mean:+.1f} points, 95% interval {e.low:+.1f} to {e.high:+.1f}"
+        if e.low > 0 or e.high < 0:
+            return f"{head}: {self.value} is {'better' if e.low > 0 else 'worse'}"
+        needed = pairs_needed(e.mean, e.sd)
+        more = f"more than {MAX_NEEDED:,}" if needed is None else f"about {needed}"
+        return (
+            f"{head}: not distinguishable with {e.n} pairs ({more} would be needed at this spread)"
+        )
+
+
+def pairs_needed(mean: float, sd: float) -> int | None:
+    """The fewest pairs whose 95% interval would exclude zero if the differences kept this
+    mean and spread (None beyond MAX_NEEDED)."""
+    if sd == 0:
+        return 2
+    for n in range(2, MAX_NEEDED + 1):
+        if t975(n - 1) * sd / math.sqrt(n) < abs(mean):
+            return n
+    return None
+
+
+def effects(runs: list[dict[str, Any]], key: str) -> list[Effect]:
+    """The effect of each value of ``key`` against its first value (in ``order``), from runs
+    given as ``{"settings": {...}, "seed": int, "accuracy": float}``."""
+    values = sorted({str(r["settings"][key]) for r in runs}, key=lambda v: (len(v), v))
+    by_rest: dict[tuple, dict[str, float]] = {}
+    for r in runs:
+        rest = tuple(sorted((k, str(v)) for k, v in r["settings"].items() if k != key))
+        by_rest.setdefault((rest, r["seed"]), {})[str(r["settings"][key])] = r["accuracy"]
+    reference, out = values[0], []
+    for value in values[1:]:
+        diffs = [
+            100 * (pair[value] - pair[reference])
+            for pair in by_rest.values()
+            if value in pair and reference in pair
+        ]
+        if diffs:
+            out.append(Effect(key, value, reference, estimate(diffs)))
+    return out
