@@ -180,12 +180,22 @@ def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
     assert pairs_needed(0.0, 1.0) is None
 
 
-def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path):
+def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path, monkeypatch):
     sweep_dir, report_dir = tmp_path / "sweep", tmp_path / "report"
     proc = app("-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5",
-               "train.repeats=2", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+               "train.epochs=2", "train.repeats=2", "diagnostics.enabled=true",
+               f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    bands = []
+    fill_between = matplotlib.axes.Axes.fill_between
+
+    def spy(self, x, low, high, **kw):
+        bands.append(len(x))
+        return fill_between(self, x, low, high, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between", spy)
     assert report.main([str(sweep_dir), "--out", str(report_dir)]) == 0
+    assert bands == [2, 2]  # learning curves: the mean of the 4 runs, a band per panel
     text = (report_dir / "report.md").read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("- filter_size 5 vs 3: ")]
     low, high = (float(v) for v in re.search(r"interval ([-+.\d]+) to ([-+.\d]+)", line).groups())

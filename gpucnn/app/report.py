@@ -134,10 +134,13 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for run in diag:
-        norms = _first_epoch(run, "grad_norm_W", ("Conv", "Dense"))
-        style = "-o" if run.model_cfg.get("activation") == "relu" else "--s"
-        ax.plot(range(1, len(norms) + 1), norms, style, label=run.label)
+    groups = _by_label(diag)
+    for label, group in groups.items():
+        norms = _mean_by_position(
+            [_first_epoch(r, "grad_norm_W", ("Conv", "Dense")) for r in group]
+        )
+        style = "-o" if group[0].model_cfg.get("activation") == "relu" else "--s"
+        ax.plot(range(1, len(norms) + 1), norms, style, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("parameter layer, from the input (convolutions first, then dense)")
     ax.set_ylabel("weight gradient L2 norm, epoch 1 mean (log scale)")
@@ -147,17 +150,16 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
     save_figure(fig, out / "gradient_norms.png")
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for run in diag:
-        epochs = [m["epoch"] for m in run.metrics]
-        ax_loss.plot(epochs, [m["val_loss"] for m in run.metrics], "-o", label=run.label)
-        ax_acc.plot(epochs, [m["val_accuracy"] for m in run.metrics], "-o", label=run.label)
+    for label, group in _by_label(diag).items():
+        for ax, column in ((ax_loss, "val_loss"), (ax_acc, "val_accuracy")):
+            _mean_with_band(ax, group, column, label)
     for ax, what in (
         (ax_loss, "validation loss (cross-entropy)"),
         (ax_acc, "validation accuracy (fraction)"),
     ):
         ax.set_xlabel("epoch")
-        ax.set_ylabel(what)
-        ax.set_title(what.split(" (")[0].capitalize() + " by epoch")
+        ax.set_ylabel(what + ", mean over seeds")
+        ax.set_title(what.split(" (")[0].capitalize() + " by epoch (band: 95% interval)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     save_figure(fig, out / "curves.png")
@@ -180,13 +182,15 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
         ),
     )
     for ax, column, names, title, ylabel in panels:
-        shown = [run for run in diag if run.model_cfg.get("activation") in names]
+        shown = [(k, g) for k, g in groups.items() if g[0].model_cfg.get("activation") in names]
         width = 0.8 / max(len(shown), 1)
         top = 0.0
-        for k, run in enumerate(shown):
-            values = [a[column] or 0 for a in _conv_activations(run)]
+        for k, (label, group) in enumerate(shown):
+            values = _mean_by_position(
+                [[a[column] or 0 for a in _conv_activations(r)] for r in group]
+            )
             xs = [i + 1 + (k - (len(shown) - 1) / 2) * width for i in range(len(values))]
-            ax.bar(xs, values, width, label=run.label)
+            ax.bar(xs, values, width, label=label)
             top = max([top, *values])
         ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
         ax.set_title(title, fontsize=10)
@@ -199,18 +203,21 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     kinds = ("Conv", "relu", "sigmoid", "MaxPool", "Dense")
-    bottom = [0.0] * len(diag)
+    bottom = [0.0] * len(groups)
     for kind in kinds:
         ms = [
-            sum(
-                (r["forward_ms"] or 0) + (r["backward_ms"] or 0)
-                for r in _last_epoch(run)
-                if r["kind"] == kind
+            statistics.mean(
+                sum(
+                    (r["forward_ms"] or 0) + (r["backward_ms"] or 0)
+                    for r in _last_epoch(run)
+                    if r["kind"] == kind
+                )
+                for run in group
             )
-            for run in diag
+            for group in groups.values()
         ]
         if any(ms):
-            ax.bar([run.label for run in diag], ms, bottom=bottom, label=kind)
+            ax.bar(list(groups), ms, bottom=bottom, label=kind)
             bottom = [b + m for b, m in zip(bottom, ms)]
     ax.set_ylabel("milliseconds per instrumented step (forward + backward)")
     ax.set_title("Time per training step by layer type")
@@ -228,18 +235,47 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
     return blocks
 
 
-def _activation_findings(runs: list[Run]) -> list[str]:
-    """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers."""
-    by_depth: dict[int, dict[str, Run]] = defaultdict(dict)
+def _by_label(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of each setting (activation and depth), its seeds together, in order."""
+    groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        by_depth[run.conv_layers][run.model_cfg.get("activation")] = run
+        groups[run.label].append(run)
+    return groups
+
+
+def _mean_by_position(lists: list[list[float]]) -> list[float]:
+    """The element-wise mean of equally long lists (one per seed of a setting)."""
+    return [statistics.mean(values) for values in zip(*lists)]
+
+
+def _mean_with_band(ax: Any, runs: list[Run], column: str, label: str) -> None:
+    """``column`` by epoch: the mean over ``runs`` as a line, its 95% interval as a band."""
+    epochs = sorted({m["epoch"] for run in runs for m in run.metrics})
+    fits = [
+        estimate([m[column] for run in runs for m in run.metrics if m["epoch"] == e])
+        for e in epochs
+    ]
+    (line,) = ax.plot(epochs, [f.mean for f in fits], "-o", markersize=3,
+                      label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")  # fmt: skip
+    if len(runs) > 1:
+        ax.fill_between(epochs, [f.low for f in fits], [f.high for f in fits],
+                        color=line.get_color(), alpha=0.2)  # fmt: skip
+
+
+def _activation_findings(runs: list[Run]) -> list[str]:
+    """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers (means
+    over the seeds of each)."""
+    by_depth: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_depth[run.conv_layers][run.model_cfg.get("activation")].append(run)
     lines = []
     for depth, pair in sorted(by_depth.items()):
         if not {"relu", "sigmoid"} <= pair.keys():
             continue
         relu, sig = pair["relu"], pair["sigmoid"]
-        g_relu = _first_epoch(relu, "grad_norm_W", ("Conv",))[0]
-        g_sig = _first_epoch(sig, "grad_norm_W", ("Conv",))[0]
+        mean = statistics.mean
+        g_relu = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in relu)
+        g_sig = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in sig)
         ratio = g_relu / g_sig if g_sig else math.inf
         relation = (
             f"{ratio:.0f}x smaller"
@@ -248,10 +284,10 @@ def _activation_findings(runs: list[Run]) -> list[str]:
             if ratio < 1 / 1.5
             else "about the same"
         )
-        zeros = statistics.mean(a["zero_fraction"] for a in _conv_activations(relu))
-        saturation = statistics.mean(a["saturated_fraction"] for a in _conv_activations(sig))
-        t_relu = relu.summary.get("seconds_per_epoch", math.nan)
-        t_sig = sig.summary.get("seconds_per_epoch", math.nan)
+        zeros = mean(a["zero_fraction"] for r in relu for a in _conv_activations(r))
+        saturation = mean(a["saturated_fraction"] for r in sig for a in _conv_activations(r))
+        t_relu = mean(r.summary.get("seconds_per_epoch", math.nan) for r in relu)
+        t_sig = mean(r.summary.get("seconds_per_epoch", math.nan) for r in sig)
         if saturation >= 0.01:
             why = (
                 f"sigmoid keeps {saturation:.1%} of them saturated, where its gradient all "
@@ -265,10 +301,9 @@ def _activation_findings(runs: list[Run]) -> list[str]:
         lines.append(
             f"**{depth} conv layers.** The first conv layer's weight gradient is {relation} "
             f"with sigmoid than with ReLU ({g_sig:.2e} against {g_relu:.2e}, epoch 1). "
-            f"Test accuracy: ReLU {relu.summary['test_accuracy']:.3f}, sigmoid "
-            f"{sig.summary['test_accuracy']:.3f}. ReLU leaves {zeros:.0%} of the conv "
-            f"activations at exactly 0 (sparse); {why}. An epoch took {t_relu:.2f} s with ReLU "
-            f"and {t_sig:.2f} s with sigmoid."
+            f"Test accuracy: ReLU {_shown(relu)}, sigmoid {_shown(sig)}. ReLU leaves "
+            f"{zeros:.0%} of the conv activations at exactly 0 (sparse); {why}. An epoch took "
+            f"{t_relu:.2f} s with ReLU and {t_sig:.2f} s with sigmoid."
         )
     return lines or ["No ReLU and sigmoid runs of the same depth to compare."]
 
