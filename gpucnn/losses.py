@@ -29,6 +29,10 @@ class Loss:
         """Class indices from logits."""
         raise NotImplementedError
 
+    def probabilities(self, logits: Any) -> Any:
+        """(N, classes) probabilities from logits (two columns for a binary output)."""
+        raise NotImplementedError
+
 
 class BinaryCrossEntropy(Loss):
     """Sigmoid + binary cross-entropy. logits: (N, 1) or (N,), y: (N,) of 0 / 1."""
@@ -50,6 +54,10 @@ class BinaryCrossEntropy(Loss):
 
     def predict(self, logits: Any) -> Any:
         return (logits.reshape(-1) > 0).astype(get_array_module(logits).int64)
+
+    def probabilities(self, logits: Any) -> Any:
+        p = sigmoid(logits.reshape(-1, 1))
+        return get_array_module(logits).concatenate([1 - p, p], axis=1)
 
 
 class CrossEntropy(Loss):
@@ -74,6 +82,9 @@ class CrossEntropy(Loss):
 
     def predict(self, logits: Any) -> Any:
         return logits.argmax(axis=1)
+
+    def probabilities(self, logits: Any) -> Any:
+        return softmax(logits)
 
 
 def for_outputs(n_outputs: int) -> Loss:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import get_array_module
+import numpy as np
+
+from .backend import get_array_module, to_host
 from .errors import ConfigError
 from .losses import Loss
 from .model import NO_HOOKS, Hooks, Model
@@ -75,3 +77,13 @@ def evaluate(
         correct += (loss.predict(logits) == yb).sum()
     n = x.shape[0]
     return float(total_loss) / n, float(correct) / n
+
+
+def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:
+    """Class probabilities of x: (N, ...) -> (N, classes) on the host, in evaluation mode
+    (two columns for a binary model: the negative and the positive class)."""
+    parts = [
+        to_host(loss.probabilities(model.forward(x[i : i + batch_size], logits=True)))
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return np.concatenate(parts)

@@ -232,7 +232,11 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
 def _train(job: Job, model: Model, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
     splits = load_splits(cfg)
-    job.summary.update(classes=list(splits.classes), balance=splits.balance)
+    job.summary.update(
+        classes=list(splits.classes),
+        balance=splits.balance,
+        normalisation={"mean": splits.mean, "std": splits.std},  # for gpucnn.predict
+    )
     trainer = Trainer(cfg, model, splits, job.run_dir, stops, job.summary["threads"])
     try:
         meta = trainer.restore()

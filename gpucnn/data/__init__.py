@@ -1,7 +1,7 @@
 """Image sets (IDX files, downloads, the embedded subset), tasks and device-resident batches."""
 
 from .batches import Batches, epoch_order
-from .prepare import Prepared, Split, describe, prepare
+from .prepare import Prepared, Split, describe, prepare, preprocess
 from .sources import NAMES, RawData, load
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "epoch_order",
     "load",
     "prepare",
+    "preprocess",
 ]

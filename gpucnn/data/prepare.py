@@ -127,6 +127,13 @@ def _pad(x: np.ndarray, pad_to: int | None) -> np.ndarray:
     return out
 
 
+def preprocess(images: np.ndarray, pad_to: int | None, mean: float, std: float) -> np.ndarray:
+    """uint8 images (N, H, W) -> float32 (N, 1, pad_to, pad_to): scaled to [0, 1], padded,
+    normalised with the training images' ``mean`` and ``std`` (what training did, and what
+    prediction must do)."""
+    return (_pad(images.astype(np.float32) * np.float32(1 / 255), pad_to) - mean) / std
+
+
 def prepare(
     raw: RawData,
     task: str = "binary",
@@ -171,7 +178,7 @@ def prepare(
         raise ConfigError("the training images are all the same value: nothing to learn")
 
     def to_split(x: np.ndarray, y: np.ndarray) -> Split:
-        x = (_pad(x.astype(np.float32) * scale, pad_to) - mean) / std
+        x = preprocess(x, pad_to, mean, std)
         return Split(backend.to_device(x, dtype=backend.dtype()), backend.to_device(y))
 
     if task == "binary":

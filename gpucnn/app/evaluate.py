@@ -1,0 +1,177 @@
+"""``python -m gpucnn.evaluate RUN_DIR [overrides...]``: what a trained run gets right and wrong.
+
+    python -m gpucnn.evaluate outputs/runs/<time>                     # its own test split
+    python -m gpucnn.evaluate outputs/runs/<time> data=fashion_mnist   # another data config
+    python -m gpucnn.evaluate outputs/runs/<time> data.limit_test=500
+
+Loads the run's resolved config (summary.json) and weights (model.npz), evaluates them on the
+test split that config prepares (the same seeded split as in training), and writes into the run
+directory: evaluation.json (loss, accuracy, per-class precision / recall / F1, the confusion
+matrix), confusion.png (the labelled matrix) and mistakes.png (the misclassified test images
+the model was surest about, with true and predicted labels). Overrides are a data group
+(``data=NAME``) and dotted keys (``data.root=DIR``), applied to the run's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from .. import backend
+from ..errors import GpucnnError
+from ..fileio import write_json
+from ..losses import for_outputs
+from ..train import evaluate, predict
+from .config import Config, build_model
+from .experiment import load_splits
+from .results import pyplot, read_summary, save_figure
+
+log = logging.getLogger(__name__)
+
+MISTAKES_SHOWN = 24
+
+
+class RunError(GpucnnError):
+    """The run directory cannot be evaluated (no finished run, no weights)."""
+
+
+def run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's resolved config, checked against the schema, with ``overrides`` applied."""
+    summary = read_summary(run_dir)
+    if not summary or not isinstance(summary.get("config"), dict):
+        raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
+    if not (run_dir / "model.npz").is_file():
+        raise RunError(f"{run_dir} has no model.npz: the run did not finish (or save_model=false)")
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), summary["config"])
+    groups = [o for o in overrides if o.startswith("data=")]
+    if groups:
+        cfg.data = _data_group(groups[-1].partition("=")[2])
+    dotted = [o for o in overrides if not o.startswith("data=")]
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotted))
+
+
+def _data_group(name: str) -> DictConfig:
+    """The ``data`` node that ``data=NAME`` gives in a run's config."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("gpucnn.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[f"data={name}"]).data
+
+
+def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` and write its evaluation files; returns the record."""
+    cfg = run_config(run_dir, list(overrides))
+    b = cfg.backend
+    backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
+    model = build_model(cfg.model, cfg.data)
+    model.load(run_dir / "model.npz")
+    splits = load_splits(cfg)
+    loss, test = for_outputs(splits.n_outputs), splits.test
+    test_loss, accuracy = evaluate(model, loss, test.x, test.y, cfg.train.eval_batch_size)
+    probs = predict(model, loss, test.x, cfg.train.eval_batch_size)
+    truth, guess = backend.to_host(test.y), probs.argmax(axis=1)
+    classes = list(splits.classes)
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(confusion, (truth, guess), 1)
+    record = {
+        "run": str(run_dir),
+        "overrides": list(overrides),
+        "test_images": int(len(truth)),
+        "test_loss": test_loss,
+        "test_accuracy": accuracy,
+        "classes": classes,
+        "per_class": _per_class(confusion, classes),
+        "confusion": confusion.tolist(),  # rows: true class, columns: predicted
+        "predicted": guess.tolist(),  # each test image's predicted label, in split order
+    }
+    write_json(run_dir / "evaluation.json", record)
+    _plot_confusion(run_dir / "confusion.png", confusion, classes, accuracy)
+    images = backend.to_host(test.x)[:, 0] * splits.std + splits.mean  # as the model saw them
+    _plot_mistakes(run_dir / "mistakes.png", images, truth, probs, classes)
+    return record
+
+
+def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall and F1 of each class (0 where a ratio has nothing to divide)."""
+    out = {}
+    for k, name in enumerate(classes):
+        hits, predicted, actual = confusion[k, k], confusion[:, k].sum(), confusion[k].sum()
+        precision = hits / predicted if predicted else 0.0
+        recall = hits / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(actual),
+        }
+    return out
+
+
+def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], acc: float) -> None:
+    plt = pyplot()
+    size = 2.5 + 0.6 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    shown = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(shown, ax=ax, label="test images")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for (i, j), n in np.ndenumerate(confusion):
+        light = n > confusion.max() / 2
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if light else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix: {confusion.sum()} test images, accuracy {acc:.4f}")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _plot_mistakes(
+    path: Path, images: np.ndarray, truth: np.ndarray, probs: np.ndarray, classes: list[str]
+) -> None:
+    """The misclassified images the model was surest about, in a grid."""
+    guess = probs.argmax(axis=1)
+    wrong = np.flatnonzero(guess != truth)
+    worst = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES_SHOWN]
+    plt = pyplot()
+    cols = 6
+    rows = max(1, -(-len(worst) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, worst):
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(
+            f"true {classes[truth[i]]}\npred {classes[guess[i]]} ({probs[i, guess[i]]:.2f})",
+            fontsize=8,
+        )
+    fig.suptitle(f"The {len(worst)} mistakes the model was surest about (of {len(wrong)})")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpucnn.evaluate", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="a finished run's directory")
+    parser.add_argument(
+        "overrides", nargs="*", help="data=NAME and dotted keys, e.g. data.root=DIR"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        record = evaluate_run(args.run_dir, args.overrides)
+    except GpucnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
+        f"{record['test_images']} images: {args.run_dir / 'evaluation.json'}, confusion.png, "
+        "mistakes.png"
+    )
+    return 0

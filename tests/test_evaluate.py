@@ -1,0 +1,87 @@
+"""python -m gpucnn.evaluate and python -m gpucnn.predict on a trained run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from gpucnn.app import evaluate, predict
+from gpucnn.app.config import Config
+from gpucnn.app.experiment import load_splits
+
+from .helpers import TINY, app
+
+
+def tool(name, *args):
+    return subprocess.run(
+        [sys.executable, "-m", f"gpucnn.{name}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished multiclass run, evaluated once."""
+    run_dir = tmp_path_factory.mktemp("run")
+    proc = app(*TINY, "data.task=multiclass", "train.epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    done = tool("evaluate", run_dir)
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    record = json.loads((run_dir / "evaluation.json").read_text())
+    assert record["test_accuracy"] == summary["test_accuracy"]  # exactly
+    assert record["test_loss"] == pytest.approx(summary["test_loss"], rel=1e-12)
+    confusion = np.array(record["confusion"])
+    assert confusion.sum() == record["test_images"] == 100
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(record["test_accuracy"])
+    support = [c["support"] for c in record["per_class"].values()]
+    assert support == confusion.sum(axis=1).tolist()
+    for k, stats in enumerate(record["per_class"].values()):
+        if confusion[:, k].sum():
+            assert stats["precision"] == pytest.approx(confusion[k, k] / confusion[:, k].sum())
+    assert (run_dir / "confusion.png").is_file() and (run_dir / "mistakes.png").is_file()
+
+
+def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), evaluate.run_config(run_dir, []))
+    splits = load_splits(cfg)
+    # The first test images as the files they came from: undo the normalisation and padding.
+    x = np.asarray(splits.test.x[:12, 0]) * splits.std + splits.mean
+    top = (x.shape[1] - 28) // 2
+    raw = np.rint(x[:, top : top + 28, top : top + 28] * 255).astype(np.uint8)
+    files = []
+    for i, image in enumerate(raw):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    np.save(tmp_path / "all.npy", raw)
+    expected = json.loads((run_dir / "evaluation.json").read_text())["predicted"][:12]
+    proc = tool("predict", run_dir, *files, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["label"] for r in json.loads(proc.stdout)] == expected
+    from_array = predict.predict_files(run_dir, [tmp_path / "all.npy"])
+    assert [r["label"] for r in from_array] == expected
+    lines = tool("predict", run_dir, files[0]).stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{files[0]}\t")
+
+
+def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
+    for args, says in (
+        (("evaluate", tmp_path), "holds no readable run summary"),
+        (("predict", run_dir, tmp_path / "notes.txt"), "give PNG, JPEG or BMP files"),
+        (("predict", run_dir, tmp_path / "broken.png"), "not a readable image"),
+    ):
+        proc = tool(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert says in proc.stderr and "Traceback" not in proc.stderr
