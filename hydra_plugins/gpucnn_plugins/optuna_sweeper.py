@@ -48,6 +48,7 @@ def _finished(storage: str, study_name: str) -> int:
     except KeyError:  # no such study yet
         return 0
     for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        # Optuna 2.10 (the sweeper's pin) reaches a running trial's attributes only by its id.
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("interrupted", True)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
