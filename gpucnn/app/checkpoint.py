@@ -76,8 +76,9 @@ SUMS = ("loss", "correct", "seen", "seconds")
 
 
 def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, opt: Optimizer):
-    """CheckpointError naming ``path`` unless its record is complete and its arrays (the
-    parameters and the optimiser's state) are whole, of this run's dtype and finite."""
+    """CheckpointError naming ``path`` unless its record is complete, its arrays (the
+    parameters and the optimiser's state) are all there and of this run's dtype, and the
+    optimiser's state is finite (the parameters' values are checked as they are loaded)."""
     for key, kind in RECORD.items():
         value = meta.get(key)
         if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
@@ -103,7 +104,9 @@ def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, 
     for key, value in arrays.items():
         if value.dtype != dtype:
             raise CheckpointError(f"{path}: {key} is {value.dtype}, this run uses {dtype}")
-        if key in slots and value.shape != slots[key].shape:
+        if key not in slots:
+            continue  # a parameter: load_state_dict checks its shape and values
+        if value.shape != slots[key].shape:
             raise CheckpointError(f"{path}: {key} has shape {value.shape}, not {slots[key].shape}")
         if not np.isfinite(value).all():
             raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
