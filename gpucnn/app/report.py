@@ -401,15 +401,15 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
         sentences += [e.sentence() for e in effects(records, key)]
     save_figure(fig, out / "effects.png")
 
-    best, setting, cheapest = _best_setting(done, keys)
+    best, cheapest = _best_setting(done, keys)
     text = (
-        f"Best on average: {setting(best)} with test accuracy {_shown(best)}, "
+        f"Best on average: {_setting(best, keys)} with test accuracy {_shown(best)}, "
         f"{best[0].summary['weights']:,} weights and "
         f"{statistics.mean(r.summary['seconds_per_epoch'] for r in best):.2f} s per epoch."
     )
     if cheapest is not best:
         text += (
-            f" Within one point of it, {setting(cheapest)} ({_shown(cheapest)}) needs only "
+            f" Within one point of it, {_setting(cheapest, keys)} ({_shown(cheapest)}) needs only "
             f"{cheapest[0].summary['weights']:,} weights."
         )
     blocks += [
@@ -426,9 +426,9 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     return blocks
 
 
-def _best_setting(done: list[Run], keys: list[str]):
-    """The runs of the setting with the best mean test accuracy, a namer of settings, and the
-    runs of the cheapest setting (fewest weights) whose mean is within one point of it."""
+def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run]]:
+    """The runs of the setting with the best mean test accuracy, and the runs of the cheapest
+    setting (fewest weights) whose mean is within one point of it."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in done:
         groups[tuple(str(r.model_cfg.get(k)) for k in keys)].append(r)
@@ -436,12 +436,14 @@ def _best_setting(done: list[Run], keys: list[str]):
     def mean(runs: list[Run]) -> float:
         return statistics.mean(r.summary["test_accuracy"] for r in runs)
 
-    def setting(runs: list[Run]) -> str:
-        return ", ".join(f"{k}={runs[0].model_cfg.get(k)}" for k in keys)
-
     best = max(groups.values(), key=mean)
     close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
-    return best, setting, min(close, key=lambda g: g[0].summary["weights"])
+    return best, min(close, key=lambda g: g[0].summary["weights"])
+
+
+def _setting(runs: list[Run], keys: list[str]) -> str:
+    """``filter_size=5, pool_size=2``: the setting that ``runs`` share."""
+    return ", ".join(f"{k}={runs[0].model_cfg.get(k)}" for k in keys)
 
 
 def _shown(runs: list[Run]) -> str:
