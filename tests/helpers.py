@@ -76,3 +76,12 @@ def check_layer_gradients(layer, x, rng, training=False, before=lambda: None):
         analytic = layer.grads[key].copy()
         errors.append(rel_error(analytic, numerical_grad(f, p)))
     return max(errors)
+
+
+def model_for(cfg):
+    """The config's model, built for the embedded set's 28x28 grayscale images (10 classes)
+    as the config's data settings prepare them."""
+    from gpucnn.app.config import build_model
+
+    side = cfg.data.pad_to or 28
+    return build_model(cfg.model, (1, side, side), 1 if cfg.data.task == "binary" else 10)

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from gpucnn.app import sweep
-from gpucnn.app.config import build_model, register, validate
+from gpucnn.app.config import register, validate
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
 
-from .helpers import TINY, app
+from .helpers import TINY, app, model_for
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -234,7 +234,11 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
         ("model.padding=half", "model.padding='half'"),
         ("data.positive=[0]", r"share classes \[0\]"),
-        ("data.pad_to=20", "data.pad_to=20"),
+        ("data.pad_to=0", "data.pad_to=0 must be null or a positive"),
+        ("data.channels=2", "data.channels=2: choose 1"),
+        ("data.fit=crop", "data.fit='crop': choose pad or stretch"),
+        ("data=folder", "data=folder needs data.root=DIR"),
+        ("data=arrays", "data=arrays needs data.path=FILE.npz"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0"),
         ("optimizer.eps=0", "optimizer.eps must be > 0"),
         ("train.seed=-1", "train.seed=-1 must be >= 0"),
@@ -259,7 +263,7 @@ def test_the_library_errors_are_given_config_keys(override, match):
     cfg = composed(override)
     validate(cfg)
     with pytest.raises(ConfigError, match=match):
-        build_model(cfg.model, cfg.data)
+        model_for(cfg)
 
 
 def test_a_terminal_gets_a_progress_bar_with_loss_and_speed(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ from omegaconf import OmegaConf
 
 from gpucnn import backend
 from gpucnn.app import checkpoint
-from gpucnn.app.config import Config, build_model, build_optimizer
+from gpucnn.app.config import Config, build_optimizer
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
 
-from .helpers import TINY, app
+from .helpers import TINY, app, model_for
 
 
 def _nan_weight(meta, arrays):
@@ -86,13 +86,13 @@ def test_bad_contents_are_refused_by_name_and_the_previous_checkpoint_used(
     rewrite(tmp_path / checkpoint.CURRENT, change)
     cfg = _cfg()
     backend.use("numpy", "float32", 0)
-    model, optimizer = build_model(cfg.model, cfg.data), build_optimizer(cfg.optimizer)
+    model, optimizer = model_for(cfg), build_optimizer(cfg.optimizer)
     meta = checkpoint.load(tmp_path, model, optimizer)
     assert meta["epoch"] == 1  # the previous checkpoint: the end of epoch 1
     assert str(tmp_path / checkpoint.CURRENT) in caplog.text and says in caplog.text
     rewrite(tmp_path / checkpoint.PREVIOUS, change)
     with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint"):
-        checkpoint.load(tmp_path, build_model(cfg.model, cfg.data), optimizer)
+        checkpoint.load(tmp_path, model_for(cfg), optimizer)
 
 
 def test_no_usable_checkpoint_is_one_line_and_exit_6(tmp_path):
@@ -116,7 +116,7 @@ def test_no_usable_checkpoint_is_one_line_and_exit_6(tmp_path):
 )
 def test_weights_with_non_finite_or_integer_values_are_refused(tmp_path, value, says):
     cfg = _cfg()
-    model = build_model(cfg.model, cfg.data)
+    model = model_for(cfg)
     model.save(tmp_path / "w.npz")
     with np.load(tmp_path / "w.npz") as f:
         state = {k: f[k] for k in f.files}

@@ -82,7 +82,7 @@ def test_data_root_is_searched_first_and_raw_files_work(tmp_path):
     arrays = _fake_set(np.random.default_rng(1))
     _write_set(tmp_path, arrays, compress=False)
     raw = load("fashion_mnist", root=tmp_path, download_ok=False)
-    assert np.array_equal(raw.x_train, arrays["train_images"])
+    assert np.array_equal(raw.x_train[:, 0], arrays["train_images"])
     assert raw.y_test.dtype == np.int64
 
 
@@ -139,7 +139,7 @@ def test_download_accepts_verified_files(tmp_path, http_dir):
     source = _source_for(arrays)
     dest = sources.download(source, tmp_path / "cache", url)
     raw = sources.load_idx_dir(source, dest)
-    assert np.array_equal(raw.x_test, arrays["test_images"])
+    assert np.array_equal(raw.x_test[:, 0], arrays["test_images"])
 
 
 def test_download_with_a_bad_checksum_leaves_nothing_behind(tmp_path, http_dir):
@@ -165,7 +165,7 @@ def test_download_md5_checked_for_mnist_style_sources(tmp_path, http_dir):
 
 def test_the_embedded_set_is_stratified_uint8_fashion_mnist():
     raw = load("fashion_mnist_mini")
-    assert raw.x_train.shape == (10_000, 28, 28) and raw.x_test.shape == (2_000, 28, 28)
+    assert raw.x_train.shape == (10_000, 1, 28, 28) and raw.x_test.shape == (2_000, 1, 28, 28)
     assert raw.x_train.dtype == np.uint8 and raw.classes[6] == "Shirt"
     assert np.bincount(raw.y_train).tolist() == [1000] * 10
     assert np.bincount(raw.y_test).tolist() == [200] * 10
@@ -179,14 +179,14 @@ def test_binary_task_labels_and_preprocessing():
     assert data.input_shape == (1, 32, 32)
     assert data.balance == {"train": [900, 900], "val": [100, 100], "test": [200, 200]}
     # Test labels: 1 exactly where the raw label was Shirt.
-    shirts = raw.x_test[raw.y_test == 6]
-    ones = data.test.x[data.test.y == 1][:, 0, 2:30, 2:30] * data.std + data.mean
+    shirts = raw.x_test[raw.y_test == 6, 0]
+    ones = data.test.x[data.test.y == 1][:, 0, 2:30, 2:30] * data.std[0] + data.mean[0]
     assert np.allclose(np.sort(ones.ravel()), np.sort(shirts.ravel() / 255), atol=1e-5)
     # Standardised with the training split's own statistics.
     inner = data.train.x[:, :, 2:30, 2:30]
     assert abs(float(inner.mean())) < 1e-3 and abs(float(inner.std()) - 1) < 1e-3
     # The padding is the background (raw 0).
-    assert np.allclose(data.train.x[:, :, :2, :], -data.mean / data.std)
+    assert np.allclose(data.train.x[:, :, :2, :], -data.mean[0] / data.std[0])
 
 
 def test_multiclass_task_and_limits():
@@ -244,7 +244,7 @@ def test_full_fashion_mnist_from_debian():
         raw_bytes = gzip.decompress((DEBIAN / (spec.name + ".gz")).read_bytes())
         assert hashlib.sha256(raw_bytes).hexdigest() == spec.sha256, spec.name
     raw = load("fashion_mnist", download_ok=False)
-    assert raw.x_train.shape == (60_000, 28, 28) and raw.x_test.shape == (10_000, 28, 28)
+    assert raw.x_train.shape == (60_000, 1, 28, 28) and raw.x_test.shape == (10_000, 1, 28, 28)
     assert np.bincount(raw.y_train).tolist() == [6000] * 10
 
 
@@ -258,4 +258,4 @@ def test_a_missing_set_is_downloaded_into_the_cache(tmp_path, http_dir, monkeypa
     raw = load("fashion_mnist", url=url)
     assert np.array_equal(raw.y_train, arrays["train_labels"])
     assert (tmp_path / ".cache/gpucnn/fake/train-images-idx3-ubyte.gz").is_file()
-    assert load("fashion_mnist", download_ok=False).x_train.shape == (60, 28, 28)  # now cached
+    assert load("fashion_mnist", download_ok=False).x_train.shape == (60, 1, 28, 28)  # now cached

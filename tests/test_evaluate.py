@@ -53,7 +53,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
 def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     splits = load_splits(evaluate.run_config(run_dir, []))
     # The first test images as the files they came from: undo the normalisation and padding.
-    x = np.asarray(splits.test.x[:12, 0]) * splits.std + splits.mean
+    x = np.asarray(splits.test.x[:12, 0]) * splits.std[0] + splits.mean[0]
     top = (x.shape[1] - 28) // 2
     raw = np.rint(x[:, top : top + 28, top : top + 28] * 255).astype(np.uint8)
     files = []
@@ -76,7 +76,7 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
     for args, says in (
         (("evaluate", tmp_path), "holds no readable run summary"),
-        (("predict", run_dir, tmp_path / "notes.txt"), "give PNG, JPEG or BMP files"),
+        (("predict", run_dir, tmp_path / "notes.txt"), "give image files (.bmp"),
         (("predict", run_dir, tmp_path / "broken.png"), "not a readable image"),
     ):
         proc = tool(*args)

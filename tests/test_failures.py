@@ -47,7 +47,7 @@ def status(run_dir):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["data.pad_to=100000"], ["Dense(", "needed", "a smaller image"]),
+        (["data.pad_to=100000"], ["data.pad_to=100000", "images of 1x100000x100000", "lower"]),
         (["model=cnn", "model.hidden=[100000000]"], ["Dense(1024, 100000000)", "needed"]),
         (["model.filter_size=201"], ["batch_size=", "im2col columns", "model.filter_size"]),
     ],

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from gpucnn.app import checkpoint
-from gpucnn.app.config import Config, build_model, validate
+from gpucnn.app.config import Config, validate
 from gpucnn.app.experiment import OutOfMemory, run_job
 from gpucnn.app.trainer import Trainer
 from gpucnn.errors import ConfigError, ShapeError
 
 from .conftest import CUPY_OK, requires_gpu
-from .helpers import app
+from .helpers import app, model_for
 
 # Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
 RUN = [
@@ -201,7 +201,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     current.write_bytes(current.read_bytes()[:200])  # truncated on disk
     from gpucnn.app.experiment import load_splits
 
-    model = build_model(cfg.model, cfg.data)
+    model = model_for(cfg)
     trainer = Trainer(cfg, model, load_splits(cfg), tmp_path)
     meta = trainer.restore()
     trainer.close()
@@ -221,7 +221,7 @@ def test_after_falling_back_the_next_save_keeps_the_good_previous_checkpoint(tmp
     damaged = current.read_bytes()[:200]
     current.write_bytes(damaged)
     good = previous.read_bytes()
-    trainer = Trainer(cfg, build_model(cfg.model, cfg.data), load_splits(cfg), tmp_path)
+    trainer = Trainer(cfg, model_for(cfg), load_splits(cfg), tmp_path)
     assert trainer.restore()["epoch"] == 1
     assert (tmp_path / checkpoint.DAMAGED).read_bytes() == damaged  # set aside, not deleted
     trainer.save()
@@ -324,7 +324,7 @@ def test_any_architecture_trains_one_step_or_is_rejected_by_name(arch):
         cfg.model[key] = value
     try:
         validate(cfg)
-        model = build_model(cfg.model, cfg.data)
+        model = model_for(cfg)
     except ShapeError as exc:
         assert "layer" in str(exc)
         return

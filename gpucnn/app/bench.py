@@ -68,7 +68,7 @@ class _Ours:
     def __init__(self, cfg: DictConfig, splits: data.Prepared, batch_size: int) -> None:
         backend.set_seed(cfg.train.seed)
         self.cfg, self.splits, self.batch_size = cfg, splits, batch_size
-        self.model = build_model(cfg.model, cfg.data)
+        self.model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         self.initial = self.model.state_dict()
         self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
         with config_group("train"):
@@ -102,7 +102,7 @@ class _Peer:
     """PyTorch's side: the twin of our initial model, trained on the same batch orders."""
 
     def __init__(self, torch: Any, ours: _Ours, compile_: bool) -> None:
-        model = build_model(ours.cfg.model, ours.cfg.data)
+        model = build_model(ours.cfg.model, ours.splits.input_shape, ours.splits.n_outputs)
         model.load_state_dict(ours.initial)
         opt = build_optimizer(ours.cfg.optimizer)
         self.ours = ours

@@ -7,7 +7,7 @@ is loaded. ``build_model`` / ``build_optimizer`` turn a config into library obje
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -17,14 +17,13 @@ from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .. import presets
+from ..data import folder, sources
 from ..data.prepare import check_task
-from ..data.sources import NAMES as DATA_NAMES
 from ..errors import ConfigError, NotEnoughMemory
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
 
-IMAGE_SIZE = 28  # every supported set has 28x28 grayscale images in 10 classes
-N_CLASSES = 10
+DATA_NAMES = (*sources.NAMES, "folder", "arrays")
 
 
 @dataclass
@@ -48,7 +47,8 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "fashion_mnist_mini"
-    root: Optional[str] = None  # the directory with the IDX files (only there when given)
+    # the directory with the IDX files (only there when given); folder: the image folder
+    root: Optional[str] = None
     download: bool = True
     url: Optional[str] = None  # a mirror instead of the official address
     task: str = "binary"  # binary or multiclass
@@ -58,6 +58,15 @@ class DataConfig:
     val_fraction: float = 0.1
     limit_train: Optional[int] = None  # a stratified subset, for quick runs
     limit_test: Optional[int] = None
+    path: Optional[str] = None  # arrays: the .npz file (gpucnn/data/arrays.py)
+    # folder (gpucnn/data/folder.py): images made grayscale (1) or RGB (3), fitted to a square
+    # of image_size (pad: keep the aspect ratio, stretch: fill it); without train/ and test/
+    # folders, test_fraction of each class is held out for testing, drawn with split_seed
+    channels: int = 1
+    image_size: int = 32
+    fit: str = "pad"
+    test_fraction: float = 0.2
+    split_seed: int = 0
 
 
 @dataclass
@@ -228,17 +237,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.hidden={list(m.hidden)}: list positive layer widths")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout} must be in [0, 1)")
-    if d.name not in DATA_NAMES:
-        raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
-    with config_group("data"):
-        check_task(d.task, list(d.positive), list(d.negative), N_CLASSES)
-    if d.pad_to is not None and d.pad_to < IMAGE_SIZE:
-        raise ConfigError(f"data.pad_to={d.pad_to} must be null or >= {IMAGE_SIZE}")
-    if not 0 <= d.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
-    for key in ("limit_train", "limit_test"):
-        if d[key] is not None and d[key] < 1:
-            raise ConfigError(f"data.{key}={d[key]} must be null or a positive number of images")
+    _validate_data(d)
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.threads is not None and t.threads < 1:
@@ -269,24 +268,38 @@ def validate(cfg: DictConfig) -> None:
     build_optimizer(o)  # range checks of lr, betas, momentum
 
 
-def input_shape(d: DictConfig) -> tuple[int, int, int]:
-    """The per-sample input shape the data config produces."""
-    size = d.pad_to or IMAGE_SIZE
-    return (1, size, size)
+def _validate_data(d: DictConfig) -> None:
+    """The data checks that need no files; the sources check the rest as they read."""
+    if d.name not in DATA_NAMES:
+        raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
+    if d.name == "folder" and not d.root:
+        raise ConfigError(
+            "data=folder needs data.root=DIR, the folder with one folder of images per class"
+        )
+    if d.name == "arrays" and not d.path:
+        raise ConfigError(
+            "data=arrays needs data.path=FILE.npz, holding x_train, y_train, x_test, y_test"
+        )
+    with config_group("data"):
+        check_task(d.task, list(d.positive), list(d.negative))
+        folder.check_settings(d.channels, d.image_size, d.fit, d.test_fraction)
+    if d.pad_to is not None and d.pad_to < 1:
+        raise ConfigError(f"data.pad_to={d.pad_to} must be null or a positive image size")
+    if not 0 <= d.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
+    for key in ("limit_train", "limit_test"):
+        if d[key] is not None and d[key] < 1:
+            raise ConfigError(f"data.{key}={d[key]} must be null or a positive number of images")
 
 
-def n_outputs(d: DictConfig) -> int:
-    return 1 if d.task == "binary" else N_CLASSES
-
-
-def build_model(m: DictConfig, d: DictConfig) -> Model:
-    """The model a config describes, built and shape-checked for the data config's inputs."""
+def build_model(m: DictConfig, input_shape: Sequence[int], n_outputs: int) -> Model:
+    """The model a config describes, built and shape-checked for per-sample ``input_shape``
+    (C, H, W) and ``n_outputs`` outputs (the prepared data's)."""
     with config_group("model"):
-        return _model(m, d)
+        return _model(m, tuple(input_shape), n_outputs)
 
 
-def _model(m: DictConfig, d: DictConfig) -> Model:
-    shape, outputs = input_shape(d), n_outputs(d)
+def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
     if m.kind == "mlp":
         width = shape[0] * shape[1] * shape[2]
         return presets.mlp(

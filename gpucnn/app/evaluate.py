@@ -69,9 +69,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     cfg = run_config(run_dir, list(overrides))
     b = cfg.backend
     backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
-    model = build_model(cfg.model, cfg.data)
-    model.load(run_dir / "model.npz")
     splits = load_splits(cfg)
+    model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
+    model.load(run_dir / "model.npz")
     loss, test = for_outputs(splits.n_outputs), splits.test
     test_loss, accuracy = evaluate(model, loss, test.x, test.y, cfg.train.eval_batch_size)
     probs = predict(model, loss, test.x, cfg.train.eval_batch_size)
@@ -92,7 +92,9 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     }
     write_json(run_dir / "evaluation.json", record)
     _plot_confusion(run_dir / "confusion.png", confusion, classes, accuracy)
-    images = backend.to_host(test.x)[:, 0] * splits.std + splits.mean  # as the model saw them
+    per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
+    std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
+    images = backend.to_host(test.x) * std + mean
     _plot_mistakes(run_dir / "mistakes.png", images, truth, probs, classes)
     return record
 
@@ -135,18 +137,22 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], acc: 
 def _plot_mistakes(
     path: Path, images: np.ndarray, truth: np.ndarray, probs: np.ndarray, classes: list[str]
 ) -> None:
-    """The misclassified images the model was surest about, in a grid."""
+    """The misclassified ``images`` (N, C, H, W) the model was surest about, in a grid."""
     guess = probs.argmax(axis=1)
     wrong = np.flatnonzero(guess != truth)
     worst = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES_SHOWN]
     plt = pyplot()
     cols = 6
     rows = max(1, -(-len(worst) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, worst):
-        ax.imshow(images[i], cmap="gray")
+        image = images[i].transpose(1, 2, 0)  # (H, W, C), as matplotlib draws images
+        if image.shape[2] == 3:
+            ax.imshow(np.clip(image, 0, 1))  # RGB: scaled images are in [0, 1]
+        else:  # grayscale (or the first channel of others)
+            ax.imshow(image[..., 0], cmap="gray")
         ax.set_title(
             f"true {classes[truth[i]]}\npred {classes[guess[i]]} ({probs[i, guess[i]]:.2f})",
             fontsize=8,

@@ -78,13 +78,32 @@ def _versions() -> dict[str, str]:
     }
 
 
+def load_raw(cfg: DictConfig) -> data.RawData:
+    """The raw train and test images the data config names."""
+    d = cfg.data
+    if d.name == "folder":
+        with config_group("data"):
+            return data.folder.load(
+                d.root,
+                d.channels,
+                d.image_size,
+                d.fit,
+                d.test_fraction,
+                d.split_seed,
+                progress=cfg.train.progress,
+            )
+    if d.name == "arrays":
+        return data.arrays.load(d.path)
+    try:
+        return data.load(d.name, d.root, d.download, d.url)
+    except DataError as exc:  # its advice names the library's arguments: say the keys too
+        raise DataError(f"{exc}\n(here root is data.root, download is data.download)") from None
+
+
 def load_splits(cfg: DictConfig) -> data.Prepared:
     """The train / val / test splits the data config describes, on the device; logged."""
     d, t = cfg.data, cfg.train
-    try:
-        raw = data.load(d.name, d.root, d.download, d.url)
-    except DataError as exc:  # its advice names the library's arguments: say the keys too
-        raise DataError(f"{exc}\n(here root is data.root, download is data.download)") from None
+    raw = load_raw(cfg)
     with config_group("data"):
         splits = data.prepare(
             raw,
@@ -199,10 +218,12 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
         if not active.is_gpu:
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
-        model = build_model(cfg.model, cfg.data)
+        splits = load_splits(cfg)
+        job.summary.update(_describe_data(splits))
+        model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
         check_memory(model, cfg)
-        return _train(job, model, stops)
+        return _train(job, model, splits, stops)
     except (ConfigError, BackendError) as exc:
         job.write_summary("invalid_config", reason=str(exc))
         raise
@@ -229,14 +250,8 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
         backend.release()
 
 
-def _train(job: Job, model: Model, stops: signals.Stops) -> float:
+def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
-    splits = load_splits(cfg)
-    job.summary.update(
-        classes=list(splits.classes),
-        balance=splits.balance,
-        normalisation={"mean": splits.mean, "std": splits.std},  # for gpucnn.predict
-    )
     trainer = Trainer(cfg, model, splits, job.run_dir, stops, job.summary["threads"])
     try:
         meta = trainer.restore()
@@ -302,6 +317,18 @@ def check_memory(model: Model, cfg: DictConfig) -> None:
             "smaller (model.filter_size, model.channels)",
             argument=key,
         )
+
+
+def _describe_data(splits: data.Prepared) -> dict[str, Any]:
+    """What the data held, and what gpucnn.predict needs to prepare new images as these were."""
+    return {
+        "classes": list(splits.classes),
+        "balance": splits.balance,
+        "image_shape": list(splits.image_shape),  # (C, H, W) before padding
+        "input_shape": list(splits.input_shape),
+        "normalisation": {"mean": list(splits.mean), "std": list(splits.std)},
+        "skipped_files": list(splits.skipped),
+    }
 
 
 def _describe_model(model: Model) -> dict[str, Any]:

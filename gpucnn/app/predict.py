@@ -3,11 +3,13 @@
     python -m gpucnn.predict outputs/runs/<time> shirt.png boot.jpg
     python -m gpucnn.predict outputs/runs/<time> images.npy --json
 
-Images are PNG, JPEG or BMP files (made grayscale and resized to the set's 28x28), or .npy
-arrays of uint8 images, (H, W) or (N, H, W). They are prepared as in training: scaled to
-[0, 1], padded to ``data.pad_to`` and normalised with the training images' mean and standard
-deviation, saved in the run's summary.json. Prints one line per image: the file (with the
-image's index for arrays), the predicted class and its probability.
+Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or
+RGB and fitted to the size of the run's training images as its data config says, or .npy arrays
+of images already that size: one image (H, W), or several (N, H, W), (N, H, W, C) or (N, C, H,
+W); uint8 (0-255) or floats, as in training. They are then prepared as in training: scaled,
+padded to ``data.pad_to`` and normalised with the training images' mean and standard deviation,
+saved in the run's summary.json. Prints one line per image: the file (with the image's index
+for arrays), the predicted class and its probability.
 """
 
 from __future__ import annotations
@@ -21,66 +23,66 @@ from typing import Any
 import numpy as np
 
 from .. import backend, data
+from ..data.arrays import channels_first
+from ..data.images import SUFFIXES, is_image
 from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
 from ..train import predict
-from .config import IMAGE_SIZE, build_model, n_outputs
+from .config import build_model
 from .evaluate import RunError, run_config
 from .results import read_summary
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json
 
 
-def read_images(path: Path) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 (28, 28) image) for an image file, or for each image of a .npy array."""
+def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tuple[str, Any]]:
+    """(name, image (C, H, W)) for an image file, or for each image of a .npy array, at
+    ``image_shape`` (C, H, W)."""
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        if array.dtype != np.uint8 and array.dtype.kind != "f":
+            raise DataError(f"{path}: images must be uint8 (0-255) or floats, not {array.dtype}")
+        images = channels_first(array[None] if array.ndim == 2 else array, str(path))
+        if images.shape[1:] != tuple(image_shape):
             raise DataError(
-                f"{path}: expected uint8 images (H, W) or (N, H, W), got {array.dtype} "
-                f"{array.shape}"
+                f"{path}: holds images of {images.shape[1:]} (C, H, W) but the run was trained "
+                f"on {tuple(image_shape)}: resize them, or give image files (they are fitted)"
             )
-        array = array[None] if array.ndim == 2 else array
-        return [(f"{path}[{i}]", _sized(image, path)) for i, image in enumerate(array)]
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: give PNG, JPEG or BMP files, or a .npy array")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            gray = np.asarray(image.convert("L"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    return [(str(path), _sized(gray, path))]
-
-
-def _sized(image: np.ndarray, path: Path) -> np.ndarray:
-    """``image`` at the set's 28x28, resized if it is another size."""
-    if image.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        return image
-    from PIL import Image
-
-    resized = Image.fromarray(image).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(resized)
+        return [(f"{path}[{i}]", image) for i, image in enumerate(images)]
+    if not is_image(path):
+        raise DataError(f"{path}: give image files ({', '.join(SUFFIXES)}) or a .npy array")
+    C, H, W = image_shape
+    return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
 
 
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """One record per image: its name, the predicted class and its probability."""
     cfg = run_config(run_dir, [])
     summary = read_summary(run_dir) or {}
-    norm, classes = summary.get("normalisation"), summary.get("classes")
-    if not isinstance(norm, dict) or not classes:
-        raise RunError(f"{run_dir}/summary.json lacks the normalisation or the class names")
-    named = [item for path in paths for item in read_images(path)]
+    missing = [key for key in NEEDED if not summary.get(key)]
+    if missing:
+        raise RunError(
+            f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
+            "version of gpucnn"
+        )
+    named = [
+        item for path in paths for item in read_images(path, summary["image_shape"], cfg.data.fit)
+    ]
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
-    model = build_model(cfg.model, cfg.data)
+    classes, norm = summary["classes"], summary["normalisation"]
+    n_outputs = 1 if cfg.data.task == "binary" else len(classes)
+    model = build_model(cfg.model, summary["input_shape"], n_outputs)
     model.load(run_dir / "model.npz")
-    images = np.stack([image for _, image in named])
-    x = data.preprocess(images, cfg.data.pad_to, norm["mean"], norm["std"])
-    probs = predict(model, for_outputs(n_outputs(cfg.data)), x, cfg.train.eval_batch_size)
+    x = np.concatenate(  # one by one: files (uint8) and arrays (maybe floats) are scaled apart
+        [
+            data.preprocess(image[None], cfg.data.pad_to, norm["mean"], norm["std"])
+            for _, image in named
+        ]
+    )
+    probs = predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size)
     return [
         {
             "image": name,

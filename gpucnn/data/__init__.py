@@ -1,8 +1,12 @@
-"""Image sets (IDX files, downloads, the embedded subset), tasks and device-resident batches."""
+"""Image sets (IDX files, downloads, the embedded subset, image folders, .npz arrays), tasks and
+device-resident batches."""
 
+from . import arrays, folder
 from .batches import Batches, epoch_order
+from .images import read_image
 from .prepare import Prepared, Split, describe, prepare, preprocess
-from .sources import NAMES, RawData, load
+from .raw import RawData
+from .sources import NAMES, load
 
 __all__ = [
     "NAMES",
@@ -10,9 +14,12 @@ __all__ = [
     "Prepared",
     "RawData",
     "Split",
+    "arrays",
     "describe",
     "epoch_order",
+    "folder",
     "load",
     "prepare",
     "preprocess",
+    "read_image",
 ]

@@ -1,10 +1,11 @@
-"""From raw uint8 images to device-resident, standardised train / validation / test splits.
+"""From raw images to device-resident, standardised train / validation / test splits.
 
 Steps: pick the task's classes and relabel them (binary: positive classes -> 1, negative -> 0;
 multiclass: all classes), take optional stratified subsets, split a seeded stratified validation
-set off the training images, scale to [0, 1], pad to ``pad_to`` (with background, 0), and
-standardise with the training split's mean and standard deviation. Each split is then copied to
-the device once, as one array.
+set off the training images, scale uint8 images to [0, 1] (float images are taken as they are),
+pad to ``pad_to`` x ``pad_to`` (with background, 0), and standardise each channel with the
+training split's mean and standard deviation of it. Each split is then copied to the device
+once, as one array.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TASKS = ("binary", "multiclass")
 
 @dataclass
 class Split:
-    """x: (N, 1, H, W) floats and y: (N,) int64 labels, both on the device."""
+    """x: (N, C, H, W) floats and y: (N,) int64 labels, both on the device."""
 
     x: Any
     y: Any
@@ -43,9 +44,11 @@ class Prepared:
     test: Split
     classes: tuple[str, ...]  # the task's class names, by label
     n_outputs: int  # 1 for binary (sigmoid), the number of classes otherwise (softmax)
-    mean: float
-    std: float
+    mean: tuple[float, ...]  # per channel, of the training split's scaled images
+    std: tuple[float, ...]
     balance: dict[str, list[int]]  # examples per label in each split
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images before padding
+    skipped: tuple[str, ...] = ()  # files the source could not read, each with why
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -74,8 +77,11 @@ def _select(
     return x[keep], np.isin(y[keep], positive).astype(np.int64)
 
 
-def check_task(task: str, positive: Sequence[int], negative: Sequence[int], n_classes: int) -> None:
-    """Reject a task that cannot work, naming the argument."""
+def check_task(
+    task: str, positive: Sequence[int], negative: Sequence[int], n_classes: int | None = None
+) -> None:
+    """Reject a task that cannot work, naming the argument (class numbers are checked against
+    ``n_classes`` when it is known)."""
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is unknown: choose binary or multiclass", "task")
     if task == "multiclass":
@@ -83,7 +89,9 @@ def check_task(task: str, positive: Sequence[int], negative: Sequence[int], n_cl
     for key, classes in (("positive", positive), ("negative", negative)):
         if not classes:
             raise ConfigError(f"{key} must list at least one class for the binary task", key)
-        bad = [c for c in classes if not 0 <= c < n_classes]
+        bad = [c for c in classes if c < 0 or (n_classes is not None and c >= n_classes)]
+        if bad and n_classes is None:
+            raise ConfigError(f"{key} has negative classes {bad}", key)
         if bad:
             raise ConfigError(f"{key} has classes {bad} outside 0..{n_classes - 1}", key)
     overlap = sorted(set(positive) & set(negative))
@@ -114,24 +122,45 @@ def _subset(
     return x[keep], y[keep]
 
 
+def _check_pad_to(pad_to: int | None, image_shape: Sequence[int]) -> None:
+    _, H, W = image_shape
+    if pad_to and pad_to < max(H, W):
+        raise ConfigError(
+            f"pad_to={pad_to} is smaller than the {H}x{W} images: give null or at least "
+            f"{max(H, W)}",
+            "pad_to",
+        )
+
+
 def _pad(x: np.ndarray, pad_to: int | None) -> np.ndarray:
-    """x: (N, H, W) -> (N, 1, pad_to, pad_to), centred, padded with 0 (the background)."""
-    N, H, W = x.shape
+    """x: (N, C, H, W) -> (N, C, pad_to, pad_to), centred, padded with 0 (the background)."""
+    N, C, H, W = x.shape
     if not pad_to:
-        return x[:, None]
-    if pad_to < max(H, W):
-        raise ConfigError(f"pad_to={pad_to} is smaller than the {H}x{W} images", "pad_to")
+        return x
+    _check_pad_to(pad_to, (C, H, W))
     top, left = (pad_to - H) // 2, (pad_to - W) // 2
-    out = np.zeros((N, 1, pad_to, pad_to), dtype=x.dtype)
-    out[:, 0, top : top + H, left : left + W] = x
+    out = np.zeros((N, C, pad_to, pad_to), dtype=x.dtype)
+    out[:, :, top : top + H, left : left + W] = x
     return out
 
 
-def preprocess(images: np.ndarray, pad_to: int | None, mean: float, std: float) -> np.ndarray:
-    """uint8 images (N, H, W) -> float32 (N, 1, pad_to, pad_to): scaled to [0, 1], padded,
-    normalised with the training images' ``mean`` and ``std`` (what training did, and what
-    prediction must do)."""
-    return (_pad(images.astype(np.float32) * np.float32(1 / 255), pad_to) - mean) / std
+def _scaled(images: np.ndarray) -> np.ndarray:
+    """float32 images: uint8 ones divided by 255, float ones as they are."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) * np.float32(1 / 255)
+    return images.astype(np.float32, copy=False)
+
+
+def preprocess(
+    images: np.ndarray, pad_to: int | None, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """images (N, C, H, W) -> float32 (N, C, pad_to, pad_to): scaled, padded, and each channel
+    normalised with the training images' ``mean`` and ``std`` of it (what training did, and
+    what prediction must do)."""
+    per_channel = (-1, 1, 1)
+    mean = np.asarray(mean, dtype=np.float32).reshape(per_channel)
+    std = np.asarray(std, dtype=np.float32).reshape(per_channel)
+    return (_pad(_scaled(images), pad_to) - mean) / std
 
 
 def prepare(
@@ -162,20 +191,24 @@ def prepare(
     x_train, y_train = _subset(x_train, y_train, limit_train, "limit_train", rng)
     x_test, y_test = _subset(x_test, y_test, limit_test, "limit_test", rng)
     val_idx, train_idx = stratified_split(y_train, val_fraction, rng)
-    n, side = len(y_train) + len(y_test), pad_to or max(x_train.shape[1:])
+    _check_pad_to(pad_to, raw.image_shape)
+    C, H, W = raw.image_shape
+    n, (height, width) = len(y_train) + len(y_test), ((pad_to, pad_to) if pad_to else (H, W))
     memory.require(  # the float32 images on the host, then on the device
-        n * side * side * (4 + np.dtype(backend.dtype()).itemsize),
-        f"pad_to={pad_to}: {n:,} images of {side}x{side}",
+        n * C * height * width * (4 + np.dtype(backend.dtype()).itemsize),
+        f"pad_to={pad_to}: {n:,} images of {C}x{height}x{width}",
         "lower pad_to (or limit_train and limit_test)",
         host=True,
         argument="pad_to",
     )
 
-    scale = np.float32(1 / 255)
-    train_x = x_train[train_idx].astype(np.float32) * scale
-    mean, std = float(train_x.mean()), float(train_x.std())
-    if std == 0:
-        raise ConfigError("the training images are all the same value: nothing to learn")
+    train_x = _scaled(x_train[train_idx])
+    mean = tuple(float(m) for m in train_x.mean(axis=(0, 2, 3), dtype=np.float64))
+    std = tuple(float(s) for s in train_x.std(axis=(0, 2, 3), dtype=np.float64))
+    if min(std) == 0:
+        raise ConfigError(
+            f"the training images hold one value in channel {std.index(0)}: nothing to learn"
+        )
 
     def to_split(x: np.ndarray, y: np.ndarray) -> Split:
         x = preprocess(x, pad_to, mean, std)
@@ -196,7 +229,14 @@ def prepare(
     balance = {k: np.bincount(y, minlength=n_labels).tolist() for k, (_, y) in parts.items()}
     splits = {k: to_split(x, y) for k, (x, y) in parts.items()}
     return Prepared(
-        **splits, classes=classes, n_outputs=n_outputs, mean=mean, std=std, balance=balance
+        **splits,
+        classes=classes,
+        n_outputs=n_outputs,
+        mean=mean,
+        std=std,
+        balance=balance,
+        image_shape=raw.image_shape,
+        skipped=raw.skipped,
     )
 
 

@@ -3,9 +3,10 @@
 ``load(name, root, download)`` returns the raw uint8 images and labels of ``fashion_mnist``,
 ``mnist`` or the embedded ``fashion_mnist_mini``. A ``root`` given is the one place looked in
 (an error names it if the files are not there); otherwise the full sets are looked for, in
-order, in ``$GPUCNN_DATA/<set>``, Debian's ``/usr/share/datasets/<set>`` and
-``~/.cache/gpucnn/<set>``; failing that they are downloaded into the cache (when allowed),
-checked against published checksums and moved into place only once verified.
+order, in ``$GPUCNN_DATA/<set>``, Debian's ``/usr/share/datasets/<set>`` and the cache
+(``~/.cache/gpucnn/<set>``, or ``$GPUCNN_CACHE/<set>``); failing that they are downloaded into
+the cache (when allowed), checked against published checksums and moved into place only once
+verified.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import numpy as np
 from ..errors import DataError
 from ..fileio import atomic_write
 from . import idx
+from .raw import SPLIT_FILES, RawData, checked
 
 log = logging.getLogger(__name__)
-
-SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,6 @@ class Source:
     url: str
     classes: tuple[str, ...]
     files: dict[str, FileSpec]
-
-
-@dataclass
-class RawData:
-    """uint8 images (N, 28, 28) and int64 labels (N,) of the official train and test splits."""
-
-    name: str
-    classes: tuple[str, ...]
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
 
 FASHION_CLASSES = (
@@ -139,8 +127,14 @@ def candidate_dirs(source: Source) -> list[Path]:
     return dirs
 
 
+def cache_root() -> Path:
+    """Where downloads and decoded image folders are kept: $GPUCNN_CACHE, else
+    ~/.cache/gpucnn."""
+    return Path(os.environ.get("GPUCNN_CACHE") or "~/.cache/gpucnn").expanduser()
+
+
 def cache_dir(source: Source) -> Path:
-    return Path("~/.cache/gpucnn").expanduser() / source.dirname
+    return cache_root() / source.dirname
 
 
 def _file_in(directory: Path, spec: FileSpec) -> Path | None:
@@ -217,35 +211,6 @@ def _not_found(source: Source, why: str) -> DataError:
     )
 
 
-def _checked(name: str, classes: tuple[str, ...], arrays: dict[str, np.ndarray]) -> RawData:
-    """RawData after checking shapes, lengths and label range; errors name the file."""
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if x.ndim != 3 or y.ndim != 1:
-            raise DataError(
-                f"{name}: {split} images must be (N, H, W) and labels (N,), got {x.shape} "
-                f"and {y.shape}"
-            )
-        if len(x) != len(y):
-            raise DataError(
-                f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
-                "the files do not belong together"
-            )
-        if y.size and (y.min() < 0 or y.max() >= len(classes)):
-            raise DataError(
-                f"{name}: {split} labels must be in 0..{len(classes) - 1}, found "
-                f"{int(y.min())}..{int(y.max())}"
-            )
-    return RawData(
-        name,
-        classes,
-        arrays["train_images"].astype(np.uint8, copy=False),
-        arrays["train_labels"].astype(np.int64),
-        arrays["test_images"].astype(np.uint8, copy=False),
-        arrays["test_labels"].astype(np.int64),
-    )
-
-
 def _of_type(values: np.ndarray, key: str, path: Path) -> np.ndarray:
     """``values`` if they are what ``key`` holds: images as bytes 0-255, labels as integers."""
     if key.endswith("images") and values.dtype != np.uint8:
@@ -266,7 +231,7 @@ def load_idx_dir(source: Source, directory: Path) -> RawData:
         if path is None:
             raise DataError(f"{directory}: {spec.name} (or {spec.name}.gz) is missing")
         arrays[key] = _of_type(idx.read(path), key, path)
-    return _checked(f"{source.title} in {directory}", source.classes, arrays)
+    return checked(f"{source.title} in {directory}", source.classes, arrays)
 
 
 def mini_path() -> Path:
@@ -278,7 +243,7 @@ def load_mini() -> RawData:
     """The embedded stratified subset of Fashion-MNIST (no download, no files needed)."""
     with np.load(mini_path(), allow_pickle=False) as f:
         arrays = {key: f[key] for key in SPLIT_FILES}
-    return _checked("the embedded fashion_mnist_mini", FASHION_CLASSES, arrays)
+    return checked("the embedded fashion_mnist_mini", FASHION_CLASSES, arrays)
 
 
 def load(

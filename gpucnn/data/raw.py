@@ -1,0 +1,81 @@
+"""The raw images and labels every source produces, checked once in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+@dataclass
+class RawData:
+    """Images (N, C, H, W), uint8 (0-255) or float32 (used as they are), and int64 labels (N,)
+    of the train and test splits; ``classes`` names the labels 0, 1, ...; ``skipped`` lists
+    files a source passed over, each with why."""
+
+    name: str
+    classes: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+
+def checked(
+    name: str, classes: tuple[str, ...], arrays: dict[str, np.ndarray], skipped: tuple = ()
+) -> RawData:
+    """RawData from ``arrays`` (keyed by SPLIT_FILES; images (N, H, W) get a channel axis)
+    after checking shapes, types, lengths and label range; errors name ``name``."""
+    images = {}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        x = x[:, None] if x.ndim == 3 else x
+        if x.ndim != 4 or y.ndim != 1:
+            raise DataError(
+                f"{name}: {split} images must be (N, H, W) or (N, C, H, W) and labels (N,), got "
+                f"{x.shape} and {y.shape}"
+            )
+        if x.dtype != np.uint8 and x.dtype.kind != "f":
+            raise DataError(
+                f"{name}: {split} images must be uint8 (0-255) or floats, got {x.dtype}"
+            )
+        if y.dtype.kind not in "ui":
+            raise DataError(f"{name}: {split} labels must be integers, got {y.dtype}")
+        if len(x) != len(y):
+            raise DataError(
+                f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
+                "they do not belong together"
+            )
+        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+            raise DataError(
+                f"{name}: {split} labels must be in 0..{len(classes) - 1}, found "
+                f"{int(y.min())}..{int(y.max())}"
+            )
+        images[split] = x if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+    train, test = images["train"], images["test"]
+    if train.shape[1:] != test.shape[1:] or train.dtype != test.dtype:
+        raise DataError(
+            f"{name}: train images are {train.dtype} {train.shape[1:]} but test images "
+            f"{test.dtype} {test.shape[1:]}: give both splits the same size and type"
+        )
+    if train.dtype.kind == "f" and not (np.isfinite(train).all() and np.isfinite(test).all()):
+        raise DataError(f"{name}: the images hold NaN or infinite values")
+    return RawData(
+        name,
+        tuple(classes),
+        train,
+        arrays["train_labels"].astype(np.int64),
+        test,
+        arrays["test_labels"].astype(np.int64),
+        tuple(skipped),
+    )

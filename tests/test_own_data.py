@@ -1,0 +1,271 @@
+"""Users' own data: a folder of images per class (data=folder) and an .npz of arrays
+(data=arrays), trained, evaluated and predicted from end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpucnn.data import arrays, folder, prepare, read_image
+from gpucnn.errors import ConfigError, DataError
+
+from .helpers import app
+
+QUICK = ["train.epochs=2", "train.batch_size=16", "backend=numpy", "train.progress=false"]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """Decoded folders are cached here, not in the home directory (subprocesses inherit it)."""
+    monkeypatch.setenv("GPUCNN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def shape_image(kind, size, rng):
+    """A noisy uint8 (size, size) picture of a disc (0), a square (1) or stripes (2)."""
+    yy, xx = np.mgrid[:size, :size] / size
+    ink = [
+        (xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.1,
+        (abs(xx - 0.5) < 0.3) & (abs(yy - 0.5) < 0.3),
+        np.sin(xx * 20) > 0,
+    ][kind]
+    return (ink * 180 + rng.integers(0, 70, ink.shape)).astype(np.uint8)
+
+
+def image_folder(root, per_class=30, names=("disc", "square", "stripes"), seed=0):
+    """``root/<class>/<i>.png|jpg``: some RGB, some of other sizes; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for kind, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = shape_image(kind, 32 if i % 4 else 40 + i % 5, rng)
+            if i % 3 == 0:
+                image = np.stack([image, image // 2, image], axis=-1)  # RGB
+            Image.fromarray(image).save(root / name / (f"{i}.jpg" if i % 5 == 1 else f"{i}.png"))
+    return root
+
+
+def tool(name, *args):
+    return subprocess.run(
+        [sys.executable, "-m", f"gpucnn.{name}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_folder_with_a_corrupt_file_trains_end_to_end_and_names_the_file(tmp_path):
+    root = image_folder(tmp_path / "shapes")
+    (root / "disc" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (root / "square" / "notes.txt").write_text("not an image")
+    run = tmp_path / "run"
+    proc = app("data=folder", f"data.root={root}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    (warning,) = [line for line in output.splitlines() if "skipped" in line]
+    assert "WARNING" in warning and str(root / "disc" / "broken.png") in warning
+    assert "square/notes.txt" in output  # ignored, and said so
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert summary["classes"] == ["disc", "square", "stripes"]
+    assert summary["image_shape"] == [1, 32, 32] and summary["input_shape"] == [1, 32, 32]
+    assert len(summary["skipped_files"]) == 1 and "broken.png" in summary["skipped_files"][0]
+    assert sum(sum(counts) for counts in summary["balance"].values()) == 90  # the readable ones
+
+
+def test_evaluate_and_predict_agree_on_a_folder_run_in_rgb(tmp_path):
+    """train/ and test/ folders: the test split is test/'s files, in sorted order."""
+    root = tmp_path / "split"
+    image_folder(root / "train", per_class=24)
+    image_folder(root / "test", per_class=6, seed=1)
+    run = tmp_path / "run"
+    args = ("data=folder", f"data.root={root}", "data.channels=3", "data.image_size=24")
+    proc = app(*args, *QUICK, "model=lab_cnn2", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    done = tool("evaluate", run)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((run / "evaluation.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert record["test_accuracy"] == summary["test_accuracy"] and record["test_images"] == 18
+    assert summary["input_shape"] == [3, 24, 24]
+    files = sorted(root.glob("test/*/*"), key=lambda p: (p.parent.name, p.name))
+    proc = tool("predict", run, *files, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["label"] for r in json.loads(proc.stdout)] == record["predicted"]
+
+
+def test_the_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(
+    tmp_path, cache, monkeypatch
+):
+    root = image_folder(tmp_path / "shapes", per_class=8)
+    first = folder.load(root, progress=False)
+    calls = []
+    real = folder.read_image
+    monkeypatch.setattr(folder, "read_image", lambda *a: calls.append(a[0]) or real(*a))
+    again = folder.load(root, progress=False)
+    assert calls == [] and np.array_equal(again.x_train, first.x_train)
+    changed = root / "square" / "3.png"
+    Image.fromarray(shape_image(2, 32, np.random.default_rng(5))).save(changed)
+    os.utime(changed, ns=(1, 1))  # a new modification time, whatever the clock's resolution
+    folder.load(root, progress=False)
+    assert len(calls) == 24  # every file again: the cache holds the whole folder
+    assert len(list((cache / "folders").glob("*.npz"))) == 1  # the stale cache is gone
+
+
+def test_the_test_split_is_stratified_and_fixed_by_split_seed(tmp_path):
+    root = image_folder(tmp_path / "shapes", per_class=20)
+    one = folder.load(root, test_fraction=0.25, progress=False)
+    assert np.bincount(one.y_test).tolist() == [5, 5, 5] and len(one.y_train) == 45
+    same = folder.load(root, test_fraction=0.25, progress=False)
+    other = folder.load(root, test_fraction=0.25, split_seed=1, progress=False)
+    assert np.array_equal(one.x_test, same.x_test)
+    assert not np.array_equal(one.x_test, other.x_test)
+
+
+def test_images_are_made_gray_or_rgb_and_fitted_as_asked(tmp_path):
+    wide = np.zeros((10, 20, 3), dtype=np.uint8)
+    wide[..., 0], wide[..., 1] = 200, 40
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    rgb, own = read_image(tmp_path / "wide.png", 3, (20, 20), "pad")
+    assert own == (10, 20) and rgb.shape == (3, 20, 20)
+    assert (rgb[:, :5] == 0).all() and (rgb[:, 15:] == 0).all()  # black above and below
+    assert (rgb[0, 5:15] == 200).all() and (rgb[1, 5:15] == 40).all()
+    gray, _ = read_image(tmp_path / "wide.png", 1, (20, 20), "stretch")
+    expected = np.asarray(Image.fromarray(wide).convert("L"))[0, 0]
+    assert gray.shape == (1, 20, 20) and (gray == expected).all()  # stretched: no border
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda r: None, "is not a directory"),
+        (lambda r: r.mkdir(), "has no class folders"),
+        (lambda r: image_folder(r, names=("only",)), "one class folder (only)"),
+        (lambda r: (image_folder(r), (r / "empty").mkdir()), "empty holds no image files"),
+        (
+            lambda r: (image_folder(r / "train"), image_folder(r / "test", names=("x", "disc"))),
+            "has classes ['x'] that",
+        ),
+    ],
+)
+def test_a_folder_that_cannot_work_is_refused_by_name(tmp_path, make, says):
+    make(tmp_path / "root")
+    with pytest.raises(DataError) as caught:
+        folder.load(tmp_path / "root", progress=False)
+    assert says in str(caught.value)
+
+
+def test_a_class_none_of_whose_images_reads_is_an_error(tmp_path):
+    root = image_folder(tmp_path / "root", per_class=3)
+    for path in (root / "square").iterdir():
+        path.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="no image of class square could be read"):
+        folder.load(root, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"channels": 2}, "channels"), ({"image_size": 0}, "image_size"), ({"fit": "crop"}, "fit")],
+)
+def test_impossible_folder_settings_name_the_setting(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError) as caught:
+        folder.load(image_folder(tmp_path / "root", per_class=2), **kwargs)
+    assert caught.value.argument == key
+
+
+def saved(path, **arrays_):
+    np.savez(path, **arrays_)
+    return path
+
+
+def random_set(rng, x_shape, dtype=np.uint8):
+    n = x_shape[0]
+    x = rng.integers(0, 256, x_shape).astype(dtype)
+    return {
+        "x_train": x,
+        "y_train": rng.integers(0, 3, n),
+        "x_test": x[:8],
+        "y_test": np.arange(8) % 3,
+    }
+
+
+def test_arrays_in_each_layout_give_the_same_images(tmp_path):
+    rng = np.random.default_rng(0)
+    nhwc = random_set(rng, (30, 9, 7, 3))
+    nchw = {
+        **nhwc,
+        "x_train": nhwc["x_train"].transpose(0, 3, 1, 2),
+        "x_test": nhwc["x_test"].transpose(0, 3, 1, 2),
+    }
+    a = arrays.load(saved(tmp_path / "a.npz", **nhwc, classes=np.array(["r", "g", "b"])))
+    b = arrays.load(saved(tmp_path / "b.npz", **nchw))
+    assert a.image_shape == b.image_shape == (3, 9, 7)
+    assert np.array_equal(a.x_train, b.x_train) and a.classes == ("r", "g", "b")
+    assert b.classes == ("0", "1", "2")
+    gray = arrays.load(saved(tmp_path / "c.npz", **random_set(rng, (30, 9, 7), np.float64)))
+    assert gray.image_shape == (1, 9, 7) and gray.x_train.dtype == np.float32
+
+
+def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_path):
+    rng = np.random.default_rng(1)
+    data = random_set(rng, (40, 6, 6), np.float64)
+    data["x_train"] = data["x_train"] * 0.01 + 7  # nowhere near [0, 1]
+    raw = arrays.load(saved(tmp_path / "f.npz", **{**data, "x_test": data["x_train"][:8]}))
+    split = prepare(raw, task="multiclass", pad_to=None, val_fraction=0)
+    assert split.mean[0] == pytest.approx(raw.x_train.mean(), rel=1e-6)
+    assert abs(float(split.train.x.mean())) < 1e-5 and abs(float(split.train.x.std()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda d: d.pop("y_test"), "lacks y_test"),
+        (lambda d: d.update(y_train=d["y_train"] - 5), "train labels must be in 0..2, found -5"),
+        (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
+        (lambda d: d.update(x_test=d["x_test"][:, :4]), "give both splits the same size"),
+        (
+            lambda d: d.update(x_train=d["x_train"].astype(np.int32)),
+            "must be uint8 (0-255) or floats",
+        ),
+        (lambda d: d.update(x_train=np.full((30, 9, 7), np.nan), x_test=d["x_test"] / 255), "NaN"),
+        (lambda d: d.update(y_train=d["y_train"][:5]), "30 train images but 5 train labels"),
+        (lambda d: d.update(x_train=np.zeros((30, 9, 7, 8, 2), np.uint8)), "at most 4 channels"),
+    ],
+)
+def test_bad_arrays_are_refused_by_name(tmp_path, change, says):
+    data = random_set(np.random.default_rng(2), (30, 9, 7))
+    change(data)
+    with pytest.raises(DataError) as caught:
+        arrays.load(saved(tmp_path / "bad.npz", **data))
+    assert says in str(caught.value) and "bad.npz" in str(caught.value)
+
+
+def test_an_array_of_python_objects_is_not_unpickled(tmp_path):
+    data = random_set(np.random.default_rng(3), (30, 9, 7))
+    data["y_train"] = np.array([{"label": 1}] * 30, dtype=object)
+    with pytest.raises(DataError, match="save plain number and string arrays"):
+        arrays.load(saved(tmp_path / "pickled.npz", **data))
+
+
+def test_binary_task_on_arrays_trains_and_predicts(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 60, (120, 12, 12, 3)).astype(np.uint8)
+    y = np.arange(120) % 3
+    x[y == 2, 3:9, 3:9] = 250  # class 2 has a bright centre
+    path = saved(tmp_path / "set.npz", x_train=x[:90], y_train=y[:90], x_test=x[90:], y_test=y[90:])
+    run = tmp_path / "run"
+    proc = app(
+        "data=arrays", f"data.path={path}", "data.task=binary", "data.positive=[2]",
+        "data.negative=[0,1]", "model=lab_mlp1", *QUICK, "train.epochs=4", f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["classes"] == ["0+1", "2"] and summary["test_accuracy"] > 0.9
+    np.save(tmp_path / "new.npy", x[90:96])
+    proc = tool("predict", run, tmp_path / "new.npy", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["label"] for r in json.loads(proc.stdout)] == (y[90:96] == 2).astype(int).tolist()
