@@ -22,6 +22,7 @@ from ..data.prepare import check_task
 from ..errors import ConfigError, NotEnoughMemory
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
+from . import loggers
 
 DATA_NAMES = (*sources.NAMES, "folder", "arrays")
 
@@ -115,6 +116,16 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where metrics go besides metrics.csv, which is always written (gpucnn/app/loggers.py)."""
+
+    tensorboard: bool = False  # event files in <run dir>/tensorboard
+    mlflow: bool = False  # one MLflow run per job
+    tracking_uri: Optional[str] = None  # MLflow store (null: sqlite outputs/mlflow/mlflow.db)
+    experiment: str = "gpucnn"  # the MLflow experiment the runs go into
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,6 +133,7 @@ class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 @dataclass
@@ -266,6 +278,7 @@ def validate(cfg: DictConfig) -> None:
     if b.kernels not in ("fast", "reference"):
         raise ConfigError(f"backend.kernels={b.kernels!r}: choose fast or reference")
     build_optimizer(o)  # range checks of lr, betas, momentum
+    loggers.check(cfg.logger)
 
 
 def _validate_data(d: DictConfig) -> None:

@@ -35,6 +35,7 @@ from ..optimizers import OPTIMIZERS
 from ..train import evaluate
 from . import checkpoint, cores, resume, rundir, signals
 from .config import build_model, config_group, validate
+from .loggers import Loggers, open_loggers
 from .results import plot_curves, read_summary
 from .signals import Interrupted
 from .trainer import Diverged, Trainer
@@ -54,13 +55,17 @@ class Job:
     run_dir: Path
     overrides: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    loggers: Loggers = field(default_factory=Loggers)
 
     def write_summary(self, status: str, **extra: Any) -> None:
-        """Record ``status`` (with the time, once the job has ended) in summary.json."""
+        """Record ``status`` (with the time, once the job has ended) in summary.json, and once
+        the job has ended tell the loggers (which then send the run's files)."""
         if status != "running":
             extra["finished"] = _now()
         self.summary.update(status=status, **extra)
         write_json(self.run_dir / "summary.json", self.summary)
+        if status != "running":
+            self.loggers.finish(status, self.summary)
 
 
 def _now() -> str:
@@ -163,6 +168,7 @@ def run_job(
     job_num: int | None = None,
     roots: Sequence[Path] = (),
     sharing: int = 1,
+    sweep_dir: Path | None = None,
 ) -> float:
     """Train as ``cfg`` says, writing results into ``run_dir``; see the module docstring.
 
@@ -171,7 +177,8 @@ def run_job(
     is one (a job restarted, say by Slurm after preemption); with ``train.resume`` an earlier
     attempt under ``roots`` (the outputs tree) is found by its config; a finished run is not
     run again. ``sharing``: how many jobs a launcher runs on this machine at once, which share
-    its cores when ``train.threads`` is not set (gpucnn.app.cores).
+    its cores when ``train.threads`` is not set (gpucnn.app.cores). ``sweep_dir``: the sweep
+    the job belongs to, which loggers group their runs by.
     """
     job = Job(cfg, Path(run_dir), list(overrides))
     job.summary = {
@@ -190,7 +197,7 @@ def run_job(
             return value
         job.write_summary("running", threads=cores.job_threads(cfg.train.threads, sharing))
         with threadpool_limits(limits=job.summary["threads"]):  # BLAS too, for the whole job
-            return _run(job, job_num, stops)
+            return _run(job, job_num, stops, sweep_dir)
 
 
 def _check_names_free(run_dir: Path) -> None:
@@ -202,7 +209,7 @@ def _check_names_free(run_dir: Path) -> None:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
 
 
-def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
+def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | None) -> float:
     """Check, build, train and evaluate, recording how the job ended in its summary."""
     cfg, model = job.cfg, None
     try:
@@ -223,6 +230,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
         check_memory(model, cfg)
+        job.loggers = open_loggers(cfg, job.run_dir, model, job.overrides, sweep_dir)
         return _train(job, model, splits, stops)
     except (ConfigError, BackendError) as exc:
         job.write_summary("invalid_config", reason=str(exc))
@@ -252,7 +260,9 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops) -> float:
 
 def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
-    trainer = Trainer(cfg, model, splits, job.run_dir, stops, job.summary["threads"])
+    trainer = Trainer(
+        cfg, model, splits, job.run_dir, stops, job.summary["threads"], job.loggers.epoch
+    )
     try:
         meta = trainer.restore()
         if meta is not None:

@@ -112,6 +112,7 @@ def main(cfg: DictConfig) -> float:
             hc.job.num if multirun else None,
             output_roots(),
             sharing=_jobs_at_once() if multirun else 1,
+            sweep_dir=Path(hc.sweep.dir) if multirun else None,
         )
     except Interrupted as exc:
         log.warning("%s; resume with train.resume=true (results in %s)", exc, run_dir)

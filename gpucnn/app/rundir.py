@@ -75,11 +75,13 @@ def in_use(run_dir: Path) -> bool:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a run the run it is: its resolved config without ``train.resume`` and
-    ``train.repeats`` (how many seeds its sweep ran; its own seed is in the config)."""
+    """What makes a run the run it is: its resolved config without ``train.resume``,
+    ``train.repeats`` (how many seeds its sweep ran; its own seed is in the config) and
+    ``logger`` (where its metrics are also sent)."""
     ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
     for key in ("resume", "repeats"):
         ident.get("train", {}).pop(key, None)
+    ident.pop("logger", None)
     return ident
 
 

@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,10 @@ class Trainer:
         run_dir: Path,
         stops: Stops | None = None,
         threads: int | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        """``threads``: the CPU threads of the training step (None: ``train.threads``)."""
+        """``threads``: the CPU threads of the training step (None: ``train.threads``);
+        ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers)."""
         t = cfg.train
         if t.batch_size > len(splits.train):
             raise ConfigError(
@@ -92,6 +95,7 @@ class Trainer:
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
         self.sums = _fresh_sums()
         self.rows: list[dict[str, Any]] = []
+        self.on_epoch = on_epoch or (lambda row: None)
 
     # ----- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
@@ -206,6 +210,7 @@ class Trainer:
             )
         self.rows.append(row)
         write_csv(self.run_dir / "metrics.csv", self.rows, list(METRICS))
+        self.on_epoch(row)
         if self.diagnostics is not None:
             self.diagnostics.end_epoch(self.epoch)
         log.info(

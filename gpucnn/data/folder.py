@@ -103,8 +103,7 @@ def _parts(root: Path) -> dict[int, Path]:
     """The folders that hold class folders: train/ and test/, or ``root`` itself."""
     if not root.is_dir():
         raise DataError(
-            f"{root} is not a directory: give the folder that holds one folder of images "
-            "per class"
+            f"{root} is not a directory: give the folder that holds one folder of images per class"
         )
     if (root / "train").is_dir() and (root / "test").is_dir():
         return {TRAIN: root / "train", TEST: root / "test"}
