@@ -27,6 +27,16 @@ def app(*args, wait=True, cwd=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
+def tool(name, *args):
+    """``python -m gpucnn.<name> args``, completed, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", f"gpucnn.{name}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def distinct(rng, shape, scale=2.0):
     """Values in (-scale, scale), all different and at least 2*scale/size apart, none zero:
     max-pool sees no ties and ReLU no kink within a finite-difference step."""

@@ -1,8 +1,6 @@
 """python -m gpucnn.evaluate and python -m gpucnn.predict on a trained run."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,16 +9,7 @@ from PIL import Image
 from gpucnn.app import evaluate, predict
 from gpucnn.app.experiment import load_splits
 
-from .helpers import TINY, app
-
-
-def tool(name, *args):
-    return subprocess.run(
-        [sys.executable, "-m", f"gpucnn.{name}", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from .helpers import TINY, app, tool
 
 
 @pytest.fixture(scope="module")

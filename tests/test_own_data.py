@@ -3,8 +3,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from PIL import Image
 from gpucnn.data import arrays, folder, prepare, read_image
 from gpucnn.errors import ConfigError, DataError
 
-from .helpers import app
+from .helpers import app, tool
 
 QUICK = ["train.epochs=2", "train.batch_size=16", "backend=numpy", "train.progress=false"]
 
@@ -47,15 +45,6 @@ def image_folder(root, per_class=30, names=("disc", "square", "stripes"), seed=0
                 image = np.stack([image, image // 2, image], axis=-1)  # RGB
             Image.fromarray(image).save(root / name / (f"{i}.jpg" if i % 5 == 1 else f"{i}.png"))
     return root
-
-
-def tool(name, *args):
-    return subprocess.run(
-        [sys.executable, "-m", f"gpucnn.{name}", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_a_folder_with_a_corrupt_file_trains_end_to_end_and_names_the_file(tmp_path):
