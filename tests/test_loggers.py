@@ -114,9 +114,9 @@ def mlflow_logger(tmp_path, run_dir, sweep_dir=None, uri=None):
 
 
 def test_a_resumed_job_continues_its_own_mlflow_run(tmp_path):
-    first = mlflow_logger(tmp_path, tmp_path / "run")
+    first = mlflow_logger(tmp_path, tmp_path / "it's a run")
     first.epoch({"epoch": 1, "val_accuracy": 0.5})
-    again = mlflow_logger(tmp_path, tmp_path / "run")
+    again = mlflow_logger(tmp_path, tmp_path / "it's a run")
     again.epoch({"epoch": 2, "val_accuracy": 0.75})
     other = mlflow_logger(tmp_path, tmp_path / "other")
     assert again.run_id == first.run_id != other.run_id

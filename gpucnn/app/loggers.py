@@ -145,8 +145,9 @@ class MLflow:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
+        sweep_dir = sweep_dir.resolve() if sweep_dir else None  # tags name absolute folders
         uri, artifacts, lock_file = _store(lc.tracking_uri, sweep_dir)
-        self.run_dir = run_dir
+        self.run_dir = run_dir.resolve()
         lock: AbstractContextManager = locked(lock_file) if lock_file else nullcontext()
         try:  # MLflow and its database raise many kinds of errors: each is a bad store here
             with lock:
@@ -172,9 +173,9 @@ class MLflow:
 
     def _find(self, experiment: str, tag: str, value: str) -> str | None:
         """The id of a run of ``experiment`` whose tag ``tag`` is ``value``, if there is one."""
-        quoted = value.replace("'", "\\'")
+        quote = '"' if "'" in value else "'"  # MLflow's filters have no escapes
         runs = self.client.search_runs(
-            [experiment], filter_string=f"tags.`{tag}` = '{quoted}'", max_results=1
+            [experiment], filter_string=f"tags.`{tag}` = {quote}{value}{quote}", max_results=1
         )
         return runs[0].info.run_id if runs else None
 
