@@ -60,6 +60,8 @@ def test_tensorboard_event_files_hold_every_epochs_metrics_and_the_model(logged)
     (text,) = events.Tensors("model/text_summary")
     summary = text.tensor_proto.string_val[0].decode()
     assert "input_channel=1, output_channel=4" in summary and "total: " in summary
+    (curves,) = events.Images("curves")
+    assert curves.step == 2 and curves.width > 100 and curves.height > 100
     hparams = EventAccumulator(str(run_dir / "tensorboard" / "hparams"))
     hparams.Reload()
     assert "final/test_accuracy" in hparams.Tags()["scalars"]

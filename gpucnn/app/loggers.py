@@ -5,8 +5,9 @@ the default, adds nothing to it.
 
 ``logger=tensorboard`` writes event files into ``<run dir>/tensorboard``: each epoch's metrics as
 scalars (loss/train, loss/val, accuracy/..., speed/...), the model's summary and the run's
-overrides as text, and at the end the overrides with the final accuracies for the HParams
-dashboard. ``tensorboard --logdir outputs/multiruns/<time>`` shows a sweep's jobs side by side.
+overrides as text, and at the end curves.png as an image and the overrides with the final
+accuracies for the HParams dashboard. ``tensorboard --logdir outputs/multiruns/<time>`` shows
+a sweep's jobs side by side.
 
 ``logger=mlflow`` makes one MLflow run per job in the experiment ``logger.experiment`` of the
 store ``logger.tracking_uri`` (null: a local SQLite store, outputs/mlflow/mlflow.db, with the
@@ -30,6 +31,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
@@ -92,7 +94,7 @@ class TensorBoard:
         from tensorboardX import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        self.settings = settings
+        self.run_dir, self.settings = run_dir, settings
         self.writer.add_text("model", _code(model.summary()))
         given = "\n".join(f"{k}={v}" for k, v in settings.items()) or "(defaults)"
         self.writer.add_text("overrides", _code(given))
@@ -107,6 +109,15 @@ class TensorBoard:
         final = {f"final/{k}": float(summary[k]) for k in FINAL if _finite(summary.get(k))}
         if final and self.settings:
             self.writer.add_hparams(self.settings, final, name="hparams")
+        curves = self.run_dir / "curves.png"
+        if curves.is_file():  # the learning curves as the run drew them
+            from PIL import Image
+
+            with Image.open(curves) as image:
+                drawn = np.asarray(image.convert("RGB"))
+            self.writer.add_image(
+                "curves", drawn, summary.get("epochs_completed") or 0, dataformats="HWC"
+            )
         self.writer.close()
 
 
