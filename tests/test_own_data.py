@@ -258,3 +258,12 @@ def test_binary_task_on_arrays_trains_and_predicts(tmp_path):
     proc = tool("predict", run, tmp_path / "new.npy", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [r["label"] for r in json.loads(proc.stdout)] == (y[90:96] == 2).astype(int).tolist()
+
+
+def test_image_files_cannot_stand_for_images_of_other_channel_counts(tmp_path):
+    from gpucnn.app.predict import read_images
+
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "one.png")
+    assert read_images(tmp_path / "one.png", (3, 8, 8), "pad")[0][1].shape == (3, 8, 8)
+    with pytest.raises(DataError, match="images of 2 channels, which image files do not have"):
+        read_images(tmp_path / "one.png", (2, 8, 8), "pad")

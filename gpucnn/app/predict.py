@@ -55,6 +55,11 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
     if not is_image(path):
         raise DataError(f"{path}: give image files ({', '.join(SUFFIXES)}) or a .npy array")
     C, H, W = image_shape
+    if C not in (1, 3):
+        raise DataError(
+            f"{path}: the run was trained on images of {C} channels, which image files do not "
+            "have: give them as a .npy array"
+        )
     return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
 
 

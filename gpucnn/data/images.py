@@ -18,7 +18,7 @@ def read_image(
     path: str | os.PathLike, channels: int, size: tuple[int, int], fit: str = "pad"
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The image in ``path`` as uint8 (channels, H, W) for ``size`` (H, W), and its own size
-    (height, width). ``channels``: 1 makes it grayscale, 3 RGB (transparency becomes black).
+    (height, width). ``channels``: 1 makes it grayscale, 3 RGB (an alpha channel is dropped).
     ``fit``: ``pad`` scales it to fit inside (H, W), keeping its aspect ratio, and fills the
     rest with black; ``stretch`` scales each side to fit exactly. DataError if unreadable."""
     from PIL import Image
