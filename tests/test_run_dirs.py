@@ -137,11 +137,12 @@ def test_a_diverged_run_rerun_with_resume_keeps_exit_code_3(tmp_path):
     assert summary(tmp_path)["status"] == "diverged"
 
 
-def test_a_finished_run_rerun_in_its_directory_is_skipped(tmp_path):
+@pytest.mark.parametrize("change", [[], ["logger=tensorboard"]])  # where it logs: the same run
+def test_a_finished_run_rerun_in_its_directory_is_skipped(tmp_path, change):
     first = app(*TINY, f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr
     weights = (tmp_path / "model.npz").read_bytes()
-    again = app(*TINY, f"hydra.run.dir={tmp_path}")
+    again = app(*TINY, *change, f"hydra.run.dir={tmp_path}")
     assert again.returncode == 0, again.stderr
     assert summary(tmp_path)["skipped"] and (tmp_path / "model.npz").read_bytes() == weights
 
