@@ -267,3 +267,14 @@ def test_image_files_cannot_stand_for_images_of_other_channel_counts(tmp_path):
     assert read_images(tmp_path / "one.png", (3, 8, 8), "pad")[0][1].shape == (3, 8, 8)
     with pytest.raises(DataError, match="images of 2 channels, which image files do not have"):
         read_images(tmp_path / "one.png", (2, 8, 8), "pad")
+
+
+def test_a_folder_too_big_to_decode_is_refused_before_decoding(tmp_path, monkeypatch):
+    from gpucnn import memory
+    from gpucnn.errors import NotEnoughMemory
+
+    monkeypatch.setattr(memory, "available_host", lambda: 5_000)  # < 6 images x 1 KB
+    root = image_folder(tmp_path / "root", per_class=2)
+    monkeypatch.setattr(folder, "read_image", lambda *a: pytest.fail("decoded anyway"))
+    with pytest.raises(NotEnoughMemory, match=r"image_size=32: 6 images of 1x32x32 bytes"):
+        folder.load(root, progress=False)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import memory
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write
 from .images import FITS, SUFFIXES, is_image, read_image
@@ -214,6 +215,13 @@ def _decode(
         except DataError as exc:
             return exc
 
+    memory.require(
+        len(entries) * channels * size * size,
+        f"image_size={size}: {len(entries):,} images of {channels}x{size}x{size} bytes",
+        "lower image_size (or channels)",
+        host=True,
+        argument="image_size",
+    )
     log.info("decoding %d images in %s (cached for the next run)", len(entries), root)
     x = np.empty((len(entries), channels, size, size), dtype=np.uint8)
     kept, skipped, fitted = [], [], []
