@@ -9,7 +9,6 @@ Files may be gzipped (recognised by their first bytes, whatever their name).
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import os
 import struct
@@ -32,11 +31,6 @@ TYPES = {
     0x0E: np.dtype(">f8"),
 }
 CODES = {dt.newbyteorder("="): code for code, dt in TYPES.items()}
-
-
-def parse(data: bytes, name: str = "IDX data") -> np.ndarray:
-    """Decode IDX bytes into an array (native byte order); ``name`` appears in errors."""
-    return _decode(io.BytesIO(data), name)
 
 
 def read(path: str | os.PathLike) -> np.ndarray:
