@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -38,6 +37,7 @@ from ..errors import ConfigError
 from ..fileio import locked
 from ..model import Model
 from . import checkpoint, rundir
+from .results import finite
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ def check(lc: DictConfig) -> None:
     for name, (module, extra) in NEEDS.items():
         if lc[name] and importlib.util.find_spec(module) is None:
             raise ConfigError(f"logger={name} needs {module}: pip install 'gpucnn[{extra}]'")
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _code(text: str) -> str:
@@ -101,12 +97,12 @@ class TensorBoard:
 
     def epoch(self, row: dict[str, Any]) -> None:
         for key, tag in SCALARS.items():
-            if _finite(row.get(key)):
+            if finite(row.get(key)):
                 self.writer.add_scalar(tag, row[key], row["epoch"])
         self.writer.flush()
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
-        final = {f"final/{k}": float(summary[k]) for k in FINAL if _finite(summary.get(k))}
+        final = {f"final/{k}": float(summary[k]) for k in FINAL if finite(summary.get(k))}
         if final and self.settings:
             self.writer.add_hparams(self.settings, final, name="hparams")
         curves = self.run_dir / "curves.png"
@@ -229,7 +225,7 @@ class MLflow:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if _finite(v)]
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if finite(v)]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
