@@ -1,35 +1,78 @@
 """Every CUDA kernel of the GPU set against its NumPy twin (gpucnn.kernels.host) on the same
 random inputs, and the GPU's static step against the same step on NumPy.
 
-Runs where a GPU is usable; skips with the reason elsewhere.
+Each test runs twice: on the GPU through CuPy (skipped, with the reason, where none is usable),
+and on the CPU, the CUDA sources compiled as C++ (tests/cuda_on_cpu), which checks the kernels'
+arithmetic and indexing and the wrappers' launch arguments on every machine.
 """
+
+import functools
 
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, presets
-from gpucnn.kernels import host, out_size
+from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, kernels, presets
+from gpucnn.kernels import gpu, host, out_size
 from gpucnn.static_step import StaticStep
 
-from .conftest import requires_gpu
+from . import cuda_on_cpu
+from .conftest import CUPY_OK, CUPY_WHY
 from .helpers import distinct, rel_error
 from .test_static_step import MODELS, OPTIMIZERS, _data, _loss
 
-pytestmark = requires_gpu
 TOL = 1e-5  # float32 against float64
+CPU_WHY = cuda_on_cpu.unavailable()
 
 
-@pytest.fixture(autouse=True)
-def on_the_gpu():
-    backend.use("cupy", dtype="float32", seed=0)
-    yield
+@functools.cache
+def _kernels_on_cpu():
+    return cuda_on_cpu.RawModule(gpu.source())
+
+
+class Device:
+    """Where the GPU kernel set runs: ``use()`` makes it the static step's kernel set, with
+    arrays of its backend; ``use_host()`` goes back to NumPy and the host set."""
+
+    def __init__(self, name, monkeypatch):
+        self.name, self.monkeypatch = name, monkeypatch
+        self.for_array_module = kernels.for_array_module
+
+    def use(self):
+        if self.name == "cuda":
+            backend.use("cupy", dtype="float32", seed=0)
+            return
+        backend.use("numpy", dtype="float32", seed=0)
+        self.monkeypatch.setattr(kernels, "for_array_module", lambda xp: gpu)
+
+    def use_host(self):
+        backend.use("numpy", dtype="float32", seed=0)
+        self.monkeypatch.setattr(kernels, "for_array_module", self.for_array_module)
+
+
+@pytest.fixture(params=["cuda", "cpu"], autouse=True)
+def device(request, monkeypatch):
+    if request.param == "cuda" and not CUPY_OK:
+        pytest.skip(f"no usable GPU: {CUPY_WHY}")
+    if request.param == "cpu":
+        if CPU_WHY:
+            pytest.skip(f"the CUDA kernels cannot run on this CPU: {CPU_WHY}")
+        monkeypatch.setattr(gpu, "_kernel", _kernels_on_cpu().get_function)
+        # A small GPU, so that modest products split K; no cuBLAS to hand large ones to.
+        monkeypatch.setattr(gpu, "_multiprocessors", lambda: 4)
+        monkeypatch.setattr(gpu, "_capturing", lambda: True)
+    d = Device(request.param, monkeypatch)
+    d.use()
+    yield d
     backend.use("numpy", dtype="float64", seed=0)
 
 
-def gpu():
-    from gpucnn.kernels import gpu
+cuda_only = pytest.mark.usefixtures("cuda_device")
 
-    return gpu
+
+@pytest.fixture
+def cuda_device(device):
+    if device.name != "cuda":
+        pytest.skip("CUDA graphs and CuPy's step selection exist only on a GPU")
 
 
 def dev(a, dtype=np.float32):
@@ -70,8 +113,8 @@ def test_gemm(m, n, k, transpose_a, transpose_b, act, aux_act):
     host.gemm(a_, b_, want, bias, act, aux, aux_act)
     out = poisoned((m, n))
     da, db = dev(a), dev(b)
-    work = poisoned(max(1, gpu().workspace(m, n, k)))
-    gpu().gemm(
+    work = poisoned(max(1, gpu.workspace(m, n, k)))
+    gpu.gemm(
         da.T if transpose_a else da,
         db.T if transpose_b else db,
         out,
@@ -88,7 +131,7 @@ def test_gemm(m, n, k, transpose_a, transpose_b, act, aux_act):
 def test_colsum(rows, cols):
     a = np.random.default_rng(rows).normal(size=(rows, cols))
     out = poisoned(cols)
-    gpu().colsum(dev(a), out, poisoned(max(1, gpu().colsum_workspace(rows, cols))))
+    gpu.colsum(dev(a), out, poisoned(max(1, gpu.colsum_workspace(rows, cols))))
     close(out, a.sum(axis=0))
 
 
@@ -105,14 +148,14 @@ def test_im2col_and_col2im(K, S, P):
     want = np.empty((N * OH * OW, C * K * K))
     host.im2col(x, want, K, S, P)
     cols = poisoned(want.shape)
-    gpu().im2col(dev(x_nchw).transpose(0, 2, 3, 1), cols, K, S, P)
+    gpu.im2col(dev(x_nchw).transpose(0, 2, 3, 1), cols, K, S, P)
     close(cols, want, 0)
     dcols = rng.normal(size=want.shape)
     aux = rng.uniform(-1, 1, size=(N, H, W, C))
     back = np.empty((N, H, W, C))
     host.col2im(dcols, back, K, S, P, aux, "relu")
     dx = poisoned(back.shape)
-    gpu().col2im(dev(dcols), dx, K, S, P, dev(aux), "relu")
+    gpu.col2im(dev(dcols), dx, K, S, P, dev(aux), "relu")
     close(dx, back)
 
 
@@ -136,14 +179,14 @@ def test_maxpool(K, S, H, W):
     y, arg = np.empty((3, OH, OW, 4)), np.empty((3, OH, OW, 4), dtype=np.int32)
     host.maxpool_forward(x, y, arg, K, S)
     gy, garg = poisoned(y.shape), poisoned(y.shape, np.int32)
-    gpu().maxpool_forward(dev(x), gy, garg, K, S)
+    gpu.maxpool_forward(dev(x), gy, garg, K, S)
     close(gy, y, 0)
     assert np.array_equal(backend.to_host(garg), arg)
     dy, aux = rng.normal(size=y.shape), rng.uniform(0.1, 1, size=x.shape)
     dx = np.empty(x.shape)
     host.maxpool_backward(dy, arg, dx, K, S, aux, "sigmoid")
     gdx = poisoned(x.shape)
-    gpu().maxpool_backward(dev(dy), garg, gdx, K, S, dev(aux), "sigmoid")
+    gpu.maxpool_backward(dev(dy), garg, gdx, K, S, dev(aux), "sigmoid")
     close(gdx, dx)
 
 
@@ -156,19 +199,19 @@ def test_activations_and_layout(act):
     host.activation_forward(x, y, act)
     host.activation_backward(dy, y, dx, act)
     gy, gdx = poisoned(x.shape), poisoned(x.shape)
-    gpu().activation_forward(dev(x), gy, act)
-    gpu().activation_backward(dev(dy), gy, gdx, act)
+    gpu.activation_forward(dev(x), gy, act)
+    gpu.activation_backward(dev(dy), gy, gdx, act)
     close(gy, y)
     close(gdx, dx)
     flat = np.empty((4, 90))
     host.nhwc_to_flat(x, flat)
     gflat = poisoned(flat.shape)
-    gpu().nhwc_to_flat(dev(x), gflat)
+    gpu.nhwc_to_flat(dev(x), gflat)
     close(gflat, flat, 0)
     back = np.empty_like(x)
     host.flat_to_nhwc(flat, back, y, act)
     gback = poisoned(x.shape)
-    gpu().flat_to_nhwc(gflat, gback, gy, act)
+    gpu.flat_to_nhwc(gflat, gback, gy, act)
     close(gback, back)
 
 
@@ -178,7 +221,7 @@ def test_dropout_masks_are_the_same_bits_on_both():
     want = np.empty_like(x)
     host.dropout(x, want, 0.4, 123, np.array([77]), 5)
     got = poisoned(x.shape)
-    gpu().dropout(dev(x), got, 0.4, 123, dev([77], np.int64), 5)
+    gpu.dropout(dev(x), got, 0.4, 123, dev([77], np.int64), 5)
     assert np.array_equal(backend.to_host(got), want)
 
 
@@ -191,12 +234,12 @@ def test_losses(k):
     fn = "softmax_xent" if k > 1 else "sigmoid_bce"
     getattr(host, fn)(z, y, dz, loss, hit)
     gdz, gloss, ghit = poisoned(z.shape), poisoned(300), poisoned(300, np.int32)
-    getattr(gpu(), fn)(dev(z), dev(y, np.int64), gdz, gloss, ghit)
+    getattr(gpu, fn)(dev(z), dev(y, np.int64), gdz, gloss, ghit)
     close(gdz, dz)
     close(gloss, loss)
     assert np.array_equal(backend.to_host(ghit), hit)
     total, hits = poisoned(1), poisoned(1, np.int32)
-    gpu().batch_result(gloss, ghit, total, hits)
+    gpu.batch_result(gloss, ghit, total, hits)
     assert float(total[0]) == pytest.approx(loss.mean(), rel=1e-5)
     assert int(hits[0]) == hit.sum()
 
@@ -215,13 +258,13 @@ def test_optimizers():
         ref = [p.copy(), g, m.copy(), v.copy(), step]
         ours = [dev(p), dev(g), dev(m), dev(v), dev(step, np.int64)]
         update(host, ref)
-        update(gpu(), ours)
+        update(gpu, ours)
         for a, b in zip(ours[:4], ref[:4]):
             close(a, b)
 
 
-def _train_static(name, make, opt, graphs=True, steps=5):
-    backend.use(name, dtype="float32", seed=0)
+def _train_static(use, make, opt, graphs=True, steps=5):
+    use()
     rng = np.random.default_rng(2)
     model = make()
     step = StaticStep(model, _loss(model), opt(), graphs=graphs)
@@ -237,23 +280,25 @@ def _dropout_cnn():
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("key", [*MODELS, "dropout"])
-def test_static_step_matches_numpy(key, opt):
+def test_static_step_matches_numpy(key, opt, device):
     make = _dropout_cnn if key == "dropout" else MODELS[key]
-    ref = _train_static("numpy", make, OPTIMIZERS[opt])
-    ours = _train_static("cupy", make, OPTIMIZERS[opt])
+    ref = _train_static(device.use_host, make, OPTIMIZERS[opt])
+    ours = _train_static(device.use, make, OPTIMIZERS[opt])
     for name in ref:
         assert rel_error(ours[name], ref[name]) < 1e-4, name
 
 
-def test_graph_replay_is_the_same_as_launching_kernels_one_by_one():
-    eager = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=False)
-    graph = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=True)
-    again = _train_static("cupy", _dropout_cnn, lambda: Adam(1e-2), graphs=True)
+@cuda_only
+def test_graph_replay_is_the_same_as_launching_kernels_one_by_one(device):
+    eager = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=False)
+    graph = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=True)
+    again = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=True)
     for name in eager:
         assert np.array_equal(eager[name], graph[name]), name  # no atomics: bit for bit
         assert np.array_equal(graph[name], again[name]), name
 
 
+@cuda_only
 def test_changing_the_learning_rate_recaptures():
     backend.use("cupy", dtype="float32", seed=0)
     runs = []
@@ -274,6 +319,7 @@ def test_changing_the_learning_rate_recaptures():
     assert not all(np.array_equal(runs[0][1][k], frozen_after[k]) for k in frozen_after)
 
 
+@cuda_only
 def test_the_trainer_uses_the_static_step_on_the_gpu():
     from gpucnn.steps import make_step
 
