@@ -92,7 +92,8 @@ class _Op:
 
 
 class _Conv(_Op):
-    """Conv (+ activation): y: (N, OH, OW, O) = act(im2col(x) @ W^T + b)."""
+    """Conv (+ activation): y: (N, OH, OW, O) = act(im2col(x) @ W^T + b). The columns are kept
+    for the weight gradient, unless the kernel set gathers them inside the product."""
 
     def __init__(self, k, x, x_act, layer: Conv, act: str, xp, work) -> None:
         super().__init__(k, x, x_act)
@@ -100,9 +101,10 @@ class _Conv(_Op):
         N, H, W, C = x.shape
         K, S, P, O = layer.k, layer.stride, layer.pad, layer.c_out
         OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
-        self.cols = xp.empty((N * OH * OW, C * K * K), dtype=x.dtype)
+        shape = (N * OH * OW, C * K * K)
+        self.cols = None if k.implicit_conv(*shape, O) else xp.empty(shape, dtype=x.dtype)
         self.y = xp.empty((N, OH, OW, O), dtype=x.dtype)
-        self.dcols = xp.empty_like(self.cols)
+        self.dcols = xp.empty(shape, dtype=x.dtype)
         self.dx = xp.empty((N, H, W, C), dtype=x.dtype)
 
     def matrices(self) -> tuple[Any, Any, Any, Any]:
@@ -111,17 +113,18 @@ class _Conv(_Op):
         return p["W"].reshape(O, -1), g["W"].reshape(O, -1), p["b"], g["b"]
 
     def forward(self) -> None:
-        L, k = self.layer, self.k
+        L = self.layer
         w, _, b, _ = self.matrices()
-        k.im2col(self.x, self.cols, L.k, L.stride, L.pad)
         y2 = self.y.reshape(-1, L.c_out)
-        k.gemm(self.cols, w.T, y2, bias=b, act=self.y_act, work=self.work)
+        self.k.conv_forward(
+            self.x, w.T, y2, L.k, L.stride, L.pad, b, self.y_act, self.cols, self.work
+        )
 
     def backward(self, dy, need_dx):
         L, k = self.layer, self.k
         w, dw, _, db = self.matrices()
         dy2 = dy.reshape(-1, L.c_out)
-        k.gemm(dy2.T, self.cols, dw, work=self.work)
+        k.conv_weight_grad(dy2, self.x, dw, L.k, L.stride, L.pad, self.cols, self.work)
         k.colsum(dy2, db, work=self.work)
         if not need_dx:
             return None

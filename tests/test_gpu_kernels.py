@@ -159,6 +159,30 @@ def test_im2col_and_col2im(K, S, P):
     close(dx, back)
 
 
+@pytest.mark.parametrize("gathered", [True, False], ids=["implicit", "columns"])
+@pytest.mark.parametrize("K,S,P,C,O", [(3, 1, 1, 1, 16), (5, 2, 2, 3, 7), (1, 1, 0, 40, 33)])
+def test_convolution_products(K, S, P, C, O, gathered):
+    rng = np.random.default_rng(K + C)
+    N, H, W = 3, 11, 9
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    rows, ckk = N * OH * OW, C * K * K
+    x_nchw = rng.normal(size=(N, C, H, W))
+    x = x_nchw.transpose(0, 2, 3, 1)
+    w, b, dy = rng.normal(size=(ckk, O)), rng.normal(size=O), rng.normal(size=(rows, O))
+    y, dw = np.empty((rows, O)), np.empty((O, ckk))
+    host.conv_forward(x, w, y, K, S, P, b, "tanh")
+    host.conv_weight_grad(dy, x, dw, K, S, P)
+    gx = dev(x_nchw).transpose(0, 2, 3, 1)  # read through strides, as the first layer does
+    cols = None if gathered else poisoned((rows, ckk))
+    work = poisoned(max(1, gpu.workspace(rows, O, ckk), gpu.workspace(O, ckk, rows)))
+    gy, gdw = poisoned(y.shape), poisoned(dw.shape)
+    gpu.conv_forward(gx, dev(w), gy, K, S, P, dev(b), "tanh", cols, work)
+    gpu.conv_weight_grad(dev(dy), gx, gdw, K, S, P, cols, work)
+    close(gy, y)
+    close(gdw, dw)
+    assert gpu.implicit_conv(rows, 9, O) and not gpu.implicit_conv(10**6, 144, 32)
+
+
 @pytest.mark.parametrize(
     "K,S,H,W",
     [

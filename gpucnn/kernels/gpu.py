@@ -8,7 +8,9 @@ Signatures and meaning: gpucnn.kernels.host, which each kernel is tested against
 Matrix products of at least BLAS_MIN_MACS multiply-adds go to cuBLAS instead, except while a
 graph is being captured (CuPy refuses cuBLAS calls then): for a large batch the arithmetic
 dominates and cuBLAS does it two to three times faster than the tiled kernel; for a small one
-the launches dominate, and the step is captured, with the tiled kernel (see StaticStep).
+the launches dominate, and the step is captured, with the tiled kernel (see StaticStep). A
+convolution with narrow columns gathers them inside the tiled kernel instead of writing them
+out (``implicit_conv``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ BLOCK = 256  # threads per block of every kernel
 BK = 16  # the matrix kernels' tile depth (GEMM_BK)
 BLAS_MIN_MACS = 2**24  # outside a capture, products at least this large go to cuBLAS
 GRAPH_MAX_MACS = 2**28  # StaticStep captures a program whose largest product is smaller
+THIN_COLUMNS = 32  # convolutions with at most this many columns (C*K*K) never write them out
 
 
 def source() -> str:
@@ -114,17 +117,45 @@ def _capturing() -> bool:
     return cupy.cuda.get_current_stream().is_capturing()
 
 
-def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) -> None:
-    m, k = a.shape
-    n = b.shape[1]
-    aux, aux_code = _mask(aux, aux_act, out)
-    tail = (
+def _matrix(a) -> tuple:
+    """A matrix operand's kernel arguments: the array and its two element strides."""
+    return (a, *(np.int64(s) for s in _strides(a)))
+
+
+def _columns(x, K: int, S: int, P: int) -> tuple:
+    """The kernel arguments of the im2col columns of x: (N, H, W, C), gathered, not written."""
+    _, H, W, _ = x.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    return (x, *(np.int64(s) for s in _strides(x)), *map(_i, (H, W, OH, OW, K, S, P)))
+
+
+def _epilogue(out, bias=None, act="none", aux=None, aux_act="none") -> tuple:
+    """The epilogue's kernel arguments; ``out`` stands in for arrays that are never read."""
+    return (
         out if bias is None else bias,
         _i(bias is not None),
         _i(ACTIVATIONS[act]),
-        aux,
-        aux_code,
+        *_mask(aux, aux_act, out),
     )
+
+
+def _tiled(kind: str, a: tuple, b: tuple, out, m: int, n: int, k: int, tail: tuple, work) -> None:
+    """out: (m, n) = the product of a: (m, k) and b: (k, n) by kernel ``kind`` (gemm,
+    conv_forward or conv_weight_grad), split over k where that fills the GPU."""
+    bm, bn = _tile(m, n)
+    splits, chunk = _splits(m, n, k)
+    grid = (-(-n // bn), -(-m // bm), splits)
+    target = out if splits == 1 else work
+    sizes = (_i(m), _i(n), _i(k), _i(chunk))
+    _kernel(f"{kind}_{bm}x{bn}")(grid, (BLOCK,), (*a, *b, target, *sizes, *tail))
+    if splits > 1:
+        _launch("splitk_reduce", m * n, work, _i(splits), out, _i(m), _i(n), *tail)
+
+
+def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) -> None:
+    m, k = a.shape
+    n = b.shape[1]
+    tail = _epilogue(out, bias, act, aux, aux_act)
     if m * n * k >= BLAS_MIN_MACS and not _capturing():
         import cupy
 
@@ -132,32 +163,52 @@ def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) 
         if bias is not None or act != "none" or aux_act != "none":  # the epilogue, in place
             _launch("splitk_reduce", m * n, out, _i(1), out, _i(m), _i(n), *tail)
         return
-    bm, bn = _tile(m, n)
-    splits, chunk = _splits(m, n, k)
-    sam, sak = _strides(a)
-    sbk, sbn = _strides(b)
-    grid = (-(-n // bn), -(-m // bm), splits)
-    target = out if splits == 1 else work
-    _kernel(f"gemm_{bm}x{bn}")(
-        grid,
-        (BLOCK,),
-        (
-            a,
-            np.int64(sam),
-            np.int64(sak),
-            b,
-            np.int64(sbk),
-            np.int64(sbn),
-            target,
-            _i(m),
-            _i(n),
-            _i(k),
-            _i(chunk),
-            *tail,
-        ),
+    _tiled("gemm", _matrix(a), _matrix(b), out, m, n, k, tail, work)
+
+
+def implicit_conv(rows: int, ckk: int, out_channels: int) -> bool:
+    """Whether a convolution gathers its columns inside the product instead of writing them
+    out (rows: N*OH*OW, ckk: C*K*K): when they are narrow, as a first layer's (9 for a 3x3
+    filter on gray images; cuBLAS handles such a thin product badly), or when the product is
+    too small for cuBLAS anyway. Otherwise im2col + cuBLAS, which is faster on wide columns."""
+    return ckk <= THIN_COLUMNS or rows * ckk * out_channels < BLAS_MIN_MACS
+
+
+def conv_forward(x, w, y, K: int, S: int, P: int, bias=None, act="none", cols=None, work=None):
+    if cols is not None:
+        im2col(x, cols, K, S, P)
+        gemm(cols, w, y, bias, act, work=work)
+        return
+    (rows, o), ckk = y.shape, w.shape[0]
+    _tiled(
+        "conv_forward",
+        _columns(x, K, S, P),
+        _matrix(w),
+        y,
+        rows,
+        o,
+        ckk,
+        _epilogue(y, bias, act),
+        work,
     )
-    if splits > 1:
-        _launch("splitk_reduce", m * n, work, _i(splits), out, _i(m), _i(n), *tail)
+
+
+def conv_weight_grad(dy, x, dw, K: int, S: int, P: int, cols=None, work=None) -> None:
+    if cols is not None:
+        gemm(dy.T, cols, dw, work=work)
+        return
+    rows, (o, ckk) = dy.shape[0], dw.shape
+    _tiled(
+        "conv_weight_grad",
+        _matrix(dy.T),
+        _columns(x, K, S, P),
+        dw,
+        o,
+        ckk,
+        rows,
+        _epilogue(dw),
+        work,
+    )
 
 
 def _colsum_split(rows: int, cols: int) -> tuple[int, int]:
@@ -174,9 +225,7 @@ def colsum(a, out, work=None) -> None:
     rows, cols = a.shape
     blocks, chunk = _colsum_split(rows, cols)
     _kernel("colsum_partial")((blocks,), (BLOCK,), (a, _i(rows), _i(cols), _i(chunk), work))
-    _launch(
-        "splitk_reduce", cols, work, _i(blocks), out, _i(1), _i(cols), out, _i(0), _i(0), out, _i(0)
-    )
+    _launch("splitk_reduce", cols, work, _i(blocks), out, _i(1), _i(cols), *_epilogue(out))
 
 
 # ----- convolution and pooling ----------------------------------------------------------------

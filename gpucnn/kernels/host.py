@@ -64,6 +64,34 @@ def colsum(a, out, work=None) -> None:
     out[...] = a.sum(axis=0)
 
 
+def implicit_conv(rows: int, ckk: int, out_channels: int) -> bool:
+    """Whether a convolution skips writing its columns out: never on the CPU."""
+    return False
+
+
+def _columns_of(x, K: int, S: int, P: int, cols=None) -> Any:
+    """cols as given (im2col(x) already), or im2col(x) in a new array."""
+    if cols is None:
+        N, H, W, C = x.shape
+        rows = N * out_size(H, K, S, P) * out_size(W, K, S, P)
+        cols = np.empty((rows, C * K * K), dtype=x.dtype)
+        im2col(x, cols, K, S, P)
+    return cols
+
+
+def conv_forward(x, w, y, K: int, S: int, P: int, bias=None, act="none", cols=None, work=None):
+    """y: (N*OH*OW, O) = act(im2col(x) @ w + bias); x: (N, H, W, C), w: (C*K*K, O). The
+    columns are written into ``cols`` when it is given (for conv_weight_grad to reuse)."""
+    if cols is not None:
+        im2col(x, cols, K, S, P)
+    gemm(_columns_of(x, K, S, P, cols), w, y, bias, act)
+
+
+def conv_weight_grad(dy, x, dw, K: int, S: int, P: int, cols=None, work=None) -> None:
+    """dw: (O, C*K*K) = dy^T @ im2col(x); dy: (N*OH*OW, O). ``cols``: im2col(x), if kept."""
+    gemm(dy.T, _columns_of(x, K, S, P, cols), dw)
+
+
 def im2col(x, cols, K: int, S: int, P: int) -> None:
     """Unfold x: (N, H, W, C) (any strides) into cols: (N*OH*OW, C*K*K)."""
     N, H, W, C = x.shape

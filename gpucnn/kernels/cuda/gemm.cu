@@ -1,6 +1,7 @@
-// Matrix products C = A B on shared-memory tiles: the arithmetic of Conv (over im2col columns)
-// and Dense, forward and backward. A: (M, K) and B: (K, N) are read through any element strides,
-// so transposed views cost nothing; C: (M, N) is contiguous.
+// Matrix products C = A B on shared-memory tiles: the arithmetic of Conv and Dense, forward and
+// backward. A: (M, K) and B: (K, N) are read through any element strides, so transposed views
+// cost nothing, or (a convolution's columns) gathered from its input as they are needed;
+// C: (M, N) is contiguous.
 //
 // Split-K: grid.z blocks share one output tile, each summing its own range of K into its own
 // slice of a partial buffer C[z] (no epilogue); splitk_reduce then adds the slices in a fixed
@@ -19,12 +20,38 @@ __device__ __forceinline__ float epilogue(float v, int m, int n, int N, const fl
   return masked(v, aux, aux_act, (long long)m * N + n);
 }
 
-// One BM x BN tile of C per block of 256 threads, each thread a TM x TN patch of it.
-template <int BM, int BN>
-__device__ __forceinline__ void gemm_tile(const float* A, long long sam, long long sak,
-                                          const float* B, long long sbk, long long sbn, float* C,
-                                          int M, int N, int K, int kchunk, const float* bias,
-                                          int has_bias, int act, const float* aux, int aux_act) {
+// The operands, read element by element as the tiles are filled.
+// A matrix in memory, read through any element strides (a transposed view costs nothing).
+struct Strided {
+  const float* p;
+  long long s0, s1;
+  __device__ __forceinline__ float at(int i, int j) const { return p[i * s0 + j * s1]; }
+  // Whether consecutive threads should walk down the first index (it is not the contiguous one).
+  __device__ __forceinline__ bool rows_fast() const { return s1 != 1; }
+};
+
+// The im2col columns of x: (N, H, W, C) (any strides; see conv.cu), never written out: element
+// (row, col) is gathered from x when the tile is filled (an implicit-GEMM convolution). Rows
+// (n, oh, ow), columns (c, kh, kw); zero in the padding.
+struct Columns {
+  const float* x;
+  long long sn, sh, sw, sc;
+  int H, W, OH, OW, K, S, P;
+  __device__ __forceinline__ float at(int row, int col) const {
+    const int ow = row % OW, oh = row / OW % OH, n = row / OW / OH;
+    const int c = col / (K * K), kh = col % (K * K) / K, kw = col % K;
+    const int h = oh * S - P + kh, w = ow * S - P + kw;
+    return (h >= 0 && h < H && w >= 0 && w < W) ? x[n * sn + h * sh + w * sw + c * sc] : 0.f;
+  }
+  // Neighbouring rows are neighbouring output pixels, which read neighbouring inputs.
+  __device__ __forceinline__ bool rows_fast() const { return true; }
+};
+
+// One BM x BN tile of C = A B per block of 256 threads, each thread a TM x TN patch of it.
+template <int BM, int BN, class MatA, class MatB>
+__device__ __forceinline__ void gemm_tile(const MatA a, const MatB b, float* C, int M, int N, int K,
+                                          int kchunk, const float* bias, int has_bias, int act,
+                                          const float* aux, int aux_act) {
   constexpr int TM = BM / 16, TN = BN / 16;
   __shared__ float As[GEMM_BK][BM + 1];
   __shared__ float Bs[GEMM_BK][BN + 1];
@@ -37,30 +64,31 @@ __device__ __forceinline__ void gemm_tile(const float* A, long long sam, long lo
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
+  const bool a_k_fast = !a.rows_fast(), b_n_fast = !b.rows_fast();
   for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
     // Consecutive threads read along whichever dimension is contiguous in memory.
     for (int i = tid; i < BM * GEMM_BK; i += GEMM_THREADS) {
-      const int mm = sak == 1 ? i / GEMM_BK : i % BM, kk = sak == 1 ? i % GEMM_BK : i / BM;
+      const int mm = a_k_fast ? i / GEMM_BK : i % BM, kk = a_k_fast ? i % GEMM_BK : i / BM;
       const int m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < M && k < k_end) ? A[m * sam + k * sak] : 0.f;
+      As[kk][mm] = (m < M && k < k_end) ? a.at(m, k) : 0.f;
     }
     for (int i = tid; i < GEMM_BK * BN; i += GEMM_THREADS) {
-      const int nn = sbn == 1 ? i % BN : i / GEMM_BK, kk = sbn == 1 ? i / BN : i % GEMM_BK;
+      const int nn = b_n_fast ? i % BN : i / GEMM_BK, kk = b_n_fast ? i / BN : i % GEMM_BK;
       const int n = n0 + nn, k = k0 + kk;
-      Bs[kk][nn] = (n < N && k < k_end) ? B[k * sbk + n * sbn] : 0.f;
+      Bs[kk][nn] = (n < N && k < k_end) ? b.at(k, n) : 0.f;
     }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < GEMM_BK; ++kk) {
-      float a[TM], b[TN];
+      float av[TM], bv[TN];
 #pragma unroll
-      for (int i = 0; i < TM; ++i) a[i] = As[kk][ty + 16 * i];
+      for (int i = 0; i < TM; ++i) av[i] = As[kk][ty + 16 * i];
 #pragma unroll
-      for (int j = 0; j < TN; ++j) b[j] = Bs[kk][tx + 16 * j];
+      for (int j = 0; j < TN; ++j) bv[j] = Bs[kk][tx + 16 * j];
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+        for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
     }
     __syncthreads();
   }
@@ -80,22 +108,40 @@ __device__ __forceinline__ void gemm_tile(const float* A, long long sam, long lo
   }
 }
 
-// The tile shapes: BM rows (32 or 128) by BN columns (16, 32 or 64), chosen by the wrapper from
-// the problem's M and N so that narrow products do not waste most of a tile.
-#define GEMM_KERNEL(BM, BN)                                                                     \
+// Every product kernel ends with the same arguments: C, its shape, the split and the epilogue.
+#define GEMM_TAIL                                                                              \
+  float *C, int M, int N, int K, int kchunk, const float *bias, int has_bias, int act,        \
+      const float *aux, int aux_act
+#define GEMM_TAIL_ARGS C, M, N, K, kchunk, bias, has_bias, act, aux, aux_act
+#define STRIDED(p) const float *p, long long p##0, long long p##1
+#define COLUMNS                                                                                \
+  const float *x, long long sn, long long sh, long long sw, long long sc, int H, int W, int OH, \
+      int OW, int KW, int S, int P
+#define COLUMNS_OF_X Columns{x, sn, sh, sw, sc, H, W, OH, OW, KW, S, P}
+
+// For each tile shape: the plain product, a convolution's forward pass y = cols(x) W^T (A
+// gathered) and its weight gradient dW = dy^T cols(x) (B gathered). The shapes: BM rows (32 or
+// 128) by BN columns (16, 32 or 64), chosen by the wrapper from the problem's M and N so that
+// narrow products do not waste most of a tile.
+#define GEMM_KERNELS(BM, BN)                                                                    \
   extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
-      gemm_##BM##x##BN(const float* A, long long sam, long long sak, const float* B,            \
-                       long long sbk, long long sbn, float* C, int M, int N, int K, int kchunk, \
-                       const float* bias, int has_bias, int act, const float* aux, int aux_act) { \
-    gemm_tile<BM, BN>(A, sam, sak, B, sbk, sbn, C, M, N, K, kchunk, bias, has_bias, act, aux,  \
-                      aux_act);                                                                 \
+      gemm_##BM##x##BN(STRIDED(A), STRIDED(B), GEMM_TAIL) {                                     \
+    gemm_tile<BM, BN>(Strided{A, A0, A1}, Strided{B, B0, B1}, GEMM_TAIL_ARGS);                  \
+  }                                                                                             \
+  extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+      conv_forward_##BM##x##BN(COLUMNS, STRIDED(B), GEMM_TAIL) {                                \
+    gemm_tile<BM, BN>(COLUMNS_OF_X, Strided{B, B0, B1}, GEMM_TAIL_ARGS);                        \
+  }                                                                                             \
+  extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+      conv_weight_grad_##BM##x##BN(STRIDED(A), COLUMNS, GEMM_TAIL) {                            \
+    gemm_tile<BM, BN>(Strided{A, A0, A1}, COLUMNS_OF_X, GEMM_TAIL_ARGS);                        \
   }
-GEMM_KERNEL(128, 16)
-GEMM_KERNEL(128, 32)
-GEMM_KERNEL(128, 64)
-GEMM_KERNEL(32, 16)
-GEMM_KERNEL(32, 32)
-GEMM_KERNEL(32, 64)
+GEMM_KERNELS(128, 16)
+GEMM_KERNELS(128, 32)
+GEMM_KERNELS(128, 64)
+GEMM_KERNELS(32, 16)
+GEMM_KERNELS(32, 32)
+GEMM_KERNELS(32, 64)
 
 // C[m, n] = epilogue(sum over z of part[z, m, n]), the slices added in order z = 0, 1, ...
 extern "C" __global__ void splitk_reduce(const float* part, int splits, float* C, int M, int N,
