@@ -8,7 +8,8 @@ graph, which the GPU replays with one launch per step:
   layers' ``params``, ``grads`` and the optimiser's ``state`` become views of them, so
   checkpoints, evaluation and ``state_dict`` see the same numbers);
 - an operation per layer, with a Conv or Dense fused with the activation after it, writing
-  channels-last activations into buffers of its own;
+  channels-last activations into buffers of its own (a max pool after a Conv applies the
+  Conv's bias and activation to its maxima instead);
 - the loss fused with its output activation, and the batch's loss and hits summed on the device;
 - one optimiser kernel over the flat buffers, and device-side step counters (dropout masks come
   from a hash of (seed, step, layer), so a resumed run draws the same masks).
@@ -106,6 +107,7 @@ class _Conv(_Op):
         self.y = xp.empty((N, OH, OW, O), dtype=x.dtype)
         self.dcols = xp.empty(shape, dtype=x.dtype)
         self.dx = xp.empty((N, H, W, C), dtype=x.dtype)
+        self.pooled = False  # True once a max pool applies the bias and activation instead
 
     def matrices(self) -> tuple[Any, Any, Any, Any]:
         """W and dW as (O, C*K*K) matrices, b and db."""
@@ -116,6 +118,7 @@ class _Conv(_Op):
         L = self.layer
         w, _, b, _ = self.matrices()
         y2 = self.y.reshape(-1, L.c_out)
+        b = None if self.pooled else b
         self.k.conv_forward(
             self.x, w.T, y2, L.k, L.stride, L.pad, b, self.y_act, self.cols, self.work
         )
@@ -165,12 +168,26 @@ class _MaxPool(_Op):
         self.y = xp.empty(shape, dtype=x.dtype)
         self.arg = xp.empty(shape, dtype=np.int32)
         self.dx = xp.empty_like(x)
+        self.bias, self.act = None, "none"
+
+    @property
+    def name(self) -> str:
+        return "MaxPool" if self.bias is None else f"MaxPool+bias+{self.act}"
+
+    def finish(self, conv: _Conv) -> None:
+        """Apply ``conv``'s bias and activation to the maxima instead of to its whole output
+        (the same numbers: the activations are non-decreasing), saving a pass over the larger
+        map forward and the mask's read backward."""
+        self.bias, self.act = conv.layer.params["b"], conv.y_act
+        self.x_act, self.aux = "none", None
+        conv.y_act, conv.pooled = "none", True
 
     def forward(self) -> None:
-        self.k.maxpool_forward(self.x, self.y, self.arg, self.K, self.S)
+        self.k.maxpool_forward(self.x, self.y, self.arg, self.K, self.S, self.bias, self.act)
 
     def backward(self, dy, need_dx):
-        self.k.maxpool_backward(dy, self.arg, self.dx, self.K, self.S, self.aux, self.x_act)
+        k, y = self.k, self.y
+        k.maxpool_backward(dy, self.arg, self.dx, self.K, self.S, self.aux, self.x_act, y, self.act)
         return self.dx
 
 
@@ -258,6 +275,9 @@ class Program:
             if op is None:  # a reshape or an identity: no work
                 cur = self.x.reshape(n, -1) if isinstance(layer, Flatten) else cur
                 continue
+            if isinstance(op, _MaxPool) and self.ops and isinstance(self.ops[-1], _Conv):
+                if self.ops[-1].y is cur:
+                    op.finish(self.ops[-1])
             self.ops.append(op)
             cur, act = op.y, op.y_act
         self.logits = cur if cur.ndim == 2 else cur.reshape(n, -1)

@@ -196,21 +196,26 @@ def test_convolution_products(K, S, P, C, O, gathered):
         (3, 3, 9, 12),
     ],  # the last two: windows tile x exactly
 )
-def test_maxpool(K, S, H, W):
+@pytest.mark.parametrize("fused", [False, True], ids=["plain", "bias+tanh"])
+def test_maxpool(K, S, H, W, fused):
     rng = np.random.default_rng(K * 10 + S)
     x = distinct(rng, (3, H, W, 4)).astype(np.float32)  # no ties: one maximum per window
     OH, OW = out_size(H, K, S), out_size(W, K, S)
     y, arg = np.empty((3, OH, OW, 4)), np.empty((3, OH, OW, 4), dtype=np.int32)
-    host.maxpool_forward(x, y, arg, K, S)
+    # Fused: the convolution's bias and activation applied by the pool; else a mask (aux).
+    bias, act = (rng.normal(size=4), "tanh") if fused else (None, "none")
+    aux, aux_act = (None, "none") if fused else (rng.uniform(0.1, 1, size=x.shape), "sigmoid")
+    host.maxpool_forward(x, y, arg, K, S, bias, act)
     gy, garg = poisoned(y.shape), poisoned(y.shape, np.int32)
-    gpu.maxpool_forward(dev(x), gy, garg, K, S)
-    close(gy, y, 0)
+    gpu.maxpool_forward(dev(x), gy, garg, K, S, None if bias is None else dev(bias), act)
+    close(gy, y, 1e-6 if fused else 0)
     assert np.array_equal(backend.to_host(garg), arg)
-    dy, aux = rng.normal(size=y.shape), rng.uniform(0.1, 1, size=x.shape)
+    dy = rng.normal(size=y.shape)
     dx = np.empty(x.shape)
-    host.maxpool_backward(dy, arg, dx, K, S, aux, "sigmoid")
+    host.maxpool_backward(dy, arg, dx, K, S, aux, aux_act, y, act)
     gdx = poisoned(x.shape)
-    gpu.maxpool_backward(dev(dy), garg, gdx, K, S, dev(aux), "sigmoid")
+    gaux = None if aux is None else dev(aux)
+    gpu.maxpool_backward(dev(dy), garg, gdx, K, S, gaux, aux_act, gy, act)
     close(gdx, dx)
 
 

@@ -255,35 +255,25 @@ def col2im(dcols, dx, K: int, S: int, P: int, aux=None, aux_act="none") -> None:
     )
 
 
-def maxpool_forward(x, y, arg, K: int, S: int) -> None:
+def maxpool_forward(x, y, arg, K: int, S: int, bias=None, act="none") -> None:
     N, H, W, C = x.shape
     OH, OW = y.shape[1:3]
-    _launch("maxpool_forward", y.size, x, y, arg, *map(_i, (N, H, W, C, OH, OW, K, S)))
+    b = y if bias is None else bias
+    geometry = map(_i, (N, H, W, C, OH, OW, K, S))
+    tail = (b, _i(bias is not None), _i(ACTIVATIONS[act]))
+    _launch("maxpool_forward", y.size, x, y, arg, *geometry, *tail)
 
 
-def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none") -> None:
+def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=None, act="none"):
     N, H, W, C = dx.shape
     OH, OW = dy.shape[1:3]
+    tail = (dy if y is None else y, _i(ACTIVATIONS[act]), *_mask(aux, aux_act, dx))
     if S == K and H == OH * K and W == OW * K:  # every input in exactly one window
-        _launch(
-            "maxpool_backward_tiled",
-            dy.size,
-            dy,
-            arg,
-            dx,
-            *map(_i, (N, H, W, C, OH, OW, K)),
-            *_mask(aux, aux_act, dx),
-        )
+        geometry = map(_i, (N, H, W, C, OH, OW, K))
+        _launch("maxpool_backward_tiled", dy.size, dy, arg, dx, *geometry, *tail)
         return
-    _launch(
-        "maxpool_backward",
-        dx.size,
-        dy,
-        arg,
-        dx,
-        *map(_i, (N, H, W, C, OH, OW, K, S)),
-        *_mask(aux, aux_act, dx),
-    )
+    geometry = map(_i, (N, H, W, C, OH, OW, K, S))
+    _launch("maxpool_backward", dx.size, dy, arg, dx, *geometry, *tail)
 
 
 # ----- elementwise ----------------------------------------------------------------------------

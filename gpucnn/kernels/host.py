@@ -133,8 +133,9 @@ def _windows(x, K: int, S: int, OH: int, OW: int):
             )
 
 
-def maxpool_forward(x, y, arg, K: int, S: int) -> None:
-    """y: (N, OH, OW, C) = window maxima of x; arg: the offset of each (the first on ties)."""
+def maxpool_forward(x, y, arg, K: int, S: int, bias=None, act="none") -> None:
+    """y: (N, OH, OW, C) = act(window maxima of x + bias); arg: the offset of each maximum
+    (the first on ties). bias: (C,)."""
     OH, OW = y.shape[1:3]
     best = np.full(y.shape, -np.inf, dtype=x.dtype)
     at = np.zeros(y.shape, dtype=np.int32)
@@ -143,15 +144,17 @@ def maxpool_forward(x, y, arg, K: int, S: int) -> None:
         greater = v > best
         best = np.where(greater, v, best)
         at = np.where(greater, k, at)
-    y[...], arg[...] = best, at
+    y[...], arg[...] = _act(best if bias is None else best + bias, act), at
 
 
-def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none") -> None:
-    """dx: (N, H, W, C): each dy sent back to the position of its window's maximum."""
+def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=None, act="none"):
+    """dx: (N, H, W, C): each dy, times act'(y) for the pool's own activation (y: its output),
+    sent back to the position of its window's maximum."""
     OH, OW = dy.shape[1:3]
+    g = dy if y is None else dy * _act_grad(y, act)
     acc = np.zeros(dx.shape, dtype=dx.dtype)
     for k, window in _windows(acc, K, S, OH, OW):
-        acc[window] += dy * (arg == k)
+        acc[window] += g * (arg == k)
     dx[...] = _masked(acc, aux, aux_act)
 
 

@@ -1,10 +1,16 @@
 // Max pooling, channels-last: x: (N, H, W, C) -> y: (N, OH, OW, C) over K x K windows with
 // stride S. The forward pass keeps the window offset (kh * K + kw) of each maximum; the first
 // maximum in row-major window order wins a tie, as in PyTorch.
+//
+// The bias and activation of the convolution before the pool can be applied here, to the
+// maxima only: y = act(max(z) + b) = max(act(z + b)) for any non-decreasing activation, so the
+// convolution writes z = x * W and no pass goes over the full-size map to finish it. The
+// backward pass then multiplies by act'(y) where it sends a gradient.
 #include "common.cuh"
 
 extern "C" __global__ void maxpool_forward(const float* x, float* y, int* arg, int N, int H,
-                                           int W, int C, int OH, int OW, int K, int S) {
+                                           int W, int C, int OH, int OW, int K, int S,
+                                           const float* bias, int has_bias, int act) {
   FOR_EACH((long long)N * OH * OW * C)
   const Nhwc p = nhwc_at(i, OH, OW, C);
   const int n = p.n, oh = p.h, ow = p.w, c = p.c;
@@ -18,19 +24,21 @@ extern "C" __global__ void maxpool_forward(const float* x, float* y, int* arg, i
         at = kh * K + kw;
       }
     }
-  y[i] = best;
+  y[i] = activate(has_bias ? best + bias[c] : best, act);
   arg[i] = at;
 }
 
 // The backward pass when the windows tile x exactly (S == K, H == OH*K, W == OW*K): one thread
-// per window writes its K*K gradients, dy where the maximum was and 0 elsewhere, times act'(aux).
+// per window writes its K*K gradients, dy * act'(y) where the maximum was and 0 elsewhere, times
+// act'(aux).
 extern "C" __global__ void maxpool_backward_tiled(const float* dy, const int* arg, float* dx,
                                                   int N, int H, int W, int C, int OH, int OW,
-                                                  int K, const float* aux, int aux_act) {
+                                                  int K, const float* y, int act,
+                                                  const float* aux, int aux_act) {
   FOR_EACH((long long)N * OH * OW * C)
   const Nhwc p = nhwc_at(i, OH, OW, C);
   const int n = p.n, oh = p.h, ow = p.w, c = p.c;
-  const float g = dy[i];
+  const float g = dy[i] * act_grad(y[i], act);
   const int at = arg[i];
   for (int kh = 0; kh < K; ++kh)
     for (int kw = 0; kw < K; ++kw) {
@@ -39,11 +47,12 @@ extern "C" __global__ void maxpool_backward_tiled(const float* dy, const int* ar
     }
 }
 
-// dx: (N, H, W, C), each element gathering dy from the windows (possibly several when S < K)
-// whose maximum it was; then times act'(aux).
+// dx: (N, H, W, C), each element gathering dy * act'(y) from the windows (possibly several
+// when S < K) whose maximum it was; then times act'(aux).
 extern "C" __global__ void maxpool_backward(const float* dy, const int* arg, float* dx, int N,
                                             int H, int W, int C, int OH, int OW, int K, int S,
-                                            const float* aux, int aux_act) {
+                                            const float* y, int act, const float* aux,
+                                            int aux_act) {
   FOR_EACH((long long)N * H * W * C)
   const Nhwc p = nhwc_at(i, H, W, C);
   const int n = p.n, h = p.h, w = p.w, c = p.c;
@@ -54,7 +63,7 @@ extern "C" __global__ void maxpool_backward(const float* dy, const int* arg, flo
   for (int oh = oh_lo; oh <= oh_hi; ++oh)
     for (int ow = ow_lo; ow <= ow_hi; ++ow) {
       const long long o = (((long long)n * OH + oh) * OW + ow) * C + c;
-      if (arg[o] == (h - oh * S) * K + (w - ow * S)) acc += dy[o];
+      if (arg[o] == (h - oh * S) * K + (w - ow * S)) acc += dy[o] * act_grad(y[o], act);
     }
   dx[i] = masked(acc, aux, aux_act, i);
 }
