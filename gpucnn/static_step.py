@@ -292,7 +292,7 @@ class Program:
         # Capture only where launches dominate: a large batch's products are better done by
         # cuBLAS, which a graph cannot hold (gpucnn.kernels.gpu).
         limit = getattr(k, "GRAPH_MAX_MACS", 0)
-        self.capture = step.graphs and _largest_product(model, n) < limit
+        self.capture = step.graphs and largest_product(model, n) < limit
 
     def _op(self, layer: Layer, index: int, x: Any, x_act: str, fused: str, xp) -> _Op | None:
         k, s = self.k, self.step
@@ -354,7 +354,7 @@ def _products(model: Model, n: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _largest_product(model: Model, n: int) -> int:
+def largest_product(model: Model, n: int) -> int:
     """Multiply-adds of the largest matrix product of a step on batches of n."""
     return max(m * c * k for m, c, k in _products(model, n))
 

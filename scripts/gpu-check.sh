@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Check the GPU path in one command, on a machine with an NVIDIA GPU and CuPy: the whole test
 # suite (its GPU tests included), the 10-epoch Fashion-MNIST accuracy run, and the benchmark
-# against PyTorch, all written into one folder:
-#   gpu.txt  tests.log  run.log  accuracy.json  bench.log  bench.json
-# Usage: scripts/gpu-check.sh [folder] [tests] [run] [bench]   (default: outputs/gpu-check, all)
+# against PyTorch, and the timings of each way to run the convolutions (scripts/conv_variants.py),
+# all written into one folder:
+#   gpu.txt  tests.log  run.log  accuracy.json  bench.log  bench.json  variants.log  variants.json
+# Usage: scripts/gpu-check.sh [folder] [tests] [run] [bench] [variants]
+#        (default: outputs/gpu-check, all four)
 # The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-outputs/gpu-check}"
 shift || true
-steps="${*:-tests run bench}"
+steps="${*:-tests run bench variants}"
 mkdir -p "$out"
 python3 -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" \
   || { echo "gpu-check: CuPy cannot use a GPU here"; exit 1; }
@@ -40,5 +42,9 @@ if [[ " $steps " == *" bench "* ]]; then
     bench.peer_compile=true bench.profile=true hydra.run.dir="$out/bench" 2>&1 | tee "$out/bench.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
   cp "$out/bench/bench.json" "$out/bench.json" 2>/dev/null || status=1
+fi
+if [[ " $steps " == *" variants "* ]]; then
+  python3 scripts/conv_variants.py --json "$out/variants.json" 2>&1 | tee "$out/variants.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 exit $status

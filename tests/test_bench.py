@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,26 @@ def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting):
     assert proc.returncode == 2
     assert f"{setting.split('=')[0]}=" in proc.stdout + proc.stderr
     assert not (tmp_path / "bench.json").exists()
+
+
+def test_the_convolution_variants_script_times_every_conv_of_the_model(tmp_path):
+    script = Path(__file__).parents[1] / "scripts" / "conv_variants.py"
+    out = tmp_path / "variants.json"
+    args = ["--backend", "numpy", "--model", "lab_cnn2", "--batches", "2", "3", "--reps", "1"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["layer"], r["batch"]) for r in rows] == [
+        ("0 Conv 1->8 3x3 s1 p1", 2),
+        ("3 Conv 8->16 3x3 s1 p1", 2),
+        ("0 Conv 1->8 3x3 s1 p1", 3),
+        ("3 Conv 8->16 3x3 s1 p1", 3),
+    ]
+    assert all(r[k] > 0 for r in rows for k in r if k.endswith("_ms"))
+    assert rows[0]["product"] == [2 * 32 * 32, 8, 9] and rows[0]["rule"] == "columns"
+    assert "forward_implicit" in proc.stdout

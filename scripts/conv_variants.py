@@ -1,0 +1,132 @@
+"""Time the ways the static step can run each convolution's products, layer by layer, so that
+the rule choosing one (gpucnn.kernels.gpu.implicit_conv) rests on measurements.
+
+For every Conv of a lab preset at each batch size, milliseconds per call of:
+  forward   implicit: columns gathered inside the product | columns: im2col, then the product
+  dW        implicit: gathered again | columns: the product over the forward pass's columns
+  dx        columns: dy @ W, then col2im (the only way there is)
+and which way the rule picks. Where the static step would capture the program as a CUDA graph
+(gpucnn.static_step.Program.capture), each variant is timed replayed from a graph, as the step
+runs it; elsewhere launched one by one.
+
+Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
+                                       [--batches 128 1024] [--reps 20] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from gpucnn import Conv, backend, kernels, presets
+from gpucnn.kernels import out_size
+from gpucnn.static_step import largest_product
+
+
+def _timed(fn, reps: int, graph: bool) -> float:
+    """Milliseconds per call of fn, after a warm-up call."""
+    fn()
+    if graph:
+        import cupy
+
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with stream:
+            stream.begin_capture()
+            for _ in range(reps):
+                fn()
+            captured = stream.end_capture()
+        run = captured.launch
+        calls = 1
+    else:
+        run, calls = fn, reps
+    backend.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    backend.synchronize()
+    return 1000 * (time.perf_counter() - start) / reps
+
+
+def measure(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
+    """One row per Conv layer of the preset, on the active backend."""
+    model = getattr(presets, model_name)(10)
+    k = kernels.for_array_module(backend.xp())
+    graph = backend.active().is_gpu and largest_product(model, batch) < k.GRAPH_MAX_MACS
+    inputs = [model.input_shape, *model.shapes]
+    return [
+        {
+            "layer": _label(i, layer),
+            "batch": batch,
+            **_times(k, layer, inputs[i], batch, reps, graph),
+        }
+        for i, layer in enumerate(model.layers)
+        if isinstance(layer, Conv)
+    ]
+
+
+def _label(i: int, c: Conv) -> str:
+    return f"{i} Conv {c.c_in}->{c.c_out} {c.k}x{c.k} s{c.stride} p{c.pad}"
+
+
+def _times(k: Any, layer: Conv, shape: tuple, batch: int, reps: int, graph: bool) -> dict:
+    """The variants' milliseconds for one Conv with input ``shape`` (C, H, W)."""
+    rng = np.random.default_rng(0)
+
+    def arr(*dims):
+        return backend.to_device(rng.normal(size=dims), backend.dtype())
+
+    C, H, W = shape
+    K, S, P, O = layer.k, layer.stride, layer.pad, layer.c_out
+    m, ckk = batch * out_size(H, K, S, P) * out_size(W, K, S, P), C * K * K
+    # As the step passes them: W as an (O, C*K*K) matrix, its transpose a view.
+    x, w, b, dy = arr(batch, H, W, C), arr(O, ckk), arr(O), arr(m, O)
+    y, dw, dx = arr(m, O), arr(O, ckk), arr(batch, H, W, C)
+    cols, dcols = arr(m, ckk), arr(m, ckk)
+    products = ((m, O, ckk), (O, ckk, m), (m, ckk, O))
+    work = backend.xp().empty(max(1, *(k.workspace(*p) for p in products)), backend.dtype())
+
+    def dx_columns():
+        k.gemm(dy, w, dcols, work=work)
+        k.col2im(dcols, dx, K, S, P)
+
+    variants = {
+        "forward_implicit": lambda: k.conv_forward(x, w.T, y, K, S, P, b, "relu", None, work),
+        "forward_columns": lambda: k.conv_forward(x, w.T, y, K, S, P, b, "relu", cols, work),
+        "dw_implicit": lambda: k.conv_weight_grad(dy, x, dw, K, S, P, None, work),
+        "dw_columns": lambda: k.conv_weight_grad(dy, x, dw, K, S, P, cols, work),
+        "dx_columns": dx_columns,
+    }
+    return {
+        "product": [m, O, ckk],
+        "graph": graph,
+        **{f"{name}_ms": round(_timed(fn, reps, graph), 4) for name, fn in variants.items()},
+        "rule": "implicit" if k.implicit_conv(m, ckk, O) else "columns",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="cupy", choices=("cupy", "numpy"))
+    parser.add_argument("--model", default="lab_cnn3")
+    parser.add_argument("--batches", type=int, nargs="+", default=[128, 1024])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    backend.use(args.backend, dtype="float32", seed=0)
+    rows = [r for n in args.batches for r in measure(args.model, n, args.reps)]
+    keys = [key for key in rows[0] if key.endswith("_ms")]
+    print(f"{'layer':<26} {'batch':>5} " + " ".join(f"{key[:-3]:>17}" for key in keys) + "  rule")
+    for r in rows:
+        times = " ".join(f"{r[key]:>17.4f}" for key in keys)
+        print(f"{r['layer']:<26} {r['batch']:>5} {times}  {r['rule']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
