@@ -94,7 +94,8 @@ class _Op:
 
 class _Conv(_Op):
     """Conv (+ activation): y: (N, OH, OW, O) = act(im2col(x) @ W^T + b). The columns are kept
-    for the weight gradient, unless the kernel set gathers them inside the product."""
+    for the weight gradient, and the input gradient's columns written before they are folded,
+    unless the kernel set gathers both inside the products."""
 
     def __init__(self, k, x, x_act, layer: Conv, act: str, xp, work) -> None:
         super().__init__(k, x, x_act)
@@ -103,9 +104,10 @@ class _Conv(_Op):
         K, S, P, O = layer.k, layer.stride, layer.pad, layer.c_out
         OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
         shape = (N * OH * OW, C * K * K)
-        self.cols = None if k.implicit_conv(*shape, O) else xp.empty(shape, dtype=x.dtype)
+        implicit = k.implicit_conv(*shape, O)
+        self.cols = None if implicit else xp.empty(shape, dtype=x.dtype)
+        self.dcols = None if implicit else xp.empty(shape, dtype=x.dtype)
         self.y = xp.empty((N, OH, OW, O), dtype=x.dtype)
-        self.dcols = xp.empty(shape, dtype=x.dtype)
         self.dx = xp.empty((N, H, W, C), dtype=x.dtype)
         self.pooled = False  # True once a max pool applies the bias and activation instead
 
@@ -131,8 +133,9 @@ class _Conv(_Op):
         k.colsum(dy2, db, work=self.work)
         if not need_dx:
             return None
-        k.gemm(dy2, w, self.dcols, work=self.work)
-        k.col2im(self.dcols, self.dx, L.k, L.stride, L.pad, self.aux, self.x_act)
+        k.conv_input_grad(
+            dy2, w, self.dx, L.k, L.stride, L.pad, self.aux, self.x_act, self.dcols, self.work
+        )
         return self.dx
 
 

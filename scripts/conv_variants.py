@@ -4,7 +4,8 @@ the rule choosing one (gpucnn.kernels.gpu.implicit_conv) rests on measurements.
 For every Conv of a lab preset at each batch size, milliseconds per call of:
   forward   implicit: columns gathered inside the product | columns: im2col, then the product
   dW        implicit: gathered again | columns: the product over the forward pass's columns
-  dx        columns: dy @ W, then col2im (the only way there is)
+  dx        implicit: dy gathered window by window (a transposed convolution)
+            | columns: dy @ W written out, then folded by col2im
 and which way the rule picks. Where the static step would capture the program as a CUDA graph
 (gpucnn.static_step.Program.capture), each variant is timed replayed from a graph, as the step
 runs it; elsewhere launched one by one.
@@ -86,19 +87,16 @@ def _times(k: Any, layer: Conv, shape: tuple, batch: int, reps: int, graph: bool
     x, w, b, dy = arr(batch, H, W, C), arr(O, ckk), arr(O), arr(m, O)
     y, dw, dx = arr(m, O), arr(O, ckk), arr(batch, H, W, C)
     cols, dcols = arr(m, ckk), arr(m, ckk)
-    products = ((m, O, ckk), (O, ckk, m), (m, ckk, O))
+    products = ((m, O, ckk), (O, ckk, m), (m, ckk, O), (batch * H * W, C, K * K * O))
     work = backend.xp().empty(max(1, *(k.workspace(*p) for p in products)), backend.dtype())
-
-    def dx_columns():
-        k.gemm(dy, w, dcols, work=work)
-        k.col2im(dcols, dx, K, S, P)
 
     variants = {
         "forward_implicit": lambda: k.conv_forward(x, w.T, y, K, S, P, b, "relu", None, work),
         "forward_columns": lambda: k.conv_forward(x, w.T, y, K, S, P, b, "relu", cols, work),
         "dw_implicit": lambda: k.conv_weight_grad(dy, x, dw, K, S, P, None, work),
         "dw_columns": lambda: k.conv_weight_grad(dy, x, dw, K, S, P, cols, work),
-        "dx_columns": dx_columns,
+        "dx_implicit": lambda: k.conv_input_grad(dy, w, dx, K, S, P, None, "none", None, work),
+        "dx_columns": lambda: k.conv_input_grad(dy, w, dx, K, S, P, None, "none", dcols, work),
     }
     return {
         "product": [m, O, ckk],

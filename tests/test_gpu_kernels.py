@@ -168,18 +168,25 @@ def test_convolution_products(K, S, P, C, O, gathered):
     rows, ckk = N * OH * OW, C * K * K
     x_nchw = rng.normal(size=(N, C, H, W))
     x = x_nchw.transpose(0, 2, 3, 1)
-    w, b, dy = rng.normal(size=(ckk, O)), rng.normal(size=O), rng.normal(size=(rows, O))
-    y, dw = np.empty((rows, O)), np.empty((O, ckk))
-    host.conv_forward(x, w, y, K, S, P, b, "tanh")
+    w, b, dy = rng.normal(size=(O, ckk)), rng.normal(size=O), rng.normal(size=(rows, O))
+    aux = rng.uniform(-1, 1, size=x.shape)
+    y, dw, dx = np.empty((rows, O)), np.empty((O, ckk)), np.empty(x.shape)
+    host.conv_forward(x, w.T, y, K, S, P, b, "tanh")
     host.conv_weight_grad(dy, x, dw, K, S, P)
+    host.conv_input_grad(dy, w, dx, K, S, P, aux, "relu")
     gx = dev(x_nchw).transpose(0, 2, 3, 1)  # read through strides, as the first layer does
     cols = None if gathered else poisoned((rows, ckk))
-    work = poisoned(max(1, gpu.workspace(rows, O, ckk), gpu.workspace(O, ckk, rows)))
-    gy, gdw = poisoned(y.shape), poisoned(dw.shape)
-    gpu.conv_forward(gx, dev(w), gy, K, S, P, dev(b), "tanh", cols, work)
+    dcols = None if gathered else poisoned((rows, ckk))
+    products = [(rows, O, ckk), (O, ckk, rows), (N * H * W, C, K * K * O), (rows, ckk, O)]
+    work = poisoned(max(1, *(gpu.workspace(*p) for p in products)))
+    gy, gdw, gdx = poisoned(y.shape), poisoned(dw.shape), poisoned(dx.shape)
+    gw = dev(w)
+    gpu.conv_forward(gx, gw.T, gy, K, S, P, dev(b), "tanh", cols, work)
     gpu.conv_weight_grad(dev(dy), gx, gdw, K, S, P, cols, work)
+    gpu.conv_input_grad(dev(dy), gw, gdx, K, S, P, dev(aux), "relu", dcols, work)
     close(gy, y)
     close(gdw, dw)
+    close(gdx, dx)
     assert gpu.implicit_conv(rows, 9, O) and not gpu.implicit_conv(10**6, 144, 32)
 
 

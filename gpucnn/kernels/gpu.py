@@ -167,10 +167,12 @@ def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) 
 
 
 def implicit_conv(rows: int, ckk: int, out_channels: int) -> bool:
-    """Whether a convolution gathers its columns inside the product instead of writing them
-    out (rows: N*OH*OW, ckk: C*K*K): when they are narrow, as a first layer's (9 for a 3x3
-    filter on gray images; cuBLAS handles such a thin product badly), or when the product is
-    too small for cuBLAS anyway. Otherwise im2col + cuBLAS, which is faster on wide columns."""
+    """Whether a convolution gathers its columns inside its three products (conv_forward,
+    conv_weight_grad, conv_input_grad) instead of writing them out (rows: N*OH*OW, ckk:
+    C*K*K): when they are narrow, as a first layer's (9 for a 3x3 filter on gray images, a
+    product cuBLAS took 0.18 ms over for the weight gradient at batch 1024 on an H100), or when
+    the product is too small for cuBLAS anyway. Otherwise the columns are written out and the
+    products can go to cuBLAS. scripts/conv_variants.py times both ways, layer by layer."""
     return ckk <= THIN_COLUMNS or rows * ckk * out_channels < BLAS_MIN_MACS
 
 
@@ -191,6 +193,21 @@ def conv_forward(x, w, y, K: int, S: int, P: int, bias=None, act="none", cols=No
         _epilogue(y, bias, act),
         work,
     )
+
+
+def conv_input_grad(
+    dy, w, dx, K: int, S: int, P: int, aux=None, aux_act="none", dcols=None, work=None
+) -> None:
+    if dcols is not None:
+        gemm(dy, w, dcols, work=work)
+        col2im(dcols, dx, K, S, P, aux, aux_act)
+        return
+    N, H, W, C = dx.shape
+    OH, OW = out_size(H, K, S, P), out_size(W, K, S, P)
+    o = w.shape[0]
+    grads = (*_matrix(dy), *map(_i, (H, W, OH, OW, o, K, S, P)))
+    tail = _epilogue(dx, aux=aux, aux_act=aux_act)
+    _tiled("conv_input_grad", grads, _matrix(w), dx, N * H * W, C, K * K * o, tail, work)
 
 
 def conv_weight_grad(dy, x, dw, K: int, S: int, P: int, cols=None, work=None) -> None:

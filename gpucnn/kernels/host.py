@@ -92,6 +92,17 @@ def conv_weight_grad(dy, x, dw, K: int, S: int, P: int, cols=None, work=None) ->
     gemm(dy.T, _columns_of(x, K, S, P, cols), dw)
 
 
+def conv_input_grad(
+    dy, w, dx, K: int, S: int, P: int, aux=None, aux_act="none", dcols=None, work=None
+) -> None:
+    """dx: (N, H, W, C) = col2im(dy @ w), times act'(aux); dy: (N*OH*OW, O), w: (O, C*K*K).
+    ``dcols``: a buffer for dy @ w, or None for a new one."""
+    if dcols is None:
+        dcols = np.empty((dy.shape[0], w.shape[1]), dtype=dx.dtype)
+    gemm(dy, w, dcols)
+    col2im(dcols, dx, K, S, P, aux, aux_act)
+
+
 def im2col(x, cols, K: int, S: int, P: int) -> None:
     """Unfold x: (N, H, W, C) (any strides) into cols: (N*OH*OW, C*K*K)."""
     N, H, W, C = x.shape

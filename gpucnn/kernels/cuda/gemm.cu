@@ -47,6 +47,38 @@ struct Columns {
   __device__ __forceinline__ bool rows_fast() const { return true; }
 };
 
+// The columns' gradient dcols = dy W, never written out, seen from the input: element (row, col)
+// with row (n, h, w) of the input and col (kh, kw, o) is dy[n, oh, ow, o] for the window (oh, ow)
+// whose tap (kh, kw) lands on (h, w), zero if none does. Times TapWeights, the product is the
+// input gradient col2im(dy W) (a transposed convolution), summed in a fixed order.
+struct WindowGrads {
+  const float* dy;  // (N*OH*OW, O), through strides
+  long long s0, s1;
+  int H, W, OH, OW, O, K, S, P;
+  __device__ __forceinline__ float at(int row, int col) const {
+    const int w = row % W, h = row / W % H, n = row / W / H;
+    const int o = col % O, kw = col / O % K, kh = col / O / K;
+    const int hs = h + P - kh, ws = w + P - kw;  // oh * S and ow * S
+    if (hs < 0 || ws < 0 || hs % S || ws % S) return 0.f;
+    const int oh = hs / S, ow = ws / S;
+    if (oh >= OH || ow >= OW) return 0.f;
+    return dy[((long long)(n * OH + oh) * OW + ow) * s0 + o * s1];
+  }
+  __device__ __forceinline__ bool rows_fast() const { return s1 != 1; }
+};
+
+// The weights W: (O, C*K*K) (through strides) as a (K*K*O, C) matrix: element ((kh, kw, o), c).
+struct TapWeights {
+  const float* w;
+  long long s0, s1;
+  int O, K;
+  __device__ __forceinline__ float at(int tap, int c) const {
+    const int o = tap % O, kw = tap / O % K, kh = tap / O / K;
+    return w[o * s0 + ((c * K + kh) * K + kw) * s1];
+  }
+  __device__ __forceinline__ bool rows_fast() const { return false; }
+};
+
 // One BM x BN tile of C = A B per block of 256 threads, each thread a TM x TN patch of it.
 template <int BM, int BN, class MatA, class MatB>
 __device__ __forceinline__ void gemm_tile(const MatA a, const MatB b, float* C, int M, int N, int K,
@@ -118,9 +150,14 @@ __device__ __forceinline__ void gemm_tile(const MatA a, const MatB b, float* C, 
   const float *x, long long sn, long long sh, long long sw, long long sc, int H, int W, int OH, \
       int OW, int KW, int S, int P
 #define COLUMNS_OF_X Columns{x, sn, sh, sw, sc, H, W, OH, OW, KW, S, P}
+#define WINDOW_GRADS                                                                     \
+  const float *dy, long long dy0, long long dy1, int H, int W, int OH, int OW, int O, int KW, \
+      int S, int P
+#define TAP_WEIGHTS const float *wt, long long wt0, long long wt1
 
 // For each tile shape: the plain product, a convolution's forward pass y = cols(x) W^T (A
-// gathered) and its weight gradient dW = dy^T cols(x) (B gathered). The shapes: BM rows (32 or
+// gathered), its weight gradient dW = dy^T cols(x) (B gathered) and its input gradient
+// dx = col2im(dy W) (A gathered from dy, B the weights rearranged). The shapes: BM rows (32 or
 // 128) by BN columns (16, 32 or 64), chosen by the wrapper from the problem's M and N so that
 // narrow products do not waste most of a tile.
 #define GEMM_KERNELS(BM, BN)                                                                    \
@@ -135,6 +172,11 @@ __device__ __forceinline__ void gemm_tile(const MatA a, const MatB b, float* C, 
   extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
       conv_weight_grad_##BM##x##BN(STRIDED(A), COLUMNS, GEMM_TAIL) {                            \
     gemm_tile<BM, BN>(Strided{A, A0, A1}, COLUMNS_OF_X, GEMM_TAIL_ARGS);                        \
+  }                                                                                             \
+  extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+      conv_input_grad_##BM##x##BN(WINDOW_GRADS, TAP_WEIGHTS, GEMM_TAIL) {                       \
+    gemm_tile<BM, BN>(WindowGrads{dy, dy0, dy1, H, W, OH, OW, O, KW, S, P},                     \
+                      TapWeights{wt, wt0, wt1, O, KW}, GEMM_TAIL_ARGS);                         \
   }
 GEMM_KERNELS(128, 16)
 GEMM_KERNELS(128, 32)
