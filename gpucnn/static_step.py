@@ -347,10 +347,13 @@ def _products(model: Model, n: int) -> list[tuple[int, int, int]]:
     """(m, n, k) of every matrix product of a step on batches of n, with the column sums'
     (rows, cols, 0)."""
     out = []
-    for layer, shape in zip(_body(model), model.shapes):
+    inputs = [model.input_shape, *model.shapes]
+    for layer, x_shape, shape in zip(_body(model), inputs, model.shapes):
         if isinstance(layer, Conv):  # y = cols @ W^T, dW = dy^T @ cols, dcols = dy @ W
             rows, ckk, o = n * shape[1] * shape[2], layer.c_in * layer.k**2, layer.c_out
             out += [(rows, o, ckk), (o, ckk, rows), (rows, ckk, o), (rows, o, 0)]
+            # dx = col2im(dcols) as one product when the columns are gathered
+            out.append((n * x_shape[1] * x_shape[2], layer.c_in, layer.k**2 * o))
         elif isinstance(layer, Dense):  # y = x @ W, dW = x^T @ dy, dx = dy @ W^T
             rows, i, o = n, layer.n_in, layer.n_out
             out += [(rows, o, i), (i, o, rows), (rows, i, o), (rows, o, 0)]

@@ -127,6 +127,16 @@ def test_gemm(m, n, k, transpose_a, transpose_b, act, aux_act):
     close(out, want)
 
 
+def test_a_workspace_too_small_for_the_split_is_refused_before_launching():
+    a, b = dev(np.ones((16, 20000))), dev(np.ones((20000, 9)))
+    need = gpu.workspace(16, 9, 20000)
+    assert need > 0
+    with pytest.raises(
+        ValueError, match=f"needs a workspace of {need:,} elements and was given 10"
+    ):
+        gpu.gemm(a, b, poisoned((16, 9)), work=poisoned(10))
+
+
 @pytest.mark.parametrize("rows,cols", [(7, 3), (5000, 16), (300, 300), (20000, 64)])
 def test_colsum(rows, cols):
     a = np.random.default_rng(rows).normal(size=(rows, cols))

@@ -144,6 +144,12 @@ def _tiled(kind: str, a: tuple, b: tuple, out, m: int, n: int, k: int, tail: tup
     conv_forward or conv_weight_grad), split over k where that fills the GPU."""
     bm, bn = _tile(m, n)
     splits, chunk = _splits(m, n, k)
+    if splits > 1 and (work is None or work.size < splits * m * n):
+        have = 0 if work is None else work.size
+        raise ValueError(
+            f"{kind}: split {splits} ways, it needs a workspace of {splits * m * n:,} elements"
+            f" and was given {have:,}: size it with workspace(m, n, k)"
+        )
     grid = (-(-n // bn), -(-m // bm), splits)
     target = out if splits == 1 else work
     sizes = (_i(m), _i(n), _i(k), _i(chunk))
