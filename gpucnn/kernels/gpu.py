@@ -141,7 +141,8 @@ def _epilogue(out, bias=None, act="none", aux=None, aux_act="none") -> tuple:
 
 def _tiled(kind: str, a: tuple, b: tuple, out, m: int, n: int, k: int, tail: tuple, work) -> None:
     """out: (m, n) = the product of a: (m, k) and b: (k, n) by kernel ``kind`` (gemm,
-    conv_forward or conv_weight_grad), split over k where that fills the GPU."""
+    conv_forward, conv_weight_grad or conv_input_grad: ``a`` and ``b`` are the arguments of
+    its operands), split over k where that fills the GPU."""
     bm, bn = _tile(m, n)
     splits, chunk = _splits(m, n, k)
     if splits > 1 and (work is None or work.size < splits * m * n):
