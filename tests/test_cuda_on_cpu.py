@@ -1,6 +1,8 @@
 """The CPU runner of the CUDA kernels (tests/cuda_on_cpu), which the GPU kernel tests rely on
 where no GPU is: barriers hold, launch arguments are checked as a GPU would need them."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,12 @@ extern "C" __global__ void reverse(const float* x, float* y, int n) {
   s[t] = t < n ? x[blockIdx.x * n + t] : 0.f;
   __syncthreads();
   if (t < n) y[blockIdx.x * n + t] = s[n - 1 - t];
+}
+
+// Copies x[i + shift] to y[i] for i < n: outside x when shift moves past either end.
+extern "C" __global__ void shifted(const float* x, float* y, int n, int shift) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = x[i + shift];
 }
 
 // Named like a C library function: must run this body, not the library's.
@@ -41,6 +49,20 @@ def test_a_kernel_named_like_a_c_library_function_runs_its_own_body(module):
     counters = np.array([5, 0], dtype=np.int64)
     module.get_function("advance")((1,), (1,), (counters, np.int64(3)))
     assert counters.tolist() == [8, 0]
+
+
+@pytest.mark.parametrize("shift,side", [(1, "after"), (-1, "before")])
+def test_a_thread_outside_its_array_fails_the_launch_naming_it(module, shift, side):
+    x, y = np.arange(300, dtype=np.float32), np.zeros(300, np.float32)
+    shifted = module.get_function("shifted")
+    shifted((2,), (256,), (x, y, np.int32(300), np.int32(0)))
+    assert np.array_equal(y, x)
+    where = "block (1, 0, 0) thread (43, 0, 0)" if shift > 0 else "block (0, 0, 0) thread (0, 0, 0)"
+    with pytest.raises(IndexError, match=rf"shifted: {re.escape(where)} went {side} argument 0"):
+        shifted((2,), (256,), (x, y, np.int32(300), np.int32(shift)))
+    # Views are checked against what they span, not against the array they belong to.
+    with pytest.raises(IndexError, match="went after argument 0"):
+        shifted((1,), (256,), (x[:100], y, np.int32(100), np.int32(1)))
 
 
 def test_launch_arguments_are_checked_against_the_kernel(module):

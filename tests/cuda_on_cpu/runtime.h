@@ -6,6 +6,8 @@
 // block goes past a barrier once every thread has reached it. __shared__ memory is one array
 // all of them see (a function-local static: blocks never overlap). Deterministic: a test that
 // passes once passes every time.
+#include <setjmp.h>
+#include <signal.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -97,8 +99,26 @@ static void (*kernel)(P...);
 template <class... P>
 static void** kernel_args;
 
-// Runs f over grid x block. Returns 0, -1 for a wrong number of arguments, or i + 1 when the
-// value given for argument i has not the size f's parameter has (which on a GPU reads garbage).
+// An access to an inaccessible page (the guards the caller puts around each array) ends the
+// launch: the handler jumps back to it, keeping where and who.
+static sigjmp_buf fault_jump;
+struct Fault {
+  void* address;
+  unsigned block[3], thread[3];
+};
+static Fault fault;
+
+static void on_fault(int, siginfo_t* info, void*) {
+  fault = {info->si_addr, {blockIdx.x, blockIdx.y, blockIdx.z},
+           {threadIdx.x, threadIdx.y, threadIdx.z}};
+  siglongjmp(fault_jump, 1);
+}
+
+extern "C" EXPORT const Fault* last_fault() { return &fault; }
+
+// Runs f over grid x block. Returns 0; -1 for a wrong number of arguments; i + 1 when the
+// value given for argument i has not the size f's parameter has (which on a GPU reads garbage);
+// -2 when a thread touched an inaccessible page (see last_fault).
 template <class... P>
 static int launch(void (*f)(P...), const unsigned* grid, const unsigned* block, void** args,
                   int nargs, const int* sizes) {
@@ -111,11 +131,21 @@ static int launch(void (*f)(P...), const unsigned* grid, const unsigned* block, 
   block_body = [] { call(kernel<P...>, kernel_args<P...>, std::index_sequence_for<P...>{}); };
   gridDim = {grid[0], grid[1], grid[2]};
   blockDim = {block[0], block[1], block[2]};
-  for (unsigned z = 0; z < grid[2]; ++z)
-    for (unsigned y = 0; y < grid[1]; ++y)
-      for (unsigned x = 0; x < grid[0]; ++x) {
-        blockIdx = {x, y, z};
-        run_block(block[0] * block[1] * block[2]);
-      }
-  return 0;
+  struct sigaction action = {}, previous = {};
+  action.sa_sigaction = on_fault;
+  action.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGSEGV, &action, &previous);
+  int rc = 0;
+  if (sigsetjmp(fault_jump, 1) == 0) {
+    for (unsigned z = 0; z < grid[2]; ++z)
+      for (unsigned y = 0; y < grid[1]; ++y)
+        for (unsigned x = 0; x < grid[0]; ++x) {
+          blockIdx = {x, y, z};
+          run_block(block[0] * block[1] * block[2]);
+        }
+  } else {
+    rc = -2;
+  }
+  sigaction(SIGSEGV, &previous, nullptr);
+  return rc;
 }
