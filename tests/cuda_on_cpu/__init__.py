@@ -135,7 +135,7 @@ class _Guarded:
         ctypes.memmove(self.start, low, self.size)
 
     def side(self, address: int) -> str:
-        """ "before" or "after" the array if ``address`` is in a guard page, else ""."""
+        """The side of the array whose guard page holds ``address`` (before, after), or ""."""
         if self.base <= address < self.base + PAGE:
             return "before"
         if self.base + self.length - PAGE <= address < self.base + self.length:
@@ -156,7 +156,10 @@ def _guarded_copies(args: tuple, at_end: bool) -> dict[int, _Guarded]:
             if i < j and low < hi and lo < high and (low, high) != (lo, hi):
                 raise ValueError(f"arguments {i} and {j} overlap without being the same array")
     made: dict[tuple[int, int], _Guarded] = {}
-    return {i: made.setdefault(span, _Guarded(*span, at_end)) for i, span in spans.items()}
+    for span in spans.values():
+        if span not in made:
+            made[span] = _Guarded(*span, at_end)
+    return {i: made[span] for i, span in spans.items()}
 
 
 def _dim3(dims: tuple[int, ...]) -> Any:
