@@ -15,12 +15,15 @@ NVCC = shutil.which("nvcc")
 def test_the_module_compiles_every_source_file():
     on_disk = sorted(p.name for p in gpu.SOURCES.glob("*.cu"))
     assert sorted(gpu.FILES) == on_disk
-    assert 'extern "C" __global__ void im2col' in gpu.source()
+    assert sorted(gpu.HEADERS) == sorted(p.name for p in gpu.SOURCES.glob("*.cuh"))
+    unit = gpu.source()
+    assert 'extern "C" __global__ void im2col' in unit
+    assert "#include" not in unit and unit.count("#define GEMM_BK") == 1  # each header once
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on this machine's PATH")
 def test_every_cuda_source_compiles_for_sm80_and_sm90(tmp_path):
-    # The one translation unit (every .cu after common.cuh) that NVRTC compiles at run time.
+    # The one translation unit (the headers, then every .cu) that NVRTC compiles at run time.
     unit = tmp_path / "gpucnn_kernels.cu"
     unit.write_text(gpu.source())
     archs = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in (80, 90)]

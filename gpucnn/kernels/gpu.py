@@ -16,6 +16,7 @@ out (``implicit_conv``).
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ import numpy as np
 from . import ACTIVATIONS, out_size
 
 SOURCES = Path(__file__).parent / "cuda"
+HEADERS = ("common.cuh", "tile.cuh")  # in the order they include each other
 FILES = ("gemm.cu", "conv.cu", "pool.cu", "pointwise.cu", "loss.cu", "optim.cu")
+_LOCAL_INCLUDE = re.compile(r'^(#pragma once|#include "\w+\.cuh")\n', re.MULTILINE)
 BLOCK = 256  # threads per block of every kernel
 BK = 16  # the matrix kernels' tile depth (GEMM_BK)
 BLAS_MIN_MACS = 2**24  # outside a capture, products at least this large go to cuBLAS
@@ -33,10 +36,9 @@ THIN_COLUMNS = 32  # convolutions with at most this many columns (C*K*K) never w
 
 
 def source() -> str:
-    """common.cuh followed by every .cu file, as one translation unit."""
-    header = (SOURCES / "common.cuh").read_text().replace("#pragma once\n", "")
-    bodies = [(SOURCES / name).read_text().replace('#include "common.cuh"\n', "") for name in FILES]
-    return "\n".join([header, *bodies])
+    """The headers, then every .cu file, as one translation unit (each header once)."""
+    texts = [(SOURCES / name).read_text() for name in (*HEADERS, *FILES)]
+    return "\n".join(_LOCAL_INCLUDE.sub("", text) for text in texts)
 
 
 @functools.cache
@@ -84,17 +86,21 @@ def _strides(a: Any) -> tuple[int, ...]:
 
 
 # ----- matrix products ----------------------------------------------------------------------
-def _tile(m: int, n: int) -> tuple[int, int]:
-    """(BM, BN) of the gemm kernel for an (m, n) output: narrow outputs get narrow tiles."""
-    bm = 128 if m > 64 else 32
+#: The tile height of the convolution kernels (conv.cu compiles only these): their M counts
+#: pixels (tall) or, for the weight gradient, output channels (short).
+CONV_ROWS = {"conv_forward": 128, "conv_input_grad": 128, "conv_weight_grad": 32}
+
+
+def _tile(m: int, n: int, kind: str = "gemm") -> tuple[int, int]:
+    """(BM, BN) of the ``kind`` kernel for an (m, n) output: narrow outputs get narrow tiles."""
+    bm = CONV_ROWS.get(kind) or (128 if m > 64 else 32)
     bn = 16 if n <= 16 else 32 if n <= 32 else 64
     return bm, bn
 
 
-def _splits(m: int, n: int, k: int) -> tuple[int, int]:
-    """(splits, k per split): enough blocks for two waves over the multiprocessors, but never
-    fewer than 128 values of k per split."""
-    bm, bn = _tile(m, n)
+def _splits(m: int, n: int, k: int, bm: int, bn: int) -> tuple[int, int]:
+    """(splits, k per split) of a product on BM x BN tiles: enough blocks for two waves over the
+    multiprocessors, but never fewer than 128 values of k per split."""
     tiles = -(-m // bm) * -(-n // bn)
     want = 2 * _multiprocessors()
     if tiles >= want // 2 or k <= 2 * 128:
@@ -106,8 +112,10 @@ def _splits(m: int, n: int, k: int) -> tuple[int, int]:
 
 
 def workspace(m: int, n: int, k: int) -> int:
-    """Scratch elements gemm needs for an (m, k) x (k, n) product: the split-K partial sums."""
-    splits, _ = _splits(m, n, k)
+    """Scratch elements an (m, k) x (k, n) product needs, whichever kernel runs it: the split-K
+    partial sums. Counted for the tallest tile, which makes the fewest tiles and so the most
+    splits."""
+    splits, _ = _splits(m, n, k, 128, _tile(m, n)[1])
     return splits * m * n if splits > 1 else 0
 
 
@@ -143,8 +151,8 @@ def _tiled(kind: str, a: tuple, b: tuple, out, m: int, n: int, k: int, tail: tup
     """out: (m, n) = the product of a: (m, k) and b: (k, n) by kernel ``kind`` (gemm,
     conv_forward, conv_weight_grad or conv_input_grad: ``a`` and ``b`` are the arguments of
     its operands), split over k where that fills the GPU."""
-    bm, bn = _tile(m, n)
-    splits, chunk = _splits(m, n, k)
+    bm, bn = _tile(m, n, kind)
+    splits, chunk = _splits(m, n, k, bm, bn)
     if splits > 1 and (work is None or work.size < splits * m * n):
         have = 0 if work is None else work.size
         raise ValueError(
