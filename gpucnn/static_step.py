@@ -278,9 +278,9 @@ class Program:
             if op is None:  # a reshape or an identity: no work
                 cur = self.x.reshape(n, -1) if isinstance(layer, Flatten) else cur
                 continue
-            if isinstance(op, _MaxPool) and self.ops and isinstance(self.ops[-1], _Conv):
-                if self.ops[-1].y is cur:
-                    op.finish(self.ops[-1])
+            before = self.ops[-1] if self.ops else None
+            if isinstance(op, _MaxPool) and isinstance(before, _Conv) and before.y is cur:
+                op.finish(before)
             self.ops.append(op)
             cur, act = op.y, op.y_act
         self.logits = cur if cur.ndim == 2 else cur.reshape(n, -1)

@@ -49,19 +49,18 @@ class RawModule:
         unit = "\n".join([RUNTIME.read_text(), code, *launchers])
         with tempfile.TemporaryDirectory(prefix="gpucnn-cuda-on-cpu-") as folder:
             self.library = ctypes.CDLL(str(_compiled(unit, Path(folder))))
+        self.library.last_fault.restype = ctypes.POINTER(_Fault)
         self.names = names
 
     def get_function(self, name: str) -> Kernel:
         if name not in self.names:
             raise AttributeError(f"no kernel named {name!r}")
-        return Kernel(name, getattr(self.library, f"run_{name}"), self.library)
+        return Kernel(name, getattr(self.library, f"run_{name}"), self.library.last_fault)
 
 
 class Kernel:
-    def __init__(self, name: str, run: Any, library: Any) -> None:
-        self.name, self.run = name, run
-        self.last_fault = library.last_fault
-        self.last_fault.restype = ctypes.POINTER(_Fault)
+    def __init__(self, name: str, run: Any, last_fault: Any) -> None:
+        self.name, self.run, self.last_fault = name, run, last_fault
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple) -> None:
         # Against the page before, results dropped; then against the page after, kept.
