@@ -6,7 +6,20 @@ Runs where a GPU is usable; skips with the reason elsewhere.
 import numpy as np
 import pytest
 
-from gpucnn import Activation, Adam, Conv, CrossEntropy, Dense, Dropout, MaxPool, backend, presets
+from gpucnn import (
+    Activation,
+    Adam,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    CrossEntropy,
+    Dense,
+    Dropout,
+    GlobalAvgPool,
+    MaxPool,
+    backend,
+    presets,
+)
 from gpucnn.train import train_step
 
 from .conftest import requires_gpu
@@ -17,12 +30,13 @@ TOL = 1e-4
 
 
 def _run(make_layer, x, dy, name):
-    """forward + backward of a fresh layer on backend ``name``; host copies of y, dx, grads."""
+    """forward + backward of a fresh layer on backend ``name``; host copies of y, dx, and the
+    gradients and buffers (BatchNorm's running statistics, updated by the forward pass)."""
     backend.use(name, dtype="float32", seed=0)
     layer = make_layer()
     y = layer.forward(backend.to_device(x, np.float32), training=True)
     dx = layer.backward(backend.to_device(dy, np.float32))
-    grads = {k: backend.to_host(g) for k, g in layer.grads.items()}
+    grads = {k: backend.to_host(g) for k, g in (*layer.grads.items(), *layer.buffers.items())}
     return backend.to_host(y), backend.to_host(dx), grads
 
 
@@ -31,6 +45,11 @@ LAYERS = {
     "conv5_stride2": (lambda: Conv(5, 3, 6, pad=2, stride=2), (4, 3, 15, 15)),
     "pool2": (lambda: MaxPool(2), (4, 3, 13, 11)),
     "pool3_overlap": (lambda: MaxPool(3, stride=2), (4, 3, 13, 11)),
+    "avgpool2": (lambda: AvgPool(2), (4, 3, 13, 11)),
+    "avgpool3_overlap": (lambda: AvgPool(3, stride=2), (4, 3, 13, 11)),
+    "global_avgpool": (lambda: GlobalAvgPool(), (4, 3, 13, 11)),
+    "batch_norm_conv": (lambda: BatchNorm(3), (4, 3, 13, 11)),
+    "batch_norm_dense": (lambda: BatchNorm(30), (16, 30)),
     "dense": (lambda: Dense(30, 7), (16, 30)),
     "relu": (lambda: Activation("relu"), (8, 30)),
     "sigmoid": (lambda: Activation("sigmoid"), (8, 30)),
