@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 status=0
 export PYTHONUNBUFFERED=1
 if [[ " $steps " == *" tests "* ]]; then
-  python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$out/tests.log"
+  python3 -m pytest -q -p no:cacheprovider -n auto 2>&1 | tee "$out/tests.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 if [[ " $steps " == *" run "* ]]; then
