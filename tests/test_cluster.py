@@ -56,10 +56,25 @@ def rows(sweep_dir):
         return list(csv.DictReader(f))
 
 
-def wait_until(condition, seconds, what):
+def wait_until(condition, seconds, what, proc=None):
+    """Poll ``condition`` until it holds. Fail after ``seconds``, or as soon as ``proc`` (the
+    command that should make it hold) has ended, with its output and the cluster's queue."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        ended = proc is not None and proc.poll() is not None
+        if ended or time.monotonic() > deadline:
+            output = ""
+            if proc is not None:
+                proc.kill()
+                try:
+                    output = proc.communicate(timeout=30)[1]
+                except subprocess.TimeoutExpired:  # a child of it holds the pipe
+                    output = "(held open by a process it started)"
+            queue = subprocess.run(
+                ["squeue", "-a", "-o", "%i %T %r %M"], capture_output=True, text=True, timeout=30
+            ).stdout
+            how = f"the command ended ({proc.returncode})" if ended else "timed out"
+            pytest.fail(f"{how} waiting for {what}\nqueue:\n{queue}\noutput:\n{output}")
         time.sleep(0.2)
 
 
@@ -79,7 +94,11 @@ def test_a_job_requeued_mid_epoch_resumes_bit_identical(tmp_path):
     assert reference.returncode == 0, reference.stderr
     sweep = app(*SLURM, *run, f"hydra.sweep.dir={tmp_path / 'sweep'}", wait=False)
     job_dir = tmp_path / "sweep" / "0"
-    wait_until(lambda: (position(job_dir) or (0, 0)) >= (1, 10), 120, "a checkpoint in epoch 2")
+
+    def in_epoch_2():
+        return (position(job_dir) or (0, 0)) >= (1, 10)
+
+    wait_until(in_epoch_2, 120, "a checkpoint in epoch 2", sweep)
     (job,) = jobs(tmp_path / "sweep")
     subprocess.run(["scontrol", "requeue", job["slurm_id"]], check=True, timeout=30)
     assert sweep.wait(timeout=240) == 0, sweep.stderr.read()
@@ -93,7 +112,7 @@ def test_a_cancelled_job_is_a_row_and_the_sweep_ends(tmp_path):
     slow = ["data.limit_train=1500", "train.batch_size=8", "train.epochs=30"]
     sweep = app(*SLURM, *TINY, *slow, "model.filter_size=3,5", f"hydra.sweep.dir={tmp_path}",
                 wait=False)  # fmt: skip
-    wait_until(lambda: (tmp_path / "jobs.json").is_file(), 60, "the submission")
+    wait_until(lambda: (tmp_path / "jobs.json").is_file(), 60, "the submission", sweep)
     first = jobs(tmp_path)[0]["slurm_id"]
     wait_until(lambda: (tmp_path / "0" / "summary.json").is_file(), 60, "job 0 to start")
     subprocess.run(["scancel", first], check=True, timeout=30)
@@ -122,7 +141,7 @@ def test_optuna_runs_trials_at_once_on_slurm_and_continues_after_an_interruption
 
     first = app(*SLURM, *search, wait=False, cwd=tmp_path)
     # 2 done, 2 asked. Generous: four job starts on a loaded 2-core node once took over 120 s.
-    wait_until(lambda: len(trials()) >= 3, 300, "the second batch of trials")
+    wait_until(lambda: len(trials()) >= 3, 300, "the second batch of trials", first)
     first.kill()  # the search stops between batches; Slurm still runs the asked trials
     first.wait()
     (sweep_dir,) = (tmp_path / "outputs" / "multiruns").iterdir()
