@@ -260,7 +260,7 @@ class Program:
         self.n, self.step, self.k = n, step, k
         self.x = xp.empty((n, C, H, W), dtype=dtype)
         self.y = xp.empty((n,), dtype=np.int64)
-        self.work = xp.empty(max(1, _workspace(k, model, n)), dtype=dtype)
+        self.work = xp.empty(max(1, workspace(k, model, n)), dtype=dtype)
         self.ops: list[_Op] = []
         cur, act = self.x.transpose(0, 2, 3, 1), "none"  # channels-last view of the input
         body = _body(model)
@@ -292,10 +292,7 @@ class Program:
         self.first = next(i for i, op in enumerate(self.ops) if isinstance(op, (_Conv, _Dense)))
         self.graph = None
         self.runs = 0
-        # Capture only where launches dominate: a large batch's products are better done by
-        # cuBLAS, which a graph cannot hold (gpucnn.kernels.gpu).
-        limit = getattr(k, "GRAPH_MAX_MACS", 0)
-        self.capture = step.graphs and largest_product(model, n) < limit
+        self.capture = step.graphs and worth_capturing(k, model, n)
 
     def _op(self, layer: Layer, index: int, x: Any, x_act: str, fused: str, xp) -> _Op | None:
         k, s = self.k, self.step
@@ -360,12 +357,15 @@ def _products(model: Model, n: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def largest_product(model: Model, n: int) -> int:
-    """Multiply-adds of the largest matrix product of a step on batches of n."""
-    return max(m * c * k for m, c, k in _products(model, n))
+def worth_capturing(k: Any, model: Model, n: int) -> bool:
+    """Whether a step on batches of n, run by kernel set ``k``, is worth capturing as a CUDA
+    graph: only where launches dominate. A large batch's products are better done by cuBLAS,
+    which a graph cannot hold (gpucnn.kernels.gpu); a set without GRAPH_MAX_MACS never is."""
+    largest = max(m * c * kk for m, c, kk in _products(model, n))
+    return largest < getattr(k, "GRAPH_MAX_MACS", 0)
 
 
-def _workspace(k: Any, model: Model, n: int) -> int:
+def workspace(k: Any, model: Model, n: int) -> int:
     """The largest scratch buffer any matrix product or column sum of the step needs."""
     return max(
         k.workspace(m, c, kk) if kk else k.colsum_workspace(m, c)

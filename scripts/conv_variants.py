@@ -25,7 +25,7 @@ import numpy as np
 
 from gpucnn import Conv, backend, kernels, presets
 from gpucnn.kernels import out_size
-from gpucnn.static_step import largest_product
+from gpucnn.static_step import workspace, worth_capturing
 
 
 def _timed(fn, reps: int, graph: bool) -> float:
@@ -56,13 +56,14 @@ def measure(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
     """One row per Conv layer of the preset, on the active backend."""
     model = getattr(presets, model_name)(10)
     k = kernels.for_array_module(backend.xp())
-    graph = backend.active().is_gpu and largest_product(model, batch) < k.GRAPH_MAX_MACS
+    graph = backend.active().is_gpu and worth_capturing(k, model, batch)
+    work = backend.xp().empty(max(1, workspace(k, model, batch)), backend.dtype())
     inputs = [model.input_shape, *model.shapes]
     return [
         {
             "layer": _label(i, layer),
             "batch": batch,
-            **_times(k, layer, inputs[i], batch, reps, graph),
+            **_times(k, layer, inputs[i], batch, reps, graph, work),
         }
         for i, layer in enumerate(model.layers)
         if isinstance(layer, Conv)
@@ -73,8 +74,11 @@ def _label(i: int, c: Conv) -> str:
     return f"{i} Conv {c.c_in}->{c.c_out} {c.k}x{c.k} s{c.stride} p{c.pad}"
 
 
-def _times(k: Any, layer: Conv, shape: tuple, batch: int, reps: int, graph: bool) -> dict:
-    """The variants' milliseconds for one Conv with input ``shape`` (C, H, W)."""
+def _times(
+    k: Any, layer: Conv, shape: tuple, batch: int, reps: int, graph: bool, work: Any
+) -> dict:
+    """The variants' milliseconds for one Conv with input ``shape`` (C, H, W); ``work``: the
+    step's scratch buffer."""
     rng = np.random.default_rng(0)
 
     def arr(*dims):
@@ -87,8 +91,6 @@ def _times(k: Any, layer: Conv, shape: tuple, batch: int, reps: int, graph: bool
     x, w, b, dy = arr(batch, H, W, C), arr(O, ckk), arr(O), arr(m, O)
     y, dw, dx = arr(m, O), arr(O, ckk), arr(batch, H, W, C)
     cols, dcols = arr(m, ckk), arr(m, ckk)
-    products = ((m, O, ckk), (O, ckk, m), (m, ckk, O), (batch * H * W, C, K * K * O))
-    work = backend.xp().empty(max(1, *(k.workspace(*p) for p in products)), backend.dtype())
 
     variants = {
         "forward_implicit": lambda: k.conv_forward(x, w.T, y, K, S, P, b, "relu", None, work),
