@@ -51,9 +51,9 @@ extern "C" __global__ void col2im(const float* dcols, float* dx, int N, int H, i
 }
 
 // ----- convolutions as implicit GEMMs: the columns gathered as each tile is filled ----------
-// The im2col columns of x: (N, H, W, C) (any strides; see conv.cu), never written out: element
-// (row, col) is gathered from x when the tile is filled (an implicit-GEMM convolution). Rows
-// (n, oh, ow), columns (c, kh, kw); zero in the padding.
+// The im2col columns of x: (N, H, W, C) (any strides, as im2col reads it), never written out:
+// element (row, col) is gathered from x when the tile is filled (an implicit-GEMM
+// convolution). Rows (n, oh, ow), columns (c, kh, kw); zero in the padding.
 struct Columns {
   const float* x;
   long long sn, sh, sw, sc;
