@@ -292,7 +292,6 @@ class Program:
         self.first = next(i for i, op in enumerate(self.ops) if isinstance(op, (_Conv, _Dense)))
         self.graph = None
         self.runs = 0
-        self.capture = step.graphs and worth_capturing(k, model, n)
 
     def _op(self, layer: Layer, index: int, x: Any, x_act: str, fused: str, xp) -> _Op | None:
         k, s = self.k, self.step
@@ -355,14 +354,6 @@ def _products(model: Model, n: int) -> list[tuple[int, int, int]]:
             rows, i, o = n, layer.n_in, layer.n_out
             out += [(rows, o, i), (i, o, rows), (rows, i, o), (rows, o, 0)]
     return out
-
-
-def worth_capturing(k: Any, model: Model, n: int) -> bool:
-    """Whether a step on batches of n, run by kernel set ``k``, is worth capturing as a CUDA
-    graph: only where launches dominate. A large batch's products are better done by cuBLAS,
-    which a graph cannot hold (gpucnn.kernels.gpu); a set without GRAPH_MAX_MACS never is."""
-    largest = max(m * c * kk for m, c, kk in _products(model, n))
-    return largest < getattr(k, "GRAPH_MAX_MACS", 0)
 
 
 def workspace(k: Any, model: Model, n: int) -> int:
@@ -487,7 +478,7 @@ class StaticStep(Step):
 
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
         program = self._load(x, y)
-        if self.graphs and program.capture and program.runs >= 1 and program.graph is None:
+        if self.graphs and program.runs >= 1 and program.graph is None:
             program.graph = self._capture(program)
         if program.graph is not None:
             program.graph.launch()
@@ -511,21 +502,12 @@ class StaticStep(Step):
 
     def _capture(self, program: Program) -> Any:
         """The program as a CUDA graph, or None (and no more graphs) if capture fails."""
-        import cupy
-
-        stream = cupy.cuda.Stream(non_blocking=True)
         try:
-            with stream:
-                stream.begin_capture()
-                try:
-                    program.run()
-                finally:
-                    graph = stream.end_capture()
+            return self.k.capture(program.run)
         except Exception as exc:  # an old CuPy or driver: run the kernels one by one
             log.warning("CUDA graph capture failed (%s): launching kernels one by one", exc)
             self.graphs = False
             return None
-        return graph
 
 
 def _settings(optimizer: Optimizer) -> tuple:

@@ -6,9 +6,8 @@ For every Conv of a lab preset at each batch size, milliseconds per call of:
   dW        implicit: gathered again | columns: the product over the forward pass's columns
   dx        implicit: dy gathered window by window (a transposed convolution)
             | columns: dy @ W written out, then folded by col2im
-and which way the rule picks. Where the static step would capture the program as a CUDA graph
-(gpucnn.static_step.Program.capture), each variant is timed replayed from a graph, as the step
-runs it; elsewhere launched one by one.
+and which way the rule picks. On a GPU each variant is timed replayed from a CUDA graph, as the
+static step runs it; on NumPy, called one by one.
 
 Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
                                        [--batches 128 1024] [--reps 20] [--json FILE]
@@ -25,23 +24,20 @@ import numpy as np
 
 from gpucnn import Conv, backend, kernels, presets
 from gpucnn.kernels import out_size
-from gpucnn.static_step import workspace, worth_capturing
+from gpucnn.static_step import workspace
 
 
-def _timed(fn, reps: int, graph: bool) -> float:
-    """Milliseconds per call of fn, after a warm-up call."""
+def _timed(k: Any, fn, reps: int, graph: bool) -> float:
+    """Milliseconds per call of fn, after a warm-up call; ``graph``: replayed from a CUDA graph
+    of reps calls, captured by kernel set ``k``."""
     fn()
     if graph:
-        import cupy
 
-        stream = cupy.cuda.Stream(non_blocking=True)
-        with stream:
-            stream.begin_capture()
+        def in_a_row():
             for _ in range(reps):
                 fn()
-            captured = stream.end_capture()
-        run = captured.launch
-        calls = 1
+
+        run, calls = k.capture(in_a_row).launch, 1
     else:
         run, calls = fn, reps
     backend.synchronize()
@@ -56,7 +52,7 @@ def measure(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
     """One row per Conv layer of the preset, on the active backend."""
     model = getattr(presets, model_name)(10)
     k = kernels.for_array_module(backend.xp())
-    graph = backend.active().is_gpu and worth_capturing(k, model, batch)
+    graph = backend.active().is_gpu
     work = backend.xp().empty(max(1, workspace(k, model, batch)), backend.dtype())
     inputs = [model.input_shape, *model.shapes]
     return [
@@ -103,7 +99,7 @@ def _times(
     return {
         "product": [m, O, ckk],
         "graph": graph,
-        **{f"{name}_ms": round(_timed(fn, reps, graph), 4) for name, fn in variants.items()},
+        **{f"{name}_ms": round(_timed(k, fn, reps, graph), 4) for name, fn in variants.items()},
         "rule": "implicit" if k.implicit_conv(m, ckk, O) else "columns",
     }
 

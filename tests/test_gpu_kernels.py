@@ -13,7 +13,7 @@ import pytest
 
 from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, kernels, presets
 from gpucnn.kernels import gpu, host, out_size
-from gpucnn.static_step import StaticStep
+from gpucnn.static_step import StaticStep, _products
 
 from . import cuda_on_cpu
 from .conftest import CUPY_OK, CUPY_WHY
@@ -59,7 +59,7 @@ def device(request, monkeypatch):
         monkeypatch.setattr(gpu, "_kernel", _kernels_on_cpu().get_function)
         # A small GPU, so that modest products split K; no cuBLAS to hand large ones to.
         monkeypatch.setattr(gpu, "_multiprocessors", lambda: 4)
-        monkeypatch.setattr(gpu, "_capturing", lambda: True)
+        monkeypatch.setattr(gpu.cublas, "library", lambda: None)
     d = Device(request.param, monkeypatch)
     d.use()
     yield d
@@ -72,7 +72,7 @@ cuda_only = pytest.mark.usefixtures("cuda_device")
 @pytest.fixture
 def cuda_device(device):
     if device.name != "cuda":
-        pytest.skip("CUDA graphs and CuPy's step selection exist only on a GPU")
+        pytest.skip("CUDA graphs, cuBLAS and CuPy's step selection exist only on a GPU")
 
 
 def dev(a, dtype=np.float32):
@@ -334,11 +334,27 @@ def test_static_step_matches_numpy(key, opt, device):
         assert rel_error(ours[name], ref[name]) < 1e-4, name
 
 
+def _lab_cnn3():
+    """Large enough at batch 24 for some products to go to cuBLAS (BLAS_MIN_MACS)."""
+    model = presets.lab_cnn3(10)
+    assert max(m * n * k for m, n, k in _products(model, 24)) >= gpu.BLAS_MIN_MACS
+    return model
+
+
 @cuda_only
-def test_graph_replay_is_the_same_as_launching_kernels_one_by_one(device):
-    eager = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=False)
-    graph = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=True)
-    again = _train_static(device.use, _dropout_cnn, lambda: Adam(1e-2), graphs=True)
+def test_static_step_with_products_for_cublas_matches_numpy(device):
+    ref = _train_static(device.use_host, _lab_cnn3, OPTIMIZERS["momentum"], steps=3)
+    ours = _train_static(device.use, _lab_cnn3, OPTIMIZERS["momentum"], steps=3)
+    for name in ref:
+        assert rel_error(ours[name], ref[name]) < 1e-4, name
+
+
+@cuda_only
+@pytest.mark.parametrize("make", [_dropout_cnn, _lab_cnn3])
+def test_graph_replay_is_the_same_as_launching_kernels_one_by_one(make, device):
+    eager = _train_static(device.use, make, lambda: Adam(1e-2), graphs=False)
+    graph = _train_static(device.use, make, lambda: Adam(1e-2), graphs=True)
+    again = _train_static(device.use, make, lambda: Adam(1e-2), graphs=True)
     for name in eager:
         assert np.array_equal(eager[name], graph[name]), name  # no atomics: bit for bit
         assert np.array_equal(graph[name], again[name]), name

@@ -5,24 +5,24 @@ the binary on disk). Every wrapper launches on CuPy's current stream, allocates 
 synchronises nothing, so a sequence of them can be captured as a CUDA graph. Float32 only.
 Signatures and meaning: gpucnn.kernels.host, which each kernel is tested against.
 
-Matrix products of at least BLAS_MIN_MACS multiply-adds go to cuBLAS instead, except while a
-graph is being captured (CuPy refuses cuBLAS calls then): for a large batch the arithmetic
-dominates and cuBLAS does it two to three times faster than the tiled kernel; for a small one
-the launches dominate, and the step is captured, with the tiled kernel (see StaticStep). A
-convolution with narrow columns gathers them inside the tiled kernel instead of writing them
-out (``implicit_conv``).
+Matrix products of at least BLAS_MIN_MACS multiply-adds go to cuBLAS instead (called so that
+a graph can capture it: gpucnn.kernels.cublas), where the arithmetic outweighs the launch and
+cuBLAS does it two to three times faster than the tiled kernel. A convolution with narrow
+columns gathers them inside the tiled kernel instead of writing them out (``implicit_conv``).
+``capture(run)`` records a sequence of these calls as a CUDA graph.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import ACTIVATIONS, out_size
+from . import ACTIVATIONS, cublas, out_size
 
 SOURCES = Path(__file__).parent / "cuda"
 HEADERS = ("common.cuh", "tile.cuh")  # in the order they include each other
@@ -30,8 +30,7 @@ FILES = ("gemm.cu", "conv.cu", "pool.cu", "pointwise.cu", "loss.cu", "optim.cu")
 _LOCAL_INCLUDE = re.compile(r'^(#pragma once|#include "\w+\.cuh")\n', re.MULTILINE)
 BLOCK = 256  # threads per block of every kernel
 BK = 16  # the matrix kernels' tile depth (GEMM_BK)
-BLAS_MIN_MACS = 2**24  # outside a capture, products at least this large go to cuBLAS
-GRAPH_MAX_MACS = 2**28  # StaticStep captures a program whose largest product is smaller
+BLAS_MIN_MACS = 2**24  # products at least this large go to cuBLAS
 THIN_COLUMNS = 32  # convolutions with at most this many columns (C*K*K) never write them out
 
 
@@ -66,6 +65,29 @@ def _launch(name: str, n: int, *args: Any) -> None:
         raise ValueError(f"{name}: {n:,} elements is more than the GPU kernels index")
     if n > 0:
         _kernel(name)(((n + BLOCK - 1) // BLOCK,), (BLOCK,), args)
+
+
+@functools.cache
+def _capture_stream() -> Any:
+    import cupy
+
+    return cupy.cuda.Stream(non_blocking=True)
+
+
+def capture(run: Callable[[], None]) -> Any:
+    """The launches ``run()`` makes, recorded as a CUDA graph (replay it with ``.launch()``)
+    on a stream of its own, to which cuBLAS is bound before the capture begins."""
+    stream = _capture_stream()
+    with stream:
+        blas = cublas.library()
+        if blas is not None:
+            blas.bind(stream.ptr)
+        stream.begin_capture()
+        try:
+            run()
+        finally:
+            graph = stream.end_capture()
+    return graph
 
 
 def _i(v: int) -> np.int32:
@@ -119,12 +141,6 @@ def workspace(m: int, n: int, k: int) -> int:
     return splits * m * n if splits > 1 else 0
 
 
-def _capturing() -> bool:
-    import cupy
-
-    return cupy.cuda.get_current_stream().is_capturing()
-
-
 def _matrix(a) -> tuple:
     """A matrix operand's kernel arguments: the array and its two element strides."""
     return (a, *(np.int64(s) for s in _strides(a)))
@@ -171,10 +187,8 @@ def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) 
     m, k = a.shape
     n = b.shape[1]
     tail = _epilogue(out, bias, act, aux, aux_act)
-    if m * n * k >= BLAS_MIN_MACS and not _capturing():
-        import cupy
-
-        cupy.matmul(a, b, out=out)
+    blas = cublas.library() if m * n * k >= BLAS_MIN_MACS else None
+    if blas is not None and blas.gemm(a, b, out):
         if bias is not None or act != "none" or aux_act != "none":  # the epilogue, in place
             _launch("splitk_reduce", m * n, out, _i(1), out, _i(m), _i(n), *tail)
         return
