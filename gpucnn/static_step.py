@@ -339,7 +339,7 @@ class Program:
         k.advance(self.step.counters)
 
 
-def _products(model: Model, n: int) -> list[tuple[int, int, int]]:
+def products(model: Model, n: int) -> list[tuple[int, int, int]]:
     """(m, n, k) of every matrix product of a step on batches of n, with the column sums'
     (rows, cols, 0)."""
     out = []
@@ -360,7 +360,7 @@ def workspace(k: Any, model: Model, n: int) -> int:
     """The largest scratch buffer any matrix product or column sum of the step needs."""
     return max(
         k.workspace(m, c, kk) if kk else k.colsum_workspace(m, c)
-        for m, c, kk in _products(model, n)
+        for m, c, kk in products(model, n)
     )
 
 

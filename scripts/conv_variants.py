@@ -1,13 +1,16 @@
-"""Time the ways the static step can run each convolution's products, layer by layer, so that
-the rule choosing one (gpucnn.kernels.gpu.implicit_conv) rests on measurements.
+"""Time the ways the static step can run each convolution's products, layer by layer, and each
+matrix product of the step, so that the rules choosing one (gpucnn.kernels.gpu.implicit_conv
+and BLAS_MIN_MACS) rest on measurements.
 
 For every Conv of a lab preset at each batch size, milliseconds per call of:
   forward   implicit: columns gathered inside the product | columns: im2col, then the product
   dW        implicit: gathered again | columns: the product over the forward pass's columns
   dx        implicit: dy gathered window by window (a transposed convolution)
             | columns: dy @ W written out, then folded by col2im
-and which way the rule picks. On a GPU each variant is timed replayed from a CUDA graph, as the
-static step runs it; on NumPy, called one by one.
+and which way the rule picks. With the GPU kernel set, also every distinct matrix product of
+the step ((m, n, k) of out = a @ b), on the tiled kernel and on cuBLAS, and which one
+BLAS_MIN_MACS picks. On a GPU each variant is timed replayed from a CUDA graph, as the static
+step runs it; on NumPy, called one by one.
 
 Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
                                        [--batches 128 1024] [--reps 20] [--json FILE]
@@ -16,6 +19,8 @@ Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import time
 from typing import Any
@@ -24,7 +29,7 @@ import numpy as np
 
 from gpucnn import Conv, backend, kernels, presets
 from gpucnn.kernels import out_size
-from gpucnn.static_step import workspace
+from gpucnn.static_step import products, workspace
 
 
 def _timed(k: Any, fn, reps: int, graph: bool) -> float:
@@ -66,6 +71,42 @@ def measure(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
     ]
 
 
+def _random_arrays():
+    """arr(*dims): a device array of that shape, normal random numbers."""
+    rng = np.random.default_rng(0)
+    return lambda *dims: backend.to_device(rng.normal(size=dims), backend.dtype())
+
+
+@contextlib.contextmanager
+def _blas_from(k: Any, macs: int):
+    """Within: products of at least ``macs`` multiply-adds go to cuBLAS."""
+    saved, k.BLAS_MIN_MACS = k.BLAS_MIN_MACS, macs
+    try:
+        yield
+    finally:
+        k.BLAS_MIN_MACS = saved
+
+
+def measure_products(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
+    """One row per distinct matrix product of a step (GPU kernel set only: none on NumPy)."""
+    k = kernels.for_array_module(backend.xp())
+    if not hasattr(k, "BLAS_MIN_MACS"):
+        return []
+    arr, rows = _random_arrays(), []
+    model = getattr(presets, model_name)(10)
+    graph = backend.active().is_gpu
+    for m, n, depth in sorted({p for p in products(model, batch) if p[2]}):
+        a, b, out = arr(m, depth), arr(depth, n), arr(m, n)
+        run = functools.partial(k.gemm, a, b, out, work=arr(max(1, k.workspace(m, n, depth))))
+        times = {}
+        for name, macs in (("tiled", 2**62), ("cublas", 0)):
+            with _blas_from(k, macs):
+                times[f"{name}_ms"] = round(_timed(k, run, reps, graph), 4)
+        rule = "cublas" if m * n * depth >= k.BLAS_MIN_MACS else "tiled"
+        rows.append({"product": [m, n, depth], "batch": batch, **times, "rule": rule})
+    return rows
+
+
 def _label(i: int, c: Conv) -> str:
     return f"{i} Conv {c.c_in}->{c.c_out} {c.k}x{c.k} s{c.stride} p{c.pad}"
 
@@ -75,11 +116,7 @@ def _times(
 ) -> dict:
     """The variants' milliseconds for one Conv with input ``shape`` (C, H, W); ``work``: the
     step's scratch buffer."""
-    rng = np.random.default_rng(0)
-
-    def arr(*dims):
-        return backend.to_device(rng.normal(size=dims), backend.dtype())
-
+    arr = _random_arrays()
     C, H, W = shape
     K, S, P, O = layer.k, layer.stride, layer.pad, layer.c_out
     m, ckk = batch * out_size(H, K, S, P) * out_size(W, K, S, P), C * K * K
@@ -113,15 +150,26 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     backend.use(args.backend, dtype="float32", seed=0)
-    rows = [r for n in args.batches for r in measure(args.model, n, args.reps)]
-    keys = [key for key in rows[0] if key.endswith("_ms")]
-    print(f"{'layer':<26} {'batch':>5} " + " ".join(f"{key[:-3]:>17}" for key in keys) + "  rule")
-    for r in rows:
-        times = " ".join(f"{r[key]:>17.4f}" for key in keys)
-        print(f"{r['layer']:<26} {r['batch']:>5} {times}  {r['rule']}")
+    found = {
+        "convolutions": [r for n in args.batches for r in measure(args.model, n, args.reps)],
+        "products": [r for n in args.batches for r in measure_products(args.model, n, args.reps)],
+    }
+    _print(found["convolutions"], "layer")
+    _print(found["products"], "product")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(found, f, indent=1)
+
+
+def _print(rows: list[dict[str, Any]], label: str) -> None:
+    """The rows as a table: ``label``, batch, the timings and the rule."""
+    if not rows:
+        return
+    keys = [key for key in rows[0] if key.endswith("_ms")]
+    print(f"\n{label:<26} {'batch':>5} " + " ".join(f"{key[:-3]:>17}" for key in keys) + "  rule")
+    for r in rows:
+        times = " ".join(f"{r[key]:>17.4f}" for key in keys)
+        print(f"{str(r[label]):<26} {r['batch']:>5} {times}  {r['rule']}")
 
 
 if __name__ == "__main__":

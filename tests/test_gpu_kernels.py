@@ -7,13 +7,15 @@ arithmetic and indexing and the wrappers' launch arguments on every machine.
 """
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, kernels, presets
 from gpucnn.kernels import gpu, host, out_size
-from gpucnn.static_step import StaticStep, _products
+from gpucnn.static_step import StaticStep, products
 
 from . import cuda_on_cpu
 from .conftest import CUPY_OK, CUPY_WHY
@@ -337,7 +339,7 @@ def test_static_step_matches_numpy(key, opt, device):
 def _lab_cnn3():
     """Large enough at batch 24 for some products to go to cuBLAS (BLAS_MIN_MACS)."""
     model = presets.lab_cnn3(10)
-    assert max(m * n * k for m, n, k in _products(model, 24)) >= gpu.BLAS_MIN_MACS
+    assert max(m * n * k for m, n, k in products(model, 24)) >= gpu.BLAS_MIN_MACS
     return model
 
 
@@ -389,3 +391,16 @@ def test_the_trainer_uses_the_static_step_on_the_gpu():
     assert isinstance(make_step(model, CrossEntropy(), Momentum(0.1)), StaticStep)
     backend.use("cupy", kernels="reference")
     assert not isinstance(make_step(model, CrossEntropy(), Momentum(0.1)), StaticStep)
+
+
+def test_the_variants_script_times_every_product_on_both_kernels():
+    path = Path(__file__).parents[1] / "scripts" / "conv_variants.py"
+    spec = importlib.util.spec_from_file_location("conv_variants", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    threshold = gpu.BLAS_MIN_MACS
+    rows = script.measure_products("lab_cnn2", 4, 1)
+    assert gpu.BLAS_MIN_MACS == threshold, "the threshold is restored"
+    want = sorted({p for p in products(presets.lab_cnn2(10), 4) if p[2]})
+    assert [tuple(r["product"]) for r in rows] == want
+    assert all(r["tiled_ms"] > 0 and r["cublas_ms"] > 0 and r["rule"] == "tiled" for r in rows)
