@@ -359,8 +359,7 @@ def products(model: Model, n: int) -> list[tuple[int, int, int]]:
 def workspace(k: Any, model: Model, n: int) -> int:
     """The largest scratch buffer any matrix product or column sum of the step needs."""
     return max(
-        k.workspace(m, c, kk) if kk else k.colsum_workspace(m, c)
-        for m, c, kk in products(model, n)
+        k.workspace(m, c, kk) if kk else k.colsum_workspace(m, c) for m, c, kk in products(model, n)
     )
 
 

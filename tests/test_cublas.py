@@ -198,3 +198,16 @@ def test_without_cupy_there_is_no_cublas_and_a_warning(monkeypatch, caplog):
     finally:
         cublas.library.cache_clear()
     assert "cuBLAS cannot be called directly" in caplog.text
+
+
+def test_the_library_is_found_among_the_loaded_ones_and_cublaslt_is_not_it():
+    maps = "\n".join(
+        [
+            "7f01-7f02 r-xp 00000000 08:01 11 /usr/lib/libc.so.6",
+            "7f03-7f04 r-xp 00000000 08:01 12 /site/nvidia/cu13/lib/libcublasLt.so.13",
+            "7f05-7f06 r-xp 00000000 08:01 13 /site/nvidia/cu13/lib/libcublas.so.13",
+            "7f07-7f08 rw-p 00000000 00:00 0 ",
+        ]
+    )
+    assert cublas.loaded_path(maps) == "/site/nvidia/cu13/lib/libcublas.so.13"
+    assert cublas.loaded_path(maps.replace("libcublas.so", "libfoo.so")) is None

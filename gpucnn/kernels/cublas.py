@@ -127,12 +127,9 @@ class Cublas:
         return True
 
 
-def _loaded_path() -> str | None:
-    """The path of the cuBLAS that this process has loaded, if the system lists it."""
-    maps = Path("/proc/self/maps")
-    if not maps.exists():
-        return None
-    found = re.search(r"(/\S*/libcublas\.so[.\d]*)$", maps.read_text(), re.MULTILINE)
+def loaded_path(maps: str) -> str | None:
+    """The path of cuBLAS (not cuBLASLt) in ``maps``, the text of /proc/self/maps."""
+    found = re.search(r"(/\S*/libcublas\.so[.\d]*)$", maps, re.MULTILINE)
     return found.group(1) if found else None
 
 
@@ -144,7 +141,9 @@ def library() -> Cublas | None:
         import cupy
 
         cupy.cuda.device.get_cublas_handle()  # makes CuPy load its cuBLAS
-        path = _loaded_path() or ctypes.util.find_library("cublas")
+        maps = Path("/proc/self/maps")
+        path = loaded_path(maps.read_text()) if maps.exists() else None
+        path = path or ctypes.util.find_library("cublas")
         if path is None:
             raise OSError("the cuBLAS library was not found")
         return Cublas(ctypes.CDLL(path))
