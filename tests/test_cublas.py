@@ -67,8 +67,8 @@ def gpu_product():
     m, n, k = 3000, 96, 200
     assert m * n * k >= gpu.BLAS_MIN_MACS
     rng = np.random.default_rng(0)
-    a_t, b = rng.normal(size=(k, m)), rng.normal(size=(k, n)).T  # both handed over transposed
-    return cupy.asarray(a_t, np.float32).T, cupy.asarray(b.T, np.float32).T, a_t.T @ b
+    a_t, b_t = rng.normal(size=(k, m)), rng.normal(size=(n, k))  # handed over as views: .T
+    return cupy.asarray(a_t, np.float32).T, cupy.asarray(b_t, np.float32).T, a_t.T @ b_t.T
 
 
 @requires_gpu
