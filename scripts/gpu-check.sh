@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Check the GPU path in one command, on a machine with an NVIDIA GPU and CuPy: the whole test
 # suite (its GPU tests included), the 10-epoch Fashion-MNIST accuracy run, and the benchmark
-# against PyTorch, and the timings of each way to run the convolutions (scripts/conv_variants.py),
-# all written into one folder:
+# against PyTorch, and the timings of each way to run the convolutions and the matrix products
+# (scripts/conv_variants.py), all written into one folder:
 #   gpu.txt  tests.log  run.log  accuracy.json  bench.log  bench.json  variants.log  variants.json
 # Usage: scripts/gpu-check.sh [folder] [tests] [run] [bench] [variants] [sanitize]
 #        (default: outputs/gpu-check, the first four)

@@ -189,8 +189,8 @@ def test_convolution_products(K, S, P, C, O, gathered):
     gx = dev(x_nchw).transpose(0, 2, 3, 1)  # read through strides, as the first layer does
     cols = None if gathered else poisoned((rows, ckk))
     dcols = None if gathered else poisoned((rows, ckk))
-    products = [(rows, O, ckk), (O, ckk, rows), (N * H * W, C, K * K * O), (rows, ckk, O)]
-    work = poisoned(max(1, *(gpu.workspace(*p) for p in products)))
+    sizes = [(rows, O, ckk), (O, ckk, rows), (N * H * W, C, K * K * O), (rows, ckk, O)]
+    work = poisoned(max(1, *(gpu.workspace(*p) for p in sizes)))
     gy, gdw, gdx = poisoned(y.shape), poisoned(dw.shape), poisoned(dx.shape)
     gw = dev(w)
     gpu.conv_forward(gx, gw.T, gy, K, S, P, dev(b), "tanh", cols, work)
@@ -330,8 +330,12 @@ def _dropout_cnn():
 @pytest.mark.parametrize("key", [*MODELS, "dropout"])
 def test_static_step_matches_numpy(key, opt, device):
     make = _dropout_cnn if key == "dropout" else MODELS[key]
-    ref = _train_static(device.use_host, make, OPTIMIZERS[opt])
-    ours = _train_static(device.use, make, OPTIMIZERS[opt])
+    _assert_static_step_matches_numpy(device, make, OPTIMIZERS[opt])
+
+
+def _assert_static_step_matches_numpy(device, make, opt, steps=5):
+    ref = _train_static(device.use_host, make, opt, steps=steps)
+    ours = _train_static(device.use, make, opt, steps=steps)
     for name in ref:
         assert rel_error(ours[name], ref[name]) < 1e-4, name
 
@@ -345,10 +349,7 @@ def _lab_cnn3():
 
 @cuda_only
 def test_static_step_with_products_for_cublas_matches_numpy(device):
-    ref = _train_static(device.use_host, _lab_cnn3, OPTIMIZERS["momentum"], steps=3)
-    ours = _train_static(device.use, _lab_cnn3, OPTIMIZERS["momentum"], steps=3)
-    for name in ref:
-        assert rel_error(ours[name], ref[name]) < 1e-4, name
+    _assert_static_step_matches_numpy(device, _lab_cnn3, OPTIMIZERS["momentum"], steps=3)
 
 
 @cuda_only
