@@ -68,15 +68,27 @@ def evaluate(
     model: Model, loss: Loss, x: Any, y: Any, batch_size: int = 1024
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on x: (N, ...), y: (N,), in evaluation mode."""
+    test_loss, accuracy, _ = evaluate_and_predict(model, loss, x, y, batch_size, keep=False)
+    return test_loss, accuracy
+
+
+def evaluate_and_predict(
+    model: Model, loss: Loss, x: Any, y: Any, batch_size: int = 1024, keep: bool = True
+) -> tuple[float, float, np.ndarray | None]:
+    """``evaluate`` and, when ``keep``, ``predict`` from the same forward passes: (mean loss,
+    accuracy, class probabilities (N, classes) on the host, or None)."""
     xp = get_array_module(x)
     total_loss, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
+    parts = []
     for i in range(0, x.shape[0], batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         logits = model.forward(xb, logits=True)
         total_loss += loss.forward(logits, yb) * xb.shape[0]
         correct += (loss.predict(logits) == yb).sum()
+        if keep:
+            parts.append(to_host(loss.probabilities(logits)))
     n = x.shape[0]
-    return float(total_loss) / n, float(correct) / n
+    return float(total_loss) / n, float(correct) / n, np.concatenate(parts) if keep else None
 
 
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:

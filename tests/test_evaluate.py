@@ -40,7 +40,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
 
 
 def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
-    splits = load_splits(evaluate.run_config(run_dir, []))
+    splits = load_splits(evaluate.load_run(run_dir, [])[0])
     # The first test images as the files they came from: undo the normalisation and padding.
     x = np.asarray(splits.test.x[:12, 0]) * splits.std[0] + splits.mean[0]
     top = (x.shape[1] - 28) // 2

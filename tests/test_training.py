@@ -6,7 +6,7 @@ import pytest
 
 from gpucnn import SGD, Adam, BinaryCrossEntropy, ConfigError, CrossEntropy, Momentum, presets
 from gpucnn.optimizers import Optimizer
-from gpucnn.train import check_head, evaluate, train_step
+from gpucnn.train import check_head, evaluate, evaluate_and_predict, predict, train_step
 
 
 def _two_steps(opt: Optimizer):
@@ -102,3 +102,22 @@ def test_short_training_run_lowers_the_loss(opt):
     after, acc = evaluate(model, loss, x, y)
     assert after < 0.5 * before
     assert acc > 0.9
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_evaluate_and_predict_is_evaluate_and_predict_in_one_pass(n_outputs):
+    from gpucnn import backend
+
+    backend.use("numpy", dtype="float32", seed=0)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, max(2, n_outputs), size=23)
+    model = presets.cnn((1, 12, 12), channels=(4,), hidden=(8,), n_outputs=n_outputs)
+    loss = BinaryCrossEntropy() if n_outputs == 1 else CrossEntropy()
+    test_loss, accuracy, probs = evaluate_and_predict(model, loss, x, y, batch_size=5)
+    whole = model.forward(x, logits=True)  # one batch: the same up to float32 rounding
+    assert test_loss == pytest.approx(float(loss.forward(whole, y)), rel=1e-5)
+    assert accuracy == np.mean(loss.predict(whole) == y)
+    assert np.array_equal(probs, predict(model, loss, x, batch_size=5))
+    assert probs.shape == (23, max(2, n_outputs)) and 0 < accuracy < 1
+    assert evaluate_and_predict(model, loss, x, y, batch_size=5, keep=False)[2] is None

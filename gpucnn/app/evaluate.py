@@ -27,7 +27,7 @@ from .. import backend
 from ..errors import GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
-from ..train import evaluate, predict
+from ..train import evaluate_and_predict
 from .config import Config, build_model
 from .experiment import load_splits
 from .results import pyplot, read_summary, save_figure
@@ -41,8 +41,9 @@ class RunError(GpucnnError):
     """The run directory cannot be evaluated (no finished run, no weights)."""
 
 
-def run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    """The run's resolved config, checked against the schema, with ``overrides`` applied."""
+def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+    """(the run's resolved config, checked against the schema, with ``overrides`` applied; its
+    summary.json)."""
     summary = read_summary(run_dir)
     if not summary or not isinstance(summary.get("config"), dict):
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
@@ -53,7 +54,7 @@ def run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     if groups:
         cfg.data = _data_group(groups[-1].partition("=")[2])
     dotted = [o for o in overrides if not o.startswith("data=")]
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotted))
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotted)), summary
 
 
 def _data_group(name: str) -> DictConfig:
@@ -66,15 +67,16 @@ def _data_group(name: str) -> DictConfig:
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write its evaluation files; returns the record."""
-    cfg = run_config(run_dir, list(overrides))
+    cfg, _ = load_run(run_dir, list(overrides))
     b = cfg.backend
     backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
     splits = load_splits(cfg)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(run_dir / "model.npz")
     loss, test = for_outputs(splits.n_outputs), splits.test
-    test_loss, accuracy = evaluate(model, loss, test.x, test.y, cfg.train.eval_batch_size)
-    probs = predict(model, loss, test.x, cfg.train.eval_batch_size)
+    test_loss, accuracy, probs = evaluate_and_predict(
+        model, loss, test.x, test.y, cfg.train.eval_batch_size
+    )
     truth, guess = backend.to_host(test.y), probs.argmax(axis=1)
     classes = list(splits.classes)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)

@@ -29,8 +29,7 @@ from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
 from ..train import predict
 from .config import build_model
-from .evaluate import RunError, run_config
-from .results import read_summary
+from .evaluate import RunError, load_run
 
 NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json
 
@@ -65,8 +64,7 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
 
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """One record per image: its name, the predicted class and its probability."""
-    cfg = run_config(run_dir, [])
-    summary = read_summary(run_dir) or {}
+    cfg, summary = load_run(run_dir, [])
     missing = [key for key in NEEDED if not summary.get(key)]
     if missing:
         raise RunError(
