@@ -3,6 +3,7 @@ every machine by a column-major product written in NumPy that reads and writes m
 does, and the calls it makes, on a stand-in library; on a GPU, the products themselves,
 launched and captured in a CUDA graph."""
 
+import ctypes
 import itertools
 import sys
 import types
@@ -99,14 +100,28 @@ def test_a_capture_on_a_stream_cublas_was_not_bound_to_names_the_fix(gpu_product
 
     a, b, want = gpu_product
     out = cupy.empty(want.shape, np.float32)
+    blas = cublas.library()  # loaded (and checked) before the capture
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
         stream.begin_capture()
         try:
             with pytest.raises(RuntimeError, match="capture with gpucnn.kernels.gpu.capture"):
-                cublas.library().gemm(a, b, out)
+                blas.gemm(a, b, out)
         finally:
             stream.end_capture()
+
+
+@requires_gpu
+def test_a_cublas_that_computes_a_wrong_product_is_not_used(monkeypatch, caplog):
+    # A scale read wrong, as under another pointer mode: in bounds, but not the product.
+    monkeypatch.setattr(cublas, "ALPHA", ctypes.c_float(2.0))
+    cublas.library.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger=cublas.__name__):
+            assert cublas.library() is None
+        assert "a test product came out wrong" in caplog.text
+    finally:
+        cublas.library.cache_clear()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ and captured steps thus run the same cuBLAS kernels and get the same bits.
 
 The library is the one CuPy loaded (found in /proc/self/maps), so that one copy of cuBLAS serves
 both. The handle's workspace is set from an array allocated once (cuBLAS must not allocate one
-inside a capture), after every ``bind``: cuBLAS resets it when the stream changes.
+inside a capture), after every ``bind``: cuBLAS resets it when the stream changes. A small
+product is checked against CuPy's when the library is loaded; if it differs, or the library
+cannot be loaded, a warning says so and the GPU kernel set does every product itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 OP_N, OP_T = 0, 1  # cublasOperation_t: as stored, transposed
 WORKSPACE_BYTES = 32 * 2**20  # the workspace cuBLAS recommends for Hopper (4 MiB before it)
+ALPHA, BETA = ctypes.c_float(1.0), ctypes.c_float(0.0)  # out = ALPHA a @ b + BETA out
 _ptr, _int, _float_p = ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float)
 SIGNATURES = {
     "cublasCreate_v2": [ctypes.POINTER(_ptr)],
@@ -73,7 +76,6 @@ class Cublas:
         self._call("cublasCreate_v2", ctypes.byref(self.handle))
         self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
         self.stream: int | None = None
-        self.one, self.zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
     def _call(self, name: str, *args: Any) -> None:
         status = getattr(self.lib, name)(*args)
@@ -115,16 +117,27 @@ class Cublas:
             m,
             n,
             k,
-            ctypes.byref(self.one),
+            ctypes.byref(ALPHA),
             _ptr(b.data.ptr),  # cuBLAS's A: see gemm_args
             lda,
             _ptr(a.data.ptr),
             ldb,
-            ctypes.byref(self.zero),
+            ctypes.byref(BETA),
             _ptr(out.data.ptr),
             ldc,
         )
         return True
+
+    def check(self) -> None:
+        """RuntimeError unless a small product, one operand transposed, equals CuPy's: a
+        cuBLAS whose calls do not behave as this module expects is caught before any use."""
+        import cupy
+
+        a = (cupy.arange(15, dtype=cupy.float32).reshape(3, 5) - 7) / 4
+        b = (cupy.arange(20, dtype=cupy.float32).reshape(4, 5) % 7 - 3).T  # column-major
+        out = cupy.full((3, 4), cupy.nan, dtype=cupy.float32)
+        if not (self.gemm(a, b, out) and bool(cupy.allclose(out, a @ b))):
+            raise RuntimeError("a test product came out wrong")
 
 
 def loaded_path(maps: str) -> str | None:
@@ -146,7 +159,9 @@ def library() -> Cublas | None:
         path = path or ctypes.util.find_library("cublas")
         if path is None:
             raise OSError("the cuBLAS library was not found")
-        return Cublas(ctypes.CDLL(path))
+        blas = Cublas(ctypes.CDLL(path))
+        blas.check()
+        return blas
     except (ImportError, OSError, AttributeError, RuntimeError) as exc:
         log.warning("cuBLAS cannot be called directly (%s): the own kernels do every product", exc)
         return None
