@@ -68,8 +68,8 @@ def evaluate(
     model: Model, loss: Loss, x: Any, y: Any, batch_size: int = 1024
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on x: (N, ...), y: (N,), in evaluation mode."""
-    test_loss, accuracy, _ = evaluate_and_predict(model, loss, x, y, batch_size, keep=False)
-    return test_loss, accuracy
+    mean_loss, accuracy, _ = evaluate_and_predict(model, loss, x, y, batch_size, keep=False)
+    return mean_loss, accuracy
 
 
 def evaluate_and_predict(

@@ -109,7 +109,6 @@ struct TapWeights {
       int S, int P
 #define TAP_WEIGHTS const float *wt, long long wt0, long long wt1
 
-
 // A convolution's forward pass y = cols(x) W^T (A gathered), its weight gradient
 // dW = dy^T cols(x) (B gathered) and its input gradient dx = col2im(dy W) (A gathered from dy,
 // B the weights rearranged). Each with the tile height its M needs (pixels: 128 rows; output
