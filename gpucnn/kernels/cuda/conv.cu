@@ -4,25 +4,37 @@
 // Shape names: N batch, H x W input, C channels, K window, S stride, P padding, OH x OW output.
 #include "tile.cuh"
 
-// cols: (N*OH*OW, C*K*K), rows (n, oh, ow), columns (c, kh, kw) as in a (O, C, K, K) weight;
-// zero where a window reaches into the padding. x is read through element strides (sn, sh, sw,
-// sc), so an NCHW input needs no transposing copy. Blocks of (blockDim.x, blockDim.y): threadIdx.y
-// picks a row and the x threads write along it, so consecutive threads write consecutive columns.
+// The im2col columns of x: (N, H, W, C), read through element strides (sn, sh, sw, sc), so an
+// NCHW input needs no transposing copy. Element (row, col) of the (N*OH*OW, C*K*K) matrix: rows
+// (n, oh, ow), columns (c, kh, kw) as in a (O, C, K, K) weight; zero where a window reaches into
+// the padding. im2col writes them out; the implicit GEMMs below gather them as a tile is filled.
+// 32-bit index arithmetic: 64-bit division is many times slower.
+struct Columns {
+  const float* x;
+  long long sn, sh, sw, sc;
+  int H, W, OH, OW, K, S, P;
+  __device__ __forceinline__ float at(int row, int col) const {
+    const int ow = row % OW, oh = row / OW % OH, n = row / OW / OH;
+    const int c = col / (K * K), kh = col % (K * K) / K, kw = col % K;
+    const int h = oh * S - P + kh, w = ow * S - P + kw;
+    return (h >= 0 && h < H && w >= 0 && w < W) ? x[n * sn + h * sh + w * sw + c * sc] : 0.f;
+  }
+  // Neighbouring rows are neighbouring output pixels, which read neighbouring inputs.
+  __device__ __forceinline__ bool rows_fast() const { return true; }
+};
+
+// cols: (N*OH*OW, C*K*K), the columns written out. Blocks of (blockDim.x, blockDim.y):
+// threadIdx.y picks a row and the x threads write along it, so consecutive threads write
+// consecutive columns (the row's decomposition into (n, oh, ow) is hoisted out of the loop).
 extern "C" __global__ void im2col(const float* x, long long sn, long long sh, long long sw,
                                   long long sc, float* cols, int N, int H, int W, int C, int OH,
                                   int OW, int K, int S, int P) {
   const int row = blockIdx.x * blockDim.y + threadIdx.y;
   if (row >= N * OH * OW) return;
-  // 32-bit index arithmetic throughout: 64-bit division is many times slower.
-  const int ow = row % OW, oh = row / OW % OH, n = row / OW / OH;
-  const int kk = K * K, width = C * kk;
-  const float* src = x + n * sn;
+  const Columns src{x, sn, sh, sw, sc, H, W, OH, OW, K, S, P};
+  const int width = C * K * K;
   float* dst = cols + (long long)row * width;
-  for (int j = threadIdx.x; j < width; j += blockDim.x) {
-    const int c = j / kk, kh = j % kk / K, kw = j % K;
-    const int h = oh * S - P + kh, w = ow * S - P + kw;
-    dst[j] = (h >= 0 && h < H && w >= 0 && w < W) ? src[h * sh + w * sw + c * sc] : 0.f;
-  }
+  for (int j = threadIdx.x; j < width; j += blockDim.x) dst[j] = src.at(row, j);
 }
 
 // dx: (N, H, W, C), each element gathering the column gradients of every window that covers it
@@ -51,23 +63,6 @@ extern "C" __global__ void col2im(const float* dcols, float* dx, int N, int H, i
 }
 
 // ----- convolutions as implicit GEMMs: the columns gathered as each tile is filled ----------
-// The im2col columns of x: (N, H, W, C) (any strides, as im2col reads it), never written out:
-// element (row, col) is gathered from x when the tile is filled (an implicit-GEMM
-// convolution). Rows (n, oh, ow), columns (c, kh, kw); zero in the padding.
-struct Columns {
-  const float* x;
-  long long sn, sh, sw, sc;
-  int H, W, OH, OW, K, S, P;
-  __device__ __forceinline__ float at(int row, int col) const {
-    const int ow = row % OW, oh = row / OW % OH, n = row / OW / OH;
-    const int c = col / (K * K), kh = col % (K * K) / K, kw = col % K;
-    const int h = oh * S - P + kh, w = ow * S - P + kw;
-    return (h >= 0 && h < H && w >= 0 && w < W) ? x[n * sn + h * sh + w * sw + c * sc] : 0.f;
-  }
-  // Neighbouring rows are neighbouring output pixels, which read neighbouring inputs.
-  __device__ __forceinline__ bool rows_fast() const { return true; }
-};
-
 // The columns' gradient dcols = dy W, never written out, seen from the input: element (row, col)
 // with row (n, h, w) of the input and col (kh, kw, o) is dy[n, oh, ow, o] for the window (oh, ow)
 // whose tap (kh, kw) lands on (h, w), zero if none does. Times TapWeights, the product is the
