@@ -15,15 +15,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import GpucnnError
-
 log = logging.getLogger(__name__)
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class Interrupted(GpucnnError):
-    """A stop signal arrived; ``checkpointed`` says whether a checkpoint was written first."""
+class Interrupted(BaseException):
+    """A stop signal arrived; ``checkpointed`` says whether a checkpoint was written first.
+
+    Not an Exception, as KeyboardInterrupt is not: raised where the program happens to be, it
+    must pass through code that catches Exception. OmegaConf, for one, re-raises what it
+    catches as a new exception of the same type made from a message, which lost the signal.
+    """
 
     def __init__(self, signum: int, checkpointed: bool = True) -> None:
         done = "a checkpoint was written" if checkpointed else "before training started"
