@@ -1,10 +1,11 @@
 """SIGINT, SIGTERM and SIGHUP during a job (SIGHUP: the terminal went away).
 
-Before training starts there is nothing to save, so a signal stops the job at once (Interrupted
-is raised where the program is). While training, a signal only sets a flag that the trainer
-checks after every step, so that it can finish the step and write a checkpoint first; a second
-SIGINT then stops at once. Only the main thread can install handlers; elsewhere (a thread of a
-parallel launcher) signals act as they always do.
+Before training starts there is nothing to save, and once it ends its last checkpoint is
+written, so then a signal stops the job at once (Interrupted is raised where the program is,
+saying which). While training, a signal only sets a flag that the trainer checks after every
+step, so that it can finish the step and write a checkpoint first; a second SIGINT then stops
+at once. Only the main thread can install handlers; elsewhere (a thread of a parallel
+launcher) signals act as they always do.
 """
 
 from __future__ import annotations
@@ -35,15 +36,18 @@ class Interrupted(BaseException):
 
 
 class Stops:
-    """The stop signals of one job: raise at once, or (inside ``deferred``) remember them."""
+    """The stop signals of one job: raise at once, or (inside ``deferred``) remember them.
+    ``checkpointed``: whether the job has written a checkpoint (the trainer sets it), which
+    the message of a signal outside ``deferred`` tells (before training, or after it)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.checkpointed = False
         self._defer = False
 
     def handle(self, signum: int, frame: object) -> None:
         if not self._defer:
-            raise Interrupted(signum, checkpointed=False)
+            raise Interrupted(signum, self.checkpointed)
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum

@@ -109,6 +109,7 @@ class Trainer:
             "run": _run_identity(self.cfg),
         }
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
+        self.stops.checkpointed = True
 
     def restore(self) -> dict[str, Any] | None:
         """Continue from the run directory's newest usable checkpoint; its record, or None."""
