@@ -174,9 +174,11 @@ def test_a_signal_during_start_up_leaves_a_summary_that_says_interrupted(
     load = experiment.load_splits
 
     def load_then_signalled(cfg):
-        splits = load(cfg)
-        # arrives before the first training step
-        _signal_inside_omegaconf(sig) if inside == "omegaconf" else os.kill(os.getpid(), sig)
+        splits = load(cfg)  # the signal arrives before the first training step
+        if inside == "omegaconf":
+            _signal_inside_omegaconf(sig)
+        else:
+            os.kill(os.getpid(), sig)
         return splits
 
     monkeypatch.setattr(experiment, "load_splits", load_then_signalled)
