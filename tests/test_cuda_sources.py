@@ -1,5 +1,6 @@
-"""Every CUDA source of the GPU kernel set compiles with nvcc, for Ampere and Hopper, so a
-syntax error in a kernel fails the tests on a machine without a GPU (skips where nvcc is absent).
+"""Every CUDA source of the GPU kernel set compiles with nvcc, for Turing (the oldest GPUs CUDA 13
+supports: T4, RTX 20xx), Ampere and Hopper, so a syntax error in a kernel, or a feature an older
+GPU lacks, fails the tests on a machine without a GPU (skips where nvcc is absent).
 """
 
 import shutil
@@ -22,13 +23,13 @@ def test_the_module_compiles_every_source_file():
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on this machine's PATH")
-def test_every_cuda_source_compiles_for_sm80_and_sm90(tmp_path):
+def test_every_cuda_source_compiles_for_sm75_sm80_and_sm90(tmp_path):
     # The one translation unit (the headers, then every .cu) that NVRTC compiles at run time.
     unit = tmp_path / "gpucnn_kernels.cu"
     unit.write_text(gpu.source())
-    archs = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in (80, 90)]
+    archs = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in (75, 80, 90)]
     proc = subprocess.run(
-        # --threads 0: the two architectures compile at once, on every core.
+        # --threads 0: the architectures compile at once, on every core.
         [
             NVCC,
             *archs,
