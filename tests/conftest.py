@@ -1,12 +1,18 @@
 """Shared fixtures: every test starts on NumPy in float64 with a fixed seed; ``xp_name`` runs a
-test once per backend, skipping CuPy with the reason where no GPU is usable."""
+test once per backend. Tests marked ``gpu`` (``@pytest.mark.gpu``, or a parameter with that mark)
+skip with the reason where no GPU is usable; ``pytest -m gpu`` runs just those."""
 
 import pytest
 
 from gpucnn import backend
 
 CUPY_OK, CUPY_WHY = backend.cupy_available()
-requires_gpu = pytest.mark.skipif(not CUPY_OK, reason=f"no usable GPU: {CUPY_WHY}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") and not CUPY_OK:
+        pytest.skip(f"no usable GPU: {CUPY_WHY}")
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +22,7 @@ def numpy_float64():
     backend.use("numpy", dtype="float32", seed=0)
 
 
-@pytest.fixture(params=["numpy", pytest.param("cupy", marks=requires_gpu)])
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def xp_name(request):
     """The backend name; the test runs on each."""
     return request.param

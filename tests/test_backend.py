@@ -13,11 +13,17 @@ def test_numpy_forced():
     assert b.name == "numpy" and backend.xp() is np and backend.dtype() is np.float32
 
 
-def test_auto_picks_cupy_exactly_when_it_is_usable(caplog):
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("cupy", marks=pytest.mark.gpu),
+        pytest.param("numpy", marks=pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here")),
+    ],
+)
+def test_auto_picks_cupy_exactly_when_it_is_usable(name, caplog):
     with caplog.at_level("INFO", logger="gpucnn.backend"):
         b = backend.use("auto")
-    assert b.name == ("cupy" if CUPY_OK else "numpy")
-    assert f"backend: {b.name}" in caplog.text
+    assert b.name == name and f"backend: {name}" in caplog.text
 
 
 @pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here, so backend=cupy does not fail")

@@ -14,7 +14,6 @@ from numpy.lib.stride_tricks import as_strided
 
 from gpucnn.kernels import cublas
 
-from .conftest import requires_gpu
 from .helpers import rel_error
 
 
@@ -72,7 +71,7 @@ def gpu_product():
     return cupy.asarray(a_t, np.float32).T, cupy.asarray(b_t, np.float32).T, a_t.T @ b_t.T
 
 
-@requires_gpu
+@pytest.mark.gpu
 def test_a_large_product_is_the_same_bits_launched_and_replayed(gpu_product, monkeypatch):
     import cupy
 
@@ -94,7 +93,7 @@ def test_a_large_product_is_the_same_bits_launched_and_replayed(gpu_product, mon
     assert np.array_equal(launched.get(), replayed.get())
 
 
-@requires_gpu
+@pytest.mark.gpu
 def test_a_capture_on_a_stream_cublas_was_not_bound_to_names_the_fix(gpu_product):
     import cupy
 
@@ -111,7 +110,7 @@ def test_a_capture_on_a_stream_cublas_was_not_bound_to_names_the_fix(gpu_product
             stream.end_capture()
 
 
-@requires_gpu
+@pytest.mark.gpu
 def test_a_cublas_that_computes_a_wrong_product_is_not_used(monkeypatch, caplog):
     # A scale read wrong, as under another pointer mode: in bounds, but not the product.
     monkeypatch.setattr(cublas, "ALPHA", ctypes.c_float(2.0))

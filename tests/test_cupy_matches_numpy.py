@@ -22,10 +22,9 @@ from gpucnn import (
 )
 from gpucnn.train import train_step
 
-from .conftest import requires_gpu
 from .helpers import distinct, rel_error
 
-pytestmark = requires_gpu
+pytestmark = pytest.mark.gpu
 TOL = 1e-4
 
 

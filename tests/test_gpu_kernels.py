@@ -18,7 +18,6 @@ from gpucnn.kernels import gpu, host, out_size
 from gpucnn.static_step import StaticStep, products
 
 from . import cuda_on_cpu
-from .conftest import CUPY_OK, CUPY_WHY
 from .helpers import distinct, rel_error
 from .test_static_step import MODELS, OPTIMIZERS, _data, _loss
 
@@ -51,10 +50,8 @@ class Device:
         self.monkeypatch.setattr(kernels, "for_array_module", self.for_array_module)
 
 
-@pytest.fixture(params=["cuda", "cpu"], autouse=True)
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.gpu), "cpu"], autouse=True)
 def device(request, monkeypatch):
-    if request.param == "cuda" and not CUPY_OK:
-        pytest.skip(f"no usable GPU: {CUPY_WHY}")
     if request.param == "cpu":
         if CPU_WHY:
             pytest.skip(f"the CUDA kernels cannot run on this CPU: {CPU_WHY}")

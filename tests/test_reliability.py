@@ -21,7 +21,7 @@ from gpucnn.app.experiment import OutOfMemory, run_job
 from gpucnn.app.trainer import Trainer
 from gpucnn.errors import ConfigError, ShapeError
 
-from .conftest import CUPY_OK, requires_gpu
+from .conftest import CUPY_OK
 from .helpers import app, model_for
 
 # Slow enough (about 85 steps an epoch) to be caught in the middle of an epoch.
@@ -65,7 +65,7 @@ def stop_mid_epoch(run, run_dir, sig):
     return proc, pos
 
 
-@pytest.fixture(scope="module", params=["numpy", pytest.param("cupy", marks=requires_gpu)])
+@pytest.fixture(scope="module", params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def reference(request, tmp_path_factory):
     """The run's arguments on each backend, and its weights when never interrupted."""
     run = [f"backend={request.param}", *RUN]
@@ -250,7 +250,7 @@ UNCHECKED_RUN = (
 )
 
 
-@requires_gpu
+@pytest.mark.gpu
 def test_a_real_gpu_out_of_memory_is_one_line_and_exit_4(tmp_path):
     # 1,800 images of 32x32 through 32,768 channels: 240 GB for one activation, which
     # check_memory refuses up front; a real allocation fails like this where the estimate falls
@@ -280,7 +280,7 @@ def test_a_real_gpu_out_of_memory_is_one_line_and_exit_4(tmp_path):
     assert summary["status"] == "failed" and "MB free of" in summary["reason"]
 
 
-@requires_gpu
+@pytest.mark.gpu
 def test_jobs_give_their_gpu_memory_back(tmp_path):
     import cupy
 
