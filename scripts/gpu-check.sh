@@ -1,65 +1,93 @@
 #!/usr/bin/env bash
-# Check the GPU path in one command, on a machine with an NVIDIA GPU and CuPy: the whole test
-# suite (its GPU tests included), the 10-epoch Fashion-MNIST accuracy run, and the benchmark
-# against PyTorch, and the timings of each way to run the convolutions and the matrix products
-# (scripts/conv_variants.py), all written into one folder:
-#   gpu.txt  tests.log  run.log  accuracy.json  bench.log  bench.json  variants.log  variants.json
-# Usage: scripts/gpu-check.sh [folder] [tests] [run] [bench] [variants] [sanitize]
-#        (default: outputs/gpu-check, the first four)
-# sanitize (not by default; a device call of its own): the GPU kernel tests under
-# compute-sanitizer's racecheck (shared memory that two threads use with no barrier between),
-# synccheck (a barrier not every thread of the block reaches) and memcheck, at most 170 s each:
-#   sanitize-racecheck.log  sanitize-synccheck.log  sanitize-memcheck.log
-# The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above
-# (a device call brings back at most eight).
+# Check the GPU path in one command, on a machine with an NVIDIA GPU and CuPy, writing everything
+# into one folder. Steps run in the order named, each stopped at its time limit (seconds), so
+# that one that hangs leaves time and results to the others:
+#   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
+#   run       120  the 10-epoch Fashion-MNIST accuracy run                    run.log
+#   bench     240  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
+#   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
+#   variants  120  scripts/conv_variants.py: each way to run the convolutions
+#                  and the matrix products, timed                             variants.log variants.json
+#   sanitize  510  (not by default) the GPU kernel tests under compute-sanitizer's racecheck
+#                  (shared memory two threads use with no barrier between), synccheck (a barrier
+#                  not every thread reaches) and memcheck, 170 s each           sanitize-TOOL.log
+# check.txt gets the GPU and versions, then a line per step as it ends (exit status, seconds),
+# and the run's accuracy: read it first.
+# Usage: scripts/gpu-check.sh [folder] [step ...]
+#        (default: outputs/gpu-check, and gputests run bench tests)
+# The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above:
+# at most eight, the default steps six.
 # The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-outputs/gpu-check}"
 shift || true
-steps="${*:-tests run bench variants}"
+steps="${*:-gputests run bench tests}"
 runs=outputs/gpu-check-runs
 mkdir -p "$out" "$runs"
 python3 -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" \
   || { echo "gpu-check: CuPy cannot use a GPU here"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-status=0
 export PYTHONUNBUFFERED=1
-if [[ " $steps " == *" tests "* ]]; then
-  python3 -m pytest -q -p no:cacheprovider -n auto 2>&1 | tee "$out/tests.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-fi
-if [[ " $steps " == *" run "* ]]; then
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
+  python3 -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch"
+} | tee "$out/check.txt"
+
+# limit seconds log command...: the command under the time limit, its output into log.
+logged() {
+  local limit=$1 log=$2
+  shift 2
+  timeout "$limit" "$@" 2>&1 | tee "$out/$log"
+  return "${PIPESTATUS[0]}"
+}
+
+step_gputests() { logged 240 tests-gpu.log python3 -m pytest -q -p no:cacheprovider -n auto -m gpu; }
+step_tests() { logged 240 tests.log python3 -m pytest -q -p no:cacheprovider -n auto -m "not gpu"; }
+
+step_run() {
   rm -rf "$runs/run"
-  python3 -m gpucnn.run backend=cupy data=fashion_mnist data.task=multiclass train.epochs=10 \
-    train.batch_size=128 train.progress=false hydra.run.dir="$runs/run" 2>&1 | tee "$out/run.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-  python3 - "$runs/run" "$out" <<'PY'
+  logged 120 run.log python3 -m gpucnn.run backend=cupy data=fashion_mnist data.task=multiclass \
+    train.epochs=10 train.batch_size=128 train.progress=false hydra.run.dir="$runs/run" || return
+  python3 - "$runs/run/summary.json" <<'PY' | tee -a "$out/check.txt"
 import json, sys
-run, out = sys.argv[1:]
-s = json.load(open(f"{run}/summary.json"))
-keep = ("status", "device", "test_accuracy", "val_accuracy", "seconds_per_epoch", "epoch_seconds")
-json.dump({k: s.get(k) for k in keep}, open(f"{out}/accuracy.json", "w"), indent=1)
-print("accuracy:", {k: s.get(k) for k in keep[:5]})
+s = json.load(open(sys.argv[1]))
+keys = ("status", "device", "test_accuracy", "val_accuracy", "seconds_per_epoch")
+print("accuracy:", json.dumps({k: s.get(k) for k in keys}))
 PY
-fi
-if [[ " $steps " == *" bench "* ]]; then
+}
+
+step_bench() {
   rm -rf "$runs/bench"
-  python3 -m gpucnn.bench backend=cupy data=fashion_mnist data.task=multiclass \
-    bench.peer_compile=true bench.profile=true hydra.run.dir="$runs/bench" 2>&1 | tee "$out/bench.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-  cp "$runs/bench/bench.json" "$out/bench.json" 2>/dev/null || status=1
-fi
-if [[ " $steps " == *" variants "* ]]; then
-  python3 scripts/conv_variants.py --json "$out/variants.json" 2>&1 | tee "$out/variants.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
-fi
-if [[ " $steps " == *" sanitize "* ]]; then
+  logged 240 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
+    data.task=multiclass bench.peer_compile=true bench.profile=true hydra.run.dir="$runs/bench" \
+    && cp "$runs/bench/bench.json" "$out/bench.json"
+}
+
+step_variants() { logged 120 variants.log python3 scripts/conv_variants.py --json "$out/variants.json"; }
+
+step_sanitize() {
+  local tool status=0
   for tool in racecheck synccheck memcheck; do
-    timeout 170 compute-sanitizer --tool "$tool" --error-exitcode 9 --target-processes all \
-      python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kernels.py -k cuda 2>&1 \
-      | tee "$out/sanitize-$tool.log"
-    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    logged 170 "sanitize-$tool.log" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      --target-processes all python3 -m pytest -q -p no:cacheprovider tests/test_gpu_kernels.py \
+      -m gpu || status=1
   done
-fi
+  return $status
+}
+
+status=0
+for step in $steps; do
+  if ! declare -F "step_$step" >/dev/null; then
+    echo "gpu-check: no step '$step' (gputests run bench tests variants sanitize)" | tee -a "$out/check.txt"
+    status=1
+    continue
+  fi
+  start=$SECONDS
+  "step_$step"
+  rc=$?
+  [ "$rc" = 124 ] && how="stopped at its time limit" || how="exit $rc"
+  echo "$step: $how, $((SECONDS - start)) s" | tee -a "$out/check.txt"
+  [ "$rc" = 0 ] || status=1
+done
 exit $status
