@@ -35,6 +35,7 @@ def test_bench_against_pytorch_writes_bench_json(tmp_path):
     assert (
         report["backend"] == "numpy" and report["device"] and report["peer"].startswith("PyTorch")
     )
+    assert report["peer_tf32"] is None  # a question for GPU peers only
     assert [r["batch_size"] for r in report["results"]] == [32, 64]
     for row in report["results"]:
         for key in (
@@ -51,6 +52,26 @@ def test_bench_against_pytorch_writes_bench_json(tmp_path):
         assert row["ratio"] == pytest.approx(row["ours_epoch_s"] / row["peer_epoch_s"])
     assert "| batch | ours s/epoch" in out and "ratio" in out
     assert "profile of one training step" in out and "Conv backward" in out
+
+
+def test_the_report_says_which_of_the_peers_products_run_in_tf32(monkeypatch):
+    torch = pytest.importorskip("torch", reason="the peer is PyTorch: pip install torch")
+    from gpucnn.app.bench import peer_tf32, table
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    matmul = torch.backends.cuda.matmul.allow_tf32  # False unless set: PyTorch's default
+    assert peer_tf32(torch) == {"convolutions": True, "matmul": matmul}
+    report = {
+        **dict.fromkeys(("backend", "device", "threads", "model", "data", "task")),
+        **dict(train_images=1, optimizer="adam", peer="PyTorch", results=[]),
+    }
+    report["peer_tf32"] = peer_tf32(torch)
+    said = "convolutions and matmul" if matmul else "convolutions"
+    assert f"PyTorch runs its {said} in TF32; gpucnn in full float32" in table(report)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    report["peer_tf32"] = peer_tf32(torch)
+    assert report["peer_tf32"]["convolutions"] is False
+    assert ("TF32" in table(report)) == matmul
 
 
 def test_bench_without_the_peer_says_why(tmp_path):

@@ -183,6 +183,16 @@ def _row(batch_size: int, m: dict, n_train: int, max_batches: int | None) -> dic
     return row
 
 
+def peer_tf32(torch: Any) -> dict[str, bool]:
+    """Which of the GPU peer's float32 products run in TF32 (tensor cores, inputs rounded to a
+    10-bit mantissa), as PyTorch is set: by default cuDNN's convolutions do and its matrix
+    products do not. gpucnn's kernels multiply in full float32."""
+    return {
+        "convolutions": bool(torch.backends.cudnn.allow_tf32),
+        "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+    }
+
+
 def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     validate(cfg)
     b = cfg.bench
@@ -214,6 +224,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "optimizer": cfg.optimizer.name,
         "peer": f"PyTorch {torch.__version__}" if torch is not None else None,
         "peer_missing": why or None,
+        "peer_tf32": peer_tf32(torch) if torch is not None and active.is_gpu else None,
         "versions": backend.versions(),
         "results": [],
     }
@@ -270,6 +281,9 @@ def table(report: dict[str, Any]) -> str:
         f"{report['task']} ({report['train_images']} training images), {report['optimizer']}"
     )
     note = f"\n(no peer: {report['peer_missing']})" if not peer else ""
+    tf32 = [name for name, on in (report.get("peer_tf32") or {}).items() if on]
+    if tf32:
+        note += f"\n(PyTorch runs its {' and '.join(tf32)} in TF32; gpucnn in full float32)"
     return f"{title}\n\n" + "\n".join(lines) + note
 
 
