@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -100,18 +100,27 @@ class Model:
         self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
         return self
 
-    def activation_bytes(self, batch: int, training: bool = True) -> list[tuple[str, int]]:
+    def activation_bytes(
+        self,
+        batch: int,
+        training: bool = True,
+        gathered: Callable[[int, int, int], bool] | None = None,
+    ) -> list[tuple[str, int]]:
         """(part, bytes) of what one pass over ``batch`` samples needs at least: every layer's
         output and every Conv's im2col columns (kept for the backward pass), and when
-        ``training`` the gradient of the largest columns, made in the backward pass."""
+        ``training`` the gradient of the largest columns, made in the backward pass.
+        ``gathered(rows, C*K*K, output_channel)``: whether the pass gathers a Conv's columns
+        inside its matrix products instead of writing them out (a kernel set's
+        ``implicit_conv``); those columns are not counted."""
         self._require_built()
         item = np.dtype(backend.dtype()).itemsize
         parts = []
         for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=True)):
             parts.append((f"layer {i} {layer!r}'s output", batch * math.prod(shape) * item))
             if isinstance(layer, Conv):  # shape: (output_channel, OH, OW)
-                columns = batch * math.prod(shape[1:]) * layer.k**2 * layer.c_in * item
-                parts.append((f"layer {i} {layer!r}'s im2col columns", columns))
+                rows, ckk = batch * math.prod(shape[1:]), layer.k**2 * layer.c_in
+                if gathered is None or not gathered(rows, ckk, layer.c_out):
+                    parts.append((f"layer {i} {layer!r}'s im2col columns", rows * ckk * item))
         columns = [(name, b) for name, b in parts if name.endswith("columns")]
         if training and columns:
             name, b = max(columns, key=lambda part: part[1])

@@ -200,7 +200,13 @@ def make_step(
     whole = _whole_batch_layer(model)
     if whole is not None and chunk:
         log.info("%r needs the whole batch at once: no micro-batches", whole)
-    if chunk == 0 or whole is not None:
+    if not micro_batched(model, chunk):
         return PlainStep(model, loss, optimizer)
     threads = backend.available_cores() if threads is None else threads
     return MicroBatchStep(model, loss, optimizer, threads, chunk)
+
+
+def micro_batched(model: Model, chunk: int) -> bool:
+    """Whether make_step trains ``model`` in micro-batches of ``chunk``: on NumPy, unless
+    ``chunk`` is 0 or a layer needs the whole batch."""
+    return not backend.active().is_gpu and chunk > 0 and _whole_batch_layer(model) is None

@@ -13,7 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Adam, CrossEntropy, Momentum, backend, kernels, presets
+from gpucnn import (
+    SGD,
+    Activation,
+    Adam,
+    Conv,
+    CrossEntropy,
+    Dense,
+    Flatten,
+    MaxPool,
+    Model,
+    Momentum,
+    backend,
+    kernels,
+    presets,
+)
 from gpucnn.kernels import gpu, host, out_size
 from gpucnn.static_step import StaticStep, products
 
@@ -342,6 +356,39 @@ def _lab_cnn3():
     model = presets.lab_cnn3(10)
     assert max(m * n * k for m, n, k in products(model, 24)) >= gpu.BLAS_MIN_MACS
     return model
+
+
+def _thin_cnn():
+    """A first Conv with more columns (5x5 = 25) than output channels (4): it gathers them."""
+    layers = [Conv(5, 1, 4, pad=2), Activation("relu"), MaxPool(2), Flatten(), Dense(784, 10)]
+    return Model(layers).build((1, 28, 28))
+
+
+def _bytes_held(*owners):
+    """Bytes of the distinct device buffers that the owners' attributes are or view."""
+    buffers = {}
+    for owner in owners:
+        for a in vars(owner).values():
+            if isinstance(a, backend.xp().ndarray):
+                while a.base is not None:
+                    a = a.base
+                buffers[id(a)] = a.nbytes
+    return sum(buffers.values())
+
+
+@pytest.mark.parametrize("make", [_thin_cnn, _lab_cnn3])
+def test_the_memory_estimate_is_at_most_what_the_static_step_holds(make, device):
+    # A run is refused up front when the estimate does not fit: it must not exceed the step's.
+    model = make()
+    program = StaticStep(model, _loss(model), Adam(1e-3), graphs=False).program(64)
+    held = _bytes_held(program, *program.ops)
+
+    def estimate(gathered):
+        return sum(b for _, b in model.activation_bytes(64, True, gathered))
+
+    assert estimate(gpu.implicit_conv) <= held
+    if make is _thin_cnn:  # counting the columns it never writes would overstate it 4 times
+        assert estimate(None) > 3 * held
 
 
 @cuda_only

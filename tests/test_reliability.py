@@ -243,10 +243,32 @@ def test_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):
     assert summary["status"] == "failed" and "lower train.batch_size" in summary["reason"]
 
 
+def test_the_memory_check_counts_one_micro_batch_per_thread(monkeypatch):
+    from gpucnn import memory
+    from gpucnn.app.experiment import check_memory
+    from gpucnn.errors import NotEnoughMemory
+
+    cfg = _cfg(batch_size=256, eval_batch_size=16)
+    model = model_for(cfg)
+
+    def activations(images):
+        return sum(b for _, b in model.activation_bytes(images))
+
+    # Room for two threads' micro-batches of 32 (64 images), not for the whole batch.
+    monkeypatch.setattr(memory, "available_host", lambda: (activations(64) + activations(256)) // 2)
+    check_memory(model, cfg, threads=2)
+    cfg.train.micro_batch = 0  # whole batches
+    with pytest.raises(NotEnoughMemory, match=r"batch_size=256: the activations of 256 images"):
+        check_memory(model, cfg, threads=2)
+    cfg.train.micro_batch = 96
+    with pytest.raises(NotEnoughMemory, match=r"micro_batch=96: the activations of 192 images"):
+        check_memory(model, cfg, threads=2)
+
+
 # gpucnn.run with the up-front memory check set aside, so that the allocation itself fails.
 UNCHECKED_RUN = (
     "from gpucnn.app import experiment, run; "
-    "experiment.check_memory = lambda model, cfg: None; run.main()"
+    "experiment.check_memory = lambda *args: None; run.main()"
 )
 
 

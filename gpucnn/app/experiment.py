@@ -27,11 +27,12 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from .. import __version__, backend, data, memory
+from .. import __version__, backend, data, kernels, memory
 from ..errors import BackendError, ConfigError, DataError, GpucnnError, NotEnoughMemory
 from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
 from ..optimizers import OPTIMIZERS
+from ..steps import micro_batched
 from ..train import evaluate
 from . import checkpoint, cores, resume, rundir, signals
 from .config import build_model, config_group, validate
@@ -229,7 +230,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         job.summary.update(_describe_data(splits))
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
-        check_memory(model, cfg)
+        check_memory(model, cfg, job.summary["threads"])
         job.loggers = open_loggers(cfg, job.run_dir, model, job.overrides, sweep_dir)
         return _train(job, model, splits, stops)
     except (ConfigError, BackendError) as exc:
@@ -307,26 +308,37 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     return val_acc
 
 
-def check_memory(model: Model, cfg: DictConfig) -> None:
-    """NotEnoughMemory, naming the batch size and the largest part, if one training or
-    evaluation batch would need more memory than is available."""
+def check_memory(model: Model, cfg: DictConfig, threads: int) -> None:
+    """NotEnoughMemory, naming the setting and the largest part, if a training step or an
+    evaluation batch would need more memory than is available. A step on NumPy holds one
+    micro-batch per thread (``threads``) at a time; the GPU's step never writes out the columns
+    that its kernels gather (gpucnn.kernels.gpu.implicit_conv)."""
     t = cfg.train
     slots = OPTIMIZERS[cfg.optimizer.name].SLOTS
     state = model.count_params(bias=True) * len(slots) * np.dtype(backend.dtype()).itemsize
-    for key, batch, training in (
-        ("train.batch_size", t.batch_size, True),
-        ("train.eval_batch_size", t.eval_batch_size, False),
-    ):
-        parts = model.activation_bytes(batch, training)
-        extra = state if training else 0  # the optimiser's state is still to be made
-        name, largest = max(parts, key=lambda part: part[1])
-        memory.require(
-            sum(b for _, b in parts) + extra,
-            f"{key}={batch}: one batch's activations",
-            f"lower {key} (the largest part: {name}, {memory.size(largest)}), or make the model "
-            "smaller (model.filter_size, model.channels)",
-            argument=key,
-        )
+    key, images = "train.batch_size", t.batch_size
+    if micro_batched(model, t.micro_batch) and threads * t.micro_batch < t.batch_size:
+        key, images = "train.micro_batch", threads * t.micro_batch
+    gathered = kernels.for_array_module(backend.xp()).implicit_conv
+    # The optimiser's state is still to be made when training starts.
+    _require_activations(cfg, key, images, model.activation_bytes(images, True, gathered), state)
+    eval_parts = model.activation_bytes(t.eval_batch_size, training=False)
+    _require_activations(cfg, "train.eval_batch_size", t.eval_batch_size, eval_parts, 0)
+
+
+def _require_activations(
+    cfg: DictConfig, key: str, images: int, parts: list[tuple[str, int]], extra: int
+) -> None:
+    """NotEnoughMemory if ``parts`` (of the activations of ``images`` images at once) and
+    ``extra`` bytes exceed what is available; ``key``: the setting that sets ``images``."""
+    name, largest = max(parts, key=lambda part: part[1])
+    memory.require(
+        sum(b for _, b in parts) + extra,
+        f"{key}={OmegaConf.select(cfg, key)}: the activations of {images:,} images at once",
+        f"lower {key} (the largest part: {name}, {memory.size(largest)}), or make the model "
+        "smaller (model.filter_size, model.channels)",
+        argument=key,
+    )
 
 
 def _describe_data(splits: data.Prepared) -> dict[str, Any]:
