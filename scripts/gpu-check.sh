@@ -3,7 +3,8 @@
 # into one folder. Steps run in the order named, each stopped at its time limit (seconds), so
 # that one that hangs leaves time and results to the others:
 #   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
-#   run       120  the 10-epoch Fashion-MNIST accuracy run                    run.log
+#   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
+#                  the same settings (a 10-epoch benchmark at batch 128)       run.log
 #   bench     240  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
 #   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
@@ -12,7 +13,7 @@
 #                  (shared memory two threads use with no barrier between), synccheck (a barrier
 #                  not every thread reaches) and memcheck, 170 s each           sanitize-TOOL.log
 # check.txt gets the GPU and versions, then a line per step as it ends (exit status, seconds),
-# and the run's accuracy: read it first.
+# the accuracies and the benchmark's ratios: read it first.
 # Usage: scripts/gpu-check.sh [folder] [step ...]
 #        (default: outputs/gpu-check, and gputests run bench tests)
 # The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above:
@@ -42,26 +43,51 @@ logged() {
   return "${PIPESTATUS[0]}"
 }
 
+# said run|peer|bench FILE: the figures that matter from a run's summary.json or a bench.json,
+# appended to check.txt.
+said() {
+  python3 - "$@" <<'PY' | tee -a "$out/check.txt"
+import json, sys
+what, path = sys.argv[1:]
+d = json.load(open(path))
+def two(x):
+    return "-" if x is None else f"{x:.2f}"
+if what == "run":
+    keys = ("status", "device", "test_accuracy", "val_accuracy", "seconds_per_epoch")
+    print("run:", json.dumps({k: d.get(k) for k in keys}))
+elif what == "peer":
+    r = d["results"][0]
+    print(f"10 epochs at batch 128 from the same weights: test accuracy gpucnn "
+          f"{r['ours_acc']:.4f}, PyTorch {r.get('peer_acc')}")
+else:
+    for r in d["results"]:
+        print(f"bench batch {r['batch_size']}: gpucnn {r['ours_epoch_s']:.3f} s/epoch; ratio "
+              f"to eager {two(r.get('ratio'))}, to torch.compile {two(r.get('ratio_compile'))}")
+PY
+}
+
 step_gputests() { logged 240 tests-gpu.log python3 -m pytest -q -p no:cacheprovider -n auto -m gpu; }
 step_tests() { logged 240 tests.log python3 -m pytest -q -p no:cacheprovider -n auto -m "not gpu"; }
 
 step_run() {
-  rm -rf "$runs/run"
+  rm -rf "$runs/run" "$runs/peer"
   logged 120 run.log python3 -m gpucnn.run backend=cupy data=fashion_mnist data.task=multiclass \
     train.epochs=10 train.batch_size=128 train.progress=false hydra.run.dir="$runs/run" || return
-  python3 - "$runs/run/summary.json" <<'PY' | tee -a "$out/check.txt"
-import json, sys
-s = json.load(open(sys.argv[1]))
-keys = ("status", "device", "test_accuracy", "val_accuracy", "seconds_per_epoch")
-print("accuracy:", json.dumps({k: s.get(k) for k in keys}))
-PY
+  said run "$runs/run/summary.json"
+  # PyTorch on the same settings, from the same initial weights and batch order, for comparison.
+  timeout 150 python3 -m gpucnn.bench backend=cupy data=fashion_mnist data.task=multiclass \
+    'bench.batch_sizes=[128]' bench.warmup_epochs=0 bench.epochs=10 hydra.run.dir="$runs/peer" \
+    2>&1 | tee -a "$out/run.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || return "$rc"
+  said peer "$runs/peer/bench.json"
 }
 
 step_bench() {
   rm -rf "$runs/bench"
   logged 240 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
     data.task=multiclass bench.peer_compile=true bench.profile=true hydra.run.dir="$runs/bench" \
-    && cp "$runs/bench/bench.json" "$out/bench.json"
+    && cp "$runs/bench/bench.json" "$out/bench.json" && said bench "$out/bench.json"
 }
 
 step_variants() { logged 120 variants.log python3 scripts/conv_variants.py --json "$out/variants.json"; }
