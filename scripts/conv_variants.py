@@ -7,9 +7,10 @@ For every Conv of a lab preset at each batch size, milliseconds per call of:
   dW        implicit: gathered again | columns: the product over the forward pass's columns
   dx        implicit: dy gathered window by window (a transposed convolution)
             | columns: dy @ W written out, then folded by col2im
-and which way the rule picks. With the GPU kernel set, also every distinct matrix product of
-the step ((m, n, k) of out = a @ b), on the tiled kernel and on cuBLAS, and which one
-BLAS_MIN_MACS picks. On a GPU each variant is timed replayed from a CUDA graph, as the static
+which way the rule picks and which is faster (over the products the step runs: a first layer
+computes no dx). With the GPU kernel set, also every distinct matrix product of the step
+((m, n, k) of out = a @ b), on the tiled kernel and on cuBLAS, which one BLAS_MIN_MACS picks and
+which is faster. On a GPU each variant is timed replayed from a CUDA graph, as the static
 step runs it; on NumPy, called one by one.
 
 Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
@@ -60,15 +61,21 @@ def measure(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
     graph = backend.active().is_gpu
     work = backend.xp().empty(max(1, workspace(k, model, batch)), backend.dtype())
     inputs = [model.input_shape, *model.shapes]
-    return [
-        {
-            "layer": _label(i, layer),
-            "batch": batch,
-            **_times(k, layer, inputs[i], batch, reps, graph, work),
-        }
-        for i, layer in enumerate(model.layers)
-        if isinstance(layer, Conv)
-    ]
+    rows = []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Conv):
+            times = _times(k, layer, inputs[i], batch, reps, graph, work)
+            # The step computes no input gradient for a first layer: its dx times do not count.
+            ops = ("forward", "dw", "dx") if _has_params(model.layers[:i]) else ("forward", "dw")
+            faster = min(
+                ("implicit", "columns"), key=lambda way: sum(times[f"{o}_{way}_ms"] for o in ops)
+            )
+            rows.append({"layer": _label(i, layer), "batch": batch, **times, "faster": faster})
+    return rows
+
+
+def _has_params(layers: list) -> bool:
+    return any(layer.params for layer in layers)
 
 
 def _random_arrays():
@@ -103,7 +110,9 @@ def measure_products(model_name: str, batch: int, reps: int) -> list[dict[str, A
             with _blas_from(k, macs):
                 times[f"{name}_ms"] = round(_timed(k, run, reps, graph), 4)
         rule = "cublas" if m * n * depth >= k.BLAS_MIN_MACS else "tiled"
-        rows.append({"product": [m, n, depth], "batch": batch, **times, "rule": rule})
+        faster = min(("tiled", "cublas"), key=lambda name: times[f"{name}_ms"])
+        row = {"product": [m, n, depth], "batch": batch, **times, "rule": rule, "faster": faster}
+        rows.append(row)
     return rows
 
 
@@ -156,6 +165,10 @@ def main() -> None:
     }
     _print(found["convolutions"], "layer")
     _print(found["products"], "product")
+    for kind, rows in found.items():
+        if rows:
+            agree = sum(r["rule"] == r["faster"] for r in rows)
+            print(f"{kind}: the rule picks the faster way for {agree} of {len(rows)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(found, f, indent=1)
@@ -166,10 +179,11 @@ def _print(rows: list[dict[str, Any]], label: str) -> None:
     if not rows:
         return
     keys = [key for key in rows[0] if key.endswith("_ms")]
-    print(f"\n{label:<26} {'batch':>5} " + " ".join(f"{key[:-3]:>17}" for key in keys) + "  rule")
+    head = " ".join(f"{key[:-3]:>17}" for key in keys)
+    print(f"\n{label:<26} {'batch':>5} {head}  {'rule':<8} faster")
     for r in rows:
         times = " ".join(f"{r[key]:>17.4f}" for key in keys)
-        print(f"{str(r[label]):<26} {r['batch']:>5} {times}  {r['rule']}")
+        print(f"{str(r[label]):<26} {r['batch']:>5} {times}  {r['rule']:<8} {r['faster']}")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,8 @@ def test_the_convolution_variants_script_times_every_conv_of_the_model(tmp_path)
     assert all(r[k] > 0 for r in rows for k in r if k.endswith("_ms"))
     assert rows[0]["product"] == [2 * 32 * 32, 8, 9] and rows[0]["rule"] == "columns"
     assert "forward_implicit" in proc.stdout
+    first, later = rows[0], rows[1]  # the first layer computes no input gradient
+    for r, ops in ((first, ("forward", "dw")), (later, ("forward", "dw", "dx"))):
+        total = {w: sum(r[f"{op}_{w}_ms"] for op in ops) for w in ("implicit", "columns")}
+        assert r["faster"] == min(total, key=total.get)
+    assert "convolutions: the rule picks the faster way for" in proc.stdout
