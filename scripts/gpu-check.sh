@@ -6,24 +6,25 @@
 #   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
 #                  the same settings (a 10-epoch benchmark at batch 128)       run.log
 #   bench     240  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
-#   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
+#   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
 #   sanitize  510  (not by default) the GPU kernel tests under compute-sanitizer's racecheck
 #                  (shared memory two threads use with no barrier between), synccheck (a barrier
 #                  not every thread reaches) and memcheck, 170 s each           sanitize-TOOL.log
 # check.txt gets the GPU and versions, then a line per step as it ends (exit status, seconds),
-# the accuracies and the benchmark's ratios: read it first.
+# the accuracies, the benchmark's ratios and where the variants' rules pick the faster way:
+# read it first.
 # Usage: scripts/gpu-check.sh [folder] [step ...]
-#        (default: outputs/gpu-check, and gputests run bench tests)
+#        (default: outputs/gpu-check, and gputests run bench variants tests)
 # The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above:
-# at most eight, the default steps six.
+# eight with the default steps.
 # The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-outputs/gpu-check}"
 shift || true
-steps="${*:-gputests run bench tests}"
+steps="${*:-gputests run bench variants tests}"
 runs=outputs/gpu-check-runs
 mkdir -p "$out" "$runs"
 python3 -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" \
@@ -90,7 +91,10 @@ step_bench() {
     && cp "$runs/bench/bench.json" "$out/bench.json" && said bench "$out/bench.json"
 }
 
-step_variants() { logged 120 variants.log python3 scripts/conv_variants.py --json "$out/variants.json"; }
+step_variants() {
+  logged 120 variants.log python3 scripts/conv_variants.py --json "$out/variants.json" \
+    && grep "the rule picks" "$out/variants.log" >>"$out/check.txt"
+}
 
 step_sanitize() {
   local tool status=0
@@ -105,7 +109,7 @@ step_sanitize() {
 status=0
 for step in $steps; do
   if ! declare -F "step_$step" >/dev/null; then
-    echo "gpu-check: no step '$step' (gputests run bench tests variants sanitize)" | tee -a "$out/check.txt"
+    echo "gpu-check: no step '$step' (gputests run bench variants tests sanitize)" | tee -a "$out/check.txt"
     status=1
     continue
   fi
