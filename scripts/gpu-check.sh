@@ -5,7 +5,7 @@
 #   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
 #   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
 #                  the same settings (a 10-epoch benchmark at batch 128)       run.log
-#   bench     240  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
+#   bench     300  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
 #   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
@@ -86,7 +86,7 @@ step_run() {
 
 step_bench() {
   rm -rf "$runs/bench"
-  logged 240 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
+  logged 300 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
     data.task=multiclass bench.peer_compile=true bench.profile=true hydra.run.dir="$runs/bench" \
     && cp "$runs/bench/bench.json" "$out/bench.json" && said bench "$out/bench.json"
 }
