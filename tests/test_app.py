@@ -6,6 +6,7 @@ Everything runs on the CPU for one epoch on a few hundred images.
 import csv
 import json
 import math
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,34 @@ def test_optuna_search_runs_three_trials(tmp_path):
     assert "Best value" in proc.stdout + proc.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert len(rows) == 3 and "optimizer.lr" in rows[0]
+
+
+def _open_studies(storages, name, barrier):
+    """Open each new study database at the same moment as the other process does."""
+    from hydra_plugins.gpucnn_plugins.optuna_sweeper import _finished
+
+    try:
+        for storage in storages:
+            barrier.wait(timeout=60)
+            _finished(storage, name)
+    except BaseException:
+        barrier.abort()  # the other process stops waiting
+        raise
+
+
+def test_searches_opening_a_new_study_database_together_both_start(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the sweep extra")
+    # Optuna makes a new database's tables when it first opens it: two processes doing so at
+    # the same moment collide unless the one that fails tries again.
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(2)
+    storages = [f"sqlite:///{tmp_path / f'{i}.db'}" for i in range(4)]
+    procs = [spawn.Process(target=_open_studies, args=(storages, n, barrier)) for n in "ab"]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [proc.exitcode for proc in procs] == [0, 0]
 
 
 def _first_combination(cfg):

@@ -11,7 +11,9 @@ search per study at a time.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as HydraOptunaSweeper
 
@@ -43,12 +45,30 @@ def _finished(storage: str, study_name: str) -> int:
 
     if storage.startswith(SQLITE):  # SQLite makes the file, not its folder
         Path(storage[len(SQLITE) :]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:  # no such study yet
+    study = _load(storage, study_name)
+    if study is None:
         return 0
     for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
         # Optuna 2.10 (the sweeper's pin) reaches a running trial's attributes only by its id.
         optuna.trial.Trial(study, trial._trial_id).set_user_attr("interrupted", True)
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     return sum(not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+
+
+def _load(storage: str, study_name: str, tries: int = 5) -> Any:
+    """The stored study, or None if there is none yet. Optuna makes a new database's tables when
+    it first opens it, and two processes doing so at once collide (a dashboard or a script
+    reading the study just as the search starts, say): the one that fails opens it again once
+    the other has made them."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(1, tries + 1):
+        try:
+            return optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:  # no such study yet
+            return None
+        except SQLAlchemyError:
+            if attempt == tries:
+                raise
+            time.sleep(0.2 * attempt)
