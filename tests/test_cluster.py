@@ -3,9 +3,11 @@ job resumes bit-identically, a cancelled job is a row, and an Optuna search runs
 and continues after an interruption. Skipped where no cluster answers (.ci/run starts one, as
 root, with the shared slurm-up.sh)."""
 
+import contextlib
 import csv
 import json
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -131,17 +133,23 @@ def test_optuna_runs_trials_at_once_on_slurm_and_continues_after_an_interruption
         "hydra.sweeper.n_jobs=2",
         *TINY,
     ]
-    storage = f"sqlite:///{tmp_path / 'outputs' / 'optuna' / 'gpucnn.db'}"
+    db = tmp_path / "outputs" / "optuna" / "gpucnn.db"
 
     def trials():
+        return optuna.load_study(study_name="gpucnn", storage=f"sqlite:///{db}").get_trials()
+
+    def asked():
+        """The trials asked so far, read without Optuna: opening a new database with it makes
+        the tables, which races the search making them (and can fail the search)."""
         try:
-            return optuna.load_study(study_name="gpucnn", storage=storage).get_trials()
-        except Exception:  # not made yet, or locked for a moment
-            return []
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                return con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.Error:  # not made yet, or locked for a moment
+            return 0
 
     first = app(*SLURM, *search, wait=False, cwd=tmp_path)
     # 2 done, 2 asked. Generous: four job starts on a loaded 2-core node once took over 120 s.
-    wait_until(lambda: len(trials()) >= 3, 300, "the second batch of trials", first)
+    wait_until(lambda: asked() >= 3, 300, "the second batch of trials", first)
     first.kill()  # the search stops between batches; Slurm still runs the asked trials
     first.wait()
     (sweep_dir,) = (tmp_path / "outputs" / "multiruns").iterdir()
