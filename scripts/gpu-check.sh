@@ -36,11 +36,12 @@ export PYTHONUNBUFFERED=1
   python3 -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch"
 } | tee "$out/check.txt"
 
-# limit seconds log command...: the command under the time limit, its output into log.
+# [append=1] logged SECONDS LOG COMMAND...: the command under the time limit, its output into
+# LOG (added to it with append=1), its exit status returned (124: stopped at the limit).
 logged() {
   local limit=$1 log=$2
   shift 2
-  timeout "$limit" "$@" 2>&1 | tee "$out/$log"
+  timeout "$limit" "$@" 2>&1 | tee ${append:+-a} "$out/$log"
   return "${PIPESTATUS[0]}"
 }
 
@@ -76,11 +77,9 @@ step_run() {
     train.epochs=10 train.batch_size=128 train.progress=false hydra.run.dir="$runs/run" || return
   said run "$runs/run/summary.json"
   # PyTorch on the same settings, from the same initial weights and batch order, for comparison.
-  timeout 150 python3 -m gpucnn.bench backend=cupy data=fashion_mnist data.task=multiclass \
-    'bench.batch_sizes=[128]' bench.warmup_epochs=0 bench.epochs=10 hydra.run.dir="$runs/peer" \
-    2>&1 | tee -a "$out/run.log"
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || return "$rc"
+  append=1 logged 150 run.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
+    data.task=multiclass 'bench.batch_sizes=[128]' bench.warmup_epochs=0 bench.epochs=10 \
+    hydra.run.dir="$runs/peer" || return
   said peer "$runs/peer/bench.json"
 }
 
