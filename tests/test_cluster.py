@@ -91,7 +91,11 @@ def test_a_sweep_runs_as_slurm_jobs_and_is_summarised(tmp_path):
 
 
 def test_a_job_requeued_mid_epoch_resumes_bit_identical(tmp_path):
-    run = [*RUN, "backend=numpy", "train.threads=1"]
+    # Slurm signals a requeued job a moment after `scontrol requeue` (longer on a busy machine),
+    # and an epoch here takes under a second: two more epochs keep the job training until then.
+    epochs = 4
+    run = [a for a in RUN if not a.startswith("train.epochs=")]
+    run += [f"train.epochs={epochs}", "backend=numpy", "train.threads=1"]
     reference = app(*run, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.returncode == 0, reference.stderr
     sweep = app(*SLURM, *run, f"hydra.sweep.dir={tmp_path / 'sweep'}", wait=False)
@@ -105,7 +109,8 @@ def test_a_job_requeued_mid_epoch_resumes_bit_identical(tmp_path):
     subprocess.run(["scontrol", "requeue", job["slurm_id"]], check=True, timeout=30)
     assert sweep.wait(timeout=240) == 0, sweep.stderr.read()
     summary = json.loads((job_dir / "summary.json").read_text())
-    assert summary["status"] == "ok" and summary["resumed_at"]["epoch"] == 2
+    # Resumed from where the signal found it: inside the training, not after its last epoch.
+    assert summary["status"] == "ok" and 2 <= summary["resumed_at"]["epoch"] <= epochs, summary
     resumed, whole = weights(job_dir), weights(tmp_path / "reference")
     assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
 
