@@ -55,6 +55,12 @@ class Layer:
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 
+    def multiply_adds(self, out_shape: Shape) -> int:
+        """Multiply-adds of one image's forward pass, given the output shape: counted for the
+        weighted layers (Conv, Dense), whose dot products are nearly all of a CNN's arithmetic;
+        0 for the rest (biases, activations, pooling, normalisation)."""
+        return 0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -150,6 +156,10 @@ class Conv(ParamLayer):
             )
         return (self.c_out, OH, OW)
 
+    def multiply_adds(self, out_shape: Shape) -> int:
+        """Each output value is a dot product over a window of input_channel x k x k."""
+        return math.prod(out_shape) * self.c_in * self.k * self.k
+
     def forward(self, x: Any, training: bool = False) -> Any:
         p = self.params
         y, self._cache = kernels.active().conv2d(x, p["W"], p["b"], self.stride, self.pad)
@@ -201,6 +211,10 @@ class Dense(ParamLayer):
                 f"use Dense({shape[0]}, {self.n_out})"
             )
         return (self.n_out,)
+
+    def multiply_adds(self, out_shape: Shape) -> int:
+        """One per weight: each output is a dot product over every input."""
+        return self.n_in * self.n_out
 
     def forward(self, x: Any, training: bool = False) -> Any:
         self._x = x

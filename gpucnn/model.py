@@ -242,21 +242,32 @@ class Model:
             sum(param_counts(layer)) if bias else param_counts(layer)[0] for layer in self.layers
         )
 
-    def summary(self) -> str:
-        """A table: each layer, its output shape, weights and biases, and the totals."""
+    def count_multiply_adds(self) -> int:
+        """Multiply-adds of one image's forward pass (Layer.multiply_adds): the arithmetic cost
+        of the architecture, whatever the hardware; training costs about three times as much."""
         self._require_built()
-        rows = [("#", "layer", "output shape", "weights", "biases")]
-        rows.append(("", "Input", str(self.input_shape), "", ""))
+        return sum(layer.multiply_adds(shape) for layer, shape in zip(self.layers, self.shapes))
+
+    def summary(self) -> str:
+        """A table: each layer, its output shape, weights, biases and multiply-adds per image,
+        and the totals."""
+        self._require_built()
+        rows = [("#", "layer", "output shape", "weights", "biases", "multiply-adds")]
+        rows.append(("", "Input", str(self.input_shape), "", "", ""))
         for i, (layer, shape) in enumerate(zip(self.layers, self.shapes, strict=False)):
             counts = [f"{n:,}" if layer.params else "" for n in param_counts(layer)]
-            rows.append((str(i), repr(layer), str(shape), *counts))
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        align = ["<", "<", "<", ">", ">"]
+            macs = layer.multiply_adds(shape)
+            rows.append((str(i), repr(layer), str(shape), *counts, f"{macs:,}" if macs else ""))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        align = ["<", "<", "<", ">", ">", ">"]
         fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(align, widths, strict=False))
         lines = [fmt.format(*rows[0]), "-" * len(fmt.format(*rows[0]))]
         lines += [fmt.format(*r) for r in rows[1:]]
         weights, total = self.count_params(bias=False), self.count_params(bias=True)
-        footer = f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}"
+        footer = (
+            f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}   "
+            f"multiply-adds per image: {self.count_multiply_adds():,}"
+        )
         buffered = sum(b.size for _, b in self.buffers())
         if buffered:
             footer += f"   (and {buffered:,} buffered statistics, not learned)"

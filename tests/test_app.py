@@ -67,6 +67,8 @@ def test_one_run_writes_every_result_file(tmp_path):
     ):
         assert key in summary, key
     assert summary["weights"] == 88_784 and summary["layers"][0]["output_shape"] == [16, 32, 32]
+    assert summary["multiply_adds"] == 2_572_352
+    assert summary["layers"][0]["multiply_adds"] == 16 * 32 * 32 * 9
     assert 0 <= summary["test_accuracy"] <= 1 and summary["config"]["train"]["epochs"] == 1
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     with np.load(out / "model.npz") as weights:

@@ -31,6 +31,19 @@ def test_lab_presets_have_the_lab_weight_counts(name):
     assert model.count_params(bias=True) == LAB_COUNTS[name] + biases
 
 
+def test_multiply_adds_count_every_use_of_a_weight_in_one_images_forward_pass():
+    # lab_cnn3 on 1x32x32, by hand: each conv output value is a dot product over C*3*3 inputs
+    # (same padding keeps 32, 16 and 8 pixels a side), each dense weight is used once.
+    lab = presets.lab_cnn3()
+    by_hand = 16 * 32 * 32 * 9 + 32 * 16 * 16 * 16 * 9 + 64 * 8 * 8 * 32 * 9 + 1024 * 64 + 64
+    assert lab.count_multiply_adds() == by_hand == 2_572_352
+    assert "multiply-adds per image: 2,572,352" in lab.summary() and "1,179,648" in lab.summary()
+    assert presets.lab_mlp4().count_multiply_adds() == LAB_COUNTS["lab_mlp4"]
+    # Stride 2 and padding 1 make 4x4 outputs of a 7x7 input; the pool does no multiply-adds.
+    model = Model([Conv(3, 2, 5, pad=1, stride=2), MaxPool(2), Flatten(), Dense(20, 3)])
+    assert model.build((2, 7, 7)).count_multiply_adds() == 5 * 4 * 4 * (2 * 3 * 3) + 20 * 3
+
+
 def test_summary_lists_every_layer_with_its_output_shape():
     summary = presets.lab_cnn3().summary()
     assert "(64, 4, 4)" in summary and "(1024,)" in summary

@@ -364,10 +364,16 @@ def _describe_model(model: Model) -> dict[str, Any]:
                 "output_shape": list(shape),
                 "weights": int(weights),
                 "biases": int(biases),
+                "multiply_adds": layer.multiply_adds(shape),
             }
         )
     weights = model.count_params(bias=False)
-    return {"weights": weights, "biases": model.count_params(bias=True) - weights, "layers": layers}
+    return {
+        "weights": weights,
+        "biases": model.count_params(bias=True) - weights,
+        "multiply_adds": model.count_multiply_adds(),
+        "layers": layers,
+    }
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
