@@ -58,6 +58,7 @@ def _fake_sweep(sweep_dir, accuracies):
             "test_accuracy": acc,
             "val_accuracy": acc - 0.01,
             "weights": 1000 * k,
+            "multiply_adds": 20_000 * k,
             "seconds_per_epoch": 0.5 * k,
         }
         (job_dir / "summary.json").write_text(json.dumps(summary))
@@ -85,15 +86,17 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
         )
         row = rows[str(k)]
         assert int(row["runs"]) == len(values) and row["status"] == "ok"
+        assert int(row["multiply_adds"]) == 20_000 * k
         assert float(row["test_accuracy"]) == pytest.approx(statistics.fmean(values))
         assert float(row["test_sd"]) == pytest.approx(statistics.stdev(values))
         assert (float(row["test_low"]), float(row["test_high"])) == pytest.approx(
             (low, high), abs=1e-3
         )
     assert rows["3"]["seeds"] == "0,1,2"
-    assert len(bars) == 2 and all(b > 0 for b in bars[0])  # one error bar per setting, per panel
+    # One error bar per setting in each panel: weights, multiply-adds, time.
+    assert len(bars) == 3 and all(len(b) == 2 and min(b) > 0 for b in bars)
     width, height = Image.open(tmp_path / "sweep.png").size
-    assert width > 1.8 * height  # two panels side by side
+    assert width > 2.7 * height  # three panels side by side
     per_run = list(csv.DictReader(open(tmp_path / "sweep_runs.csv")))
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
 

@@ -17,6 +17,7 @@ COLUMNS = [
     "status",
     *(f"{p}_{s}" for p in ESTIMATED for s in ("accuracy", "sd", "low", "high")),
     "weights",
+    "multiply_adds",
     "seconds_per_epoch",
     "jobs",
     "reason",
@@ -53,6 +54,7 @@ def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, An
         if len(counts) == 1
         else ", ".join(f"{n} {s}" for s, n in counts.items()),
         weights=members[0].get("weights"),
+        multiply_adds=members[0].get("multiply_adds"),
         seconds_per_epoch=estimate([r.get("seconds_per_epoch") for r in done]).mean,
         jobs=",".join(str(r["job"]) for r in members),
         reason=next((r["reason"] for r in members if r.get("reason")), None),

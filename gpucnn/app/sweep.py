@@ -32,7 +32,8 @@ from .results import (
     write_csv,
 )
 
-FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "seconds_per_epoch", "reason"]
+FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "multiply_adds"]
+FIXED += ["seconds_per_epoch", "reason"]
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -124,7 +125,7 @@ def grouped_markdown(
     """The table of settings (sweep_summary.md): accuracies as mean ± the half-width of the
     mean's 95% interval over the runs with that setting."""
     cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy", "weights",
-            "seconds_per_epoch", "jobs", "reason"]  # fmt: skip
+            "multiply_adds", "seconds_per_epoch", "jobs", "reason"]  # fmt: skip
 
     def cell(row: dict[str, Any], col: str) -> str:
         if col.endswith(" accuracy"):
@@ -154,18 +155,19 @@ def _table(title: str, what: str, common: dict[str, str], cols: list[str], rows,
 
 
 def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) -> None:
-    """Mean test accuracy against weight count and against time per epoch, one labelled point
-    per setting with a finished run, with the mean's 95% interval as an error bar."""
+    """Mean test accuracy against weight count, multiply-adds per image and time per epoch: one
+    labelled point per setting that has a finished run and the figure on the axis (older
+    summaries have no multiply-adds), with the mean's 95% interval as an error bar."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
-    done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get("weights"))]
-    means = [g["test_accuracy"] for g in done]
-    bars = [g["test_high"] - g["test_accuracy"] if finite(g["test_high"]) else 0.0 for g in done]
+    fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True)
     for ax, x_key, x_label, log in (
         (axes[0], "weights", "learnable weights (log scale)", True),
-        (axes[1], "seconds_per_epoch", "seconds per epoch (mean)", False),
+        (axes[1], "multiply_adds", "multiply-adds per image (log scale)", True),
+        (axes[2], "seconds_per_epoch", "seconds per epoch (mean)", False),
     ):
-        xs = [g[x_key] for g in done]
+        done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get(x_key))]
+        xs, means = [g[x_key] for g in done], [g["test_accuracy"] for g in done]
+        bars = [g["test_high"] - m if finite(g["test_high"]) else 0.0 for g, m in zip(done, means)]
         ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3,
                     label="setting: mean test accuracy, 95% interval")  # fmt: skip
         for g, x, y in zip(done, xs, means):
@@ -173,9 +175,10 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         if log:
             ax.set_xscale("log")
+        ax.margins(x=0.2)  # room for the labels of the rightmost points
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     axes[0].set_ylabel("test accuracy (fraction)")
     fig.suptitle(title)
     save_figure(fig, path)
