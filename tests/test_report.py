@@ -56,7 +56,10 @@ def test_report_answers_the_three_questions(sweep, tmp_path):
         assert heading in md
     assert "**3 conv layers.** The first conv layer's weight gradient is" in md
     assert "**5 conv layers.**" in md and "Test accuracy: ReLU" in md
-    assert "| **total** |  | **88,784** | **177** |" in md  # lab_cnn3, from the model
+    # lab_cnn3, from the model: weights, biases, multiply-adds per image
+    assert "| **total** |  | **88,784** | **177** | **2,572,352** |" in md
+    assert "| test accuracy | weights | multiply-adds | s / epoch |" in md
+    assert "multiply-adds per image and" in md  # the best setting's cost
     assert "131,200" in md and "158,500" in md and "weight sharing" in md
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(figures) >= 6
@@ -137,3 +140,27 @@ def test_report_out_refuses_an_existing_file(tmp_path):
     )
     assert proc.returncode == 2 and "already holds a report" in proc.stderr
     assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
+
+
+def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
+    from gpucnn.app import report
+
+    for job, (k, acc) in enumerate([(3, 0.80), (5, 0.85)]):
+        run = tmp_path / "sweep" / str(job)
+        run.mkdir(parents=True)
+        summary = {
+            "status": "ok",
+            "test_accuracy": acc,
+            "weights": 100 * k,
+            "seconds_per_epoch": 0.1 * k,
+            "config": {"model": {"filter_size": k}},
+        }
+        (run / "summary.json").write_text(json.dumps(summary))
+    blocks = report.architecture(report.collect([tmp_path / "sweep"]), tmp_path)
+    _, header, rows = next(b for b in blocks if b[0] == "table")
+    cells = [dict(zip(header, row)) for row in rows]
+    assert [c["multiply-adds"] for c in cells] == ["", ""]
+    assert [c["weights"] for c in cells] == ["500", "300"]  # best first, the rest as before
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert "500 weights and 0.50 s per epoch" in best
+    assert (tmp_path / "accuracy_vs_cost.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,12 +4,12 @@ answered from the user's own runs.
 1. ReLU or sigmoid in the conv blocks? Gradient norm by layer depth, loss and accuracy curves,
    sparsity and saturation, time per step, and a conclusion in words made from the numbers
    (needs runs with diagnostics.enabled=true, e.g. ``-m experiment=relu_vs_sigmoid``).
-2. Which filter size, channels, pool size? The runs side by side, accuracy against weights and
-   against seconds per epoch, the effect of each swept setting across the rest with its 95%
-   interval (gpucnn.app.effects: a difference is claimed only when the interval excludes zero),
-   and the best setting on average with its cost.
-3. How many parameters, CNN against the fully connected networks? Per-layer counts computed
-   from the models, and what weight sharing saves.
+2. Which filter size, channels, pool size? The runs side by side, accuracy against weights,
+   multiply-adds per image and seconds per epoch, the effect of each swept setting across the
+   rest with its 95% interval (gpucnn.app.effects: a difference is claimed only when the
+   interval excludes zero), and the best setting on average with its cost.
+3. How many parameters, CNN against the fully connected networks? Per-layer counts (and
+   multiply-adds) computed from the models, and what weight sharing saves and costs.
 
 Writes report.md with PNG figures beside it, and report.html with the figures embedded.
 """
@@ -331,13 +331,15 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
         ]
     keys = _varying(done)
     done.sort(key=lambda r: -r.summary["test_accuracy"])
-    header = ["run", *[f"model.{k}" for k in keys], "test accuracy", "weights", "s / epoch"]
+    header = ["run", *[f"model.{k}" for k in keys], "test accuracy", "weights"]
+    header += ["multiply-adds", "s / epoch"]
     rows = [
         [
             r.path.name,
             *[str(r.model_cfg.get(k)) for k in keys],
             f"{r.summary['test_accuracy']:.4f}",
             f"{r.summary['weights']:,}",
+            _count(r.summary.get("multiply_adds")),
             f"{r.summary['seconds_per_epoch']:.2f}",
         ]
         for r in done
@@ -345,18 +347,20 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     blocks.append(("table", header, rows))
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     legend = " / ".join(keys)
     for ax, x_key, x_label in (
         (axes[0], "weights", "learnable weights (log scale)"),
-        (axes[1], "seconds_per_epoch", "seconds per epoch (log scale)"),
+        (axes[1], "multiply_adds", "multiply-adds per image (log scale)"),
+        (axes[2], "seconds_per_epoch", "seconds per epoch (log scale)"),
     ):
+        shown = [r for r in done if finite(r.summary.get(x_key))]  # older runs lack some
         ax.scatter(
-            [r.summary[x_key] for r in done],
-            [r.summary["test_accuracy"] for r in done],
+            [r.summary[x_key] for r in shown],
+            [r.summary["test_accuracy"] for r in shown],
             label=f"a run, labelled {legend}",
         )
-        for r in done:
+        for r in shown:
             tag = " / ".join(str(r.model_cfg.get(k)).replace(" ", "") for k in keys)
             ax.annotate(
                 tag,
@@ -366,11 +370,12 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
                 textcoords="offset points",
             )
         ax.set_xscale("log")
+        ax.margins(x=0.2)  # room for the labels of the rightmost points
         ax.set_xlabel(x_label)
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Accuracy against {x_label.split(' (')[0]}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     save_figure(fig, out / "accuracy_vs_cost.png")
 
@@ -402,10 +407,13 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     save_figure(fig, out / "effects.png")
 
     best, cheapest = _best_setting(done, keys)
+    macs = best[0].summary.get("multiply_adds")
+    costs = [f"{best[0].summary['weights']:,} weights"]
+    costs += [f"{macs:,} multiply-adds per image"] if finite(macs) else []  # older runs: none
+    seconds = statistics.mean(r.summary["seconds_per_epoch"] for r in best)
     text = (
         f"Best on average: {_setting(best, keys)} with test accuracy {_shown(best)}, "
-        f"{best[0].summary['weights']:,} weights and "
-        f"{statistics.mean(r.summary['seconds_per_epoch'] for r in best):.2f} s per epoch."
+        f"{', '.join(costs)} and {seconds:.2f} s per epoch."
     )
     if cheapest is not best:
         text += (
@@ -420,7 +428,7 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
             "(the other settings and the seed), in accuracy points:",
         ),  # fmt: skip
         ("list", sentences or ["No pairs of runs that differ in one setting only."]),
-        ("img", "accuracy_vs_cost.png", "Test accuracy against weights and time"),
+        ("img", "accuracy_vs_cost.png", "Test accuracy against weights, arithmetic and time"),
         ("img", "effects.png", "Effect of each setting, over the others, with 95% intervals"),
     ]
     return blocks
@@ -439,6 +447,11 @@ def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run
     best = max(groups.values(), key=mean)
     close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
     return best, min(close, key=lambda g: g[0].summary["weights"])
+
+
+def _count(value: Any) -> str:
+    """A count with thousands separators; blank where a run did not record it."""
+    return f"{value:,}" if finite(value) else ""
 
 
 def _setting(runs: list[Run], keys: list[str]) -> str:
@@ -465,11 +478,19 @@ def _count_table(model: Model) -> tuple[list[str], list[list[str]]]:
                     str(shape),
                     f"{layer.params['W'].size:,}",
                     f"{layer.params['b'].size:,}",
+                    f"{layer.multiply_adds(shape):,}",
                 ]
             )
     weights, total = model.count_params(), model.count_params(bias=True)
-    rows.append(["**total**", "", f"**{weights:,}**", f"**{total - weights:,}**"])
-    return ["layer", "output shape", "weights", "biases"], rows
+    macs = model.count_multiply_adds()
+    rows.append(["**total**", "", f"**{weights:,}**", f"**{total - weights:,}**", f"**{macs:,}**"])
+    return ["layer", "output shape", "weights", "biases", "multiply-adds per image"], rows
+
+
+def _dense_multiply_adds(model: Model) -> int:
+    """The multiply-adds per image of the model's Dense layers."""
+    pairs = zip(model.layers, model.shapes)
+    return sum(layer.multiply_adds(shape) for layer, shape in pairs if isinstance(layer, Dense))
 
 
 def parameters(runs: list[Run]) -> list[Block]:
@@ -484,13 +505,10 @@ def parameters(runs: list[Run]) -> list[Block]:
     for title, model in models:
         header, rows = _count_table(model)
         blocks += [("h3", title), ("table", header, rows)]
-        summary_rows.append(
-            [title, f"{model.count_params():,}", f"{model.count_params(bias=True):,}"]
-        )
-    blocks += [
-        ("h3", "Side by side"),
-        ("table", ["network", "weights only", "with biases"], summary_rows),
-    ]
+        counts = (model.count_params(), model.count_params(bias=True), model.count_multiply_adds())
+        summary_rows.append([title, *(f"{n:,}" for n in counts)])
+    header = ["network", "weights only", "with biases", "multiply-adds per image"]
+    blocks += [("h3", "Side by side"), ("table", header, summary_rows)]
     first = next(layer for layer in cnn.layers if isinstance(layer, Conv))
     dense = next(layer for layer in cnn.layers if isinstance(layer, Dense))
     c, h, w = cnn.input_shape
@@ -503,7 +521,12 @@ def parameters(runs: list[Run]) -> list[Block]:
         f"layer producing the same {out_c}x{out_h}x{out_w} map would need {n_in:,} x "
         f"{n_out:,} = {n_in * n_out:,} weights. lab_cnn3 has {cnn.count_params():,} weights "
         f"in all, {dense.params['W'].size:,} of them in its first dense layer: pooling shrank "
-        f"the map to {dense.n_in:,} features before any dense layer sees it."
+        f"the map to {dense.n_in:,} features before any dense layer sees it. Sharing saves "
+        f"weights, not arithmetic: the first conv layer uses each of its weights at all "
+        f"{out_h * out_w:,} positions ({first.multiply_adds((out_c, out_h, out_w)):,} "
+        f"multiply-adds per image), a dense layer each of its weights once; of "
+        f"lab_cnn3's {cnn.count_multiply_adds():,} multiply-adds per image, its dense layers do "
+        f"{_dense_multiply_adds(cnn):,}."
     )
     blocks.append(("p", sharing))
     run_cnns = {r.summary.get("weights"): r for r in runs if r.conv_layers}
