@@ -21,7 +21,7 @@ from gpucnn.app.config import register, validate
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
 
-from .helpers import TINY, app, model_for
+from .helpers import TINY, app, model_for, tool
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -31,6 +31,18 @@ def composed(*overrides):
     register()
     with initialize_config_module(config_module="gpucnn.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", ["evaluate", "predict", "report", "summarize"])
+def test_a_tools_help_shows_its_documentation_as_written(name):
+    import importlib
+
+    doc = importlib.import_module(f"gpucnn.app.{name}").__doc__
+    proc = tool(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    shown = proc.stdout.splitlines()
+    # Line by line, so that the example commands stay one per line.
+    assert all(line in shown for line in doc.strip().splitlines()), proc.stdout
 
 
 def test_one_run_writes_every_result_file(tmp_path):

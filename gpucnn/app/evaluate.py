@@ -165,7 +165,11 @@ def _plot_mistakes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpucnn.evaluate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gpucnn.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
+    )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument(
         "overrides", nargs="*", help="data=NAME and dotted keys, e.g. data.root=DIR"

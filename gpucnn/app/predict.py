@@ -98,7 +98,11 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpucnn.predict", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gpucnn.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
+    )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument("images", nargs="+", type=Path, help="image files or .npy arrays")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")

@@ -552,7 +552,11 @@ def build(paths: list[Path], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpucnn.report", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gpucnn.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
+    )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
     parser.add_argument(
         "--out", type=Path, help="report directory (default outputs/reports/<time>)"

@@ -16,7 +16,11 @@ from .sweep import summarize
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpucnn.summarize", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gpucnn.summarize",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
+    )
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--runs", action="store_true", help="print one row per job")
     args = parser.parse_args(argv)
