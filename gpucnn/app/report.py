@@ -35,7 +35,7 @@ from ..layers import Conv, Dense
 from ..model import Model
 from .document import Block, to_html, to_markdown
 from .effects import effects
-from .results import finite, pyplot, read_summary, run_dirs, save_figure
+from .results import finite, not_recorded, pyplot, read_summary, run_dirs, save_figure
 from .stats import estimate
 
 
@@ -375,7 +375,10 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Accuracy against {x_label.split(' (')[0]}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if shown:
+            ax.legend(fontsize=8, loc="best")
+        else:
+            not_recorded(ax)
     fig.tight_layout()
     save_figure(fig, out / "accuracy_vs_cost.png")
 

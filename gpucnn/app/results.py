@@ -77,6 +77,13 @@ def save_figure(fig: Any, path: str | os.PathLike) -> None:
     pyplot().close(fig)
 
 
+def not_recorded(ax: Any) -> None:
+    """Say on an empty panel why it is empty: no run's summary has its figure (summaries
+    written before that figure was recorded)."""
+    ax.text(0.5, 0.5, "not in these runs' summaries\n(written by an older gpucnn)",
+            transform=ax.transAxes, ha="center", va="center", color="0.4")  # fmt: skip
+
+
 def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str) -> None:
     """Loss and accuracy against epoch, training and validation, side by side."""
     plt = pyplot()

@@ -23,6 +23,7 @@ from .groups import COLUMNS, group, settings_of, shown
 from .results import (
     JOBS,
     finite,
+    not_recorded,
     parse_overrides,
     pyplot,
     read_overrides,
@@ -178,7 +179,10 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         ax.margins(x=0.2)  # room for the labels of the rightmost points
         ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
+        if done:
+            ax.legend(loc="best")
+        else:
+            not_recorded(ax)
     axes[0].set_ylabel("test accuracy (fraction)")
     fig.suptitle(title)
     save_figure(fig, path)
