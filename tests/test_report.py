@@ -164,3 +164,27 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
     best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert "500 weights and 0.50 s per epoch" in best
     assert (tmp_path / "accuracy_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
+    for job, seed in enumerate([0, 1]):  # a sweep over seeds only
+        run = tmp_path / "sweep" / str(job)
+        run.mkdir(parents=True)
+        config = {"model": {"filter_size": 3}, "train": {"seed": seed}}
+        summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
+        (run / "summary.json").write_text(json.dumps(summary))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpucnn.report",
+            str(tmp_path / "sweep"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "The 2 finished runs share one architecture: run a sweep" in md

@@ -321,15 +321,12 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
         for r in runs
         if r.summary.get("status") == "ok" and finite(r.summary.get("test_accuracy"))
     ]
-    if len(done) < 2:
-        return blocks + [
-            (
-                "p",
-                "Fewer than two finished runs: run a sweep, e.g. `python -m "
-                "gpucnn.run -m experiment=filter_pool_sweep`.",
-            )
-        ]
     keys = _varying(done)
+    advice = "run a sweep, e.g. `python -m gpucnn.run -m experiment=filter_pool_sweep`."
+    if len(done) < 2:
+        return blocks + [("p", f"Fewer than two finished runs: {advice}")]
+    if not keys:  # seeds, or settings other than the model's
+        return blocks + [("p", f"The {len(done)} finished runs share one architecture: {advice}")]
     done.sort(key=lambda r: -r.summary["test_accuracy"])
     header = ["run", *[f"model.{k}" for k in keys], "test accuracy", "weights"]
     header += ["multiply-adds", "s / epoch"]
