@@ -124,6 +124,15 @@ def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "running"]
 
 
+def test_summarize_refuses_a_folder_without_runs_and_writes_nothing_there(tmp_path):
+    (tmp_path / "2026-12-06_04-10-11-000000" / "0" / ".hydra").mkdir(parents=True)  # a sweep
+    proc = tool("summarize", tmp_path)  # its parent, as outputs/multiruns
+    assert proc.returncode == 2 and "holds no runs: give a sweep's directory" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-12-06_04-10-11-000000"]
+    (tmp_path / "jobs.json").write_text("[]")  # a cluster sweep whose jobs have no folder yet
+    assert tool("summarize", tmp_path).returncode == 0
+
+
 def test_summarize_lists_the_submitted_jobs_that_have_not_started(tmp_path, monkeypatch):
     proc = app("-m", *TINY, "model=cnn", "model.filter_size=3", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .results import JOBS, run_dirs
 from .sweep import summarize
 
 
@@ -27,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
             print(f"error: {sweep_dir} is not a directory", file=sys.stderr)
+            return 2
+        if not (run_dirs(sweep_dir) or (sweep_dir / JOBS).is_file()):
+            print(
+                f"error: {sweep_dir} holds no runs: give a sweep's directory, which holds a "
+                "folder per job (outputs/multiruns/<time>)",
+                file=sys.stderr,
+            )
             return 2
         summarize(sweep_dir)
         print((sweep_dir / ("sweep_runs.md" if args.runs else "sweep_summary.md")).read_text())
