@@ -67,6 +67,9 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         (("evaluate", tmp_path), "holds no readable run summary"),
         (("predict", run_dir, tmp_path / "notes.txt"), "give image files (.bmp"),
         (("predict", run_dir, tmp_path / "broken.png"), "not a readable image"),
+        (("evaluate", run_dir, "data=fashion"), "data=fashion: no such data config; choose one"),
+        (("evaluate", run_dir, "data.limit_tset=50"), "data.limit_tset=50: Key 'limit_tset'"),
+        (("evaluate", run_dir, "data.limit_test=many"), "data.limit_test=many: Value 'many'"),
     ):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .. import backend
-from ..errors import GpucnnError
+from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
@@ -53,16 +54,29 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     groups = [o for o in overrides if o.startswith("data=")]
     if groups:
         cfg.data = _data_group(groups[-1].partition("=")[2])
-    dotted = [o for o in overrides if not o.startswith("data=")]
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotted)), summary
+    for override in (o for o in overrides if not o.startswith("data=")):
+        try:  # one at a time, so that an error names the override at fault
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
+        except (OmegaConfBaseException, ValueError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{override}: {reason}: give data=NAME or the run's settings as dotted keys "
+                "with values, e.g. data.root=DIR or data.limit_test=500"
+            ) from None
+    return cfg, summary
 
 
 def _data_group(name: str) -> DictConfig:
     """The ``data`` node that ``data=NAME`` gives in a run's config."""
     from hydra import compose, initialize_config_module
+    from hydra.errors import MissingConfigException
 
     with initialize_config_module("gpucnn.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=[f"data={name}"]).data
+        try:
+            return compose(config_name="config", overrides=[f"data={name}"]).data
+        except MissingConfigException as exc:
+            known = ", ".join(exc.options or [])
+            raise ConfigError(f"data={name}: no such data config; choose one of {known}") from None
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
