@@ -179,6 +179,11 @@ class Model:
         ``fuse=False`` runs every layer on its own (see runs)."""
         if self.input_shape is None:
             self.build(x.shape[1:])
+        elif tuple(x.shape) == self.input_shape:  # one image, no batch axis
+            raise ShapeError(
+                f"got one input {tuple(x.shape)} without its batch axis: pass x[None], "
+                f"a batch of one {(1, *x.shape)}"
+            )
         elif tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(
                 f"the model was built for inputs {self.input_shape} but got a batch "

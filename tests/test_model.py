@@ -93,6 +93,10 @@ def test_a_batch_of_the_wrong_shape_is_rejected():
     model = presets.lab_cnn3()
     with pytest.raises(ShapeError, match=r"built for inputs \(1, 32, 32\).*\(2, 1, 28, 28\)"):
         model.forward(np.zeros((2, 1, 28, 28)) + 1)
+    image = np.ones((1, 32, 32))  # one image of the right shape, its batch axis left out
+    with pytest.raises(ShapeError, match=r"without its batch axis: pass x\[None\]"):
+        model.forward(image)
+    assert model.forward(image[None]).shape == (1, 1)
 
 
 @pytest.mark.parametrize(
