@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gpucnn import ConfigError
-from gpucnn.data import Batches, idx, load, prepare, sources
+from gpucnn.data import Batches, RawData, gaps, idx, load, prepare, sources
 from gpucnn.errors import DataError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -218,6 +218,28 @@ def test_multiclass_task_and_limits():
 def test_bad_data_settings_are_rejected(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         prepare(load("fashion_mnist_mini"), **kwargs)
+
+
+def test_a_class_missing_from_a_split_is_warned_about():
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 1, 6, 6), dtype=np.uint8)  # noqa: E731
+    y_train = np.array([0] * 9 + [1, 2] * 9, dtype=np.int64)  # every class to train on
+    y_test = np.array([0, 0, 2], dtype=np.int64)  # no "b" to test on
+    raw = RawData("toy", ("a", "b", "c"), images(27), y_train, images(3), y_test)
+    splits = prepare(raw, "multiclass", pad_to=None, val_fraction=0.2)
+    assert splits.balance["test"] == [2, 0, 1] and min(splits.balance["val"]) > 0
+    assert gaps(splits) == [
+        "the test split holds no images of b: test accuracy leaves it out; use more images "
+        "of it (or a larger limit_train / limit_test)"
+    ]
+    no_c = np.where(y_train == 2, 1, y_train)  # no "c" to learn from, nor to validate on
+    raw = RawData("toy", ("a", "b", "c"), raw.x_train, no_c, raw.x_test, y_test)
+    splits = prepare(raw, "multiclass", pad_to=None, val_fraction=0.2)
+    assert [w.split(":")[0] for w in gaps(splits)] == [
+        f"the {split} split holds no images of {missing}"
+        for split, missing in (("training", "c"), ("validation", "c"), ("test", "b"))
+    ]
+    assert "c: the model never learns it; use more images of it" in gaps(splits)[0]
 
 
 def test_batches_cover_the_split_in_a_new_order_each_epoch():

@@ -124,6 +124,8 @@ def load_splits(cfg: DictConfig) -> data.Prepared:
         )
     for line in data.describe(splits).splitlines():
         log.info(line)
+    for warning in data.gaps(splits):
+        log.warning(warning)
     return splits
 
 

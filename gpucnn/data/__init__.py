@@ -4,7 +4,7 @@ device-resident batches."""
 from . import arrays, folder
 from .batches import Batches, epoch_order
 from .images import read_image
-from .prepare import Prepared, Split, describe, prepare, preprocess
+from .prepare import Prepared, Split, describe, gaps, prepare, preprocess
 from .raw import RawData
 from .sources import NAMES, load
 
@@ -18,6 +18,7 @@ __all__ = [
     "describe",
     "epoch_order",
     "folder",
+    "gaps",
     "load",
     "prepare",
     "preprocess",

@@ -248,3 +248,27 @@ def describe(data: Prepared) -> str:
         shares = ", ".join(f"{n} ({n / max(total, 1):.0%})" for n in counts)
         lines.append(f"{split}: {total} images; per label: {shares}")
     return "\n".join(lines)
+
+
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def gaps(data: Prepared) -> list[str]:
+    """A warning for each split that holds no images of some class (empty splits aside): a
+    class missing from the training split is never learned, one missing from the validation
+    or test split is left out of that split's accuracy."""
+    warnings = []
+    for split, counts in data.balance.items():
+        missing = [data.classes[label] for label, n in enumerate(counts) if n == 0]
+        if missing and sum(counts):
+            name, them = SPLIT_NAMES[split], "it" if len(missing) == 1 else "them"
+            effect = (
+                f"the model never learns {them}"
+                if split == "train"
+                else f"{name} accuracy leaves {them} out"
+            )
+            warnings.append(
+                f"the {name} split holds no images of {', '.join(missing)}: {effect}; use more "
+                f"images of {them} (or a larger limit_train / limit_test)"
+            )
+    return warnings
