@@ -2,10 +2,10 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
+
+from .helpers import app, tool
 
 TINY = [
     "backend=numpy",
@@ -20,20 +20,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpucnn.run",
-            "-m",
-            "experiment=relu_vs_sigmoid",
-            *TINY,
-            f"hydra.sweep.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = app("-m", "experiment=relu_vs_sigmoid", *TINY, f"hydra.sweep.dir={out}")
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -44,12 +31,7 @@ def test_the_preset_records_diagnostics(sweep):
 
 
 def test_report_answers_the_three_questions(sweep, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpucnn.report", str(sweep), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = tool("report", sweep, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "report.md").read_text()
     for heading in ("## 1. ReLU or sigmoid", "## 2. Which filter size", "## 3. How many"):
@@ -72,18 +54,7 @@ def test_report_answers_the_three_questions(sweep, tmp_path):
 
 def test_report_says_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpucnn.report",
-            str(tmp_path / "empty"),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
     assert "experiment=relu_vs_sigmoid" in md and "Fewer than two finished runs" in md
@@ -98,9 +69,6 @@ def _job(sweep, num, overrides, summary_text):
 
 
 def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
-    import subprocess
-    import sys
-
     from gpucnn.app.sweep import collect
 
     ok = {"status": "ok", "test_accuracy": 0.7, "weights": 1000}
@@ -114,9 +82,7 @@ def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
     assert rows[0]["model.filter_size"] == "3"  # the NaN accuracy is not ranked first
     assert by_size["5"]["status"] == "unreadable" and "summary.json" in by_size["5"]["reason"]
     assert by_size["9"]["status"] == "unreadable" and "no run summary" in by_size["9"]["reason"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpucnn.summarize", str(tmp_path)], capture_output=True, text=True
-    )
+    proc = tool("summarize", tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "unreadable" in (tmp_path / "sweep_summary.md").read_text()
 
@@ -124,20 +90,12 @@ def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
 def test_report_out_refuses_an_existing_file(tmp_path):
     taken = tmp_path / "report.md"
     taken.write_text("someone's notes")
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpucnn.report", str(tmp_path), "--out", str(taken)],
-        capture_output=True,
-        text=True,
-    )
+    proc = tool("report", tmp_path, "--out", taken)
     assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr
     assert taken.read_text() == "someone's notes"
     (tmp_path / "earlier").mkdir()
     (tmp_path / "earlier" / "report.md").write_text("an earlier report")
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpucnn.report", str(tmp_path), "--out", str(tmp_path / "earlier")],
-        capture_output=True,
-        text=True,
-    )
+    proc = tool("report", tmp_path, "--out", tmp_path / "earlier")
     assert proc.returncode == 2 and "already holds a report" in proc.stderr
     assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
 
@@ -173,18 +131,7 @@ def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
         config = {"model": {"filter_size": 3}, "train": {"seed": seed}}
         summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
         (run / "summary.json").write_text(json.dumps(summary))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpucnn.report",
-            str(tmp_path / "sweep"),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
     assert "The 2 finished runs share one architecture: run a sweep" in md
