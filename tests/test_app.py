@@ -45,6 +45,15 @@ def test_a_tools_help_shows_its_documentation_as_written(name):
     assert all(line in shown for line in doc.strip().splitlines()), proc.stdout
 
 
+@pytest.mark.parametrize("name", ["run", "bench"])
+def test_the_hydra_apps_help_starts_with_what_to_type(name):
+    proc = tool(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"python -m gpucnn.{name} [overrides]: ")
+    assert f"\n  python -m gpucnn.{name} " in proc.stdout  # an example, on its own line
+    assert "== Configuration groups ==" in proc.stdout
+
+
 def test_one_run_writes_every_result_file(tmp_path):
     out = tmp_path / "run"
     proc = app(*TINY, f"hydra.run.dir={out}")
