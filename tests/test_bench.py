@@ -52,6 +52,7 @@ def test_bench_against_pytorch_writes_bench_json(tmp_path):
         assert row["ratio"] == pytest.approx(row["ours_epoch_s"] / row["peer_epoch_s"])
     assert "| batch | ours s/epoch" in out and "ratio" in out
     assert "profile of one training step" in out and "Conv backward" in out
+    assert "the whole batch through each layer in turn (training splits the batch into" in out
 
 
 def test_the_report_says_which_of_the_peers_products_run_in_tf32(monkeypatch):

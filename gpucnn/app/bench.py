@@ -24,7 +24,7 @@ from .. import backend, data, profile
 from ..errors import ConfigError
 from ..fileio import write_json
 from ..losses import for_outputs
-from ..steps import make_step
+from ..steps import MicroBatchStep, make_step
 from ..train import evaluate
 from .config import build_model, build_optimizer, config_group, register, validate
 from .experiment import load_splits
@@ -92,10 +92,20 @@ class _Ours:
         return evaluate(self.model, self.loss, self.splits.test.x, self.splits.test.y)[1]
 
     def profile(self) -> str:
+        """The profile table, after a line saying how it was taken: piece by piece, each
+        between two synchronisations, which is not how training runs the step."""
         steps, batches = self.cfg.bench.profile_steps, self.batches.epoch(0)
         if hasattr(self.step, "profile"):  # the GPU's static step: its own operations
-            return profile.table(self.step.profile(batches, steps))
-        return profile.table(profile.profile(self.model, self.loss, self.opt, batches, steps))
+            how = "its kernels launched one by one (training replays them as one CUDA graph)"
+            return f"{how}\n{profile.table(self.step.profile(batches, steps))}"
+        how = "the whole batch through each layer in turn"
+        if isinstance(self.step, MicroBatchStep):
+            how += (
+                f" (training splits the batch into micro-batches of {self.step.chunk} over "
+                f"{self.step.threads} threads)"
+            )
+        table = profile.table(profile.profile(self.model, self.loss, self.opt, batches, steps))
+        return f"{how}\n{table}"
 
 
 class _Peer:
