@@ -168,9 +168,7 @@ def on_device(x, ptr):
 def test_the_calls_bind_once_per_stream_and_pass_our_b_as_cublas_a(monkeypatch):
     ns = types.SimpleNamespace
     stream = ns(ptr=0, is_capturing=lambda: False)
-    workspace = ns(data=ns(ptr=4096), nbytes=cublas.WORKSPACE_BYTES)
-    fake = ns(uint8=np.uint8, empty=lambda n, dtype: workspace, cuda=ns())
-    fake.cuda.get_current_stream = lambda: stream
+    fake = ns(cuda=ns(get_current_stream=lambda: stream, Memory=lambda n: ns(ptr=4096, size=n)))
     monkeypatch.setitem(sys.modules, "cupy", fake)
     lib = StandIn()
     blas = cublas.Cublas(lib)

@@ -8,8 +8,10 @@ own: ``bind(stream)`` points the handle at a stream before a capture begins on i
 and captured steps thus run the same cuBLAS kernels and get the same bits.
 
 The library is the one CuPy loaded (found in /proc/self/maps), so that one copy of cuBLAS serves
-both. The handle's workspace is set from an array allocated once (cuBLAS must not allocate one
-inside a capture), after every ``bind``: cuBLAS resets it when the stream changes. A small
+both. The handle's workspace is set from memory allocated once (cuBLAS must not allocate one
+inside a capture), after every ``bind``: cuBLAS resets it when the stream changes. It is taken
+outside CuPy's memory pool: held for the process, like the handle, it is not a job's cached
+memory, which the pool gives back when a job ends (gpucnn.backend.release). A small
 product is checked against CuPy's when the library is loaded; if it differs, or the library
 cannot be loaded, a warning says so and the GPU kernel set does every product itself.
 """
@@ -74,7 +76,7 @@ class Cublas:
             fn.argtypes, fn.restype = argtypes, ctypes.c_int
         self.handle = _ptr()
         self._call("cublasCreate_v2", ctypes.byref(self.handle))
-        self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=cupy.uint8)
+        self.workspace = cupy.cuda.Memory(WORKSPACE_BYTES)  # cudaMalloc, not the pool
         self.stream: int | None = None
 
     def _call(self, name: str, *args: Any) -> None:
@@ -96,7 +98,7 @@ class Cublas:
             )
         self._call("cublasSetStream_v2", self.handle, _ptr(stream))
         ws = self.workspace
-        self._call("cublasSetWorkspace_v2", self.handle, _ptr(ws.data.ptr), ws.nbytes)
+        self._call("cublasSetWorkspace_v2", self.handle, _ptr(ws.ptr), ws.size)
         self.stream = stream
 
     def gemm(self, a: Any, b: Any, out: Any) -> bool:
