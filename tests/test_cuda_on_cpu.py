@@ -65,6 +65,21 @@ def test_a_thread_outside_its_array_fails_the_launch_naming_it(module, shift, si
         shifted((1,), (256,), (x[:100], y, np.int32(100), np.int32(1)))
 
 
+@pytest.mark.parametrize(
+    "grid,block,says",
+    [
+        ((1, 65536), (256,), "grid of (1, 65536, 1) blocks"),  # y holds 65535 at most
+        ((0,), (256,), "grid of (0, 1, 1) blocks"),
+        ((1,), (2048,), "block of (2048, 1, 1) threads"),
+        ((1,), (64, 32), "block of (64, 32, 1) threads"),  # 2048 threads in all
+    ],
+)
+def test_a_launch_no_gpu_would_make_is_refused(module, grid, block, says):
+    x, y = np.ones(4, np.float32), np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=rf"reverse: no GPU launches a {re.escape(says)}"):
+        module.get_function("reverse")(grid, block, (x, y, np.int32(4)))
+
+
 def test_launch_arguments_are_checked_against_the_kernel(module):
     x, y = np.ones(4, np.float32), np.zeros(4, np.float32)
     reverse = module.get_function("reverse")

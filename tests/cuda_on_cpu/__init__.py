@@ -5,7 +5,8 @@ RawModule, so the tests run gpucnn.kernels.gpu, wrappers and kernels, on machine
 __syncthreads and the launch); ``get_function(name)`` returns a kernel called as CuPy's are,
 ``kernel(grid, block, args)``, with NumPy arrays for device pointers and NumPy scalars for
 values. Each value's size is checked against the kernel's parameter, so an int32 passed for a
-``long long`` fails here as it would misread on a GPU. Each array is handed to the kernel as
+``long long`` fails here as it would misread on a GPU, and so does a grid or block that a GPU
+would refuse to launch (``check_launch``). Each array is handed to the kernel as
 a copy between two inaccessible pages, once flush against the page before and once against the
 page after, so a thread reading or writing outside its array fails the launch, naming the
 argument, block and thread (on a GPU it would read or corrupt other memory silently). Blocks
@@ -28,6 +29,9 @@ import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
 RUNTIME = Path(__file__).with_name("runtime.h")
+#: The most a CUDA launch takes: blocks in a grid and threads in a block, along x, y and z, and
+#: threads in a block in all.
+GRID_MAX, BLOCK_MAX, THREADS_MAX = (2**31 - 1, 65535, 65535), (1024, 1024, 64), 1024
 KERNEL = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(")
 
 
@@ -63,6 +67,7 @@ class Kernel:
         self.name, self.run, self.last_fault = name, run, last_fault
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple) -> None:
+        check_launch(self.name, grid, block)
         # Against the page before, results dropped; then against the page after, kept.
         for at_end in (False, True):
             copies = _guarded_copies(args, at_end)
@@ -159,6 +164,20 @@ def _guarded_copies(args: tuple, at_end: bool) -> dict[int, _Guarded]:
         if span not in made:
             made[span] = _Guarded(*span, at_end)
     return {i: made[span] for i, span in spans.items()}
+
+
+def check_launch(name: str, grid: tuple[int, ...], block: tuple[int, ...]) -> None:
+    """ValueError, naming the kernel, for a grid or block that a GPU would refuse to launch."""
+    grid, block = (tuple(d) + (1,) * (3 - len(d)) for d in (grid, block))
+    if not all(1 <= n <= most for n, most in zip(grid, GRID_MAX)):
+        raise ValueError(f"{name}: no GPU launches a grid of {grid} blocks (at most {GRID_MAX})")
+    if not all(1 <= n <= most for n, most in zip(block, BLOCK_MAX)) or (
+        block[0] * block[1] * block[2] > THREADS_MAX
+    ):
+        raise ValueError(
+            f"{name}: no GPU launches a block of {block} threads (at most {BLOCK_MAX}, "
+            f"{THREADS_MAX} in all)"
+        )
 
 
 def _dim3(dims: tuple[int, ...]) -> Any:
