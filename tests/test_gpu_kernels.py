@@ -150,6 +150,30 @@ def test_a_workspace_too_small_for_the_split_is_refused_before_launching():
         gpu.gemm(a, b, poisoned((16, 9)), work=poisoned(10))
 
 
+def test_products_over_millions_of_pixels_launch_grids_a_gpu_takes(monkeypatch):
+    # A first convolution at batch 512 on 128x128 images: 8.4 million output pixels, more
+    # 128-row tiles than a grid's y dimension holds. Recorded, not run: no memory behind them.
+    launches = []
+    monkeypatch.setattr(gpu, "_kernel", lambda name: lambda *launch: launches.append(launch))
+    monkeypatch.setattr(gpu.cublas, "library", lambda: None)  # every product tiled
+    N, H, W, C, O, K = 512, 128, 128, 1, 16, 3
+
+    def empty(*shape):
+        return np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape, (0,) * len(shape))
+
+    rows, ckk = N * H * W, C * K * K
+    x, dx, w, dw = empty(N, H, W, C), empty(N, H, W, C), empty(O, ckk), empty(O, ckk)
+    y, dy = empty(rows, O), empty(rows, O)
+    work = empty(max(gpu.workspace(rows, O, ckk), gpu.workspace(O, ckk, rows), 1))
+    gpu.conv_forward(x, w.T, y, K, 1, 1, work=work)
+    gpu.conv_weight_grad(dy, x, dw, K, 1, 1, work=work)
+    gpu.conv_input_grad(dy, w, dx, K, 1, 1, work=work)
+    gpu.gemm(empty(rows, 3), empty(3, O), y, work=work)
+    assert len(launches) >= 4
+    for grid, block, _ in launches:
+        cuda_on_cpu.check_launch("a product", grid, block)
+
+
 @pytest.mark.parametrize("rows,cols", [(7, 3), (5000, 16), (300, 300), (20000, 64)])
 def test_colsum(rows, cols):
     a = np.random.default_rng(rows).normal(size=(rows, cols))

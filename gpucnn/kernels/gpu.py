@@ -175,7 +175,7 @@ def _tiled(kind: str, a: tuple, b: tuple, out, m: int, n: int, k: int, tail: tup
             f"{kind}: split {splits} ways, it needs a workspace of {splits * m * n:,} elements"
             f" and was given {have:,}: size it with workspace(m, n, k)"
         )
-    grid = (-(-n // bn), -(-m // bm), splits)
+    grid = (-(-n // bn) * -(-m // bm), 1, splits)  # tiles numbered along x: see tile.cuh
     target = out if splits == 1 else work
     sizes = (_i(m), _i(n), _i(k), _i(chunk))
     _kernel(f"{kind}_{bm}x{bn}")(grid, (BLOCK,), (*a, *b, target, *sizes, *tail))

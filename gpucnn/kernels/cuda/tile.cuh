@@ -38,7 +38,10 @@ __device__ __forceinline__ void gemm_tile(const MatA a, const MatB b, float* C, 
   __shared__ float As[GEMM_BK][BM + 1];
   __shared__ float Bs[GEMM_BK][BN + 1];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  // blockIdx.x numbers the output's tiles row by row (a grid's y, at most 65535, is too short
+  // for the M of a large batch's first convolution, 8.4 million pixels at 128 rows a tile).
+  const int n_tiles = (N + BN - 1) / BN;
+  const int m0 = blockIdx.x / n_tiles * BM, n0 = blockIdx.x % n_tiles * BN;
   const int k_begin = blockIdx.z * kchunk, k_end = min(K, k_begin + kchunk);
   float acc[TM][TN];
 #pragma unroll
