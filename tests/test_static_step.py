@@ -2,6 +2,8 @@
 host kernel set: the same update for every layer kind, head, optimiser and shape; dropout masks
 that depend only on (seed, step, layer); exact continuation after a restart."""
 
+from collections import defaultdict
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ from gpucnn import (
     presets,
 )
 from gpucnn.kernels import host
+from gpucnn.model import NO_HOOKS
 from gpucnn.static_step import StaticStep, unsupported
 from gpucnn.train import train_step
 
@@ -93,6 +96,28 @@ def test_same_updates_as_the_layers(key, opt):
         assert rel_error(g, h) < 1e-10, name
         assert rel_error(p, q) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_steps_sampled_through_the_layers_keep_the_static_step_in_step(opt):
+    # Diagnostics run some steps through the layers (Step.instrumented): the static step's flat
+    # buffers, optimiser slots and step counts must carry on from those updates.
+    rng = np.random.default_rng(4)
+    backend.set_seed(1)
+    ref, ours = MODELS["relu_k3"](), MODELS["relu_k3"]()
+    ours.load_state_dict(ref.state_dict())
+    step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
+    ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(ref)
+    for i in range(6):
+        x, y = _data(rng, ref)
+        train_step(ref, ref_loss, ref_opt, x, y)
+        if i in (1, 2, 4):
+            step.instrumented(x, y, defaultdict(float), NO_HOOKS)
+        else:
+            step(x, y)
+    for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
+        assert rel_error(p, q) < 1e-10, name
+    assert step.optimizer.steps == ref_opt.steps == 6 and step.count == 6
 
 
 def test_batches_of_another_size_get_their_own_program():
