@@ -104,8 +104,6 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
     from gpucnn.app import report
 
     for job, (k, acc) in enumerate([(3, 0.80), (5, 0.85)]):
-        run = tmp_path / "sweep" / str(job)
-        run.mkdir(parents=True)
         summary = {
             "status": "ok",
             "test_accuracy": acc,
@@ -113,7 +111,7 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
             "seconds_per_epoch": 0.1 * k,
             "config": {"model": {"filter_size": k}},
         }
-        (run / "summary.json").write_text(json.dumps(summary))
+        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
     blocks = report.architecture(report.collect([tmp_path / "sweep"]), tmp_path)
     _, header, rows = next(b for b in blocks if b[0] == "table")
     cells = [dict(zip(header, row)) for row in rows]
@@ -126,11 +124,9 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
 
 def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
     for job, seed in enumerate([0, 1]):  # a sweep over seeds only
-        run = tmp_path / "sweep" / str(job)
-        run.mkdir(parents=True)
         config = {"model": {"filter_size": 3}, "train": {"seed": seed}}
         summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
-        (run / "summary.json").write_text(json.dumps(summary))
+        _job(tmp_path / "sweep", job, [f"train.seed={seed}"], json.dumps(summary))
     proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
