@@ -131,3 +131,35 @@ def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
     assert "The 2 finished runs share one architecture: run a sweep" in md
+
+
+def test_damaged_csvs_are_left_out_and_named(tmp_path):
+    header = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second\n"
+    row = "1,0.56,0.71,0.49,0.80,0.44,4029.0\n"
+    damage = {
+        0: header + row + "2,0.39,0.82",  # cut short
+        1: header + row + row.replace("0.49", "0.4x9"),
+        2: "epoch,train_loss\n1,0.56\n",  # columns missing
+        3: header + row,  # intact
+        5: "",  # replaced by bytes below
+        4: header + row + "2," + "9" * 200_000,  # over the csv module's field limit
+    }
+    for job, text in damage.items():
+        config = {"model": {"filter_size": 3 + 2 * job}}
+        summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
+        summary["seconds_per_epoch"] = 0.5
+        _job(tmp_path / "sweep", job, [f"model.filter_size={3 + 2 * job}"], json.dumps(summary))
+        (tmp_path / "sweep" / str(job) / "metrics.csv").write_text(text)
+    (tmp_path / "sweep" / "5" / "metrics.csv").write_bytes(b"\xff\xfe" * 100)
+    (tmp_path / "sweep" / "3" / "diagnostics.csv").write_text("epoch,layer\n1,Conv\n")
+    proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    left_out = md.split("Left out, damaged")[1].split("\n")[0]
+    assert "0/metrics.csv: line 3: 7 fields expected" in left_out
+    assert "1/metrics.csv: line 3: could not convert string to float: '0.4x9'" in left_out
+    assert "2/metrics.csv: no column train_accuracy, val_loss" in left_out
+    assert "3/diagnostics.csv: no column layer_index" in left_out
+    assert "4/metrics.csv: line 3: field larger than field limit" in left_out
+    assert "5/metrics.csv: 'utf-8' codec can't decode byte 0xff" in left_out
+    assert "3/metrics.csv" not in left_out

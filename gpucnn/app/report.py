@@ -33,9 +33,18 @@ from .. import presets
 from ..fileio import write_text
 from ..layers import Conv, Dense
 from ..model import Model
+from .diagnostics import COLUMNS as DIAGNOSTICS
 from .document import Block, to_html, to_markdown
 from .effects import effects
-from .results import finite, not_recorded, pyplot, read_summary, run_dirs, save_figure
+from .results import (
+    METRICS,
+    finite,
+    not_recorded,
+    pyplot,
+    read_summary,
+    run_dirs,
+    save_figure,
+)
 from .stats import estimate
 
 
@@ -47,6 +56,7 @@ class Run:
     summary: dict[str, Any]
     metrics: list[dict[str, float]] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # why a CSV of the run was left out
 
     @property
     def model_cfg(self) -> dict[str, Any]:
@@ -63,38 +73,57 @@ class Run:
         return f"{self.model_cfg.get('activation', '?')}, {self.conv_layers} conv layers"
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
+def _read_csv(path: Path, columns: tuple[str, ...], text: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a run's CSV with ``columns``, numbers as floats (empty cells None, the
+    ``text`` columns as they are); [] if there is none. ValueError, naming the file and line,
+    if it is damaged: not text, a column missing, a row cut short or too long, a number
+    unreadable."""
     if not path.is_file():
         return []
-    rows = []
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            rows.append({k: _number(v) for k, v in row.items()})
+    rows: list[dict] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        try:
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"no column {', '.join(missing)}")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"line {reader.line_num}: {len(columns)} fields expected")
+                try:
+                    rows.append({k: v if k in text else _number(v) for k, v in row.items()})
+                except ValueError as exc:
+                    raise ValueError(f"line {reader.line_num}: {exc}") from None
+        except csv.Error as exc:  # raised while reading the line after line_num
+            raise ValueError(f"{path}: line {reader.line_num + 1}: {exc}") from None
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise ValueError(f"{path}: {exc}") from None
     return rows
 
 
-def _number(value: str) -> Any:
-    try:
-        return float(value) if value != "" else None
-    except ValueError:
-        return value
+def _number(value: str) -> float | None:
+    return float(value) if value != "" else None
 
 
 def collect(paths: list[Path]) -> list[Run]:
-    """The runs in ``paths``: each a run directory, or a sweep directory holding them."""
+    """The runs in ``paths``: each a run directory, or a sweep directory holding them. A
+    damaged CSV is left out of its run, and the run says why (``damaged``)."""
     runs = []
     for path in paths:
         for run_dir in run_dirs(path):
             summary = read_summary(run_dir)
-            if summary is not None:
-                runs.append(
-                    Run(
-                        run_dir,
-                        summary,
-                        _read_csv(run_dir / "metrics.csv"),
-                        _read_csv(run_dir / "diagnostics.csv"),
-                    )
-                )
+            if summary is None:
+                continue
+            run = Run(run_dir, summary)
+            for name, columns, text in (
+                ("metrics", METRICS, ()),
+                ("diagnostics", tuple(DIAGNOSTICS), ("layer", "kind")),
+            ):
+                try:
+                    setattr(run, name, _read_csv(run_dir / f"{name}.csv", columns, text))
+                except (OSError, ValueError) as exc:
+                    run.damaged.append(str(exc))
+            runs.append(run)
     return runs
 
 
@@ -542,7 +571,12 @@ def build(paths: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     title = "What the runs say"
     sources = ", ".join(f"`{p}`" for p in paths)
-    blocks: list[Block] = [("h1", title), ("p", f"{len(runs)} runs from {sources}.")]
+    counted = f"{len(runs)} run{'s' * (len(runs) != 1)} from {sources}."
+    blocks: list[Block] = [("h1", title), ("p", counted)]
+    damaged = "; ".join(why for run in runs for why in run.damaged)
+    if damaged:
+        why = f"Left out, damaged (rerun those runs, or restore the files): {damaged}."
+        blocks.append(("p", why))
     blocks += relu_vs_sigmoid(runs, out)
     blocks += architecture(runs, out)
     blocks += parameters(runs)
