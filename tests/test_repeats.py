@@ -181,6 +181,20 @@ def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
         assert t975(n - 1) * sd / math.sqrt(n) < mean
         assert n == 2 or t975(n - 2) * sd / math.sqrt(n - 1) >= mean
     assert pairs_needed(0.0, 1.0) is None
+    assert pairs_needed(0.0, 0.0) is None and pairs_needed(0.5, 0.0) == 2
+
+
+def test_settings_with_the_same_accuracy_in_every_pair_are_not_said_to_need_more_pairs():
+    runs = [
+        {"settings": {"filter_size": k}, "seed": seed, "accuracy": acc}
+        for seed, acc in enumerate([0.8, 0.85, 0.9])
+        for k in (3, 5)
+    ]
+    (effect,) = effects(runs, "filter_size")
+    assert effect.sentence() == (
+        "filter_size 5 vs 3: +0.0 points, 95% interval +0.0 to +0.0: "
+        "the same accuracy in each of the 3 pairs"
+    )
 
 
 def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path, monkeypatch):

@@ -37,6 +37,8 @@ class Effect:
         head = f"{what}: {e.mean:+.1f} points, 95% interval {e.low:+.1f} to {e.high:+.1f}"
         if e.low > 0 or e.high < 0:
             return f"{head}: {self.value} is {'better' if e.low > 0 else 'worse'}"
+        if e.sd == 0:  # and so the mean is 0
+            return f"{head}: the same accuracy in each of the {e.n} pairs"
         needed = pairs_needed(e.mean, e.sd)
         more = f"more than {MAX_NEEDED:,}" if needed is None else f"about {needed}"
         return (
@@ -46,9 +48,9 @@ class Effect:
 
 def pairs_needed(mean: float, sd: float) -> int | None:
     """The fewest pairs whose 95% interval would exclude zero if the differences kept this
-    mean and spread (None beyond MAX_NEEDED)."""
+    mean and spread (None beyond MAX_NEEDED, and if the mean is 0)."""
     if sd == 0:
-        return 2
+        return 2 if mean else None
     for n in range(2, MAX_NEEDED + 1):
         if t975(n - 1) * sd / math.sqrt(n) < abs(mean):
             return n
