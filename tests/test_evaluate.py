@@ -1,6 +1,7 @@
 """python -m gpucnn.evaluate and python -m gpucnn.predict on a trained run."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -67,10 +68,24 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         (("evaluate", tmp_path), "holds no readable run summary"),
         (("predict", run_dir, tmp_path / "notes.txt"), "give image files (.bmp"),
         (("predict", run_dir, tmp_path / "broken.png"), "not a readable image"),
-        (("evaluate", run_dir, "data=fashion"), "data=fashion: no such data config; choose one"),
+        (
+            ("evaluate", run_dir, "data=fashion"),
+            "data=fashion: no such data config; choose one of "
+            "arrays, fashion_mnist, fashion_mnist_mini, folder, mnist",
+        ),
         (("evaluate", run_dir, "data.limit_tset=50"), "data.limit_tset=50: Key 'limit_tset'"),
         (("evaluate", run_dir, "data.limit_test=many"), "data.limit_test=many: Value 'many'"),
     ):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    proc = tool("evaluate", copy, "data=fashion_mnist_mini", "data.limit_test=60")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((copy / "evaluation.json").read_text())
+    assert record["overrides"] == ["data=fashion_mnist_mini", "data.limit_test=60"]
+    assert record["test_images"] == 60 and len(record["classes"]) == 10  # still multiclass

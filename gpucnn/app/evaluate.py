@@ -9,7 +9,8 @@ test split that config prepares (the same seeded split as in training), and writ
 directory: evaluation.json (loss, accuracy, per-class precision / recall / F1, the confusion
 matrix), confusion.png (the labelled matrix) and mistakes.png (the misclassified test images
 the model was surest about, with true and predicted labels). Overrides are a data group
-(``data=NAME``) and dotted keys (``data.root=DIR``), applied to the run's config.
+(``data=NAME``: the images come from there, while the task, its classes and the image size stay
+the run's) and dotted keys (``data.root=DIR``), applied to the run's config in that order.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from .config import Config, build_model
+from .config import Config, build_model, register
 from .experiment import load_splits
 from .results import pyplot, read_summary, save_figure
 
 log = logging.getLogger(__name__)
 
 MISTAKES_SHOWN = 24
+
+
+# What the model was trained for: data=NAME changes where the images come from, not these.
+TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit")
 
 
 class RunError(GpucnnError):
@@ -53,7 +58,10 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     cfg = OmegaConf.merge(OmegaConf.structured(Config), summary["config"])
     groups = [o for o in overrides if o.startswith("data=")]
     if groups:
-        cfg.data = _data_group(groups[-1].partition("=")[2])
+        source = _data_group(groups[-1].partition("=")[2])
+        for key in TRAINED_FOR:
+            source[key] = cfg.data[key]
+        cfg.data = source
     for override in (o for o in overrides if not o.startswith("data=")):
         try:  # one at a time, so that an error names the override at fault
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
@@ -71,6 +79,7 @@ def _data_group(name: str) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.errors import MissingConfigException
 
+    register()  # the schema that conf/config.yaml lists first
     with initialize_config_module("gpucnn.conf", version_base="1.3"):
         try:
             return compose(config_name="config", overrides=[f"data={name}"]).data
