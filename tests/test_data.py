@@ -189,6 +189,19 @@ def test_binary_task_labels_and_preprocessing():
     assert np.allclose(data.train.x[:, :, :2, :], -data.mean[0] / data.std[0])
 
 
+def test_a_trained_models_normalisation_is_used_when_given():
+    raw = load("fashion_mnist_mini")
+    own = prepare(raw, limit_train=300, limit_test=50, seed=2)
+    given = (0.25, 0.5)
+    data = prepare(raw, limit_train=300, limit_test=50, seed=2, normalisation=([0.25], [0.5]))
+    assert (data.mean, data.std) == ((0.25,), (0.5,)) and own.mean != data.mean
+    for mine, theirs in ((data.test.x, own.test.x), (data.train.x, own.train.x)):
+        images = theirs * own.std[0] + own.mean[0]  # the same images, before normalising
+        assert np.allclose(mine, (images - given[0]) / given[1], atol=1e-5)
+    with pytest.raises(ConfigError, match="trained on images of 3 channels, these have 1"):
+        prepare(raw, normalisation=([0.5] * 3, [0.2] * 3))
+
+
 def test_multiclass_task_and_limits():
     data = prepare(
         load("fashion_mnist_mini"),

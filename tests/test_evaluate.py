@@ -89,3 +89,19 @@ def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, t
     record = json.loads((copy / "evaluation.json").read_text())
     assert record["overrides"] == ["data=fashion_mnist_mini", "data.limit_test=60"]
     assert record["test_images"] == 60 and len(record["classes"]) == 10  # still multiclass
+
+
+def test_the_images_are_normalised_as_in_training(run_dir, tmp_path, monkeypatch):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    used = []
+
+    def spy(cfg, normalisation=None):
+        splits = load_splits(cfg, normalisation)
+        used.append((splits.mean, splits.std))
+        return splits
+
+    monkeypatch.setattr(evaluate, "load_splits", spy)
+    evaluate.evaluate_run(copy, ["data=fashion_mnist_mini", "data.limit_test=60"])
+    norm = json.loads((copy / "summary.json").read_text())["normalisation"]
+    assert used == [(tuple(norm["mean"]), tuple(norm["std"]))]  # not the other set's own

@@ -90,10 +90,11 @@ def _data_group(name: str) -> DictConfig:
 
 def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write its evaluation files; returns the record."""
-    cfg, _ = load_run(run_dir, list(overrides))
+    cfg, summary = load_run(run_dir, list(overrides))
     b = cfg.backend
     backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
-    splits = load_splits(cfg)
+    norm = summary.get("normalisation")  # as in training, whichever images are evaluated
+    splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(run_dir / "model.npz")
     loss, test = for_outputs(splits.n_outputs), splits.test

@@ -106,8 +106,9 @@ def load_raw(cfg: DictConfig) -> data.RawData:
         raise DataError(f"{exc}\n(here root is data.root, download is data.download)") from None
 
 
-def load_splits(cfg: DictConfig) -> data.Prepared:
-    """The train / val / test splits the data config describes, on the device; logged."""
+def load_splits(cfg: DictConfig, normalisation: tuple | None = None) -> data.Prepared:
+    """The train / val / test splits the data config describes, on the device; logged.
+    ``normalisation``: (mean, std) of each channel to use instead of the training split's."""
     d, t = cfg.data, cfg.train
     raw = load_raw(cfg)
     with config_group("data"):
@@ -121,6 +122,7 @@ def load_splits(cfg: DictConfig) -> data.Prepared:
             t.seed,
             d.limit_train,
             d.limit_test,
+            normalisation,
         )
     for line in data.describe(splits).splitlines():
         log.info(line)

@@ -173,8 +173,11 @@ def prepare(
     seed: int = 0,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    normalisation: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> Prepared:
-    """The task's train / val / test splits on the active backend's device."""
+    """The task's train / val / test splits on the active backend's device, each channel
+    normalised with the training split's mean and standard deviation, or with
+    ``normalisation`` = (mean, std) when given (a trained model's, to evaluate it)."""
     check_task(task, positive, negative, len(raw.classes))
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}", "val_fraction")
@@ -202,9 +205,17 @@ def prepare(
         argument="pad_to",
     )
 
-    train_x = _scaled(x_train[train_idx])
-    mean = tuple(float(m) for m in train_x.mean(axis=(0, 2, 3), dtype=np.float64))
-    std = tuple(float(s) for s in train_x.std(axis=(0, 2, 3), dtype=np.float64))
+    if normalisation is not None:
+        mean, std = (tuple(float(v) for v in values) for values in normalisation)
+        if len(mean) != raw.image_shape[0]:
+            raise ConfigError(
+                f"the model was trained on images of {len(mean)} channels, these have "
+                f"{raw.image_shape[0]}: give images of {len(mean)} (data.channels for a folder)"
+            )
+    else:
+        train_x = _scaled(x_train[train_idx])
+        mean = tuple(float(m) for m in train_x.mean(axis=(0, 2, 3), dtype=np.float64))
+        std = tuple(float(s) for s in train_x.std(axis=(0, 2, 3), dtype=np.float64))
     if min(std) == 0:
         raise ConfigError(
             f"the training images hold one value in channel {std.index(0)}: nothing to learn"
