@@ -223,6 +223,12 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
     compile_ = bool(b.peer_compile and torch is not None and active.is_gpu)
     splits = load_splits(cfg)
+    too_big = [size for size in b.batch_sizes if size > len(splits.train)]
+    if too_big:
+        raise ConfigError(
+            f"bench.batch_sizes {too_big} larger than the {len(splits.train)} training images: "
+            "lower them (or use more data, e.g. data=fashion_mnist)"
+        )
     report: dict[str, Any] = {
         "backend": active.name,
         "device": active.device,
