@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from gpucnn.app import experiment, rundir
 from gpucnn.app.config import Config
 from gpucnn.app.results import read_summary
-from gpucnn.app.resume import find_previous, root
+from gpucnn.app.resume import closest, find_previous, root
 from gpucnn.app.signals import Interrupted
 
 from .helpers import TINY, app
@@ -53,6 +53,23 @@ def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
     asked = {**config, "train": {"seed": 0, "resume": True}}  # train.resume does not count
     assert find_previous(runs / "new", asked, [runs]) == same
     assert find_previous(runs / "new", asked, []) is None  # no root: nothing searched
+
+
+def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):
+    config = {"model": {"channels": [4]}, "train": {"seed": 0, "epochs": 2}}
+    runs = tmp_path / "runs"
+    fake_run(runs / "two_keys", {"model": {"channels": [8]}, "train": {"seed": 1, "epochs": 2}})
+    fake_run(runs / "epochs", {**config, "train": {"seed": 0, "epochs": 1}})
+    assert closest(runs / "new", config, [runs]) == (runs / "epochs", ["train.epochs: 1 -> 2"])
+    assert closest(runs / "new", config, [runs], most=0) is None
+    done = app(*TINY, "train.epochs=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    again = app(*TINY, "train.epochs=2", "train.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    said = (again.stdout + again.stderr).splitlines()
+    warning = next(line for line in said if "no earlier attempt" in line)
+    assert f"under {tmp_path / 'outputs/runs'}, {tmp_path / 'outputs/multiruns'}" in warning
+    assert warning.endswith("differs in train.epochs: 1 -> 2: training from the start")
 
 
 def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
 from .results import read_summary
-from .rundir import identity, in_use, saved_config
+from .rundir import differences, identity, in_use, saved_config
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +53,47 @@ def _run_dirs_under(top: Path) -> Iterator[Path]:
         dirs[:] = [d for d in dirs if d != ".hydra"]
 
 
-def find_previous(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
-    """The newest other run directory under ``roots`` made by the same run as ``config`` that
-    left results or progress (and no process is still running)."""
-    wanted, here = identity(config), Path(run_dir).resolve()
-    matches = []
+def _attempts(run_dir: Path, roots: Sequence[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(directory, identity of its saved config) of every other run directory under ``roots``
+    that left results or progress and no process is still running."""
+    here = Path(run_dir).resolve()
     for candidate in {d for top in roots if top.is_dir() for d in _run_dirs_under(top)}:
         if candidate.resolve() == here or in_use(candidate):
             continue
         if not any((candidate / n).is_file() for n in RESULTS + PROGRESS):
             continue
         theirs = saved_config(candidate, read_summary(candidate))
-        if theirs is not None and identity(theirs) == wanted:
-            matches.append(candidate)
-    return max(matches, key=lambda p: p.stat().st_mtime, default=None)
+        if theirs is not None:
+            yield candidate, identity(theirs)
+
+
+def _newest(paths: list[Path]) -> Path | None:
+    return max(paths, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def find_previous(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
+    """The newest other run directory under ``roots`` made by the same run as ``config`` that
+    left results or progress (and no process is still running)."""
+    wanted = identity(config)
+    return _newest([path for path, theirs in _attempts(run_dir, roots) if theirs == wanted])
+
+
+def closest(
+    run_dir: Path, config: dict[str, Any], roots: Sequence[Path], most: int = 3
+) -> tuple[Path, list[str]] | None:
+    """When there is no earlier attempt: the newest run under ``roots`` whose config differs
+    from ``config`` in the fewest keys (``most`` at most), and those differences."""
+    wanted = identity(config)
+    found: dict[int, list[tuple[Path, list[str]]]] = {}
+    for path, theirs in _attempts(run_dir, roots):
+        changed = differences(theirs, wanted)
+        if len(changed) <= most:
+            found.setdefault(len(changed), []).append((path, changed))
+    if not found:
+        return None
+    fewest = dict(found[min(found)])
+    path = _newest(list(fewest))
+    return path, fewest[path]
 
 
 def adopt(previous: Path, run_dir: Path, finished: bool) -> None:
