@@ -105,3 +105,19 @@ def test_the_images_are_normalised_as_in_training(run_dir, tmp_path, monkeypatch
     evaluate.evaluate_run(copy, ["data=fashion_mnist_mini", "data.limit_test=60"])
     norm = json.loads((copy / "summary.json").read_text())["normalisation"]
     assert used == [(tuple(norm["mean"]), tuple(norm["std"]))]  # not the other set's own
+
+
+def test_a_folder_stands_for_the_images_under_it(run_dir, tmp_path):
+    rng = np.random.default_rng(3)
+    names = ["b.png", "a.png", "deeper/c.png", ".hidden/d.png", ".e.png"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    records = predict.predict_files(run_dir, [tmp_path])
+    assert [r["image"] for r in records] == [str(tmp_path / n) for n in sorted(names[:3])]
+    one_by_one = predict.predict_files(run_dir, [tmp_path / n for n in sorted(names[:3])])
+    assert [r["label"] for r in records] == [r["label"] for r in one_by_one]
+    (tmp_path / "empty").mkdir()
+    proc = tool("predict", run_dir, tmp_path / "empty")
+    assert proc.returncode == 2 and "a folder without image files (.bmp" in proc.stderr

@@ -2,6 +2,7 @@
 
     python -m gpucnn.predict outputs/runs/<time> shirt.png boot.jpg
     python -m gpucnn.predict outputs/runs/<time> images.npy --json
+    python -m gpucnn.predict outputs/runs/<time> new_photos/           # every image under it
 
 Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or
 RGB and fitted to the size of the run's training images as its data config says, or .npy arrays
@@ -9,7 +10,8 @@ of images already that size: one image (H, W), or several (N, H, W), (N, H, W, C
 W); uint8 (0-255) or floats, as in training. They are then prepared as in training: scaled,
 padded to ``data.pad_to`` and normalised with the training images' mean and standard deviation,
 saved in the run's summary.json. Prints one line per image: the file (with the image's index
-for arrays), the predicted class and its probability.
+for arrays), the predicted class and its probability. A folder stands for the image files under
+it, at any depth, in sorted order (hidden files and folders skipped).
 """
 
 from __future__ import annotations
@@ -62,6 +64,26 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
     return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
 
 
+def image_files(paths: list[Path]) -> list[Path]:
+    """``paths`` with each folder replaced by the image files under it, at any depth, sorted;
+    names starting with a dot (hidden) are skipped. DataError for a folder without any."""
+    out = []
+    for path in paths:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if is_image(p) and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )  # fmt: skip
+        if not found:
+            raise DataError(f"{path}: a folder without image files ({', '.join(SUFFIXES)})")
+        out += found
+    return out
+
+
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """One record per image: its name, the predicted class and its probability."""
     cfg, summary = load_run(run_dir, [])
@@ -72,7 +94,9 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             "version of gpucnn"
         )
     named = [
-        item for path in paths for item in read_images(path, summary["image_shape"], cfg.data.fit)
+        item
+        for path in image_files(paths)
+        for item in read_images(path, summary["image_shape"], cfg.data.fit)
     ]
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
     classes, norm = summary["classes"], summary["normalisation"]
@@ -104,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
     )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
-    parser.add_argument("images", nargs="+", type=Path, help="image files or .npy arrays")
+    parser.add_argument(
+        "images", nargs="+", type=Path, help="image files, .npy arrays or folders of images"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
     args = parser.parse_args(argv)
     try:
