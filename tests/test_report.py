@@ -163,3 +163,25 @@ def test_damaged_csvs_are_left_out_and_named(tmp_path):
     assert "4/metrics.csv: line 3: field larger than field limit" in left_out
     assert "5/metrics.csv: 'utf-8' codec can't decode byte 0xff" in left_out
     assert "3/metrics.csv" not in left_out
+
+
+@pytest.mark.parametrize(
+    "values,labels",
+    [
+        ([38_864, 88_784], ["30k", "50k", "70k", "100k"]),  # under a decade: finer steps
+        ([1_257_536, 2_572_352, 7_028_800], ["1M", "2M", "5M", "10M"]),
+        ([0.14, 0.22], ["0.15", "0.2", "0.3"]),
+    ],
+)
+def test_cost_axes_have_a_few_round_ticks(values, labels):
+    from gpucnn.app.results import cost_axis, pyplot
+
+    fig, ax = pyplot().subplots()
+    ax.scatter(values, [0.5] * len(values))
+    cost_axis(ax, values, "learnable weights")
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "learnable weights (log scale)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    assert len(ax.xaxis.get_minorticklocs()) == 0
+    low, high = ax.get_xlim()
+    assert low < min(values) and high > max(values) * 1.5  # room for the points' labels
+    pyplot().close(fig)

@@ -37,7 +37,9 @@ from .diagnostics import COLUMNS as DIAGNOSTICS
 from .document import Block, to_html, to_markdown
 from .effects import effects
 from .results import (
+    COSTS,
     METRICS,
+    cost_axis,
     finite,
     not_recorded,
     pyplot,
@@ -375,17 +377,11 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     legend = " / ".join(keys)
-    for ax, x_key, x_label in (
-        (axes[0], "weights", "learnable weights (log scale)"),
-        (axes[1], "multiply_adds", "multiply-adds per image (log scale)"),
-        (axes[2], "seconds_per_epoch", "seconds per epoch (log scale)"),
-    ):
+    for ax, (x_key, x_label) in zip(axes, COSTS):
         shown = [r for r in done if finite(r.summary.get(x_key))]  # older runs lack some
-        ax.scatter(
-            [r.summary[x_key] for r in shown],
-            [r.summary["test_accuracy"] for r in shown],
-            label=f"a run, labelled {legend}",
-        )
+        xs = [r.summary[x_key] for r in shown]
+        accuracies = [r.summary["test_accuracy"] for r in shown]
+        ax.scatter(xs, accuracies, label=f"a run, labelled {legend}")
         for r in shown:
             tag = " / ".join(str(r.model_cfg.get(k)).replace(" ", "") for k in keys)
             ax.annotate(
@@ -395,11 +391,9 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
                 xytext=(4, 2),
                 textcoords="offset points",
             )
-        ax.set_xscale("log")
-        ax.margins(x=0.2)  # room for the labels of the rightmost points
-        ax.set_xlabel(x_label)
+        cost_axis(ax, xs, x_label)
         ax.set_ylabel("test accuracy (fraction)")
-        ax.set_title(f"Accuracy against {x_label.split(' (')[0]}")
+        ax.set_title(f"Accuracy against {x_label}")
         ax.grid(alpha=0.3)
         if shown:
             ax.legend(fontsize=8, loc="best")

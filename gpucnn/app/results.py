@@ -77,6 +77,43 @@ def save_figure(fig: Any, path: str | os.PathLike) -> None:
     pyplot().close(fig)
 
 
+# What a setting costs, as its summary records it, and how the figures name it.
+COSTS = (
+    ("weights", "learnable weights"),
+    ("multiply_adds", "multiply-adds per image"),
+    ("seconds_per_epoch", "seconds per epoch"),
+)
+
+
+def cost_axis(ax: Any, values: list[float], label: str) -> None:
+    """A log x axis for ``values`` of a cost, with a few round ticks labelled like 50k, 1.5M or
+    0.2 (matplotlib's own labels of a range under a decade run into each other), and room on
+    the right for the labels of the points."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{label} (log scale)")
+    if not values:
+        return
+    lo, hi = min(values) / 1.3, max(values) * 1.6
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    for steps in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7)):  # finer when the coarse give too few
+        ticks = [m * 10.0**e for e in decades for m in steps if lo <= m * 10.0**e <= hi]
+        if len(ticks) >= 3:
+            break
+    ax.set_xlim(lo, hi)
+    ax.set_xticks(ticks, [_short(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _short(value: float) -> str:
+    """1500000 -> 1.5M, 50000 -> 50k, 0.2 -> 0.2."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
 def not_recorded(ax: Any) -> None:
     """Say on an empty panel why it is empty: no run's summary has its figure (summaries
     written before that figure was recorded)."""

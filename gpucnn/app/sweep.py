@@ -21,7 +21,9 @@ from ..fileio import write_text
 from . import exits
 from .groups import COLUMNS, group, settings_of, shown
 from .results import (
+    COSTS,
     JOBS,
+    cost_axis,
     finite,
     not_recorded,
     parse_overrides,
@@ -161,11 +163,7 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     summaries have no multiply-adds), with the mean's 95% interval as an error bar."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True)
-    for ax, x_key, x_label, log in (
-        (axes[0], "weights", "learnable weights (log scale)", True),
-        (axes[1], "multiply_adds", "multiply-adds per image (log scale)", True),
-        (axes[2], "seconds_per_epoch", "seconds per epoch (mean)", False),
-    ):
+    for ax, (x_key, x_label) in zip(axes, COSTS):
         done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get(x_key))]
         xs, means = [g[x_key] for g in done], [g["test_accuracy"] for g in done]
         bars = [g["test_high"] - m if finite(g["test_high"]) else 0.0 for g, m in zip(done, means)]
@@ -174,16 +172,15 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         for g, x, y in zip(done, xs, means):
             label = ", ".join(f"{k.split('.')[-1]}={g[k]}" for k in settings_of(keys))
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        if log:
-            ax.set_xscale("log")
-        ax.margins(x=0.2)  # room for the labels of the rightmost points
-        ax.set_xlabel(x_label)
+        cost_axis(ax, xs, x_label)
         ax.grid(alpha=0.3)
         if done:
             ax.legend(loc="best")
         else:
             not_recorded(ax)
     axes[0].set_ylabel("test accuracy (fraction)")
+    bottom, top = axes[0].get_ylim()  # an interval of few seeds may reach past 0 or 1
+    axes[0].set_ylim(max(bottom, -0.01), min(top, 1.01))
     fig.suptitle(title)
     save_figure(fig, path)
 
