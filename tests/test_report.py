@@ -185,3 +185,19 @@ def test_cost_axes_have_a_few_round_ticks(values, labels):
     low, high = ax.get_xlim()
     assert low < min(values) and high > max(values) * 1.5  # room for the points' labels
     pyplot().close(fig)
+
+
+def test_interval_bands_stay_within_what_the_values_can_be(tmp_path):
+    from gpucnn.app import report
+    from gpucnn.app.results import pyplot
+
+    runs = [
+        report.Run(tmp_path, {}, [{"epoch": e, "val_accuracy": a} for e, a in enumerate(accs, 1)])
+        for accs in ([0.3, 0.6], [0.9, 0.99])
+    ]
+    fig, ax = pyplot().subplots()
+    report._mean_with_band(ax, runs, "val_accuracy", "two seeds", (0, 1))
+    (band,) = ax.collections
+    heights = band.get_paths()[0].vertices[:, 1]
+    assert heights.min() == 0 and heights.max() == 1  # the t interval of 2 runs passes both
+    pyplot().close(fig)

@@ -182,12 +182,14 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
     for label, group in _by_label(diag).items():
-        for ax, column in ((ax_loss, "val_loss"), (ax_acc, "val_accuracy")):
-            _mean_with_band(ax, group, column, label)
+        for ax, column, bounds in ((ax_loss, "val_loss", (0, math.inf)),
+                                   (ax_acc, "val_accuracy", (0, 1))):  # fmt: skip
+            _mean_with_band(ax, group, column, label, bounds)
     for ax, what in (
         (ax_loss, "validation loss (cross-entropy)"),
         (ax_acc, "validation accuracy (fraction)"),
     ):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(what + ", mean over seeds")
         ax.set_title(what.split(" (")[0].capitalize() + " by epoch (band: 95% interval)")
@@ -279,8 +281,11 @@ def _mean_by_position(lists: list[list[float]]) -> list[float]:
     return [statistics.mean(values) for values in zip(*lists)]
 
 
-def _mean_with_band(ax: Any, runs: list[Run], column: str, label: str) -> None:
-    """``column`` by epoch: the mean over ``runs`` as a line, its 95% interval as a band."""
+def _mean_with_band(
+    ax: Any, runs: list[Run], column: str, label: str, bounds: tuple[float, float]
+) -> None:
+    """``column`` by epoch: the mean over ``runs`` as a line, its 95% interval as a band, cut
+    to the ``bounds`` the column's values lie in (an interval of few seeds can pass them)."""
     epochs = sorted({m["epoch"] for run in runs for m in run.metrics})
     fits = [
         estimate([m[column] for run in runs for m in run.metrics if m["epoch"] == e])
@@ -289,7 +294,8 @@ def _mean_with_band(ax: Any, runs: list[Run], column: str, label: str) -> None:
     (line,) = ax.plot(epochs, [f.mean for f in fits], "-o", markersize=3,
                       label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")  # fmt: skip
     if len(runs) > 1:
-        ax.fill_between(epochs, [f.low for f in fits], [f.high for f in fits],
+        low, high = bounds
+        ax.fill_between(epochs, [max(f.low, low) for f in fits], [min(f.high, high) for f in fits],
                         color=line.get_color(), alpha=0.2)  # fmt: skip
 
 
