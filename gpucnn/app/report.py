@@ -232,6 +232,9 @@ def relu_vs_sigmoid(runs: list[Run], out: Path) -> list[Block]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if shown:
             ax.legend(fontsize=8)
+        if shown and top == 0:  # bars of height 0 draw nothing: say why the panel is empty
+            ax.text(0.5, 0.5, "0 in every block", transform=ax.transAxes, ha="center",
+                    color="0.4")  # fmt: skip
     save_figure(fig, out / "sparsity_saturation.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
