@@ -198,7 +198,7 @@ def test_a_trained_models_normalisation_is_used_when_given():
     for mine, theirs in ((data.test.x, own.test.x), (data.train.x, own.train.x)):
         images = theirs * own.std[0] + own.mean[0]  # the same images, before normalising
         assert np.allclose(mine, (images - given[0]) / given[1], atol=1e-5)
-    with pytest.raises(ConfigError, match="trained on images of 3 channels, these have 1"):
+    with pytest.raises(ConfigError, match=r"trained on images with 3 channel\(s\), these have 1"):
         prepare(raw, normalisation=([0.5] * 3, [0.2] * 3))
 
 

@@ -121,3 +121,21 @@ def test_a_folder_stands_for_the_images_under_it(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     proc = tool("predict", run_dir, tmp_path / "empty")
     assert proc.returncode == 2 and "a folder without image files (.bmp" in proc.stderr
+
+
+def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
+    rng = np.random.default_rng(4)
+    for classes in (3, 10):
+        y = np.arange(60) % classes  # every class in both splits
+        x = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8)
+        np.savez(tmp_path / f"{classes}.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    three = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / '3.npz'}")
+    assert three.returncode == 2
+    assert "trained on 10 classes (T-shirt/top, Trouser," in three.stderr
+    assert "but data arrays has 3 (0, 1, 2): evaluate it on data with the same" in three.stderr
+    ten = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / '10.npz'}")
+    assert ten.returncode == 0, ten.stderr
+    assert "are not named as the run's (T-shirt/top," in ten.stderr
+    assert "labels are compared by number" in ten.stderr

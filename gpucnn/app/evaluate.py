@@ -95,6 +95,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
+    _check_classes(summary.get("classes"), list(splits.classes), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(run_dir / "model.npz")
     loss, test = for_outputs(splits.n_outputs), splits.test
@@ -123,6 +124,26 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     images = backend.to_host(test.x) * std + mean
     _plot_mistakes(run_dir / "mistakes.png", images, truth, probs, classes)
     return record
+
+
+def _check_classes(trained: list[str] | None, these: list[str], data_name: str) -> None:
+    """RunError if the evaluated data has another number of classes than the run was trained
+    on; a warning if their names differ (labels are then compared by number)."""
+    if not trained or trained == these:
+        return
+    if len(trained) != len(these):
+        raise RunError(
+            f"the run was trained on {len(trained)} classes ({', '.join(trained)}) but "
+            f"data {data_name} has {len(these)} ({', '.join(these)}): evaluate it on data "
+            "with the same classes"
+        )
+    log.warning(
+        "the classes of data %s (%s) are not named as the run's (%s): labels are compared by "
+        "number",
+        data_name,
+        ", ".join(these),
+        ", ".join(trained),
+    )
 
 
 def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:

@@ -209,8 +209,9 @@ def prepare(
         mean, std = (tuple(float(v) for v in values) for values in normalisation)
         if len(mean) != raw.image_shape[0]:
             raise ConfigError(
-                f"the model was trained on images of {len(mean)} channels, these have "
-                f"{raw.image_shape[0]}: give images of {len(mean)} (data.channels for a folder)"
+                f"the model was trained on images with {len(mean)} channel(s), these have "
+                f"{raw.image_shape[0]}: give images with {len(mean)} (data.channels for a "
+                "folder)"
             )
     else:
         train_x = _scaled(x_train[train_idx])
