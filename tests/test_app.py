@@ -207,7 +207,7 @@ def test_optuna_search_runs_three_trials(tmp_path):
 
 def _open_studies(storages, name, barrier):
     """Open each new study database at the same moment as the other process does."""
-    from hydra_plugins.gpucnn_plugins.optuna_sweeper import _finished
+    from hydra_plugins.gpucnn_plugins._optuna_sweeper import _finished
 
     try:
         for storage in storages:
@@ -342,3 +342,25 @@ def test_a_terminal_gets_a_progress_bar_with_loss_and_speed(tmp_path, monkeypatc
     run_job(cfg, tmp_path, [])
     shown = screen.getvalue()
     assert "epoch 1/1:" in shown and "loss=" in shown and "img_s=" in shown
+
+
+def test_hydras_plugin_scan_passes_over_ours_without_the_sweep_extra(monkeypatch):
+    """A regular install puts hydra_plugins/gpucnn_plugins where Hydra scans; without the
+    sweep extra our modules must not be imported there (each would warn of a broken plugin)."""
+    import types
+    import warnings
+    from pathlib import Path
+
+    from hydra.core.plugins import Plugins
+
+    for missing in ("hydra_plugins.hydra_optuna_sweeper", "hydra_plugins.hydra_submitit_launcher"):
+        monkeypatch.setitem(sys.modules, missing, None)  # importing it raises ImportError
+    for name in [m for m in sys.modules if m.startswith("hydra_plugins.gpucnn_plugins.")]:
+        monkeypatch.delitem(sys.modules, name)
+    package = types.SimpleNamespace(
+        __name__="hydra_plugins", __path__=[str(Path(__file__).parents[1] / "hydra_plugins")]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Plugins._scan_all_plugins([package])
+    assert [str(w.message) for w in caught] == []

@@ -162,16 +162,17 @@ def register() -> None:
     """Put the schemas in Hydra's ConfigStore (conf/config.yaml lists ``schema`` first and
     conf/bench.yaml ``bench_schema``), the ``gpucnn.seeds`` resolver (conf/config.yaml sweeps
     ``train.seed`` with it), and gpucnn's Slurm launcher and Optuna sweeper in Hydra's plugins
-    when the sweep extra is installed: Hydra finds plugins by listing the hydra_plugins package,
-    which misses those of an editable install."""
+    when the sweep extra is installed. Hydra's own scan of the hydra_plugins package skips
+    their modules (named with a leading underscore), which would warn of a broken plugin on
+    every run without the extra, and misses an editable install's anyway."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     cs.store(name="bench_schema", node=BenchConfig)
     if not OmegaConf.has_resolver("gpucnn.seeds"):
         OmegaConf.register_new_resolver("gpucnn.seeds", seeds)
     try:
-        from hydra_plugins.gpucnn_plugins.optuna_sweeper import OptunaSweeper
-        from hydra_plugins.gpucnn_plugins.slurm_launcher import SlurmLauncher
+        from hydra_plugins.gpucnn_plugins._optuna_sweeper import OptunaSweeper
+        from hydra_plugins.gpucnn_plugins._slurm_launcher import SlurmLauncher
     except ImportError:  # no sweep extra: Hydra says what is missing when one is asked for
         return
     Plugins.instance().register(SlurmLauncher)
