@@ -139,3 +139,23 @@ def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
     assert ten.returncode == 0, ten.stderr
     assert "are not named as the run's (T-shirt/top," in ten.stderr
     assert "labels are compared by number" in ten.stderr
+
+
+def test_a_run_trained_on_cupy_is_evaluated_on_numpy_without_a_gpu(
+    run_dir, tmp_path, monkeypatch, caplog
+):
+    from gpucnn import backend
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["config"]["backend"]["name"] = "cupy"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(backend, "cupy_available", lambda: (False, "no GPU in this test"))
+    with caplog.at_level("INFO"):
+        record = evaluate.evaluate_run(copy)
+    assert record["test_accuracy"] == summary["test_accuracy"]
+    assert "trained on CuPy, which cannot run here (no GPU in this test)" in caplog.text
+    assert evaluate._backend_name("cupy", ["backend=cupy"]) == "cupy"  # asked for: kept
+    proc = tool("evaluate", copy, "backend=numpy")
+    assert proc.returncode == 0, proc.stderr

@@ -10,7 +10,8 @@ directory: evaluation.json (loss, accuracy, per-class precision / recall / F1, t
 matrix), confusion.png (the labelled matrix) and mistakes.png (the misclassified test images
 the model was surest about, with true and predicted labels). Overrides are a data group
 (``data=NAME``: the images come from there, while the task, its classes and the image size stay
-the run's) and dotted keys (``data.root=DIR``), applied to the run's config in that order.
+the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``), applied to the run's config
+in that order. A run trained on CuPy is evaluated on NumPy where no GPU is usable.
 """
 
 from __future__ import annotations
@@ -63,13 +64,15 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             source[key] = cfg.data[key]
         cfg.data = source
     for override in (o for o in overrides if not o.startswith("data=")):
+        if override.startswith("backend="):  # the group sets nothing but the name
+            override = f"backend.name={override.partition('=')[2]}"
         try:  # one at a time, so that an error names the override at fault
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
         except (OmegaConfBaseException, ValueError) as exc:
             reason = str(exc).splitlines()[0]
             raise ConfigError(
-                f"{override}: {reason}: give data=NAME or the run's settings as dotted keys "
-                "with values, e.g. data.root=DIR or data.limit_test=500"
+                f"{override}: {reason}: give data=NAME, backend=NAME or the run's settings as "
+                "dotted keys with values, e.g. data.root=DIR or data.limit_test=500"
             ) from None
     return cfg, summary
 
@@ -92,7 +95,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write its evaluation files; returns the record."""
     cfg, summary = load_run(run_dir, list(overrides))
     b = cfg.backend
-    backend.use(b.name, b.dtype, cfg.train.seed, kernels=b.kernels)
+    backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
     _check_classes(summary.get("classes"), list(splits.classes), cfg.data.name)
@@ -124,6 +127,19 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
     images = backend.to_host(test.x) * std + mean
     _plot_mistakes(run_dir / "mistakes.png", images, truth, probs, classes)
     return record
+
+
+def _backend_name(trained_on: str, overrides: list[str]) -> str:
+    """The run's backend, or NumPy where a run trained on CuPy is evaluated without a usable
+    GPU and no backend was asked for."""
+    asked = any(o.startswith(("backend=", "backend.name=")) for o in overrides)
+    if trained_on != "cupy" or asked:
+        return trained_on
+    usable, why = backend.cupy_available()
+    if usable:
+        return trained_on
+    log.info("the run trained on CuPy, which cannot run here (%s): evaluating on NumPy", why)
+    return "numpy"
 
 
 def _check_classes(trained: list[str] | None, these: list[str], data_name: str) -> None:
