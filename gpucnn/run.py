@@ -3,7 +3,13 @@
 The command's entry point; the code is in gpucnn.app.run.
 """
 
-from .app.run import main
+import sys
+
+from .app import exits
+from .app.run import main, missing_extra
 
 if __name__ == "__main__":
+    if why := missing_extra(sys.argv[1:]):
+        print(f"error: {why}", file=sys.stderr)
+        sys.exit(exits.INVALID_CONFIG)
     main()

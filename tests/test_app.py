@@ -364,3 +364,20 @@ def test_hydras_plugin_scan_passes_over_ours_without_the_sweep_extra(monkeypatch
         warnings.simplefilter("always")
         Plugins._scan_all_plugins([package])
     assert [str(w.message) for w in caught] == []
+
+
+def test_a_sweep_plugin_that_is_not_installed_is_named_with_the_extra(monkeypatch):
+    import importlib.util
+
+    from gpucnn.app.run import missing_extra
+
+    assert missing_extra(["-m", "hydra/launcher=joblib", "experiment=optuna_search"]) is None
+    real = importlib.util.find_spec
+    absent = {"hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in absent else real(name)
+    )
+    assert missing_extra(["-m", "experiment=optuna_search", "train.epochs=1"]) is None
+    why = missing_extra(["-m", "hydra/launcher=slurm_cpu", "hydra/launcher=joblib"])
+    assert why.startswith("hydra/launcher=slurm_cpu needs Hydra's submitit launcher, which")
+    assert why.endswith("pip install 'gpucnn[sweep]' (in a checkout: pip install -e '.[sweep]')")

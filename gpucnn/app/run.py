@@ -15,6 +15,7 @@ records it and the sweep goes on, and the sweep's exit code says whether every j
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -62,6 +63,30 @@ STORAGE_HINTS = {
 }
 
 register()
+
+# Overrides that need a plugin of the sweep extra: the plugin's module, and what it is.
+SWEEP_EXTRA = {
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib launcher"),
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "Optuna sweeper"),
+    "experiment=optuna_search": ("hydra_plugins.hydra_optuna_sweeper", "Optuna sweeper"),
+    **{
+        f"hydra/launcher={name}": ("hydra_plugins.hydra_submitit_launcher", "submitit launcher")
+        for name in ("submitit_local", "submitit_slurm", "slurm_cpu", "slurm_gpu")
+    },
+}
+
+
+def missing_extra(argv: list[str]) -> str | None:
+    """Why the command line cannot run here (a plugin of the sweep extra it names is not
+    installed, which Hydra would report as a config it cannot load), else None."""
+    for arg in argv:
+        needed = SWEEP_EXTRA.get(arg.lstrip("+"))
+        if needed and importlib.util.find_spec(needed[0]) is None:
+            return (
+                f"{arg} needs Hydra's {needed[1]}, which the sweep extra installs: "
+                "pip install 'gpucnn[sweep]' (in a checkout: pip install -e '.[sweep]')"
+            )
+    return None
 
 
 def _expected(exc: BaseException) -> tuple[int, str] | None:

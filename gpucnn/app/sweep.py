@@ -209,7 +209,8 @@ class SweepSummaryCallback(Callback):
         if not sweep_dir.is_dir():
             return
         rows = summarize(sweep_dir)
-        print(f"sweep summary ({len(rows)} jobs): {sweep_dir / 'sweep_summary.md'}")
+        jobs = f"{len(rows)} job{'s' * (len(rows) != 1)}"
+        print(f"sweep summary ({jobs}): {sweep_dir / 'sweep_summary.md'}")
         not_ok = Counter(r["status"] for r in rows if r["status"] != "ok")
         if not_ok:
             counts = ", ".join(f"{n} {status}" for status, n in not_ok.items())
