@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from gpucnn.app import experiment, rundir
 from gpucnn.app.config import Config
 from gpucnn.app.results import read_summary
-from gpucnn.app.resume import closest, find_previous, root
+from gpucnn.app.resume import closest, root
 from gpucnn.app.signals import Interrupted
 
 from .helpers import TINY, app
@@ -51,8 +51,8 @@ def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
     fake_run(runs / "other", other)
     os.utime(runs / "other", (time.time() + 10,) * 2)  # newer: would win on overrides alone
     asked = {**config, "train": {"seed": 0, "resume": True}}  # train.resume does not count
-    assert find_previous(runs / "new", asked, [runs]) == same
-    assert find_previous(runs / "new", asked, []) is None  # no root: nothing searched
+    assert closest(runs / "new", asked, [runs], most=0) == (same, [])
+    assert closest(runs / "new", asked, []) is None  # no root: nothing searched
 
 
 def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):

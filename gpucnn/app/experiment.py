@@ -144,14 +144,13 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     earlier attempt at the same run found under ``roots`` (gpucnn.app.resume)."""
     if not job.cfg.train.resume or read_summary(job.run_dir) or checkpoint.exists(job.run_dir):
         return
-    config = job.summary["config"]
-    previous = resume.find_previous(job.run_dir, config, roots)
-    if previous is not None:
+    near = resume.closest(job.run_dir, job.summary["config"], roots)
+    if near is not None and not near[1]:  # the same config: an earlier attempt at this run
+        previous = near[0]
         earlier = read_summary(previous) or {}
         resume.adopt(previous, job.run_dir, earlier.get("status") in rundir.FINISHED)
         job.summary["resumed_from"] = str(previous)
         return
-    near = resume.closest(job.run_dir, config, roots)
     log.warning(
         "train.resume=true: no earlier attempt at this run (the same config) under %s%s: "
         "training from the start",

@@ -6,7 +6,7 @@ interpolation is one fixed directory, so nothing beside it is searched). A candi
 run if its saved resolved config is the same, apart from ``train.resume``
 (gpucnn.app.rundir.identity). The newest is adopted: a finished one's results are copied (the
 job is skipped); an unfinished one's checkpoints and metrics are copied and training continues
-from them.
+from them. Where there is none, the run whose config differs in the fewest settings is named.
 """
 
 from __future__ import annotations
@@ -67,33 +67,23 @@ def _attempts(run_dir: Path, roots: Sequence[Path]) -> Iterator[tuple[Path, dict
             yield candidate, identity(theirs)
 
 
-def _newest(paths: list[Path]) -> Path | None:
-    return max(paths, key=lambda p: p.stat().st_mtime, default=None)
-
-
-def find_previous(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
-    """The newest other run directory under ``roots`` made by the same run as ``config`` that
-    left results or progress (and no process is still running)."""
-    wanted = identity(config)
-    return _newest([path for path, theirs in _attempts(run_dir, roots) if theirs == wanted])
-
-
 def closest(
     run_dir: Path, config: dict[str, Any], roots: Sequence[Path], most: int = 3
 ) -> tuple[Path, list[str]] | None:
-    """When there is no earlier attempt: the newest run under ``roots`` whose config differs
-    from ``config`` in the fewest keys (``most`` at most), and those differences."""
+    """The newest other run directory under ``roots`` that left results or progress (and no
+    process is still running) whose config differs from ``config`` in the fewest keys
+    (``most`` at most), and those differences: none for an earlier attempt at the same run."""
     wanted = identity(config)
-    found: dict[int, list[tuple[Path, list[str]]]] = {}
+    found: dict[Path, list[str]] = {}
     for path, theirs in _attempts(run_dir, roots):
         changed = differences(theirs, wanted)
         if len(changed) <= most:
-            found.setdefault(len(changed), []).append((path, changed))
+            found[path] = changed
     if not found:
         return None
-    fewest = dict(found[min(found)])
-    path = _newest(list(fewest))
-    return path, fewest[path]
+    fewest = min(len(changed) for changed in found.values())
+    path = max((p for p in found if len(found[p]) == fewest), key=lambda p: p.stat().st_mtime)
+    return path, found[path]
 
 
 def adopt(previous: Path, run_dir: Path, finished: bool) -> None:
