@@ -27,6 +27,15 @@ def test_threads_asked_for_win(no_slurm):
     assert job_threads(3, sharing=2) == 3
 
 
+def test_more_threads_than_cores_are_warned_about(no_slurm, caplog):
+    with caplog.at_level("WARNING"):
+        assert job_threads(8) == 8 and job_threads(4, sharing=2) == 4
+    assert caplog.text == ""
+    with caplog.at_level("WARNING"):
+        assert job_threads(3, sharing=3) == 3
+    assert "train.threads=3 for each of 3 jobs at once is more than the 8 cores" in caplog.text
+
+
 def test_a_slurm_job_uses_its_allocation(no_slurm):
     no_slurm.setenv("SLURM_JOB_ID", "7")
     no_slurm.setenv("SLURM_CPUS_ON_NODE", "2")
