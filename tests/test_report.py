@@ -201,3 +201,14 @@ def test_interval_bands_stay_within_what_the_values_can_be(tmp_path):
     heights = band.get_paths()[0].vertices[:, 1]
     assert heights.min() == 0 and heights.max() == 1  # the t interval of 2 runs passes both
     pyplot().close(fig)
+
+
+def test_a_run_named_twice_counts_once(tmp_path):
+    from gpucnn.app import report
+
+    for job in range(2):
+        summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "seed": job}
+        _job(tmp_path / "sweep", job, [f"train.seed={job}"], json.dumps(summary))
+    sweep = tmp_path / "sweep"
+    runs = report.collect([sweep, sweep / "0", tmp_path / "." / "sweep"])
+    assert sorted(r.path.name for r in runs) == ["0", "1"]

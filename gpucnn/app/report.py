@@ -108,14 +108,16 @@ def _number(value: str) -> float | None:
 
 
 def collect(paths: list[Path]) -> list[Run]:
-    """The runs in ``paths``: each a run directory, or a sweep directory holding them. A
-    damaged CSV is left out of its run, and the run says why (``damaged``)."""
-    runs = []
+    """The runs in ``paths``: each a run directory, or a sweep directory holding them; a run
+    named twice (a sweep and one of its jobs, say) counts once. A damaged CSV is left out of
+    its run, and the run says why (``damaged``)."""
+    runs, seen = [], set()
     for path in paths:
         for run_dir in run_dirs(path):
             summary = read_summary(run_dir)
-            if summary is None:
+            if summary is None or run_dir.resolve() in seen:
                 continue
+            seen.add(run_dir.resolve())
             run = Run(run_dir, summary)
             for name, columns, text in (
                 ("metrics", METRICS, ()),
