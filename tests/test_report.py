@@ -1,7 +1,9 @@
 """The report on a tiny real sweep: every section, only figures that exist, embedded HTML."""
 
 import json
+import os
 import re
+import time
 
 import pytest
 
@@ -212,3 +214,25 @@ def test_a_run_named_twice_counts_once(tmp_path):
     sweep = tmp_path / "sweep"
     runs = report.collect([sweep, sweep / "0", tmp_path / "." / "sweep"])
     assert sorted(r.path.name for r in runs) == ["0", "1"]
+
+
+def test_runs_of_the_same_config_and_seed_count_once(tmp_path):
+    from gpucnn.app import report
+
+    for sweep, status in (("first", "ok"), ("again", "ok"), ("cut", "interrupted")):
+        for seed in (0, 1):
+            config = {"model": {"filter_size": 3}, "train": {"seed": seed, "resume": False}}
+            if sweep == "again":
+                config["train"]["resume"] = True  # not part of what the run is
+            summary = {"status": status, "test_accuracy": 0.8, "weights": 300, "config": config}
+            _job(tmp_path / sweep, seed, [f"train.seed={seed}"], json.dumps(summary))
+    os.utime(tmp_path / "cut" / "0" / "summary.json", (time.time() + 60,) * 2)  # newest
+    sweeps = [tmp_path / name for name in ("first", "again", "cut")]
+    runs, repeats = report.distinct(report.collect(sweeps))
+    assert len(runs) == 2 and len(repeats) == 4
+    assert all(r.summary["status"] == "ok" for r in runs)  # a finished one is kept
+    proc = tool("report", tmp_path / "first", tmp_path / "again", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "2 runs from" in md
+    assert "Left out, the same config and seed as a run kept (a repeat, no new seed): `" in md

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 import sys
@@ -47,6 +48,7 @@ from .results import (
     run_dirs,
     save_figure,
 )
+from .rundir import identity
 from .stats import estimate
 
 
@@ -129,6 +131,30 @@ def collect(paths: list[Path]) -> list[Run]:
                     run.damaged.append(str(exc))
             runs.append(run)
     return runs
+
+
+def distinct(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(runs, repeats): of runs with the same config and seed, which train the same network
+    (a sweep run twice, say), one is kept: the newest finished one, else the newest. Counted
+    as separate seeds, repeats would narrow every interval without adding information."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        config = run.summary.get("config")
+        key = json.dumps(identity(config), sort_keys=True) if config else str(run.path)
+        groups[key].append(run)
+    kept, repeats = [], []
+    for group in groups.values():
+        best = max(group, key=lambda r: (r.summary.get("status") == "ok", _mtime(r.path)))
+        kept.append(best)
+        repeats += [r for r in group if r is not best]
+    return [r for r in runs if r in kept], repeats
+
+
+def _mtime(run_dir: Path) -> float:
+    try:
+        return (run_dir / "summary.json").stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 # ----- 1. ReLU vs sigmoid -----------------------------------------------------------------
@@ -572,7 +598,7 @@ def parameters(runs: list[Run]) -> list[Block]:
 
 def build(paths: list[Path], out: Path) -> Path:
     """Write the report for the runs under ``paths`` into ``out``; returns report.md's path."""
-    runs = collect(paths)
+    runs, repeats = distinct(collect(paths))
     out.mkdir(parents=True, exist_ok=True)
     title = "What the runs say"
     sources = ", ".join(f"`{p}`" for p in paths)
@@ -581,6 +607,10 @@ def build(paths: list[Path], out: Path) -> Path:
     damaged = "; ".join(why for run in runs for why in run.damaged)
     if damaged:
         why = f"Left out, damaged (rerun those runs, or restore the files): {damaged}."
+        blocks.append(("p", why))
+    if repeats:
+        again = ", ".join(f"`{r.path}`" for r in repeats)
+        why = f"Left out, the same config and seed as a run kept (a repeat, no new seed): {again}."
         blocks.append(("p", why))
     blocks += relu_vs_sigmoid(runs, out)
     blocks += architecture(runs, out)
