@@ -132,7 +132,7 @@ def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
     proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "The 2 finished runs share one architecture: run a sweep" in md
+    assert "The 2 finished runs share one setting: run a sweep" in md
 
 
 def test_damaged_csvs_are_left_out_and_named(tmp_path):
@@ -236,3 +236,30 @@ def test_runs_of_the_same_config_and_seed_count_once(tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "2 runs from" in md
     assert "Left out, the same config and seed as a run kept (a repeat, no new seed): `" in md
+
+
+def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
+    from gpucnn.app import report
+
+    job = 0
+    for k in (3, 5):
+        for lr in (0.001, 0.01):
+            for seed in range(3):
+                config = {
+                    "model": {"filter_size": k},
+                    "optimizer": {"lr": lr},
+                    "train": {"seed": seed, "progress": seed == 0},  # progress changes nothing
+                }
+                accuracy = 0.7 + 0.01 * k + (0.1 if lr == 0.01 else 0) + 0.003 * seed
+                summary = {"status": "ok", "test_accuracy": accuracy, "weights": 100 * k,
+                           "seconds_per_epoch": 0.1, "seed": seed, "config": config}  # fmt: skip
+                _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
+                job += 1
+    blocks = report.architecture(report.collect([tmp_path / "sweep"]), tmp_path)
+    _, header, _ = next(b for b in blocks if b[0] == "table")
+    assert header[1:3] == ["model.filter_size", "optimizer.lr"]
+    sentences = next(b[1] for b in blocks if b[0] == "list")
+    assert sentences[0].startswith("filter_size 5 vs 3: +2.0 points, 95% interval +2.0 to +2.0")
+    assert sentences[1].startswith("optimizer.lr 0.01 vs 0.001: +10.0 points")
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")

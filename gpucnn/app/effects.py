@@ -57,10 +57,19 @@ def pairs_needed(mean: float, sd: float) -> int | None:
     return None
 
 
+def ordered(values: set[str]) -> list[str]:
+    """A setting's values in their natural order: numbers by size (0.001 before 0.01), the
+    rest shortest first ([16,32] before [16,32,64])."""
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values, key=lambda v: (len(v), v))
+
+
 def effects(runs: list[dict[str, Any]], key: str) -> list[Effect]:
-    """The effect of each value of ``key`` against its first value (in ``order``), from runs
+    """The effect of each value of ``key`` against its first value (see ``ordered``), from runs
     given as ``{"settings": {...}, "seed": int, "accuracy": float}``."""
-    values = sorted({str(r["settings"][key]) for r in runs}, key=lambda v: (len(v), v))
+    values = ordered({str(r["settings"][key]) for r in runs})
     by_rest: dict[tuple, dict[str, float]] = {}
     for r in runs:
         rest = tuple(sorted((k, str(v)) for k, v in r["settings"].items() if k != key))

@@ -7,7 +7,9 @@ answered from the user's own runs.
 2. Which filter size, channels, pool size? The runs side by side, accuracy against weights,
    multiply-adds per image and seconds per epoch, the effect of each swept setting across the
    rest with its 95% interval (gpucnn.app.effects: a difference is claimed only when the
-   interval excludes zero), and the best setting on average with its cost.
+   interval excludes zero), and the best setting on average with its cost. Every config key
+   that differs between the runs is a setting (INERT ones aside), so runs pair only when all
+   the others agree.
 3. How many parameters, CNN against the fully connected networks? Per-layer counts (and
    multiply-adds) computed from the models, and what weight sharing saves and costs.
 
@@ -36,7 +38,8 @@ from ..layers import Conv, Dense
 from ..model import Model
 from .diagnostics import COLUMNS as DIAGNOSTICS
 from .document import Block, to_html, to_markdown
-from .effects import effects
+from .effects import effects, ordered
+from .groups import SEED
 from .results import (
     COSTS,
     METRICS,
@@ -50,6 +53,28 @@ from .results import (
 )
 from .rundir import identity
 from .stats import estimate
+
+# Config keys that change how a run is shown, saved, spread over cores or where its data is
+# read from, not what it trains: runs that differ only in these are the same setting.
+INERT = ("train.progress", "train.threads", "train.micro_batch", "train.eval_batch_size",
+         "train.save_model", "train.checkpoint_every_steps", "diagnostics.", "data.root",
+         "data.download", "data.url")  # fmt: skip
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model.filter_size": 3, ...} from a nested config."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _short(key: str) -> str:
+    """A setting's name in sentences and labels: ``filter_size`` for model.filter_size."""
+    return key.removeprefix("model.")
 
 
 @dataclass
@@ -65,6 +90,13 @@ class Run:
     @property
     def model_cfg(self) -> dict[str, Any]:
         return self.summary.get("config", {}).get("model", {})
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the run trained, as dotted keys (``model.filter_size``, ``optimizer.lr``):
+        its config but the seed and the keys that change nothing trained (INERT)."""
+        flat = _flatten(identity(self.summary.get("config") or {}))
+        return {k: v for k, v in flat.items() if k != SEED and not k.startswith(INERT)}
 
     @property
     def conv_layers(self) -> int:
@@ -378,8 +410,9 @@ def _activation_findings(runs: list[Run]) -> list[str]:
 
 # ----- 2. Architecture ----------------------------------------------------------------------
 def _varying(runs: list[Run]) -> list[str]:
-    keys = sorted({k for run in runs for k in run.model_cfg})
-    return [k for k in keys if len({str(run.model_cfg.get(k)) for run in runs}) > 1]
+    """The settings whose values differ between ``runs``: the model's first, then the rest."""
+    keys = sorted({k for run in runs for k in run.settings}, key=lambda k: (_short(k) == k, k))
+    return [k for k in keys if len({str(run.settings.get(k)) for run in runs}) > 1]
 
 
 def architecture(runs: list[Run], out: Path) -> list[Block]:
@@ -393,15 +426,15 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     advice = "run a sweep, e.g. `python -m gpucnn.run -m experiment=filter_pool_sweep`."
     if len(done) < 2:
         return blocks + [("p", f"Fewer than two finished runs: {advice}")]
-    if not keys:  # seeds, or settings other than the model's
-        return blocks + [("p", f"The {len(done)} finished runs share one architecture: {advice}")]
+    if not keys:  # seeds only
+        return blocks + [("p", f"The {len(done)} finished runs share one setting: {advice}")]
     done.sort(key=lambda r: -r.summary["test_accuracy"])
-    header = ["run", *[f"model.{k}" for k in keys], "test accuracy", "weights"]
+    header = ["run", *keys, "test accuracy", "weights"]
     header += ["multiply-adds", "s / epoch"]
     rows = [
         [
             r.path.name,
-            *[str(r.model_cfg.get(k)) for k in keys],
+            *[str(r.settings.get(k)) for k in keys],
             f"{r.summary['test_accuracy']:.4f}",
             f"{r.summary['weights']:,}",
             _count(r.summary.get("multiply_adds")),
@@ -413,14 +446,14 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
-    legend = " / ".join(keys)
+    legend = " / ".join(map(_short, keys))
     for ax, (x_key, x_label) in zip(axes, COSTS):
         shown = [r for r in done if finite(r.summary.get(x_key))]  # older runs lack some
         xs = [r.summary[x_key] for r in shown]
         accuracies = [r.summary["test_accuracy"] for r in shown]
         ax.scatter(xs, accuracies, label=f"a run, labelled {legend}")
         for r in shown:
-            tag = " / ".join(str(r.model_cfg.get(k)).replace(" ", "") for k in keys)
+            tag = " / ".join(str(r.settings.get(k)).replace(" ", "") for k in keys)
             ax.annotate(
                 tag,
                 (r.summary[x_key], r.summary["test_accuracy"]),
@@ -441,7 +474,7 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
 
     records = [
         {
-            "settings": {k: r.model_cfg.get(k) for k in keys},
+            "settings": {_short(k): r.settings.get(k) for k in keys},
             "seed": r.summary.get("seed"),
             "accuracy": r.summary["test_accuracy"],
         }
@@ -449,17 +482,17 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     ]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     sentences = []
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], map(_short, keys)):
         levels: dict[str, list[float]] = defaultdict(list)
         for rec in records:
             levels[str(rec["settings"][key])].append(rec["accuracy"])
-        values = sorted(levels, key=lambda v: (len(v), v))
+        values = ordered(set(levels))
         fits = [estimate(levels[v]) for v in values]
         bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
         ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
                label="mean over the other settings and seeds, 95% interval")  # fmt: skip
         ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
-        ax.set_xlabel(f"model.{key}")
+        ax.set_xlabel(next(k for k in keys if _short(k) == key))
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
@@ -499,7 +532,7 @@ def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run
     setting (fewest weights) whose mean is within one point of it."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in done:
-        groups[tuple(str(r.model_cfg.get(k)) for k in keys)].append(r)
+        groups[tuple(str(r.settings.get(k)) for k in keys)].append(r)
 
     def mean(runs: list[Run]) -> float:
         return statistics.mean(r.summary["test_accuracy"] for r in runs)
@@ -516,7 +549,7 @@ def _count(value: Any) -> str:
 
 def _setting(runs: list[Run], keys: list[str]) -> str:
     """``filter_size=5, pool_size=2``: the setting that ``runs`` share."""
-    return ", ".join(f"{k}={runs[0].model_cfg.get(k)}" for k in keys)
+    return ", ".join(f"{_short(k)}={runs[0].settings.get(k)}" for k in keys)
 
 
 def _shown(runs: list[Run]) -> str:
