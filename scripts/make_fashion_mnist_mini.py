@@ -50,7 +50,7 @@ def main() -> None:
     arrays = {}
     for split, x, y in (("train", full.x_train, full.y_train), ("test", full.x_test, full.y_test)):
         keep = stratified(y, PER_CLASS[split], rng)
-        arrays[f"{split}_images"] = x[keep].astype(np.uint8)
+        arrays[f"{split}_images"] = x[keep, 0].astype(np.uint8)  # (N, 28, 28), as in the IDX
         arrays[f"{split}_labels"] = y[keep].astype(np.uint8)
     out = Path(args.out)
     write_npz(out, arrays)

@@ -3,6 +3,8 @@
 import gzip
 import hashlib
 import http.server
+import subprocess
+import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -281,6 +283,17 @@ def test_full_fashion_mnist_from_debian():
     raw = load("fashion_mnist", download_ok=False)
     assert raw.x_train.shape == (60_000, 1, 28, 28) and raw.x_test.shape == (10_000, 1, 28, 28)
     assert np.bincount(raw.y_train).tolist() == [6000] * 10
+
+
+@pytest.mark.skipif(not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist first")
+def test_the_embedded_subset_is_regenerated_byte_for_byte(tmp_path):
+    script = Path(__file__).parents[1] / "scripts" / "make_fashion_mnist_mini.py"
+    out = tmp_path / "mini.npz"
+    done = subprocess.run(
+        [sys.executable, script, "--root", DEBIAN, "--out", out], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == sources.mini_path().read_bytes()
 
 
 def test_a_missing_set_is_downloaded_into_the_cache(tmp_path, http_dir, monkeypatch):
