@@ -216,14 +216,14 @@ def test_a_run_named_twice_counts_once(tmp_path):
     assert sorted(r.path.name for r in runs) == ["0", "1"]
 
 
-def test_runs_of_the_same_config_and_seed_count_once(tmp_path):
+def test_runs_of_the_same_settings_and_seed_count_once(tmp_path):
     from gpucnn.app import report
 
     for sweep, status in (("first", "ok"), ("again", "ok"), ("cut", "interrupted")):
         for seed in (0, 1):
             config = {"model": {"filter_size": 3}, "train": {"seed": seed, "resume": False}}
-            if sweep == "again":
-                config["train"]["resume"] = True  # not part of what the run is
+            if sweep == "again":  # neither changes what is trained
+                config["train"].update(resume=True, progress=False)
             summary = {"status": status, "test_accuracy": 0.8, "weights": 300, "config": config}
             _job(tmp_path / sweep, seed, [f"train.seed={seed}"], json.dumps(summary))
     os.utime(tmp_path / "cut" / "0" / "summary.json", (time.time() + 60,) * 2)  # newest

@@ -27,6 +27,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,20 @@ class Run:
     def model_cfg(self) -> dict[str, Any]:
         return self.summary.get("config", {}).get("model", {})
 
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's config as dotted keys (``model.filter_size``, ``optimizer.lr``), but
+        those that do not make a run what it is (rundir.identity)."""
+        return _flatten(identity(self.summary.get("config") or {}))
+
     @property
     def settings(self) -> dict[str, Any]:
-        """What the run trained, as dotted keys (``model.filter_size``, ``optimizer.lr``):
-        its config but the seed and the keys that change nothing trained (INERT)."""
-        flat = _flatten(identity(self.summary.get("config") or {}))
-        return {k: v for k, v in flat.items() if k != SEED and not k.startswith(INERT)}
+        """What the run trained: its config but the seed and the INERT keys."""
+        return {k: v for k, v in self.config.items() if k != SEED and not k.startswith(INERT)}
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get(SEED, self.summary.get("seed"))
 
     @property
     def conv_layers(self) -> int:
@@ -166,13 +175,13 @@ def collect(paths: list[Path]) -> list[Run]:
 
 
 def distinct(runs: list[Run]) -> tuple[list[Run], list[Run]]:
-    """(runs, repeats): of runs with the same config and seed, which train the same network
+    """(runs, repeats): of runs with the same settings and seed, which train the same network
     (a sweep run twice, say), one is kept: the newest finished one, else the newest. Counted
     as separate seeds, repeats would narrow every interval without adding information."""
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        config = run.summary.get("config")
-        key = json.dumps(identity(config), sort_keys=True) if config else str(run.path)
+        same = [run.settings, run.seed]
+        key = json.dumps(same, sort_keys=True, default=str) if run.settings else str(run.path)
         groups[key].append(run)
     kept, repeats = [], []
     for group in groups.values():
@@ -475,14 +484,15 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
     records = [
         {
             "settings": {_short(k): r.settings.get(k) for k in keys},
-            "seed": r.summary.get("seed"),
+            "seed": r.seed,
             "accuracy": r.summary["test_accuracy"],
         }
         for r in done
     ]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     sentences = []
-    for ax, key in zip(axes[0], map(_short, keys)):
+    for ax, full in zip(axes[0], keys):
+        key = _short(full)
         levels: dict[str, list[float]] = defaultdict(list)
         for rec in records:
             levels[str(rec["settings"][key])].append(rec["accuracy"])
@@ -492,7 +502,7 @@ def architecture(runs: list[Run], out: Path) -> list[Block]:
         ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
                label="mean over the other settings and seeds, 95% interval")  # fmt: skip
         ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
-        ax.set_xlabel(next(k for k in keys if _short(k) == key))
+        ax.set_xlabel(full)
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
