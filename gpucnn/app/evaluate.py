@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument(
-        "overrides", nargs="*", help="data=NAME and dotted keys, e.g. data.root=DIR"
+        "overrides", nargs="*", help="data=NAME, backend=NAME and dotted keys, e.g. data.root=DIR"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
