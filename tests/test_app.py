@@ -381,3 +381,11 @@ def test_a_sweep_plugin_that_is_not_installed_is_named_with_the_extra(monkeypatc
     why = missing_extra(["-m", "hydra/launcher=slurm_cpu", "hydra/launcher=joblib"])
     assert why.startswith("hydra/launcher=slurm_cpu needs Hydra's submitit launcher, which")
     assert why.endswith("pip install 'gpucnn[sweep]' (in a checkout: pip install -e '.[sweep]')")
+
+
+def test_summarize_refuses_one_run_and_writes_nothing_into_it(tmp_path):
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / "summary.json").write_text('{"status": "ok"}')
+    proc = tool("summarize", tmp_path / "run")
+    assert proc.returncode == 2 and "run is one run, not a sweep: give the sweep's" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "summary.json"]
