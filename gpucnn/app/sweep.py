@@ -118,7 +118,7 @@ def markdown(
 ) -> str:
     """The per-run table (sweep_runs.md)."""
     cols = ["job", *keys, *FIXED[1:]]
-    what = f"{len(rows)} jobs, best test accuracy first"
+    what = f"{len(rows)} job{'s' * (len(rows) != 1)}, best test accuracy first"
     return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)))
 
 
@@ -137,8 +137,9 @@ def grouped_markdown(
         return _fmt(row.get(col))
 
     what = (
-        f"{len(groups)} settings, best mean test accuracy first; accuracy: the mean over the "
-        "runs ± the half-width of its 95% interval (Student's t; none from a single run)"
+        f"{len(groups)} setting{'s' * (len(groups) != 1)}, best mean test accuracy first; "
+        "accuracy: the mean over the runs ± the half-width of its 95% interval (Student's t; "
+        "none from a single run)"
     )
     return _table(title, what, common, cols, groups, cell)
 
