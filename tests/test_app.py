@@ -389,3 +389,11 @@ def test_summarize_refuses_one_run_and_writes_nothing_into_it(tmp_path):
     proc = tool("summarize", tmp_path / "run")
     assert proc.returncode == 2 and "run is one run, not a sweep: give the sweep's" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "summary.json"]
+
+
+def test_the_seconds_per_epoch_of_two_epochs_are_the_faster_ones(tmp_path):
+    proc = app(*TINY, "train.epochs=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["epoch_seconds"]) == 2
+    assert summary["seconds_per_epoch"] == min(summary["epoch_seconds"])
