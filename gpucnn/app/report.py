@@ -45,6 +45,7 @@ from .results import (
     COSTS,
     METRICS,
     cost_axis,
+    counted,
     finite,
     not_recorded,
     pyplot,
@@ -364,7 +365,7 @@ def _mean_with_band(
         for e in epochs
     ]
     (line,) = ax.plot(epochs, [f.mean for f in fits], "-o", markersize=3,
-                      label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")  # fmt: skip
+                      label=f"{label} ({counted(len(runs), 'run')})")  # fmt: skip
     if len(runs) > 1:
         low, high = bounds
         ax.fill_between(epochs, [max(f.low, low) for f in fits], [min(f.high, high) for f in fits],
@@ -645,8 +646,7 @@ def build(paths: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     title = "What the runs say"
     sources = ", ".join(f"`{p}`" for p in paths)
-    counted = f"{len(runs)} run{'s' * (len(runs) != 1)} from {sources}."
-    blocks: list[Block] = [("h1", title), ("p", counted)]
+    blocks: list[Block] = [("h1", title), ("p", f"{counted(len(runs), 'run')} from {sources}.")]
     damaged = "; ".join(why for run in runs for why in run.damaged)
     if damaged:
         why = f"Left out, damaged (rerun those runs, or restore the files): {damaged}."

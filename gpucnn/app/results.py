@@ -37,6 +37,11 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list
     write_text(path, buf.getvalue())
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 run``, ``3 runs``: a count and its noun, in the singular or the plural."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 def finite(value: Any) -> bool:
     """Whether ``value`` is a real number (not None, NaN or infinite): what can be ranked."""
     return isinstance(value, (int, float)) and math.isfinite(value)

@@ -24,6 +24,7 @@ from .results import (
     COSTS,
     JOBS,
     cost_axis,
+    counted,
     finite,
     not_recorded,
     parse_overrides,
@@ -118,7 +119,7 @@ def markdown(
 ) -> str:
     """The per-run table (sweep_runs.md)."""
     cols = ["job", *keys, *FIXED[1:]]
-    what = f"{len(rows)} job{'s' * (len(rows) != 1)}, best test accuracy first"
+    what = f"{counted(len(rows), 'job')}, best test accuracy first"
     return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)))
 
 
@@ -137,7 +138,7 @@ def grouped_markdown(
         return _fmt(row.get(col))
 
     what = (
-        f"{len(groups)} setting{'s' * (len(groups) != 1)}, best mean test accuracy first; "
+        f"{counted(len(groups), 'setting')}, best mean test accuracy first; "
         "accuracy: the mean over the runs ± the half-width of its 95% interval (Student's t; "
         "none from a single run)"
     )
@@ -210,8 +211,7 @@ class SweepSummaryCallback(Callback):
         if not sweep_dir.is_dir():
             return
         rows = summarize(sweep_dir)
-        jobs = f"{len(rows)} job{'s' * (len(rows) != 1)}"
-        print(f"sweep summary ({jobs}): {sweep_dir / 'sweep_summary.md'}")
+        print(f"sweep summary ({counted(len(rows), 'job')}): {sweep_dir / 'sweep_summary.md'}")
         not_ok = Counter(r["status"] for r in rows if r["status"] != "ok")
         if not_ok:
             counts = ", ".join(f"{n} {status}" for status, n in not_ok.items())
