@@ -80,12 +80,16 @@ def test_idx_dir_mismatched_lengths_and_bad_labels(tmp_path):
         load("fashion_mnist", root=tmp_path / "b", download_ok=False)
 
 
-def test_data_root_is_searched_first_and_raw_files_work(tmp_path):
+def test_data_root_is_searched_first_and_raw_files_work(tmp_path, caplog):
     arrays = _fake_set(np.random.default_rng(1))
     _write_set(tmp_path, arrays, compress=False)
     raw = load("fashion_mnist", root=tmp_path, download_ok=False)
     assert np.array_equal(raw.x_train[:, 0], arrays["train_images"])
     assert raw.y_test.dtype == np.int64
+    assert "train-images is not the published Fashion-MNIST file" in caplog.text
+    caplog.clear()
+    load("mnist", root=tmp_path, download_ok=False)  # MNIST's files are not known by content
+    assert caplog.text == ""
 
 
 def test_missing_set_names_three_ways_to_get_it(tmp_path, monkeypatch):
@@ -294,6 +298,12 @@ def test_the_embedded_subset_is_regenerated_byte_for_byte(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == sources.mini_path().read_bytes()
+
+
+@pytest.mark.skipif(not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist first")
+def test_fashion_mnist_files_are_not_taken_for_another_set():
+    with pytest.raises(DataError, match="holds Fashion-MNIST's images, not MNIST's: choose"):
+        load("mnist", root=DEBIAN, download_ok=False)
 
 
 def test_a_missing_set_is_downloaded_into_the_cache(tmp_path, http_dir, monkeypatch):

@@ -231,7 +231,27 @@ def load_idx_dir(source: Source, directory: Path) -> RawData:
         if path is None:
             raise DataError(f"{directory}: {spec.name} (or {spec.name}.gz) is missing")
         arrays[key] = _of_type(idx.read(path), key, path)
+    _check_identity(source, arrays["train_images"], directory)
     return checked(f"{source.title} in {directory}", source.classes, arrays)
+
+
+def _check_identity(source: Source, train_images: np.ndarray, directory: Path) -> None:
+    """DataError if ``directory`` holds Fashion-MNIST's training images but ``source`` is another
+    set (whose class names would be put on them); a warning if the Fashion-MNIST asked for is
+    not the published one (local files are not verified otherwise)."""
+    published = FASHION_MNIST.files["train_images"].sha256
+    fashion = hashlib.sha256(idx.encode(train_images)).hexdigest() == published
+    if fashion and source is not FASHION_MNIST:
+        raise DataError(
+            f"{directory} holds Fashion-MNIST's images, not {source.title}'s: choose "
+            f"data=fashion_mnist, or give data.root a folder with {source.title}'s files"
+        )
+    if source is FASHION_MNIST and not fashion:
+        log.warning(
+            "%s: train-images is not the published Fashion-MNIST file (its SHA-256 differs): "
+            "results will not compare with published ones",
+            directory,
+        )
 
 
 def mini_path() -> Path:
