@@ -244,7 +244,8 @@ def _check_identity(source: Source, train_images: np.ndarray, directory: Path) -
     if fashion and source is not FASHION_MNIST:
         raise DataError(
             f"{directory} holds Fashion-MNIST's images, not {source.title}'s: choose "
-            f"data=fashion_mnist, or give data.root a folder with {source.title}'s files"
+            f"fashion_mnist (data=fashion_mnist), or give root a folder with {source.title}'s "
+            "files"
         )
     if source is FASHION_MNIST and not fashion:
         log.warning(
