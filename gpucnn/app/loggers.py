@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from ..errors import ConfigError
 from ..fileio import locked
 from ..model import Model
 from . import checkpoint, rundir
-from .results import finite
+from .results import finite, flat
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +116,6 @@ class TensorBoard:
         self.writer.close()
 
 
-def _flat(config: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every leaf of a nested config."""
-    for key, value in config.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def _store(uri: str | None, sweep_dir: Path | None) -> tuple[str, str | None, Path | None]:
     """(tracking URI, artifact location of a new experiment, lock file): a SQLite store's
     tables, experiments and sweep runs are made by one job at a time, as is a sweep's parent
@@ -168,7 +158,7 @@ class MLflow:
                 f"{str(exc).splitlines()[0] if str(exc) else ''}): give a store it can reach"
             ) from None
         if new:  # a resumed run has its params already
-            params = [Param(k, str(v)) for k, v in _flat(config)]
+            params = [Param(k, str(v)) for k, v in flat(config).items()]
             for i in range(0, len(params), MLFLOW_BATCH):
                 self.client.log_batch(self.run_id, params=params[i : i + MLFLOW_BATCH])
 

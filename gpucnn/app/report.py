@@ -47,6 +47,7 @@ from .results import (
     cost_axis,
     counted,
     finite,
+    flat,
     not_recorded,
     pyplot,
     read_summary,
@@ -61,17 +62,6 @@ from .stats import estimate
 INERT = ("train.progress", "train.threads", "train.micro_batch", "train.eval_batch_size",
          "train.save_model", "train.checkpoint_every_steps", "diagnostics.", "data.root",
          "data.download", "data.url")  # fmt: skip
-
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"model.filter_size": 3, ...} from a nested config."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _short(key: str) -> str:
@@ -97,7 +87,7 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The run's config as dotted keys (``model.filter_size``, ``optimizer.lr``), but
         those that do not make a run what it is (rundir.identity)."""
-        return _flatten(identity(self.summary.get("config") or {}))
+        return flat(identity(self.summary.get("config") or {}))
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -37,6 +37,17 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list
     write_text(path, buf.getvalue())
 
 
+def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a nested config by its dotted key: {"model.filter_size": 3, ...}."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def counted(n: int, noun: str) -> str:
     """``1 run``, ``3 runs``: a count and its noun, in the singular or the plural."""
     return f"{n:,} {noun}{'s' * (n != 1)}"
