@@ -29,14 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         if not sweep_dir.is_dir():
             print(f"error: {sweep_dir} is not a directory", file=sys.stderr)
             return 2
-        if run_dirs(sweep_dir) == [sweep_dir]:  # a run: its files are its own
+        runs = run_dirs(sweep_dir)
+        if runs == [sweep_dir]:  # a run: its files are its own
             print(
                 f"error: {sweep_dir} is one run, not a sweep: give the sweep's directory "
                 "(outputs/multiruns/<time>), or see the run's summary.json and metrics.csv",
                 file=sys.stderr,
             )
             return 2
-        if not (run_dirs(sweep_dir) or (sweep_dir / JOBS).is_file()):
+        if not (runs or (sweep_dir / JOBS).is_file()):
             print(
                 f"error: {sweep_dir} holds no runs: give a sweep's directory, which holds a "
                 "folder per job (outputs/multiruns/<time>)",
