@@ -300,6 +300,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.fit=crop", "data.fit='crop': choose pad or stretch"),
         ("data=folder", "data=folder needs data.root=DIR"),
         ("data=arrays", "data=arrays needs data.path=FILE.npz"),
+        ("data.test_fraction=1", "data.test_fraction=1 leaves no image to train on"),
         ("optimizer.lr=-1", "optimizer.lr must be > 0"),
         ("optimizer.eps=0", "optimizer.eps must be > 0"),
         ("train.seed=-1", "train.seed=-1 must be >= 0"),

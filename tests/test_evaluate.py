@@ -75,6 +75,11 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         ),
         (("evaluate", run_dir, "data.limit_tset=50"), "data.limit_tset=50: Key 'limit_tset'"),
         (("evaluate", run_dir, "data.limit_test=many"), "data.limit_test=many: Value 'many'"),
+        (("evaluate", run_dir, "data=folder"), "data=folder needs data.root=DIR"),
+        (
+            ("evaluate", run_dir, "data=fashion_mnist_mini", "data.task=binary"),
+            "data.task=binary: the run's model was trained for data.task=multiclass",
+        ),
     ):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr
@@ -84,11 +89,19 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
 def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
+    own = (copy / "evaluation.json").read_bytes()
     proc = tool("evaluate", copy, "data=fashion_mnist_mini", "data.limit_test=60")
     assert proc.returncode == 0, proc.stderr
-    record = json.loads((copy / "evaluation.json").read_text())
+    written = copy / "evaluations" / "data=fashion_mnist_mini,data.limit_test=60"
+    assert f"{written / 'evaluation.json'}, confusion.png, mistakes.png" in proc.stdout
+    record = json.loads((written / "evaluation.json").read_text())
     assert record["overrides"] == ["data=fashion_mnist_mini", "data.limit_test=60"]
     assert record["test_images"] == 60 and len(record["classes"]) == 10  # still multiclass
+    assert (written / "confusion.png").is_file() and (written / "mistakes.png").is_file()
+    assert (copy / "evaluation.json").read_bytes() == own  # the run's own evaluation stays
+    elsewhere = tool("evaluate", copy, "data.limit_test=40", "--out", tmp_path / "mine")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert json.loads((tmp_path / "mine" / "evaluation.json").read_text())["test_images"] == 40
 
 
 def test_the_images_are_normalised_as_in_training(run_dir, tmp_path, monkeypatch):

@@ -87,6 +87,29 @@ def test_evaluate_and_predict_agree_on_a_folder_run_in_rgb(tmp_path):
     assert [r["label"] for r in json.loads(proc.stdout)] == record["predicted"]
 
 
+def test_a_folder_the_run_did_not_train_on_is_evaluated_whole(tmp_path):
+    run = tmp_path / "run"
+    train_on = image_folder(tmp_path / "shapes", per_class=20)
+    proc = app("data=folder", f"data.root={train_on}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    assert tool("evaluate", run).returncode == 0
+    own = json.loads((run / "evaluation.json").read_text())
+    assert own["test_images"] == 12  # the run's 20% of each class
+    new = image_folder(tmp_path / "new", per_class=7, seed=2)
+    done = tool("evaluate", run, f"data.root={new}")
+    assert done.returncode == 0, done.stderr
+    assert "is not the folder the run trained on: every image in it is a test" in done.stderr
+    record = json.loads(next(run.glob("evaluations/data.root=*new/evaluation.json")).read_text())
+    assert record["test_images"] == 21
+    files = sorted(new.glob("*/*"), key=lambda p: (p.parent.name, p.name))
+    predicted = tool("predict", run, *files, "--json")
+    assert [r["label"] for r in json.loads(predicted.stdout)] == record["predicted"]
+    share = tool("evaluate", run, f"data.root={new}", "data.test_fraction=0.5")
+    assert share.returncode == 0, share.stderr
+    assert "12 images" in share.stdout  # 4 of each class's 7 (3.5 rounded to even)
+    assert json.loads((run / "evaluation.json").read_text()) == own  # not replaced
+
+
 def test_the_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(
     tmp_path, cache, monkeypatch
 ):
@@ -158,7 +181,13 @@ def test_a_class_none_of_whose_images_reads_is_an_error(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, key",
-    [({"channels": 2}, "channels"), ({"image_size": 0}, "image_size"), ({"fit": "crop"}, "fit")],
+    [
+        ({"channels": 2}, "channels"),
+        ({"image_size": 0}, "image_size"),
+        ({"fit": "crop"}, "fit"),
+        ({"test_fraction": 0}, "test_fraction"),
+        ({"test_fraction": 1.5}, "test_fraction"),
+    ],
 )
 def test_impossible_folder_settings_name_the_setting(tmp_path, kwargs, key):
     with pytest.raises(ConfigError) as caught:

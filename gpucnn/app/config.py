@@ -250,7 +250,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.hidden={list(m.hidden)}: list positive layer widths")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout} must be in [0, 1)")
-    _validate_data(d)
+    validate_data(d)
+    if d.test_fraction == 1:
+        raise ConfigError(
+            "data.test_fraction=1 leaves no image to train on: give a fraction below 1 (1 is "
+            "for evaluating a trained run on every image of a folder)"
+        )
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if t.threads is not None and t.threads < 1:
@@ -282,8 +287,9 @@ def validate(cfg: DictConfig) -> None:
     loggers.check(cfg.logger)
 
 
-def _validate_data(d: DictConfig) -> None:
-    """The data checks that need no files; the sources check the rest as they read."""
+def validate_data(d: DictConfig) -> None:
+    """The data checks that need no files, for training and evaluation alike; the sources
+    check the rest as they read."""
     if d.name not in DATA_NAMES:
         raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
     if d.name == "folder" and not d.root:

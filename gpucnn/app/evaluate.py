@@ -5,19 +5,23 @@
     python -m gpucnn.evaluate outputs/runs/<time> data.limit_test=500
 
 Loads the run's resolved config (summary.json) and weights (model.npz), evaluates them on the
-test split that config prepares (the same seeded split as in training), and writes into the run
-directory: evaluation.json (loss, accuracy, per-class precision / recall / F1, the confusion
-matrix), confusion.png (the labelled matrix) and mistakes.png (the misclassified test images
-the model was surest about, with true and predicted labels). Overrides are a data group
-(``data=NAME``: the images come from there, while the task, its classes and the image size stay
-the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``), applied to the run's config
-in that order. A run trained on CuPy is evaluated on NumPy where no GPU is usable.
+test split that config prepares (the same seeded split as in training), and writes
+evaluation.json (loss, accuracy, per-class precision / recall / F1, the confusion matrix),
+confusion.png (the labelled matrix) and mistakes.png (the misclassified test images the model
+was surest about, with true and predicted labels) into the run directory, or, evaluated on other
+data, into RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation
+replaces another. Overrides are a data group (``data=NAME``: the images come from there, while
+the task, its classes and the image size stay the run's), ``backend=NAME`` and dotted keys
+(``data.root=DIR``), applied to the run's config in that order. A folder of images the run did
+not train on is evaluated whole (every image a test image; data.test_fraction=F takes a share).
+A run trained on CuPy is evaluated on NumPy where no GPU is usable.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from .config import Config, build_model, register
+from .config import Config, build_model, register, validate_data
 from .experiment import load_splits
 from .results import pyplot, read_summary, save_figure
 
@@ -57,6 +61,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     if not (run_dir / "model.npz").is_file():
         raise RunError(f"{run_dir} has no model.npz: the run did not finish (or save_model=false)")
     cfg = OmegaConf.merge(OmegaConf.structured(Config), summary["config"])
+    trained_on = cfg.data.copy()
     groups = [o for o in overrides if o.startswith("data=")]
     if groups:
         source = _data_group(groups[-1].partition("=")[2])
@@ -74,7 +79,47 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
                 f"{override}: {reason}: give data=NAME, backend=NAME or the run's settings as "
                 "dotted keys with values, e.g. data.root=DIR or data.limit_test=500"
             ) from None
+    changed = [k for k in TRAINED_FOR if cfg.data[k] != trained_on[k]]
+    if changed:
+        raise ConfigError(
+            f"data.{changed[0]}={cfg.data[changed[0]]}: the run's model was trained for "
+            f"data.{changed[0]}={trained_on[changed[0]]}, which evaluation keeps (as it keeps "
+            f"{', '.join(k for k in TRAINED_FOR if k != changed[0])}): leave it out"
+        )
+    validate_data(cfg.data)
+    if _new_folder(trained_on, cfg.data) and not _given("data.test_fraction", overrides):
+        log.info(
+            "%s is not the folder the run trained on: every image in it is a test image "
+            "(data.test_fraction=F evaluates a share)",
+            cfg.data.root,
+        )
+        cfg.data.test_fraction = 1.0
     return cfg, summary
+
+
+def _new_folder(trained_on: DictConfig, evaluated: DictConfig) -> bool:
+    """Whether ``evaluated`` is a folder of images other than the one the run trained on."""
+    if evaluated.name != "folder":
+        return False
+    if trained_on.name != "folder":
+        return True
+    return (
+        Path(evaluated.root).expanduser().resolve() != Path(trained_on.root).expanduser().resolve()
+    )
+
+
+def _given(key: str, overrides: list[str]) -> bool:
+    return any(o.partition("=")[0] == key for o in overrides)
+
+
+def output_dir(run_dir: Path, overrides: list[str]) -> Path:
+    """Where an evaluation is written: the run directory for its own test split, else
+    ``evaluations/<the data overrides>`` inside it (characters other than letters, digits and
+    ``._=,-`` made ``_``)."""
+    changes = [o for o in overrides if o.startswith(("data=", "data."))]
+    if not changes:
+        return run_dir
+    return run_dir / "evaluations" / re.sub(r"[^\w.=,-]", "_", ",".join(changes))
 
 
 def _data_group(name: str) -> DictConfig:
@@ -91,9 +136,13 @@ def _data_group(name: str) -> DictConfig:
             raise ConfigError(f"data={name}: no such data config; choose one of {known}") from None
 
 
-def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
-    """Evaluate the run in ``run_dir`` and write its evaluation files; returns the record."""
+def evaluate_run(
+    run_dir: Path, overrides: list[str] = (), out: Path | None = None
+) -> dict[str, Any]:
+    """Evaluate the run in ``run_dir`` and write its evaluation files into ``out`` (by default
+    ``output_dir``); returns the record."""
     cfg, summary = load_run(run_dir, list(overrides))
+    out = output_dir(run_dir, list(overrides)) if out is None else out
     b = cfg.backend
     backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
@@ -120,12 +169,12 @@ def evaluate_run(run_dir: Path, overrides: list[str] = ()) -> dict[str, Any]:
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted
         "predicted": guess.tolist(),  # each test image's predicted label, in split order
     }
-    write_json(run_dir / "evaluation.json", record)
-    _plot_confusion(run_dir / "confusion.png", confusion, classes, accuracy)
+    write_json(out / "evaluation.json", record)
+    _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
     per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
     std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
     images = backend.to_host(test.x) * std + mean
-    _plot_mistakes(run_dir / "mistakes.png", images, truth, probs, classes)
+    _plot_mistakes(out / "mistakes.png", images, truth, probs, classes)
     return record
 
 
@@ -235,16 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "overrides", nargs="*", help="data=NAME, backend=NAME and dotted keys, e.g. data.root=DIR"
     )
+    parser.add_argument("--out", type=Path, help="the folder to write into (default: see above)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        record = evaluate_run(args.run_dir, args.overrides)
+        out = args.out or output_dir(args.run_dir, args.overrides)
+        record = evaluate_run(args.run_dir, args.overrides, out)
     except GpucnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
         f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
-        f"{record['test_images']} images: {args.run_dir / 'evaluation.json'}, confusion.png, "
-        "mistakes.png"
+        f"{record['test_images']} images: "
+        f"{out / 'evaluation.json'}, confusion.png, mistakes.png"
     )
     return 0

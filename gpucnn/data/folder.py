@@ -12,7 +12,8 @@ names it, and listed in RawData.skipped: one bad file among thousands neither st
 goes unnoticed. A class left without images is an error.
 
 The test split, when there is no test/ folder, is drawn with ``split_seed``, not the training
-seed, so that every seed of a sweep is tested on the same images. The decoded set is cached in
+seed, so that every seed of a sweep is tested on the same images; ``test_fraction=1`` makes
+every image a test image (to evaluate a trained model on a new folder). The decoded set is cached in
 ``<cache>/folders/`` (gpucnn.data.sources.cache_root), keyed by the settings and every file's
 path, size and modification time: a second run reads one file, and any change to the images
 decodes them again.
@@ -96,8 +97,8 @@ def check_settings(channels: int, image_size: int, fit: str, test_fraction: floa
         raise ConfigError(f"image_size={image_size!r} must be a positive integer", "image_size")
     if fit not in FITS:
         raise ConfigError(f"fit={fit!r}: choose {' or '.join(FITS)}", "fit")
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"test_fraction={test_fraction} must be in (0, 1)", "test_fraction")
+    if not 0 < test_fraction <= 1:
+        raise ConfigError(f"test_fraction={test_fraction} must be in (0, 1]", "test_fraction")
 
 
 def _parts(root: Path) -> dict[int, Path]:
