@@ -193,6 +193,10 @@ def test_binary_task_labels_and_preprocessing():
     assert abs(float(inner.mean())) < 1e-3 and abs(float(inner.std()) - 1) < 1e-3
     # The padding is the background (raw 0).
     assert np.allclose(data.train.x[:, :, :2, :], -data.mean[0] / data.std[0])
+    low, high = data.value_range  # what new images are checked against
+    scaled = data.train.x * data.std[0] + data.mean[0]
+    assert low == pytest.approx(float(scaled.min()), abs=1e-6) and low >= 0
+    assert high == pytest.approx(float(scaled.max()), abs=1e-6) and high <= 1
 
 
 def test_a_trained_models_normalisation_is_used_when_given():
@@ -201,6 +205,7 @@ def test_a_trained_models_normalisation_is_used_when_given():
     given = (0.25, 0.5)
     data = prepare(raw, limit_train=300, limit_test=50, seed=2, normalisation=([0.25], [0.5]))
     assert (data.mean, data.std) == ((0.25,), (0.5,)) and own.mean != data.mean
+    assert data.value_range is None  # evaluated images are checked against the run's range
     for mine, theirs in ((data.test.x, own.test.x), (data.train.x, own.train.x)):
         images = theirs * own.std[0] + own.mean[0]  # the same images, before normalising
         assert np.allclose(mine, (images - given[0]) / given[1], atol=1e-5)

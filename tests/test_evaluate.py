@@ -59,6 +59,14 @@ def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     assert [r["label"] for r in from_array] == expected
     lines = tool("predict", run_dir, files[0]).stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{files[0]}\t")
+    np.save(tmp_path / "scaled.npy", raw / np.float32(255))  # floats as training saw them
+    from_floats = predict.predict_files(run_dir, [tmp_path / "scaled.npy"])
+    assert [r["label"] for r in from_floats] == expected
+    np.save(tmp_path / "bytes_as_floats.npy", raw.astype(np.float32))
+    proc = tool("predict", run_dir, tmp_path / "bytes_as_floats.npy")
+    assert proc.returncode == 2
+    assert "values from 0 to 255, but the run's training images were 0 to 1" in proc.stderr
+    assert "floats of 0-255? divide them by 255, or give uint8 images" in proc.stderr
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
@@ -148,6 +156,14 @@ def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
     assert three.returncode == 2
     assert "trained on 10 classes (T-shirt/top, Trouser," in three.stderr
     assert "but data arrays has 3 (0, 1, 2): evaluate it on data with the same" in three.stderr
+    floats = {
+        k: v.astype(np.float32) if k.startswith("x") else v
+        for k, v in np.load(tmp_path / "10.npz").items()
+    }
+    np.savez(tmp_path / "floats.npz", **floats)  # the same images, as floats of 0-255
+    unscaled = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / 'floats.npz'}")
+    assert unscaled.returncode == 2
+    assert "the test images of data arrays: values from 0 to 255, but the run's" in unscaled.stderr
     ten = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / '10.npz'}")
     assert ten.returncode == 0, ten.stderr
     assert "are not named as the run's (T-shirt/top," in ten.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpucnn.data import arrays, folder, prepare, read_image
+from gpucnn.data import arrays, check_scale, folder, prepare, read_image
 from gpucnn.errors import ConfigError, DataError
 
 from .helpers import app, tool
@@ -177,6 +177,18 @@ def test_a_class_none_of_whose_images_reads_is_an_error(tmp_path):
         path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="no image of class square could be read"):
         folder.load(root, progress=False)
+
+
+def test_images_on_another_scale_than_trainings_are_refused():
+    rng = np.random.default_rng(5)
+    z_scores = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)  # floats: used as they are
+    check_scale(z_scores, (-3.0, 3.0), "near")  # within the range's width beyond it
+    with pytest.raises(DataError, match="far: values from .* give them on the training"):
+        check_scale(z_scores * 100, (-3.0, 3.0), "far")
+    image = rng.integers(0, 256, (2, 1, 8, 8), dtype=np.uint8)
+    check_scale(image, (0.0, 1.0), "bytes")  # scaled to 0-1, as in training
+    with pytest.raises(DataError, match="floats of 0-255"):
+        check_scale(image.astype(np.float32), (0.0, 1.0), "floats")
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .. import backend
+from .. import backend, data
 from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
@@ -151,6 +151,11 @@ def evaluate_run(
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(run_dir / "model.npz")
     loss, test = for_outputs(splits.n_outputs), splits.test
+    per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
+    std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
+    images = backend.to_host(test.x) * std + mean
+    if summary.get("value_range"):  # runs of older versions lack it
+        data.check_scale(images, summary["value_range"], f"the test images of data {cfg.data.name}")
     test_loss, accuracy, probs = evaluate_and_predict(
         model, loss, test.x, test.y, cfg.train.eval_batch_size
     )
@@ -171,9 +176,6 @@ def evaluate_run(
     }
     write_json(out / "evaluation.json", record)
     _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
-    per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
-    std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
-    images = backend.to_host(test.x) * std + mean
     _plot_mistakes(out / "mistakes.png", images, truth, probs, classes)
     return record
 

@@ -363,6 +363,7 @@ def _describe_data(splits: data.Prepared) -> dict[str, Any]:
         "image_shape": list(splits.image_shape),  # (C, H, W) before padding
         "input_shape": list(splits.input_shape),
         "normalisation": {"mean": list(splits.mean), "std": list(splits.std)},
+        "value_range": list(splits.value_range),  # new images are checked against it
         "skipped_files": list(splits.skipped),
     }
 

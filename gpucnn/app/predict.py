@@ -93,11 +93,14 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    named = [
-        item
-        for path in image_files(paths)
-        for item in read_images(path, summary["image_shape"], cfg.data.fit)
-    ]
+    named = []
+    for path in image_files(paths):
+        images = read_images(path, summary["image_shape"], cfg.data.fit)
+        if summary.get("value_range"):  # runs of older versions lack it
+            data.check_scale(
+                np.stack([image for _, image in images]), summary["value_range"], str(path)
+            )
+        named += images
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
     classes, norm = summary["classes"], summary["normalisation"]
     n_outputs = 1 if cfg.data.task == "binary" else len(classes)

@@ -4,7 +4,7 @@ device-resident batches."""
 from . import arrays, folder
 from .batches import Batches, epoch_order
 from .images import read_image
-from .prepare import Prepared, Split, describe, gaps, prepare, preprocess
+from .prepare import Prepared, Split, check_scale, describe, gaps, prepare, preprocess
 from .raw import RawData
 from .sources import NAMES, load
 
@@ -15,6 +15,7 @@ __all__ = [
     "RawData",
     "Split",
     "arrays",
+    "check_scale",
     "describe",
     "epoch_order",
     "folder",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend, memory
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .sources import RawData
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Prepared:
     std: tuple[float, ...]
     balance: dict[str, list[int]]  # examples per label in each split
     image_shape: tuple[int, int, int]  # (C, H, W) of the images before padding
+    value_range: tuple[float, float] | None = None  # (min, max) of the scaled training images
     skipped: tuple[str, ...] = ()  # files the source could not read, each with why
 
     @property
@@ -151,6 +152,29 @@ def _scaled(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
+def check_scale(images: np.ndarray, value_range: Sequence[float], name: str) -> None:
+    """DataError if ``images`` (N, C, H, W), scaled as in training, reach beyond the training
+    images' ``value_range`` (min, max) by more than its width: images on another scale (floats
+    of 0-255 for a model trained on uint8 images, which became 0-1) would be classified as
+    noise, without a word."""
+    low, high = value_range
+    width = high - low
+    x = _scaled(images)
+    found_low, found_high = round(float(x.min()), 4), round(float(x.max()), 4)
+    if low - width <= found_low and found_high <= high + width:
+        return
+    hint = (
+        "floats of 0-255? divide them by 255, or give uint8 images"
+        if found_high > 2 and high <= 1
+        else "give them on the training images' scale"
+    )
+    raise DataError(
+        f"{name}: values from {found_low:g} to {found_high:g}, but the run's training images "
+        f"were {low:g} to {high:g} (uint8 images are scaled to 0-1, floats used as they are): "
+        f"{hint}"
+    )
+
+
 def preprocess(
     images: np.ndarray, pad_to: int | None, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:
@@ -205,6 +229,7 @@ def prepare(
         argument="pad_to",
     )
 
+    value_range = None  # what new images are checked against: training's, not these
     if normalisation is not None:
         mean, std = (tuple(float(v) for v in values) for values in normalisation)
         if len(mean) != raw.image_shape[0]:
@@ -217,6 +242,7 @@ def prepare(
         train_x = _scaled(x_train[train_idx])
         mean = tuple(float(m) for m in train_x.mean(axis=(0, 2, 3), dtype=np.float64))
         std = tuple(float(s) for s in train_x.std(axis=(0, 2, 3), dtype=np.float64))
+        value_range = (float(train_x.min()), float(train_x.max()))
     if min(std) == 0:
         raise ConfigError(
             f"the training images hold one value in channel {std.index(0)}: nothing to learn"
@@ -248,6 +274,7 @@ def prepare(
         std=std,
         balance=balance,
         image_shape=raw.image_shape,
+        value_range=value_range,
         skipped=raw.skipped,
     )
 
