@@ -398,3 +398,18 @@ def test_the_seconds_per_epoch_of_two_epochs_are_the_faster_ones(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["epoch_seconds"]) == 2
     assert summary["seconds_per_epoch"] == min(summary["epoch_seconds"])
+
+
+def test_a_regular_install_holds_every_package():
+    """pyproject lists the packages by name: one left out is missing from a regular (not
+    editable) install, while the tests, run from the checkout, still find it."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for top in ("gpucnn", "hydra_plugins")
+        for init in (root / top).rglob("__init__.py")
+    }
+    assert found <= set(listed), "add these to pyproject's packages"

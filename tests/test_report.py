@@ -114,7 +114,7 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
             "config": {"model": {"filter_size": k}},
         }
         _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
-    blocks = report.architecture(report.collect([tmp_path / "sweep"]), tmp_path)
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
     _, header, rows = next(b for b in blocks if b[0] == "table")
     cells = [dict(zip(header, row)) for row in rows]
     assert [c["multiply-adds"] for c in cells] == ["", ""]
@@ -194,11 +194,13 @@ def test_interval_bands_stay_within_what_the_values_can_be(tmp_path):
     from gpucnn.app.results import pyplot
 
     runs = [
-        report.Run(tmp_path, {}, [{"epoch": e, "val_accuracy": a} for e, a in enumerate(accs, 1)])
+        report.runs.Run(
+            tmp_path, {}, [{"epoch": e, "val_accuracy": a} for e, a in enumerate(accs, 1)]
+        )
         for accs in ([0.3, 0.6], [0.9, 0.99])
     ]
     fig, ax = pyplot().subplots()
-    report._mean_with_band(ax, runs, "val_accuracy", "two seeds", (0, 1))
+    report.activations._mean_with_band(ax, runs, "val_accuracy", "two seeds", (0, 1))
     (band,) = ax.collections
     heights = band.get_paths()[0].vertices[:, 1]
     assert heights.min() == 0 and heights.max() == 1  # the t interval of 2 runs passes both
@@ -212,7 +214,7 @@ def test_a_run_named_twice_counts_once(tmp_path):
         summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "seed": job}
         _job(tmp_path / "sweep", job, [f"train.seed={job}"], json.dumps(summary))
     sweep = tmp_path / "sweep"
-    runs = report.collect([sweep, sweep / "0", tmp_path / "." / "sweep"])
+    runs = report.runs.collect([sweep, sweep / "0", tmp_path / "." / "sweep"])
     assert sorted(r.path.name for r in runs) == ["0", "1"]
 
 
@@ -228,7 +230,7 @@ def test_runs_of_the_same_settings_and_seed_count_once(tmp_path):
             _job(tmp_path / sweep, seed, [f"train.seed={seed}"], json.dumps(summary))
     os.utime(tmp_path / "cut" / "0" / "summary.json", (time.time() + 60,) * 2)  # newest
     sweeps = [tmp_path / name for name in ("first", "again", "cut")]
-    runs, repeats = report.distinct(report.collect(sweeps))
+    runs, repeats = report.runs.distinct(report.runs.collect(sweeps))
     assert len(runs) == 2 and len(repeats) == 4
     assert all(r.summary["status"] == "ok" for r in runs)  # a finished one is kept
     proc = tool("report", tmp_path / "first", tmp_path / "again", "--out", tmp_path / "r")
@@ -255,7 +257,7 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
                            "seconds_per_epoch": 0.1, "seed": seed, "config": config}  # fmt: skip
                 _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
                 job += 1
-    blocks = report.architecture(report.collect([tmp_path / "sweep"]), tmp_path)
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
     _, header, _ = next(b for b in blocks if b[0] == "table")
     assert header[1:3] == ["model.filter_size", "optimizer.lr"]
     sentences = next(b[1] for b in blocks if b[0] == "list")

@@ -1,0 +1,236 @@
+"""The report's first question: ReLU or sigmoid in the conv blocks? Gradient norm by layer
+depth, loss and accuracy curves, sparsity and saturation, time per step, and a conclusion in
+words made from the numbers (from runs with diagnostics.enabled=true)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from matplotlib.ticker import MaxNLocator
+
+from ..document import Block
+from ..results import counted, pyplot, save_figure
+from ..stats import estimate
+from .runs import Run, accuracy_text
+
+
+def _first_epoch(run: Run, column: str, kinds: tuple[str, ...]) -> list[float]:
+    """``column`` of the layers of ``kinds`` in epoch 1, in depth order."""
+    return [
+        r[column]
+        for r in run.diagnostics
+        if r["epoch"] == 1 and r["kind"] in kinds and r[column] is not None
+    ]
+
+
+def _last_epoch(run: Run) -> list[dict[str, Any]]:
+    last = max(r["epoch"] for r in run.diagnostics)
+    return [r for r in run.diagnostics if r["epoch"] == last]
+
+
+def _conv_activations(run: Run) -> list[dict[str, Any]]:
+    """Last-epoch rows of the activations that follow a conv layer, in depth order."""
+    rows = {int(r["layer_index"]): r for r in _last_epoch(run)}
+    return [rows[i + 1] for i, r in sorted(rows.items()) if r["kind"] == "Conv" and i + 1 in rows]
+
+
+def section(runs: list[Run], out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "1. ReLU or sigmoid in the convolutional blocks?")]
+    diag = [r for r in runs if r.diagnostics and r.summary.get("status") == "ok"]
+    if not diag:
+        return blocks + [
+            (
+                "p",
+                "No run here has diagnostics. Run `python -m gpucnn.run -m "
+                "experiment=relu_vs_sigmoid` and pass its sweep directory.",
+            )
+        ]
+    diag.sort(key=lambda r: (r.conv_layers, r.model_cfg.get("activation", "")))
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    groups = _by_label(diag)
+    for label, group in groups.items():
+        norms = _mean_by_position(
+            [_first_epoch(r, "grad_norm_W", ("Conv", "Dense")) for r in group]
+        )
+        style = "-o" if group[0].model_cfg.get("activation") == "relu" else "--s"
+        ax.plot(range(1, len(norms) + 1), norms, style, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("parameter layer, from the input (convolutions first, then dense)")
+    ax.set_ylabel("weight gradient L2 norm, epoch 1 mean (log scale)")
+    ax.set_title("Gradient norm by layer depth")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    save_figure(fig, out / "gradient_norms.png")
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for label, group in _by_label(diag).items():
+        for ax, column, bounds in ((ax_loss, "val_loss", (0, math.inf)),
+                                   (ax_acc, "val_accuracy", (0, 1))):  # fmt: skip
+            _mean_with_band(ax, group, column, label, bounds)
+    for ax, what in (
+        (ax_loss, "validation loss (cross-entropy)"),
+        (ax_acc, "validation accuracy (fraction)"),
+    ):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what + ", mean over seeds")
+        ax.set_title(what.split(" (")[0].capitalize() + " by epoch (band: 95% interval)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, out / "curves.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    panels = (
+        (
+            axes[0],
+            "zero_fraction",
+            ("relu",),
+            "Sparsity: exact zeros after ReLU",
+            "fraction of activations exactly 0",
+        ),
+        (
+            axes[1],
+            "saturated_fraction",
+            ("sigmoid", "tanh"),
+            "Saturation: sigmoid < 0.01 or > 0.99, tanh beyond +-0.99",
+            "fraction saturated",
+        ),
+    )
+    for ax, column, names, title, ylabel in panels:
+        shown = [(k, g) for k, g in groups.items() if g[0].model_cfg.get("activation") in names]
+        width = 0.8 / max(len(shown), 1)
+        top = 0.0
+        for k, (label, group) in enumerate(shown):
+            values = _mean_by_position(
+                [[a[column] or 0 for a in _conv_activations(r)] for r in group]
+            )
+            xs = [i + 1 + (k - (len(shown) - 1) / 2) * width for i in range(len(values))]
+            ax.bar(xs, values, width, label=label)
+            top = max([top, *values])
+        ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("conv block, from the input")
+        ax.set_ylabel(ylabel + " (last epoch)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if shown:
+            ax.legend(fontsize=8)
+        if shown and top == 0:  # bars of height 0 draw nothing: say why the panel is empty
+            ax.text(0.5, 0.5, "0 in every block", transform=ax.transAxes, ha="center",
+                    color="0.4")  # fmt: skip
+    save_figure(fig, out / "sparsity_saturation.png")
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    kinds = ("Conv", "relu", "sigmoid", "MaxPool", "Dense")
+    bottom = [0.0] * len(groups)
+    for kind in kinds:
+        ms = [
+            statistics.mean(
+                sum(
+                    (r["forward_ms"] or 0) + (r["backward_ms"] or 0)
+                    for r in _last_epoch(run)
+                    if r["kind"] == kind
+                )
+                for run in group
+            )
+            for group in groups.values()
+        ]
+        if any(ms):
+            ax.bar(list(groups), ms, bottom=bottom, label=kind)
+            bottom = [b + m for b, m in zip(bottom, ms)]
+    ax.set_ylabel("milliseconds per instrumented step (forward + backward)")
+    ax.set_title("Time per training step by layer type")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(fontsize=8)
+    save_figure(fig, out / "step_time.png")
+
+    blocks += [("p", line) for line in _activation_findings(diag)]
+    blocks += [
+        ("img", "gradient_norms.png", "Gradient norm of each layer's weights, by depth"),
+        ("img", "curves.png", "Validation loss and accuracy by epoch"),
+        ("img", "sparsity_saturation.png", "Sparsity and saturation after each conv block"),
+        ("img", "step_time.png", "Time per step by layer type"),
+    ]
+    return blocks
+
+
+def _by_label(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs of each setting (activation and depth), its seeds together, in order."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.label].append(run)
+    return groups
+
+
+def _mean_by_position(lists: list[list[float]]) -> list[float]:
+    """The element-wise mean of equally long lists (one per seed of a setting)."""
+    return [statistics.mean(values) for values in zip(*lists)]
+
+
+def _mean_with_band(
+    ax: Any, runs: list[Run], column: str, label: str, bounds: tuple[float, float]
+) -> None:
+    """``column`` by epoch: the mean over ``runs`` as a line, its 95% interval as a band, cut
+    to the ``bounds`` the column's values lie in (an interval of few seeds can pass them)."""
+    epochs = sorted({m["epoch"] for run in runs for m in run.metrics})
+    fits = [
+        estimate([m[column] for run in runs for m in run.metrics if m["epoch"] == e])
+        for e in epochs
+    ]
+    (line,) = ax.plot(epochs, [f.mean for f in fits], "-o", markersize=3,
+                      label=f"{label} ({counted(len(runs), 'run')})")  # fmt: skip
+    if len(runs) > 1:
+        low, high = bounds
+        ax.fill_between(epochs, [max(f.low, low) for f in fits], [min(f.high, high) for f in fits],
+                        color=line.get_color(), alpha=0.2)  # fmt: skip
+
+
+def _activation_findings(runs: list[Run]) -> list[str]:
+    """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers (means
+    over the seeds of each)."""
+    by_depth: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_depth[run.conv_layers][run.model_cfg.get("activation")].append(run)
+    lines = []
+    for depth, pair in sorted(by_depth.items()):
+        if not {"relu", "sigmoid"} <= pair.keys():
+            continue
+        relu, sig = pair["relu"], pair["sigmoid"]
+        mean = statistics.mean
+        g_relu = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in relu)
+        g_sig = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in sig)
+        ratio = g_relu / g_sig if g_sig else math.inf
+        relation = (
+            f"{ratio:.0f}x smaller"
+            if ratio >= 1.5
+            else f"{1 / ratio:.1f}x larger"
+            if ratio < 1 / 1.5
+            else "about the same"
+        )
+        zeros = mean(a["zero_fraction"] for r in relu for a in _conv_activations(r))
+        saturation = mean(a["saturated_fraction"] for r in sig for a in _conv_activations(r))
+        t_relu = mean(r.summary.get("seconds_per_epoch", math.nan) for r in relu)
+        t_sig = mean(r.summary.get("seconds_per_epoch", math.nan) for r in sig)
+        if saturation >= 0.01:
+            why = (
+                f"sigmoid keeps {saturation:.1%} of them saturated, where its gradient all "
+                "but vanishes"
+            )
+        else:
+            why = (
+                f"sigmoid's units are rarely saturated ({saturation:.1%}), so the shrinking "
+                "comes from its derivative's ceiling of 0.25, compounding block after block"
+            )
+        lines.append(
+            f"**{depth} conv layers.** The first conv layer's weight gradient is {relation} "
+            f"with sigmoid than with ReLU ({g_sig:.2e} against {g_relu:.2e}, epoch 1). "
+            f"Test accuracy: ReLU {accuracy_text(relu)}, sigmoid {accuracy_text(sig)}. "
+            f"ReLU leaves {zeros:.0%} of the conv activations at exactly 0 (sparse); {why}. "
+            f"An epoch took {t_relu:.2f} s with ReLU and {t_sig:.2f} s with sigmoid."
+        )
+    return lines or ["No ReLU and sigmoid runs of the same depth to compare."]

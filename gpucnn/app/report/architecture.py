@@ -1,0 +1,166 @@
+"""The report's second question: which filter size, channels and pool size? The runs side by
+side, accuracy against weights, multiply-adds per image and seconds per epoch, the effect of
+each setting across the rest with its 95% interval (gpucnn.app.effects: a difference is
+claimed only when the interval excludes zero), and the best setting on average with its cost."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ..document import Block
+from ..effects import effects, ordered
+from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure
+from ..stats import estimate
+from .runs import Run, accuracy_text
+
+
+def _short(key: str) -> str:
+    """A setting's name in sentences and labels: ``filter_size`` for model.filter_size."""
+    return key.removeprefix("model.")
+
+
+def _varying(runs: list[Run]) -> list[str]:
+    """The settings whose values differ between ``runs``: the model's first, then the rest."""
+    keys = sorted({k for run in runs for k in run.settings}, key=lambda k: (_short(k) == k, k))
+    return [k for k in keys if len({str(run.settings.get(k)) for run in runs}) > 1]
+
+
+def section(runs: list[Run], out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
+    done = [
+        r
+        for r in runs
+        if r.summary.get("status") == "ok" and finite(r.summary.get("test_accuracy"))
+    ]
+    keys = _varying(done)
+    advice = "run a sweep, e.g. `python -m gpucnn.run -m experiment=filter_pool_sweep`."
+    if len(done) < 2:
+        return blocks + [("p", f"Fewer than two finished runs: {advice}")]
+    if not keys:  # seeds only
+        return blocks + [("p", f"The {len(done)} finished runs share one setting: {advice}")]
+    done.sort(key=lambda r: -r.summary["test_accuracy"])
+    header = ["run", *keys, "test accuracy", "weights"]
+    header += ["multiply-adds", "s / epoch"]
+    rows = [
+        [
+            r.path.name,
+            *[str(r.settings.get(k)) for k in keys],
+            f"{r.summary['test_accuracy']:.4f}",
+            f"{r.summary['weights']:,}",
+            _count(r.summary.get("multiply_adds")),
+            f"{r.summary['seconds_per_epoch']:.2f}",
+        ]
+        for r in done
+    ]
+    blocks.append(("table", header, rows))
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
+    legend = " / ".join(map(_short, keys))
+    for ax, (x_key, x_label) in zip(axes, COSTS):
+        shown = [r for r in done if finite(r.summary.get(x_key))]  # older runs lack some
+        xs = [r.summary[x_key] for r in shown]
+        accuracies = [r.summary["test_accuracy"] for r in shown]
+        ax.scatter(xs, accuracies, label=f"a run, labelled {legend}")
+        for r in shown:
+            tag = " / ".join(str(r.settings.get(k)).replace(" ", "") for k in keys)
+            ax.annotate(
+                tag,
+                (r.summary[x_key], r.summary["test_accuracy"]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
+        cost_axis(ax, xs, x_label)
+        ax.set_ylabel("test accuracy (fraction)")
+        ax.set_title(f"Accuracy against {x_label}")
+        ax.grid(alpha=0.3)
+        if shown:
+            ax.legend(fontsize=8, loc="best")
+        else:
+            not_recorded(ax)
+    fig.tight_layout()
+    save_figure(fig, out / "accuracy_vs_cost.png")
+
+    records = [
+        {
+            "settings": {_short(k): r.settings.get(k) for k in keys},
+            "seed": r.seed,
+            "accuracy": r.summary["test_accuracy"],
+        }
+        for r in done
+    ]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    sentences = []
+    for ax, full in zip(axes[0], keys):
+        key = _short(full)
+        levels: dict[str, list[float]] = defaultdict(list)
+        for rec in records:
+            levels[str(rec["settings"][key])].append(rec["accuracy"])
+        values = ordered(set(levels))
+        fits = [estimate(levels[v]) for v in values]
+        bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
+        ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
+               label="mean over the other settings and seeds, 95% interval")  # fmt: skip
+        ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
+        ax.set_xlabel(full)
+        ax.set_ylabel("test accuracy (fraction)")
+        ax.set_title(f"Effect of {key}")
+        ax.legend(fontsize=8)
+        sentences += [e.sentence() for e in effects(records, key)]
+    save_figure(fig, out / "effects.png")
+
+    best, cheapest = _best_setting(done, keys)
+    macs = best[0].summary.get("multiply_adds")
+    costs = [f"{best[0].summary['weights']:,} weights"]
+    costs += [f"{macs:,} multiply-adds per image"] if finite(macs) else []  # older runs: none
+    seconds = statistics.mean(r.summary["seconds_per_epoch"] for r in best)
+    text = (
+        f"Best on average: {_setting(best, keys)} with test accuracy {accuracy_text(best)}, "
+        f"{', '.join(costs)} and {seconds:.2f} s per epoch."
+    )
+    if cheapest is not best:
+        text += (
+            f" Within one point of it, {_setting(cheapest, keys)} ({accuracy_text(cheapest)}) "
+            f"needs only {cheapest[0].summary['weights']:,} weights."
+        )
+    blocks += [
+        ("p", text),
+        (
+            "p",
+            "Each setting against its first value, on runs that agree in everything else "
+            "(the other settings and the seed), in accuracy points:",
+        ),  # fmt: skip
+        ("list", sentences or ["No pairs of runs that differ in one setting only."]),
+        ("img", "accuracy_vs_cost.png", "Test accuracy against weights, arithmetic and time"),
+        ("img", "effects.png", "Effect of each setting, over the others, with 95% intervals"),
+    ]
+    return blocks
+
+
+def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run]]:
+    """The runs of the setting with the best mean test accuracy, and the runs of the cheapest
+    setting (fewest weights) whose mean is within one point of it."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for r in done:
+        groups[tuple(str(r.settings.get(k)) for k in keys)].append(r)
+
+    def mean(runs: list[Run]) -> float:
+        return statistics.mean(r.summary["test_accuracy"] for r in runs)
+
+    best = max(groups.values(), key=mean)
+    close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
+    return best, min(close, key=lambda g: g[0].summary["weights"])
+
+
+def _count(value: Any) -> str:
+    """A count with thousands separators; blank where a run did not record it."""
+    return f"{value:,}" if finite(value) else ""
+
+
+def _setting(runs: list[Run], keys: list[str]) -> str:
+    """``filter_size=5, pool_size=2``: the setting that ``runs`` share."""
+    return ", ".join(f"{_short(k)}={runs[0].settings.get(k)}" for k in keys)

@@ -1,0 +1,152 @@
+"""The runs a report reads: each run directory's summary, metrics and diagnostics, its
+settings and seed, and which runs count (one per setting and seed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ..diagnostics import COLUMNS as DIAGNOSTICS
+from ..groups import SEED
+from ..results import METRICS, flat, read_summary, run_dirs
+from ..rundir import identity
+from ..stats import estimate
+
+# Config keys that change how a run is shown, saved, spread over cores or where its data is
+# read from, not what it trains: runs that differ only in these are the same setting.
+INERT = ("train.progress", "train.threads", "train.micro_batch", "train.eval_batch_size",
+         "train.save_model", "train.checkpoint_every_steps", "diagnostics.", "data.root",
+         "data.download", "data.url")  # fmt: skip
+
+
+@dataclass
+class Run:
+    """One run directory's results."""
+
+    path: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # why a CSV of the run was left out
+
+    @property
+    def model_cfg(self) -> dict[str, Any]:
+        return self.summary.get("config", {}).get("model", {})
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's config as dotted keys (``model.filter_size``, ``optimizer.lr``), but
+        those that do not make a run what it is (rundir.identity)."""
+        return flat(identity(self.summary.get("config") or {}))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the run trained: its config but the seed and the INERT keys."""
+        return {k: v for k, v in self.config.items() if k != SEED and not k.startswith(INERT)}
+
+    @property
+    def seed(self) -> Any:
+        return self.config.get(SEED, self.summary.get("seed"))
+
+    @property
+    def conv_layers(self) -> int:
+        return sum(
+            1 for layer in self.summary.get("layers", []) if layer["layer"].startswith("Conv")
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_cfg.get('activation', '?')}, {self.conv_layers} conv layers"
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], text: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a run's CSV with ``columns``, numbers as floats (empty cells None, the
+    ``text`` columns as they are); [] if there is none. ValueError, naming the file and line,
+    if it is damaged: not text, a column missing, a row cut short or too long, a number
+    unreadable."""
+    if not path.is_file():
+        return []
+    rows: list[dict] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        try:
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"no column {', '.join(missing)}")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"line {reader.line_num}: {len(columns)} fields expected")
+                try:
+                    rows.append({k: v if k in text else _number(v) for k, v in row.items()})
+                except ValueError as exc:
+                    raise ValueError(f"line {reader.line_num}: {exc}") from None
+        except csv.Error as exc:  # raised while reading the line after line_num
+            raise ValueError(f"{path}: line {reader.line_num + 1}: {exc}") from None
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise ValueError(f"{path}: {exc}") from None
+    return rows
+
+
+def _number(value: str) -> float | None:
+    return float(value) if value != "" else None
+
+
+def collect(paths: list[Path]) -> list[Run]:
+    """The runs in ``paths``: each a run directory, or a sweep directory holding them; a run
+    named twice (a sweep and one of its jobs, say) counts once. A damaged CSV is left out of
+    its run, and the run says why (``damaged``)."""
+    runs, seen = [], set()
+    for path in paths:
+        for run_dir in run_dirs(path):
+            summary = read_summary(run_dir)
+            if summary is None or run_dir.resolve() in seen:
+                continue
+            seen.add(run_dir.resolve())
+            run = Run(run_dir, summary)
+            for name, columns, text in (
+                ("metrics", METRICS, ()),
+                ("diagnostics", tuple(DIAGNOSTICS), ("layer", "kind")),
+            ):
+                try:
+                    setattr(run, name, _read_csv(run_dir / f"{name}.csv", columns, text))
+                except (OSError, ValueError) as exc:
+                    run.damaged.append(str(exc))
+            runs.append(run)
+    return runs
+
+
+def distinct(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(runs, repeats): of runs with the same settings and seed, which train the same network
+    (a sweep run twice, say), one is kept: the newest finished one, else the newest. Counted
+    as separate seeds, repeats would narrow every interval without adding information."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        same = [run.settings, run.seed]
+        key = json.dumps(same, sort_keys=True, default=str) if run.settings else str(run.path)
+        groups[key].append(run)
+    kept, repeats = [], []
+    for group in groups.values():
+        best = max(group, key=lambda r: (r.summary.get("status") == "ok", _mtime(r.path)))
+        kept.append(best)
+        repeats += [r for r in group if r is not best]
+    return [r for r in runs if r in kept], repeats
+
+
+def _mtime(run_dir: Path) -> float:
+    try:
+        return (run_dir / "summary.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def accuracy_text(runs: list[Run]) -> str:
+    """``0.842 ± 0.010 (95% interval, 3 seeds)``, or the one run's accuracy."""
+    e = estimate([r.summary["test_accuracy"] for r in runs])
+    if e.n < 2:
+        return f"{e.mean:.3f} (one run)"
+    return f"{e.mean:.3f} ± {e.half_width:.3f} (95% interval, {e.n} seeds)"
