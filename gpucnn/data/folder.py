@@ -13,10 +13,10 @@ goes unnoticed. A class left without images is an error.
 
 The test split, when there is no test/ folder, is drawn with ``split_seed``, not the training
 seed, so that every seed of a sweep is tested on the same images; ``test_fraction=1`` makes
-every image a test image (to evaluate a trained model on a new folder). The decoded set is cached in
-``<cache>/folders/`` (gpucnn.data.sources.cache_root), keyed by the settings and every file's
-path, size and modification time: a second run reads one file, and any change to the images
-decodes them again.
+every image a test image (to evaluate a trained model on a new folder). The decoded set is
+cached in ``<cache>/folders/`` (gpucnn.data.sources.cache_root), keyed by the settings and
+every file's path, size and modification time: a second run reads one file, and any change to
+the images decodes them again.
 """
 
 from __future__ import annotations
