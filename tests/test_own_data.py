@@ -179,6 +179,23 @@ def test_a_class_none_of_whose_images_reads_is_an_error(tmp_path):
         folder.load(root, progress=False)
 
 
+def test_train_and_val_folders_are_the_splits_not_two_classes(tmp_path, caplog):
+    root = tmp_path / "root"
+    image_folder(root / "train", per_class=5, names=("disc", "square"))
+    image_folder(root / "val", per_class=2, names=("disc", "square"), seed=1)
+    with caplog.at_level("INFO"):
+        raw = folder.load(root, progress=False)
+    assert raw.classes == ("disc", "square")  # not ("train", "val")
+    assert len(raw.y_train) == 10 and len(raw.y_test) == 4
+    assert "val/ is the test split" in caplog.text
+    image_folder(root / "test", per_class=3, names=("disc", "square"), seed=2)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        raw = folder.load(root, progress=False)
+    assert len(raw.y_train) == 10 and len(raw.y_test) == 6  # test/ when there is one
+    assert f"{root / 'val'} is not read: the validation images are drawn from" in caplog.text
+
+
 def test_images_on_another_scale_than_trainings_are_refused():
     rng = np.random.default_rng(5)
     z_scores = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)  # floats: used as they are

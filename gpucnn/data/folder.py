@@ -2,7 +2,7 @@
 
     root/<class>/<image>              split here into train and test (seeded, stratified)
     root/train/<class>/<image>        or already split, when root holds train/ and test/
-    root/test/<class>/<image>
+    root/test/<class>/<image>         (or train/ and val/, valid/ or validation/: the test split)
 
 Classes are the class folders' names, sorted; images are found at any depth below them by their
 suffix (gpucnn.data.images.SUFFIXES); other files and hidden ones are ignored. Each image is
@@ -42,6 +42,7 @@ from .sources import cache_root
 log = logging.getLogger(__name__)
 
 TRAIN, TEST, UNSPLIT = 0, 1, 2
+VAL_FOLDERS = ("val", "valid", "validation")  # beside train/, the held-out images
 SHOWN = 5  # file names given as examples in a log line
 
 
@@ -65,7 +66,8 @@ def load(
     image_size) images and their labels; see the module docstring."""
     check_settings(channels, image_size, fit, test_fraction)
     root = Path(root).expanduser()
-    entries, classes = _entries(root)
+    folders = _parts(root)
+    entries, classes = _entries(root, folders)
     settings = {"channels": channels, "image_size": image_size, "fit": fit}
     cache = _cache_path(root, entries, settings)
     found = _read_cache(cache, len(entries))
@@ -75,7 +77,7 @@ def load(
     x, kept, skipped = found
     labels = np.array([entries[i].label for i in kept], dtype=np.int64)
     parts = np.array([entries[i].part for i in kept])
-    _check_every_class_kept(entries, labels, parts, classes)
+    _check_every_class_kept(entries, labels, parts, classes, folders)
     if (parts == UNSPLIT).any():
         test, train = stratified_split(labels, test_fraction, np.random.default_rng(split_seed))
     else:
@@ -102,26 +104,39 @@ def check_settings(channels: int, image_size: int, fit: str, test_fraction: floa
 
 
 def _parts(root: Path) -> dict[int, Path]:
-    """The folders that hold class folders: train/ and test/, or ``root`` itself."""
+    """The folders that hold class folders: train/ and test/; train/ and val/ (or valid/,
+    validation/), the held-out images then being the test split; or ``root`` itself."""
     if not root.is_dir():
         raise DataError(
             f"{root} is not a directory: give the folder that holds one folder of images per class"
         )
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        return {TRAIN: root / "train", TEST: root / "test"}
-    return {UNSPLIT: root}
+    train, test = root / "train", root / "test"
+    val = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
+    if not train.is_dir() or not (test.is_dir() or val):
+        return {UNSPLIT: root}
+    if not test.is_dir():  # otherwise the two folders would be taken for two classes
+        log.info("%s has train/ and %s/: %s/ is the test split", root, val.name, val.name)
+        return {TRAIN: train, TEST: val}
+    if val:
+        log.warning(
+            "%s is not read: the validation images are drawn from train/ (data.val_fraction); "
+            "move its images into train/ or test/ to use them",
+            val,
+        )
+    return {TRAIN: train, TEST: test}
 
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _entries(root: Path) -> tuple[list[Entry], tuple[str, ...]]:
-    """Every image file with its label and part, and the class names (sorted folder names)."""
+def _entries(root: Path, parts: dict[int, Path]) -> tuple[list[Entry], tuple[str, ...]]:
+    """Every image file with its label and part, and the class names (sorted folder names);
+    ``parts``: the folders that hold the class folders (_parts)."""
     entries: list[Entry] = []
     classes: list[str] = []
     ignored: list[str] = []
-    for part, directory in _parts(root).items():
+    for part, directory in parts.items():
         folders = sorted(p for p in directory.iterdir() if p.is_dir() and _visible(p))
         if not folders:
             raise DataError(
@@ -260,14 +275,18 @@ def _decode(
 
 
 def _check_every_class_kept(
-    entries: list[Entry], labels: np.ndarray, parts: np.ndarray, classes: tuple[str, ...]
+    entries: list[Entry],
+    labels: np.ndarray,
+    parts: np.ndarray,
+    classes: tuple[str, ...],
+    folders: dict[int, Path],
 ) -> None:
-    """DataError naming the classes of a part (train/, test/ or the one folder) none of whose
-    images could be read."""
+    """DataError naming the classes of a part (``folders``: train/, test/ or the one folder)
+    none of whose images could be read."""
     for part in sorted({e.part for e in entries}):
         lost = sorted({e.label for e in entries if e.part == part} - set(labels[parts == part]))
         if lost:
-            where = {TRAIN: " in train/", TEST: " in test/", UNSPLIT: ""}[part]
+            where = "" if part == UNSPLIT else f" in {folders[part].name}/"
             raise DataError(
                 f"no image of class {', '.join(classes[k] for k in lost)}{where} could be read "
                 "(see the skipped files above): replace the unreadable files"
