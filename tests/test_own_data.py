@@ -273,6 +273,10 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         (lambda d: d.pop("y_test"), "lacks y_test"),
         (lambda d: d.update(y_train=d["y_train"] - 5), "train labels must be in 0..2, found -5"),
         (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
+        (
+            lambda d: d.update(y_train=d["y_train"] + 1, y_test=d["y_test"] + 1),
+            "the labels are 1, 2, 3, but without a classes array they must be numbered 0 .. K-1",
+        ),
         (lambda d: d.update(x_test=d["x_test"][:, :4]), "give both splits the same size"),
         (
             lambda d: d.update(x_train=d["x_train"].astype(np.int32)),

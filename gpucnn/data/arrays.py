@@ -3,7 +3,9 @@
 Images are uint8 (0-255, scaled to [0, 1] as the IDX sets are) or floats (used as they are),
 shaped (N, H, W), channels-last (N, H, W, C) as NumPy, Keras and Pillow keep them, or (N, C, H,
 W); C is found as the axis of at most 4. Labels are integers 0 .. K-1. An optional ``classes``
-array of K strings names them ("0", "1", ... otherwise). The file is read with
+array of K strings names them ("0", "1", ... otherwise, when every number up to the largest
+label must occur: labels 1 .. 10, say, are refused rather than trained as 11 classes of which
+class 0 never occurs). The file is read with
 ``allow_pickle=False``: it can hold numbers and strings, never code.
 """
 
@@ -75,8 +77,17 @@ def _classes(names: np.ndarray | None, arrays: dict[str, np.ndarray], path: Path
     """The class names: the file's ``classes``, or the labels' numbers."""
     if names is None:
         labels = [arrays[k] for k in ("train_labels", "test_labels") if arrays[k].size]
-        top = max((int(y.max()) for y in labels if y.dtype.kind in "ui"), default=0)
-        return tuple(str(k) for k in range(top + 1))
+        labels = [y for y in labels if y.dtype.kind in "ui"]  # others: checked() says so
+        found = np.unique(np.concatenate(labels)) if labels else np.zeros(1, dtype=np.int64)
+        if found.min() >= 0 and len(found) != found.max() + 1:  # negatives: checked() says so
+            shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
+            raise DataError(
+                f"{path}: the labels are {shown}, but without a classes array they must be "
+                "numbered 0 .. K-1 (the model has an output for every number up to the "
+                f"largest, {found.max()}): renumber them (names = np.unique(y_train), then "
+                "y = np.searchsorted(names, y) for each split) and save classes=names.astype(str)"
+            )
+        return tuple(str(k) for k in range(int(found.max()) + 1))
     if names.ndim != 1 or names.dtype.kind not in "US":
         raise DataError(f"{path}: classes must be a list of names (strings), got {names.dtype}")
     return tuple(str(n) for n in names.astype(str))
