@@ -151,6 +151,26 @@ def test_images_are_made_gray_or_rgb_and_fitted_as_asked(tmp_path):
     assert gray.shape == (1, 20, 20) and (gray == expected).all()  # stretched: no border
 
 
+def test_16_bit_and_float_images_keep_their_shades(tmp_path):
+    """Pillow's own conversion to 8 bits clips: a 16-bit image would come out nearly white."""
+    rng = np.random.default_rng(6)
+    deep = rng.integers(0, 65536, (12, 12), dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    Image.fromarray(deep).save(tmp_path / "deep.tif")
+    expected = np.rint(deep / 257).astype(np.uint8)
+    for name in ("deep.png", "deep.tif"):
+        for channels in (1, 3):
+            image, _ = read_image(tmp_path / name, channels, (12, 12))
+            assert (image == expected).all(), (name, channels)
+    shades = rng.random((12, 12), dtype=np.float32)
+    Image.fromarray(shades).save(tmp_path / "shades.tif")
+    image, _ = read_image(tmp_path / "shades.tif", 1, (12, 12))
+    assert (image[0] == np.rint(shades.astype(np.float64) * 255)).all()
+    Image.fromarray(shades * 40).save(tmp_path / "unscaled.tif")
+    with pytest.raises(DataError, match=r"unscaled.tif: a F image with values from .* floats in"):
+        read_image(tmp_path / "unscaled.tif", 1, (12, 12))
+
+
 @pytest.mark.parametrize(
     "make, says",
     [

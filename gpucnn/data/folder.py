@@ -34,7 +34,7 @@ import numpy as np
 from .. import memory
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_write
-from .images import FITS, SUFFIXES, is_image, read_image
+from .images import DECODING, FITS, SUFFIXES, is_image, read_image
 from .prepare import stratified_split
 from .raw import RawData, checked
 from .sources import cache_root
@@ -68,7 +68,7 @@ def load(
     root = Path(root).expanduser()
     folders = _parts(root)
     entries, classes = _entries(root, folders)
-    settings = {"channels": channels, "image_size": image_size, "fit": fit}
+    settings = {"channels": channels, "image_size": image_size, "fit": fit, "decoding": DECODING}
     cache = _cache_path(root, entries, settings)
     found = _read_cache(cache, len(entries))
     if found is None:

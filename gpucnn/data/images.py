@@ -12,6 +12,10 @@ from ..errors import DataError
 # The suffixes torchvision's ImageFolder reads.
 SUFFIXES = (".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 FITS = ("pad", "stretch")
+# Pillow's one-channel modes wider than a byte, and the value each one's white is: converting
+# them to "L" would clip every value above 255 (a 16-bit image comes out nearly all white).
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
+DECODING = 2  # changes with how files become arrays, so that caches of the old way are not read
 
 
 def read_image(
@@ -20,17 +24,37 @@ def read_image(
     """The image in ``path`` as uint8 (channels, H, W) for ``size`` (H, W), and its own size
     (height, width). ``channels``: 1 makes it grayscale, 3 RGB (an alpha channel is dropped).
     ``fit``: ``pad`` scales it to fit inside (H, W), keeping its aspect ratio, and fills the
-    rest with black; ``stretch`` scales each side to fit exactly. DataError if unreadable."""
+    rest with black; ``stretch`` scales each side to fit exactly. 16-bit images are scaled to 8
+    bits (white stays white), float ones from [0, 1]. DataError if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
     own = (image.height, image.width)
     array = np.asarray(_fitted(image, size, fit))
     return (array[None] if channels == 1 else array.transpose(2, 0, 1)), own
+
+
+def _eight_bit(image, path: str | os.PathLike):
+    """``image`` (a Pillow image) with 8-bit values: a 16-bit (or 32-bit integer) one divided
+    by 257, a float one times 255; others as they are."""
+    from PIL import Image
+
+    white = WIDE_MODES.get(image.mode)
+    if white is None:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > white:
+        raise DataError(
+            f"{path}: a {image.mode} image with values from {low:g} to {high:g}: give 8- or "
+            "16-bit images or floats in [0, 1] (or the images as arrays in an .npz, where "
+            "floats are used as they are)"
+        )
+    return Image.fromarray(np.rint(values * (255 / white)).astype(np.uint8), "L")
 
 
 def _fitted(image, size: tuple[int, int], fit: str):
