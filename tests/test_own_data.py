@@ -151,6 +151,17 @@ def test_images_are_made_gray_or_rgb_and_fitted_as_asked(tmp_path):
     assert gray.shape == (1, 20, 20) and (gray == expected).all()  # stretched: no border
 
 
+def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    sideways = np.zeros((10, 20), dtype=np.uint8)
+    sideways[:, :5] = 255  # a white band at the left, which is the top once turned
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turn 90 degrees clockwise to view
+    Image.fromarray(sideways).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    image, own = read_image(tmp_path / "phone.jpg", 1, (20, 10), "stretch")
+    assert own == (20, 10)
+    assert (image[0, :5] > 245).all() and (image[0, 6:] < 10).all()
+
+
 def test_16_bit_and_float_images_keep_their_shades(tmp_path):
     """Pillow's own conversion to 8 bits clips: a 16-bit image would come out nearly white."""
     rng = np.random.default_rng(6)

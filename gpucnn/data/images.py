@@ -25,12 +25,14 @@ def read_image(
     (height, width). ``channels``: 1 makes it grayscale, 3 RGB (an alpha channel is dropped).
     ``fit``: ``pad`` scales it to fit inside (H, W), keeping its aspect ratio, and fills the
     rest with black; ``stretch`` scales each side to fit exactly. 16-bit images are scaled to 8
-    bits (white stays white), float ones from [0, 1]. DataError if unreadable."""
-    from PIL import Image
+    bits (white stays white), float ones from [0, 1]; a photo is turned upright as its EXIF
+    orientation says (as viewers show it). DataError if unreadable."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as image:
-            image = _eight_bit(image, path).convert("L" if channels == 1 else "RGB")
+            image = ImageOps.exif_transpose(_eight_bit(image, path))
+            image = image.convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
     own = (image.height, image.width)
