@@ -237,6 +237,9 @@ def test_images_on_another_scale_than_trainings_are_refused():
     check_scale(image, (0.0, 1.0), "bytes")  # scaled to 0-1, as in training
     with pytest.raises(DataError, match="floats of 0-255"):
         check_scale(image.astype(np.float32), (0.0, 1.0), "floats")
+    with pytest.raises(DataError, match="files: uint8 images .* were floats of 0 to 255"):
+        check_scale(image, (0.0, 255.0), "files")  # a run trained on floats of 0-255
+    check_scale(image.astype(np.float32), (0.0, 255.0), "as in training")
 
 
 @pytest.mark.parametrize(

@@ -154,10 +154,17 @@ def _scaled(images: np.ndarray) -> np.ndarray:
 
 def check_scale(images: np.ndarray, value_range: Sequence[float], name: str) -> None:
     """DataError if ``images`` (N, C, H, W), scaled as in training, reach beyond the training
-    images' ``value_range`` (min, max) by more than its width: images on another scale (floats
-    of 0-255 for a model trained on uint8 images, which became 0-1) would be classified as
-    noise, without a word."""
+    images' ``value_range`` (min, max) by more than its width, or are uint8 (so scaled to 0-1)
+    for a run trained on floats beyond 0-1: images on another scale (floats of 0-255 for a
+    model trained on uint8 images, which became 0-1, say) would be classified as noise,
+    without a word."""
     low, high = value_range
+    if images.dtype == np.uint8 and high > 2:
+        raise DataError(
+            f"{name}: uint8 images (image files too) are scaled to 0-1, but the run's training "
+            f"images were floats of {low:g} to {high:g}, used as they are: give these as floats "
+            "on that scale (a .npy array)"
+        )
     width = high - low
     x = _scaled(images)
     found_low, found_high = round(float(x.min()), 4), round(float(x.max()), 4)
