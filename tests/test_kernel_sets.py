@@ -85,6 +85,29 @@ def test_maxpool_matches_reference(xp_name, kernel_set_name, K, S, relu):
         assert rel_error(g, a) < _tol(xp_name)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    "shape,channels_last", [((3, 5, 7, 6), False), ((3, 5, 7, 6), True), ((9, 4), False)]
+)
+def test_batch_norm_matches_reference(xp_name, kernel_set_name, shape, channels_last, training):
+    rng = np.random.default_rng(len(shape) + training)
+    x, dy = rng.normal(loc=2, scale=3, size=shape), rng.normal(size=shape)
+    gamma, beta = rng.uniform(0.5, 2, size=shape[1]), rng.normal(size=shape[1])
+    mean, var = rng.normal(size=shape[1]), rng.uniform(0.5, 2, size=shape[1])
+
+    def run(ks, x, dy, gamma, beta, mean, var):
+        if channels_last:  # NCHW views of channels-last memory, as the fast set's Conv leaves
+            x, dy = (a.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2) for a in (x, dy))
+        y, cache = ks.batch_norm(x, gamma, beta, mean, var, 0.1, 1e-5, training)
+        return (y, *ks.batch_norm_backward(dy, gamma, cache), mean, var)
+
+    want = _on("numpy", "reference", run, x, dy, gamma, beta, mean, var)
+    got = _on(xp_name, kernel_set_name, run, x, dy, gamma, beta, mean, var)
+    names = ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var")
+    for name, a, g in zip(names, want, got):
+        assert rel_error(g, a) < _tol(xp_name), name
+
+
 def test_reference_im2col_and_col2im_are_adjoint():
     # <col2im(c), x> == <c, im2col(x)> for any x and c: col2im is im2col's transpose.
     rng = np.random.default_rng(0)

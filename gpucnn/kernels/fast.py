@@ -1,4 +1,4 @@
-"""The fast layer kernels: the reference set's four operations, rearranged for speed on NumPy.
+"""The fast layer kernels: the reference set's operations, rearranged for speed on NumPy.
 
 The layers' arrays are NCHW in shape, but here convolution and pooling store their outputs
 channels-last (NHWC) in memory and hand out NCHW-shaped views of them. Every helper works on the
@@ -7,7 +7,8 @@ pooling then move contiguous runs, and a convolution's matrix product lands dire
 output layout, with no transposing copies. Elementwise layers in between keep the layout as
 they are. Further tricks: columns built transposed for few channels, the input gradient folded
 offset by offset, max pooling as a max along rows of a max along columns, and a ReLU before a
-max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it).
+max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it),
+and BatchNorm's per-channel sums as matrix-vector products over channels-last columns.
 
 Array-generic: NumPy or CuPy arrays (the CuPy layers run it too).
 
@@ -20,15 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_array_module
-from . import out_size
+from . import out_size, reference
 
 # Where this set has nothing faster, it is the reference set.
-from .reference import (  # noqa: F401
-    avgpool2d,
-    avgpool2d_backward,
-    batch_norm,
-    batch_norm_backward,
-)
+from .reference import avgpool2d, avgpool2d_backward  # noqa: F401
 
 #: The Model may hand this set a ReLU that comes right before a max pool (see maxpool2d).
 FUSES_RELU_INTO_POOL = True
@@ -208,3 +204,63 @@ def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
     if relu_y is not None:
         dy = dy * (relu_y > 0)
     return nchw(maxpool_backward(dy, argmax, x_shape, K, S))
+
+
+def batch_norm(
+    x: Any,
+    gamma: Any,
+    beta: Any,
+    running_mean: Any,
+    running_var: Any,
+    momentum: float,
+    eps: float,
+    training: bool,
+) -> tuple[Any, Any]:
+    """As reference.batch_norm. After a Conv, x: (N, C, H, W) is channels-last in memory, so
+    each channel is a column of an (N*H*W, C) matrix: its sums are matrix-vector products, the
+    centred values are kept and scaled in place into x-hat, and y comes out channels-last too."""
+    if x.ndim == 2:  # (N, C) after a Dense: already one column per channel
+        return reference.batch_norm(
+            x, gamma, beta, running_mean, running_var, momentum, eps, training
+        )
+    xp = get_array_module(x)
+    x = nhwc(x)
+    rows = x.reshape(-1, x.shape[3])  # (N*H*W, C)
+    n = rows.shape[0]
+    if training:
+        ones = xp.ones(n, dtype=rows.dtype)
+        mean = ones @ rows / n
+        xhat = rows - mean
+        var = ones @ (xhat * xhat) / n  # the biased variance, as reference
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (n / (n - 1))
+    else:
+        xhat, var = rows - running_mean, running_var
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat *= inv_std
+    y = xhat * gamma
+    y += beta
+    return nchw(y.reshape(x.shape)), (xhat, inv_std, training, x.shape)
+
+
+def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
+    """As reference.batch_norm_backward, on the channels-last columns of batch_norm."""
+    if dy.ndim == 2:  # (N, C): batch_norm left it to the reference set
+        return reference.batch_norm_backward(dy, gamma, cache)
+    xhat, inv_std, training, shape = cache
+    xp = get_array_module(dy)
+    d = nhwc(dy).reshape(xhat.shape)  # (N*H*W, C)
+    ones = xp.ones(d.shape[0], dtype=d.dtype)
+    dbeta = ones @ d
+    dgamma = ones @ (d * xhat)
+    scale = gamma * inv_std
+    if not training:
+        return nchw((d * scale).reshape(shape)), dgamma, dbeta
+    n = d.shape[0]
+    dx = xhat * (dgamma / n)  # the batch's mean and variance depend on every input
+    xp.subtract(d, dx, out=dx)
+    dx -= dbeta / n
+    dx *= scale
+    return nchw(dx.reshape(shape)), dgamma, dbeta
