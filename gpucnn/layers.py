@@ -16,6 +16,7 @@ Conv and MaxPool hold their settings and parameters and call the active kernel s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,10 @@ class Layer:
     bias_names: tuple[str, ...] = ()
     #: True when training statistics span the batch (so it cannot be split in micro-batches).
     whole_batch = False
+    #: True for a whole_batch layer that sums its statistics over shards of the batch trained
+    #: at once when a step gives it ``shards`` (BatchNorm); other whole_batch layers train on
+    #: whole batches on one thread.
+    sums_shards = False
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -317,6 +322,11 @@ class BatchNorm(Layer):
 
     bias_names = ("beta",)
     whole_batch = True
+    sums_shards = True
+    #: Set by a step that trains shards of the batch at once (gpucnn.steps): the function that
+    #: sums a list of per-channel arrays over the shards, and whether this shard updates the
+    #: running statistics. None: the layer sees the whole batch.
+    shards: tuple[Callable[[list], list], bool] | None = None
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
@@ -352,15 +362,18 @@ class BatchNorm(Layer):
                 f"{tuple(x.shape)}: use a batch of at least 2"
             )
         p, buf = self.params, self.buffers
+        total, updates = self.shards or (None, True)
+        updated = updates or not training  # evaluation reads them in every shard
+        running = (buf["running_mean"], buf["running_var"]) if updated else (None, None)
         y, self._cache = kernels.active().batch_norm(
             x,
             p["gamma"],
             p["beta"],
-            buf["running_mean"],
-            buf["running_var"],
+            *running,
             self.momentum,
             self.eps,
             training,
+            total,
         )
         return y
 

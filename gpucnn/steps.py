@@ -8,7 +8,9 @@ elementwise work and copies, bound by memory bandwidth rather than arithmetic, s
 of a few dozen images keep each layer's arrays in the CPU cache from one operation to the next;
 and since NumPy releases the GIL inside its loops, replicas on different micro-batches run at the
 same time on different cores. Replicas share the parameter arrays (an update is seen by all) and
-keep their own gradients and caches.
+keep their own gradients and caches. A model with BatchNorm, whose statistics span the batch,
+gives each replica its whole share at once instead, and its BatchNorm layers sum their
+statistics over the shares (ShardSums): the whole batch's normalisation, computed in parallel.
 
 Both kinds count their steps (``count``) and seed dropout from (seed, step), so a run resumed
 from a checkpoint draws the same masks as one never interrupted.
@@ -17,8 +19,11 @@ from a checkpoint draws the same masks as one never interrupted.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import operator
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -46,9 +51,17 @@ def replicate(model: Model) -> Model:
     return twin.build(model.input_shape)
 
 
-def _whole_batch_layer(model: Model) -> Layer | None:
-    """The first layer whose training pass needs the whole batch (BatchNorm), or None."""
-    return next((layer for layer in model.layers if layer.whole_batch), None)
+def _whole_batch_layer(model: Model, unsharded: bool = False) -> Layer | None:
+    """The first layer whose training pass needs the whole batch (BatchNorm), or None; with
+    ``unsharded``, the first of them that cannot sum its statistics over shares of it."""
+    return next(
+        (
+            layer
+            for layer in model.layers
+            if layer.whole_batch and not (unsharded and layer.sums_shards)
+        ),
+        None,
+    )
 
 
 def _dropouts(model: Model) -> list[Dropout]:
@@ -98,20 +111,43 @@ class PlainStep(Step):
         return train_step(self.model, self.loss, self.optimizer, x, y)
 
 
+class ShardSums:
+    """Sums over the shards of one batch, trained at once by one thread each: every shard's
+    thread hands in its list of per-channel arrays and gets the batch's, added in shard order
+    (the same sums in every thread, step after step). ``abort`` frees the threads waiting when
+    one of them fails."""
+
+    def __init__(self, shards: int) -> None:
+        self._barrier = threading.Barrier(shards)
+        self._parts: list[list] = [[] for _ in range(shards)]
+
+    def total(self, shard: int, arrays: list) -> list:
+        self._parts[shard] = arrays
+        self._barrier.wait()
+        sums = [functools.reduce(operator.add, column) for column in zip(*self._parts)]
+        self._barrier.wait()  # every thread has its sums before any hands in the next arrays
+        return sums
+
+    def abort(self) -> None:
+        self._barrier.abort()
+
+
 class MicroBatchStep(Step):
     """train.train_step's result, computed in micro-batches of at most ``chunk`` images spread
     over ``threads`` replicas (NumPy).
 
     The gradient equals that of the whole batch up to the order of summation, which is fixed,
-    so results repeat exactly run to run; the update is applied once per batch.
+    so results repeat exactly run to run; the update is applied once per batch. ``chunk=None``
+    gives each replica its whole share of the batch at once: what a model with BatchNorm
+    needs, whose layers then sum their statistics over the shares (ShardSums).
     """
 
     def __init__(
-        self, model: Model, loss: Loss, optimizer: Optimizer, threads: int, chunk: int
+        self, model: Model, loss: Loss, optimizer: Optimizer, threads: int, chunk: int | None
     ) -> None:
         from threadpoolctl import ThreadpoolController
 
-        whole = _whole_batch_layer(model)
+        whole = _whole_batch_layer(model, unsharded=chunk is None)
         if whole is not None:
             raise ConfigError(
                 f"{whole!r} computes statistics over the whole batch, which micro-batches "
@@ -119,6 +155,7 @@ class MicroBatchStep(Step):
             )
         self.threads, self.chunk = threads, chunk
         self.replicas = [replicate(model) for _ in range(threads)]
+        self._sharded = [[layer for layer in r.layers if layer.whole_batch] for r in self.replicas]
         super().__init__(model, type(loss)(), optimizer, self.replicas)
         self.losses = [type(loss)() for _ in range(threads)]
         self.sums = [
@@ -133,8 +170,9 @@ class MicroBatchStep(Step):
         (weighted by its share of the batch) summed into self.sums[i]."""
         replica, loss, sums = self.replicas[i], self.losses[i], self.sums[i]
         total, correct = 0.0, 0
-        for lo in range(0, x.shape[0], self.chunk):
-            xb, yb = x[lo : lo + self.chunk], y[lo : lo + self.chunk]
+        chunk = self.chunk or x.shape[0]
+        for lo in range(0, x.shape[0], chunk):
+            xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
             weight = xb.shape[0] / n
             value, hits = forward_backward(replica, loss, xb, yb, scale=weight)
             total += value * weight
@@ -159,14 +197,27 @@ class MicroBatchStep(Step):
 
     def _step(self, x: Any, y: Any) -> tuple[Any, Any]:
         n = x.shape[0]
-        per_thread = -(-n // self.threads)
-        starts = range(0, n, per_thread)
+        # Shares as equal as can be, of at least two images (a BatchNorm after a Dense needs
+        # two values per feature), for as many threads as the batch can keep busy.
+        shards = max(1, min(self.threads, n // 2))
+        bounds = [n * k // shards for k in range(shards + 1)]
+        sums = ShardSums(shards)
+        for k, layers in enumerate(self._sharded[:shards]):
+            for layer in layers:
+                layer.shards = (functools.partial(sums.total, k), k == 0)
         futures = [
-            self.pool.submit(self._part, i, x[lo : lo + per_thread], y[lo : lo + per_thread], n)
-            for i, lo in enumerate(starts)
+            self.pool.submit(self._share, sums, k, x[lo:hi], y[lo:hi], n)
+            for k, (lo, hi) in enumerate(zip(bounds, bounds[1:]))
         ]
+        wait(futures)
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        if failures:  # the shard's own error, not the others' that its abort set free
+            raise next(
+                (e for e in failures if not isinstance(e, threading.BrokenBarrierError)),
+                failures[0],
+            )
         results = [f.result() for f in futures]
-        used = self.sums[: len(futures)]
+        used = self.sums[:shards]
         for layer, *parts in zip(self.model.layers, *used):
             for key, grad in layer.grads.items():
                 np.copyto(grad, parts[0][key])
@@ -174,6 +225,14 @@ class MicroBatchStep(Step):
                     grad += other[key]
         self.optimizer.step(self.model.parameters())
         return sum(v for v, _ in results), sum(c for _, c in results)
+
+    def _share(self, sums: ShardSums, i: int, x: Any, y: Any, n: int) -> tuple[Any, Any]:
+        """_part, freeing the other shards' threads if it fails while they wait for it."""
+        try:
+            return self._part(i, x, y, n)
+        except BaseException:
+            sums.abort()
+            raise
 
     def close(self) -> None:
         self.pool.shutdown()
@@ -183,7 +242,8 @@ def make_step(
     model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
 ) -> Step:
     """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
-    every core; ``chunk``: micro-batch size, 0 = whole batches on one thread); on the GPU a
+    every core; ``chunk``: micro-batch size, 0 = whole batches on one thread; a model with
+    BatchNorm gets a share of the batch per thread); on the GPU a
     StaticStep with the fast kernel set, where it can run the model, else PlainStep. Call
     ``close()`` when done."""
     if backend.active().is_gpu:
@@ -197,13 +257,17 @@ def make_step(
                 return StaticStep(model, loss, optimizer)
             log.info("GPU kernel set not used (%s): running the layers' array code", why)
         return PlainStep(model, loss, optimizer)
-    whole = _whole_batch_layer(model)
-    if whole is not None and chunk:
-        log.info("%r needs the whole batch at once: no micro-batches", whole)
-    if not micro_batched(model, chunk):
+    if not chunk:
         return PlainStep(model, loss, optimizer)
+    whole = _whole_batch_layer(model)
     threads = backend.available_cores() if threads is None else threads
-    return MicroBatchStep(model, loss, optimizer, threads, chunk)
+    if whole is None:
+        return MicroBatchStep(model, loss, optimizer, threads, chunk)
+    if threads > 1 and _whole_batch_layer(model, unsharded=True) is None:
+        log.info("%r sums its statistics over the batch: a share of it per thread", whole)
+        return MicroBatchStep(model, loss, optimizer, threads, None)
+    log.info("%r needs the whole batch at once: no micro-batches", whole)
+    return PlainStep(model, loss, optimizer)
 
 
 def micro_batched(model: Model, chunk: int) -> bool:

@@ -1,9 +1,11 @@
 """The CPU step (micro-batches over thread replicas) against the plain whole-batch step."""
 
+import threading
+
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Adam, CrossEntropy, backend, presets
+from gpucnn import SGD, Adam, CrossEntropy, Dense, backend, presets
 from gpucnn.steps import MicroBatchStep, make_step, replicate
 from gpucnn.train import train_step
 
@@ -34,6 +36,63 @@ def test_same_update_as_the_whole_batch(threads, chunk):
     assert not np.allclose(plain.state_dict()["0.W"], _model().state_dict()["0.W"])
 
 
+@pytest.mark.parametrize("threads,n", [(2, 20), (3, 7), (2, 3), (4, 9)])
+@pytest.mark.parametrize("kind", ["cnn", "mlp"])
+def test_batch_norm_on_shares_of_the_batch_is_the_whole_batchs(kind, threads, n):
+    """Each thread trains its share, and BatchNorm sums its statistics over the shares: the
+    same update, running statistics and loss as the whole batch at once."""
+
+    def model():
+        backend.set_seed(0)
+        if kind == "cnn":
+            return presets.cnn((1, 12, 12), channels=(3, 4), hidden=(6,), n_outputs=3,
+                               batch_norm=True)  # fmt: skip
+        return presets.mlp((144, 8, 3), input_shape=(1, 12, 12), batch_norm=True)
+
+    rng = np.random.default_rng(n)
+    x, y = _batch(rng, n)
+    plain, shared = model(), model()
+    # SGD: the bias before a BatchNorm has a gradient of rounding noise, which Adam's
+    # normalisation would blow up into steps of the learning rate's size.
+    step = make_step(shared, CrossEntropy(), SGD(0.1), threads=threads)
+    opt = SGD(0.1)
+    for _ in range(2):
+        ref_loss, ref_hits = train_step(plain, CrossEntropy(), opt, x, y)
+        loss, hits = step(x, y)
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+        assert int(hits) == int(ref_hits)
+    step.close()
+    for name, want in plain.state_dict().items():  # parameters and running statistics
+        assert np.allclose(shared.state_dict()[name], want, rtol=1e-10, atol=1e-13), name
+
+
+def test_a_share_that_fails_frees_the_others_and_its_error_is_raised():
+    backend.set_seed(0)
+    model = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), batch_norm=True)
+    step = make_step(model, CrossEntropy(), SGD(0.1), threads=3)
+    broken = [layer for layer in step.replicas[1].layers if isinstance(layer, Dense)][-1]
+
+    def fail(x, training=False):
+        raise ValueError("replica 1 failed")
+
+    broken.forward = fail
+    x, y = _batch(np.random.default_rng(2), 12)
+    raised = []
+
+    def run():
+        try:
+            step(x, y)
+        except Exception as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the other shares still wait in BatchNorm's backward"
+    assert [str(e) for e in raised] == ["replica 1 failed"] and isinstance(raised[0], ValueError)
+    step.close()
+
+
 def test_replicas_share_parameters_but_not_gradients():
     model = _model()
     twin = replicate(model)
@@ -42,13 +101,15 @@ def test_replicas_share_parameters_but_not_gradients():
     assert twin.layers[0].grads["W"] is not model.layers[0].grads["W"]
 
 
-def test_repeatable_with_dropout():
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_repeatable_with_dropout(batch_norm):
     rng = np.random.default_rng(1)
     x, y = _batch(rng, 32)
     results = []
     for _ in range(2):
         backend.set_seed(4)
-        model = presets.cnn((1, 12, 12), channels=(3,), hidden=(8,), dropout=0.5, n_outputs=3)
+        model = presets.cnn((1, 12, 12), channels=(3,), hidden=(8,), dropout=0.5, n_outputs=3,
+                            batch_norm=batch_norm)  # fmt: skip
         step = make_step(model, CrossEntropy(), Adam(1e-2), threads=2, chunk=8)
         for _ in range(3):
             step(x, y)

@@ -18,6 +18,7 @@ OH x OW output map.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..backend import get_array_module
@@ -215,41 +216,39 @@ def batch_norm(
     momentum: float,
     eps: float,
     training: bool,
+    total: Callable[[list], list] | None = None,
 ) -> tuple[Any, Any]:
     """As reference.batch_norm. After a Conv, x: (N, C, H, W) is channels-last in memory, so
     each channel is a column of an (N*H*W, C) matrix: its sums are matrix-vector products, the
     centred values are kept and scaled in place into x-hat, and y comes out channels-last too."""
     if x.ndim == 2:  # (N, C) after a Dense: already one column per channel
         return reference.batch_norm(
-            x, gamma, beta, running_mean, running_var, momentum, eps, training
+            x, gamma, beta, running_mean, running_var, momentum, eps, training, total
         )
     xp = get_array_module(x)
     x = nhwc(x)
     rows = x.reshape(-1, x.shape[3])  # (N*H*W, C)
-    n = rows.shape[0]
+    n = reference.batch_count(rows.shape[0], total)
     if training:
-        ones = xp.ones(n, dtype=rows.dtype)
-        mean = ones @ rows / n
+        ones = xp.ones(rows.shape[0], dtype=rows.dtype)
+        (mean,) = reference.summed([ones @ rows / n], total)
         xhat = rows - mean
-        var = ones @ (xhat * xhat) / n  # the biased variance, as reference
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (n / (n - 1))
+        (var,) = reference.summed([ones @ (xhat * xhat) / n], total)  # biased, as reference
+        reference.update_running(running_mean, running_var, mean, var, n, momentum)
     else:
         xhat, var = rows - running_mean, running_var
     inv_std = 1 / xp.sqrt(var + eps)
     xhat *= inv_std
     y = xhat * gamma
     y += beta
-    return nchw(y.reshape(x.shape)), (xhat, inv_std, training, x.shape)
+    return nchw(y.reshape(x.shape)), (xhat, inv_std, training, x.shape, total, n)
 
 
 def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
     """As reference.batch_norm_backward, on the channels-last columns of batch_norm."""
     if dy.ndim == 2:  # (N, C): batch_norm left it to the reference set
         return reference.batch_norm_backward(dy, gamma, cache)
-    xhat, inv_std, training, shape = cache
+    xhat, inv_std, training, shape, total, n = cache
     xp = get_array_module(dy)
     d = nhwc(dy).reshape(xhat.shape)  # (N*H*W, C)
     ones = xp.ones(d.shape[0], dtype=d.dtype)
@@ -258,9 +257,9 @@ def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]
     scale = gamma * inv_std
     if not training:
         return nchw((d * scale).reshape(shape)), dgamma, dbeta
-    n = d.shape[0]
-    dx = xhat * (dgamma / n)  # the batch's mean and variance depend on every input
+    batch_dbeta, batch_dgamma = reference.summed([dbeta, dgamma], total)
+    dx = xhat * (batch_dgamma / n)  # the batch's mean and variance depend on every input
     xp.subtract(d, dx, out=dx)
-    dx -= dbeta / n
+    dx -= batch_dbeta / n
     dx *= scale
     return nchw(dx.reshape(shape)), dgamma, dbeta

@@ -15,7 +15,10 @@ P padding, OH x OW output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ..backend import get_array_module
 from . import out_size
@@ -143,38 +146,64 @@ def batch_norm(
     momentum: float,
     eps: float,
     training: bool,
+    total: Callable[[list], list] | None = None,
 ) -> tuple[Any, Any]:
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel of x: (N, C, H, W) or
     (N, C). Training: the batch's mean and biased variance, and the running statistics (updated
-    in place) move towards the batch's mean and unbiased variance by ``momentum``; evaluation:
-    the running statistics. Returns (y, cache)."""
+    in place; None: left to another shard) move towards the batch's mean and unbiased variance
+    by ``momentum``; evaluation: the running statistics. When x is one shard of a batch trained
+    in parallel, ``total`` sums a list of per-channel arrays over the shards (gpucnn.steps).
+    Returns (y, cache)."""
     xp = get_array_module(x)
     axes = (0,) if x.ndim == 2 else (0, 2, 3)  # everything but the channel
     shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # a channel vector, broadcastable to x
+    n = batch_count(x.size // x.shape[1], total)
     if training:
-        n = x.size // x.shape[1]
-        mean, var = x.mean(axis=axes), x.var(axis=axes)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (n / (n - 1))
+        (mean,) = summed([x.sum(axis=axes) / n], total)
+        centred = x - mean.reshape(shape)
+        (var,) = summed([(centred * centred).sum(axis=axes) / n], total)
+        update_running(running_mean, running_var, mean, var, n, momentum)
     else:
         mean, var = running_mean, running_var
     inv_std = 1 / xp.sqrt(var + eps)
     xhat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
     y = xhat * gamma.reshape(shape) + beta.reshape(shape)
-    return y, (xhat, inv_std, training, axes, shape)
+    return y, (xhat, inv_std, training, axes, shape, total, n)
 
 
 def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
-    """(dx, dgamma, dbeta) from dy, shaped as x. In training the batch's mean and variance
-    depend on every input, which adds the two sums in dx."""
-    xhat, inv_std, training, axes, shape = cache
+    """(dx, dgamma, dbeta) from dy, shaped as x; dgamma and dbeta are this shard's share of the
+    batch's (all of it unless batch_norm was given ``total``). In training the batch's mean and
+    variance depend on every input, which adds the two sums over the batch in dx."""
+    xhat, inv_std, training, axes, shape, total, n = cache
     dbeta = dy.sum(axis=axes)
     dgamma = (dy * xhat).sum(axis=axes)
     scale = (gamma * inv_std).reshape(shape)
     if not training:
         return dy * scale, dgamma, dbeta
-    n = dy.size // dy.shape[1]
-    dx = scale / n * (n * dy - dbeta.reshape(shape) - xhat * dgamma.reshape(shape))
+    batch_dbeta, batch_dgamma = summed([dbeta, dgamma], total)
+    dx = scale / n * (n * dy - batch_dbeta.reshape(shape) - xhat * batch_dgamma.reshape(shape))
     return dx, dgamma, dbeta
+
+
+def batch_count(n: int, total: Callable[[list], list] | None) -> int:
+    """Values per channel in the batch, from this shard's ``n``."""
+    return n if total is None else int(total([np.array([n])])[0][0])
+
+
+def summed(arrays: list, total: Callable[[list], list] | None) -> list:
+    """``arrays`` summed over the shards of the batch (as they are when it is not sharded)."""
+    return arrays if total is None else total(arrays)
+
+
+def update_running(
+    running_mean: Any, running_var: Any, mean: Any, var: Any, n: int, momentum: float
+) -> None:
+    """Move the running statistics towards the batch's mean and unbiased variance (one shard
+    of a batch does it: the others pass None)."""
+    if running_mean is None:
+        return
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (n / (n - 1))
