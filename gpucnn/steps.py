@@ -98,6 +98,12 @@ class Step:
     def close(self) -> None:
         """Release threads (a no-op for the plain step)."""
 
+    def __enter__(self) -> Step:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class PlainStep(Step):
     """train.train_step on the whole batch."""
@@ -245,7 +251,7 @@ def make_step(
     every core; ``chunk``: micro-batch size, 0 = whole batches on one thread; a model with
     BatchNorm gets a share of the batch per thread); on the GPU a
     StaticStep with the fast kernel set, where it can run the model, else PlainStep. Call
-    ``close()`` when done."""
+    ``close()`` when done, or use it in a ``with`` block."""
     if backend.active().is_gpu:
         if kernels.name() == "fast":
             from .static_step import StaticStep, unsupported

@@ -93,6 +93,14 @@ def test_a_share_that_fails_frees_the_others_and_its_error_is_raised():
     step.close()
 
 
+def test_a_step_in_a_with_block_releases_its_threads():
+    x, y = _batch(np.random.default_rng(3))
+    with make_step(_model(), CrossEntropy(), SGD(0.1), threads=2) as step:
+        step(x, y)
+        assert not step.pool._shutdown
+    assert step.pool._shutdown
+
+
 def test_replicas_share_parameters_but_not_gradients():
     model = _model()
     twin = replicate(model)
