@@ -7,8 +7,7 @@ pooling then move contiguous runs, and a convolution's matrix product lands dire
 output layout, with no transposing copies. Elementwise layers in between keep the layout as
 they are. Further tricks: columns built transposed for few channels, the input gradient folded
 offset by offset, max pooling as a max along rows of a max along columns, and a ReLU before a
-max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it),
-and BatchNorm's per-channel sums as matrix-vector products over channels-last columns.
+max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it).
 
 Array-generic: NumPy or CuPy arrays (the CuPy layers run it too).
 
@@ -18,14 +17,19 @@ OH x OW output map.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..backend import get_array_module
-from . import out_size, reference
+from . import out_size
 
-# Where this set has nothing faster, it is the reference set.
-from .reference import avgpool2d, avgpool2d_backward  # noqa: F401
+# Where this set has nothing faster, it is the reference set. (Its batch norm works on each
+# channel's values as a column, which needs no copy for this set's channels-last maps.)
+from .reference import (  # noqa: F401
+    avgpool2d,
+    avgpool2d_backward,
+    batch_norm,
+    batch_norm_backward,
+)
 
 #: The Model may hand this set a ReLU that comes right before a max pool (see maxpool2d).
 FUSES_RELU_INTO_POOL = True
@@ -205,61 +209,3 @@ def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
     if relu_y is not None:
         dy = dy * (relu_y > 0)
     return nchw(maxpool_backward(dy, argmax, x_shape, K, S))
-
-
-def batch_norm(
-    x: Any,
-    gamma: Any,
-    beta: Any,
-    running_mean: Any,
-    running_var: Any,
-    momentum: float,
-    eps: float,
-    training: bool,
-    total: Callable[[list], list] | None = None,
-) -> tuple[Any, Any]:
-    """As reference.batch_norm. After a Conv, x: (N, C, H, W) is channels-last in memory, so
-    each channel is a column of an (N*H*W, C) matrix: its sums are matrix-vector products, the
-    centred values are kept and scaled in place into x-hat, and y comes out channels-last too."""
-    if x.ndim == 2:  # (N, C) after a Dense: already one column per channel
-        return reference.batch_norm(
-            x, gamma, beta, running_mean, running_var, momentum, eps, training, total
-        )
-    xp = get_array_module(x)
-    x = nhwc(x)
-    rows = x.reshape(-1, x.shape[3])  # (N*H*W, C)
-    n = reference.batch_count(rows.shape[0], total)
-    if training:
-        ones = xp.ones(rows.shape[0], dtype=rows.dtype)
-        (mean,) = reference.summed([ones @ rows / n], total)
-        xhat = rows - mean
-        (var,) = reference.summed([ones @ (xhat * xhat) / n], total)  # biased, as reference
-        reference.update_running(running_mean, running_var, mean, var, n, momentum)
-    else:
-        xhat, var = rows - running_mean, running_var
-    inv_std = 1 / xp.sqrt(var + eps)
-    xhat *= inv_std
-    y = xhat * gamma
-    y += beta
-    return nchw(y.reshape(x.shape)), (xhat, inv_std, training, x.shape, total, n)
-
-
-def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
-    """As reference.batch_norm_backward, on the channels-last columns of batch_norm."""
-    if dy.ndim == 2:  # (N, C): batch_norm left it to the reference set
-        return reference.batch_norm_backward(dy, gamma, cache)
-    xhat, inv_std, training, shape, total, n = cache
-    xp = get_array_module(dy)
-    d = nhwc(dy).reshape(xhat.shape)  # (N*H*W, C)
-    ones = xp.ones(d.shape[0], dtype=d.dtype)
-    dbeta = ones @ d
-    dgamma = ones @ (d * xhat)
-    scale = gamma * inv_std
-    if not training:
-        return nchw((d * scale).reshape(shape)), dgamma, dbeta
-    batch_dbeta, batch_dgamma = reference.summed([dbeta, dgamma], total)
-    dx = xhat * (batch_dgamma / n)  # the batch's mean and variance depend on every input
-    xp.subtract(d, dx, out=dx)
-    dx -= batch_dbeta / n
-    dx *= scale
-    return nchw(dx.reshape(shape)), dgamma, dbeta

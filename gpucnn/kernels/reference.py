@@ -4,7 +4,8 @@ NCHW throughout, no layout tricks. A convolution unfolds every K x K window of t
 into one row of a matrix (im2col), so that the whole convolution is one matrix product with the
 weights; its gradients are matrix products too, and the input gradient folds the rows back onto
 the image (col2im, the adjoint of im2col). Max pooling keeps the argmax of every window, and its
-gradient goes back to that position only.
+gradient goes back to that position only. Batch normalisation takes each channel's values as
+a column of a matrix, so that its statistics are column sums.
 
 Every set (this one, ``fast``) has these functions with these signatures; the layers call
 whichever set is active (gpucnn.kernels.use). Array-generic: NumPy or CuPy arrays.
@@ -153,37 +154,64 @@ def batch_norm(
     in place; None: left to another shard) move towards the batch's mean and unbiased variance
     by ``momentum``; evaluation: the running statistics. When x is one shard of a batch trained
     in parallel, ``total`` sums a list of per-channel arrays over the shards (gpucnn.steps).
-    Returns (y, cache)."""
+    Returns (y, cache).
+
+    Each channel's values are one column of a matrix (channel_columns), so every statistic is
+    a column sum: a matrix-vector product, much faster than sum(axis=0)."""
     xp = get_array_module(x)
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)  # everything but the channel
-    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # a channel vector, broadcastable to x
-    n = batch_count(x.size // x.shape[1], total)
+    rows = channel_columns(x)  # (N*H*W, C)
+    ones = xp.ones(rows.shape[0], dtype=rows.dtype)
+    n = batch_count(rows.shape[0], total)
     if training:
-        (mean,) = summed([x.sum(axis=axes) / n], total)
-        centred = x - mean.reshape(shape)
-        (var,) = summed([(centred * centred).sum(axis=axes) / n], total)
+        (mean,) = summed([ones @ rows / n], total)
+        xhat = rows - mean
+        (var,) = summed([ones @ (xhat * xhat) / n], total)
         update_running(running_mean, running_var, mean, var, n, momentum)
     else:
-        mean, var = running_mean, running_var
+        xhat, var = rows - running_mean, running_var
     inv_std = 1 / xp.sqrt(var + eps)
-    xhat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    y = xhat * gamma.reshape(shape) + beta.reshape(shape)
-    return y, (xhat, inv_std, training, axes, shape, total, n)
+    xhat *= inv_std
+    y = xhat * gamma
+    y += beta
+    return from_channel_columns(y, x.shape), (xhat, inv_std, training, x.shape, total, n)
 
 
 def batch_norm_backward(dy: Any, gamma: Any, cache: Any) -> tuple[Any, Any, Any]:
     """(dx, dgamma, dbeta) from dy, shaped as x; dgamma and dbeta are this shard's share of the
     batch's (all of it unless batch_norm was given ``total``). In training the batch's mean and
     variance depend on every input, which adds the two sums over the batch in dx."""
-    xhat, inv_std, training, axes, shape, total, n = cache
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
-    scale = (gamma * inv_std).reshape(shape)
+    xhat, inv_std, training, shape, total, n = cache
+    xp = get_array_module(dy)
+    d = channel_columns(dy)
+    ones = xp.ones(d.shape[0], dtype=d.dtype)
+    dbeta = ones @ d
+    dgamma = ones @ (d * xhat)
+    scale = gamma * inv_std
     if not training:
-        return dy * scale, dgamma, dbeta
+        return from_channel_columns(d * scale, shape), dgamma, dbeta
     batch_dbeta, batch_dgamma = summed([dbeta, dgamma], total)
-    dx = scale / n * (n * dy - batch_dbeta.reshape(shape) - xhat * batch_dgamma.reshape(shape))
-    return dx, dgamma, dbeta
+    dx = xhat * (batch_dgamma / n)
+    xp.subtract(d, dx, out=dx)
+    dx -= batch_dbeta / n
+    dx *= scale
+    return from_channel_columns(dx, shape), dgamma, dbeta
+
+
+def channel_columns(x: Any) -> Any:
+    """x: (N, C) as it is, or (N, C, H, W) as (N*H*W, C): each channel's values a column (no
+    copy when x is channels-last in memory, as the fast set's convolutions leave it)."""
+    if x.ndim == 2:
+        return x
+    xp = get_array_module(x)
+    return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, x.shape[1])
+
+
+def from_channel_columns(rows: Any, shape: tuple[int, ...]) -> Any:
+    """The inverse of channel_columns: rows (N*H*W, C) as an NCHW-shaped view of ``shape``."""
+    if len(shape) == 2:
+        return rows
+    N, C, H, W = shape
+    return rows.reshape(N, H, W, C).transpose(0, 3, 1, 2)
 
 
 def batch_count(n: int, total: Callable[[list], list] | None) -> int:
