@@ -134,6 +134,32 @@ def test_repeats_outside_a_sweep_are_refused_naming_the_fix(tmp_path):
     assert "--multirun" in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (
+            ("train.seed=0,10", "train.repeats=2"),
+            "train.repeats=2 and the sweep train.seed=0,10 both choose the seeds",
+        ),
+        (
+            ("experiment=filter_pool_sweep", "train.seed=range(2)"),  # the preset's repeats
+            "train.repeats=3 and the sweep train.seed=range(2) both choose the seeds",
+        ),
+        (
+            ("experiment=optuna_search", "train.repeats=3"),
+            "train.repeats=3 with the Optuna sweeper would make the seed one more parameter",
+        ),
+    ],
+)
+def test_a_sweep_whose_seeds_would_not_repeat_is_refused_before_it_starts(tmp_path, args, says):
+    if "experiment=optuna_search" in args:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra")
+    proc = app("-m", *TINY, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep").exists()  # not a job started, not a folder made
+
+
 def _records(effect_of_filter, seeds=3):
     """Runs of filter_size 3 / 5 x pool_size 2 / 3 x seeds, with known effects and noise."""
     noise = np.random.default_rng(0).normal(0, 0.004, size=(2, 2, seeds))

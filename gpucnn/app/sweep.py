@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -200,6 +202,41 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
     write_text(sweep_dir / "sweep_summary.md", grouped_markdown(groups, keys, common, title))
     plot(sweep_dir / "sweep.png", groups, keys, title)
     return rows
+
+
+class RepeatsCheck(Callback):
+    """Hydra callback: one line and exit code 2, before any job starts, when a sweep cannot
+    give train.repeats its seeds (repeats_conflict)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        why = repeats_conflict(config)
+        if why:
+            print(f"invalid config: {why}", file=sys.stderr)
+            raise SystemExit(exits.INVALID_CONFIG)
+
+
+def repeats_conflict(config: DictConfig) -> str | None:
+    """Why a multirun's train.repeats would not repeat anything, or None: the seeds come from
+    hydra.sweeper.params (conf/config.yaml), which a sweep of train.seed on the command line
+    replaces, and which the Optuna sweeper would search over as one more parameter."""
+    repeats = config.train.repeats
+    if not isinstance(repeats, int) or repeats <= 1:  # 1, or a value the jobs refuse
+        return None
+    if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+        return (
+            f"train.repeats={repeats} with the Optuna sweeper would make the seed one more "
+            "parameter to search (a trial is one run): leave train.repeats at 1, and repeat "
+            f"the best settings afterwards in a basic sweep (-m ... train.repeats={repeats})"
+        )
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    for override in overrides:
+        if override.key_or_group == "train.seed" and override.is_sweep_override():
+            return (
+                f"train.repeats={repeats} and the sweep {override.input_line} both choose the "
+                "seeds, and the sweep would replace the repeats: list every seed in train.seed "
+                "with train.repeats=1, or give one first seed and train.repeats"
+            )
+    return None
 
 
 class SweepSummaryCallback(Callback):
