@@ -84,6 +84,7 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         (("evaluate", run_dir, "data.limit_tset=50"), "data.limit_tset=50: Key 'limit_tset'"),
         (("evaluate", run_dir, "data.limit_test=many"), "data.limit_test=many: Value 'many'"),
         (("evaluate", run_dir, "data=folder"), "data=folder needs data.root=DIR"),
+        (("evaluate", run_dir, "--out", tmp_path / "notes.txt"), "is a file, not a directory"),
         (
             ("evaluate", run_dir, "data=fashion_mnist_mini", "data.task=binary"),
             "data.task=binary: the run's model was trained for data.task=multiclass",
@@ -92,6 +93,13 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_evaluation_that_cannot_be_written_is_one_line_and_exit_7(run_dir, tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    proc = tool("evaluate", run_dir, "--out", tmp_path / "file" / "inside")
+    assert proc.returncode == 7, proc.stderr
+    assert "cannot write the evaluation into" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, tmp_path):

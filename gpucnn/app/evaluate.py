@@ -35,6 +35,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
+from . import exits
 from .config import Config, build_model, register, validate_data
 from .experiment import load_splits
 from .results import pyplot, read_summary, save_figure
@@ -289,12 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="the folder to write into (default: see above)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or output_dir(args.run_dir, args.overrides)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
+        return exits.INVALID_CONFIG
     try:
-        out = args.out or output_dir(args.run_dir, args.overrides)
         record = evaluate_run(args.run_dir, args.overrides, out)
     except GpucnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exits.INVALID_CONFIG
+    except OSError as exc:  # the folder cannot be made or written
+        print(
+            f"error: cannot write the evaluation into {out} ({exc.strerror or exc}): free some "
+            "space or fix the permissions, or name another folder with --out",
+            file=sys.stderr,
+        )
+        return exits.FILE_SYSTEM
     print(
         f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
         f"{record['test_images']} images: "
