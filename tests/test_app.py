@@ -133,6 +133,22 @@ def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "running"]
 
 
+def test_summarize_shows_a_sweep_it_cannot_write_into(tmp_path, monkeypatch, capsys):
+    from gpucnn.app import summarize
+
+    proc = app("-m", *TINY, "model.filter_size=3,5", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+
+    def read_only(sweep_dir):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(summarize, "summarize", read_only)  # a sweep that is not ours
+    assert summarize.main([str(tmp_path)]) == 7
+    out, err = capsys.readouterr()
+    assert f"cannot write into {tmp_path} (Permission denied)" in err
+    assert "| model.filter_size | runs |" in out  # the table all the same
+
+
 def test_summarize_refuses_a_folder_without_runs_and_writes_nothing_there(tmp_path):
     (tmp_path / "2026-12-06_04-10-11-000000" / "0" / ".hydra").mkdir(parents=True)  # a sweep
     proc = tool("summarize", tmp_path)  # its parent, as outputs/multiruns

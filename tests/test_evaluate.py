@@ -99,7 +99,7 @@ def test_an_evaluation_that_cannot_be_written_is_one_line_and_exit_7(run_dir, tm
     (tmp_path / "file").write_text("in the way")
     proc = tool("evaluate", run_dir, "--out", tmp_path / "file" / "inside")
     assert proc.returncode == 7, proc.stderr
-    assert "cannot write the evaluation into" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cannot write into" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, tmp_path):

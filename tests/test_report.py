@@ -100,6 +100,9 @@ def test_report_out_refuses_an_existing_file(tmp_path):
     proc = tool("report", tmp_path, "--out", tmp_path / "earlier")
     assert proc.returncode == 2 and "already holds a report" in proc.stderr
     assert (tmp_path / "earlier" / "report.md").read_text() == "an earlier report"
+    proc = tool("report", tmp_path, "--out", taken / "inside")  # a folder that cannot be made
+    assert proc.returncode == 7 and "Traceback" not in proc.stderr
+    assert f"cannot write into {taken / 'inside'} (Not a directory)" in proc.stderr
 
 
 def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):

@@ -38,7 +38,7 @@ from ..train import evaluate_and_predict
 from . import exits
 from .config import Config, build_model, register, validate_data
 from .experiment import load_splits
-from .results import pyplot, read_summary, save_figure
+from .results import cannot_write, pyplot, read_summary, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -300,12 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exits.INVALID_CONFIG
     except OSError as exc:  # the folder cannot be made or written
-        print(
-            f"error: cannot write the evaluation into {out} ({exc.strerror or exc}): free some "
-            "space or fix the permissions, or name another folder with --out",
-            file=sys.stderr,
-        )
-        return exits.FILE_SYSTEM
+        return cannot_write(out, exc, ", or name another folder with --out")
     print(
         f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
         f"{record['test_images']} images: "

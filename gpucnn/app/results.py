@@ -7,12 +7,14 @@ import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from ..fileio import atomic_write, is_locked, write_text
+from . import exits
 
 LOCK = ".lock"  # held by the process running in a run directory (gpucnn.app.rundir)
 JOBS = "jobs.json"  # a cluster sweep's submitted jobs (hydra_plugins.gpucnn_plugins)
@@ -46,6 +48,17 @@ def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def cannot_write(where: Path, exc: OSError, more: str) -> int:
+    """Say in one line that a command's files could not be written into ``where``, ending in
+    ``more`` (another way out, or what happens instead); the exit code for it."""
+    print(
+        f"error: cannot write into {where} ({exc.strerror or exc}): free some space or fix the "
+        f"permissions{more}",
+        file=sys.stderr,
+    )
+    return exits.FILE_SYSTEM
 
 
 def counted(n: int, noun: str) -> str:

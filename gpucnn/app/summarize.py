@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .results import JOBS, run_dirs
-from .sweep import summarize
+from . import exits
+from .results import JOBS, cannot_write, run_dirs
+from .sweep import summarize, tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--runs", action="store_true", help="print one row per job")
     args = parser.parse_args(argv)
+    code = exits.OK
     for sweep_dir in args.sweep_dirs:
         if not sweep_dir.is_dir():
             print(f"error: {sweep_dir} is not a directory", file=sys.stderr)
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        summarize(sweep_dir)
-        print((sweep_dir / ("sweep_runs.md" if args.runs else "sweep_summary.md")).read_text())
-    return 0
+        table = "sweep_runs.md" if args.runs else "sweep_summary.md"
+        try:
+            summarize(sweep_dir)
+            text = (sweep_dir / table).read_text()
+        except OSError as exc:  # a sweep folder that is not ours to write: show it anyway
+            code = cannot_write(sweep_dir, exc, "; the table, not saved, is below")
+            text = tables(sweep_dir)[3][table]
+        print(text)
+    return code

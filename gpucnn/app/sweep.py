@@ -189,18 +189,29 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     save_figure(fig, path)
 
 
+def tables(sweep_dir: Path) -> tuple[list[dict], list[dict], list[str], dict[str, str]]:
+    """(the jobs' rows, the settings' rows, the swept keys, the Markdown tables by file name:
+    sweep_runs.md and sweep_summary.md) of the sweep in ``sweep_dir``."""
+    rows, keys, common = collect(sweep_dir)
+    groups = group(rows, keys)
+    title = f"sweep {sweep_dir.name}"
+    texts = {
+        "sweep_runs.md": markdown(rows, keys, common, title),
+        "sweep_summary.md": grouped_markdown(groups, keys, common, title),
+    }
+    return rows, groups, keys, texts
+
+
 def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """Write sweep_summary.csv / .md (one row per setting), sweep_runs.csv / .md (one row per
     job) and sweep.png into ``sweep_dir``; returns the jobs' rows."""
     sweep_dir = Path(sweep_dir)
-    rows, keys, common = collect(sweep_dir)
-    groups = group(rows, keys)
-    title = f"sweep {sweep_dir.name}"
+    rows, groups, keys, texts = tables(sweep_dir)
     write_csv(sweep_dir / "sweep_runs.csv", rows, ["job", *keys, *FIXED[1:]])
-    write_text(sweep_dir / "sweep_runs.md", markdown(rows, keys, common, title))
     write_csv(sweep_dir / "sweep_summary.csv", groups, [*settings_of(keys), *COLUMNS])
-    write_text(sweep_dir / "sweep_summary.md", grouped_markdown(groups, keys, common, title))
-    plot(sweep_dir / "sweep.png", groups, keys, title)
+    for name, text in texts.items():
+        write_text(sweep_dir / name, text)
+    plot(sweep_dir / "sweep.png", groups, keys, f"sweep {sweep_dir.name}")
     return rows
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ...fileio import write_text
 from ..document import Block, to_html, to_markdown
-from ..results import counted
+from ..results import cannot_write, counted
 from . import activations, architecture, parameters
 from .runs import collect, distinct
 
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "report.md").exists():
         print(f"error: {out} already holds a report: name a new --out folder", file=sys.stderr)
         return 2
-    path = build(args.dirs, out)
+    try:
+        path = build(args.dirs, out)
+    except OSError as exc:  # the folder cannot be made or written
+        return cannot_write(out, exc, ", or name another folder with --out")
     print(f"report: {path} and {path.with_suffix('.html')}")
     return 0
