@@ -91,7 +91,8 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     if _new_folder(trained_on, cfg.data) and not _given("data.test_fraction", overrides):
         log.info(
             "%s is not the folder the run trained on: every image in it is a test image "
-            "(data.test_fraction=F evaluates a share)",
+            "(data.test_fraction=F evaluates a share; beside a train/ folder, test/ or val/ is "
+            "the test split)",
             cfg.data.root,
         )
         cfg.data.test_fraction = 1.0
