@@ -6,6 +6,7 @@ The command's entry point; the code is in gpucnn.app.evaluate.
 import sys
 
 from .app.evaluate import main
+from .app.signals import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main))

@@ -6,6 +6,7 @@ The command's entry point; the code is in gpucnn.app.predict.
 import sys
 
 from .app.predict import main
+from .app.signals import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main))

@@ -6,6 +6,7 @@ The command's entry point; the code is in gpucnn.app.report.
 import sys
 
 from .app.report import main
+from .app.signals import interruptible
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main))

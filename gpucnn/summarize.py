@@ -5,7 +5,8 @@ The command's entry point; the code is in gpucnn.app.summarize.
 
 import sys
 
+from .app.signals import interruptible
 from .app.summarize import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interruptible(main))

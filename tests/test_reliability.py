@@ -435,3 +435,34 @@ def test_temporary_files_of_an_interrupted_write_are_removed_at_the_next_start(t
     keep.write_text("mine")
     run_job(_cfg(epochs=1, progress=False), tmp_path, [])
     assert not leftover.exists() and keep.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "command, slow, args",
+    [
+        ("evaluate", "evaluate_run", []),
+        ("predict", "predict_files", ["image.png"]),
+        ("summarize", "summarize", []),
+        ("report", "build", []),
+    ],
+)
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, command, slow, args):
+    """The commands besides run and bench: Ctrl-C is one line, not a traceback."""
+    (tmp_path / "0").mkdir()  # a sweep's job, for summarize
+    (tmp_path / "0" / "summary.json").write_text('{"status": "ok"}')
+    made_slow = (  # the command's work made slow, so that the signal arrives while it runs
+        f"import runpy, time; import gpucnn.app.{command} as c; "
+        f"c.{slow} = lambda *a, **k: (print('working', flush=True), time.sleep(60)); "
+        f"runpy.run_module('gpucnn.{command}', run_name='__main__')"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", made_slow, str(tmp_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "working"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted (SIGINT): no file was left half-written"

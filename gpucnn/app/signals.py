@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from . import exits
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +79,13 @@ def caught() -> Iterator[Stops]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def interruptible(main: Callable[[], int]) -> int:
+    """``main()``'s exit code, or 130 and one line when Ctrl-C stops it (the commands that
+    are not training runs: their files are written atomically, so none is left half-written)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted (SIGINT): no file was left half-written", file=sys.stderr)
+        return exits.SIGNAL_BASE + signal.SIGINT
