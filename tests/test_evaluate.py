@@ -150,6 +150,11 @@ def test_a_folder_stands_for_the_images_under_it(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     proc = tool("predict", run_dir, tmp_path / "empty")
     assert proc.returncode == 2 and "a folder without image files (.bmp" in proc.stderr
+    (tmp_path / "deeper" / "broken.png").write_bytes(b"\x89PNG cut short")
+    proc = tool("predict", run_dir, tmp_path, "--json")  # one bad file: skipped, and said so
+    assert proc.returncode == 0, proc.stderr
+    assert [r["label"] for r in json.loads(proc.stdout)] == [r["label"] for r in records]
+    assert f"warning: skipped {tmp_path / 'deeper' / 'broken.png'}: not a readable" in proc.stderr
 
 
 def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):

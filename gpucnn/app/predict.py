@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .config import build_model
 from .evaluate import RunError, load_run
 
 NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json
+log = logging.getLogger(__name__)
 
 
 def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tuple[str, Any]]:
@@ -64,13 +66,14 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
     return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
 
 
-def image_files(paths: list[Path]) -> list[Path]:
-    """``paths`` with each folder replaced by the image files under it, at any depth, sorted;
-    names starting with a dot (hidden) are skipped. DataError for a folder without any."""
+def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, whether it was named itself) for ``paths``, each folder replaced by the image
+    files under it, at any depth, sorted; names starting with a dot (hidden) are skipped.
+    DataError for a folder without any."""
     out = []
     for path in paths:
         if not path.is_dir():
-            out.append(path)
+            out.append((path, True))
             continue
         found = sorted(
             p
@@ -80,7 +83,7 @@ def image_files(paths: list[Path]) -> list[Path]:
         )  # fmt: skip
         if not found:
             raise DataError(f"{path}: a folder without image files ({', '.join(SUFFIXES)})")
-        out += found
+        out += [(p, False) for p in found]
     return out
 
 
@@ -94,13 +97,21 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             "version of gpucnn"
         )
     named = []
-    for path in image_files(paths):
-        images = read_images(path, summary["image_shape"], cfg.data.fit)
+    for path, asked in image_files(paths):
+        try:
+            images = read_images(path, summary["image_shape"], cfg.data.fit)
+        except DataError as exc:
+            if asked:
+                raise
+            log.warning("skipped %s", exc)  # one bad file in a folder, as training does
+            continue
         if summary.get("value_range"):  # runs of older versions lack it
             data.check_scale(
                 np.stack([image for _, image in images]), summary["value_range"], str(path)
             )
         named += images
+    if not named:
+        raise DataError(f"no readable image in {', '.join(map(str, paths))}")
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
     classes, norm = summary["classes"], summary["normalisation"]
     n_outputs = 1 if cfg.data.task == "binary" else len(classes)
@@ -136,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # stdout: results
     try:
         records = predict_files(args.run_dir, args.images)
     except GpucnnError as exc:
