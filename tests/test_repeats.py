@@ -101,6 +101,32 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
 
 
+def test_sampled_fractions_are_shown_to_6_digits_and_kept_whole_in_the_csv(tmp_path):
+    """Optuna samples learning rates like 0.0012520653814999472: the tables, sentences and
+    figures show 0.00125207; the CSV keeps every digit; integers and lists stay as they are."""
+    from gpucnn.app.effects import Effect
+    from gpucnn.app.results import setting_text
+
+    assert [setting_text(v) for v in ("0.0012520653814999472", "0.001", "123456789", "[8,16]")] == [
+        "0.00125207",
+        "0.001",
+        "123456789",
+        "[8,16]",
+    ]
+    rates = ("0.0012520653814999472", "0.0003701573165914633")
+    for job, rate in enumerate(rates):
+        (tmp_path / str(job)).mkdir()
+        summary = {"status": "ok", "overrides": [f"optimizer.lr={rate}"], "test_accuracy": 0.8}
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    sweep.summarize(tmp_path)
+    table = (tmp_path / "sweep_summary.md").read_text()
+    assert "| 0.00125207 |" in table and "| 0.000370157 |" in table and rates[0] not in table
+    rows = list(csv.DictReader(open(tmp_path / "sweep_summary.csv")))
+    assert sorted(r["optimizer.lr"] for r in rows) == sorted(rates)
+    said = Effect("optimizer.lr", rates[0], rates[1], estimate([1.0, 2.0])).sentence()
+    assert said.startswith("optimizer.lr 0.00125207 vs 0.000370157: +1.5 points")
+
+
 def test_a_repeated_sweep_groups_its_seeds_and_resumes_per_seed(tmp_path):
     sweep_args = ["-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5"]
     first = app(*sweep_args, "train.repeats=2", cwd=tmp_path)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .results import setting_text
 from .stats import Estimate, estimate, t975
 
 MAX_NEEDED = 1000  # beyond this, "more than 1,000 pairs"
@@ -28,7 +29,8 @@ class Effect:
     def sentence(self) -> str:
         """``filter_size 5 vs 3: +0.6 points, 95% interval -0.3 to +1.5: not distinguishable
         with 3 pairs (about 12 would be needed at this spread)``."""
-        e, what = self.points, f"{self.key} {self.value} vs {self.reference}"
+        value, reference = setting_text(self.value), setting_text(self.reference)
+        e, what = self.points, f"{self.key} {value} vs {reference}"
         if e.n < 2:
             return (
                 f"{what}: {e.mean:+.1f} points from {e.n} pair: no interval; repeat the runs "
@@ -36,7 +38,7 @@ class Effect:
             )
         head = f"{what}: {e.mean:+.1f} points, 95% interval {e.low:+.1f} to {e.high:+.1f}"
         if e.low > 0 or e.high < 0:
-            return f"{head}: {self.value} is {'better' if e.low > 0 else 'worse'}"
+            return f"{head}: {value} is {'better' if e.low > 0 else 'worse'}"
         if e.sd == 0:  # and so the mean is 0
             return f"{head}: the same accuracy in each of the {e.n} pairs"
         needed = pairs_needed(e.mean, e.sd)

@@ -61,6 +61,21 @@ def cannot_write(where: Path, exc: OSError, more: str) -> int:
     return exits.FILE_SYSTEM
 
 
+def setting_text(value: Any) -> str:
+    """A setting's value as tables, figures and sentences show it: a fraction written with more
+    than 6 significant digits (as Optuna samples them) to 6; anything else (integers too) as it
+    is."""
+    text = str(value)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if number.is_integer() or not math.isfinite(number):
+        return text
+    short = f"{number:.6g}"
+    return text if float(short) == number else short
+
+
 def counted(n: int, noun: str) -> str:
     """``1 run``, ``3 runs``: a count and its noun, in the singular or the plural."""
     return f"{n:,} {noun}{'s' * (n != 1)}"

@@ -35,6 +35,7 @@ from .results import (
     read_summary,
     run_dirs,
     save_figure,
+    setting_text,
     write_csv,
 )
 
@@ -113,7 +114,7 @@ def _fmt(value: Any) -> str:
         return "" if math.isnan(value) else f"{value:.4f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return setting_text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown(
@@ -174,7 +175,7 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3,
                     label="setting: mean test accuracy, 95% interval")  # fmt: skip
         for g, x, y in zip(done, xs, means):
-            label = ", ".join(f"{k.split('.')[-1]}={g[k]}" for k in settings_of(keys))
+            label = ", ".join(f"{k.split('.')[-1]}={setting_text(g[k])}" for k in settings_of(keys))
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
         cost_axis(ax, xs, x_label)
         ax.grid(alpha=0.3)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..document import Block
 from ..effects import effects, ordered
-from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure
+from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure, setting_text
 from ..stats import estimate
 from .runs import Run, accuracy_text
 
@@ -47,7 +47,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     rows = [
         [
             r.path.name,
-            *[str(r.settings.get(k)) for k in keys],
+            *[setting_text(r.settings.get(k)) for k in keys],
             f"{r.summary['test_accuracy']:.4f}",
             f"{r.summary['weights']:,}",
             _count(r.summary.get("multiply_adds")),
@@ -66,7 +66,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         accuracies = [r.summary["test_accuracy"] for r in shown]
         ax.scatter(xs, accuracies, label=f"a run, labelled {legend}")
         for r in shown:
-            tag = " / ".join(str(r.settings.get(k)).replace(" ", "") for k in keys)
+            tag = " / ".join(setting_text(r.settings.get(k)).replace(" ", "") for k in keys)
             ax.annotate(
                 tag,
                 (r.summary[x_key], r.summary["test_accuracy"]),
@@ -163,4 +163,4 @@ def _count(value: Any) -> str:
 
 def _setting(runs: list[Run], keys: list[str]) -> str:
     """``filter_size=5, pool_size=2``: the setting that ``runs`` share."""
-    return ", ".join(f"{_short(k)}={runs[0].settings.get(k)}" for k in keys)
+    return ", ".join(f"{_short(k)}={setting_text(runs[0].settings.get(k))}" for k in keys)
