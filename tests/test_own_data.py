@@ -210,6 +210,20 @@ def test_a_class_none_of_whose_images_reads_is_an_error(tmp_path):
         folder.load(root, progress=False)
 
 
+def test_a_relative_root_is_read_from_where_the_run_started(tmp_path):
+    """hydra.job.chdir=true makes a job's working directory its run directory."""
+    image_folder(tmp_path / "shapes", per_class=10)
+    run = tmp_path / "run"
+    args = ("data=folder", "data.root=shapes", "hydra.job.chdir=true", f"hydra.run.dir={run}")
+    proc = app(*args, *QUICK, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((run / "summary.json").read_text())["classes"] == [
+        "disc",
+        "square",
+        "stripes",
+    ]
+
+
 def test_train_and_val_folders_are_the_splits_not_two_classes(tmp_path, caplog):
     root = tmp_path / "root"
     image_folder(root / "train", per_class=5, names=("disc", "square"))

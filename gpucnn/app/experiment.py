@@ -87,10 +87,11 @@ def _versions() -> dict[str, str]:
 def load_raw(cfg: DictConfig) -> data.RawData:
     """The raw train and test images the data config names."""
     d = cfg.data
+    root = _from_launch_dir(d.root)
     if d.name == "folder":
         with config_group("data"):
             return data.folder.load(
-                d.root,
+                root,
                 d.channels,
                 d.image_size,
                 d.fit,
@@ -99,11 +100,19 @@ def load_raw(cfg: DictConfig) -> data.RawData:
                 progress=cfg.train.progress,
             )
     if d.name == "arrays":
-        return data.arrays.load(d.path)
+        return data.arrays.load(_from_launch_dir(d.path))
     try:
-        return data.load(d.name, d.root, d.download, d.url)
+        return data.load(d.name, root, d.download, d.url)
     except DataError as exc:  # its advice names the library's arguments: say the keys too
         raise DataError(f"{exc}\n(here root is data.root, download is data.download)") from None
+
+
+def _from_launch_dir(path: str | None) -> str | None:
+    """``path`` (``~`` expanded), a relative one taken from the directory the command was
+    started in, not the job's working directory (its run directory with hydra.job.chdir=true)."""
+    from hydra.utils import to_absolute_path
+
+    return None if path is None else to_absolute_path(os.path.expanduser(path))
 
 
 def load_splits(cfg: DictConfig, normalisation: tuple | None = None) -> data.Prepared:
