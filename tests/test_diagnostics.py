@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Activation, BinaryCrossEntropy, Dense, Model
+from gpucnn import SGD, Activation, BatchNorm, BinaryCrossEntropy, Dense, Model
 from gpucnn.app.diagnostics import Diagnostics
 from gpucnn.steps import PlainStep
 
@@ -67,3 +67,25 @@ def test_one_sample_matches_hand_computation(tmp_path, name):
         close(rows[1], "saturated_fraction", SATURATED[name](a))
     assert float(rows[0]["forward_ms"]) > 0 and float(rows[1]["backward_ms"]) > 0
     assert rows[0]["epoch"] == "1" and rows[1]["kind"] == name
+
+
+def test_batch_norms_gamma_and_beta_are_its_weights_and_biases(tmp_path):
+    rng = np.random.default_rng(1)
+    model = Model([Dense(3, 4), BatchNorm(4), Activation("relu"), Dense(4, 1)]).build((3,))
+    norm = model.layers[1]
+    norm.params["gamma"][...] = rng.uniform(0.5, 2, size=4)
+    norm.params["beta"][...] = rng.normal(size=4)
+    x, y = rng.normal(size=(6, 3)), np.array([0, 1, 1, 0, 1, 0])
+    diag = Diagnostics(model, tmp_path)
+    step = PlainStep(model, BinaryCrossEntropy(), SGD(0.1))
+    gamma, beta = norm.params["gamma"].copy(), norm.params["beta"].copy()
+    diag.sample(step, x, y)
+    diag.end_epoch(0)
+    row = {int(r["layer_index"]): r for r in csv.DictReader((tmp_path / "diagnostics.csv").open())}[
+        1
+    ]
+    assert float(row["grad_norm_W"]) == pytest.approx(np.linalg.norm(norm.grads["gamma"]))
+    assert float(row["grad_norm_b"]) == pytest.approx(np.linalg.norm(norm.grads["beta"]))
+    moved = np.linalg.norm(norm.params["beta"] - beta) / np.linalg.norm(beta)
+    assert float(row["update_ratio_b"]) == pytest.approx(moved)
+    assert float(row["update_ratio_W"]) > 0 and not np.array_equal(norm.params["gamma"], gamma)

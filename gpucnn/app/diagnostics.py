@@ -2,7 +2,8 @@
 
 Every ``diagnostics.every`` steps the step runs instrumented (profile.timed_step, layers in
 declared order) and records, per layer:
-- grad_norm_W / grad_norm_b: the L2 norm of the parameter's gradient for the batch;
+- grad_norm_W / grad_norm_b: the L2 norm of the parameter's gradient for the batch (W: the
+  weights, BatchNorm's gamma; b: the biases, ``bias_names``, BatchNorm's beta);
 - update_ratio_W / update_ratio_b: ||parameter change|| / ||parameter before|| for the step;
 - zero_fraction: after an activation, the fraction of exact zeros (ReLU sparsity);
 - saturated_fraction: after a sigmoid, the fraction below 0.01 or above 0.99; after a tanh,
@@ -49,6 +50,11 @@ def saturated(name: str, y: Any) -> Any:
     return None
 
 
+def _column(layer: Any, key: str) -> str:
+    """The column a parameter's numbers go in: b for a bias, W for the rest."""
+    return "b" if key in layer.bias_names else "W"
+
+
 def _norm(a: Any) -> float:
     return float(backend.get_array_module(a).sqrt((a.astype("float64") ** 2).sum()))
 
@@ -86,7 +92,7 @@ class Diagnostics(Hooks):
     def before_update(self, model: Model) -> None:
         for i, layer in enumerate(model.layers):
             for key, grad in layer.grads.items():
-                self._add(i, f"grad_norm_{key}", _norm(grad))
+                self._add(i, f"grad_norm_{_column(layer, key)}", _norm(grad))
                 self._before[f"{i}.{key}"] = layer.params[key].copy()
 
     def after_update(self, model: Model) -> None:
@@ -95,7 +101,7 @@ class Diagnostics(Hooks):
                 before = self._before.pop(f"{i}.{key}")
                 size = _norm(before)
                 if size > 0:  # biases start at zero: no ratio for that step
-                    self._add(i, f"update_ratio_{key}", _norm(p - before) / size)
+                    self._add(i, f"update_ratio_{_column(layer, key)}", _norm(p - before) / size)
 
     # ----- per epoch ----------------------------------------------------------------------
     def end_epoch(self, epoch: int) -> None:
