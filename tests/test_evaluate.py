@@ -40,6 +40,16 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
     assert (run_dir / "confusion.png").is_file() and (run_dir / "mistakes.png").is_file()
 
 
+def test_the_mistakes_figure_says_how_many_it_shows():
+    assert evaluate.mistakes_title(24, 130, 2000) == (
+        "The 24 mistakes the model was surest about (of 130)"
+    )
+    assert evaluate.mistakes_title(1, 1, 48) == "The 1 mistake, surest first"
+    assert evaluate.mistakes_title(0, 0, 48) == (
+        "No mistakes: every one of the 48 test images is classified right"
+    )
+
+
 def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     splits = load_splits(evaluate.load_run(run_dir, [])[0])
     # The first test images as the files they came from: undo the normalisation and padding.

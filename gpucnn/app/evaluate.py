@@ -273,9 +273,18 @@ def _plot_mistakes(
             f"true {classes[truth[i]]}\npred {classes[guess[i]]} ({probs[i, guess[i]]:.2f})",
             fontsize=8,
         )
-    fig.suptitle(f"The {len(worst)} mistakes the model was surest about (of {len(wrong)})")
+    fig.suptitle(mistakes_title(len(worst), len(wrong), len(truth)))
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def mistakes_title(shown: int, wrong: int, images: int) -> str:
+    """The title of mistakes.png."""
+    if not wrong:
+        return f"No mistakes: every one of the {images} test images is classified right"
+    if shown == wrong:
+        return f"The {wrong} mistake{'s' * (wrong != 1)}, surest first"
+    return f"The {shown} mistakes the model was surest about (of {wrong})"
 
 
 def main(argv: list[str] | None = None) -> int:
