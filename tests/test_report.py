@@ -268,3 +268,22 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     assert sentences[1].startswith("optimizer.lr 0.01 vs 0.001: +10.0 points")
     best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")
+
+
+def test_a_runs_long_title_is_wrapped_above_its_curves(tmp_path, monkeypatch):
+    from gpucnn.app import results
+
+    figures = []
+    monkeypatch.setattr(results, "save_figure", lambda fig, path: figures.append(fig))
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_accuracy": 0.2 * e}
+        for e in (1, 2, 3)
+    ]
+    title = "lab_cnn3: " + ", ".join(f"model.key{i}=value{i}" for i in range(14))
+    results.plot_curves(tmp_path / "curves.png", rows, title)
+    (fig,) = figures
+    lines = fig._suptitle.get_text().splitlines()
+    assert len(lines) == 3 and " ".join(lines) == title and max(map(len, lines)) <= 110
+    fig.canvas.draw()  # laid out: the title sits above the panels' own titles
+    bottom_of_title = fig._suptitle.get_window_extent().y0
+    assert all(ax.title.get_window_extent().y1 <= bottom_of_title for ax in fig.axes)

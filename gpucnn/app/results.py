@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str)
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     epochs = [r["epoch"] for r in rows]
     for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for split, style in (("train", "-o"), ("val", "--s")):
@@ -185,7 +186,7 @@ def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str)
         ax.set_title(f"{label} by epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, 110))  # a run's overrides can be many: lines, not a band
     save_figure(fig, path)
 
 
