@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gpucnn import ConfigError
-from gpucnn.data import Batches, RawData, gaps, idx, load, prepare, sources
+from gpucnn.data import Batches, RawData, describe, gaps, idx, load, prepare, sources
 from gpucnn.errors import DataError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -322,3 +322,13 @@ def test_a_missing_set_is_downloaded_into_the_cache(tmp_path, http_dir, monkeypa
     assert np.array_equal(raw.y_train, arrays["train_labels"])
     assert (tmp_path / ".cache/gpucnn/fake/train-images-idx3-ubyte.gz").is_file()
     assert load("fashion_mnist", download_ok=False).x_train.shape == (60, 1, 28, 28)  # now cached
+
+
+def test_the_log_describes_each_split_and_says_none_for_an_empty_one():
+    text = describe(prepare(load("fashion_mnist_mini"), val_fraction=0))
+    assert text.splitlines() == [
+        "classes: 0=T-shirt/top, 1=Shirt",
+        "train: 2000 images; per label: 1000 (50%), 1000 (50%)",
+        "val: none",
+        "test: 400 images; per label: 200 (50%), 200 (50%)",
+    ]

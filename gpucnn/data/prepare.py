@@ -291,7 +291,10 @@ def describe(data: Prepared) -> str:
     lines = [f"classes: {', '.join(f'{i}={name}' for i, name in enumerate(data.classes))}"]
     for split, counts in data.balance.items():
         total = sum(counts)
-        shares = ", ".join(f"{n} ({n / max(total, 1):.0%})" for n in counts)
+        if not total:  # no validation split, or the training split of an evaluation
+            lines.append(f"{split}: none")
+            continue
+        shares = ", ".join(f"{n} ({n / total:.0%})" for n in counts)
         lines.append(f"{split}: {total} images; per label: {shares}")
     return "\n".join(lines)
 
