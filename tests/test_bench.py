@@ -82,6 +82,13 @@ def test_bench_without_the_peer_says_why(tmp_path):
     assert "no peer: bench.peer=false" in out
 
 
+def test_the_profile_of_a_batch_norm_model_says_how_training_splits_it(tmp_path):
+    args = ("bench.peer=false", "bench.profile=true", "model.batch_norm=true", "train.threads=2")
+    out, _ = bench(tmp_path, *args)
+    assert "(training gives each of 2 threads a share of the batch)" in out
+    assert "BatchNorm forward" in out and "micro-batches of None" not in out
+
+
 @pytest.mark.parametrize(
     "setting,says",
     [

@@ -99,7 +99,9 @@ class _Ours:
             how = "its kernels launched one by one (training replays them as one CUDA graph)"
             return f"{how}\n{profile.table(self.step.profile(batches, steps))}"
         how = "the whole batch through each layer in turn"
-        if isinstance(self.step, MicroBatchStep):
+        if isinstance(self.step, MicroBatchStep) and self.step.chunk is None:
+            how += f" (training gives each of {self.step.threads} threads a share of the batch)"
+        elif isinstance(self.step, MicroBatchStep):
             how += (
                 f" (training splits the batch into micro-batches of {self.step.chunk} over "
                 f"{self.step.threads} threads)"
