@@ -127,6 +127,31 @@ def test_sampled_fractions_are_shown_to_6_digits_and_kept_whole_in_the_csv(tmp_p
     assert said.startswith("optimizer.lr 0.00125207 vs 0.000370157: +1.5 points")
 
 
+def test_the_sweep_figure_numbers_its_points_as_the_table_orders_the_settings(
+    tmp_path, monkeypatch
+):
+    _fake_sweep(tmp_path, {(3, 0): 0.81, (3, 1): 0.83, (5, 0): 0.86, (5, 1): 0.88, (7, 0): 0.7})
+    figures = []
+    monkeypatch.setattr(sweep, "save_figure", lambda fig, path: figures.append(fig))
+    sweep.summarize(tmp_path)
+    (fig,) = figures
+    for ax in fig.axes:  # by weights, multiply-adds and time: filter size 5 first (the best)
+        numbers = {t.get_text(): t.xy[0] for t in ax.texts}
+        assert sorted(numbers) == ["1", "2", "3"]
+        assert numbers["1"] > numbers["2"] < numbers["3"]  # 5 costs more than 3, less than 7
+    assert fig._supxlabel.get_text().splitlines() == [
+        "1: model.filter_size=5",
+        "2: model.filter_size=3",
+        "3: model.filter_size=7",
+    ]
+    table = (tmp_path / "sweep_summary.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in table if line.startswith("| ")][1:] == [
+        "| 5",
+        "| 3",
+        "| 7",
+    ]
+
+
 def test_a_repeated_sweep_groups_its_seeds_and_resumes_per_seed(tmp_path):
     sweep_args = ["-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5"]
     first = app(*sweep_args, "train.repeats=2", cwd=tmp_path)

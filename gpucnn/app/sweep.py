@@ -164,29 +164,34 @@ def _table(title: str, what: str, common: dict[str, str], cols: list[str], rows,
 
 def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) -> None:
     """Mean test accuracy against weight count, multiply-adds per image and time per epoch: one
-    labelled point per setting that has a finished run and the figure on the axis (older
-    summaries have no multiply-adds), with the mean's 95% interval as an error bar."""
+    point per setting that has a finished run and the figure on the axis (older summaries have
+    no multiply-adds), with the mean's 95% interval as an error bar. Points are numbered as the
+    settings table orders them (best first), and the numbers are spelt out under the panels:
+    settings written out beside every point ran into each other."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True, layout="constrained")
+    number = {id(g): i for i, g in enumerate(groups, 1)}
     for ax, (x_key, x_label) in zip(axes, COSTS):
         done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get(x_key))]
         xs, means = [g[x_key] for g in done], [g["test_accuracy"] for g in done]
         bars = [g["test_high"] - m if finite(g["test_high"]) else 0.0 for g, m in zip(done, means)]
-        ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3,
-                    label="setting: mean test accuracy, 95% interval")  # fmt: skip
+        ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3)
         for g, x, y in zip(done, xs, means):
-            label = ", ".join(f"{k.split('.')[-1]}={setting_text(g[k])}" for k in settings_of(keys))
-            ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(str(number[id(g)]), (x, y), fontsize=8, xytext=(4, 3),
+                        textcoords="offset points")  # fmt: skip
         cost_axis(ax, xs, x_label)
         ax.grid(alpha=0.3)
-        if done:
-            ax.legend(loc="best")
-        else:
+        if not done:
             not_recorded(ax)
-    axes[0].set_ylabel("test accuracy (fraction)")
+    axes[0].set_ylabel("mean test accuracy (fraction), 95% interval")
     bottom, top = axes[0].get_ylim()  # an interval of few seeds may reach past 0 or 1
     axes[0].set_ylim(max(bottom, -0.01), min(top, 1.01))
-    fig.suptitle(title)
+    fig.suptitle(f"{title}: a point per setting, numbered as in sweep_summary.md")
+    names = [
+        f"{number[id(g)]}: " + ", ".join(f"{k}={setting_text(g[k])}" for k in settings_of(keys))
+        for g in groups
+    ]
+    fig.supxlabel("\n".join(names), fontsize=8, ha="left", x=0.01)
     save_figure(fig, path)
 
 
