@@ -123,7 +123,9 @@ def _cpu_name() -> str:
     """The CPU model and the number of cores this process may use."""
     import platform
 
-    name = platform.processor() or platform.machine() or "cpu"
+    # Not platform.processor(): it runs `uname -p` in a child process, which inherits this
+    # process's open files (a run directory's lock among them) until it starts the program.
+    name = platform.machine() or "cpu"
     try:
         with open("/proc/cpuinfo") as f:
             name = next(

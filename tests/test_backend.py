@@ -1,5 +1,8 @@
 """The backend shim: choosing, forcing and refusing backends; dtype; seeding; host transfers."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -56,3 +59,19 @@ def test_host_round_trip():
     d = backend.to_device(x, dtype=np.float32)
     assert d.dtype == np.float32 and np.array_equal(backend.to_host(d), x)
     backend.synchronize()
+
+
+def test_naming_the_cpu_starts_no_child_process():
+    """A child inherits the process's open files, a run directory's lock among them, until it
+    starts its program: a run killed meanwhile would look alive to summarize and report."""
+    code = (
+        "import subprocess\n"
+        "def child(*args, **kwargs):\n"
+        "    raise SystemExit(f'a child process: {args}')\n"
+        "subprocess.Popen = child\n"
+        "from gpucnn import backend\n"
+        "print(backend._cpu_name())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(f"({backend.available_cores()} cores)")
