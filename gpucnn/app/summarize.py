@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             text = (sweep_dir / table).read_text()
         except OSError as exc:  # a sweep folder that is not ours to write: show it anyway
             code = cannot_write(sweep_dir, exc, "; the table, not saved, is below")
-            text = tables(sweep_dir)[3][table]
+            *_, texts = tables(sweep_dir)
+            text = texts[table]
         print(text)
     return code

@@ -170,15 +170,19 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     settings written out beside every point ran into each other."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True, layout="constrained")
-    number = {id(g): i for i, g in enumerate(groups, 1)}
     for ax, (x_key, x_label) in zip(axes, COSTS):
-        done = [g for g in groups if finite(g["test_accuracy"]) and finite(g.get(x_key))]
-        xs, means = [g[x_key] for g in done], [g["test_accuracy"] for g in done]
-        bars = [g["test_high"] - m if finite(g["test_high"]) else 0.0 for g, m in zip(done, means)]
+        done = [
+            (number, g)
+            for number, g in enumerate(groups, 1)
+            if finite(g["test_accuracy"]) and finite(g.get(x_key))
+        ]
+        xs, means = [g[x_key] for _, g in done], [g["test_accuracy"] for _, g in done]
+        bars = [
+            g["test_high"] - m if finite(g["test_high"]) else 0.0 for (_, g), m in zip(done, means)
+        ]
         ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3)
-        for g, x, y in zip(done, xs, means):
-            ax.annotate(str(number[id(g)]), (x, y), fontsize=8, xytext=(4, 3),
-                        textcoords="offset points")  # fmt: skip
+        for (number, _), x, y in zip(done, xs, means):
+            ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
         cost_axis(ax, xs, x_label)
         ax.grid(alpha=0.3)
         if not done:
@@ -188,8 +192,8 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     axes[0].set_ylim(max(bottom, -0.01), min(top, 1.01))
     fig.suptitle(f"{title}: a point per setting, numbered as in sweep_summary.md")
     names = [
-        f"{number[id(g)]}: " + ", ".join(f"{k}={setting_text(g[k])}" for k in settings_of(keys))
-        for g in groups
+        f"{number}: " + ", ".join(f"{k}={setting_text(g[k])}" for k in settings_of(keys))
+        for number, g in enumerate(groups, 1)
     ]
     fig.supxlabel("\n".join(names), fontsize=8, ha="left", x=0.01)
     save_figure(fig, path)
