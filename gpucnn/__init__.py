@@ -5,7 +5,7 @@ from gpucnn import BatchNorm, AvgPool, GlobalAvgPool
 """
 
 from . import backend, presets
-from .errors import BackendError, ConfigError, GpucnnError, ShapeError
+from .errors import BackendError, ConfigError, GpucnnError, LabelError, ShapeError
 from .layers import (
     Activation,
     AvgPool,
@@ -39,6 +39,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool",
     "GpucnnError",
+    "LabelError",
     "Layer",
     "MaxPool",
     "Model",

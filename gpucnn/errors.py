@@ -29,6 +29,11 @@ class DataError(GpucnnError):
     """A data file that is missing, corrupt, or does not match its partner (names the file)."""
 
 
+class LabelError(GpucnnError, ValueError):
+    """Labels that do not fit the loss or the model's outputs: their shape, type or values
+    (one-hot rows for class indices, 1 to 10 for 10 outputs)."""
+
+
 class NotEnoughMemory(GpucnnError, MemoryError):
     """Something would need more memory than is available, found before allocating it.
 

@@ -7,9 +7,13 @@ Both losses are the mean over the batch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
 from .backend import get_array_module
+from .errors import LabelError
 from .layers import sigmoid, softmax
 
 
@@ -33,6 +37,40 @@ class Loss:
         """(N, classes) probabilities from logits (two columns for a binary output)."""
         raise NotImplementedError
 
+    def classes(self, outputs: tuple[int, ...]) -> int:
+        """How many classes logits of shape ``outputs`` stand for; LabelError if they cannot."""
+        raise NotImplementedError
+
+    def check(self, outputs: tuple[int, ...], y: Any) -> None:
+        """LabelError unless y: (N,) holds one integer class index for each row of logits of
+        shape ``outputs``. Their values are checked on host arrays only: on the GPU reading them
+        back would stall every step (the app checks its labels once, when it prepares them)."""
+        name, k = type(self).__name__, self.classes(outputs)
+        if len(outputs) == 2 and outputs[1] > 1 and tuple(y.shape) == tuple(outputs):
+            raise LabelError(
+                f"{name} needs class indices (N,), but got labels {tuple(y.shape)}, one row per "
+                f"image (one-hot?): pass y.argmax(axis=1)"
+            )
+        if tuple(y.shape) != tuple(outputs[:1]):
+            raise LabelError(
+                f"{name} needs one label per image, {tuple(outputs[:1])}, but got labels "
+                f"{tuple(y.shape)}" + (": pass y.reshape(-1)" if y.size == outputs[0] else "")
+            )
+        if y.dtype.kind not in "iub":
+            raise LabelError(
+                f"{name} needs integer class indices, but got labels of {y.dtype}: pass "
+                f"y.astype(int) if they are whole numbers"
+            )
+        if isinstance(y, np.ndarray) and y.size and (y.min() < 0 or y.max() >= k):
+            raise LabelError(
+                f"{name} needs labels 0 to {k - 1} ({self._meaning(k)}), but they range from "
+                f"{y.min()} to {y.max()}"
+            )
+
+    def _meaning(self, classes: int) -> str:
+        """What the label values stand for, in the message about labels out of range."""
+        raise NotImplementedError
+
 
 class BinaryCrossEntropy(Loss):
     """Sigmoid + binary cross-entropy. logits: (N, 1) or (N,), y: (N,) of 0 / 1."""
@@ -41,6 +79,7 @@ class BinaryCrossEntropy(Loss):
 
     def forward(self, logits: Any, y: Any) -> Any:
         xp = get_array_module(logits)
+        self.check(logits.shape, y)
         z = logits.reshape(-1)
         t = y.astype(z.dtype)
         # log(1 + exp(-|z|)) + max(z, 0) - z*t equals -t log p - (1-t) log(1-p), without overflow.
@@ -51,6 +90,17 @@ class BinaryCrossEntropy(Loss):
     def backward(self) -> Any:
         z, t, shape = self._cache
         return ((sigmoid(z) - t) / z.shape[0]).reshape(shape)
+
+    def classes(self, outputs: tuple[int, ...]) -> int:
+        if math.prod(outputs[1:]) != 1:
+            raise LabelError(
+                f"BinaryCrossEntropy needs one output per image, (N, 1), but got logits "
+                f"{tuple(outputs)}: for {math.prod(outputs[1:])} classes use CrossEntropy"
+            )
+        return 2
+
+    def _meaning(self, classes: int) -> str:
+        return "negative and positive"
 
     def predict(self, logits: Any) -> Any:
         return (logits.reshape(-1) > 0).astype(get_array_module(logits).int64)
@@ -67,6 +117,7 @@ class CrossEntropy(Loss):
 
     def forward(self, logits: Any, y: Any) -> Any:
         xp = get_array_module(logits)
+        self.check(logits.shape, y)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_z = xp.log(xp.exp(shifted).sum(axis=1))
         picked = xp.take_along_axis(shifted, y.reshape(-1, 1).astype(xp.intp), axis=1)[:, 0]
@@ -79,6 +130,17 @@ class CrossEntropy(Loss):
         d = softmax(logits)
         d[xp.arange(d.shape[0]), y] -= 1
         return d / d.shape[0]
+
+    def classes(self, outputs: tuple[int, ...]) -> int:
+        if len(outputs) != 2 or outputs[1] < 2:
+            raise LabelError(
+                f"CrossEntropy needs logits (N, classes) with 2 or more classes, but got "
+                f"{tuple(outputs)}: a model with one output trains with BinaryCrossEntropy"
+            )
+        return outputs[1]
+
+    def _meaning(self, classes: int) -> str:
+        return f"one for each of the model's {classes} outputs"
 
     def predict(self, logits: Any) -> Any:
         return logits.argmax(axis=1)

@@ -179,21 +179,26 @@ class Model:
         ``fuse=False`` runs every layer on its own (see runs)."""
         if self.input_shape is None:
             self.build(x.shape[1:])
-        elif tuple(x.shape) == self.input_shape:  # one image, no batch axis
-            raise ShapeError(
-                f"got one input {tuple(x.shape)} without its batch axis: pass x[None], "
-                f"a batch of one {(1, *x.shape)}"
-            )
-        elif tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(
-                f"the model was built for inputs {self.input_shape} but got a batch "
-                f"{tuple(x.shape)}: rebuild it with model.build({tuple(x.shape[1:])})"
-            )
+        self.check_batch(x)
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
             x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
             hooks.forward(i, layer, x)
         return x
+
+    def check_batch(self, x: Any) -> None:
+        """ShapeError, with the fix, unless x is a batch (N, *input_shape) of a built model."""
+        self._require_built()
+        if tuple(x.shape) == self.input_shape:  # one image, no batch axis
+            raise ShapeError(
+                f"got one input {tuple(x.shape)} without its batch axis: pass x[None], "
+                f"a batch of one {(1, *x.shape)}"
+            )
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(
+                f"the model was built for inputs {self.input_shape} but got a batch "
+                f"{tuple(x.shape)}: {_input_fix(self.input_shape, tuple(x.shape))}"
+            )
 
     def backward(
         self,
@@ -337,3 +342,15 @@ def param_counts(layer: Layer) -> tuple[int, int]:
 def _piece(index: int, layer: Layer, fused: bool) -> str:
     """A layer's name in a profile: "<index> <type>", "+relu" when a ReLU was fused into it."""
     return f"{index:>2} {type(layer).__name__}{'+relu' if fused else ''}"
+
+
+def _input_fix(expected: Shape, batch: tuple[int, ...]) -> str:
+    """How to turn a batch of another shape into the (N, *expected) the model was built for."""
+    shape = batch[1:]
+    if len(expected) == 3 and shape == (*expected[1:], expected[0]):
+        return "it looks channels-last (N, H, W, C): pass x.transpose(0, 3, 1, 2), (N, C, H, W)"
+    if len(expected) == 3 and expected[0] == 1 and shape == expected[1:]:
+        return "it has no channel axis: pass x[:, None], (N, 1, H, W)"
+    if len(expected) == 1 and len(shape) > 1 and math.prod(shape) == expected[0]:
+        return "pass x.reshape(len(x), -1), one row per image"
+    return f"pass batches (N, {', '.join(map(str, expected))}), or build a model for {shape}"

@@ -461,8 +461,10 @@ class StaticStep(Step):
 
     def _load(self, x: Any, y: Any) -> Program:
         """The program for this batch size, with the batch copied into its input buffers."""
+        self.model.check_batch(x)
+        self.loss.check((len(x), *self.model.output_shape), y)
         self._sync()
-        program = self.program(len(y))
+        program = self.program(len(x))
         program.x[...] = x
         program.y[...] = y
         return program

@@ -1,5 +1,7 @@
 """Model construction, shape checks, counts, summary, and weights on disk."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -97,6 +99,23 @@ def test_a_batch_of_the_wrong_shape_is_rejected():
     with pytest.raises(ShapeError, match=r"without its batch axis: pass x\[None\]"):
         model.forward(image)
     assert model.forward(image[None]).shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "channels,batch,fix",
+    [
+        (3, (2, 32, 32, 3), r"it looks channels-last.*: pass x.transpose\(0, 3, 1, 2\)"),
+        (1, (2, 32, 32), r"it has no channel axis: pass x\[:, None\]"),
+        (3, (2, 3, 28, 28), r"pass batches \(N, 3, 32, 32\), or build a model for \(3, 28, 28\)"),
+    ],
+)
+def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
+    model = presets.lab_cnn3(input_shape=(channels, 32, 32))
+    with pytest.raises(ShapeError, match=f"got a batch {re.escape(str(batch))}: {fix}"):
+        model.forward(np.ones(batch))
+    mlp = presets.mlp((784, 10), "relu", input_shape=(784,))
+    with pytest.raises(ShapeError, match=r"pass x.reshape\(len\(x\), -1\)"):
+        mlp.forward(np.ones((2, 1, 28, 28)))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 memory, determinism, and a property test over the architecture space."""
 
 import csv
+import functools
 import json
 import signal
 import subprocess
@@ -460,6 +461,8 @@ def test_ctrl_c_in_a_command_is_one_line_and_exit_130(tmp_path, command, slow, a
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Started as from a terminal: tests started in the background inherit SIGINT ignored.
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout.readline().strip() == "working"
     proc.send_signal(signal.SIGINT)

@@ -4,8 +4,21 @@ training run that must lower the loss."""
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Adam, BinaryCrossEntropy, ConfigError, CrossEntropy, Momentum, presets
+from gpucnn import (
+    SGD,
+    Adam,
+    BinaryCrossEntropy,
+    ConfigError,
+    CrossEntropy,
+    Dense,
+    Flatten,
+    LabelError,
+    Model,
+    Momentum,
+    presets,
+)
 from gpucnn.optimizers import Optimizer
+from gpucnn.static_step import StaticStep
 from gpucnn.train import check_head, evaluate, evaluate_and_predict, predict, train_step
 
 
@@ -121,3 +134,45 @@ def test_evaluate_and_predict_is_evaluate_and_predict_in_one_pass(n_outputs):
     assert np.array_equal(probs, predict(model, loss, x, batch_size=5))
     assert probs.shape == (23, max(2, n_outputs)) and 0 < accuracy < 1
     assert evaluate_and_predict(model, loss, x, y, batch_size=5, keep=False)[2] is None
+
+
+def _stepper(kind, model, loss):
+    """A function (x, y) -> one training step of ``model``: the layers' step, or the static
+    program (on the host kernels)."""
+    if kind == "static":
+        return StaticStep(model, loss, SGD(0.1))
+    return lambda x, y: train_step(model, loss, SGD(0.1), x, y)
+
+
+@pytest.mark.parametrize("kind", ["layers", "static"])
+@pytest.mark.parametrize(
+    "outputs,labels,match",
+    [
+        (3, lambda y: np.eye(3, dtype=np.int64)[y], r"labels \(6, 3\).*one-hot.*y.argmax"),
+        (3, lambda y: y.astype(np.float32), "integer class indices.*float32.*y.astype"),
+        (3, lambda y: y + 1, r"labels 0 to 2 \(one for each of the model's 3 outputs\).*1 to 3"),
+        (3, lambda y: y[:4], r"one label per image, \(6,\), but got labels \(4,\)$"),
+        (1, lambda y: y[:, None] % 2, r"labels \(6, 1\): pass y.reshape\(-1\)"),
+        (1, lambda y: y, r"labels 0 to 1 \(negative and positive\).*0 to 2"),
+        (1, lambda y: (y % 2) * 0.5, "integer class indices.*float64"),
+    ],
+)
+def test_labels_that_do_not_fit_the_loss_are_refused_naming_the_fix(kind, outputs, labels, match):
+    model = presets.mlp((12, 5, outputs), "relu", input_shape=(1, 3, 4))
+    loss = BinaryCrossEntropy() if outputs == 1 else CrossEntropy()
+    x, y = np.random.default_rng(3).normal(size=(6, 1, 3, 4)), np.array([0, 1, 2, 2, 1, 0])
+    step = _stepper(kind, model, loss)
+    with pytest.raises(LabelError, match=match):
+        step(x, labels(y))
+    step(x, y if outputs > 1 else y % 2)  # the same batch with fitting labels trains
+
+
+@pytest.mark.parametrize("kind", ["layers", "static"])
+def test_a_loss_that_does_not_fit_the_outputs_is_refused(kind):
+    x, y = np.random.default_rng(4).normal(size=(6, 1, 3, 4)), np.array([0, 1, 1, 0, 1, 0])
+    ten = Model([Flatten(), Dense(12, 10)]).build((1, 3, 4))
+    with pytest.raises(LabelError, match=r"one output per image.*\(6, 10\).*use CrossEntropy"):
+        _stepper(kind, ten, BinaryCrossEntropy())(x, y)
+    one = Model([Flatten(), Dense(12, 1)]).build((1, 3, 4))  # CrossEntropy over 1 output is 0
+    with pytest.raises(LabelError, match=r"2 or more classes.*\(6, 1\).*BinaryCrossEntropy"):
+        _stepper(kind, one, CrossEntropy())(x, y)
