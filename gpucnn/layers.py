@@ -60,6 +60,10 @@ class Layer:
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 
+    def min_training_batch(self, shape: Shape) -> int:
+        """The fewest samples a training pass over per-sample ``shape`` inputs needs."""
+        return 1
+
     def multiply_adds(self, out_shape: Shape) -> int:
         """Multiply-adds of one image's forward pass, given the output shape: counted for the
         weighted layers (Conv, Dense), whose dot products are nearly all of a CNN's arithmetic;
@@ -347,6 +351,10 @@ class BatchNorm(Layer):
             "running_var": xp.ones(self.c, dtype=dtype),
         }
 
+    def min_training_batch(self, shape: Shape) -> int:
+        # Two values per channel at least: the variance of one is 0, and its gradient is 0/0.
+        return 1 if math.prod(shape[1:]) > 1 else 2
+
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) not in (1, 3) or shape[0] != self.c:
             raise ShapeError(
@@ -356,10 +364,11 @@ class BatchNorm(Layer):
         return shape
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        if training and x.size // x.shape[1] < 2:
+        if training and len(x) < self.min_training_batch(x.shape[1:]):
             raise ShapeError(
                 f"{self!r} needs more than one value per channel in training, got a batch "
-                f"{tuple(x.shape)}: use a batch of at least 2"
+                f"{tuple(x.shape)}: train on batches of at least 2 (a last batch of one image? "
+                f"data.Batches(..., drop_last=True) leaves it out)"
             )
         p, buf = self.params, self.buffers
         total, updates = self.shards or (None, True)

@@ -100,6 +100,15 @@ class Model:
         self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
         return self
 
+    def min_training_batch(self) -> tuple[int, str]:
+        """The smallest batch the model trains on, and the layer that needs it ("" for 1)."""
+        self._require_built()
+        need, who = 1, ""
+        for i, (layer, shape) in enumerate(zip(self.layers, [self.input_shape, *self.shapes])):
+            if layer.min_training_batch(shape) > need:
+                need, who = layer.min_training_batch(shape), f"layer {i} {layer!r}"
+        return need, who
+
     def activation_bytes(
         self,
         batch: int,

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module, to_host
+from .data.batches import Batches
 from .errors import ConfigError
 from .losses import Loss
 from .model import NO_HOOKS, Hooks, Model
@@ -19,6 +20,22 @@ def check_head(model: Model, loss: Loss) -> None:
         raise ConfigError(
             f"the model ends in {model.head} but {type(loss).__name__} expects logits or "
             f"{loss.head}: use a matching loss or output activation"
+        )
+
+
+def check_batches(model: Model, batches: Batches) -> None:
+    """Reject batch sizes the model cannot train on (a BatchNorm after a Dense on a last batch of
+    one image) before the first step, rather than at the end of the first epoch."""
+    need, layer = model.min_training_batch()
+    b, smallest = batches.batch_size, batches.smallest()
+    if b < need:
+        raise ConfigError(f"batch_size={b} is too small: {layer} needs {need} images", "batch_size")
+    if smallest < need:
+        raise ConfigError(
+            f"batch_size={b} leaves a last batch of {smallest} of the {len(batches.split)} "
+            f"training images, and {layer} needs {need} in training: drop it (drop_last=true) or "
+            "choose another batch size",
+            "batch_size",
         )
 
 

@@ -110,6 +110,24 @@ def test_a_task_with_no_test_images_is_refused_before_training(tmp_path):
     assert status(tmp_path / "run")["status"] == "invalid_config"
 
 
+def test_a_last_batch_too_small_for_batch_norm_is_refused_before_training(tmp_path):
+    """180 training images in batches of 179 leave one image, which a BatchNorm after a Dense
+    cannot normalise: found before the first epoch, not at its end."""
+    bn = ["model=cnn", "model.batch_norm=true", "train.batch_size=179"]
+    proc = app(*TINY, *bn, f"hydra.run.dir={tmp_path / 'run'}")
+    one_line(
+        proc,
+        exits.INVALID_CONFIG,
+        "train.batch_size=179 leaves a last batch of 1 of the 180 training images",
+        "BatchNorm(64",
+        "drop_last=true",
+    )
+    assert status(tmp_path / "run")["status"] == "invalid_config"
+    assert not list((tmp_path / "run").glob("checkpoint*"))
+    proc = app(*TINY, *bn, "train.drop_last=true", f"hydra.run.dir={tmp_path / 'dropped'}")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_a_full_disk_during_training_is_one_line_and_exit_7(tmp_path):
     full = (
         "import errno, numpy\n"

@@ -17,9 +17,17 @@ from gpucnn import (
     Momentum,
     presets,
 )
+from gpucnn.data import Batches, Split
 from gpucnn.optimizers import Optimizer
 from gpucnn.static_step import StaticStep
-from gpucnn.train import check_head, evaluate, evaluate_and_predict, predict, train_step
+from gpucnn.train import (
+    check_batches,
+    check_head,
+    evaluate,
+    evaluate_and_predict,
+    predict,
+    train_step,
+)
 
 
 def _two_steps(opt: Optimizer):
@@ -176,3 +184,21 @@ def test_a_loss_that_does_not_fit_the_outputs_is_refused(kind):
     one = Model([Flatten(), Dense(12, 1)]).build((1, 3, 4))  # CrossEntropy over 1 output is 0
     with pytest.raises(LabelError, match=r"2 or more classes.*\(6, 1\).*BinaryCrossEntropy"):
         _stepper(kind, one, CrossEntropy())(x, y)
+
+
+@pytest.mark.parametrize("hidden", [(), (6,)])
+def test_batch_sizes_a_batch_norm_cannot_train_on_are_refused_before_training(hidden):
+    """After a Dense, BatchNorm needs two images; after a Conv one image has a whole map."""
+    model = presets.cnn((1, 8, 8), channels=(3,), hidden=hidden, n_outputs=2, batch_norm=True)
+    split = Split(np.zeros((9, 1, 8, 8), np.float32) + 1, np.zeros(9, np.int64))
+    check_batches(model, Batches(split, 3))  # no last batch of one
+    if not hidden:
+        assert model.min_training_batch() == (1, "")
+        check_batches(model, Batches(split, 4))
+        return
+    assert model.min_training_batch() == (2, f"layer 6 {model.layers[6]!r}")
+    with pytest.raises(ConfigError, match=r"batch_size=4 leaves a last batch of 1 of the 9 .*"):
+        check_batches(model, Batches(split, 4))
+    with pytest.raises(ConfigError, match=r"batch_size=1 is too small: layer 6 BatchNorm"):
+        check_batches(model, Batches(split, 1))
+    check_batches(model, Batches(split, 4, drop_last=True))

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..steps import MicroBatchStep, make_step
-from ..train import evaluate
+from ..train import check_batches, evaluate
 from .config import build_model, build_optimizer, config_group, register, validate
 from .experiment import load_splits
 from .peer import PeerTrainer, import_torch
@@ -73,6 +73,7 @@ class _Ours:
         self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
         with config_group("train"):
             self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
+            check_batches(self.model, self.batches)
         t = cfg.train
         self.step = make_step(self.model, self.loss, self.opt, t.threads, t.micro_batch)
 

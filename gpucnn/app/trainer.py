@@ -23,7 +23,7 @@ from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..steps import make_step
-from ..train import check_head, evaluate
+from ..train import check_batches, check_head, evaluate
 from . import checkpoint
 from .config import build_optimizer, config_group
 from .diagnostics import Diagnostics
@@ -89,6 +89,7 @@ class Trainer:
             self.batches = data.Batches(
                 splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
             )
+            check_batches(model, self.batches)
         threads = t.threads if threads is None else threads
         self.step = make_step(model, self.loss, self.optimizer, threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None

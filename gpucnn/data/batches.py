@@ -54,6 +54,11 @@ class Batches:
         n, b = len(self.split), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def smallest(self) -> int:
+        """The size of an epoch's smallest batch: the last one, unless it is dropped."""
+        n, b = len(self.split), self.batch_size
+        return b if self.drop_last or n % b == 0 else n % b
+
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
         """The batches of ``epoch``, from batch number ``start`` on."""
         order = epoch_order(len(self.split), self.seed, epoch) if self.shuffle else None
