@@ -87,6 +87,11 @@ class Model:
         if not self.layers:
             raise ConfigError("the model has no layers: add some with model.add(...)")
         shape = tuple(int(d) for d in input_shape)
+        if len(shape) > 3:
+            raise ShapeError(
+                f"input_shape {shape} has {len(shape)} axes: it is one sample's shape, (C, H, W) "
+                f"or (features,), without the batch axis: build({shape[1:]})"
+            )
         shapes = []
         for i, layer in enumerate(self.layers):
             try:
@@ -186,8 +191,6 @@ class Model:
         """x: (N, *input_shape) -> outputs (N, *output_shape). With ``logits=True`` the output
         activation (sigmoid / softmax), if any, is skipped. ``hooks`` observe each layer;
         ``fuse=False`` runs every layer on its own (see runs)."""
-        if self.input_shape is None:
-            self.build(x.shape[1:])
         self.check_batch(x)
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
@@ -196,8 +199,12 @@ class Model:
         return x
 
     def check_batch(self, x: Any) -> None:
-        """ShapeError, with the fix, unless x is a batch (N, *input_shape) of a built model."""
-        self._require_built()
+        """ShapeError, with the fix, unless x is a batch (N, *input_shape), N > 0. A model not
+        built yet is built for x's samples (its first use)."""
+        if len(x) == 0:
+            raise ShapeError(f"got an empty batch {tuple(x.shape)}: pass one sample or more")
+        if self.input_shape is None:
+            self.build(x.shape[1:])
         if tuple(x.shape) == self.input_shape:  # one image, no batch axis
             raise ShapeError(
                 f"got one input {tuple(x.shape)} without its batch axis: pass x[None], "
@@ -239,6 +246,7 @@ class Model:
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
         """Outputs in evaluation mode (no dropout), in batches to bound memory."""
         xp = backend.get_array_module(x)
+        self.check_batch(x)
         outs = [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return xp.concatenate(outs)
 

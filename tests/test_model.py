@@ -19,6 +19,7 @@ from gpucnn import (
     ShapeError,
     presets,
 )
+from gpucnn.train import evaluate
 
 LAB_COUNTS = {"lab_cnn3": 88_784, "lab_cnn2": 526_024, "lab_mlp4": 131_200, "lab_mlp1": 158_500}
 
@@ -99,6 +100,21 @@ def test_a_batch_of_the_wrong_shape_is_rejected():
     with pytest.raises(ShapeError, match=r"without its batch axis: pass x\[None\]"):
         model.forward(image)
     assert model.forward(image[None]).shape == (1, 1)
+
+
+def test_a_batch_shape_given_to_build_and_an_empty_batch_are_refused():
+    with pytest.raises(ShapeError, match=r"\(8, 1, 32, 32\) has 4 axes.*build\(\(1, 32, 32\)\)"):
+        presets.lab_cnn3().build((8, 1, 32, 32))
+    model = Model([Flatten(), Dense(4, 2)])  # not built: the first batch builds it
+    assert model.predict(np.ones((3, 1, 2, 2))).shape == (3, 2)
+    empty, no_labels = np.ones((0, 1, 2, 2)), np.zeros(0, np.int64)
+    for use in (
+        model.forward,
+        model.predict,
+        lambda x: evaluate(model, CrossEntropy(), x, no_labels),
+    ):
+        with pytest.raises(ShapeError, match=r"an empty batch \(0, 1, 2, 2\)"):
+            use(empty)
 
 
 @pytest.mark.parametrize(
