@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
 from gpucnn.app import sweep
-from gpucnn.app.config import register, validate
+from gpucnn.app.config import check_overrides_read, register, validate
 from gpucnn.app.experiment import run_job
 from gpucnn.errors import ConfigError
 
@@ -328,6 +328,45 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
 def test_validation_names_the_key(override, match):
     with pytest.raises(ConfigError, match=match):
         validate(composed(override))
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (
+            ["optimizer=sgd", "optimizer.momentum=0.9"],
+            "optimizer.momentum does nothing with optimizer=sgd: only optimizer=momentum reads it",
+        ),
+        (["optimizer.nesterov=true"], "optimizer.nesterov does nothing with optimizer=adam"),
+        (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam reads it"),
+        (["model=lab_mlp4", "model.filter_size=5"], r"with model=lab_mlp4 \(model.kind=mlp\)"),
+        (["model=lab_mlp1", "model.hidden_activation=tanh"], "model.hidden_activation does"),
+        (["data.image_size=64"], "data.image_size does nothing with data=fashion_mnist_mini"),
+        (["data.root=/data"], "only data=fashion_mnist, data=mnist or data=folder reads it"),
+        (["data=mnist", "data.path=x.npz"], "data.path does nothing with data=mnist"),
+        (["data.task=multiclass", "+data.positive=[3]"], "only data.task=binary reads it"),
+    ],
+)
+def test_a_setting_the_chosen_options_do_not_read_is_refused(overrides, match):
+    """optimizer=sgd optimizer.momentum=0.9 would train without momentum, without a word."""
+    cfg = composed(*overrides)
+    validate(cfg)
+    with pytest.raises(ConfigError, match=match):
+        check_overrides_read(cfg, overrides)
+    for fine in (
+        ["optimizer=momentum", "optimizer.nesterov=true"],
+        ["data.task=binary", "data.positive=[3]"],
+        ["data=folder", "data.root=/d", "data.image_size=64"],
+    ):
+        check_overrides_read(composed(*fine), fine)
+
+
+def test_a_run_with_a_setting_its_options_do_not_read_stops_before_data(tmp_path):
+    proc = app("optimizer=sgd", "optimizer.momentum=0.9", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "invalid config" in line]
+    assert len(errors) == 1 and "optimizer.momentum does nothing with optimizer=sgd" in errors[0]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,10 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
             ("evaluate", run_dir, "data=fashion_mnist_mini", "data.task=binary"),
             "data.task=binary: the run's model was trained for data.task=multiclass",
         ),
+        (
+            ("evaluate", run_dir, "data=fashion_mnist", "data.test_fraction=0.5"),
+            "data.test_fraction does nothing with data=fashion_mnist: only data=folder reads it",
+        ),
     ):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,14 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..steps import MicroBatchStep, make_step
 from ..train import check_batches, evaluate
-from .config import build_model, build_optimizer, config_group, register, validate
+from .config import (
+    build_model,
+    build_optimizer,
+    check_overrides_read,
+    config_group,
+    register,
+    validate,
+)
 from .experiment import load_splits
 from .peer import PeerTrainer, import_torch
 from .run import CONF_DIR
@@ -206,8 +214,9 @@ def peer_tf32(torch: Any) -> dict[str, bool]:
     }
 
 
-def bench(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     validate(cfg)
+    check_overrides_read(cfg, overrides)
     b = cfg.bench
     if not b.batch_sizes or min(b.batch_sizes) < 1 or b.epochs < 1 or b.warmup_epochs < 0:
         raise ConfigError(
@@ -308,9 +317,10 @@ def table(report: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
     try:
-        report = bench(cfg, run_dir)
+        report = bench(cfg, run_dir, list(hc.overrides.task))
     except ConfigError as exc:
         log.error("invalid config: %s", exc)
         raise SystemExit(2) from None

@@ -27,6 +27,10 @@ from . import loggers
 DATA_NAMES = (*sources.NAMES, "folder", "arrays")
 
 
+_CONV_KEYS = ("channels", "filter_size", "pool_size", "pool_stride", "padding", "hidden_activation")
+_FOLDER_KEYS = ("channels", "image_size", "fit", "test_fraction", "split_seed")
+
+
 @dataclass
 class ModelConfig:
     """A general CNN (conv blocks, then dense layers) or an MLP (``kind: mlp``)."""
@@ -151,6 +155,49 @@ class BenchSettings:
 @dataclass
 class BenchConfig(Config):
     bench: BenchSettings = field(default_factory=BenchSettings)
+
+
+#: Keys that only some choices read: key -> (the key that chooses, the choices that read it). An
+#: override of one for another choice would change nothing (optimizer=sgd optimizer.momentum=0.9
+#: would train without momentum, and a sweep over it would repeat one run).
+READ_ONLY_WITH = {
+    **{f"model.{k}": ("model.kind", ("cnn",)) for k in _CONV_KEYS},
+    "optimizer.momentum": ("optimizer.name", ("momentum",)),
+    "optimizer.nesterov": ("optimizer.name", ("momentum",)),
+    **{f"optimizer.{k}": ("optimizer.name", ("adam",)) for k in ("beta1", "beta2", "eps")},
+    "data.positive": ("data.task", ("binary",)),
+    "data.negative": ("data.task", ("binary",)),
+    "data.root": ("data.name", ("fashion_mnist", "mnist", "folder")),
+    "data.download": ("data.name", ("fashion_mnist", "mnist")),
+    "data.url": ("data.name", ("fashion_mnist", "mnist")),
+    "data.path": ("data.name", ("arrays",)),
+    **{f"data.{k}": ("data.name", ("folder",)) for k in _FOLDER_KEYS},
+}
+
+
+def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """ConfigError for an override (``key=value``, as Hydra lists them) of a key that the
+    config's choices do not read, naming the choice that does."""
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        if key not in READ_ONLY_WITH:
+            continue
+        chooser, readers = READ_ONLY_WITH[key]
+        chosen = OmegaConf.select(cfg, chooser)
+        if chosen in readers:
+            continue
+        group, _, field_name = chooser.partition(".")
+        named = f"{group}={chosen}" if field_name == "name" else f"{chooser}={chosen}"
+        if chooser == "model.kind":
+            named = f"model={cfg.model.name} ({named})"
+        choices = [f"{group}={r}" if field_name == "name" else f"{chooser}={r}" for r in readers]
+        if chooser == "model.kind":
+            choices = ["model.kind=cnn (model=cnn and the lab's CNNs)"]
+        choices = ", ".join(choices[:-1]) + " or " * (len(choices) > 1) + choices[-1]
+        raise ConfigError(
+            f"{key} does nothing with {named}: only {choices} reads it; choose that, or leave "
+            f"{key} out"
+        )
 
 
 def seeds(first: int, repeats: int) -> str:

@@ -36,7 +36,7 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
 from . import exits
-from .config import Config, build_model, register, validate_data
+from .config import Config, build_model, check_overrides_read, register, validate_data
 from .experiment import load_splits
 from .results import cannot_write, pyplot, read_summary, save_figure
 
@@ -88,6 +88,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             f"{', '.join(k for k in TRAINED_FOR if k != changed[0])}): leave it out"
         )
     validate_data(cfg.data)
+    check_overrides_read(cfg, overrides)
     if _new_folder(trained_on, cfg.data) and not _given("data.test_fraction", overrides):
         log.info(
             "%s is not the folder the run trained on: every image in it is a test image "

@@ -35,7 +35,7 @@ from ..optimizers import OPTIMIZERS
 from ..steps import micro_batched
 from ..train import evaluate
 from . import checkpoint, cores, resume, rundir, signals
-from .config import build_model, config_group, validate
+from .config import build_model, check_overrides_read, config_group, validate
 from .loggers import Loggers, open_loggers
 from .results import plot_curves, read_summary
 from .signals import Interrupted
@@ -237,6 +237,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
     try:
         _check_names_free(job.run_dir)
         validate(cfg)
+        check_overrides_read(cfg, job.overrides)
         if job_num is None and cfg.train.repeats > 1:
             raise ConfigError(
                 f"train.repeats={cfg.train.repeats} runs each setting with several seeds, as "
