@@ -172,6 +172,9 @@ READ_ONLY_WITH = {
     "data.url": ("data.name", ("fashion_mnist", "mnist")),
     "data.path": ("data.name", ("arrays",)),
     **{f"data.{k}": ("data.name", ("folder",)) for k in _FOLDER_KEYS},
+    "diagnostics.every": ("diagnostics.enabled", (True,)),
+    "logger.tracking_uri": ("logger.mlflow", (True,)),
+    "logger.experiment": ("logger.mlflow", (True,)),
 }
 
 
@@ -186,18 +189,24 @@ def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
         chosen = OmegaConf.select(cfg, chooser)
         if chosen in readers:
             continue
-        group, _, field_name = chooser.partition(".")
-        named = f"{group}={chosen}" if field_name == "name" else f"{chooser}={chosen}"
+        named, choices = _typed(chooser, chosen), [_typed(chooser, r) for r in readers]
         if chooser == "model.kind":
             named = f"model={cfg.model.name} ({named})"
-        choices = [f"{group}={r}" if field_name == "name" else f"{chooser}={r}" for r in readers]
-        if chooser == "model.kind":
             choices = ["model.kind=cnn (model=cnn and the lab's CNNs)"]
-        choices = ", ".join(choices[:-1]) + " or " * (len(choices) > 1) + choices[-1]
+        elif chooser == "logger.mlflow":
+            choices = ["logger=mlflow"]
+        either = ", ".join(choices[:-1]) + " or " * (len(choices) > 1) + choices[-1]
         raise ConfigError(
-            f"{key} does nothing with {named}: only {choices} reads it; choose that, or leave "
+            f"{key} does nothing with {named}: only {either} reads it; choose that, or leave "
             f"{key} out"
         )
+
+
+def _typed(key: str, value: Any) -> str:
+    """A setting as one would type it: optimizer=sgd (a group's name), logger.mlflow=true."""
+    value = str(value).lower() if isinstance(value, bool) else value
+    group, _, field_name = key.partition(".")
+    return f"{group}={value}" if field_name == "name" else f"{key}={value}"
 
 
 def seeds(first: int, repeats: int) -> str:
