@@ -333,6 +333,17 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         (lambda d: d.update(x_train=np.full((30, 9, 7), np.nan), x_test=d["x_test"] / 255), "NaN"),
         (lambda d: d.update(y_train=d["y_train"][:5]), "30 train images but 5 train labels"),
         (lambda d: d.update(x_train=np.zeros((30, 9, 7, 8, 2), np.uint8)), "at most 4 channels"),
+        (
+            lambda d: d.update(y_train=d["y_train"][:, None]),
+            "train labels must be integer class numbers (N,), got int64 (30, 1): save "
+            "y.reshape(-1)",
+        ),
+        (
+            lambda d: d.update(y_test=np.eye(3)[d["y_test"]]),
+            "got float64 (8, 3): they are one-hot rows; save y.argmax(axis=1)",
+        ),
+        (lambda d: d.update(y_train=d["y_train"] * 1.0), "float64 (30,): save y.astype(np.int64)"),
+        (lambda d: d.update(y_train=d["y_train"] + 0.5), "must be integer class numbers (N,), got"),
     ],
 )
 def test_bad_arrays_are_refused_by_name(tmp_path, change, says):
@@ -341,6 +352,12 @@ def test_bad_arrays_are_refused_by_name(tmp_path, change, says):
     with pytest.raises(DataError) as caught:
         arrays.load(saved(tmp_path / "bad.npz", **data))
     assert says in str(caught.value) and "bad.npz" in str(caught.value)
+
+
+def test_arrays_the_file_holds_besides_the_splits_are_said_to_be_unread(tmp_path, caplog):
+    data = random_set(np.random.default_rng(4), (30, 9, 7))
+    arrays.load(saved(tmp_path / "val.npz", **data, x_val=data["x_test"], y_val=data["y_test"]))
+    assert "val.npz: x_val, y_val not read" in caplog.text and "data.val_fraction" in caplog.text
 
 
 def test_an_array_of_python_objects_is_not_unpickled(tmp_path):

@@ -11,6 +11,7 @@ class 0 never occurs). The file is read with
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -27,6 +28,8 @@ KEYS = {  # the file's names -> RawData's
     "y_test": "test_labels",
 }
 MAX_CHANNELS = 4
+
+log = logging.getLogger(__name__)
 
 
 def channels_first(x: np.ndarray, what: str) -> np.ndarray:
@@ -63,10 +66,19 @@ def load(path: str | os.PathLike) -> RawData:
                 )
             arrays = {name: f[key] for key, name in KEYS.items()}
             names = f["classes"] if "classes" in f.files else None
+            unread = [k for k in f.files if k not in (*KEYS, "classes")]
     except ValueError as exc:  # an array of Python objects, which only unpickling could read
         raise DataError(f"{path}: {exc}; save plain number and string arrays") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    if unread:
+        log.warning(
+            "%s: %s not read: only %s and classes are (validation images are drawn from x_train, "
+            "a data.val_fraction of them)",
+            path,
+            ", ".join(unread),
+            ", ".join(KEYS),
+        )
     for split in ("train", "test"):
         key = f"{split}_images"
         arrays[key] = channels_first(arrays[key], f"{path}: x_{split}")
@@ -77,7 +89,7 @@ def _classes(names: np.ndarray | None, arrays: dict[str, np.ndarray], path: Path
     """The class names: the file's ``classes``, or the labels' numbers."""
     if names is None:
         labels = [arrays[k] for k in ("train_labels", "test_labels") if arrays[k].size]
-        labels = [y for y in labels if y.dtype.kind in "ui"]  # others: checked() says so
+        labels = [y.ravel() for y in labels if y.dtype.kind in "ui"]  # checked() says the rest
         found = np.unique(np.concatenate(labels)) if labels else np.zeros(1, dtype=np.int64)
         if found.min() >= 0 and len(found) != found.max() + 1:  # negatives: checked() says so
             shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")

@@ -40,17 +40,19 @@ def checked(
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         x = x[:, None] if x.ndim == 3 else x
-        if x.ndim != 4 or y.ndim != 1:
+        if x.ndim != 4:
             raise DataError(
-                f"{name}: {split} images must be (N, H, W) or (N, C, H, W) and labels (N,), got "
-                f"{x.shape} and {y.shape}"
+                f"{name}: {split} images must be (N, H, W) or (N, C, H, W), got {x.shape}"
+            )
+        if y.ndim != 1 or y.dtype.kind not in "ui":
+            raise DataError(
+                f"{name}: {split} labels must be integer class numbers (N,), got {y.dtype} "
+                f"{y.shape}{_label_fix(y)}"
             )
         if x.dtype != np.uint8 and x.dtype.kind != "f":
             raise DataError(
                 f"{name}: {split} images must be uint8 (0-255) or floats, got {x.dtype}"
             )
-        if y.dtype.kind not in "ui":
-            raise DataError(f"{name}: {split} labels must be integers, got {y.dtype}")
         if len(x) != len(y):
             raise DataError(
                 f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
@@ -79,3 +81,17 @@ def checked(
         arrays["test_labels"].astype(np.int64),
         tuple(skipped),
     )
+
+
+def _label_fix(y: np.ndarray) -> str:
+    """How to save labels ``y`` as integer class numbers (N,), where their form tells."""
+    whole = y.dtype.kind in "uib" or (y.dtype.kind == "f" and np.array_equal(y, np.round(y)))
+    as_int = "" if y.dtype.kind in "ui" else ".astype(np.int64)"
+    if y.ndim == 2 and y.shape[1] == 1 and whole:
+        return f": save y.reshape(-1){as_int}"
+    if y.ndim == 2 and y.shape[1] > 1 and whole and np.all(np.isin(y, (0, 1))):
+        if np.all(y.sum(axis=1) == 1):
+            return ": they are one-hot rows; save y.argmax(axis=1)"
+    if y.ndim == 1 and whole:
+        return f": save y{as_int}"
+    return ""
