@@ -199,6 +199,19 @@ def test_binary_task_labels_and_preprocessing():
     assert high == pytest.approx(float(scaled.max()), abs=1e-6) and high <= 1
 
 
+def test_binary_classes_can_be_named_or_given_alone():
+    raw = load("fashion_mnist_mini")
+    by_number = prepare(raw, positive=[6, 2], negative=[0], limit_train=200, limit_test=40)
+    for positive, negative in ((["Shirt", "Pullover"], "T-shirt/top"), ([6, "Pullover"], 0)):
+        named = prepare(raw, positive=positive, negative=negative, limit_train=200, limit_test=40)
+        assert named.classes == by_number.classes == ("T-shirt/top", "Shirt+Pullover")
+        assert np.array_equal(named.train.y, by_number.train.y)
+    with pytest.raises(ConfigError, match=r"positive: 'shirt' is no class.*names \(T-shirt/top"):
+        prepare(raw, positive=["shirt"])
+    with pytest.raises(ConfigError, match=r"negative: 0.5 is no class; give class numbers 0..9"):
+        prepare(raw, negative=[0.5])
+
+
 def test_a_trained_models_normalisation_is_used_when_given():
     raw = load("fashion_mnist_mini")
     own = prepare(raw, limit_train=300, limit_test=50, seed=2)

@@ -24,6 +24,8 @@ from .sources import RawData
 log = logging.getLogger(__name__)
 
 TASKS = ("binary", "multiclass")
+#: A binary task's classes: a class number or name, or a list of them.
+Classes = int | str | Sequence[int | str]
 
 
 @dataclass
@@ -100,6 +102,23 @@ def check_task(
         raise ConfigError(
             f"positive and negative share classes {overlap}: a class can only be one", "positive"
         )
+
+
+def _class_numbers(classes: Classes, key: str, names: Sequence[str]) -> list[int]:
+    """The class numbers ``classes`` stands for: numbers, or names among ``names``."""
+    numbers = []
+    for c in [classes] if isinstance(classes, (int, str, np.integer)) else list(classes):
+        if isinstance(c, str) and c in names:
+            numbers.append(names.index(c))
+        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            numbers.append(int(c))
+        else:
+            raise ConfigError(
+                f"{key}: {c!r} is no class; give class numbers 0..{len(names) - 1} or names "
+                f"({', '.join(names)})",
+                key,
+            )
+    return numbers
 
 
 def _subset(
@@ -197,8 +216,8 @@ def preprocess(
 def prepare(
     raw: RawData,
     task: str = "binary",
-    positive: Sequence[int] = (6,),
-    negative: Sequence[int] = (0,),
+    positive: Classes = (6,),
+    negative: Classes = (0,),
     pad_to: int | None = 32,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -208,7 +227,13 @@ def prepare(
 ) -> Prepared:
     """The task's train / val / test splits on the active backend's device, each channel
     normalised with the training split's mean and standard deviation, or with
-    ``normalisation`` = (mean, std) when given (a trained model's, to evaluate it)."""
+    ``normalisation`` = (mean, std) when given (a trained model's, to evaluate it).
+    ``positive`` / ``negative``: the binary task's classes, by number or by name ("Shirt"), one
+    or a list."""
+    positive, negative = (
+        _class_numbers(classes, key, raw.classes)
+        for key, classes in (("positive", positive), ("negative", negative))
+    )
     check_task(task, positive, negative, len(raw.classes))
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}", "val_fraction")
