@@ -162,6 +162,25 @@ def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
     assert (image[0, :5] > 245).all() and (image[0, 6:] < 10).all()
 
 
+def test_transparent_pixels_are_black_like_the_padding(tmp_path):
+    """A cut-out saved with white under its transparent background: that white is not seen."""
+    cutout = np.zeros((8, 8, 4), dtype=np.uint8)
+    cutout[..., :3] = 255  # white, but transparent
+    cutout[2:6, 2:6] = (200, 100, 50, 255)  # the object, opaque
+    half = cutout.copy()
+    half[0, 0] = (255, 255, 255, 128)  # half transparent white: half as bright
+    Image.fromarray(half, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(half, "RGBA").convert("LA").save(tmp_path / "la.png")
+    palette = Image.fromarray(cutout[..., :3]).convert("P")
+    palette.save(tmp_path / "palette.png", transparency=palette.getpixel((0, 0)))
+    for name in ("rgba.png", "la.png", "palette.png"):
+        rgb, _ = read_image(tmp_path / name, 3, (8, 8))
+        gray, _ = read_image(tmp_path / name, 1, (8, 8))
+        assert (rgb[:, 7, 7] == 0).all() and gray[0, 7, 7] == 0, name
+        assert gray[0, 3, 3] > 100, name  # the object is still there
+    assert read_image(tmp_path / "rgba.png", 1, (8, 8))[0][0, 0, 0] == 128
+
+
 def test_16_bit_and_float_images_keep_their_shades(tmp_path):
     """Pillow's own conversion to 8 bits clips: a 16-bit image would come out nearly white."""
     rng = np.random.default_rng(6)

@@ -15,14 +15,14 @@ FITS = ("pad", "stretch")
 # Pillow's one-channel modes wider than a byte, and the value each one's white is: converting
 # them to "L" would clip every value above 255 (a 16-bit image comes out nearly all white).
 WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}
-DECODING = 2  # changes with how files become arrays, so that caches of the old way are not read
+DECODING = 3  # changes with how files become arrays, so that caches of the old way are not read
 
 
 def read_image(
     path: str | os.PathLike, channels: int, size: tuple[int, int], fit: str = "pad"
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The image in ``path`` as uint8 (channels, H, W) for ``size`` (H, W), and its own size
-    (height, width). ``channels``: 1 makes it grayscale, 3 RGB (an alpha channel is dropped).
+    (height, width). ``channels``: 1 makes it grayscale, 3 RGB; transparent pixels become black.
     ``fit``: ``pad`` scales it to fit inside (H, W), keeping its aspect ratio, and fills the
     rest with black; ``stretch`` scales each side to fit exactly. 16-bit images are scaled to 8
     bits (white stays white), float ones from [0, 1]; a photo is turned upright as its EXIF
@@ -31,7 +31,7 @@ def read_image(
 
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(_eight_bit(image, path))
+            image = _on_black(ImageOps.exif_transpose(_eight_bit(image, path)))
             image = image.convert("L" if channels == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
@@ -57,6 +57,18 @@ def _eight_bit(image, path: str | os.PathLike):
             "floats are used as they are)"
         )
     return Image.fromarray(np.rint(values * (255 / white)).astype(np.uint8), "L")
+
+
+def _on_black(image):
+    """``image`` (a Pillow image) over black where it is transparent, as the padding is black:
+    dropping the alpha channel would show whatever colour the transparent pixels were saved
+    with (often white, around a cut-out object)."""
+    from PIL import Image
+
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return image
+    image = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
 
 
 def _fitted(image, size: tuple[int, int], fit: str):
