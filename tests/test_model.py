@@ -229,7 +229,7 @@ def test_batch_norm_needs_two_values_per_channel_in_training():
 def test_a_whole_batch_layer_is_never_split_into_micro_batches():
     from gpucnn.steps import MicroBatchStep, PlainStep, make_step
 
-    model = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), batch_norm=True)
+    model = presets.cnn((1, 12, 12), channels=(2,), hidden=(8,), n_outputs=3, batch_norm=True)
     step = make_step(model, CrossEntropy(), SGD(0.1), threads=2)
     assert isinstance(step, MicroBatchStep) and step.chunk is None  # a share per thread
     step.close()
@@ -239,7 +239,14 @@ def test_a_whole_batch_layer_is_never_split_into_micro_batches():
     class BatchStatistics(BatchNorm):  # a whole-batch layer that cannot sum over shares
         sums_shards = False
 
-    layers = [Flatten(), Dense(144, 8), BatchNorm(8), Dense(8, 8), BatchStatistics(8)]
+    layers = [
+        Conv(3, 1, 1),
+        Flatten(),
+        Dense(100, 8),
+        BatchNorm(8),
+        Dense(8, 8),
+        BatchStatistics(8),
+    ]
     mine = Model([*layers, Dense(8, 3)]).build((1, 12, 12))  # BatchNorm first, then mine
     assert isinstance(make_step(mine, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
     with pytest.raises(ConfigError, match="BatchNorm.*whole batch"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpucnn import SGD, Adam, CrossEntropy, Dense, backend, presets
-from gpucnn.steps import MicroBatchStep, make_step, replicate
+from gpucnn.steps import MicroBatchStep, PlainStep, make_step, micro_batched, replicate
 from gpucnn.train import train_step
 
 
@@ -54,7 +54,7 @@ def test_batch_norm_on_shares_of_the_batch_is_the_whole_batchs(kind, threads, n)
     plain, shared = model(), model()
     # SGD: the bias before a BatchNorm has a gradient of rounding noise, which Adam's
     # normalisation would blow up into steps of the learning rate's size.
-    step = make_step(shared, CrossEntropy(), SGD(0.1), threads=threads)
+    step = MicroBatchStep(shared, CrossEntropy(), SGD(0.1), threads, None)  # as make_step's
     opt = SGD(0.1)
     for _ in range(2):
         ref_loss, ref_hits = train_step(plain, CrossEntropy(), opt, x, y)
@@ -68,7 +68,7 @@ def test_batch_norm_on_shares_of_the_batch_is_the_whole_batchs(kind, threads, n)
 
 def test_a_share_that_fails_frees_the_others_and_its_error_is_raised():
     backend.set_seed(0)
-    model = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), batch_norm=True)
+    model = presets.cnn((1, 12, 12), channels=(2,), hidden=(8,), n_outputs=3, batch_norm=True)
     step = make_step(model, CrossEntropy(), SGD(0.1), threads=3)
     broken = [layer for layer in step.replicas[1].layers if isinstance(layer, Dense)][-1]
 
@@ -91,6 +91,16 @@ def test_a_share_that_fails_frees_the_others_and_its_error_is_raised():
     assert not thread.is_alive(), "the other shares still wait in BatchNorm's backward"
     assert [str(e) for e in raised] == ["replica 1 failed"] and isinstance(raised[0], ValueError)
     step.close()
+
+
+def test_micro_batches_for_convolutions_whole_batches_for_an_mlp():
+    """Micro-batches keep a convolution's activations in cache; an MLP's step is a few matrix
+    products, faster on whole batches with BLAS's threads."""
+    with make_step(_model(), CrossEntropy(), SGD(0.1), threads=2) as step:
+        assert isinstance(step, MicroBatchStep) and step.chunk == 32
+    mlp = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), dropout=0.5)
+    assert isinstance(make_step(mlp, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
+    assert micro_batched(_model(), 32) and not micro_batched(mlp, 32)
 
 
 def test_a_step_in_a_with_block_releases_its_threads():
