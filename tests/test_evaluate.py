@@ -215,3 +215,13 @@ def test_a_run_trained_on_cupy_is_evaluated_on_numpy_without_a_gpu(
     assert evaluate._backend_name("cupy", ["backend=cupy"]) == "cupy"  # asked for: kept
     proc = tool("evaluate", copy, "backend=numpy")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_without_a_run_directory_only_that_is_said_to_be_missing(capsys):
+    """The overrides are optional: argparse must not list them among the missing arguments."""
+    from gpucnn.app.evaluate import main
+
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("the following arguments are required: run_dir")

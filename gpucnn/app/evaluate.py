@@ -296,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument(
-        "overrides", nargs="*", help="data=NAME, backend=NAME and dotted keys, e.g. data.root=DIR"
+        "overrides",
+        nargs="*",
+        default=[],  # without one, argparse names it as missing too when run_dir is
+        help="data=NAME, backend=NAME and dotted keys, e.g. data.root=DIR",
     )
     parser.add_argument("--out", type=Path, help="the folder to write into (default: see above)")
     args = parser.parse_args(argv)
