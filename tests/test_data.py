@@ -212,6 +212,15 @@ def test_binary_classes_can_be_named_or_given_alone():
         prepare(raw, negative=[0.5])
 
 
+def test_a_validation_share_that_leaves_no_training_image_is_refused():
+    raw = load("fashion_mnist_mini")
+    with pytest.raises(ConfigError, match="val_fraction=0.99 takes all 30 training images") as e:
+        prepare(raw, val_fraction=0.99, limit_train=30)
+    assert e.value.argument == "val_fraction"
+    evaluated = prepare(raw, val_fraction=0.99, limit_train=30, normalisation=([0.5], [0.2]))
+    assert len(evaluated.train) == 0 and len(evaluated.test) == 400  # evaluation needs none
+
+
 def test_a_trained_models_normalisation_is_used_when_given():
     raw = load("fashion_mnist_mini")
     own = prepare(raw, limit_train=300, limit_test=50, seed=2)

@@ -250,6 +250,13 @@ def prepare(
     x_train, y_train = _subset(x_train, y_train, limit_train, "limit_train", rng)
     x_test, y_test = _subset(x_test, y_test, limit_test, "limit_test", rng)
     val_idx, train_idx = stratified_split(y_train, val_fraction, rng)
+    if len(train_idx) == 0 and normalisation is None:
+        raise ConfigError(
+            f"val_fraction={val_fraction} takes all {len(y_train)} training images for "
+            "validation (each class's share is rounded), leaving none to train on: lower it, or "
+            "use more images",
+            "val_fraction",
+        )
     _check_pad_to(pad_to, raw.image_shape)
     C, H, W = raw.image_shape
     n, (height, width) = len(y_train) + len(y_test), ((pad_to, pad_to) if pad_to else (H, W))
