@@ -138,6 +138,28 @@ def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):
     assert "The 2 finished runs share one setting: run a sweep" in md
 
 
+def test_runs_that_did_not_end_ok_are_named_with_how_they_ended(tmp_path):
+    ended = [
+        ("ok", ""),
+        ("invalid_config", "model.filter_size does nothing with model=lab_mlp4\nmore"),
+        ("invalid_config", "model.filter_size does nothing with model=lab_mlp4\nmore"),
+        ("diverged", "the loss became NaN in epoch 2"),
+    ]
+    for job, (status, reason) in enumerate(ended):
+        summary = {"status": status, "reason": reason, "config": {"model": {"filter_size": job}}}
+        summary.update({"test_accuracy": 0.8, "weights": 300} if status == "ok" else {})
+        _job(tmp_path / "sweep", job, [f"model.filter_size={job}"], json.dumps(summary))
+    proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    left_out = (tmp_path / "r" / "report.md").read_text().split("Left out, did not end ok: ")[1]
+    sweep = tmp_path / "sweep"
+    assert left_out.split("\n")[0] == (
+        "2 runs, invalid_config (model.filter_size does nothing with model=lab_mlp4): "
+        f"`{sweep / '1'}`, `{sweep / '2'}`; 1 run, diverged (the loss became NaN in epoch 2): "
+        f"`{sweep / '3'}`."
+    )
+
+
 def test_damaged_csvs_are_left_out_and_named(tmp_path):
     header = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second\n"
     row = "1,0.56,0.71,0.49,0.80,0.44,4029.0\n"

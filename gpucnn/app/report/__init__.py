@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ...fileio import write_text
 from ..document import Block, to_html, to_markdown
 from ..results import cannot_write, counted
 from . import activations, architecture, parameters
-from .runs import collect, distinct
+from .runs import Run, collect, distinct
 
 
 def build(paths: list[Path], out: Path) -> Path:
@@ -42,6 +43,9 @@ def build(paths: list[Path], out: Path) -> Path:
     if damaged:
         why = f"Left out, damaged (rerun those runs, or restore the files): {damaged}."
         blocks.append(("p", why))
+    unfinished = _unfinished(runs)
+    if unfinished:
+        blocks.append(("p", f"Left out, did not end ok: {unfinished}."))
     if repeats:
         again = ", ".join(f"`{r.path}`" for r in repeats)
         why = f"Left out, the same config and seed as a run kept (a repeat, no new seed): {again}."
@@ -52,6 +56,21 @@ def build(paths: list[Path], out: Path) -> Path:
     write_text(out / "report.md", to_markdown(blocks))
     write_text(out / "report.html", to_html(blocks, out, title))
     return out / "report.md"
+
+
+def _unfinished(runs: list[Run]) -> str:
+    """The runs that did not end ``ok`` (none of the questions uses them), grouped by how they
+    ended: "2 runs, invalid_config (the reason): `a`, `b`"."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        status = run.summary.get("status", "unknown")
+        if status != "ok":
+            reason = str(run.summary.get("reason", "")).splitlines()[0:1]
+            groups[f"{status} ({reason[0]})" if reason else status].append(run)
+    return "; ".join(
+        f"{counted(len(group), 'run')}, {how}: {', '.join(f'`{r.path}`' for r in group)}"
+        for how, group in groups.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
