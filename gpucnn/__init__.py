@@ -4,7 +4,7 @@ from gpucnn import Model, Conv, MaxPool, Dense, Activation, Flatten, Dropout
 from gpucnn import BatchNorm, AvgPool, GlobalAvgPool
 """
 
-from . import backend, presets
+from . import backend, gradcheck, presets
 from .errors import BackendError, ConfigError, GpucnnError, LabelError, ShapeError
 from .layers import (
     Activation,
@@ -47,5 +47,6 @@ __all__ = [
     "SGD",
     "ShapeError",
     "backend",
+    "gradcheck",
     "presets",
 ]

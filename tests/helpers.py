@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 
+from gpucnn import gradcheck
+
 # A run of a few seconds on the embedded set.
 TINY = [
     "data.limit_train=200",
@@ -44,48 +46,10 @@ def distinct(rng, shape, scale=2.0):
     return ((rng.permutation(n) - n / 2 + 0.5) * (2 * scale / n)).reshape(shape)
 
 
-def numerical_grad(f, x, eps=1e-6):
-    """Central-difference gradient of the scalar function f() w.r.t. array x (changed in place)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f()
-        x[i] = old - eps
-        lo = f()
-        x[i] = old
-        g[i] = (hi - lo) / (2 * eps)
-    return g
-
-
-def rel_error(a, b):
-    """max |a - b| / max(|a|, |b|): the worst element's error relative to the largest value."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    scale = max(np.max(np.abs(a)), np.max(np.abs(b)))
-    assert scale > 0, "comparing all-zero arrays proves nothing"
-    return float(np.max(np.abs(a - b)) / scale)
-
-
 def check_layer_gradients(layer, x, rng, training=False, before=lambda: None):
-    """Compare backward() with central differences of sum(forward(x) * R) for x and every
-    parameter; returns the worst relative error. ``before`` runs ahead of each forward (to
-    re-seed a random mask)."""
-    before()
-    y = layer.forward(x, training)
-    r = rng.normal(size=y.shape)
-
-    def f():
-        before()
-        return float((layer.forward(x, training) * r).sum())
-
-    before()
-    layer.forward(x, training)
-    dx = layer.backward(r)
-    errors = [rel_error(dx, numerical_grad(f, x))]
-    for key, p in layer.params.items():
-        analytic = layer.grads[key].copy()
-        errors.append(rel_error(analytic, numerical_grad(f, p)))
-    return max(errors)
+    """The worst of gpucnn.gradcheck.errors: backward() against central differences, for x and
+    every parameter."""
+    return max(gradcheck.errors(layer, x, rng, training, before).values())
 
 
 def model_for(cfg):

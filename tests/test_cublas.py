@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
 
+from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import cublas
-
-from .helpers import rel_error
 
 
 def column_major(x, rows, cols, ld):
@@ -54,7 +53,7 @@ def test_the_arguments_give_the_product_for_every_layout(m, n, k):
             continue
         ta, tb, mm, nn, kk, lda, ldb, ldc = args
         blas_sgemm(ta, tb, mm, nn, kk, b, lda, a, ldb, out, ldc)  # cuBLAS's A is our b
-        assert rel_error(out, want_a @ want_b) < 1e-12, (la, lb, lc)
+        assert relative_error(out, want_a @ want_b) < 1e-12, (la, lb, lc)
 
 
 @pytest.fixture
@@ -89,7 +88,7 @@ def test_a_large_product_is_the_same_bits_launched_and_replayed(gpu_product, mon
     assert bool(cupy.isnan(replayed).all()), "a capture records; it does not run"
     graph.launch()
     assert calls == [1, 1], "both products went to cuBLAS"
-    assert rel_error(launched.get(), want) < 1e-5
+    assert relative_error(launched.get(), want) < 1e-5
     assert np.array_equal(launched.get(), replayed.get())
 
 

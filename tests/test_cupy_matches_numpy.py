@@ -20,9 +20,10 @@ from gpucnn import (
     backend,
     presets,
 )
+from gpucnn.gradcheck import relative_error
 from gpucnn.train import train_step
 
-from .helpers import distinct, rel_error
+from .helpers import distinct
 
 pytestmark = pytest.mark.gpu
 TOL = 1e-4
@@ -67,9 +68,9 @@ def test_layer_matches(key):
     dy = rng.normal(size=y_shape)
     ref, gpu = _run(make, x, dy, "numpy"), _run(make, x, dy, "cupy")
     for a, b in zip(ref[:2], gpu[:2]):
-        assert rel_error(a, b) < TOL
+        assert relative_error(a, b) < TOL
     for k in ref[2]:
-        assert rel_error(ref[2][k], gpu[2][k]) < TOL, k
+        assert relative_error(ref[2][k], gpu[2][k]) < TOL, k
 
 
 def test_dropout_keeps_the_rate_and_scale_on_the_gpu():
@@ -93,4 +94,4 @@ def test_training_steps_match():
             train_step(model, loss, opt, backend.to_device(x), backend.to_device(y))
         finals.append(model.state_dict())
     for k in finals[0]:
-        assert rel_error(finals[0][k], finals[1][k]) < 1e-3, k
+        assert relative_error(finals[0][k], finals[1][k]) < 1e-3, k

@@ -28,11 +28,12 @@ from gpucnn import (
     kernels,
     presets,
 )
+from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import gpu, host, out_size
 from gpucnn.static_step import StaticStep, products
 
 from . import cuda_on_cpu
-from .helpers import distinct, rel_error
+from .helpers import distinct
 from .test_static_step import MODELS, OPTIMIZERS, _data, _loss
 
 TOL = 1e-5  # float32 against float64
@@ -101,7 +102,7 @@ def poisoned(shape, dtype=np.float32):
 def close(ours, want, tol=TOL):
     got = backend.to_host(ours)
     assert not np.any(np.isnan(got)), "unwritten elements"
-    assert rel_error(got, want) <= tol
+    assert relative_error(got, want) <= tol
 
 
 @pytest.mark.parametrize(
@@ -372,7 +373,7 @@ def _assert_static_step_matches_numpy(device, make, opt, steps=5):
     ref = _train_static(device.use_host, make, opt, steps=steps)
     ours = _train_static(device.use, make, opt, steps=steps)
     for name in ref:
-        assert rel_error(ours[name], ref[name]) < 1e-4, name
+        assert relative_error(ours[name], ref[name]) < 1e-4, name
 
 
 def _lab_cnn3():

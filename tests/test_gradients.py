@@ -8,19 +8,23 @@ from gpucnn import (
     AvgPool,
     BatchNorm,
     BinaryCrossEntropy,
+    ConfigError,
     Conv,
     CrossEntropy,
     Dense,
     Dropout,
     Flatten,
     GlobalAvgPool,
+    Layer,
     MaxPool,
     backend,
+    gradcheck,
     presets,
 )
+from gpucnn.gradcheck import numerical_grad, relative_error
 from gpucnn.train import check_head
 
-from .helpers import check_layer_gradients, distinct, numerical_grad, rel_error
+from .helpers import check_layer_gradients, distinct
 
 TOL = 1e-6
 
@@ -131,7 +135,7 @@ def test_loss_gradients(loss_cls, shape):
     loss.forward(logits, y)
     analytic = loss.backward()
     numeric = numerical_grad(lambda: float(loss.forward(logits, y)), logits)
-    assert rel_error(analytic, numeric) < TOL
+    assert relative_error(analytic, numeric) < TOL
 
 
 def test_whole_model_gradients_through_the_fused_head(kernel_set):
@@ -159,4 +163,42 @@ def test_whole_model_gradients_through_the_fused_head(kernel_set):
     f()
     model.backward(loss.backward(), logits=True)
     for name, p, g in model.parameters():
-        assert rel_error(g.copy(), numerical_grad(f, p)) < TOL, name
+        assert relative_error(g.copy(), numerical_grad(f, p)) < TOL, name
+
+
+class _Scale(Layer):
+    """A layer of one's own, as the README's gradcheck example: y = x * s per channel."""
+
+    def __init__(self, channels, wrong=False):
+        super().__init__()
+        self.wrong = wrong
+        self.params = {"s": np.linspace(0.5, 2, channels).astype(backend.dtype())}
+        self.grads = {"s": np.zeros_like(self.params["s"])}
+
+    def forward(self, x, training=False):
+        self._x = x
+        return x * self.params["s"][None, :, None, None]
+
+    def backward(self, dy):
+        # The wrong one forgets to sum over the batch: only the first image's gradient.
+        summed = (dy * self._x)[:1] if self.wrong else dy * self._x
+        self.grads["s"][...] = summed.sum(axis=(0, 2, 3))
+        return dy * self.params["s"][None, :, None, None]
+
+
+def test_gradcheck_passes_a_right_layer_and_catches_a_wrong_one():
+    x = np.random.default_rng(8).normal(size=(3, 2, 4, 5))
+    right = gradcheck.errors(_Scale(2), x)
+    assert right.keys() == {"x", "s"} and max(right.values()) < TOL
+    wrong = gradcheck.errors(_Scale(2, wrong=True), x)
+    assert wrong["x"] < TOL and wrong["s"] > 0.1  # the input gradient is right, s's is not
+
+
+def test_gradcheck_needs_float64_and_refuses_all_zero_comparisons():
+    backend.use("numpy", dtype="float32")
+    with pytest.raises(ConfigError, match=r"float64 NumPy arrays, but s is not.*backend.use"):
+        gradcheck.errors(_Scale(2), np.ones((1, 2, 3, 3)))
+    with pytest.raises(ConfigError, match="but x is not"):
+        gradcheck.errors(Flatten(), np.ones((1, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="all zeros: comparing them proves nothing"):
+        gradcheck.relative_error(np.zeros(3), np.zeros(3))

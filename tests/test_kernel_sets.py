@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from gpucnn import CrossEntropy, backend, kernels, presets
+from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import reference
 
-from .helpers import distinct, rel_error
+from .helpers import distinct
 
 CONVS = [
     (K, S, P, H, W, C)
@@ -64,7 +65,7 @@ def test_conv_matches_reference(xp_name, kernel_set_name, K, S, P, H, W, C):
     want = _on("numpy", "reference", run, x, w, b, dy)
     got = _on(xp_name, kernel_set_name, run, x, w, b, dy)
     for name, a, g in zip(("y", "dx", "dw", "db"), want, got):
-        assert rel_error(g, a) < _tol(xp_name), name
+        assert relative_error(g, a) < _tol(xp_name), name
 
 
 @pytest.mark.parametrize("relu", [False, True])
@@ -82,7 +83,7 @@ def test_maxpool_matches_reference(xp_name, kernel_set_name, K, S, relu):
     want = _on("numpy", "reference", run, x, dy)
     got = _on(xp_name, kernel_set_name, run, x, dy)
     for a, g in zip(want, got):
-        assert rel_error(g, a) < _tol(xp_name)
+        assert relative_error(g, a) < _tol(xp_name)
 
 
 def _batch_norm_by_formula(x, dy, gamma, beta, mean, var, training, eps=1e-5):
@@ -127,7 +128,7 @@ def test_batch_norm_matches_its_formula(xp_name, set_name, shape, channels_last,
     got = _on(xp_name, set_name, run, x, dy, gamma, beta, mean, var)
     names = ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var")
     for name, a, g in zip(names, want, got):
-        assert rel_error(g, a) < _tol(xp_name), name
+        assert relative_error(g, a) < _tol(xp_name), name
 
 
 def test_reference_im2col_and_col2im_are_adjoint():
@@ -156,4 +157,4 @@ def test_a_model_trains_the_same_on_every_set(kernel_set_name):
         model.backward(loss.backward(), logits=True)
         grads[name] = {n: g.copy() for n, _, g in model.parameters()}
     for n in grads["reference"]:
-        assert rel_error(grads[kernel_set_name][n], grads["reference"][n]) < 1e-12, n
+        assert relative_error(grads[kernel_set_name][n], grads["reference"][n]) < 1e-12, n

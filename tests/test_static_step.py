@@ -23,12 +23,11 @@ from gpucnn import (
     backend,
     presets,
 )
+from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import host
 from gpucnn.model import NO_HOOKS
 from gpucnn.static_step import StaticStep, unsupported
 from gpucnn.train import train_step
-
-from .helpers import rel_error
 
 
 def _conv_net(n_out, act="relu", k=3, stride=1, pad=1, pool=2, pool_stride=None, c_in=1):
@@ -93,8 +92,8 @@ def test_same_updates_as_the_layers(key, opt):
         assert float(loss) == pytest.approx(float(want_loss), rel=1e-10)
         assert int(hits) == int(want_hits)
     for (name, p, g), (_, q, h) in zip(ref.parameters(), ours.parameters()):
-        assert rel_error(g, h) < 1e-10, name
-        assert rel_error(p, q) < 1e-10, name
+        assert relative_error(g, h) < 1e-10, name
+        assert relative_error(p, q) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
 
 
@@ -116,7 +115,7 @@ def test_steps_sampled_through_the_layers_keep_the_static_step_in_step(opt):
         else:
             step(x, y)
     for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
-        assert rel_error(p, q) < 1e-10, name
+        assert relative_error(p, q) < 1e-10, name
     assert step.optimizer.steps == ref_opt.steps == 6 and step.count == 6
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from gpucnn import AvgPool, BatchNorm, Conv, CrossEntropy, GlobalAvgPool, MaxPool
+from gpucnn.gradcheck import relative_error
 
-from .helpers import distinct, rel_error
+from .helpers import distinct
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle here: pip install torch")
 F = torch.nn.functional
@@ -27,10 +28,10 @@ def test_conv_matches_torch(kernel_set, k, stride, pad, H):
     tb = torch.tensor(layer.params["b"], requires_grad=True)
     ty = F.conv2d(tx, tw, tb, stride=stride, padding=pad)
     ty.backward(torch.tensor(dy))
-    assert rel_error(y, ty.detach().numpy()) < 1e-12
-    assert rel_error(dx, tx.grad.numpy()) < 1e-12
-    assert rel_error(layer.grads["W"], tw.grad.numpy()) < 1e-12
-    assert rel_error(layer.grads["b"], tb.grad.numpy()) < 1e-12
+    assert relative_error(y, ty.detach().numpy()) < 1e-12
+    assert relative_error(dx, tx.grad.numpy()) < 1e-12
+    assert relative_error(layer.grads["W"], tw.grad.numpy()) < 1e-12
+    assert relative_error(layer.grads["b"], tb.grad.numpy()) < 1e-12
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -47,8 +48,8 @@ def test_pools_match_torch(kernel_set, kind, k, stride, H, W):
     tx = torch.tensor(x, requires_grad=True)
     ty = (F.max_pool2d if kind == "max" else F.avg_pool2d)(tx, k, stride)
     ty.backward(torch.tensor(dy))
-    assert rel_error(y, ty.detach().numpy()) < 1e-12
-    assert rel_error(dx, tx.grad.numpy()) < 1e-12
+    assert relative_error(y, ty.detach().numpy()) < 1e-12
+    assert relative_error(dx, tx.grad.numpy()) < 1e-12
 
 
 def test_cross_entropy_matches_torch():
@@ -60,7 +61,7 @@ def test_cross_entropy_matches_torch():
     tl = F.cross_entropy(t, torch.tensor(y))
     tl.backward()
     assert value == pytest.approx(tl.item(), rel=1e-12)
-    assert rel_error(loss.backward(), t.grad.numpy()) < 1e-12
+    assert relative_error(loss.backward(), t.grad.numpy()) < 1e-12
 
 
 def test_global_avgpool_matches_torch():
@@ -73,8 +74,8 @@ def test_global_avgpool_matches_torch():
     tx = torch.tensor(x, requires_grad=True)
     ty = F.adaptive_avg_pool2d(tx, 1).flatten(1)
     ty.backward(torch.tensor(dy))
-    assert rel_error(y, ty.detach().numpy()) < 1e-12
-    assert rel_error(dx, tx.grad.numpy()) < 1e-12
+    assert relative_error(y, ty.detach().numpy()) < 1e-12
+    assert relative_error(dx, tx.grad.numpy()) < 1e-12
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (6, 5)])
@@ -96,11 +97,11 @@ def test_batch_norm_matches_torch_in_training_and_evaluation(kernel_set, shape):
         twin.zero_grad()
         ty = twin.train()(tx)
         ty.backward(torch.tensor(dy))
-        assert rel_error(y, ty.detach().numpy()) < 1e-12
-        assert rel_error(dx, tx.grad.numpy()) < 1e-10
-        assert rel_error(layer.grads["gamma"], twin.weight.grad.numpy()) < 1e-12
-        assert rel_error(layer.grads["beta"], twin.bias.grad.numpy()) < 1e-12
-    assert rel_error(layer.buffers["running_mean"], twin.running_mean.numpy()) < 1e-12
-    assert rel_error(layer.buffers["running_var"], twin.running_var.numpy()) < 1e-12
+        assert relative_error(y, ty.detach().numpy()) < 1e-12
+        assert relative_error(dx, tx.grad.numpy()) < 1e-10
+        assert relative_error(layer.grads["gamma"], twin.weight.grad.numpy()) < 1e-12
+        assert relative_error(layer.grads["beta"], twin.bias.grad.numpy()) < 1e-12
+    assert relative_error(layer.buffers["running_mean"], twin.running_mean.numpy()) < 1e-12
+    assert relative_error(layer.buffers["running_var"], twin.running_var.numpy()) < 1e-12
     x = rng.normal(size=shape)
-    assert rel_error(layer.forward(x), twin.eval()(torch.tensor(x)).detach().numpy()) < 1e-12
+    assert relative_error(layer.forward(x), twin.eval()(torch.tensor(x)).detach().numpy()) < 1e-12

@@ -1,0 +1,84 @@
+"""Numerical gradient checks: does a layer's ``backward`` agree with central differences of its
+``forward``? The check every layer of the library passes, for a layer of your own too::
+
+    from gpucnn import backend, gradcheck
+    backend.use("numpy", dtype="float64")         # before making the layer: float64 parameters
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
+    print(gradcheck.errors(MyLayer(3), x))        # {'x': 1e-08, 's': 2e-10}: below 1e-6 agrees
+
+The layer's output is reduced to one number, ``sum(forward(x) * R)`` with a fixed random R, so
+every output element counts; the gradient of that with respect to x and to each parameter is
+computed by ``backward(R)`` and by nudging each value by +-eps in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+EPS = 1e-6  # the nudge: float64's rounding (1e-16 relative) stays far below the differences
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Central-difference gradient of the scalar ``f()`` w.r.t. the array ``x``, which is
+    changed in place (and restored) one element at a time."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        hi = f()
+        x[i] = old - eps
+        lo = f()
+        x[i] = old
+        g[i] = (hi - lo) / (2 * eps)
+    return g
+
+
+def relative_error(a: Any, b: Any) -> float:
+    """max |a - b| / max(|a|, |b|): the worst element's error relative to the largest value.
+    ValueError for two all-zero arrays: their agreement proves nothing."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(np.max(np.abs(a)), np.max(np.abs(b)))
+    if not scale > 0:
+        raise ValueError("both arrays are all zeros: comparing them proves nothing")
+    return float(np.max(np.abs(a - b)) / scale)
+
+
+def errors(
+    layer: Any,
+    x: np.ndarray,
+    rng: np.random.Generator | None = None,
+    training: bool = False,
+    before: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """The relative error (``relative_error``) between ``layer.backward`` and central
+    differences, for the input ("x") and for each of ``layer.params``. x: a float64 NumPy
+    batch the layer takes, e.g. (N, C, H, W); ``training`` is passed to ``forward``;
+    ``before`` runs ahead of every forward pass (to draw the same dropout mask each time)."""
+    arrays = {"x": x, **layer.params}
+    coarse = [name for name, a in arrays.items() if getattr(a, "dtype", None) != np.float64]
+    if coarse or not isinstance(x, np.ndarray):
+        raise ConfigError(
+            f"a gradient check needs float64 NumPy arrays, but {', '.join(coarse) or 'x'} "
+            "is not: call backend.use('numpy', dtype='float64') before making the layer, and "
+            "pass x.astype(np.float64)"
+        )
+    rng = np.random.default_rng(0) if rng is None else rng
+    before()
+    r = rng.normal(size=layer.forward(x, training).shape)
+
+    def projected() -> float:
+        before()
+        return float((layer.forward(x, training) * r).sum())
+
+    before()
+    layer.forward(x, training)
+    found = {"x": layer.backward(r), **{k: g.copy() for k, g in layer.grads.items()}}
+    return {
+        name: relative_error(found[name], numerical_grad(projected, a))
+        for name, a in arrays.items()
+    }
