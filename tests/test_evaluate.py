@@ -167,8 +167,16 @@ def test_a_folder_stands_for_the_images_under_it(run_dir, tmp_path):
     (tmp_path / "deeper" / "broken.png").write_bytes(b"\x89PNG cut short")
     proc = tool("predict", run_dir, tmp_path, "--json")  # one bad file: skipped, and said so
     assert proc.returncode == 0, proc.stderr
-    assert [r["label"] for r in json.loads(proc.stdout)] == [r["label"] for r in records]
-    assert f"warning: skipped {tmp_path / 'deeper' / 'broken.png'}: not a readable" in proc.stderr
+    listed = json.loads(proc.stdout)  # every file found, in order, the broken one with why
+    broken = str(tmp_path / "deeper" / "broken.png")
+    found = [r["image"] for r in records]
+    assert [r["image"] for r in listed] == [*found[:2], broken, found[2]]
+    assert listed[2].keys() == {"image", "skipped"}
+    assert listed[2]["skipped"].startswith(f"{broken}: not a readable image")
+    assert [r["label"] for r in listed if "label" in r] == [r["label"] for r in records]
+    assert f"warning: skipped {broken}: not a readable" in proc.stderr
+    proc = tool("predict", run_dir, tmp_path)
+    assert broken not in proc.stdout and len(proc.stdout.splitlines()) == 3
 
 
 def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):

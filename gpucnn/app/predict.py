@@ -88,7 +88,8 @@ def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
 
 
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
-    """One record per image: its name, the predicted class and its probability."""
+    """One record per image, in order: its name, the predicted class and its probability; or,
+    for a file in a folder that could not be read, its name and why it was ``skipped``."""
     cfg, summary = load_run(run_dir, [])
     missing = [key for key in NEEDED if not summary.get(key)]
     if missing:
@@ -96,7 +97,7 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    named = []
+    named, skipped = [], {}  # skipped: the index in named it comes before -> records
     for path, asked in image_files(paths):
         try:
             images = read_images(path, summary["image_shape"], cfg.data.fit)
@@ -104,6 +105,7 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             if asked:
                 raise
             log.warning("skipped %s", exc)  # one bad file in a folder, as training does
+            skipped.setdefault(len(named), []).append({"image": str(path), "skipped": str(exc)})
             continue
         if summary.get("value_range"):  # runs of older versions lack it
             data.check_scale(
@@ -124,15 +126,14 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
         ]
     )
     probs = predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size)
-    return [
-        {
-            "image": name,
-            "class": classes[int(p.argmax())],
-            "label": int(p.argmax()),
-            "probability": float(p.max()),
-        }  # fmt: skip
-        for (name, _), p in zip(named, probs)
-    ]
+    records = []
+    for i, ((name, _), p) in enumerate(zip(named, probs)):
+        records += skipped.get(i, [])
+        label = int(p.argmax())
+        records.append(
+            {"image": name, "class": classes[label], "label": label, "probability": float(p.max())}
+        )
+    return records + skipped.get(len(named), [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,5 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(records, indent=2))
     else:
         for r in records:
-            print(f"{r['image']}\t{r['class']}\t{r['probability']:.4f}")
+            if "skipped" not in r:  # said on stderr as it was skipped
+                print(f"{r['image']}\t{r['class']}\t{r['probability']:.4f}")
     return 0
