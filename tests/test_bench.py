@@ -82,6 +82,14 @@ def test_bench_without_the_peer_says_why(tmp_path):
     assert "no peer: bench.peer=false" in out
 
 
+def test_a_compiled_peer_asked_for_on_the_cpu_is_said_to_be_left_out(tmp_path):
+    pytest.importorskip("torch", reason="the peer is PyTorch: pip install torch")
+    out, report = bench(tmp_path, "bench.peer_compile=true", "bench.batch_sizes=[32]")
+    assert report["peer_compile_missing"] == "it is timed on the GPU only"
+    assert "ratio_compile" not in report["results"][0]
+    assert "(no torch.compile column: it is timed on the GPU only)" in out
+
+
 def test_the_profile_of_a_batch_norm_model_says_how_training_splits_it(tmp_path):
     args = ("bench.peer=false", "bench.profile=true", "model.batch_norm=true", "train.threads=2")
     out, _ = bench(tmp_path, *args)

@@ -234,6 +234,10 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     if torch is not None and active.is_gpu:
         torch.backends.cudnn.benchmark = True
     compile_ = bool(b.peer_compile and torch is not None and active.is_gpu)
+    no_compile = None
+    if b.peer_compile and not compile_:
+        no_compile = "no PyTorch" if torch is None else "it is timed on the GPU only"
+        log.warning("bench.peer_compile=true: no torch.compile column, %s", no_compile)
     splits = load_splits(cfg)
     too_big = [size for size in b.batch_sizes if size > len(splits.train)]
     if too_big:
@@ -253,6 +257,7 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         "peer": f"PyTorch {torch.__version__}" if torch is not None else None,
         "peer_missing": why or None,
         "peer_tf32": peer_tf32(torch) if torch is not None and active.is_gpu else None,
+        "peer_compile_missing": no_compile,
         "versions": backend.versions(),
         "results": [],
     }
@@ -309,6 +314,8 @@ def table(report: dict[str, Any]) -> str:
         f"{report['task']} ({report['train_images']} training images), {report['optimizer']}"
     )
     note = f"\n(no peer: {report['peer_missing']})" if not peer else ""
+    if report.get("peer_compile_missing"):
+        note += f"\n(no torch.compile column: {report['peer_compile_missing']})"
     tf32 = [name for name, on in (report.get("peer_tf32") or {}).items() if on]
     if tf32:
         note += f"\n(PyTorch runs its {' and '.join(tf32)} in TF32; gpucnn in full float32)"
