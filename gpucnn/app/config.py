@@ -27,10 +27,6 @@ from . import loggers
 DATA_NAMES = (*sources.NAMES, "folder", "arrays")
 
 
-_CONV_KEYS = ("channels", "filter_size", "pool_size", "pool_stride", "padding", "hidden_activation")
-_FOLDER_KEYS = ("channels", "image_size", "fit", "test_fraction", "split_seed")
-
-
 @dataclass
 class ModelConfig:
     """A general CNN (conv blocks, then dense layers) or an MLP (``kind: mlp``)."""
@@ -157,6 +153,8 @@ class BenchConfig(Config):
     bench: BenchSettings = field(default_factory=BenchSettings)
 
 
+_CONV_KEYS = ("channels", "filter_size", "pool_size", "pool_stride", "padding", "hidden_activation")
+_FOLDER_KEYS = ("channels", "image_size", "fit", "test_fraction", "split_seed")
 #: Keys that only some choices read: key -> (the key that chooses, the choices that read it). An
 #: override of one for another choice would change nothing (optimizer=sgd optimizer.momentum=0.9
 #: would train without momentum, and a sweep over it would repeat one run).

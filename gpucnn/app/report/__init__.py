@@ -65,8 +65,8 @@ def _unfinished(runs: list[Run]) -> str:
     for run in runs:
         status = run.summary.get("status", "unknown")
         if status != "ok":
-            reason = str(run.summary.get("reason", "")).splitlines()[0:1]
-            groups[f"{status} ({reason[0]})" if reason else status].append(run)
+            reason = str(run.summary.get("reason", "")).partition("\n")[0]
+            groups[f"{status} ({reason})" if reason else status].append(run)
     return "; ".join(
         f"{counted(len(group), 'run')}, {how}: {', '.join(f'`{r.path}`' for r in group)}"
         for how, group in groups.items()
