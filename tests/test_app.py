@@ -341,6 +341,7 @@ def test_validation_names_the_key(override, match):
         (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam reads it"),
         (["model=lab_mlp4", "model.filter_size=5"], r"with model=lab_mlp4 \(model.kind=mlp\)"),
         (["model=lab_mlp1", "model.hidden_activation=tanh"], "model.hidden_activation does"),
+        (["model=lab_mlp4", "train.micro_batch=16"], "train.micro_batch does nothing with model="),
         (["data.image_size=64"], "data.image_size does nothing with data=fashion_mnist_mini"),
         (["data.root=/data"], "only data=fashion_mnist, data=mnist or data=folder reads it"),
         (["data=mnist", "data.path=x.npz"], "data.path does nothing with data=mnist"),

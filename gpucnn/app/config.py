@@ -101,7 +101,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     progress: bool = True  # a progress bar on a terminal; plain log lines otherwise
     threads: Optional[int] = None  # CPU threads of the job (null: its share; app/cores.py)
-    micro_batch: int = 32  # NumPy: images per micro-batch within a step (0: whole batches)
+    micro_batch: int = 32  # NumPy, a CNN: images per micro-batch of a step (0: whole batches)
     save_model: bool = True
     checkpoint_every_steps: Optional[int] = (
         None  # also checkpoint every N steps (null: epochs only)
@@ -160,6 +160,7 @@ _FOLDER_KEYS = ("channels", "image_size", "fit", "test_fraction", "split_seed")
 #: would train without momentum, and a sweep over it would repeat one run).
 READ_ONLY_WITH = {
     **{f"model.{k}": ("model.kind", ("cnn",)) for k in _CONV_KEYS},
+    "train.micro_batch": ("model.kind", ("cnn",)),  # an MLP trains on whole batches
     "optimizer.momentum": ("optimizer.name", ("momentum",)),
     "optimizer.nesterov": ("optimizer.name", ("momentum",)),
     **{f"optimizer.{k}": ("optimizer.name", ("adam",)) for k in ("beta1", "beta2", "eps")},
