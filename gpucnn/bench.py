@@ -3,7 +3,8 @@
 The command's entry point; the code is in gpucnn.app.bench.
 """
 
+from .app import exits
 from .app.bench import main
 
 if __name__ == "__main__":
-    main()
+    exits.run_hydra(main)

@@ -12,4 +12,4 @@ if __name__ == "__main__":
     if why := missing_extra(sys.argv[1:]):
         print(f"error: {why}", file=sys.stderr)
         sys.exit(exits.INVALID_CONFIG)
-    main()
+    exits.run_hydra(main)

@@ -27,6 +27,7 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..steps import MicroBatchStep, make_step
 from ..train import check_batches, evaluate
+from . import exits
 from .config import (
     build_model,
     build_optimizer,
@@ -324,12 +325,13 @@ def table(report: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
 def main(cfg: DictConfig) -> None:
+    exits.composed()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
         report = bench(cfg, run_dir, list(hc.overrides.task))
     except ConfigError as exc:
         log.error("invalid config: %s", exc)
-        raise SystemExit(2) from None
+        raise SystemExit(exits.INVALID_CONFIG) from None
     print(table(report))
     print(f"\nwritten: {run_dir / 'bench.json'}")

@@ -1,6 +1,9 @@
 """The exit codes of ``python -m gpucnn.run`` (the README's "When things go wrong" lists them
 with what each failure leaves behind)."""
 
+from collections.abc import Callable
+from typing import Any
+
 OK = 0
 BUG = 1  # an unexpected error: a traceback, to be reported
 INVALID_CONFIG = 2  # a setting, architecture or backend that cannot work here
@@ -12,3 +15,23 @@ RUN_DIR_REFUSED = 6  # the run directory is in use, holds another run's results 
 FILE_SYSTEM = 7  # a full disk, or a folder that is read-only or not ours
 SOME_JOBS_FAILED = 8  # a sweep ran to its end, but not every job ended ok
 SIGNAL_BASE = 128  # + the signal's number: interrupted (SIGINT, SIGTERM, SIGHUP)
+
+_composed = False  # whether Hydra has handed the command's main function its config
+
+
+def composed() -> None:
+    """Said by a Hydra main function first: a failure from now on is its job's."""
+    global _composed
+    _composed = True
+
+
+def run_hydra(main: Callable[[], Any]) -> None:
+    """``main()``, a Hydra app, but exit code INVALID_CONFIG where Hydra stops with its 1 before
+    handing it a config: an unknown key, a value of the wrong type, a config group option that
+    does not exist (Hydra prints which, and the options)."""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code == BUG and not _composed:
+            raise SystemExit(INVALID_CONFIG) from None
+        raise
