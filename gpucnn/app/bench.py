@@ -325,7 +325,6 @@ def table(report: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
 def main(cfg: DictConfig) -> None:
-    exits.composed()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:

@@ -16,22 +16,18 @@ FILE_SYSTEM = 7  # a full disk, or a folder that is read-only or not ours
 SOME_JOBS_FAILED = 8  # a sweep ran to its end, but not every job ended ok
 SIGNAL_BASE = 128  # + the signal's number: interrupted (SIGINT, SIGTERM, SIGHUP)
 
-_composed = False  # whether Hydra has handed the command's main function its config
-
-
-def composed() -> None:
-    """Said by a Hydra main function first: a failure from now on is its job's."""
-    global _composed
-    _composed = True
-
 
 def run_hydra(main: Callable[[], Any]) -> None:
-    """``main()``, a Hydra app, but exit code INVALID_CONFIG where Hydra stops with its 1 before
-    handing it a config: an unknown key, a value of the wrong type, a config group option that
-    does not exist (Hydra prints which, and the options)."""
+    """``main()``, a Hydra app, but exit code INVALID_CONFIG where Hydra exits with its 1
+    because it cannot compose the command line's config: an unknown key, a value of the wrong
+    type, a config group option that does not exist (Hydra prints which). Its 1 for anything
+    else, a bug in a job included, stays."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
     try:
         main()
-    except SystemExit as exc:
-        if exc.code == BUG and not _composed:
+    except SystemExit as exc:  # Hydra exits while handling the error: it is the context
+        composing = (ConfigCompositionException, OverrideParseException)
+        if exc.code == BUG and isinstance(exc.__context__, composing):
             raise SystemExit(INVALID_CONFIG) from None
         raise
