@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import multiprocessing
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -301,6 +302,23 @@ def test_a_command_line_hydra_cannot_compose_is_an_invalid_config(
     )
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        (
+            "+train.lr=0.1",
+            "train.lr is not a setting: nothing reads it (did you mean optimizer.lr?)",
+        ),
+        ("+model.dropuot=0.5", "model.dropuot is not a setting: nothing reads it (did you mean "),
+        ("+bench.epochs=2", "bench.epochs is not a setting"),  # the benchmark's, not a run's
+    ],
+)
+def test_a_key_appended_with_a_plus_is_refused_unless_the_schema_has_it(override, says):
+    """Hydra's error for an unknown key says to append it with +, which it then accepts."""
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        validate(composed(override))
 
 
 def test_a_bug_in_a_job_is_still_exit_1_with_its_traceback(tmp_path):

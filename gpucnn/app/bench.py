@@ -29,6 +29,7 @@ from ..steps import MicroBatchStep, make_step
 from ..train import check_batches, evaluate
 from . import exits
 from .config import (
+    BenchConfig,
     build_model,
     build_optimizer,
     check_overrides_read,
@@ -216,7 +217,7 @@ def peer_tf32(torch: Any) -> dict[str, bool]:
 
 
 def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    validate(cfg)
+    validate(cfg, BenchConfig)
     check_overrides_read(cfg, overrides)
     b = cfg.bench
     if not b.batch_sizes or min(b.batch_sizes) < 1 or b.epochs < 1 or b.warmup_epochs < 0:

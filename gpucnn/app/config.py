@@ -7,6 +7,7 @@ is loaded. ``build_model`` / ``build_optimizer`` turn a config into library obje
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -265,8 +266,10 @@ def _is_int(v: Any, low: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-def validate(cfg: DictConfig) -> None:
-    """Reject impossible values, one line naming the key and what is allowed."""
+def validate(cfg: DictConfig, schema: type = Config) -> None:
+    """Reject impossible values, one line naming the key and what is allowed; and keys that
+    ``schema`` (the command's: Config, or BenchConfig) does not have."""
+    _check_known_keys(cfg, schema)
     m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
     if m.kind not in ("cnn", "mlp"):
         raise ConfigError(f"model.kind={m.kind!r} is unknown: choose cnn or mlp")
@@ -340,6 +343,30 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"backend.kernels={b.kernels!r}: choose fast or reference")
     build_optimizer(o)  # range checks of lr, betas, momentum
     loggers.check(cfg.logger)
+
+
+def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
+    """ConfigError for a key the schema lacks: Hydra's ``+key=value`` adds one (its own error
+    for an unknown key suggests it), but nothing would read it."""
+    schema = _dotted(OmegaConf.to_container(OmegaConf.structured(schema_type)))
+    command = "bench" if schema_type is BenchConfig else "run"
+    given = _dotted(OmegaConf.to_container(cfg, resolve=False))
+    for key in (k for k in given if k not in schema and not k.startswith("hydra.")):
+        last = key.rpartition(".")[2]
+        near = [k for k in schema if k.rpartition(".")[2] == last]
+        near = near or difflib.get_close_matches(key, schema, n=1)
+        raise ConfigError(
+            f"{key} is not a setting: nothing reads it"
+            + (f" (did you mean {' or '.join(near)}?)" if near else "")
+            + f"; python -m gpucnn.{command} --help lists them all"
+        )
+
+
+def _dotted(tree: Any, prefix: str = "") -> list[str]:
+    """The dotted keys of a nested dict's leaves (lists are leaves): ["model.kind", ...]."""
+    if not isinstance(tree, dict) or not tree:
+        return [prefix]
+    return [k for key, v in tree.items() for k in _dotted(v, f"{prefix}.{key}" if prefix else key)]
 
 
 def validate_data(d: DictConfig) -> None:
