@@ -313,6 +313,8 @@ def test_a_command_line_hydra_cannot_compose_is_an_invalid_config(
         ),
         ("+model.dropuot=0.5", "model.dropuot is not a setting: nothing reads it (did you mean "),
         ("+bench.epochs=2", "bench.epochs is not a setting"),  # the benchmark's, not a run's
+        ("+data.chanels=3", "(did you mean data.channels or model.channels?)"),
+        ("+train.foo=1", "train.foo is not a setting: nothing reads it; python -m gpucnn.run"),
     ],
 )
 def test_a_key_appended_with_a_plus_is_refused_unless_the_schema_has_it(override, says):

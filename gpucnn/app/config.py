@@ -352,9 +352,11 @@ def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
     command = "bench" if schema_type is BenchConfig else "run"
     given = _dotted(OmegaConf.to_container(cfg, resolve=False))
     for key in (k for k in given if k not in schema and not k.startswith("hydra.")):
-        last = key.rpartition(".")[2]
-        near = [k for k in schema if k.rpartition(".")[2] == last]
-        near = near or difflib.get_close_matches(key, schema, n=1)
+        # The same name in another group (train.lr: optimizer.lr), else a close spelling of it.
+        names = {k: k.rpartition(".")[2] for k in schema}
+        close = difflib.get_close_matches(key.rpartition(".")[2], set(names.values()), cutoff=0.75)
+        near = [k for k, name in names.items() if name in close[:1]]
+        near.sort(key=lambda k: k.partition(".")[0] != key.partition(".")[0])  # its group first
         raise ConfigError(
             f"{key} is not a setting: nothing reads it"
             + (f" (did you mean {' or '.join(near)}?)" if near else "")
