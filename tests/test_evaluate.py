@@ -100,6 +100,14 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
             "data.task=binary: the run's model was trained for data.task=multiclass",
         ),
         (
+            ("evaluate", run_dir, "model.filter_size=5"),
+            "model.filter_size=5: evaluation keeps the run's model and training settings",
+        ),
+        (
+            ("evaluate", run_dir, "+data.limit_test=50"),
+            "nothing is added or removed: give data.limit_test=50",
+        ),
+        (
             ("evaluate", run_dir, "data=fashion_mnist", "data.test_fraction=0.5"),
             "data.test_fraction does nothing with data=fashion_mnist: only data=folder reads it",
         ),

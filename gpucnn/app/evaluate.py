@@ -46,6 +46,8 @@ MISTAKES_SHOWN = 24
 
 
 # What the model was trained for: data=NAME changes where the images come from, not these.
+# What an evaluation may change (the rest is the trained run's): the data, where it runs.
+CHANGEABLE = ("data.", "backend=", "backend.", "train.eval_batch_size=", "train.progress=")
 TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit")
 
 
@@ -70,6 +72,17 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             source[key] = cfg.data[key]
         cfg.data = source
     for override in (o for o in overrides if not o.startswith("data=")):
+        if override.startswith(("+", "~")):
+            raise ConfigError(
+                f"{override}: evaluation changes settings the run has, nothing is added or "
+                f"removed: give {override.lstrip('+~')}"
+            )
+        if not override.startswith(CHANGEABLE):
+            raise ConfigError(
+                f"{override}: evaluation keeps the run's model and training settings; give "
+                "data=NAME, backend=NAME, data.KEY=VALUE, backend.KEY=VALUE or "
+                "train.eval_batch_size=N"
+            )
         if override.startswith("backend="):  # the group sets nothing but the name
             override = f"backend.name={override.partition('=')[2]}"
         try:  # one at a time, so that an error names the override at fault
