@@ -280,6 +280,17 @@ def test_every_experiment_preset_composes_and_runs(tmp_path, name):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
 
 
+def test_the_binary_classes_can_be_named(tmp_path):
+    proc = app(
+        *TINY, "data.positive=[Trouser]", "data.negative=[Dress]", f"hydra.run.dir={tmp_path}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["classes"] == ["Dress", "Trouser"]
+    proc = app(*TINY, "data.positive=[trouser]", f"hydra.run.dir={tmp_path / 'typo'}")
+    assert proc.returncode == 2 and "'trouser' is no class" in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     "command, override, says",
     [
@@ -355,6 +366,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
         ("model.padding=half", "model.padding='half'"),
         ("data.positive=[0]", r"share classes \[0\]"),
+        ("data.positive=[1.5]", r"data.positive lists \[1.5\]: give class numbers or names"),
         ("data.pad_to=0", "data.pad_to=0 must be null or a positive"),
         ("data.channels=2", "data.channels=2: choose 1"),
         ("data.fit=crop", "data.fit='crop': choose pad or stretch"),

@@ -54,8 +54,9 @@ class DataConfig:
     download: bool = True
     url: Optional[str] = None  # a mirror instead of the official address
     task: str = "binary"  # binary or multiclass
-    positive: list[int] = field(default_factory=lambda: [6])  # Shirt
-    negative: list[int] = field(default_factory=lambda: [0])  # T-shirt/top
+    # binary: the classes labelled 1 and 0, by number or by name ([Shirt] is [6])
+    positive: list[Any] = field(default_factory=lambda: [6])  # Shirt
+    negative: list[Any] = field(default_factory=lambda: [0])  # T-shirt/top
     pad_to: Optional[int] = 32
     val_fraction: float = 0.1
     limit_train: Optional[int] = None  # a stratified subset, for quick runs

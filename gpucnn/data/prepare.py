@@ -81,10 +81,13 @@ def _select(
 
 
 def check_task(
-    task: str, positive: Sequence[int], negative: Sequence[int], n_classes: int | None = None
+    task: str,
+    positive: Sequence[int | str],
+    negative: Sequence[int | str],
+    n_classes: int | None = None,
 ) -> None:
     """Reject a task that cannot work, naming the argument (class numbers are checked against
-    ``n_classes`` when it is known)."""
+    ``n_classes`` when it is known; names, against the data's when it is loaded)."""
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is unknown: choose binary or multiclass", "task")
     if task == "multiclass":
@@ -92,7 +95,11 @@ def check_task(
     for key, classes in (("positive", positive), ("negative", negative)):
         if not classes:
             raise ConfigError(f"{key} must list at least one class for the binary task", key)
-        bad = [c for c in classes if c < 0 or (n_classes is not None and c >= n_classes)]
+        odd = [c for c in classes if isinstance(c, (bool, float)) or not isinstance(c, (int, str))]
+        if odd:
+            raise ConfigError(f"{key} lists {odd}: give class numbers or names", key)
+        numbers = [c for c in classes if not isinstance(c, str)]
+        bad = [c for c in numbers if c < 0 or (n_classes is not None and c >= n_classes)]
         if bad and n_classes is None:
             raise ConfigError(f"{key} has negative classes {bad}", key)
         if bad:
