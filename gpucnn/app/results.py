@@ -64,8 +64,11 @@ def cannot_write(where: Path, exc: OSError, more: str) -> int:
 
 def setting_text(value: Any) -> str:
     """A setting's value as tables, figures and sentences show it: a fraction written with more
-    than 6 significant digits (as Optuna samples them) to 6; anything else (integers too) as it
+    than 6 significant digits (as Optuna samples them) to 6; a list as its items, unquoted, as
+    Hydra's overrides write them ([Shirt], not ['Shirt']); anything else (integers too) as it
     is."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(setting_text(v) for v in value) + "]"
     text = str(value)
     try:
         number = float(text)
