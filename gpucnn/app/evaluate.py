@@ -45,9 +45,9 @@ log = logging.getLogger(__name__)
 MISTAKES_SHOWN = 24
 
 
-# What the model was trained for: data=NAME changes where the images come from, not these.
 # What an evaluation may change (the rest is the trained run's): the data, where it runs.
 CHANGEABLE = ("data.", "backend=", "backend.", "train.eval_batch_size=", "train.progress=")
+# What the model was trained for: data=NAME changes where the images come from, not these.
 TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit")
 
 
