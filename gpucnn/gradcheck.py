@@ -61,13 +61,7 @@ def errors(
     batch the layer takes, e.g. (N, C, H, W); ``training`` is passed to ``forward``;
     ``before`` runs ahead of every forward pass (to draw the same dropout mask each time)."""
     arrays = {"x": x, **layer.params}
-    coarse = [name for name, a in arrays.items() if getattr(a, "dtype", None) != np.float64]
-    if coarse or not isinstance(x, np.ndarray):
-        raise ConfigError(
-            f"a gradient check needs float64 NumPy arrays, but {', '.join(coarse) or 'x'} "
-            "is not: call backend.use('numpy', dtype='float64') before making the layer, and "
-            "pass x.astype(np.float64)"
-        )
+    _check_float64(arrays)
     rng = np.random.default_rng(0) if rng is None else rng
     before()
     r = rng.normal(size=layer.forward(x, training).shape)
@@ -83,3 +77,39 @@ def errors(
         name: relative_error(found[name], numerical_grad(projected, a))
         for name, a in arrays.items()
     }
+
+
+def model_errors(model: Any, loss: Any, x: np.ndarray, y: Any) -> dict[str, float]:
+    """The relative error between ``model.backward`` and central differences of the loss, for
+    every parameter ("0.W", "0.b", ...): the layers chained, the output activation fused into
+    the loss as training does. x: a float64 batch, y: its labels; in evaluation mode (no
+    dropout, BatchNorm with its running statistics), so that every pass computes the same."""
+    from .train import check_head
+
+    check_head(model, loss)
+    params = {name: p for name, p, _ in model.parameters()}
+    _check_float64({"x": x, **params})
+
+    def value() -> float:
+        return float(loss.forward(model.forward(x, logits=True), y))
+
+    value()
+    model.backward(loss.backward(), logits=True)
+    found = {name: g.copy() for name, _, g in model.parameters()}
+    return {
+        name: relative_error(found[name], numerical_grad(value, p)) for name, p in params.items()
+    }
+
+
+def _check_float64(arrays: dict[str, Any]) -> None:
+    """ConfigError, with the fix, unless every array is a float64 NumPy array: float32's
+    rounding would swamp the differences."""
+    coarse = [
+        name for name, a in arrays.items() if not isinstance(a, np.ndarray) or a.dtype != np.float64
+    ]
+    if coarse:
+        raise ConfigError(
+            f"a gradient check needs float64 NumPy arrays, but {', '.join(coarse)} "
+            f"{'is' if len(coarse) == 1 else 'are'} not: call backend.use('numpy', "
+            "dtype='float64') before making the layers, and pass x.astype(np.float64)"
+        )
