@@ -24,6 +24,7 @@ from ..errors import ConfigError, NotEnoughMemory
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
 from . import loggers
+from .results import flat
 
 DATA_NAMES = (*sources.NAMES, "folder", "arrays")
 
@@ -349,9 +350,9 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
 def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
     """ConfigError for a key the schema lacks: Hydra's ``+key=value`` adds one (its own error
     for an unknown key suggests it), but nothing would read it."""
-    schema = _dotted(OmegaConf.to_container(OmegaConf.structured(schema_type)))
+    schema = flat(OmegaConf.to_container(OmegaConf.structured(schema_type)))
     command = "bench" if schema_type is BenchConfig else "run"
-    given = _dotted(OmegaConf.to_container(cfg, resolve=False))
+    given = flat(OmegaConf.to_container(cfg, resolve=False))
     for key in (k for k in given if k not in schema and not k.startswith("hydra.")):
         # The same name in another group (train.lr: optimizer.lr), else a close spelling of it.
         names = {k: k.rpartition(".")[2] for k in schema}
@@ -363,13 +364,6 @@ def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
             + (f" (did you mean {' or '.join(near)}?)" if near else "")
             + f"; python -m gpucnn.{command} --help lists them all"
         )
-
-
-def _dotted(tree: Any, prefix: str = "") -> list[str]:
-    """The dotted keys of a nested dict's leaves (lists are leaves): ["model.kind", ...]."""
-    if not isinstance(tree, dict) or not tree:
-        return [prefix]
-    return [k for key, v in tree.items() for k in _dotted(v, f"{prefix}.{key}" if prefix else key)]
 
 
 def validate_data(d: DictConfig) -> None:
