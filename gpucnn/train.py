@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import get_array_module, to_host
-from .data.batches import Batches
 from .errors import ConfigError
 from .losses import Loss
 from .model import NO_HOOKS, Hooks, Model
 from .optimizers import Optimizer
+
+if TYPE_CHECKING:  # a type only: the step needs none of the data package at import
+    from .data.batches import Batches
 
 
 def check_head(model: Model, loss: Loss) -> None:
