@@ -110,8 +110,9 @@ class Model:
         self._require_built()
         need, who = 1, ""
         for i, (layer, shape) in enumerate(zip(self.layers, [self.input_shape, *self.shapes])):
-            if layer.min_training_batch(shape) > need:
-                need, who = layer.min_training_batch(shape), f"layer {i} {layer!r}"
+            n = layer.min_training_batch(shape)
+            if n > need:
+                need, who = n, f"layer {i} {layer!r}"
         return need, who
 
     def activation_bytes(

@@ -258,9 +258,8 @@ def make_step(
     """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
     every core; ``chunk``: micro-batch size, 0 = whole batches on one thread; a model with
     BatchNorm gets a share of the batch per thread, one without a Conv whole batches); on the
-    GPU a
-    StaticStep with the fast kernel set, where it can run the model, else PlainStep. Call
-    ``close()`` when done, or use it in a ``with`` block."""
+    GPU a StaticStep with the fast kernel set, where it can run the model, else PlainStep.
+    Call ``close()`` when done, or use it in a ``with`` block."""
     if backend.active().is_gpu:
         if kernels.name() == "fast":
             from .static_step import StaticStep, unsupported
