@@ -14,6 +14,7 @@ import pytest
 
 from gpucnn import ConfigError
 from gpucnn.data import Batches, RawData, describe, gaps, idx, load, prepare, sources
+from gpucnn.data.prepare import check_task
 from gpucnn.errors import DataError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -210,6 +211,9 @@ def test_binary_classes_can_be_named_or_given_alone():
         prepare(raw, positive=["shirt"])
     with pytest.raises(ConfigError, match=r"negative: 0.5 is no class; give class numbers 0..9"):
         prepare(raw, negative=[0.5])
+    check_task("binary", [np.int64(6), "Shirt"], [0], 10)  # what prepare takes, check_task does
+    with pytest.raises(ConfigError, match=r"negative lists \[0.5\]: give class numbers or names"):
+        check_task("binary", [6], [0.5])
 
 
 def test_a_validation_share_that_leaves_no_training_image_is_refused():

@@ -95,7 +95,7 @@ def check_task(
     for key, classes in (("positive", positive), ("negative", negative)):
         if not classes:
             raise ConfigError(f"{key} must list at least one class for the binary task", key)
-        odd = [c for c in classes if isinstance(c, (bool, float)) or not isinstance(c, (int, str))]
+        odd = [c for c in classes if not _is_class(c)]
         if odd:
             raise ConfigError(f"{key} lists {odd}: give class numbers or names", key)
         numbers = [c for c in classes if not isinstance(c, str)]
@@ -111,13 +111,18 @@ def check_task(
         )
 
 
+def _is_class(c: Any) -> bool:
+    """Whether ``c`` can stand for a class: a number (not a bool) or a name."""
+    return isinstance(c, (int, np.integer, str)) and not isinstance(c, bool)
+
+
 def _class_numbers(classes: Classes, key: str, names: Sequence[str]) -> list[int]:
     """The class numbers ``classes`` stands for: numbers, or names among ``names``."""
     numbers = []
-    for c in [classes] if isinstance(classes, (int, str, np.integer)) else list(classes):
+    for c in [classes] if _is_class(classes) else list(classes):
         if isinstance(c, str) and c in names:
             numbers.append(names.index(c))
-        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        elif _is_class(c) and not isinstance(c, str):
             numbers.append(int(c))
         else:
             raise ConfigError(
