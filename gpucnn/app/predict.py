@@ -97,7 +97,7 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    named, skipped = [], {}  # skipped: the index in named it comes before -> records
+    found: list[Any] = []  # in file order: (name, image) to predict, or a skipped file's record
     for path, asked in image_files(paths):
         try:
             images = read_images(path, summary["image_shape"], cfg.data.fit)
@@ -105,13 +105,14 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             if asked:
                 raise
             log.warning("skipped %s", exc)  # one bad file in a folder, as training does
-            skipped.setdefault(len(named), []).append({"image": str(path), "skipped": str(exc)})
+            found.append({"image": str(path), "skipped": str(exc)})
             continue
         if summary.get("value_range"):  # runs of older versions lack it
             data.check_scale(
                 np.stack([image for _, image in images]), summary["value_range"], str(path)
             )
-        named += images
+        found += images
+    named = [entry for entry in found if isinstance(entry, tuple)]
     if not named:
         raise DataError(f"no readable image in {', '.join(map(str, paths))}")
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
@@ -125,15 +126,22 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             for _, image in named
         ]
     )
-    probs = predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size)
-    records = []
-    for i, ((name, _), p) in enumerate(zip(named, probs)):
-        records += skipped.get(i, [])
-        label = int(p.argmax())
-        records.append(
-            {"image": name, "class": classes[label], "label": label, "probability": float(p.max())}
-        )
-    return records + skipped.get(len(named), [])
+    probs = iter(predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size))
+    return [
+        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes)
+        for entry in found
+    ]
+
+
+def _record(name: str, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """A predicted image's record: its name, class, label and the class's probability."""
+    label = int(probs.argmax())
+    return {
+        "image": name,
+        "class": classes[label],
+        "label": label,
+        "probability": float(probs.max()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
