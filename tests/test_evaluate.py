@@ -241,3 +241,25 @@ def test_without_a_run_directory_only_that_is_said_to_be_missing(capsys):
         main([])
     assert caught.value.code == 2
     assert capsys.readouterr().err.strip().endswith("the following arguments are required: run_dir")
+
+
+def test_settings_the_schema_lacks_are_left_out_and_named(run_dir, tmp_path, caplog):
+    """A run saved with keys nothing reads (``+train.lr=...`` once added them) still evaluates;
+    a value this version cannot take is one line naming the key."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["config"]["train"]["lr"] = 0.1
+    summary["config"]["extras"] = {"note": "x"}
+    (copy / "summary.json").write_text(json.dumps(summary))
+    with caplog.at_level("WARNING"):
+        record = evaluate.evaluate_run(copy)
+    assert record["test_accuracy"] == summary["test_accuracy"]
+    assert "holds train.lr, extras.note, which this version does not read" in caplog.text
+    summary["config"]["train"]["epochs"] = "ten"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    for command in ("evaluate", "predict"):
+        proc = tool(command, copy, *([tmp_path] if command == "predict" else []))
+        assert proc.returncode == 2, proc.stderr
+        assert "summary.json: train.epochs: Value 'ten'" in proc.stderr
+        assert "Traceback" not in proc.stderr

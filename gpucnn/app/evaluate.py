@@ -38,7 +38,7 @@ from ..train import evaluate_and_predict
 from . import exits
 from .config import Config, build_model, check_overrides_read, register, validate_data
 from .experiment import load_splits
-from .results import cannot_write, pyplot, read_summary, save_figure
+from .results import cannot_write, flat, pyplot, read_summary, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
     if not (run_dir / "model.npz").is_file():
         raise RunError(f"{run_dir} has no model.npz: the run did not finish (or save_model=false)")
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), summary["config"])
+    cfg = _saved_config(run_dir, summary["config"])
     trained_on = cfg.data.copy()
     groups = [o for o in overrides if o.startswith("data=")]
     if groups:
@@ -111,6 +111,41 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
         )
         cfg.data.test_fraction = 1.0
     return cfg, summary
+
+
+def _saved_config(run_dir: Path, saved: dict[str, Any]) -> DictConfig:
+    """A run's saved config on this version's schema. Keys the schema lacks (added with
+    ``+key=value`` by a version that took them, though nothing read them, or by another
+    version) are left out with a warning naming them."""
+    schema = OmegaConf.structured(Config)
+    known = _known_only(saved, OmegaConf.to_container(schema))
+    dropped = [key for key in flat(saved) if key not in flat(known)]
+    if dropped:
+        log.warning(
+            "%s: the run's config holds %s, which this version does not read: left out",
+            run_dir,
+            ", ".join(dropped),
+        )
+    try:
+        return OmegaConf.merge(schema, known)
+    except (OmegaConfBaseException, ValueError) as exc:
+        key = getattr(exc, "full_key", None)
+        reason = (f"{key}: " if key else "") + str(exc).splitlines()[0]
+        raise RunError(
+            f"{run_dir / 'summary.json'}: {reason}: the run was saved by a version of gpucnn "
+            "with other settings; use that version for it"
+        ) from None
+
+
+def _known_only(saved: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` without the keys that ``schema`` (a nested dict of the same form) lacks."""
+    return {
+        key: _known_only(value, schema[key])
+        if isinstance(value, dict) and isinstance(schema[key], dict)
+        else value
+        for key, value in saved.items()
+        if key in schema
+    }
 
 
 def _new_folder(trained_on: DictConfig, evaluated: DictConfig) -> bool:
