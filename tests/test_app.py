@@ -46,6 +46,31 @@ def test_a_tools_help_shows_its_documentation_as_written(name):
     assert all(line in shown for line in doc.strip().splitlines()), proc.stdout
 
 
+def test_python_m_gpucnn_lists_every_command():
+    from gpucnn.__main__ import COMMANDS
+
+    package = Path(__file__).resolve().parent.parent / "gpucnn"
+    entry_points = sorted(
+        p.stem for p in package.glob("*.py") if "The command's entry point" in p.read_text()
+    )
+    assert sorted(COMMANDS) == entry_points
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMANDS:
+        assert f"\n  python -m gpucnn.{name}" in proc.stdout
+    assert "  python -m gpucnn.predict RUN_DIR IMAGES... [--json]: classify" in proc.stdout
+    given = subprocess.run(
+        [sys.executable, "-m", "gpucnn", "run", "model.channels=[8,16]"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert given.returncode == 2
+    assert "run python -m gpucnn.run 'model.channels=[8,16]'" in given.stderr
+
+
 @pytest.mark.parametrize("name", ["run", "bench"])
 def test_the_hydra_apps_help_starts_with_what_to_type(name):
     proc = tool(name, "--help")

@@ -1,0 +1,39 @@
+"""``python -m gpucnn``: the commands there are, each with what it does (from its docstring)."""
+
+from __future__ import annotations
+
+import ast
+import shlex
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+from . import __version__
+
+COMMANDS = ("run", "bench", "evaluate", "predict", "report", "summarize")
+
+
+def purpose(command: str) -> str:
+    """The first line of the command module's docstring (read without importing it, so that
+    the list is quick), as plain text."""
+    source = Path(find_spec(f"gpucnn.{command}").origin).read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source)).splitlines()[0].replace("``", "")
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] not in (
+        "-h",
+        "--help",
+    ):  # a command name first: say how it is run, with the rest of the line
+        name = argv[0] if argv[0] in COMMANDS else "COMMAND"
+        line = shlex.join([f"gpucnn.{name}", *argv[1:]])
+        print(f"error: python -m gpucnn takes no arguments: run python -m {line}", file=sys.stderr)
+        return 2
+    print(f"gpucnn {__version__}: each command takes --help")
+    for command in COMMANDS:
+        print(f"  {purpose(command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
