@@ -7,6 +7,7 @@ the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on
 from __future__ import annotations
 
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 from .errors import ConfigError
@@ -14,11 +15,20 @@ from .errors import ConfigError
 Params = Iterable[tuple[str, Any, Any]]
 
 
+def _numbers(**settings: Any) -> None:
+    """ConfigError naming the first setting that is not a number (a string from a file, say),
+    before a comparison with it fails with a TypeError."""
+    for key, value in settings.items():
+        if not isinstance(value, Real) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}", key)
+
+
 class Optimizer:
     #: The per-parameter state each parameter has once a step was taken (shaped like it).
     SLOTS: tuple[str, ...] = ()
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        _numbers(lr=lr, weight_decay=weight_decay)
         if not lr > 0:
             raise ConfigError(f"lr must be > 0, got {lr!r}", "lr")
         if not weight_decay >= 0:
@@ -80,6 +90,7 @@ class Momentum(Optimizer):
         self, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0
     ) -> None:
         super().__init__(lr, weight_decay)
+        _numbers(momentum=momentum)
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}", "momentum")
         self.momentum = float(momentum)
@@ -106,6 +117,7 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr, weight_decay)
+        _numbers(beta1=beta1, beta2=beta2, eps=eps)
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {beta!r}", key)

@@ -8,6 +8,7 @@ import pytest
 from gpucnn import (
     SGD,
     Activation,
+    Adam,
     BatchNorm,
     ConfigError,
     Conv,
@@ -16,6 +17,7 @@ from gpucnn import (
     Flatten,
     MaxPool,
     Model,
+    Momentum,
     ShapeError,
     presets,
 )
@@ -144,6 +146,9 @@ def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
         (lambda: Activation("gelu"), "choose one of relu, sigmoid, tanh, softmax"),
         (lambda: presets.cnn(channels=(8, 16), filter_size=[3]), "filter_size has 1 values"),
         (lambda: presets.cnn(filter_size=4, padding="same"), "same needs an odd filter_size"),
+        (lambda: SGD(lr="0.1"), "lr must be a number, got '0.1'"),
+        (lambda: Momentum(0.1, momentum=None), "momentum must be a number, got None"),
+        (lambda: Adam(eps="1e-8"), "eps must be a number, got '1e-8'"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
