@@ -257,7 +257,10 @@ def test_multiclass_task_and_limits():
     "kwargs,match",
     [
         ({"positive": [6, 0], "negative": [0]}, r"share classes \[0\]"),
-        ({"positive": [10]}, r"^positive has classes \[10\] outside 0..9"),
+        (
+            {"positive": [10]},
+            r"^positive has classes \[10\] outside 0..9, the data's: .* or task=multiclass",
+        ),
         ({"negative": []}, "^negative must list at least one class"),
         ({"task": "regression"}, "^task='regression' is unknown"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),

@@ -347,7 +347,12 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         (lambda d: d.update(x_test=d["x_test"][:, :4]), "give both splits the same size"),
         (
             lambda d: d.update(x_train=d["x_train"].astype(np.int32)),
-            "must be uint8 (0-255) or floats",
+            "must be uint8 (0-255) or floats, got int32: their values are 0-255; give "
+            "x.astype(np.uint8)",
+        ),
+        (
+            lambda d: d.update(x_train=d["x_train"].astype(np.int32) * 4),
+            "must be uint8 (0-255) or floats, got int32",
         ),
         (lambda d: d.update(x_train=np.full((30, 9, 7), np.nan), x_test=d["x_test"] / 255), "NaN"),
         (lambda d: d.update(y_train=d["y_train"][:5]), "30 train images but 5 train labels"),
@@ -371,6 +376,25 @@ def test_bad_arrays_are_refused_by_name(tmp_path, change, says):
     with pytest.raises(DataError) as caught:
         arrays.load(saved(tmp_path / "bad.npz", **data))
     assert says in str(caught.value) and "bad.npz" in str(caught.value)
+
+
+def test_arrays_in_memory_are_read_as_the_file_holding_them(tmp_path):
+    data = random_set(np.random.default_rng(5), (30, 9, 7, 3))
+    data["classes"] = np.array(["cat", "dog", "owl"])
+    from_file = arrays.load(saved(tmp_path / "set.npz", **data))
+    given = {k: v.tolist() for k, v in data.items()}  # lists too, as Python code holds them
+    given["x_train"] = np.asarray(given["x_train"], dtype=np.uint8)
+    given["x_test"] = np.asarray(given["x_test"], dtype=np.uint8)
+    from_memory = arrays.from_arrays(**given, name="my set")
+    assert from_memory.classes == from_file.classes == ("cat", "dog", "owl")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        mine, theirs = getattr(from_memory, key), getattr(from_file, key)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+    assert from_memory.image_shape == (3, 9, 7) and from_memory.name == "my set"
+    splits = prepare(from_memory, task="multiclass")
+    assert splits.classes == ("cat", "dog", "owl") and splits.input_shape == (3, 32, 32)
+    with pytest.raises(DataError, match="^my set: 30 train images but 4 train labels"):
+        arrays.from_arrays(**{**given, "y_train": [0, 1, 2, 0]}, name="my set")
 
 
 def test_arrays_the_file_holds_besides_the_splits_are_said_to_be_unread(tmp_path, caplog):

@@ -2,6 +2,7 @@
 device-resident batches."""
 
 from . import arrays, folder
+from .arrays import from_arrays
 from .batches import Batches, epoch_order
 from .images import read_image
 from .prepare import Prepared, Split, check_scale, describe, gaps, prepare, preprocess
@@ -19,6 +20,7 @@ __all__ = [
     "describe",
     "epoch_order",
     "folder",
+    "from_arrays",
     "gaps",
     "load",
     "prepare",

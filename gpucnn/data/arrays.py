@@ -1,4 +1,5 @@
-"""The user's own arrays: one ``.npz`` file (``np.savez``) with x_train, y_train, x_test, y_test.
+"""The user's own arrays: one ``.npz`` file (``np.savez``) with x_train, y_train, x_test, y_test,
+or the same arrays in memory (``from_arrays``).
 
 Images are uint8 (0-255, scaled to [0, 1] as the IDX sets are) or floats (used as they are),
 shaped (N, H, W), channels-last (N, H, W, C) as NumPy, Keras and Pillow keep them, or (N, C, H,
@@ -14,19 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
 from .raw import RawData, checked
 
-KEYS = {  # the file's names -> RawData's
-    "x_train": "train_images",
-    "y_train": "train_labels",
-    "x_test": "test_images",
-    "y_test": "test_labels",
-}
+KEYS = ("x_train", "y_train", "x_test", "y_test")  # the file's arrays, from_arrays' arguments
 MAX_CHANNELS = 4
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ def load(path: str | os.PathLike) -> RawData:
                     f"{path}: lacks {', '.join(missing)} (it holds {', '.join(f.files) or '-'}): "
                     f"save the arrays as {', '.join(KEYS)}"
                 )
-            arrays = {name: f[key] for key, name in KEYS.items()}
+            arrays = {key: f[key] for key in KEYS}
             names = f["classes"] if "classes" in f.files else None
             unread = [k for k in f.files if k not in (*KEYS, "classes")]
     except ValueError as exc:  # an array of Python objects, which only unpickling could read
@@ -79,13 +77,36 @@ def load(path: str | os.PathLike) -> RawData:
             ", ".join(unread),
             ", ".join(KEYS),
         )
-    for split in ("train", "test"):
-        key = f"{split}_images"
-        arrays[key] = channels_first(arrays[key], f"{path}: x_{split}")
-    return checked(str(path), _classes(names, arrays, path), arrays)
+    return from_arrays(**arrays, classes=names, name=path)
 
 
-def _classes(names: np.ndarray | None, arrays: dict[str, np.ndarray], path: Path) -> tuple:
+def from_arrays(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    classes: Sequence[str] | None = None,
+    name: str | os.PathLike = "arrays",
+) -> RawData:
+    """Arrays in memory as a data set for ``prepare``, read and checked as an .npz file's are:
+    images (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats; labels 0 .. K-1 (N,);
+    ``classes`` names them. ``name`` is what errors call the set.
+
+        splits = data.prepare(data.from_arrays(x_train, y_train, x_test, y_test))
+    """
+    arrays = {
+        "train_images": channels_first(np.asarray(x_train), f"{name}: x_train"),
+        "train_labels": np.asarray(y_train),
+        "test_images": channels_first(np.asarray(x_test), f"{name}: x_test"),
+        "test_labels": np.asarray(y_test),
+    }
+    names = None if classes is None else np.asarray(classes)
+    return checked(str(name), _classes(names, arrays, name), arrays)
+
+
+def _classes(
+    names: np.ndarray | None, arrays: dict[str, np.ndarray], path: str | os.PathLike
+) -> tuple:
     """The class names: the file's ``classes``, or the labels' numbers."""
     if names is None:
         labels = [arrays[k] for k in ("train_labels", "test_labels") if arrays[k].size]

@@ -103,7 +103,11 @@ def check_task(
         if bad and n_classes is None:
             raise ConfigError(f"{key} has negative classes {bad}", key)
         if bad:
-            raise ConfigError(f"{key} has classes {bad} outside 0..{n_classes - 1}", key)
+            raise ConfigError(
+                f"{key} has classes {bad} outside 0..{n_classes - 1}, the data's: choose the "
+                "binary task's classes among them, or task=multiclass for all of them",
+                key,
+            )
     overlap = sorted(set(positive) & set(negative))
     if overlap:
         raise ConfigError(

@@ -52,6 +52,7 @@ def checked(
         if x.dtype != np.uint8 and x.dtype.kind != "f":
             raise DataError(
                 f"{name}: {split} images must be uint8 (0-255) or floats, got {x.dtype}"
+                + _image_fix(x)
             )
         if len(x) != len(y):
             raise DataError(
@@ -81,6 +82,13 @@ def checked(
         arrays["test_labels"].astype(np.int64),
         tuple(skipped),
     )
+
+
+def _image_fix(x: np.ndarray) -> str:
+    """How to give integer images ``x`` as uint8, when their values fit."""
+    if x.dtype.kind in "uib" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255)):
+        return ": their values are 0-255; give x.astype(np.uint8)"
+    return ""
 
 
 def _label_fix(y: np.ndarray) -> str:
