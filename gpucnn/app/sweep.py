@@ -199,15 +199,19 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     save_figure(fig, path)
 
 
+def title(sweep_dir: Path) -> str:
+    """What the sweep's tables and figure are headed with."""
+    return f"sweep {sweep_dir.name}"
+
+
 def tables(sweep_dir: Path) -> tuple[list[dict], list[dict], list[str], dict[str, str]]:
     """(the jobs' rows, the settings' rows, the swept keys, the Markdown tables by file name:
     sweep_runs.md and sweep_summary.md) of the sweep in ``sweep_dir``."""
     rows, keys, common = collect(sweep_dir)
     groups = group(rows, keys)
-    title = f"sweep {sweep_dir.name}"
     texts = {
-        "sweep_runs.md": markdown(rows, keys, common, title),
-        "sweep_summary.md": grouped_markdown(groups, keys, common, title),
+        "sweep_runs.md": markdown(rows, keys, common, title(sweep_dir)),
+        "sweep_summary.md": grouped_markdown(groups, keys, common, title(sweep_dir)),
     }
     return rows, groups, keys, texts
 
@@ -221,7 +225,7 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
     write_csv(sweep_dir / "sweep_summary.csv", groups, [*settings_of(keys), *COLUMNS])
     for name, text in texts.items():
         write_text(sweep_dir / name, text)
-    plot(sweep_dir / "sweep.png", groups, keys, f"sweep {sweep_dir.name}")
+    plot(sweep_dir / "sweep.png", groups, keys, title(sweep_dir))
     return rows
 
 
