@@ -9,13 +9,14 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from gpucnn.app import experiment, rundir
 from gpucnn.app.config import Config
 from gpucnn.app.results import read_summary
-from gpucnn.app.resume import closest, root
+from gpucnn.app.resume import closest, root, shorter
 from gpucnn.app.signals import Interrupted
 
 from .helpers import TINY, app
@@ -62,14 +63,42 @@ def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):
     fake_run(runs / "epochs", {**config, "train": {"seed": 0, "epochs": 1}})
     assert closest(runs / "new", config, [runs]) == (runs / "epochs", ["train.epochs: 1 -> 2"])
     assert closest(runs / "new", config, [runs], most=0) is None
-    done = app(*TINY, "train.epochs=1", cwd=tmp_path)
+    done = app(*TINY, "train.seed=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    again = app(*TINY, "train.epochs=2", "train.resume=true", cwd=tmp_path)
+    again = app(*TINY, "train.seed=2", "train.resume=true", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     said = (again.stdout + again.stderr).splitlines()
     warning = next(line for line in said if "no earlier attempt" in line)
     assert f"under {tmp_path / 'outputs/runs'}, {tmp_path / 'outputs/multiruns'}" in warning
-    assert warning.endswith("differs in train.epochs: 1 -> 2: training from the start")
+    assert warning.endswith("differs in train.seed: 1 -> 2: training from the start")
+
+
+def test_a_run_for_more_epochs_trains_on_from_the_same_run_for_fewer(tmp_path):
+    """Its batches, masks and updates do not depend on the epochs to come: the result is the
+    longer run's, bit for bit, trained only for the epochs the shorter one lacks."""
+    settings = [*TINY, "model.dropout=0.3"]
+    for epochs in (1, 2):
+        assert app(*settings, f"train.epochs={epochs}", cwd=tmp_path).returncode == 0
+    one, two = sorted((tmp_path / "outputs/runs").glob("2*"))
+    diverged = tmp_path / "outputs/runs/diverged"  # as long, newer, but not to be trained on
+    shutil.copytree(two, diverged)
+    (diverged / "summary.json").write_text(json.dumps({**summary(two), "status": "diverged"}))
+    os.utime(diverged, (time.time() + 10,) * 2)
+    longer = app(*settings, "train.epochs=3", "train.resume=true", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    said = longer.stdout + longer.stderr
+    assert f"training on to train.epochs=3 from {two}" in said and "from the start" not in said
+    assert "epoch 1/3" not in said and "epoch 2/3" not in said and "epoch 3/3" in said
+    fresh_dir = tmp_path / "fresh"
+    fresh = app(*settings, "train.epochs=3", f"hydra.run.dir={fresh_dir}", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    three = sorted((tmp_path / "outputs/runs").glob("2*"))[2]
+    assert summary(three)["resumed_from"] == str(two)
+    ours, theirs = np.load(three / "model.npz"), np.load(fresh_dir / "model.npz")
+    assert ours.files == theirs.files
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours.files)
+    assert summary(three)["test_loss"] == summary(fresh_dir)["test_loss"]
+    assert shorter(tmp_path / "new", summary(one)["config"], [one.parent]) is None  # not fewer
 
 
 def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):

@@ -150,15 +150,27 @@ class AlreadyFinished(GpucnnError):
 
 def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     """With train.resume, in a directory without results or progress: copy in the newest
-    earlier attempt at the same run found under ``roots`` (gpucnn.app.resume)."""
+    earlier attempt at the same run found under ``roots``, or else the progress of the same
+    run for fewer epochs (gpucnn.app.resume)."""
     if not job.cfg.train.resume or read_summary(job.run_dir) or checkpoint.exists(job.run_dir):
         return
     near = resume.closest(job.run_dir, job.summary["config"], roots)
     if near is not None and not near[1]:  # the same config: an earlier attempt at this run
         previous = near[0]
-        earlier = read_summary(previous) or {}
-        resume.adopt(previous, job.run_dir, earlier.get("status") in rundir.FINISHED)
+        finished = (read_summary(previous) or {}).get("status") in rundir.FINISHED
+        resume.adopt(previous, job.run_dir, finished)
+        log.info("%s %s", "results copied from" if finished else "resuming the run in", previous)
         job.summary["resumed_from"] = str(previous)
+        return
+    shorter = resume.shorter(job.run_dir, job.summary["config"], roots)
+    if shorter is not None:  # the same run for fewer epochs: trained on from its checkpoint
+        resume.adopt(shorter, job.run_dir, finished=False)
+        log.info(
+            "training on to train.epochs=%d from %s, the same settings for fewer epochs",
+            job.cfg.train.epochs,
+            shorter,
+        )
+        job.summary["resumed_from"] = str(shorter)
         return
     log.warning(
         "train.resume=true: no earlier attempt at this run (the same config) under %s%s: "

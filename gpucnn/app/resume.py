@@ -6,12 +6,13 @@ interpolation is one fixed directory, so nothing beside it is searched). A candi
 run if its saved resolved config is the same, apart from ``train.resume``
 (gpucnn.app.rundir.identity). The newest is adopted: a finished one's results are copied (the
 job is skipped); an unfinished one's checkpoints and metrics are copied and training continues
-from them. Where there is none, the run whose config differs in the fewest settings is named.
+from them. Where there is none, a run of the same settings for fewer epochs is trained on from
+its checkpoint; where there is none of those either, the run whose config differs in the
+fewest settings is named.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,8 +22,6 @@ from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
 from .results import read_summary
 from .rundir import differences, identity, in_use, saved_config
-
-log = logging.getLogger(__name__)
 
 RESULTS = ("summary.json", "metrics.csv", "curves.png", "model.npz")
 PROGRESS = (CURRENT, PREVIOUS, "metrics.csv")
@@ -86,9 +85,34 @@ def closest(
     return path, found[path]
 
 
+def shorter(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
+    """The earlier run under ``roots`` that ``config`` trains on: the same settings but fewer
+    ``train.epochs``, with a checkpoint and not diverged; of several, the one trained longest
+    (the newest of those). Its checkpoint is exactly where a run of ``config`` would be after
+    those epochs: the batch order, the dropout masks and the updates do not depend on the
+    number of epochs still to come."""
+    wanted, epochs = _apart_from_epochs(identity(config))
+    found: dict[Path, int] = {}
+    for path, theirs in _attempts(run_dir, roots):
+        settings, trained = _apart_from_epochs(theirs)
+        if settings != wanted or not isinstance(trained, int) or not trained < epochs:
+            continue
+        if (path / CURRENT).is_file() and (read_summary(path) or {}).get("status") != "diverged":
+            found[path] = trained
+    if not found:
+        return None
+    return max(found, key=lambda path: (found[path], path.stat().st_mtime))
+
+
+def _apart_from_epochs(ident: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(a config's identity without train.epochs, train.epochs)."""
+    train = dict(ident.get("train", {}))
+    epochs = train.pop("epochs", None)
+    return {**ident, "train": train}, epochs
+
+
 def adopt(previous: Path, run_dir: Path, finished: bool) -> None:
     """Copy a finished run's results, or an unfinished run's progress, into ``run_dir``."""
     for name in RESULTS if finished else PROGRESS:
         if (previous / name).is_file():
             copy_file(previous / name, run_dir / name)
-    log.info("%s %s", "results copied from" if finished else "resuming the run in", previous)
