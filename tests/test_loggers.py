@@ -67,6 +67,26 @@ def test_tensorboard_event_files_hold_every_epochs_metrics_and_the_model(logged)
     assert "final/test_accuracy" in hparams.Tags()["scalars"]
 
 
+def test_a_run_trained_on_from_another_directory_logs_its_earlier_epochs_too(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging_ = ["logger=[tensorboard,mlflow]", f"logger.tracking_uri={store(tmp_path)}"]
+    assert app(*TINY, "train.epochs=1", cwd=tmp_path).returncode == 0  # no loggers then
+    longer = app(*TINY, "train.epochs=2", "train.resume=true", *logging_, cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    run_dir = sorted((tmp_path / "outputs/runs").iterdir())[1]
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = [(int(r["epoch"]), pytest.approx(float(r["val_loss"]), rel=1e-6)) for r in rows]
+    assert len(expected) == 2
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss/val")] == expected
+    (run,) = runs(tmp_path)
+    history = client(tmp_path).get_metric_history(run.info.run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == expected
+
+
 def test_mlflow_holds_the_params_each_epochs_metrics_and_the_files(logged):
     tmp_path, run_dir, rows = logged
     (run,) = runs(tmp_path)

@@ -302,6 +302,9 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
         meta = trainer.restore()
         if meta is not None:
             job.summary["resumed_at"] = {"epoch": meta["epoch"] + 1, "batch": meta["batch"]}
+        if meta is not None and "resumed_from" in job.summary:
+            for row in meta["rows"]:  # loggers new to this directory: the adopted epochs too
+                job.loggers.epoch(row)
         try:
             trainer.fit()
         except Diverged as exc:

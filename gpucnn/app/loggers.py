@@ -13,7 +13,8 @@ a sweep's jobs side by side.
 store ``logger.tracking_uri`` (null: a local SQLite store, outputs/mlflow/mlflow.db, with the
 artifacts beside it): the resolved config as params, each epoch's metrics, the test metrics,
 and the run's files (not its checkpoints) as artifacts. A sweep's jobs are nested under one
-parent run named after the sweep's folder; a resumed job continues its own MLflow run.
+parent run named after the sweep's folder; a resumed job continues its own MLflow run, and a
+run carried into a new directory (``train.resume``) logs the epochs it took over first.
 
 ``logger=[tensorboard,mlflow]`` does both. Each library is imported only when chosen (pip extras
 ``tensorboard`` and ``mlflow``). A logger that fails during training is switched off with a
