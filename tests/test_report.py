@@ -241,6 +241,27 @@ def test_a_run_named_twice_counts_once(tmp_path):
     sweep = tmp_path / "sweep"
     runs = report.runs.collect([sweep, sweep / "0", tmp_path / "." / "sweep"])
     assert sorted(r.path.name for r in runs) == ["0", "1"]
+    assert sorted(r.name for r in runs) == ["0", "1"]  # told apart by their own folders
+
+
+def test_runs_of_two_sweeps_are_named_with_their_sweep(tmp_path):
+    from gpucnn.app import report
+
+    for sweep in ("a", "b"):
+        for job in range(2):
+            config = {"model": {"filter_size": 3 + 2 * job}, "train": {"seed": 0, "epochs": 1}}
+            config["train"]["epochs"] += sweep == "b"
+            accuracy = 0.8 - job / 10 - (sweep == "a") / 20
+            summary = {"status": "ok", "test_accuracy": accuracy, "weights": 300 + job,
+                       "seconds_per_epoch": 1.0, "config": config}  # fmt: skip
+            _job(tmp_path / "runs" / sweep, job, [], json.dumps(summary))
+    runs = report.runs.collect([tmp_path / "runs" / "a", tmp_path / "runs" / "b"])
+    assert sorted(r.name for r in runs) == ["a/0", "a/1", "b/0", "b/1"]
+    proc = tool("report", tmp_path / "runs" / "a", tmp_path / "runs" / "b", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    named = [line.split(" | ")[0] for line in md.splitlines() if re.match(r"\| [ab]/\d ", line)]
+    assert named == ["| b/0", "| a/0", "| b/1", "| a/1"]  # the runs' table, best first
 
 
 def test_runs_of_the_same_settings_and_seed_count_once(tmp_path):

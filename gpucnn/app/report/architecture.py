@@ -46,7 +46,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     header += ["multiply-adds", "s / epoch"]
     rows = [
         [
-            r.path.name,
+            r.name,
             *[setting_text(r.settings.get(k)) for k in keys],
             f"{r.summary['test_accuracy']:.4f}",
             f"{r.summary['weights']:,}",

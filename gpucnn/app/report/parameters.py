@@ -74,6 +74,6 @@ def section(runs: list[Run]) -> list[Block]:
     blocks.append(("p", sharing))
     run_cnns = {r.summary.get("weights"): r for r in runs if r.conv_layers}
     if run_cnns:
-        lines = [f"{r.path.name}: {w:,} weights ({r.label})" for w, r in sorted(run_cnns.items())]
+        lines = [f"{r.name}: {w:,} weights ({r.label})" for w, r in sorted(run_cnns.items())]
         blocks.append(("p", "The CNNs among these runs: " + "; ".join(lines) + "."))
     return blocks

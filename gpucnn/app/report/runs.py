@@ -33,6 +33,7 @@ class Run:
     metrics: list[dict[str, float]] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # why a CSV of the run was left out
+    name: str = ""  # what the report calls it: its folder, with parents where they tell apart
 
     @property
     def model_cfg(self) -> dict[str, Any]:
@@ -117,7 +118,19 @@ def collect(paths: list[Path]) -> list[Run]:
                 except (OSError, ValueError) as exc:
                     run.damaged.append(str(exc))
             runs.append(run)
+    _name(runs)
     return runs
+
+
+def _name(runs: list[Run]) -> None:
+    """Name each run by its folder's name, with as many of the folders above it as it takes
+    to tell the runs apart (job 0 of two sweeps: ``<sweep>/0``)."""
+    parts = [run.path.parts for run in runs]
+    depth = 1
+    while len({p[-depth:] for p in parts}) < len(parts) and depth < max(map(len, parts)):
+        depth += 1
+    for run, p in zip(runs, parts):
+        run.name = "/".join(p[-depth:])
 
 
 def distinct(runs: list[Run]) -> tuple[list[Run], list[Run]]:
