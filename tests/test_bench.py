@@ -103,6 +103,9 @@ def test_the_profile_of_a_batch_norm_model_says_how_training_splits_it(tmp_path)
         ("bench.max_batches=0", "bench.max_batches=0"),
         ("bench.profile_steps=-1", "bench.profile_steps=-1"),
         ("bench.batch_sizes=[64,5000]", "bench.batch_sizes [5000] larger than the 1800 training"),
+        ("bench.batch_sizes=[]", "bench.batch_sizes=[]: list positive batch sizes"),
+        ("bench.epochs=0", "bench.epochs=0 must be >= 1"),
+        ("bench.warmup_epochs=-1", "bench.warmup_epochs=-1 must be >= 0"),
     ],
 )
 def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting, says):

@@ -220,12 +220,11 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
     validate(cfg, BenchConfig)
     check_overrides_read(cfg, overrides)
     b = cfg.bench
-    if not b.batch_sizes or min(b.batch_sizes) < 1 or b.epochs < 1 or b.warmup_epochs < 0:
-        raise ConfigError(
-            "bench.batch_sizes must list positive sizes, bench.epochs be >= 1 and "
-            "bench.warmup_epochs >= 0"
-        )
-    for key in ("max_batches", "profile_steps"):
+    if not b.batch_sizes or min(b.batch_sizes) < 1:
+        raise ConfigError(f"bench.batch_sizes={list(b.batch_sizes)}: list positive batch sizes")
+    if b.warmup_epochs < 0:
+        raise ConfigError(f"bench.warmup_epochs={b.warmup_epochs} must be >= 0")
+    for key in ("epochs", "max_batches", "profile_steps"):
         if b[key] is not None and b[key] < 1:
             raise ConfigError(f"bench.{key}={b[key]} must be >= 1")
     c = cfg.backend
