@@ -209,6 +209,7 @@ def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
     assert "the test images of data arrays: values from 0 to 255, but the run's" in unscaled.stderr
     ten = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / '10.npz'}")
     assert ten.returncode == 0, ten.stderr
+    assert "\nwarning: the classes of data arrays (0, 1, 2," in ten.stderr
     assert "are not named as the run's (T-shirt/top," in ten.stderr
     assert "labels are compared by number" in ten.stderr
 

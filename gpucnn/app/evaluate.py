@@ -336,6 +336,15 @@ def mistakes_title(shown: int, wrong: int, images: int) -> str:
     return f"The {shown} mistakes the model was surest about (of {wrong})"
 
 
+class _WarningsMarked(logging.Formatter):
+    """The message alone, and ``warning: `` before a warning, so that it stands out from the
+    lines saying what is loaded."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gpucnn.evaluate",
@@ -351,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="the folder to write into (default: see above)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    shown = logging.StreamHandler()
+    shown.setFormatter(_WarningsMarked())
+    logging.basicConfig(level=logging.INFO, handlers=[shown])
     out = args.out or output_dir(args.run_dir, args.overrides)
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
