@@ -9,6 +9,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from . import __version__
+from .app.exits import INVALID_CONFIG
 
 COMMANDS = ("run", "bench", "evaluate", "predict", "report", "summarize")
 
@@ -21,14 +22,11 @@ def purpose(command: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] not in (
-        "-h",
-        "--help",
-    ):  # a command name first: say how it is run, with the rest of the line
+    if argv and argv[0] not in ("-h", "--help"):  # a command's name and arguments, say
         name = argv[0] if argv[0] in COMMANDS else "COMMAND"
         line = shlex.join([f"gpucnn.{name}", *argv[1:]])
         print(f"error: python -m gpucnn takes no arguments: run python -m {line}", file=sys.stderr)
-        return 2
+        return INVALID_CONFIG
     print(f"gpucnn {__version__}: each command takes --help")
     for command in COMMANDS:
         print(f"  {purpose(command)}")

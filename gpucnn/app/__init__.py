@@ -3,5 +3,6 @@ trainer, checkpoint, resume, results), sweeps and their summaries (sweep, summar
 (report, document), diagnostics, and the benchmark with its PyTorch peer (bench, peer).
 
 Hydra and OmegaConf stop here: the library (everything outside this package) takes plain
-arguments. The commands are ``python -m gpucnn.run``, ``.summarize``, ``.report`` and ``.bench``.
+arguments. The commands are ``python -m gpucnn.run``, ``.bench``, ``.evaluate``, ``.predict``,
+``.report`` and ``.summarize`` (``python -m gpucnn`` lists them).
 """
