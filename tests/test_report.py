@@ -54,6 +54,32 @@ def test_report_answers_the_three_questions(sweep, tmp_path):
     assert "<h2>3. How many learnable parameters?</h2>" in html
 
 
+def test_relu_against_sigmoid_in_mlps_is_compared_by_their_dense_layers(tmp_path):
+    sweep = tmp_path / "mlps"
+    proc = app("-m", "model=lab_mlp4", "model.activation=relu,sigmoid", "diagnostics.enabled=true",
+               *TINY, f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    done = tool("report", sweep, "--out", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "**6 dense layers (no convolutions).** The first dense layer's weight gradient" in md
+    assert "of the dense activations at exactly 0" in md
+
+
+def test_a_blocks_activation_is_found_past_batch_norm():
+    from gpucnn.app.report.activations import _block_activations
+    from gpucnn.app.report.runs import Run
+
+    kinds = ["Conv", "BatchNorm", "relu", "MaxPool", "Conv", "BatchNorm", "relu", "MaxPool",
+             "Flatten", "Dense", "relu", "Dense"]  # fmt: skip
+    rows = [{"epoch": 2, "layer_index": i, "kind": k, "zero_fraction": 0.1 * i}
+            for i, k in enumerate(kinds)]  # fmt: skip
+    layers = [{"layer": f"{k}(...)"} for k in kinds]
+    run = Run(None, {"layers": layers}, diagnostics=rows)
+    assert [a["layer_index"] for a in _block_activations(run)] == [2, 6]  # not BatchNorm's rows
+    assert run.block_kind == "Conv" and run.depth == 2 and run.label == "?, 2 conv layers"
+
+
 def test_report_says_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")

@@ -17,6 +17,8 @@ from ..results import counted, pyplot, save_figure
 from ..stats import estimate
 from .runs import Run, accuracy_text
 
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
 
 def _first_epoch(run: Run, column: str, kinds: tuple[str, ...]) -> list[float]:
     """``column`` of the layers of ``kinds`` in epoch 1, in depth order."""
@@ -27,15 +29,29 @@ def _first_epoch(run: Run, column: str, kinds: tuple[str, ...]) -> list[float]:
     ]
 
 
+def _first_gradient(run: Run, kind: str) -> float | None:
+    """The weight gradient norm of the run's first ``kind`` layer in epoch 1 (None if epoch 1
+    has no sample of it)."""
+    norms = _first_epoch(run, "grad_norm_W", (kind,))
+    return norms[0] if norms else None
+
+
 def _last_epoch(run: Run) -> list[dict[str, Any]]:
     last = max(r["epoch"] for r in run.diagnostics)
     return [r for r in run.diagnostics if r["epoch"] == last]
 
 
-def _conv_activations(run: Run) -> list[dict[str, Any]]:
-    """Last-epoch rows of the activations that follow a conv layer, in depth order."""
-    rows = {int(r["layer_index"]): r for r in _last_epoch(run)}
-    return [rows[i + 1] for i, r in sorted(rows.items()) if r["kind"] == "Conv" and i + 1 in rows]
+def _block_activations(run: Run) -> list[dict[str, Any]]:
+    """Last-epoch rows of each block's activation (the first ReLU, sigmoid or tanh after each
+    layer of the run's ``block_kind``), in depth order."""
+    found, in_block = [], False
+    for row in sorted(_last_epoch(run), key=lambda r: int(r["layer_index"])):
+        if row["kind"] == run.block_kind:
+            in_block = True
+        elif in_block and row["kind"] in ACTIVATIONS:
+            found.append(row)
+            in_block = False
+    return found
 
 
 def section(runs: list[Run], out: Path) -> list[Block]:
@@ -49,7 +65,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
                 "experiment=relu_vs_sigmoid` and pass its sweep directory.",
             )
         ]
-    diag.sort(key=lambda r: (r.conv_layers, r.model_cfg.get("activation", "")))
+    diag.sort(key=lambda r: (r.block_kind, r.depth, r.model_cfg.get("activation", "")))
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -108,14 +124,14 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         top = 0.0
         for k, (label, group) in enumerate(shown):
             values = _mean_by_position(
-                [[a[column] or 0 for a in _conv_activations(r)] for r in group]
+                [[a[column] or 0 for a in _block_activations(r)] for r in group]
             )
             xs = [i + 1 + (k - (len(shown) - 1) / 2) * width for i in range(len(values))]
             ax.bar(xs, values, width, label=label)
             top = max([top, *values])
         ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("conv block, from the input")
+        ax.set_xlabel("block (a conv layer, or an MLP's dense layer), from the input")
         ax.set_ylabel(ylabel + " (last epoch)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if shown:
@@ -153,7 +169,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     blocks += [
         ("img", "gradient_norms.png", "Gradient norm of each layer's weights, by depth"),
         ("img", "curves.png", "Validation loss and accuracy by epoch"),
-        ("img", "sparsity_saturation.png", "Sparsity and saturation after each conv block"),
+        ("img", "sparsity_saturation.png", "Sparsity and saturation after each block"),
         ("img", "step_time.png", "Time per step by layer type"),
     ]
     return blocks
@@ -193,17 +209,19 @@ def _mean_with_band(
 def _activation_findings(runs: list[Run]) -> list[str]:
     """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers (means
     over the seeds of each)."""
-    by_depth: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    by_depth: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        by_depth[run.conv_layers][run.model_cfg.get("activation")].append(run)
+        by_depth[run.block_kind, run.depth][run.model_cfg.get("activation")].append(run)
     lines = []
-    for depth, pair in sorted(by_depth.items()):
+    for (kind, depth), pair in sorted(by_depth.items()):
         if not {"relu", "sigmoid"} <= pair.keys():
             continue
         relu, sig = pair["relu"], pair["sigmoid"]
         mean = statistics.mean
-        g_relu = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in relu)
-        g_sig = mean(_first_epoch(r, "grad_norm_W", ("Conv",))[0] for r in sig)
+        norms = [[_first_gradient(r, kind) for r in runs] for runs in (relu, sig)]
+        if None in norms[0] + norms[1]:  # a run whose diagnostics missed epoch 1
+            continue
+        g_relu, g_sig = mean(norms[0]), mean(norms[1])
         ratio = g_relu / g_sig if g_sig else math.inf
         relation = (
             f"{ratio:.0f}x smaller"
@@ -212,8 +230,8 @@ def _activation_findings(runs: list[Run]) -> list[str]:
             if ratio < 1 / 1.5
             else "about the same"
         )
-        zeros = mean(a["zero_fraction"] for r in relu for a in _conv_activations(r))
-        saturation = mean(a["saturated_fraction"] for r in sig for a in _conv_activations(r))
+        zeros = mean(a["zero_fraction"] for r in relu for a in _block_activations(r))
+        saturation = mean(a["saturated_fraction"] for r in sig for a in _block_activations(r))
         t_relu = mean(r.summary.get("seconds_per_epoch", math.nan) for r in relu)
         t_sig = mean(r.summary.get("seconds_per_epoch", math.nan) for r in sig)
         if saturation >= 0.01:
@@ -226,11 +244,13 @@ def _activation_findings(runs: list[Run]) -> list[str]:
                 f"sigmoid's units are rarely saturated ({saturation:.1%}), so the shrinking "
                 "comes from its derivative's ceiling of 0.25, compounding block after block"
             )
+        layers = "conv" if kind == "Conv" else "dense"
         lines.append(
-            f"**{depth} conv layers.** The first conv layer's weight gradient is {relation} "
+            f"**{depth} {layers} layers{'' if kind == 'Conv' else ' (no convolutions)'}.** "
+            f"The first {layers} layer's weight gradient is {relation} "
             f"with sigmoid than with ReLU ({g_sig:.2e} against {g_relu:.2e}, epoch 1). "
             f"Test accuracy: ReLU {accuracy_text(relu)}, sigmoid {accuracy_text(sig)}. "
-            f"ReLU leaves {zeros:.0%} of the conv activations at exactly 0 (sparse); {why}. "
+            f"ReLU leaves {zeros:.0%} of the {layers} activations at exactly 0 (sparse); {why}. "
             f"An epoch took {t_relu:.2f} s with ReLU and {t_sig:.2f} s with sigmoid."
         )
     return lines or ["No ReLU and sigmoid runs of the same depth to compare."]

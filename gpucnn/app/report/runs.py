@@ -61,8 +61,21 @@ class Run:
         )
 
     @property
+    def block_kind(self) -> str:
+        """The layer each block of the model is built around: Conv, or Dense in a model
+        without convolutions (an MLP)."""
+        return "Conv" if self.conv_layers else "Dense"
+
+    @property
+    def depth(self) -> int:
+        """How many layers of ``block_kind`` the model has."""
+        layers = self.summary.get("layers", [])
+        return sum(1 for layer in layers if layer["layer"].startswith(self.block_kind))
+
+    @property
     def label(self) -> str:
-        return f"{self.model_cfg.get('activation', '?')}, {self.conv_layers} conv layers"
+        kind = "conv" if self.block_kind == "Conv" else "dense"
+        return f"{self.model_cfg.get('activation', '?')}, {self.depth} {kind} layers"
 
 
 def _read_csv(path: Path, columns: tuple[str, ...], text: tuple[str, ...] = ()) -> list[dict]:
