@@ -38,8 +38,8 @@ def test_report_answers_the_three_questions(sweep, tmp_path):
     md = (tmp_path / "report.md").read_text()
     for heading in ("## 1. ReLU or sigmoid", "## 2. Which filter size", "## 3. How many"):
         assert heading in md
-    assert "**3 conv layers.** The first conv layer's weight gradient is" in md
-    assert "**5 conv layers.**" in md and "Test accuracy: ReLU" in md
+    assert "**3 conv layers, ReLU against sigmoid.** The first conv layer's weight gradient" in md
+    assert "**5 conv layers, ReLU against sigmoid.**" in md and "Test accuracy: ReLU" in md
     # lab_cnn3, from the model: weights, biases, multiply-adds per image
     assert "| **total** |  | **88,784** | **177** | **2,572,352** |" in md
     assert "| test accuracy | weights | multiply-adds | s / epoch |" in md
@@ -54,16 +54,22 @@ def test_report_answers_the_three_questions(sweep, tmp_path):
     assert "<h2>3. How many learnable parameters?</h2>" in html
 
 
-def test_relu_against_sigmoid_in_mlps_is_compared_by_their_dense_layers(tmp_path):
+def test_relu_against_sigmoid_and_tanh_in_mlps_is_compared_by_their_dense_layers(tmp_path):
     sweep = tmp_path / "mlps"
-    proc = app("-m", "model=lab_mlp4", "model.activation=relu,sigmoid", "diagnostics.enabled=true",
-               *TINY, f"hydra.sweep.dir={sweep}")  # fmt: skip
+    activations = "model.activation=relu,sigmoid,tanh"
+    proc = app("-m", "model=lab_mlp4", activations, "diagnostics.enabled=true", *TINY,
+               f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     done = tool("report", sweep, "--out", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "**6 dense layers (no convolutions).** The first dense layer's weight gradient" in md
+    assert (
+        "**6 dense layers (no convolutions), ReLU against sigmoid.** The first dense layer's "
+        "weight gradient is" in md
+    )
     assert "of the dense activations at exactly 0" in md
+    tanh = next(line for line in md.splitlines() if ", ReLU against tanh.**" in line)
+    assert "with tanh than with ReLU" in tanh and "ceiling of 0.25" not in tanh
 
 
 def test_a_blocks_activation_is_found_past_batch_norm():

@@ -207,50 +207,57 @@ def _mean_with_band(
 
 
 def _activation_findings(runs: list[Run]) -> list[str]:
-    """Sentences comparing ReLU and sigmoid runs of the same depth, from their numbers (means
-    over the seeds of each)."""
+    """Sentences comparing ReLU runs with sigmoid (and tanh) runs of the same depth, from their
+    numbers (means over the seeds of each)."""
     by_depth: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         by_depth[run.block_kind, run.depth][run.model_cfg.get("activation")].append(run)
     lines = []
-    for (kind, depth), pair in sorted(by_depth.items()):
-        if not {"relu", "sigmoid"} <= pair.keys():
-            continue
-        relu, sig = pair["relu"], pair["sigmoid"]
-        mean = statistics.mean
-        norms = [[_first_gradient(r, kind) for r in runs] for runs in (relu, sig)]
-        if None in norms[0] + norms[1]:  # a run whose diagnostics missed epoch 1
-            continue
-        g_relu, g_sig = mean(norms[0]), mean(norms[1])
-        ratio = g_relu / g_sig if g_sig else math.inf
-        relation = (
-            f"{ratio:.0f}x smaller"
-            if ratio >= 1.5
-            else f"{1 / ratio:.1f}x larger"
-            if ratio < 1 / 1.5
-            else "about the same"
+    for (kind, depth), of in sorted(by_depth.items()):
+        for other in (name for name in ("sigmoid", "tanh") if "relu" in of and name in of):
+            line = _compared(kind, depth, of["relu"], other, of[other])
+            if line:
+                lines.append(line)
+    return lines or ["No ReLU and sigmoid (or tanh) runs of the same depth to compare."]
+
+
+def _compared(kind: str, depth: int, relu: list[Run], other: str, them: list[Run]) -> str | None:
+    """The sentences comparing ``relu`` runs with runs of ``other`` (sigmoid or tanh), blocks
+    of ``kind``, ``depth`` deep; None if a run's diagnostics missed epoch 1."""
+    mean = statistics.mean
+    norms = [[_first_gradient(r, kind) for r in runs] for runs in (relu, them)]
+    if None in norms[0] + norms[1]:
+        return None
+    g_relu, g_other = mean(norms[0]), mean(norms[1])
+    ratio = g_relu / g_other if g_other else math.inf
+    relation = (
+        f"{ratio:.0f}x smaller"
+        if ratio >= 1.5
+        else f"{1 / ratio:.1f}x larger"
+        if ratio < 1 / 1.5
+        else "about the same"
+    )
+    zeros = mean(a["zero_fraction"] for r in relu for a in _block_activations(r))
+    saturation = mean(a["saturated_fraction"] for r in them for a in _block_activations(r))
+    t_relu = mean(r.summary.get("seconds_per_epoch", math.nan) for r in relu)
+    t_other = mean(r.summary.get("seconds_per_epoch", math.nan) for r in them)
+    if saturation >= 0.01:
+        why = (
+            f"{other} keeps {saturation:.1%} of them saturated, where its gradient all but vanishes"
         )
-        zeros = mean(a["zero_fraction"] for r in relu for a in _block_activations(r))
-        saturation = mean(a["saturated_fraction"] for r in sig for a in _block_activations(r))
-        t_relu = mean(r.summary.get("seconds_per_epoch", math.nan) for r in relu)
-        t_sig = mean(r.summary.get("seconds_per_epoch", math.nan) for r in sig)
-        if saturation >= 0.01:
-            why = (
-                f"sigmoid keeps {saturation:.1%} of them saturated, where its gradient all "
-                "but vanishes"
-            )
-        else:
-            why = (
-                f"sigmoid's units are rarely saturated ({saturation:.1%}), so the shrinking "
-                "comes from its derivative's ceiling of 0.25, compounding block after block"
-            )
-        layers = "conv" if kind == "Conv" else "dense"
-        lines.append(
-            f"**{depth} {layers} layers{'' if kind == 'Conv' else ' (no convolutions)'}.** "
-            f"The first {layers} layer's weight gradient is {relation} "
-            f"with sigmoid than with ReLU ({g_sig:.2e} against {g_relu:.2e}, epoch 1). "
-            f"Test accuracy: ReLU {accuracy_text(relu)}, sigmoid {accuracy_text(sig)}. "
-            f"ReLU leaves {zeros:.0%} of the {layers} activations at exactly 0 (sparse); {why}. "
-            f"An epoch took {t_relu:.2f} s with ReLU and {t_sig:.2f} s with sigmoid."
+    elif ratio >= 1.5 and other == "sigmoid":
+        why = (
+            f"sigmoid's units are rarely saturated ({saturation:.1%}), so the shrinking comes "
+            "from its derivative's ceiling of 0.25, compounding block after block"
         )
-    return lines or ["No ReLU and sigmoid runs of the same depth to compare."]
+    else:
+        why = f"{other}'s units are rarely saturated ({saturation:.1%})"
+    layers = "conv" if kind == "Conv" else "dense"
+    return (
+        f"**{depth} {layers} layers{'' if kind == 'Conv' else ' (no convolutions)'}, ReLU "
+        f"against {other}.** The first {layers} layer's weight gradient is {relation} with "
+        f"{other} than with ReLU ({g_other:.2e} against {g_relu:.2e}, epoch 1). Test accuracy: "
+        f"ReLU {accuracy_text(relu)}, {other} {accuracy_text(them)}. ReLU leaves {zeros:.0%} of "
+        f"the {layers} activations at exactly 0 (sparse); {why}. An epoch took {t_relu:.2f} s "
+        f"with ReLU and {t_other:.2f} s with {other}."
+    )
