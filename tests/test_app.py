@@ -391,7 +391,10 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
         ("model.padding=half", "model.padding='half'"),
         ("data.positive=[0]", r"share classes \[0\]"),
-        ("data.positive=[1.5]", r"data.positive lists \[1.5\]: give class numbers or names"),
+        ("data.positive=[1.5]", r"data.positive: 1.5 is no class; give class numbers 0..9 or"),
+        # The named sets' classes are known before their data is read.
+        ("data.positive=[Shrt]", r"'Shrt' is no class; .* names \(T-shirt/top, Trouser,"),
+        ("data.negative=[10]", r"data.negative has classes \[10\] outside 0..9"),
         ("data.pad_to=0", "data.pad_to=0 must be null or a positive"),
         ("data.channels=2", "data.channels=2: choose 1"),
         ("data.fit=crop", "data.fit='crop': choose pad or stretch"),

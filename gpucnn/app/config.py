@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .. import presets
 from ..data import folder, sources
-from ..data.prepare import check_task
+from ..data.prepare import check_task, task_classes
 from ..errors import ConfigError, NotEnoughMemory
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
@@ -379,8 +379,12 @@ def validate_data(d: DictConfig) -> None:
         raise ConfigError(
             "data=arrays needs data.path=FILE.npz, holding x_train, y_train, x_test, y_test"
         )
+    names = sources.class_names(d.name)  # a named set's: its class names are checked now
     with config_group("data"):
-        check_task(d.task, list(d.positive), list(d.negative))
+        if names:
+            task_classes(d.task, list(d.positive), list(d.negative), names)
+        else:
+            check_task(d.task, list(d.positive), list(d.negative))
         folder.check_settings(d.channels, d.image_size, d.fit, d.test_fraction)
     if d.pad_to is not None and d.pad_to < 1:
         raise ConfigError(f"data.pad_to={d.pad_to} must be null or a positive image size")

@@ -120,6 +120,19 @@ def _is_class(c: Any) -> bool:
     return isinstance(c, (int, np.integer, str)) and not isinstance(c, bool)
 
 
+def task_classes(
+    task: str, positive: Classes, negative: Classes, names: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """The binary task's classes as numbers among the data's class ``names``, checked as
+    check_task does (a name that is no class is refused, naming them all)."""
+    positive, negative = (
+        _class_numbers(classes, key, names)
+        for key, classes in (("positive", positive), ("negative", negative))
+    )
+    check_task(task, positive, negative, len(names))
+    return positive, negative
+
+
 def _class_numbers(classes: Classes, key: str, names: Sequence[str]) -> list[int]:
     """The class numbers ``classes`` stands for: numbers, or names among ``names``."""
     numbers = []
@@ -246,11 +259,7 @@ def prepare(
     ``normalisation`` = (mean, std) when given (a trained model's, to evaluate it).
     ``positive`` / ``negative``: the binary task's classes, by number or by name ("Shirt"), one
     or a list."""
-    positive, negative = (
-        _class_numbers(classes, key, raw.classes)
-        for key, classes in (("positive", positive), ("negative", negative))
-    )
-    check_task(task, positive, negative, len(raw.classes))
+    positive, negative = task_classes(task, positive, negative, raw.classes)
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}", "val_fraction")
     rng = np.random.default_rng(seed)

@@ -255,6 +255,15 @@ def _check_identity(source: Source, train_images: np.ndarray, directory: Path) -
         )
 
 
+def class_names(name: str) -> tuple[str, ...] | None:
+    """The class names of the named set ``name``, known before it is loaded; None for a set of
+    the user's own (a folder, arrays), whose names come with the data."""
+    if name == MINI:
+        return FASHION_CLASSES
+    source = SOURCES.get(name)
+    return source.classes if source else None
+
+
 def mini_path() -> Path:
     """The embedded subset of Fashion-MNIST shipped with the package."""
     return Path(str(resources.files("gpucnn.data") / "fashion_mnist_mini.npz"))
