@@ -86,6 +86,17 @@ def test_a_blocks_activation_is_found_past_batch_norm():
     assert run.block_kind == "Conv" and run.depth == 2 and run.label == "?, 2 conv layers"
 
 
+def test_the_cost_figure_labels_points_by_name_when_too_many_settings_vary():
+    from gpucnn.app.report.architecture import LABELLED_SETTINGS, _point_labels
+    from gpucnn.app.report.runs import Run
+
+    keys = [f"model.k{i}" for i in range(LABELLED_SETTINGS + 1)]
+    config = {"model": {k.partition(".")[2]: [1, 2] for k in keys}}
+    run = Run(None, {"config": config}, name="sweep/3")
+    assert _point_labels([run], keys[:2]) == ("k0 / k1", {"sweep/3": "[1,2] / [1,2]"})
+    assert _point_labels([run], keys) == ("by its name in the table", {"sweep/3": "sweep/3"})
+
+
 def test_report_says_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")

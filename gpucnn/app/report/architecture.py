@@ -16,10 +16,26 @@ from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figur
 from ..stats import estimate
 from .runs import Run, accuracy_text
 
+# Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
+LABELLED_SETTINGS = 4
+
 
 def _short(key: str) -> str:
     """A setting's name in sentences and labels: ``filter_size`` for model.filter_size."""
     return key.removeprefix("model.")
+
+
+def _point_labels(runs: list[Run], keys: list[str]) -> tuple[str, dict[str, str]]:
+    """(what the cost figure's legend says a point is labelled with, each run's label by its
+    name): its values of the varying ``keys``, or its name, as in the table, where more than
+    LABELLED_SETTINGS vary and the values would not fit beside a point."""
+    if len(keys) > LABELLED_SETTINGS:
+        return "by its name in the table", {r.name: r.name for r in runs}
+    values = {
+        r.name: " / ".join(setting_text(r.settings.get(k)).replace(" ", "") for k in keys)
+        for r in runs
+    }
+    return " / ".join(map(_short, keys)), values
 
 
 def _varying(runs: list[Run]) -> list[str]:
@@ -59,16 +75,15 @@ def section(runs: list[Run], out: Path) -> list[Block]:
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
-    legend = " / ".join(map(_short, keys))
+    legend, tags = _point_labels(done, keys)
     for ax, (x_key, x_label) in zip(axes, COSTS):
         shown = [r for r in done if finite(r.summary.get(x_key))]  # older runs lack some
         xs = [r.summary[x_key] for r in shown]
         accuracies = [r.summary["test_accuracy"] for r in shown]
         ax.scatter(xs, accuracies, label=f"a run, labelled {legend}")
         for r in shown:
-            tag = " / ".join(setting_text(r.settings.get(k)).replace(" ", "") for k in keys)
             ax.annotate(
-                tag,
+                tags[r.name],
                 (r.summary[x_key], r.summary["test_accuracy"]),
                 fontsize=7,
                 xytext=(4, 2),
