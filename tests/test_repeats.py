@@ -262,6 +262,16 @@ def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
     assert pairs_needed(0.0, 0.0) is None and pairs_needed(0.5, 0.0) == 2
 
 
+def test_a_list_setting_is_named_as_the_overrides_write_it():
+    runs = [
+        {"settings": {"positive": classes}, "seed": seed, "accuracy": 0.8 + seed / 100 + bonus}
+        for seed in range(3)
+        for classes, bonus in ((["Shirt"], 0), (["Shirt", "Coat"], 0.02))
+    ]
+    (effect,) = effects(runs, "positive")
+    assert effect.sentence().startswith("positive [Shirt, Coat] vs [Shirt]: +2.0 points")
+
+
 def test_settings_with_the_same_accuracy_in_every_pair_are_not_said_to_need_more_pairs():
     runs = [
         {"settings": {"filter_size": k}, "seed": seed, "accuracy": acc}

@@ -97,6 +97,20 @@ def test_the_cost_figure_labels_points_by_name_when_too_many_settings_vary():
     assert _point_labels([run], keys) == ("by its name in the table", {"sweep/3": "sweep/3"})
 
 
+def test_the_effects_figure_puts_at_most_four_settings_in_a_row(tmp_path):
+    import struct
+
+    for job in range(2):
+        config = {"model": {f"k{i}": job + i for i in range(6)}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": 0.8 + job / 10, "weights": 300 + job,
+                   "seconds_per_epoch": 1.0, "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [], json.dumps(summary))
+    proc = tool("report", tmp_path / "sweep", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    width, height = struct.unpack(">II", (tmp_path / "r" / "effects.png").read_bytes()[16:24])
+    assert 1.5 < width / height < 3  # 4 panels of 5 x 4 inches over 2 rows; in one row: 7.5
+
+
 def test_report_says_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")

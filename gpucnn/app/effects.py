@@ -71,11 +71,11 @@ def ordered(values: set[str]) -> list[str]:
 def effects(runs: list[dict[str, Any]], key: str) -> list[Effect]:
     """The effect of each value of ``key`` against its first value (see ``ordered``), from runs
     given as ``{"settings": {...}, "seed": int, "accuracy": float}``."""
-    values = ordered({str(r["settings"][key]) for r in runs})
+    values = ordered({setting_text(r["settings"][key]) for r in runs})
     by_rest: dict[tuple, dict[str, float]] = {}
     for r in runs:
-        rest = tuple(sorted((k, str(v)) for k, v in r["settings"].items() if k != key))
-        by_rest.setdefault((rest, r["seed"]), {})[str(r["settings"][key])] = r["accuracy"]
+        rest = tuple(sorted((k, setting_text(v)) for k, v in r["settings"].items() if k != key))
+        by_rest.setdefault((rest, r["seed"]), {})[setting_text(r["settings"][key])] = r["accuracy"]
     reference, out = values[0], []
     for value in values[1:]:
         diffs = [

@@ -18,6 +18,7 @@ from .runs import Run, accuracy_text
 
 # Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
 LABELLED_SETTINGS = 4
+PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
 
 
 def _short(key: str) -> str:
@@ -108,13 +109,16 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         }
         for r in done
     ]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    rows, columns = -(-len(keys) // PANELS_PER_ROW), min(len(keys), PANELS_PER_ROW)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(keys) :]:  # the last row's unused places
+        ax.set_visible(False)
     sentences = []
-    for ax, full in zip(axes[0], keys):
+    for ax, full in zip(axes.flat, keys):
         key = _short(full)
         levels: dict[str, list[float]] = defaultdict(list)
         for rec in records:
-            levels[str(rec["settings"][key])].append(rec["accuracy"])
+            levels[setting_text(rec["settings"][key])].append(rec["accuracy"])
         values = ordered(set(levels))
         fits = [estimate(levels[v]) for v in values]
         bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
@@ -126,6 +130,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
         sentences += [e.sentence() for e in effects(records, key)]
+    fig.tight_layout()
     save_figure(fig, out / "effects.png")
 
     best, cheapest = _best_setting(done, keys)
