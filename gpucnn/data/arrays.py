@@ -92,7 +92,8 @@ def from_arrays(
     images (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats; labels 0 .. K-1 (N,);
     ``classes`` names them. ``name`` is what errors call the set.
 
-        splits = data.prepare(data.from_arrays(x_train, y_train, x_test, y_test))
+        raw = data.from_arrays(x_train, y_train, x_test, y_test, classes=["cat", "dog"])
+        splits = data.prepare(raw, task="multiclass")
     """
     arrays = {
         "train_images": channels_first(np.asarray(x_train), f"{name}: x_train"),
@@ -105,9 +106,9 @@ def from_arrays(
 
 
 def _classes(
-    names: np.ndarray | None, arrays: dict[str, np.ndarray], path: str | os.PathLike
+    names: np.ndarray | None, arrays: dict[str, np.ndarray], what: str | os.PathLike
 ) -> tuple:
-    """The class names: the file's ``classes``, or the labels' numbers."""
+    """The class names: the set's ``classes``, or the labels' numbers; errors name ``what``."""
     if names is None:
         labels = [arrays[k] for k in ("train_labels", "test_labels") if arrays[k].size]
         labels = [y.ravel() for y in labels if y.dtype.kind in "ui"]  # checked() says the rest
@@ -115,12 +116,12 @@ def _classes(
         if found.min() >= 0 and len(found) != found.max() + 1:  # negatives: checked() says so
             shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
             raise DataError(
-                f"{path}: the labels are {shown}, but without a classes array they must be "
+                f"{what}: the labels are {shown}, but without a classes array they must be "
                 "numbered 0 .. K-1 (the model has an output for every number up to the "
                 f"largest, {found.max()}): renumber them (names = np.unique(y_train), then "
                 "y = np.searchsorted(names, y) for each split) and save classes=names.astype(str)"
             )
         return tuple(str(k) for k in range(int(found.max()) + 1))
     if names.ndim != 1 or names.dtype.kind not in "US":
-        raise DataError(f"{path}: classes must be a list of names (strings), got {names.dtype}")
+        raise DataError(f"{what}: classes must be a list of names (strings), got {names.dtype}")
     return tuple(str(n) for n in names.astype(str))

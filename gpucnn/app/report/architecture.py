@@ -109,8 +109,8 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         }
         for r in done
     ]
-    rows, columns = -(-len(keys) // PANELS_PER_ROW), min(len(keys), PANELS_PER_ROW)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    down, across = -(-len(keys) // PANELS_PER_ROW), min(len(keys), PANELS_PER_ROW)
+    fig, axes = plt.subplots(down, across, figsize=(5 * across, 4 * down), squeeze=False)
     for ax in axes.flat[len(keys) :]:  # the last row's unused places
         ax.set_visible(False)
     sentences = []
