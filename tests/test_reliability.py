@@ -91,6 +91,22 @@ def test_killed_mid_epoch_then_resumed_ends_bit_identical(tmp_path, reference):
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
 
+def test_a_shorter_run_trained_on_to_more_epochs_ends_bit_identical(tmp_path, reference):
+    """train.resume in a new directory takes the same run for fewer epochs (dropout masks and
+    the step counter from its checkpoint) and ends with the longer run's weights."""
+    run, reference = reference
+    shorter = [o if o != "train.epochs=2" else "train.epochs=1" for o in run]
+    assert app(*shorter, cwd=tmp_path).returncode == 0
+    done = app(*run, "train.resume=true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    one, two = sorted((tmp_path / "outputs" / "runs").iterdir())
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["resumed_from"] == str(one) and summary["resumed_at"]["epoch"] == 2
+    longer = weights(two)
+    for key in reference:
+        assert np.array_equal(longer[key], reference[key]), key
+
+
 def test_a_batch_norm_model_killed_and_resumed_ends_bit_identical(tmp_path):
     # Its running statistics (buffers) must be in the checkpoint for this to hold.
     run = ["backend=numpy", *RUN, "model=cnn", "model.batch_norm=true", "model.channels=[4,8]"]
