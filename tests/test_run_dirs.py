@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from gpucnn.app import experiment, rundir
 from gpucnn.app.config import Config
 from gpucnn.app.results import read_summary
-from gpucnn.app.resume import closest, root, shorter
+from gpucnn.app.resume import attempts, closest, root, shorter
 from gpucnn.app.signals import Interrupted
 
 from .helpers import TINY, app
@@ -52,8 +52,8 @@ def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
     fake_run(runs / "other", other)
     os.utime(runs / "other", (time.time() + 10,) * 2)  # newer: would win on overrides alone
     asked = {**config, "train": {"seed": 0, "resume": True}}  # train.resume does not count
-    assert closest(runs / "new", asked, [runs], most=0) == (same, [])
-    assert closest(runs / "new", asked, []) is None  # no root: nothing searched
+    assert closest(attempts(runs / "new", [runs]), asked, most=0) == (same, [])
+    assert closest(attempts(runs / "new", []), asked) is None  # no root: nothing searched
 
 
 def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):
@@ -61,8 +61,11 @@ def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs / "two_keys", {"model": {"channels": [8]}, "train": {"seed": 1, "epochs": 2}})
     fake_run(runs / "epochs", {**config, "train": {"seed": 0, "epochs": 1}})
-    assert closest(runs / "new", config, [runs]) == (runs / "epochs", ["train.epochs: 1 -> 2"])
-    assert closest(runs / "new", config, [runs], most=0) is None
+    assert closest(attempts(runs / "new", [runs]), config) == (
+        runs / "epochs",
+        ["train.epochs: 1 -> 2"],
+    )
+    assert closest(attempts(runs / "new", [runs]), config, most=0) is None
     done = app(*TINY, "train.seed=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     again = app(*TINY, "train.seed=2", "train.resume=true", cwd=tmp_path)
@@ -98,7 +101,8 @@ def test_a_run_for_more_epochs_trains_on_from_the_same_run_for_fewer(tmp_path):
     assert ours.files == theirs.files
     assert all(np.array_equal(ours[k], theirs[k]) for k in ours.files)
     assert summary(three)["test_loss"] == summary(fresh_dir)["test_loss"]
-    assert shorter(tmp_path / "new", summary(one)["config"], [one.parent]) is None  # not fewer
+    earlier = attempts(tmp_path / "new", [one.parent])
+    assert shorter(earlier, summary(one)["config"]) is None  # none with fewer epochs
 
 
 def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):

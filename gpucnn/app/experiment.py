@@ -154,7 +154,8 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     run for fewer epochs (gpucnn.app.resume)."""
     if not job.cfg.train.resume or read_summary(job.run_dir) or checkpoint.exists(job.run_dir):
         return
-    near = resume.closest(job.run_dir, job.summary["config"], roots)
+    earlier = resume.attempts(job.run_dir, roots)
+    near = resume.closest(earlier, job.summary["config"])
     if near is not None and not near[1]:  # the same config: an earlier attempt at this run
         previous = near[0]
         finished = (read_summary(previous) or {}).get("status") in rundir.FINISHED
@@ -162,7 +163,7 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
         log.info("%s %s", "results copied from" if finished else "resuming the run in", previous)
         job.summary["resumed_from"] = str(previous)
         return
-    shorter = resume.shorter(job.run_dir, job.summary["config"], roots)
+    shorter = resume.shorter(earlier, job.summary["config"])
     if shorter is not None:  # the same run for fewer epochs: trained on from its checkpoint
         resume.adopt(shorter, job.run_dir, finished=False)
         log.info(

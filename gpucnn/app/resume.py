@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
@@ -52,32 +52,43 @@ def _run_dirs_under(top: Path) -> Iterator[Path]:
         dirs[:] = [d for d in dirs if d != ".hydra"]
 
 
-def _attempts(run_dir: Path, roots: Sequence[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(directory, identity of its saved config) of every other run directory under ``roots``
-    that left results or progress and no process is still running."""
+class Attempt(NamedTuple):
+    """An earlier run directory: where it is, the identity of its saved config, its status."""
+
+    path: Path
+    identity: dict[str, Any]
+    status: str | None
+
+
+def attempts(run_dir: Path, roots: Sequence[Path]) -> list[Attempt]:
+    """Every other run directory under ``roots`` that left results or progress and no process
+    is still running, read once for ``closest`` and ``shorter``."""
     here = Path(run_dir).resolve()
+    found = []
     for candidate in {d for top in roots if top.is_dir() for d in _run_dirs_under(top)}:
         if candidate.resolve() == here or in_use(candidate):
             continue
         if not any((candidate / n).is_file() for n in RESULTS + PROGRESS):
             continue
-        theirs = saved_config(candidate, read_summary(candidate))
+        summary = read_summary(candidate)
+        theirs = saved_config(candidate, summary)
         if theirs is not None:
-            yield candidate, identity(theirs)
+            found.append(Attempt(candidate, identity(theirs), (summary or {}).get("status")))
+    return found
 
 
 def closest(
-    run_dir: Path, config: dict[str, Any], roots: Sequence[Path], most: int = 3
+    earlier: Sequence[Attempt], config: dict[str, Any], most: int = 3
 ) -> tuple[Path, list[str]] | None:
-    """The newest other run directory under ``roots`` that left results or progress (and no
-    process is still running) whose config differs from ``config`` in the fewest keys
-    (``most`` at most), and those differences: none for an earlier attempt at the same run."""
+    """The newest of the ``earlier`` attempts whose config differs from ``config`` in the
+    fewest keys (``most`` at most), and those differences: none for an earlier attempt at the
+    same run."""
     wanted = identity(config)
     found: dict[Path, list[str]] = {}
-    for path, theirs in _attempts(run_dir, roots):
-        changed = differences(theirs, wanted)
+    for attempt in earlier:
+        changed = differences(attempt.identity, wanted)
         if len(changed) <= most:
-            found[path] = changed
+            found[attempt.path] = changed
     if not found:
         return None
     fewest = min(len(changed) for changed in found.values())
@@ -85,20 +96,20 @@ def closest(
     return path, found[path]
 
 
-def shorter(run_dir: Path, config: dict[str, Any], roots: Sequence[Path]) -> Path | None:
-    """The earlier run under ``roots`` that ``config`` trains on: the same settings but fewer
-    ``train.epochs``, with a checkpoint and not diverged; of several, the one trained longest
-    (the newest of those). Its checkpoint is exactly where a run of ``config`` would be after
-    those epochs: the batch order, the dropout masks and the updates do not depend on the
+def shorter(earlier: Sequence[Attempt], config: dict[str, Any]) -> Path | None:
+    """The one of the ``earlier`` attempts that ``config`` trains on: the same settings but
+    fewer ``train.epochs``, with a checkpoint and not diverged; of several, the one trained
+    longest (the newest of those). Its checkpoint is exactly where a run of ``config`` would be
+    after those epochs: the batch order, the dropout masks and the updates do not depend on the
     number of epochs still to come."""
     wanted, epochs = _apart_from_epochs(identity(config))
     found: dict[Path, int] = {}
-    for path, theirs in _attempts(run_dir, roots):
-        settings, trained = _apart_from_epochs(theirs)
+    for attempt in earlier:
+        settings, trained = _apart_from_epochs(attempt.identity)
         if settings != wanted or not isinstance(trained, int) or not trained < epochs:
             continue
-        if (path / CURRENT).is_file() and (read_summary(path) or {}).get("status") != "diverged":
-            found[path] = trained
+        if (attempt.path / CURRENT).is_file() and attempt.status != "diverged":
+            found[attempt.path] = trained
     if not found:
         return None
     return max(found, key=lambda path: (found[path], path.stat().st_mtime))
