@@ -430,6 +430,7 @@ def test_validation_names_the_key(override, match):
         (["data.root=/data"], "only data=fashion_mnist, data=mnist or data=folder reads it"),
         (["data=mnist", "data.path=x.npz"], "data.path does nothing with data=mnist"),
         (["data.task=multiclass", "+data.positive=[3]"], "only data.task=binary reads it"),
+        (["data.task=multiclass", "data.positive=[Shrt]"], "only data.task=binary reads it"),
         (["diagnostics.every=5"], "with diagnostics.enabled=false: only diagnostics.enabled=true"),
         (["logger=tensorboard", "logger.experiment=x"], "only logger=mlflow reads it"),
     ],

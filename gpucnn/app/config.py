@@ -381,7 +381,7 @@ def validate_data(d: DictConfig) -> None:
         )
     names = sources.class_names(d.name)  # a named set's: its class names are checked now
     with config_group("data"):
-        if names:
+        if names and d.task == "binary":  # multiclass reads none: check_overrides_read says so
             task_classes(d.task, list(d.positive), list(d.negative), names)
         else:
             check_task(d.task, list(d.positive), list(d.negative))
