@@ -119,7 +119,8 @@ def _saved_config(run_dir: Path, saved: dict[str, Any]) -> DictConfig:
     version) are left out with a warning naming them."""
     schema = OmegaConf.structured(Config)
     known = _known_only(saved, OmegaConf.to_container(schema))
-    dropped = [key for key in flat(saved) if key not in flat(known)]
+    kept = flat(known)
+    dropped = [key for key in flat(saved) if key not in kept]
     if dropped:
         log.warning(
             "%s: the run's config holds %s, which this version does not read: left out",
