@@ -5,7 +5,7 @@ from gpucnn import BatchNorm, AvgPool, GlobalAvgPool
 """
 
 from . import backend, gradcheck, presets
-from .errors import BackendError, ConfigError, GpucnnError, LabelError, ShapeError
+from .errors import BackendError, ConfigError, GpucnnError, InputError, LabelError, ShapeError
 from .layers import (
     Activation,
     AvgPool,
@@ -39,6 +39,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool",
     "GpucnnError",
+    "InputError",
     "LabelError",
     "Layer",
     "MaxPool",

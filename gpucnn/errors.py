@@ -21,6 +21,11 @@ class ShapeError(ConfigError):
     """A layer that does not fit the shape flowing into it (names the layer and the shapes)."""
 
 
+class InputError(GpucnnError, TypeError):
+    """A batch the model cannot take as it is: not an array, or integer pixels (0-255) that
+    were never scaled. Says how to convert it."""
+
+
 class BackendError(GpucnnError, RuntimeError):
     """The array library asked for is not usable here (says what is missing and how to get it)."""
 

@@ -46,6 +46,11 @@ class Loss:
         shape ``outputs``. Their values are checked on host arrays only: on the GPU reading them
         back would stall every step (the app checks its labels once, when it prepares them)."""
         name, k = type(self).__name__, self.classes(outputs)
+        if not (hasattr(y, "shape") and hasattr(y, "dtype")):
+            raise LabelError(
+                f"{name} needs labels as an array (N,), got a {type(y).__name__}: "
+                "pass np.asarray(y)"
+            )
         if len(outputs) == 2 and outputs[1] > 1 and tuple(y.shape) == tuple(outputs):
             raise LabelError(
                 f"{name} needs class indices (N,), but got labels {tuple(y.shape)}, one row per "

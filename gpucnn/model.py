@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError, InputError, ShapeError
 from .fileio import atomic_write
 from .layers import Activation, Conv, Layer, MaxPool, ParamLayer, Shape
 
@@ -200,8 +200,10 @@ class Model:
         return x
 
     def check_batch(self, x: Any) -> None:
-        """ShapeError, with the fix, unless x is a batch (N, *input_shape), N > 0. A model not
-        built yet is built for x's samples (its first use)."""
+        """ShapeError, with the fix, unless x is a batch (N, *input_shape), N > 0; InputError
+        unless it is an array of floating-point numbers. A model not built yet is built for x's
+        samples (its first use)."""
+        _check_input_type(x)
         if len(x) == 0:
             raise ShapeError(f"got an empty batch {tuple(x.shape)}: pass one sample or more")
         if self.input_shape is None:
@@ -360,6 +362,22 @@ def param_counts(layer: Layer) -> tuple[int, int]:
 def _piece(index: int, layer: Layer, fused: bool) -> str:
     """A layer's name in a profile: "<index> <type>", "+relu" when a ReLU was fused into it."""
     return f"{index:>2} {type(layer).__name__}{'+relu' if fused else ''}"
+
+
+def _check_input_type(x: Any) -> None:
+    """InputError unless x is an array of floats: the layers would compute on integer pixels
+    as they are, 0 to 255, and on a list not at all."""
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise InputError(
+            f"the model takes an array (N, C, H, W) or (N, features), got a {type(x).__name__}: "
+            "pass np.asarray(x, dtype=np.float32)"
+        )
+    if x.dtype.kind != "f":
+        scale = " / 255 if they are pixel values 0-255 (as data.prepare scales images)"
+        raise InputError(
+            f"the model takes floating-point inputs, got a batch of {x.dtype}: pass "
+            f"x.astype(np.float32){scale if x.dtype.kind in 'ui' else ''}"
+        )
 
 
 def _input_fix(expected: Shape, batch: tuple[int, ...]) -> str:

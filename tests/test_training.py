@@ -12,6 +12,7 @@ from gpucnn import (
     CrossEntropy,
     Dense,
     Flatten,
+    InputError,
     LabelError,
     Model,
     Momentum,
@@ -163,6 +164,7 @@ def _stepper(kind, model, loss):
         (1, lambda y: y[:, None] % 2, r"labels \(6, 1\): pass y.reshape\(-1\)"),
         (1, lambda y: y, r"labels 0 to 1 \(negative and positive\).*0 to 2"),
         (1, lambda y: (y % 2) * 0.5, "integer class indices.*float64"),
+        (3, lambda y: y.tolist(), r"labels as an array \(N,\), got a list: pass np.asarray\(y\)"),
     ],
 )
 def test_labels_that_do_not_fit_the_loss_are_refused_naming_the_fix(kind, outputs, labels, match):
@@ -173,6 +175,36 @@ def test_labels_that_do_not_fit_the_loss_are_refused_naming_the_fix(kind, output
     with pytest.raises(LabelError, match=match):
         step(x, labels(y))
     step(x, y if outputs > 1 else y % 2)  # the same batch with fitting labels trains
+
+
+@pytest.mark.parametrize("kind", ["layers", "static"])
+@pytest.mark.parametrize(
+    "images,match",
+    [
+        (
+            lambda x: (x * 255).astype(np.uint8),
+            r"batch of uint8: pass x.astype\(np.float32\) / 255",
+        ),
+        (
+            lambda x: (x * 255).astype(np.int64),
+            r"batch of int64: pass x.astype\(np.float32\) / 255",
+        ),
+        (lambda x: x > 0.5, r"batch of bool: pass x.astype\(np.float32\)$"),
+        (lambda x: x.tolist(), r"array \(N, C, H, W\).*got a list: pass np.asarray\(x, dtype="),
+    ],
+)
+def test_inputs_that_are_not_float_arrays_are_refused_naming_the_fix(kind, images, match):
+    model = presets.mlp((12, 5, 3), "relu", input_shape=(1, 3, 4))
+    x, y = np.random.default_rng(5).random(size=(6, 1, 3, 4)), np.array([0, 1, 2, 2, 1, 0])
+    step, loss = _stepper(kind, model, CrossEntropy()), CrossEntropy()
+    for use in (
+        lambda x: step(x, y),
+        model.predict,
+        lambda x: evaluate(model, loss, x, y),
+    ):
+        with pytest.raises(InputError, match=match):
+            use(images(x))
+    step(x, y)  # the same images as floats train
 
 
 @pytest.mark.parametrize("kind", ["layers", "static"])
