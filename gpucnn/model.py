@@ -18,6 +18,7 @@ import math
 import os
 import zipfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from .fileio import atomic_write
 from .layers import Activation, Conv, Layer, MaxPool, ParamLayer, Shape
 
 HEADS = ("sigmoid", "softmax")
+CHECKPOINT_PARAMS = "param/"  # where a run's checkpoint.npz keeps the state_dict's arrays
 
 
 class Hooks:
@@ -343,14 +345,41 @@ class Model:
         atomic_write(path, lambda f: np.savez(f, **state))
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load weights saved by ``save``; rejects unreadable files, mismatched names or shapes,
-        and values that are not finite floats."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                state = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise ConfigError(f"cannot read weights from {path}: {exc}") from None
+        """Load weights saved by ``save``, or a run's checkpoint.npz (its weights, under
+        CHECKPOINT_PARAMS); rejects unreadable files, mismatched names or shapes, and values
+        that are not finite floats."""
+        state = _read_npz(path)
+        if "meta" in state and checkpoint_weights(state):  # a checkpoint's record is "meta"
+            state = checkpoint_weights(state)
         self.load_state_dict(state, source=f"the weights in {path}")
+
+
+def checkpoint_weights(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The state_dict in a run checkpoint's arrays: those under CHECKPOINT_PARAMS, unprefixed."""
+    n = len(CHECKPOINT_PARAMS)
+    return {k[n:]: v for k, v in arrays.items() if k.startswith(CHECKPOINT_PARAMS)}
+
+
+def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file; ConfigError naming the file and what it is instead."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "model.npz"
+        fix = f": pass {inside}" if inside.is_file() else ""
+        raise ConfigError(f"cannot read weights from {path}: it is a folder{fix}")
+    try:
+        with open(path, "rb") as f:
+            is_npz = zipfile.is_zipfile(f)
+            f.seek(0)
+            if is_npz:
+                with np.load(f, allow_pickle=False) as npz:
+                    return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"cannot read weights from {path}: {exc}") from None
+    raise ConfigError(
+        f"cannot read weights from {path}: it is not an .npz file, or it is cut short "
+        "(model.save writes one; a run's is its model.npz)"
+    )
 
 
 def param_counts(layer: Layer) -> tuple[int, int]:

@@ -196,6 +196,25 @@ def test_weights_round_trip_and_are_checked_on_load(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
+def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
+    from gpucnn.app import checkpoint
+
+    trained = presets.lab_cnn3()
+    trained.layers[0].params["W"][...] = 0.25
+    checkpoint.save(tmp_path, trained, Adam(), {"epoch": 1})
+    model = presets.lab_cnn3()
+    model.load(tmp_path / "checkpoint.npz")  # an interrupted run has no model.npz yet
+    assert all(np.array_equal(v, trained.state_dict()[k]) for k, v in model.state_dict().items())
+    np.save(tmp_path / "w.npy", np.ones(3))
+    (tmp_path / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    for name in ("w.npy", "metrics.csv"):
+        with pytest.raises(ConfigError, match=f"{name}: it is not an .npz file.*model.npz"):
+            model.load(tmp_path / name)
+    trained.save(tmp_path / "model.npz")
+    with pytest.raises(ConfigError, match=f"it is a folder: pass {re.escape(str(tmp_path))}/model"):
+        model.load(tmp_path)
+
+
 def test_predict_gives_probabilities_in_batches_without_dropout():
     rng = np.random.default_rng(0)
     model = presets.cnn((1, 12, 12), channels=(3,), hidden=(8,), dropout=0.5, n_outputs=4)

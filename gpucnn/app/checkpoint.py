@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import GpucnnError
 from ..fileio import atomic_write
-from ..model import Model
+from ..model import CHECKPOINT_PARAMS, Model, checkpoint_weights
 from ..optimizers import Optimizer
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def save(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer, meta: d
     """Write a checkpoint into ``run_dir``; the one it replaces becomes checkpoint.prev.npz."""
     run_dir = Path(run_dir)
     opt = optimizer.state_dict()
-    arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
+    arrays = {CHECKPOINT_PARAMS + k: v for k, v in model.state_dict().items()}
     arrays.update({f"opt/{k}": v for k, v in opt["slots"].items()})
     record = {**meta, "format": FORMAT, "optimizer_steps": opt["steps"]}
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
@@ -93,7 +93,9 @@ def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, 
     params = {name: p for name, p, _ in model.parameters()}
     slots = {f"opt/{n}/{s}": p for n, p in params.items() for s in opt.SLOTS}
     names = [*params, *(name for name, _ in model.buffers())]
-    wanted = {f"param/{n}" for n in names} | (slots.keys() if meta["optimizer_steps"] else set())
+    wanted = {CHECKPOINT_PARAMS + n for n in names} | (
+        slots.keys() if meta["optimizer_steps"] else set()
+    )
     missing, extra = sorted(wanted - arrays.keys()), sorted(arrays.keys() - wanted)
     if missing or extra:
         raise CheckpointError(
@@ -125,8 +127,7 @@ def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict
         try:
             meta, arrays = _read(path)
             _check(path, meta, arrays, model, optimizer)
-            params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-            model.load_state_dict(params, source=f"the parameters in {path}")
+            model.load_state_dict(checkpoint_weights(arrays), source=f"the parameters in {path}")
         except (CheckpointError, ValueError) as exc:
             log.warning("skipping %s: %s", path, exc)
             problems.append(str(exc))
