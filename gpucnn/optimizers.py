@@ -63,11 +63,18 @@ class Optimizer:
             name, slot = key.rsplit("/", 1)
             self.state.setdefault(name, {})[slot] = to_device(value)
 
-    def _slot(self, name: str, key: str, like: Any) -> Any:
-        """Per-parameter state (a zero array shaped like ``like`` on first use)."""
+    def slot(self, name: str, key: str, like: Any) -> Any:
+        """Per-parameter state (a zero array shaped like ``like`` on first use). ConfigError if
+        the state held under ``name`` has another shape: it was another model's."""
         slots = self.state.setdefault(name, {})
         if key not in slots:
             slots[key] = like * 0
+        elif slots[key].shape != like.shape:
+            raise ConfigError(
+                f"this {type(self).__name__} holds state for {name} of shape "
+                f"{tuple(slots[key].shape)} but the parameter is {tuple(like.shape)}: it trained "
+                "another model; make a new optimiser for each model"
+            )
         return slots[key]
 
     def _update(self, name: str, p: Any, g: Any) -> None:
@@ -97,7 +104,7 @@ class Momentum(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, name: str, p: Any, g: Any) -> None:
-        v = self._slot(name, "v", p)
+        v = self.slot(name, "v", p)
         v *= self.momentum
         v += g
         p -= self.lr * (g + self.momentum * v if self.nesterov else v)
@@ -126,7 +133,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def _update(self, name: str, p: Any, g: Any) -> None:
-        m, v = self._slot(name, "m", p), self._slot(name, "v", p)
+        m, v = self.slot(name, "m", p), self.slot(name, "v", p)
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2

@@ -408,9 +408,8 @@ class StaticStep(Step):
                 layer.grads[key] = self.flat_grad[where].reshape(shape)
                 for slot, buf in self.slots.items():
                     own = buf[where].reshape(shape)
-                    old = state.get(name, {}).get(slot)
-                    own[...] = 0 if old is None else old
-                    state.setdefault(name, {})[slot] = own
+                    own[...] = self.optimizer.slot(name, slot, own)
+                    state[name][slot] = own
         self._state_ids = self._slot_ids()
 
     def _slot_ids(self) -> tuple[int, ...]:

@@ -64,6 +64,21 @@ def test_adam():
     assert np.allclose(_two_steps(Adam(0.01)), p2)
 
 
+@pytest.mark.parametrize("kind", ["layers", "static"])
+def test_an_optimiser_that_trained_another_model_is_refused(kind):
+    x, y = np.random.default_rng(6).normal(size=(4, 1, 8, 8)), np.array([0, 1, 1, 0])
+    opt = Adam()  # a sweep in a script, the optimiser made once outside the loop
+
+    def train(filter_size):
+        model = presets.cnn((1, 8, 8), channels=(2,), filter_size=filter_size, hidden=(3,))
+        _stepper(kind, model, BinaryCrossEntropy(), opt)(x, y)
+
+    train(3)
+    with pytest.raises(ConfigError, match=r"state for 0.W of shape \(2, 1, 3, 3\) but.*"
+                       r"\(2, 1, 5, 5\).*make a new optimiser for each model"):  # fmt: skip
+        train(5)
+
+
 @pytest.mark.parametrize(
     "make,argument", [(lambda: SGD(0), "lr"), (lambda: Adam(1e-3, beta1=1.0), "beta1")]
 )
@@ -145,12 +160,13 @@ def test_evaluate_and_predict_is_evaluate_and_predict_in_one_pass(n_outputs):
     assert evaluate_and_predict(model, loss, x, y, batch_size=5, keep=False)[2] is None
 
 
-def _stepper(kind, model, loss):
-    """A function (x, y) -> one training step of ``model``: the layers' step, or the static
-    program (on the host kernels)."""
+def _stepper(kind, model, loss, opt=None):
+    """A function (x, y) -> one training step of ``model`` with ``opt`` (SGD by default): the
+    layers' step, or the static program (on the host kernels)."""
+    opt = opt or SGD(0.1)
     if kind == "static":
-        return StaticStep(model, loss, SGD(0.1))
-    return lambda x, y: train_step(model, loss, SGD(0.1), x, y)
+        return StaticStep(model, loss, opt)
+    return lambda x, y: train_step(model, loss, opt, x, y)
 
 
 @pytest.mark.parametrize("kind", ["layers", "static"])
