@@ -105,6 +105,43 @@ def test_a_run_for_more_epochs_trains_on_from_the_same_run_for_fewer(tmp_path):
     assert shorter(earlier, summary(one)["config"]) is None  # none with fewer epochs
 
 
+def test_a_run_in_a_fixed_directory_is_trained_on_with_resume_from(tmp_path):
+    mine, more, fresh = tmp_path / "mine", tmp_path / "more", tmp_path / "fresh"
+    assert app(*TINY, f"hydra.run.dir={mine}").returncode == 0
+    again = app(*TINY, "train.epochs=2", f"hydra.run.dir={mine}")
+    assert again.returncode == 6 and f"train.resume_from={mine}" in again.stdout + again.stderr
+    on = app(*TINY, "train.epochs=2", f"hydra.run.dir={more}", f"train.resume_from={mine}")
+    assert on.returncode == 0, on.stderr
+    said = on.stdout + on.stderr
+    assert "epoch 1/2" not in said and "epoch 2/2" in said
+    assert summary(more)["resumed_from"] == str(mine)
+    assert app(*TINY, "train.epochs=2", f"hydra.run.dir={fresh}").returncode == 0
+    ours, theirs = np.load(more / "model.npz"), np.load(fresh / "model.npz")
+    assert all(np.array_equal(ours[k], theirs[k]) for k in theirs.files)
+    assert summary(mine)["config"]["train"]["epochs"] == 1  # the run trained on is as it was
+
+
+def test_resume_from_finds_each_job_of_a_sweep_and_refuses_what_is_not_this_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    grid = ["-m", "model.hidden=[4],[6]", *TINY]
+    assert app(*grid, f"hydra.sweep.dir={sweep}").returncode == 0
+    on = app(*grid, "train.epochs=2", f"hydra.sweep.dir={tmp_path / 'on'}",
+             f"train.resume_from={sweep}")  # fmt: skip
+    assert on.returncode == 0, on.stderr
+    for job in ("0", "1"):
+        hidden = summary(tmp_path / "on" / job)["config"]["model"]["hidden"]
+        came = Path(summary(tmp_path / "on" / job)["resumed_from"])
+        assert came.parent == sweep and summary(came)["config"]["model"]["hidden"] == hidden
+    other = app(*TINY, "train.seed=3", f"hydra.run.dir={tmp_path / 'x'}",
+                f"train.resume_from={sweep / '0'}")  # fmt: skip
+    assert other.returncode == 2 and "train.seed: 0 -> 3" in other.stdout + other.stderr
+    assert summary(tmp_path / "x")["status"] == "invalid_config"
+    missing = app(*TINY, f"hydra.run.dir={tmp_path / 'y'}", "train.resume_from=nowhere")
+    assert missing.returncode == 2 and "train.resume_from=nowhere: no such folder" in (
+        missing.stdout + missing.stderr
+    )
+
+
 def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):
     shared = tmp_path / "shared"  # like /tmp: other people's runs of the same settings
     decoy = app(*TINY, f"hydra.run.dir={shared / 'theirs'}", cwd=tmp_path)

@@ -110,6 +110,9 @@ class TrainConfig:
         None  # also checkpoint every N steps (null: epochs only)
     )
     resume: bool = False  # continue the same run found under outputs/ (or in hydra.run.dir)
+    # a run (or sweep) directory to continue from instead, anywhere: an attempt at this run, or
+    # the same settings for fewer epochs (trained on); anything else is refused
+    resume_from: Optional[str] = None
 
 
 @dataclass

@@ -151,9 +151,17 @@ class AlreadyFinished(GpucnnError):
 def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     """With train.resume, in a directory without results or progress: copy in the newest
     earlier attempt at the same run found under ``roots``, or else the progress of the same
-    run for fewer epochs (gpucnn.app.resume)."""
-    if not job.cfg.train.resume or read_summary(job.run_dir) or checkpoint.exists(job.run_dir):
+    run for fewer epochs (gpucnn.app.resume). With train.resume_from, that directory is
+    searched instead, and finding neither there is a ConfigError."""
+    t = job.cfg.train
+    if (
+        not (t.resume or t.resume_from)
+        or read_summary(job.run_dir)
+        or checkpoint.exists(job.run_dir)
+    ):
         return
+    if t.resume_from:
+        roots = [_resume_from(t.resume_from)]
     earlier = resume.attempts(job.run_dir, roots)
     near = resume.closest(earlier, job.summary["config"])
     if near is not None and not near[1]:  # the same config: an earlier attempt at this run
@@ -173,12 +181,30 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
         )
         job.summary["resumed_from"] = str(shorter)
         return
+    closest = f"; the closest, {near[0]}, differs in {'; '.join(near[1])}" if near else ""
+    if t.resume_from:
+        raise ConfigError(
+            f"train.resume_from={t.resume_from} holds no attempt at this run (the same config) "
+            f"and no run of its settings for fewer epochs with a checkpoint{closest}"
+        )
     log.warning(
         "train.resume=true: no earlier attempt at this run (the same config) under %s%s: "
         "training from the start",
         ", ".join(map(str, roots)) or "no folder (the output directories have no fixed part)",
-        f"; the closest, {near[0]}, differs in {'; '.join(near[1])}" if near else "",
+        closest,
     )
+
+
+def _resume_from(path: str) -> Path:
+    """train.resume_from as a directory (relative to where the command started); ConfigError
+    if there is none."""
+    directory = Path(_from_launch_dir(path))
+    if not directory.is_dir():
+        raise ConfigError(
+            f"train.resume_from={path}: no such folder ({directory}): give a run's directory "
+            "(outputs/runs/<time>) or a sweep's"
+        )
+    return directory
 
 
 def _skip_finished(job: Job) -> float | None:
@@ -226,7 +252,11 @@ def run_job(
     with rundir.claimed(job.run_dir, job.summary["config"]), signals.caught() as stops:
         for path in remove_leftovers(job.run_dir):
             log.info("removed %s, left by a write that was interrupted", path.name)
-        _adopt_earlier_attempt(job, roots)
+        try:
+            _adopt_earlier_attempt(job, roots)
+        except ConfigError as exc:
+            job.write_summary("invalid_config", reason=str(exc))
+            raise
         value = _skip_finished(job)
         if value is not None:
             return value

@@ -2,9 +2,9 @@
 
 A run directory is locked (an advisory ``flock`` on its ``.lock`` file, released by the kernel
 when the process ends, however it ends) for as long as a job runs in it. A run is identified by
-its resolved config without ``train.resume``: a directory whose finished results (status ``ok``
-or ``diverged``, or final weights) were made by another config, or by one that cannot be read,
-is refused, naming what differs, and left as it was.
+its resolved config without the keys that say how it is resumed (``identity``): a directory
+whose finished results (status ``ok`` or ``diverged``, or final weights) were made by another
+config, or by one that cannot be read, is refused, naming what differs, and left as it was.
 """
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ def in_use(run_dir: Path) -> bool:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a run the run it is: its resolved config without ``train.resume``,
-    ``train.repeats`` (how many seeds its sweep ran; its own seed is in the config) and
-    ``logger`` (where its metrics are also sent)."""
+    """What makes a run the run it is: its resolved config without ``train.resume`` and
+    ``train.resume_from`` (where it continues from), ``train.repeats`` (how many seeds its
+    sweep ran; its own seed is in the config) and ``logger`` (where its metrics are also
+    sent)."""
     ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
-    for key in ("resume", "repeats"):
+    for key in ("resume", "resume_from", "repeats"):
         ident.get("train", {}).pop(key, None)
     ident.pop("logger", None)
     return ident
@@ -129,10 +130,19 @@ def _refuse_other_results(run_dir: Path, summary: dict[str, Any] | None, config:
     changed = differences(identity(summary["config"]), identity(config))
     if changed:
         more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+        if _more_epochs(summary["config"], config, changed):
+            keep += f"; to train it on, in a directory of its own: train.resume_from={run_dir}"
         raise RunDirError(
             f"{run_dir} holds the results ({summary['status']}) of other settings "
             f"({'; '.join(changed[:SHOWN])}{more}): {keep}"
         )
+
+
+def _more_epochs(old: dict[str, Any], new: dict[str, Any], changed: list[str]) -> bool:
+    """Whether ``new`` is ``old`` trained for more epochs (all that ``changed``)."""
+    before, after = old.get("train", {}).get("epochs"), new.get("train", {}).get("epochs")
+    only_epochs = len(changed) == 1 and changed[0].startswith("train.epochs:")
+    return only_epochs and isinstance(before, int) and isinstance(after, int) and after > before
 
 
 def _restore_hydra_files(run_dir: Path, summary: dict[str, Any] | None) -> None:
