@@ -177,6 +177,7 @@ class MicroBatchStep(Step):
             for r in self.replicas
         ]
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="gpucnn-step")
+        self.closed = False
         self._blas = ThreadpoolController() if threads > 1 else None
 
     def _part(self, i: int, x: Any, y: Any, n: int) -> tuple[Any, Any]:
@@ -200,6 +201,11 @@ class MicroBatchStep(Step):
         return total, correct
 
     def __call__(self, x: Any, y: Any) -> tuple[Any, Any]:
+        if self.closed:  # its threads are gone: the pool would refuse the work obscurely
+            raise RuntimeError(
+                "this step was closed (its with block ended, or close() was called) and its "
+                "threads released: make another with make_step(model, loss, optimizer)"
+            )
         self._seed_dropout()
         self.count += 1
         if self._blas is None:
@@ -250,6 +256,7 @@ class MicroBatchStep(Step):
 
     def close(self) -> None:
         self.pool.shutdown()
+        self.closed = True
 
 
 def make_step(

@@ -109,6 +109,8 @@ def test_a_step_in_a_with_block_releases_its_threads():
         step(x, y)
         assert not step.pool._shutdown
     assert step.pool._shutdown
+    with pytest.raises(RuntimeError, match="this step was closed.*make another with make_step"):
+        step(x, y)
 
 
 def test_replicas_share_parameters_but_not_gradients():
