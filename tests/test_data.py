@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gpucnn import ConfigError
-from gpucnn.data import Batches, RawData, describe, gaps, idx, load, prepare, sources
+from gpucnn.data import Batches, RawData, describe, from_arrays, gaps, idx, load, prepare, sources
 from gpucnn.data.prepare import check_task
 from gpucnn.errors import DataError
 
@@ -357,7 +357,11 @@ def test_the_log_describes_each_split_and_says_none_for_an_empty_one():
     text = describe(prepare(load("fashion_mnist_mini"), val_fraction=0))
     assert text.splitlines() == [
         "classes: 0=T-shirt/top, 1=Shirt",
-        "train: 2000 images; per label: 1000 (50%), 1000 (50%)",
+        "train: 2,000 images; per label: 1,000 (50%), 1,000 (50%)",
         "val: none",
         "test: 400 images; per label: 200 (50%), 200 (50%)",
     ]
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (5, 8, 8), dtype=np.uint8), np.array([0, 1, 0, 1, 0])
+    one_test = describe(prepare(from_arrays(x[:4], y[:4], x[4:], y[4:]), "multiclass", pad_to=None))
+    assert "test: 1 image; per label: 1 (100%), 0 (0%)" in one_test.splitlines()

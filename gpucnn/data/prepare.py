@@ -351,8 +351,8 @@ def describe(data: Prepared) -> str:
         if not total:  # no validation split, or the training split of an evaluation
             lines.append(f"{split}: none")
             continue
-        shares = ", ".join(f"{n} ({n / total:.0%})" for n in counts)
-        lines.append(f"{split}: {total} images; per label: {shares}")
+        shares = ", ".join(f"{n:,} ({n / total:.0%})" for n in counts)
+        lines.append(f"{split}: {total:,} image{'s' * (total != 1)}; per label: {shares}")
     return "\n".join(lines)
 
 
