@@ -5,7 +5,9 @@ README's ``Scale``, say)::
     from gpucnn import backend, gradcheck
     backend.use("numpy", dtype="float64")         # before making the layer: float64 parameters
     x = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
-    print(gradcheck.errors(Scale(3), x))          # e.g. {'x': 7e-09, 's': 7e-11}: < 1e-6 agrees
+    layer = Scale(3)
+    layer.params["s"][...] = [0.5, -1.5, 2.0]     # not ones: at s = 1, dy passes for s * dy
+    print(gradcheck.errors(layer, x))             # e.g. {'x': 2e-09, 's': 1e-10}: < 1e-6 agrees
 
 The layer's output is reduced to one number, ``sum(forward(x) * R)`` with a fixed random R, so
 every output element counts; the gradient of that with respect to x and to each parameter is
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError
 
 EPS = 1e-6  # the nudge: float64's rounding (1e-16 relative) stays far below the differences
 
@@ -73,6 +75,7 @@ def errors(
     before()
     layer.forward(x, training)
     found = {"x": layer.backward(r), **{k: g.copy() for k, g in layer.grads.items()}}
+    _check_shapes(layer, arrays, found)
     return {
         name: relative_error(found[name], numerical_grad(projected, a))
         for name, a in arrays.items()
@@ -99,6 +102,24 @@ def model_errors(model: Any, loss: Any, x: np.ndarray, y: Any) -> dict[str, floa
     return {
         name: relative_error(found[name], numerical_grad(value, p)) for name, p in params.items()
     }
+
+
+def _check_shapes(layer: Any, arrays: dict[str, Any], found: dict[str, Any]) -> None:
+    """ConfigError (ShapeError) naming the layer unless backward returned a gradient shaped like
+    x and filled one shaped like each parameter (other shapes would be compared by broadcasting)."""
+    for name, a in arrays.items():
+        what = "returned" if name == "x" else f"left in grads[{name!r}]"
+        if name not in found:
+            raise ConfigError(
+                f"{type(layer).__name__}.grads has no {name!r}: give it an array shaped like "
+                f"params[{name!r}] in __init__, and fill it in backward"
+            )
+        shape = getattr(found[name], "shape", None)
+        if shape != a.shape:
+            raise ShapeError(
+                f"{type(layer).__name__}.backward {what} a gradient of shape {shape}, but "
+                f"{name} is {a.shape}: each gradient is shaped like what it is the gradient for"
+            )
 
 
 def _check_float64(arrays: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from gpucnn import (
     Layer,
     MaxPool,
     Model,
+    ShapeError,
     backend,
     gradcheck,
     presets,
@@ -188,6 +189,30 @@ def test_gradcheck_passes_a_right_layer_and_catches_a_wrong_one():
     model = Model([_Scale(2, wrong=True), Flatten(), Dense(40, 3)]).build((2, 4, 5))
     in_a_model = gradcheck.model_errors(model, CrossEntropy(), x, np.array([0, 2, 1]))
     assert in_a_model["2.W"] < TOL and in_a_model["0.s"] > 0.1  # the wrong one, named
+
+
+class _ScaleBackwardWrong(_Scale):
+    """backward sums dx over the batch (a shape error), or forgets grads (``no_grads``)."""
+
+    def __init__(self, channels, no_grads=False):
+        super().__init__(channels)
+        if no_grads:
+            self.grads = {}
+
+    def backward(self, dy):
+        if not self.grads:
+            return dy * self.params["s"][None, :, None, None]
+        self.grads["s"][...] = (dy * self._x).sum(axis=(0, 2, 3))
+        return (dy * self.params["s"][None, :, None, None]).sum(axis=0)
+
+
+def test_gradcheck_names_a_gradient_of_the_wrong_shape_or_one_missing():
+    x = np.random.default_rng(9).normal(size=(3, 2, 4, 5))
+    with pytest.raises(ShapeError, match=r"backward returned a gradient of shape \(2, 4, 5\), "
+                       r"but x is \(3, 2, 4, 5\)"):  # fmt: skip
+        gradcheck.errors(_ScaleBackwardWrong(2), x)
+    with pytest.raises(ConfigError, match=r"grads has no 's': give it an array shaped like"):
+        gradcheck.errors(_ScaleBackwardWrong(2, no_grads=True), x)
 
 
 def test_gradcheck_needs_float64_and_refuses_all_zero_comparisons():
