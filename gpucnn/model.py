@@ -198,6 +198,13 @@ class Model:
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
             x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
+            if tuple(x.shape[1:]) != self.shapes[i]:  # a layer of one's own, its shape unsaid
+                raise ShapeError(
+                    f"layer {i} {layer!r} gave outputs {tuple(x.shape[1:])} per sample, but its "
+                    f"output_shape says {self.shapes[i]}, which build checked the layers after "
+                    f"it with: give {type(layer).__name__} an output_shape(shape) that returns "
+                    "the shape its forward gives"
+                )
             hooks.forward(i, layer, x)
         return x
 

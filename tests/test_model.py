@@ -15,6 +15,7 @@ from gpucnn import (
     CrossEntropy,
     Dense,
     Flatten,
+    Layer,
     MaxPool,
     Model,
     Momentum,
@@ -194,6 +195,17 @@ def test_weights_round_trip_and_are_checked_on_load(tmp_path):
     with pytest.raises(ConfigError, match="cannot read weights"):
         other.load(tmp_path / "trunc.npz")
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_a_layer_whose_output_shape_is_not_what_it_gives_is_named():
+    class FirstTwoChannels(Layer):  # of one's own, without output_shape: taken as unchanged
+        def forward(self, x, training=False):
+            return x[:, :2]
+
+    model = Model([FirstTwoChannels(), Flatten(), Dense(48, 3)]).build((3, 4, 4))
+    said = r"gave outputs \(2, 4, 4\) per sample, but its output_shape says \(3, 4, 4\)"
+    with pytest.raises(ShapeError, match=rf"layer 0 FirstTwoChannels\(\) {said}.*output_shape"):
+        model.forward(np.random.default_rng(0).normal(size=(2, 3, 4, 4)))
 
 
 def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
