@@ -343,6 +343,25 @@ def test_runs_of_the_same_settings_and_seed_count_once(tmp_path):
     assert "Left out, the same config and seed as a run kept (a repeat, no new seed): `" in md
 
 
+def test_runs_on_two_image_folders_are_two_settings_not_repeats(tmp_path):
+    from gpucnn.app import report
+
+    data = [
+        ("folder", "cats"),
+        ("folder", "birds"),
+        ("fashion_mnist", "/a"),
+        ("fashion_mnist", "/b"),
+    ]
+    for job, (name, root) in enumerate(data):
+        config = {"data": {"name": name, "root": root}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
+        _job(tmp_path / "runs", job, [f"data.root={root}"], json.dumps(summary))
+    runs, repeats = report.runs.distinct(report.runs.collect([tmp_path / "runs"]))
+    kept = sorted(r.config["data.root"] for r in runs)
+    assert len(kept) == 3 and kept[1:] == ["birds", "cats"]
+    assert sorted([kept[0], *(r.config["data.root"] for r in repeats)]) == ["/a", "/b"]
+
+
 def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     from gpucnn.app import report
 

@@ -22,6 +22,8 @@ from ..stats import estimate
 INERT = ("train.progress", "train.threads", "train.micro_batch", "train.eval_batch_size",
          "train.save_model", "train.checkpoint_every_steps", "diagnostics.", "data.root",
          "data.download", "data.url")  # fmt: skip
+# data.root is where a named set's files are read from, but with data=folder it is the data.
+THE_DATA = {"folder": "data.root"}
 
 
 @dataclass
@@ -47,8 +49,14 @@ class Run:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """What the run trained: its config but the seed and the INERT keys."""
-        return {k: v for k, v in self.config.items() if k != SEED and not k.startswith(INERT)}
+        """What the run trained: its config but the seed and the INERT keys (THE_DATA's
+        key kept where it names the data itself)."""
+        data = THE_DATA.get(self.config.get("data.name"))
+        return {
+            k: v
+            for k, v in self.config.items()
+            if k != SEED and (k == data or not k.startswith(INERT))
+        }
 
     @property
     def seed(self) -> Any:
