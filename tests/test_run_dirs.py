@@ -53,6 +53,11 @@ def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
     os.utime(runs / "other", (time.time() + 10,) * 2)  # newer: would win on overrides alone
     asked = {**config, "train": {"seed": 0, "resume": True}}  # train.resume does not count
     assert closest(attempts(runs / "new", [runs]), asked, most=0) == (same, [])
+    shown = {"progress": False, "eval_batch_size": 100, "checkpoint_every_steps": 5}
+    asked["train"].update(shown)  # nor how it is shown, evaluated and checkpointed
+    assert closest(attempts(runs / "new", [runs]), asked, most=0) == (same, [])
+    asked["train"].update(threads=1)  # but threads fix the order gradients are summed in
+    assert closest(attempts(runs / "new", [runs]), asked, most=0) is None
     assert closest(attempts(runs / "new", []), asked) is None  # no root: nothing searched
 
 

@@ -3,12 +3,12 @@
 Only the outputs tree the config names is searched: the fixed part of Hydra's run and sweep
 directory patterns (``outputs/runs`` and ``outputs/multiruns`` by default; a pattern without an
 interpolation is one fixed directory, so nothing beside it is searched). A candidate is the same
-run if its saved resolved config is the same, apart from ``train.resume``
-(gpucnn.app.rundir.identity). The newest is adopted: a finished one's results are copied (the
-job is skipped); an unfinished one's checkpoints and metrics are copied and training continues
-from them. Where there is none, a run of the same settings for fewer epochs is trained on from
-its checkpoint; where there is none of those either, the run whose config differs in the
-fewest settings is named.
+run if its saved resolved config is the same, apart from ``train.resume`` and the other keys
+that do not change what is trained (gpucnn.app.rundir.identity). The newest is adopted: a
+finished one's results are copied (the job is skipped); an unfinished one's checkpoints and
+metrics are copied and training continues from them. Where there is none, a run of the same
+settings for fewer epochs is trained on from its checkpoint; where there is none of those
+either, the run whose config differs in the fewest settings is named.
 """
 
 from __future__ import annotations

@@ -28,6 +28,12 @@ from . import exits
 from .results import LOCK, read_summary
 
 FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only repeat
+# train.* keys that do not make a run what it is: how it is resumed, how many seeds its sweep
+# ran (its own is train.seed), how it shows progress, how often it checkpoints, in what batches
+# it is evaluated. threads and micro_batch are not among them: they fix the order in which
+# gradients are summed, so a resumed run repeats an uninterrupted one bit for bit.
+NOT_THE_RUN = ("resume", "resume_from", "repeats", "progress", "checkpoint_every_steps",
+               "eval_batch_size")  # fmt: skip
 SHOWN = 4  # differing keys named in a refusal
 
 
@@ -75,12 +81,10 @@ def in_use(run_dir: Path) -> bool:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What makes a run the run it is: its resolved config without ``train.resume`` and
-    ``train.resume_from`` (where it continues from), ``train.repeats`` (how many seeds its
-    sweep ran; its own seed is in the config) and ``logger`` (where its metrics are also
-    sent)."""
+    """What makes a run the run it is: its resolved config without the train keys that do
+    not (NOT_THE_RUN) and ``logger`` (where its metrics are also sent)."""
     ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
-    for key in ("resume", "resume_from", "repeats"):
+    for key in NOT_THE_RUN:
         ident.get("train", {}).pop(key, None)
     ident.pop("logger", None)
     return ident

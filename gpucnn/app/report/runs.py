@@ -17,10 +17,10 @@ from ..results import METRICS, flat, read_summary, run_dirs
 from ..rundir import identity
 from ..stats import estimate
 
-# Config keys that change how a run is shown, saved, spread over cores or where its data is
-# read from, not what it trains: runs that differ only in these are the same setting.
-INERT = ("train.progress", "train.threads", "train.micro_batch", "train.eval_batch_size",
-         "train.save_model", "train.checkpoint_every_steps", "diagnostics.", "data.root",
+# Config keys that change how a run is saved, spread over cores or where its data is read from,
+# not what it trains (up to the order of sums), beyond those that rundir.identity leaves out:
+# runs that differ only in these are the same setting.
+INERT = ("train.threads", "train.micro_batch", "train.save_model", "diagnostics.", "data.root",
          "data.download", "data.url")  # fmt: skip
 # data.root is where a named set's files are read from, but with data=folder it is the data.
 THE_DATA = {"folder": "data.root"}
