@@ -2,7 +2,7 @@
 
 A run directory is locked (an advisory ``flock`` on its ``.lock`` file, released by the kernel
 when the process ends, however it ends) for as long as a job runs in it. A run is identified by
-its resolved config without the keys that say how it is resumed (``identity``): a directory
+its resolved config without the keys that do not change it (``identity``): a directory
 whose finished results (status ``ok`` or ``diverged``, or final weights) were made by another
 config, or by one that cannot be read, is refused, naming what differs, and left as it was.
 """
