@@ -267,6 +267,9 @@ def make_step(
     BatchNorm gets a share of the batch per thread, one without a Conv whole batches); on the
     GPU a StaticStep with the fast kernel set, where it can run the model, else PlainStep.
     Call ``close()`` when done, or use it in a ``with`` block."""
+    if threads is not None:
+        _check_count(threads, "threads", "a positive integer, or None for every core", least=1)
+    _check_count(chunk, "chunk", "an integer >= 0 (0: whole batches)", least=0)
     if backend.active().is_gpu:
         if kernels.name() == "fast":
             from .static_step import StaticStep, unsupported
@@ -289,6 +292,13 @@ def make_step(
         return MicroBatchStep(model, loss, optimizer, threads, None)
     log.info("%r needs the whole batch at once: no micro-batches", whole)
     return PlainStep(model, loss, optimizer)
+
+
+def _check_count(value: Any, name: str, wanted: str, least: int) -> None:
+    """ConfigError unless ``value`` is an integer >= ``least``: a negative chunk, say, would
+    step over no image and still apply an update."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name} must be {wanted}, got {value!r}", name)
 
 
 def micro_batched(model: Model, chunk: int) -> bool:

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from gpucnn import SGD, Adam, CrossEntropy, Dense, backend, presets
+from gpucnn import SGD, Adam, ConfigError, CrossEntropy, Dense, backend, presets
 from gpucnn.steps import MicroBatchStep, PlainStep, make_step, micro_batched, replicate
 from gpucnn.train import train_step
 
@@ -101,6 +101,20 @@ def test_micro_batches_for_convolutions_whole_batches_for_an_mlp():
     mlp = presets.mlp((144, 8, 3), input_shape=(1, 12, 12), dropout=0.5)
     assert isinstance(make_step(mlp, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
     assert micro_batched(_model(), 32) and not micro_batched(mlp, 32)
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"threads": 0}, r"threads must be a positive integer, or None for every core, got 0"),
+        ({"threads": 2.0}, "threads must be a positive integer.*got 2.0"),
+        ({"chunk": -5}, r"chunk must be an integer >= 0 \(0: whole batches\), got -5"),
+        ({"chunk": 2.5}, "chunk must be an integer >= 0.*got 2.5"),
+    ],
+)
+def test_thread_and_chunk_counts_that_cannot_work_are_refused(settings, match):
+    with pytest.raises(ConfigError, match=match):
+        make_step(_model(), CrossEntropy(), SGD(0.1), **settings)
 
 
 def test_a_step_in_a_with_block_releases_its_threads():
