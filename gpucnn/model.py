@@ -208,10 +208,15 @@ class Model:
             hooks.forward(i, layer, x)
         return x
 
-    def check_batch(self, x: Any) -> None:
+    def check_batch(self, x: Any, batch_size: int = 1) -> None:
         """ShapeError, with the fix, unless x is a batch (N, *input_shape), N > 0; InputError
-        unless it is an array of floating-point numbers. A model not built yet is built for x's
+        unless it is an array of floating-point numbers; ConfigError unless ``batch_size`` (of
+        the slices x is taken in) is a positive integer. A model not built yet is built for x's
         samples (its first use)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be a positive integer, got {batch_size!r}", "batch_size"
+            )
         _check_input_type(x)
         if len(x) == 0:
             raise ShapeError(f"got an empty batch {tuple(x.shape)}: pass one sample or more")
@@ -258,7 +263,7 @@ class Model:
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
         """Outputs in evaluation mode (no dropout), in batches to bound memory."""
         xp = backend.get_array_module(x)
-        self.check_batch(x)
+        self.check_batch(x, batch_size)
         outs = [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return xp.concatenate(outs)
 

@@ -97,7 +97,7 @@ def evaluate_and_predict(
     """``evaluate`` and, when ``keep``, ``predict`` from the same forward passes: (mean loss,
     accuracy, class probabilities (N, classes) on the host, or None)."""
     xp = get_array_module(x)
-    model.check_batch(x)
+    model.check_batch(x, batch_size)
     total_loss, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
     parts = []
     for i in range(0, x.shape[0], batch_size):
@@ -114,7 +114,7 @@ def evaluate_and_predict(
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:
     """Class probabilities of x: (N, ...) -> (N, classes) on the host, in evaluation mode
     (two columns for a binary model: the negative and the positive class)."""
-    model.check_batch(x)
+    model.check_batch(x, batch_size)
     parts = [
         to_host(loss.probabilities(model.forward(x[i : i + batch_size], logits=True)))
         for i in range(0, x.shape[0], batch_size)

@@ -223,6 +223,19 @@ def test_inputs_that_are_not_float_arrays_are_refused_naming_the_fix(kind, image
     step(x, y)  # the same images as floats train
 
 
+@pytest.mark.parametrize("batch_size", [0, -2, 2.5])
+def test_evaluation_batch_sizes_that_cannot_work_are_refused(batch_size):
+    model = presets.mlp((12, 5, 3), "relu", input_shape=(1, 3, 4))
+    x, y = np.random.default_rng(7).random(size=(6, 1, 3, 4)), np.array([0, 1, 2, 2, 1, 0])
+    for use in (  # a negative size took no slice: evaluate said loss 0, accuracy 0
+        lambda: model.predict(x, batch_size),
+        lambda: evaluate(model, CrossEntropy(), x, y, batch_size),
+        lambda: predict(model, CrossEntropy(), x, batch_size),
+    ):
+        with pytest.raises(ConfigError, match="batch_size must be a positive integer, got"):
+            use()
+
+
 @pytest.mark.parametrize("kind", ["layers", "static"])
 def test_a_loss_that_does_not_fit_the_outputs_is_refused(kind):
     x, y = np.random.default_rng(4).normal(size=(6, 1, 3, 4)), np.array([0, 1, 1, 0, 1, 0])
