@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ def use(
     global _active
     from . import kernels as kernel_sets
 
+    if seed is not None:
+        _check_seed(seed)
     kernel_sets.use(kernels)
     if name not in NAMES:
         raise BackendError(f"backend {name!r} is unknown: choose one of {', '.join(NAMES)}")
@@ -153,10 +155,17 @@ def dtype() -> Any:
 
 def set_seed(seed: int) -> None:
     """Re-seed the host generator (initialisation) and the device generator (dropout, shuffles)."""
+    _check_seed(seed)
     _active.seed = int(seed)
     _active.host_rng = np.random.default_rng(seed)
     # A separate stream for the device, so adding dropout does not change the initial weights.
     _active.rng = _active.xp.random.default_rng(seed + 1)
+
+
+def _check_seed(seed: Any) -> None:
+    """ConfigError unless ``seed`` is an integer >= 0 (what NumPy's generators take)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}", "seed")
 
 
 def step_rng(step: int, stream: int = 0) -> Any:

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from gpucnn import BackendError, backend
+from gpucnn import BackendError, ConfigError, backend
 
 from .conftest import CUPY_OK
 
@@ -43,6 +43,15 @@ def test_cupy_forced_without_a_gpu_fails_loudly():
 def test_bad_choices_are_rejected(kwargs, match):
     with pytest.raises(BackendError, match=match):
         backend.use(**{"name": "numpy", **kwargs})
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0"])
+def test_a_seed_numpy_cannot_take_is_refused_before_the_backend_changes(seed):
+    before = backend.use("numpy", dtype="float64", seed=4)
+    for use in (lambda: backend.use("numpy", seed=seed), lambda: backend.set_seed(seed)):
+        with pytest.raises(ConfigError, match=f"seed must be an integer >= 0, got {seed!r}"):
+            use()
+        assert backend.active() is before and before.seed == 4
 
 
 def test_seeding_repeats_both_generators():
