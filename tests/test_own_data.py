@@ -338,7 +338,15 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
     "change, says",
     [
         (lambda d: d.pop("y_test"), "lacks y_test"),
-        (lambda d: d.update(y_train=d["y_train"] - 5), "train labels must be in 0..2, found -5"),
+        (
+            lambda d: d.update(y_train=d["y_train"] - 5),
+            "train labels must be class numbers 0 .. K-1, found -5",
+        ),
+        (
+            lambda d: d.update(y_train=np.array(["cat", "dog", "owl"])[d["y_train"]]),
+            "got <U3 (30,): they are names; number them (names = np.unique(y_train), then y = "
+            "np.searchsorted(names, y) for each split) and save classes=names",
+        ),
         (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
         (
             lambda d: d.update(y_train=d["y_train"] + 1, y_test=d["y_test"] + 1),

@@ -59,7 +59,11 @@ def checked(
                 f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
                 "they do not belong together"
             )
-        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+        if y.size and y.min() < 0:
+            raise DataError(
+                f"{name}: {split} labels must be class numbers 0 .. K-1, found {int(y.min())}"
+            )
+        if y.size and y.max() >= len(classes):
             raise DataError(
                 f"{name}: {split} labels must be in 0..{len(classes) - 1}, found "
                 f"{int(y.min())}..{int(y.max())}"
@@ -102,4 +106,9 @@ def _label_fix(y: np.ndarray) -> str:
             return ": they are one-hot rows; save y.argmax(axis=1)"
     if y.ndim == 1 and whole:
         return f": save y{as_int}"
+    if y.ndim == 1 and y.dtype.kind in "US":
+        return (
+            ": they are names; number them (names = np.unique(y_train), then y = "
+            "np.searchsorted(names, y) for each split) and save classes=names"
+        )
     return ""
