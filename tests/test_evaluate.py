@@ -117,6 +117,27 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         assert says in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_run_that_did_not_finish_is_evaluated_at_its_last_checkpoint(run_dir, tmp_path):
+    stopped = tmp_path / "stopped"  # as a run stopped in its last epoch leaves it, say
+    shutil.copytree(run_dir, stopped, ignore=shutil.ignore_patterns("model.npz", "evaluation*"))
+    proc = tool("evaluate", stopped)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "has no model.npz" in proc.stderr and "its last checkpoint, checkpoint.npz" in proc.stderr
+    )
+    record = json.loads((stopped / "evaluation.json").read_text())
+    finished = json.loads((run_dir / "evaluation.json").read_text())
+    assert record["weights"] == "checkpoint.npz" and finished["weights"] == "model.npz"
+    assert record["predicted"] == finished["predicted"]  # the last epoch's weights are the final
+    image = tmp_path / "one.npy"
+    np.save(image, np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
+    assert tool("predict", stopped, image).stdout == tool("predict", run_dir, image).stdout
+    (stopped / "checkpoint.npz").unlink()
+    (stopped / "checkpoint.prev.npz").unlink(missing_ok=True)
+    proc = tool("evaluate", stopped)
+    assert proc.returncode == 2 and "has no model.npz and no checkpoint" in proc.stderr
+
+
 def test_an_evaluation_that_cannot_be_written_is_one_line_and_exit_7(run_dir, tmp_path):
     (tmp_path / "file").write_text("in the way")
     proc = tool("evaluate", run_dir, "--out", tmp_path / "file" / "inside")

@@ -4,17 +4,18 @@
     python -m gpucnn.evaluate outputs/runs/<time> data=fashion_mnist   # another data config
     python -m gpucnn.evaluate outputs/runs/<time> data.limit_test=500
 
-Loads the run's resolved config (summary.json) and weights (model.npz), evaluates them on the
-test split that config prepares (the same seeded split as in training), and writes
-evaluation.json (loss, accuracy, per-class precision / recall / F1, the confusion matrix),
-confusion.png (the labelled matrix) and mistakes.png (the misclassified test images the model
-was surest about, with true and predicted labels) into the run directory, or, evaluated on other
-data, into RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation
-replaces another. Overrides are a data group (``data=NAME``: the images come from there, while
-the task, its classes and the image size stay the run's), ``backend=NAME`` and dotted keys
-(``data.root=DIR``), applied to the run's config in that order. A folder of images the run did
-not train on is evaluated whole (every image a test image; data.test_fraction=F takes a share).
-A run trained on CuPy is evaluated on NumPy where no GPU is usable.
+Loads the run's resolved config (summary.json) and weights (model.npz; its last checkpoint's for
+a run that did not finish), evaluates them on the test split that config prepares (the same
+seeded split as in training), and writes evaluation.json (loss, accuracy, per-class precision /
+recall / F1, the confusion matrix), confusion.png (the labelled matrix) and mistakes.png (the
+misclassified test images the model was surest about, with true and predicted labels) into the
+run directory, or, evaluated on other data, into RUN_DIR/evaluations/<the data overrides>/
+(--out DIR chooses), so that no evaluation replaces another. Overrides are a data group
+(``data=NAME``: the images come from there, while the task, its classes and the image size stay
+the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``), applied to the run's config in
+that order. A folder of images the run did not train on is evaluated whole (every image a test
+image; data.test_fraction=F takes a share). A run trained on CuPy is evaluated on NumPy where no
+GPU is usable.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from . import exits
+from . import checkpoint, exits
 from .config import Config, build_model, check_overrides_read, register, validate_data
 from .experiment import load_splits
 from .results import cannot_write, flat, pyplot, read_summary, save_figure
@@ -55,14 +56,13 @@ class RunError(GpucnnError):
     """The run directory cannot be evaluated (no finished run, no weights)."""
 
 
-def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str, Any], Path]:
     """(the run's resolved config, checked against the schema, with ``overrides`` applied; its
-    summary.json)."""
+    summary.json; the file of its weights, ``weights_file``)."""
     summary = read_summary(run_dir)
     if not summary or not isinstance(summary.get("config"), dict):
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
-    if not (run_dir / "model.npz").is_file():
-        raise RunError(f"{run_dir} has no model.npz: the run did not finish (or save_model=false)")
+    weights = weights_file(run_dir)
     cfg = _saved_config(run_dir, summary["config"])
     trained_on = cfg.data.copy()
     groups = [o for o in overrides if o.startswith("data=")]
@@ -110,7 +110,26 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             cfg.data.root,
         )
         cfg.data.test_fraction = 1.0
-    return cfg, summary
+    return cfg, summary, weights
+
+
+def weights_file(run_dir: Path) -> Path:
+    """The run's final weights, model.npz; for a run stopped before it wrote them (or made with
+    train.save_model=false), its last checkpoint's, with a warning. RunError if neither."""
+    final, last = run_dir / "model.npz", run_dir / checkpoint.CURRENT
+    if final.is_file():
+        return final
+    if not last.is_file():
+        raise RunError(
+            f"{run_dir} has no model.npz and no checkpoint: the run did not finish an epoch"
+        )
+    log.warning(
+        "%s has no model.npz (the run did not finish, or train.save_model=false): using the "
+        "weights of its last checkpoint, %s",
+        run_dir,
+        last.name,
+    )
+    return last
 
 
 def _saved_config(run_dir: Path, saved: dict[str, Any]) -> DictConfig:
@@ -193,7 +212,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the run in ``run_dir`` and write its evaluation files into ``out`` (by default
     ``output_dir``); returns the record."""
-    cfg, summary = load_run(run_dir, list(overrides))
+    cfg, summary, weights = load_run(run_dir, list(overrides))
     out = output_dir(run_dir, list(overrides)) if out is None else out
     b = cfg.backend
     backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
@@ -201,7 +220,7 @@ def evaluate_run(
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
     _check_classes(summary.get("classes"), list(splits.classes), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
-    model.load(run_dir / "model.npz")
+    model.load(weights)
     loss, test = for_outputs(splits.n_outputs), splits.test
     per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
     std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
@@ -217,6 +236,7 @@ def evaluate_run(
     np.add.at(confusion, (truth, guess), 1)
     record = {
         "run": str(run_dir),
+        "weights": weights.name,  # model.npz, or checkpoint.npz for a run that did not finish
         "overrides": list(overrides),
         "test_images": int(len(truth)),
         "test_loss": test_loss,

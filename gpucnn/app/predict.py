@@ -90,7 +90,7 @@ def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """One record per image, in order: its name, the predicted class and its probability; or,
     for a file in a folder that could not be read, its name and why it was ``skipped``."""
-    cfg, summary = load_run(run_dir, [])
+    cfg, summary, weights = load_run(run_dir, [])
     missing = [key for key in NEEDED if not summary.get(key)]
     if missing:
         raise RunError(
@@ -119,7 +119,7 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     classes, norm = summary["classes"], summary["normalisation"]
     n_outputs = 1 if cfg.data.task == "binary" else len(classes)
     model = build_model(cfg.model, summary["input_shape"], n_outputs)
-    model.load(run_dir / "model.npz")
+    model.load(weights)
     x = np.concatenate(  # one by one: files (uint8) and arrays (maybe floats) are scaled apart
         [
             data.preprocess(image[None], cfg.data.pad_to, norm["mean"], norm["std"])
