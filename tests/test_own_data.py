@@ -344,8 +344,15 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         ),
         (
             lambda d: d.update(y_train=np.array(["cat", "dog", "owl"])[d["y_train"]]),
-            "got <U3 (30,): they are names; number them (names = np.unique(y_train), then y = "
-            "np.searchsorted(names, y) for each split) and save classes=names",
+            "got <U3 (30,): they are names, the other split's labels are not: give both names",
+        ),
+        (
+            lambda d: d.update(
+                y_train=np.array(["cat", "dog", "owl"])[d["y_train"]],
+                y_test=np.array(["cat", "dog", "yak"])[d["y_test"]],
+                classes=np.array(["owl", "dog", "cat"]),
+            ),
+            "labels yak are not among the classes (owl, dog, cat): add them to classes",
         ),
         (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
         (
@@ -384,6 +391,21 @@ def test_bad_arrays_are_refused_by_name(tmp_path, change, says):
     with pytest.raises(DataError) as caught:
         arrays.load(saved(tmp_path / "bad.npz", **data))
     assert says in str(caught.value) and "bad.npz" in str(caught.value)
+
+
+def test_labels_that_are_names_are_numbered_in_the_order_of_the_classes(tmp_path):
+    data = random_set(np.random.default_rng(6), (30, 9, 7))
+    numbers = {"train": data["y_train"], "test": data["y_test"]}
+    names = np.array(["owl", "cat", "dog"])
+    for split in numbers:
+        data[f"y_{split}"] = names[numbers[split]]
+    sorted_out = arrays.load(saved(tmp_path / "names.npz", **data))  # no classes: sorted
+    assert sorted_out.classes == ("cat", "dog", "owl")
+    assert np.array_equal(sorted_out.y_train, np.array([2, 0, 1])[numbers["train"]])
+    given = arrays.load(saved(tmp_path / "ordered.npz", **data, classes=names))
+    assert given.classes == ("owl", "cat", "dog")
+    assert np.array_equal(given.y_train, numbers["train"])
+    assert np.array_equal(given.y_test, numbers["test"])
 
 
 def test_arrays_in_memory_are_read_as_the_file_holding_them(tmp_path):

@@ -3,10 +3,11 @@ or the same arrays in memory (``from_arrays``).
 
 Images are uint8 (0-255, scaled to [0, 1] as the IDX sets are) or floats (used as they are),
 shaped (N, H, W), channels-last (N, H, W, C) as NumPy, Keras and Pillow keep them, or (N, C, H,
-W); C is found as the axis of at most 4. Labels are integers 0 .. K-1. An optional ``classes``
-array of K strings names them ("0", "1", ... otherwise, when every number up to the largest
-label must occur: labels 1 .. 10, say, are refused rather than trained as 11 classes of which
-class 0 never occurs). The file is read with
+W); C is found as the axis of at most 4. Labels are integers 0 .. K-1, or names (strings),
+numbered in the order of ``classes`` or else sorted. An optional ``classes`` array of K strings
+names them ("0", "1", ... otherwise, when every number up to the largest label must occur:
+labels 1 .. 10, say, are refused rather than trained as 11 classes of which class 0 never
+occurs). The file is read with
 ``allow_pickle=False``: it can hold numbers and strings, never code.
 """
 
@@ -95,14 +96,39 @@ def from_arrays(
         raw = data.from_arrays(x_train, y_train, x_test, y_test, classes=["cat", "dog"])
         splits = data.prepare(raw, task="multiclass")
     """
+    names = None if classes is None else np.asarray(classes)
+    y_train, y_test, names = _numbered(np.asarray(y_train), np.asarray(y_test), names, name)
     arrays = {
         "train_images": channels_first(np.asarray(x_train), f"{name}: x_train"),
-        "train_labels": np.asarray(y_train),
+        "train_labels": y_train,
         "test_images": channels_first(np.asarray(x_test), f"{name}: x_test"),
-        "test_labels": np.asarray(y_test),
+        "test_labels": y_test,
     }
-    names = None if classes is None else np.asarray(classes)
     return checked(str(name), _classes(names, arrays, name), arrays)
+
+
+def _numbered(
+    y_train: np.ndarray, y_test: np.ndarray, names: np.ndarray | None, what: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Labels that are names ("cat", "dog") as class numbers, in the order of ``names`` when
+    given, else sorted: (y_train, y_test, names). Labels that are numbers are returned as
+    they are."""
+    if not (y_train.dtype.kind in "US" and y_test.dtype.kind in "US"):
+        return y_train, y_test, names
+    found = np.unique(np.concatenate([y_train.ravel(), y_test.ravel()]).astype(str))
+    names = found if names is None else names.astype(str)
+    unknown = np.setdiff1d(found, names)
+    if unknown.size:
+        raise DataError(
+            f"{what}: labels {', '.join(unknown[:10])} are not among the classes "
+            f"({', '.join(names)}): add them to classes, or correct the labels"
+        )
+    order = np.argsort(names)
+
+    def number(y: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(names[order], y.astype(str))]
+
+    return number(y_train), number(y_test), names
 
 
 def _classes(

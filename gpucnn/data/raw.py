@@ -106,9 +106,6 @@ def _label_fix(y: np.ndarray) -> str:
             return ": they are one-hot rows; save y.argmax(axis=1)"
     if y.ndim == 1 and whole:
         return f": save y{as_int}"
-    if y.ndim == 1 and y.dtype.kind in "US":
-        return (
-            ": they are names; number them (names = np.unique(y_train), then y = "
-            "np.searchsorted(names, y) for each split) and save classes=names"
-        )
+    if y.ndim == 1 and y.dtype.kind in "US":  # the other split's are numbers (arrays.py)
+        return ": they are names, the other split's labels are not: give both names, or numbers"
     return ""
