@@ -218,6 +218,8 @@ class Model:
                 f"batch_size must be a positive integer, got {batch_size!r}", "batch_size"
             )
         _check_input_type(x)
+        if x.ndim == 0:
+            raise ShapeError(f"got one number, {x}, not a batch (N, *input_shape) of inputs")
         if len(x) == 0:
             raise ShapeError(f"got an empty batch {tuple(x.shape)}: pass one sample or more")
         if self.input_shape is None:

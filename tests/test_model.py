@@ -105,7 +105,7 @@ def test_a_batch_of_the_wrong_shape_is_rejected():
     assert model.forward(image[None]).shape == (1, 1)
 
 
-def test_a_batch_shape_given_to_build_and_an_empty_batch_are_refused():
+def test_a_batch_shape_given_to_build_an_empty_batch_and_a_number_are_refused():
     with pytest.raises(ShapeError, match=r"\(8, 1, 32, 32\) has 4 axes.*build\(\(1, 32, 32\)\)"):
         presets.lab_cnn3().build((8, 1, 32, 32))
     model = Model([Flatten(), Dense(4, 2)])  # not built: the first batch builds it
@@ -118,6 +118,8 @@ def test_a_batch_shape_given_to_build_and_an_empty_batch_are_refused():
     ):
         with pytest.raises(ShapeError, match=r"an empty batch \(0, 1, 2, 2\)"):
             use(empty)
+        with pytest.raises(ShapeError, match=r"got one number, 0.5, not a batch"):
+            use(np.float64(0.5))
 
 
 @pytest.mark.parametrize(
