@@ -141,6 +141,10 @@ def test_resume_from_finds_each_job_of_a_sweep_and_refuses_what_is_not_this_run(
                 f"train.resume_from={sweep / '0'}")  # fmt: skip
     assert other.returncode == 2 and "train.seed: 0 -> 3" in other.stdout + other.stderr
     assert summary(tmp_path / "x")["status"] == "invalid_config"
+    mended = app(*TINY, "model.hidden=[4]", f"hydra.run.dir={tmp_path / 'x'}",
+                 f"train.resume_from={sweep / '0'}")  # fmt: skip
+    assert mended.returncode == 0, mended.stderr  # the failed start's summary is no progress
+    assert summary(tmp_path / "x")["resumed_from"] == str(sweep / "0")
     missing = app(*TINY, f"hydra.run.dir={tmp_path / 'y'}", "train.resume_from=nowhere")
     assert missing.returncode == 2 and "train.resume_from=nowhere: no such folder" in (
         missing.stdout + missing.stderr

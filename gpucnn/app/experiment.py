@@ -149,16 +149,15 @@ class AlreadyFinished(GpucnnError):
 
 
 def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
-    """With train.resume, in a directory without results or progress: copy in the newest
-    earlier attempt at the same run found under ``roots``, or else the progress of the same
-    run for fewer epochs (gpucnn.app.resume). With train.resume_from, that directory is
-    searched instead, and finding neither there is a ConfigError."""
+    """With train.resume, in a directory without results or progress (a failed start's summary
+    is neither): copy in the newest earlier attempt at the same run found under ``roots``, or
+    else the progress of the same run for fewer epochs (gpucnn.app.resume). With
+    train.resume_from, that directory is searched instead, and finding neither there is a
+    ConfigError."""
     t = job.cfg.train
-    if (
-        not (t.resume or t.resume_from)
-        or read_summary(job.run_dir)
-        or checkpoint.exists(job.run_dir)
-    ):
+    here = read_summary(job.run_dir) or {}
+    finished = here.get("status") in rundir.FINISHED or (job.run_dir / "model.npz").is_file()
+    if not (t.resume or t.resume_from) or finished or checkpoint.exists(job.run_dir):
         return
     if t.resume_from:
         roots = [_resume_from(t.resume_from)]
