@@ -61,6 +61,21 @@ def test_only_a_run_with_the_same_resolved_config_is_adopted(tmp_path):
     assert closest(attempts(runs / "new", []), asked) is None  # no root: nothing searched
 
 
+def test_a_start_that_left_nothing_to_resume_from_is_not_an_attempt(tmp_path):
+    config = {"model": {"channels": [4]}, "train": {"seed": 0}}
+    runs = tmp_path / "runs"
+    for status in ("invalid_config", "running"):  # refused, or killed before a checkpoint
+        failed = runs / status
+        (failed / ".hydra").mkdir(parents=True)
+        (failed / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        (failed / "summary.json").write_text(json.dumps({"status": status, "config": config}))
+        (failed / "metrics.csv").write_text("epoch,train_loss\n")
+    assert attempts(runs / "new", [runs]) == []  # neither adopted nor named as the closest
+    (runs / "running" / "checkpoint.npz").write_bytes(b"a checkpoint")
+    fake_run(runs / "done", config)
+    assert sorted(a.path.name for a in attempts(runs / "new", [runs])) == ["done", "running"]
+
+
 def test_with_nothing_to_resume_the_closest_earlier_run_is_named(tmp_path):
     config = {"model": {"channels": [4]}, "train": {"seed": 0, "epochs": 2}}
     runs = tmp_path / "runs"

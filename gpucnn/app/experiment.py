@@ -155,9 +155,9 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     train.resume_from, that directory is searched instead, and finding neither there is a
     ConfigError."""
     t = job.cfg.train
-    here = read_summary(job.run_dir) or {}
-    finished = here.get("status") in rundir.FINISHED or (job.run_dir / "model.npz").is_file()
-    if not (t.resume or t.resume_from) or finished or checkpoint.exists(job.run_dir):
+    if not (t.resume or t.resume_from) or resume.left_something(
+        job.run_dir, read_summary(job.run_dir)
+    ):
         return
     if t.resume_from:
         roots = [_resume_from(t.resume_from)]

@@ -20,8 +20,9 @@ from typing import Any, NamedTuple
 
 from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
+from .checkpoint import exists as checkpoint_exists
 from .results import read_summary
-from .rundir import differences, identity, in_use, saved_config
+from .rundir import FINISHED, differences, identity, in_use, saved_config
 
 RESULTS = ("summary.json", "metrics.csv", "curves.png", "model.npz")
 PROGRESS = (CURRENT, PREVIOUS, "metrics.csv")
@@ -60,17 +61,25 @@ class Attempt(NamedTuple):
     status: str | None
 
 
+def left_something(run_dir: Path, summary: dict[str, Any] | None) -> bool:
+    """Whether a run directory holds what resuming can use: a checkpoint, final weights or a
+    finished status (a start that failed, or was killed before its first checkpoint, does not)."""
+    finished = (summary or {}).get("status") in FINISHED
+    return finished or (run_dir / "model.npz").is_file() or checkpoint_exists(run_dir)
+
+
 def attempts(run_dir: Path, roots: Sequence[Path]) -> list[Attempt]:
-    """Every other run directory under ``roots`` that left results or progress and no process
-    is still running, read once for ``closest`` and ``shorter``."""
+    """Every other run directory under ``roots`` that left something to resume from
+    (``left_something``) and no process is still running, read once for ``closest`` and
+    ``shorter``."""
     here = Path(run_dir).resolve()
     found = []
     for candidate in {d for top in roots if top.is_dir() for d in _run_dirs_under(top)}:
         if candidate.resolve() == here or in_use(candidate):
             continue
-        if not any((candidate / n).is_file() for n in RESULTS + PROGRESS):
-            continue
         summary = read_summary(candidate)
+        if not left_something(candidate, summary):
+            continue
         theirs = saved_config(candidate, summary)
         if theirs is not None:
             found.append(Attempt(candidate, identity(theirs), (summary or {}).get("status")))
