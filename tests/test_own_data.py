@@ -354,6 +354,10 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
             ),
             "labels yak are not among the classes (owl, dog, cat): add them to classes",
         ),
+        (
+            lambda d: d.update(classes=np.array(["owl", "dog", "owl"])),
+            "classes names owl more than once: give each its own name",
+        ),
         (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
         (
             lambda d: d.update(y_train=d["y_train"] + 1, y_test=d["y_test"] + 1),

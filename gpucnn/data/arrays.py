@@ -96,7 +96,7 @@ def from_arrays(
         raw = data.from_arrays(x_train, y_train, x_test, y_test, classes=["cat", "dog"])
         splits = data.prepare(raw, task="multiclass")
     """
-    names = None if classes is None else np.asarray(classes)
+    names = None if classes is None else _checked_names(np.asarray(classes), name)
     y_train, y_test, names = _numbered(np.asarray(y_train), np.asarray(y_test), names, name)
     arrays = {
         "train_images": channels_first(np.asarray(x_train), f"{name}: x_train"),
@@ -148,6 +148,16 @@ def _classes(
                 "y = np.searchsorted(names, y) for each split) and save classes=names.astype(str)"
             )
         return tuple(str(k) for k in range(int(found.max()) + 1))
+    return tuple(str(n) for n in names.astype(str))
+
+
+def _checked_names(names: np.ndarray, what: str | os.PathLike) -> np.ndarray:
+    """``names`` as given for the classes, if they are a list of distinct strings; else
+    DataError, naming ``what``."""
     if names.ndim != 1 or names.dtype.kind not in "US":
         raise DataError(f"{what}: classes must be a list of names (strings), got {names.dtype}")
-    return tuple(str(n) for n in names.astype(str))
+    found, counts = np.unique(names.astype(str), return_counts=True)
+    if (counts > 1).any():
+        twice = ", ".join(found[counts > 1][:10])
+        raise DataError(f"{what}: classes names {twice} more than once: give each its own name")
+    return names
