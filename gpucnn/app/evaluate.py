@@ -121,7 +121,7 @@ def weights_file(run_dir: Path) -> Path:
         return final
     if not last.is_file():
         raise RunError(
-            f"{run_dir} has no model.npz and no checkpoint: the run did not finish an epoch"
+            f"{run_dir} has no model.npz and no checkpoint: the run stopped before writing either"
         )
     log.warning(
         "%s has no model.npz (the run did not finish, or train.save_model=false): using the "

@@ -7,8 +7,8 @@ W); C is found as the axis of at most 4. Labels are integers 0 .. K-1, or names 
 numbered in the order of ``classes`` or else sorted. An optional ``classes`` array of K strings
 names them ("0", "1", ... otherwise, when every number up to the largest label must occur:
 labels 1 .. 10, say, are refused rather than trained as 11 classes of which class 0 never
-occurs). The file is read with
-``allow_pickle=False``: it can hold numbers and strings, never code.
+occurs). The file is read with ``allow_pickle=False``: it can hold numbers and strings, never
+code.
 """
 
 from __future__ import annotations
