@@ -62,6 +62,8 @@ class Model:
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None
         self.shapes: list[Shape] = []  # output shape of each layer, per sample
+        if isinstance(layers, Layer):
+            raise ConfigError(f"Model takes a list of layers: Model([{layers!r}, ...])")
         for layer in layers or []:
             self.add(layer)
 

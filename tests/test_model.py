@@ -152,6 +152,7 @@ def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
         (lambda: SGD(lr="0.1"), "lr must be a number, got '0.1'"),
         (lambda: Momentum(0.1, momentum=None), "momentum must be a number, got None"),
         (lambda: Adam(eps="1e-8"), "eps must be a number, got '1e-8'"),
+        (lambda: Model(Flatten()), r"Model takes a list of layers: Model\(\[Flatten\(\), ...\]\)"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
