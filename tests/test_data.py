@@ -13,7 +13,18 @@ import numpy as np
 import pytest
 
 from gpucnn import ConfigError
-from gpucnn.data import Batches, RawData, describe, from_arrays, gaps, idx, load, prepare, sources
+from gpucnn.data import (
+    Batches,
+    RawData,
+    Split,
+    describe,
+    from_arrays,
+    gaps,
+    idx,
+    load,
+    prepare,
+    sources,
+)
 from gpucnn.data.prepare import check_task
 from gpucnn.errors import DataError
 
@@ -311,6 +322,8 @@ def test_batches_cover_the_split_in_a_new_order_each_epoch():
     assert [float(x[0, 0, 16, 16]) for x, _ in batches.epoch(0, start=2)] == firsts(0)[2:]
     with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
         Batches(data.train, 200, drop_last=True)
+    with pytest.raises(DataError, match="a split of 110 images but 109 labels: give one label"):
+        Split(data.train.x, data.train.y[:109])  # a split of one's own, its labels cut short
 
 
 @pytest.mark.skipif(not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist first")

@@ -35,6 +35,13 @@ class Split:
     x: Any
     y: Any
 
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):  # batches would index past the shorter one
+            raise DataError(
+                f"a split of {len(self.x)} images but {len(self.y)} labels: give one label "
+                "per image"
+            )
+
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
