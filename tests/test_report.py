@@ -346,13 +346,9 @@ def test_runs_of_the_same_settings_and_seed_count_once(tmp_path):
 def test_runs_on_two_image_folders_are_two_settings_not_repeats(tmp_path):
     from gpucnn.app import report
 
-    data = [
-        ("folder", "cats"),
-        ("folder", "birds"),
-        ("fashion_mnist", "/a"),
-        ("fashion_mnist", "/b"),
-    ]
-    for job, (name, root) in enumerate(data):
+    # two image folders are two data sets; one named set read from two places is one
+    names = ["folder", "folder", "fashion_mnist", "fashion_mnist"]
+    for job, (name, root) in enumerate(zip(names, ["cats", "birds", "/a", "/b"])):
         config = {"data": {"name": name, "root": root}, "train": {"seed": 0}}
         summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": config}
         _job(tmp_path / "runs", job, [f"data.root={root}"], json.dumps(summary))
