@@ -164,6 +164,10 @@ def test_resume_from_finds_each_job_of_a_sweep_and_refuses_what_is_not_this_run(
     assert missing.returncode == 2 and "train.resume_from=nowhere: no such folder" in (
         missing.stdout + missing.stderr
     )
+    with rundir.claimed(sweep / "1", summary(sweep / "1")["config"]):  # a run going on in it
+        busy = app("model.hidden=[6]", *TINY, f"hydra.run.dir={tmp_path / 'z'}",
+                   f"train.resume_from={sweep / '1'}")  # fmt: skip
+    assert busy.returncode == 2 and "a process is still training in it" in busy.stdout + busy.stderr
 
 
 def test_resume_never_looks_beside_a_fixed_run_directory(tmp_path):

@@ -196,12 +196,17 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
 
 def _resume_from(path: str) -> Path:
     """train.resume_from as a directory (relative to where the command started); ConfigError
-    if there is none."""
+    if there is none, or a run is still going in it."""
     directory = Path(_from_launch_dir(path))
     if not directory.is_dir():
         raise ConfigError(
             f"train.resume_from={path}: no such folder ({directory}): give a run's directory "
             "(outputs/runs/<time>) or a sweep's"
+        )
+    if rundir.in_use(directory):  # its checkpoint is still being written
+        raise ConfigError(
+            f"train.resume_from={path}: a process is still training in it: wait for it to end "
+            "(or stop it: it writes a checkpoint)"
         )
     return directory
 
