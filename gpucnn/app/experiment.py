@@ -165,7 +165,8 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     near = resume.closest(earlier, job.summary["config"])
     if near is not None and not near[1]:  # the same config: an earlier attempt at this run
         previous = near[0]
-        finished = (read_summary(previous) or {}).get("status") in rundir.FINISHED
+        status = next(attempt.status for attempt in earlier if attempt.path == previous)
+        finished = status in rundir.FINISHED
         resume.adopt(previous, job.run_dir, finished)
         log.info("%s %s", "results copied from" if finished else "resuming the run in", previous)
         job.summary["resumed_from"] = str(previous)

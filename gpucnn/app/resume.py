@@ -22,7 +22,7 @@ from ..fileio import copy_file
 from .checkpoint import CURRENT, PREVIOUS
 from .checkpoint import exists as checkpoint_exists
 from .results import read_summary
-from .rundir import FINISHED, differences, identity, in_use, saved_config
+from .rundir import differences, has_results, identity, in_use, saved_config
 
 RESULTS = ("summary.json", "metrics.csv", "curves.png", "model.npz")
 PROGRESS = (CURRENT, PREVIOUS, "metrics.csv")
@@ -64,8 +64,7 @@ class Attempt(NamedTuple):
 def left_something(run_dir: Path, summary: dict[str, Any] | None) -> bool:
     """Whether a run directory holds what resuming can use: a checkpoint, final weights or a
     finished status (a start that failed, or was killed before its first checkpoint, does not)."""
-    finished = (summary or {}).get("status") in FINISHED
-    return finished or (run_dir / "model.npz").is_file() or checkpoint_exists(run_dir)
+    return has_results(run_dir, summary) or checkpoint_exists(run_dir)
 
 
 def attempts(run_dir: Path, roots: Sequence[Path]) -> list[Attempt]:

@@ -115,12 +115,17 @@ def saved_config(run_dir: Path, summary: dict[str, Any] | None) -> dict[str, Any
     return config if isinstance(config, dict) else None
 
 
+def has_results(run_dir: Path, summary: dict[str, Any] | None) -> bool:
+    """Whether ``run_dir`` holds a finished run's results: a finished status, or final
+    weights."""
+    finished = (summary or {}).get("status") in FINISHED
+    return finished or (Path(run_dir) / "model.npz").is_file()
+
+
 def _refuse_other_results(run_dir: Path, summary: dict[str, Any] | None, config: dict) -> None:
     """RunDirError if ``run_dir`` holds finished results (a finished status, or final weights)
     of a config other than ``config``, or of a config that cannot be read."""
-    if not summary:
-        return
-    if summary.get("status") not in FINISHED and not (Path(run_dir) / "model.npz").is_file():
+    if not summary or not has_results(run_dir, summary):
         return
     keep = (
         "they are left as they were; give this run its own directory (hydra.run.dir / "
