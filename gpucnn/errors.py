@@ -1,5 +1,7 @@
 """The library's exceptions: each message names what is wrong and how to fix it."""
 
+from typing import Any
+
 
 class GpucnnError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -48,3 +50,10 @@ class NotEnoughMemory(GpucnnError, MemoryError):
     def __init__(self, message: str, argument: str | None = None) -> None:
         super().__init__(message)
         self.argument = argument
+
+
+def check_count(value: Any, name: str, wanted: str, least: int) -> None:
+    """ConfigError "``name`` must be ``wanted``, got ..." unless ``value`` is an integer (not a
+    bool) of at least ``least``: a count of images, threads or steps."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name} must be {wanted}, got {value!r}", name)

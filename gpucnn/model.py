@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
-from .errors import ConfigError, InputError, ShapeError
+from .errors import ConfigError, InputError, ShapeError, check_count
 from .fileio import atomic_write
 from .layers import Activation, Conv, Layer, MaxPool, ParamLayer, Shape
 
@@ -215,10 +215,7 @@ class Model:
         unless it is an array of floating-point numbers; ConfigError unless ``batch_size`` (of
         the slices x is taken in) is a positive integer. A model not built yet is built for x's
         samples (its first use)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(
-                f"batch_size must be a positive integer, got {batch_size!r}", "batch_size"
-            )
+        check_count(batch_size, "batch_size", "a positive integer", least=1)
         _check_input_type(x)
         if x.ndim == 0:
             raise ShapeError(f"got one number, {x}, not a batch (N, *input_shape) of inputs")
@@ -365,9 +362,8 @@ class Model:
         CHECKPOINT_PARAMS); rejects unreadable files, mismatched names or shapes, and values
         that are not finite floats."""
         state = _read_npz(path)
-        if "meta" in state and checkpoint_weights(state):  # a checkpoint's record is "meta"
-            state = checkpoint_weights(state)
-        self.load_state_dict(state, source=f"the weights in {path}")
+        weights = checkpoint_weights(state) if "meta" in state else {}  # a checkpoint's record
+        self.load_state_dict(weights or state, source=f"the weights in {path}")
 
 
 def checkpoint_weights(arrays: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
-from .errors import ConfigError
+from .errors import ConfigError, check_count
 from .layers import Conv, Dropout, Layer
 from .losses import Loss
 from .model import Hooks, Model
@@ -268,8 +268,8 @@ def make_step(
     GPU a StaticStep with the fast kernel set, where it can run the model, else PlainStep.
     Call ``close()`` when done, or use it in a ``with`` block."""
     if threads is not None:
-        _check_count(threads, "threads", "a positive integer, or None for every core", least=1)
-    _check_count(chunk, "chunk", "an integer >= 0 (0: whole batches)", least=0)
+        check_count(threads, "threads", "a positive integer, or None for every core", least=1)
+    check_count(chunk, "chunk", "an integer >= 0 (0: whole batches)", least=0)
     if backend.active().is_gpu:
         if kernels.name() == "fast":
             from .static_step import StaticStep, unsupported
@@ -292,13 +292,6 @@ def make_step(
         return MicroBatchStep(model, loss, optimizer, threads, None)
     log.info("%r needs the whole batch at once: no micro-batches", whole)
     return PlainStep(model, loss, optimizer)
-
-
-def _check_count(value: Any, name: str, wanted: str, least: int) -> None:
-    """ConfigError unless ``value`` is an integer >= ``least``: a negative chunk, say, would
-    step over no image and still apply an update."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"{name} must be {wanted}, got {value!r}", name)
 
 
 def micro_batched(model: Model, chunk: int) -> bool:

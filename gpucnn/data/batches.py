@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import backend
-from ..errors import ConfigError
+from ..errors import ConfigError, check_count
 from .prepare import Split
 
 
@@ -37,10 +37,7 @@ class Batches:
         drop_last: bool = False,
         seed: int = 0,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(
-                f"batch_size must be a positive integer, got {batch_size!r}", "batch_size"
-            )
+        check_count(batch_size, "batch_size", "a positive integer", least=1)
         if drop_last and batch_size > len(split):
             raise ConfigError(
                 f"batch_size={batch_size} is larger than the {len(split)} training images "
