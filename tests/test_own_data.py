@@ -128,6 +128,19 @@ def test_the_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(
     assert len(list((cache / "folders").glob("*.npz"))) == 1  # the stale cache is gone
 
 
+def test_gif_files_are_images_and_an_animated_one_gives_its_first_frame(tmp_path, caplog):
+    root = image_folder(tmp_path / "shapes", per_class=4)
+    rng = np.random.default_rng(3)
+    first, second = shape_image(0, 32, rng), shape_image(2, 32, rng)
+    frames = [Image.fromarray(first).convert("P"), Image.fromarray(second).convert("P")]
+    frames[0].save(root / "disc" / "moving.gif", save_all=True, append_images=frames[1:])
+    with caplog.at_level("INFO"):
+        data = folder.load(root, test_fraction=0.25, progress=False)
+    assert len(data.y_train) + len(data.y_test) == 13 and "moving.gif" not in caplog.text
+    image, _ = read_image(root / "disc" / "moving.gif", 1, (32, 32))
+    assert np.array_equal(image[0], np.asarray(frames[0].convert("L")))
+
+
 def test_the_test_split_is_stratified_and_fixed_by_split_seed(tmp_path):
     root = image_folder(tmp_path / "shapes", per_class=20)
     one = folder.load(root, test_fraction=0.25, progress=False)

@@ -167,7 +167,12 @@ def _entries(root: Path, parts: dict[int, Path]) -> tuple[list[Entry], tuple[str
             f"{root} has one class folder ({classes[0]}): a classifier needs two or more"
         )
     if ignored:
-        log.info("ignored %d file(s) that are not images: %s", len(ignored), _examples(ignored))
+        log.info(
+            "ignored %d file(s) without an image suffix (%s): %s",
+            len(ignored),
+            ", ".join(SUFFIXES),
+            _examples(ignored),
+        )
     return entries, tuple(classes)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import DataError
 
-# The suffixes torchvision's ImageFolder reads.
-SUFFIXES = (".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+# The suffixes torchvision's ImageFolder reads, and GIF (its first frame), which Pillow reads too.
+SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 FITS = ("pad", "stretch")
 # Pillow's one-channel modes wider than a byte, and the value each one's white is: converting
 # them to "L" would clip every value above 255 (a 16-bit image comes out nearly all white).
