@@ -101,6 +101,16 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
 
 
+def test_a_setting_whose_first_seed_did_not_run_shows_the_cost_of_the_one_that_did(tmp_path):
+    _fake_sweep(tmp_path, {(3, 0): 0.81, (3, 1): 0.83})
+    failed = {"status": "failed", "reason": "out of memory", "overrides": ["model.filter_size=3"]}
+    (tmp_path / "0" / "summary.json").write_text(json.dumps(failed))
+    sweep.summarize(tmp_path)
+    (row,) = csv.DictReader(open(tmp_path / "sweep_summary.csv"))
+    assert row["status"] == "1 failed, 1 ok" and row["reason"] == "out of memory"
+    assert (row["weights"], row["multiply_adds"]) == ("3000", "60000")
+
+
 def test_sampled_fractions_are_shown_to_6_digits_and_kept_whole_in_the_csv(tmp_path):
     """Optuna samples learning rates like 0.0012520653814999472: the tables, sentences and
     figures show 0.00125207; the CSV keeps every digit; integers and lists stay as they are."""

@@ -53,16 +53,22 @@ def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, An
         status=next(iter(counts))
         if len(counts) == 1
         else ", ".join(f"{n} {s}" for s, n in counts.items()),
-        weights=members[0].get("weights"),
-        multiply_adds=members[0].get("multiply_adds"),
+        weights=_first(members, "weights"),
+        multiply_adds=_first(members, "multiply_adds"),
         seconds_per_epoch=estimate([r.get("seconds_per_epoch") for r in done]).mean,
         jobs=",".join(str(r["job"]) for r in members),
-        reason=next((r["reason"] for r in members if r.get("reason")), None),
+        reason=_first(members, "reason"),
     )
     for prefix, column in ESTIMATED.items():
         e = estimate([r.get(column) for r in done])
         out.update(_columns(prefix, e))
     return out
+
+
+def _first(members: list[dict[str, Any]], key: str) -> Any:
+    """The first value of ``key`` among the runs that recorded one (a run refused or stopped
+    before its model was built has no weight count), or None."""
+    return next((r[key] for r in members if r.get(key) not in (None, "")), None)
 
 
 def _columns(prefix: str, e: Estimate) -> dict[str, float]:
