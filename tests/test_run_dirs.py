@@ -2,6 +2,7 @@
 tree, run directories are unique and locked, finished results are never overwritten or
 relabelled, and a signal during start-up still leaves a summary."""
 
+import csv
 import json
 import os
 import shutil
@@ -24,6 +25,11 @@ from .helpers import TINY, app
 
 def summary(run_dir):
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def fake_run(run_dir, config, status="ok"):
@@ -240,6 +246,27 @@ def test_a_finished_directory_is_not_overwritten_by_other_settings(tmp_path):
         assert results() == before  # summary, metrics, weights and checkpoints untouched
         hydra_config = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
         assert hydra_config.train.seed == 0  # Hydra's copy put back
+
+
+def test_a_sweep_job_refused_its_directory_is_shown_as_refused_not_as_what_is_there(tmp_path):
+    """Another sweep's finished job 0 stays as it was; this sweep's summary and exit code say
+    that its job 0 did not run, with its own settings, until a rerun runs it."""
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "0", {"train": {"seed": 99}})
+    args = ("-m", *TINY, "model.filter_size=3,5", f"hydra.sweep.dir={sweep}")
+    proc = app(*args)
+    assert proc.returncode == 8, proc.stderr
+    assert "1 refused" in proc.stdout + proc.stderr
+    assert summary(sweep / "0") == {"status": "ok", "config": {"train": {"seed": 99}}}
+    rows = {r["job"]: r for r in csv_rows(sweep / "sweep_runs.csv")}
+    assert rows["0"]["status"] == "refused" and rows["0"]["model.filter_size"] == "3"
+    assert "of other settings" in rows["0"]["reason"] and rows["1"]["status"] == "ok"
+    shutil.rmtree(sweep / "0")
+    again = app(*args)
+    assert again.returncode == 0, again.stderr
+    rows = {r["job"]: r for r in csv_rows(sweep / "sweep_runs.csv")}
+    assert [rows[j]["status"] for j in ("0", "1")] == ["ok", "ok"]
+    assert not list((sweep / rundir.REFUSED).iterdir())  # the record went with the refusal
 
 
 def test_a_diverged_run_rerun_with_resume_keeps_exit_code_3(tmp_path):

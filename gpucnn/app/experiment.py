@@ -254,7 +254,8 @@ def run_job(
         "seed": cfg.train.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    with rundir.claimed(job.run_dir, job.summary["config"]), signals.caught() as stops:
+    claim = rundir.claimed(job.run_dir, job.summary["config"], job.overrides, sweep_dir)
+    with claim, signals.caught() as stops:
         for path in remove_leftovers(job.run_dir):
             log.info("removed %s, left by a write that was interrupted", path.name)
         try:

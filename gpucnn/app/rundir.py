@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import GpucnnError
-from ..fileio import is_locked, write_text
+from ..fileio import is_locked, write_json, write_text
 from . import exits
 from .results import LOCK, read_summary
 
@@ -35,6 +35,7 @@ FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only
 NOT_THE_RUN = ("resume", "resume_from", "repeats", "progress", "checkpoint_every_steps",
                "eval_batch_size")  # fmt: skip
 SHOWN = 4  # differing keys named in a refusal
+REFUSED = "refused"  # in a sweep directory: the jobs refused their directories, one file each
 
 
 class RunDirError(GpucnnError):
@@ -42,11 +43,17 @@ class RunDirError(GpucnnError):
 
 
 @contextmanager
-def claimed(run_dir: Path, config: dict[str, Any]) -> Iterator[dict[str, Any] | None]:
+def claimed(
+    run_dir: Path,
+    config: dict[str, Any],
+    overrides: list[str] | None = None,
+    sweep_dir: Path | None = None,
+) -> Iterator[dict[str, Any] | None]:
     """Hold ``run_dir``'s lock for the block, after checking that the directory is free and
     holds no other run's finished results; yields its summary.json as it was (or None).
     On RunDirError, Hydra's copies of the config and overrides, which it has already
-    overwritten, are put back as the directory's summary has them."""
+    overwritten, are put back as the directory's summary has them; a job of the sweep in
+    ``sweep_dir`` records the refusal with its ``overrides`` there (``refusal``)."""
     summary = read_summary(run_dir)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     fd = os.open(Path(run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -54,12 +61,61 @@ def claimed(run_dir: Path, config: dict[str, Any]) -> Iterator[dict[str, Any] | 
         try:
             _lock(fd, run_dir)
             _refuse_other_results(run_dir, summary, config)
-        except RunDirError:
+        except RunDirError as exc:
             _restore_hydra_files(run_dir, summary)
+            _record_refusal(run_dir, sweep_dir, overrides or [], summary, str(exc))
             raise
+        _record_refusal(run_dir, sweep_dir)  # the directory is this job's now
         yield summary
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _refusal_path(run_dir: Path, sweep_dir: Path | None) -> Path | None:
+    """Where the refusal of the sweep job in ``run_dir`` is recorded: REFUSED/<job>.json in
+    its sweep directory (None for a single run, or a job directory nested deeper)."""
+    if sweep_dir is None or Path(run_dir).parent.resolve() != Path(sweep_dir).resolve():
+        return None
+    return Path(sweep_dir) / REFUSED / f"{Path(run_dir).name}.json"
+
+
+def _record_refusal(
+    run_dir: Path,
+    sweep_dir: Path | None,
+    overrides: list[str] | None = None,
+    summary: dict[str, Any] | None = None,
+    reason: str = "",
+) -> None:
+    """Record that a sweep job was refused ``run_dir`` (with its ``overrides`` and the
+    ``reason``), or, without a reason, clear such a record. The directory itself is left as
+    it was, so without this the sweep's summary would show what another run left there."""
+    path = _refusal_path(run_dir, sweep_dir)
+    if path is None:
+        return
+    if not reason:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, {"overrides": overrides, "reason": reason, "found": _state(summary)})
+
+
+def _state(summary: dict[str, Any] | None) -> list[Any]:
+    """What a run directory held: its summary's status and start, which another process
+    that finishes or restarts there changes."""
+    return [(summary or {}).get("status"), (summary or {}).get("started")]
+
+
+def refusal(run_dir: Path, sweep_dir: Path) -> dict[str, Any] | None:
+    """The refusal recorded for the sweep job in ``run_dir`` ({"overrides": [...], "reason":
+    ...}), or None: none was, or the directory has changed since (a run in it ended)."""
+    path = _refusal_path(run_dir, sweep_dir)
+    try:
+        record = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("found") != _state(read_summary(run_dir)):
+        return None
+    return record
 
 
 def _lock(fd: int, run_dir: Path) -> None:

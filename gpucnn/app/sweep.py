@@ -38,6 +38,7 @@ from .results import (
     setting_text,
     write_csv,
 )
+from .rundir import refusal
 
 FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "multiply_adds"]
 FIXED += ["seconds_per_epoch", "reason"]
@@ -54,7 +55,12 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
         slurm = submitted.pop(job_dir.name, {}).get("state")
         if slurm in ("pending", "running") and summary["status"] == "stopped":
             summary = {**summary, "status": slurm}  # requeued, or on a node whose lock we miss
-        swept = parse_overrides(read_overrides(job_dir))
+        overrides = read_overrides(job_dir)
+        refused = refusal(job_dir, sweep_dir)
+        if refused:  # what is in the directory is another run's, not this job's
+            summary = {"status": "refused", "reason": refused["reason"]}
+            overrides = refused["overrides"]
+        swept = parse_overrides(overrides)
         keys += [k for k in swept if k not in keys]
         row = {"job": job_dir.name, **swept}
         row.update({k: summary.get(k) for k in FIXED[1:]})
