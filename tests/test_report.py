@@ -385,6 +385,30 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")
 
 
+def test_settings_a_run_does_not_read_are_not_its_values(tmp_path):
+    """An MLP has no filter size: CNNs of filter 3 and 5 beside MLPs with the config's unread
+    default of 3 have one effect of filter_size, and the MLPs' cells say they do not read it."""
+    from gpucnn.app import report
+
+    runs = [("cnn", 3, 0.80), ("cnn", 5, 0.82), ("mlp", 3, 0.70)]
+    for job, (kind, k, accuracy, seed) in enumerate((*r, s) for r in runs for s in (0, 1)):
+        accuracy += 0.001 * seed
+        config = {"model": {"kind": kind, "filter_size": k}, "train": {"seed": seed}}
+        summary = {"status": "ok", "test_accuracy": accuracy, "weights": 100 * k,
+                   "seconds_per_epoch": 0.1, "seed": seed, "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [f"model.kind={kind}"], json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    _, header, rows = next(b for b in blocks if b[0] == "table")
+    assert header[1:3] == ["model.filter_size", "model.kind"]
+    assert (
+        sorted((row[1], row[2]) for row in rows)
+        == [("-", "mlp")] * 2 + [("3", "cnn")] * 2 + [("5", "cnn")] * 2
+    )
+    sentences = next(b[1] for b in blocks if b[0] == "list")
+    (sentence,) = sentences  # an MLP and a CNN differ in more than their kind: no pair
+    assert sentence.startswith("filter_size 5 vs 3: +2.0 points")
+
+
 def test_a_runs_long_title_is_wrapped_above_its_curves(tmp_path, monkeypatch):
     from gpucnn.app import results
 

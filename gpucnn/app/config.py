@@ -183,6 +183,16 @@ READ_ONLY_WITH = {
 }
 
 
+def unread(config: dict[str, Any]) -> set[str]:
+    """The keys of a config as dotted keys (results.flat) that its own choices do not read
+    (READ_ONLY_WITH): an MLP's filter_size, plain SGD's momentum."""
+    return {
+        key
+        for key, (chooser, readers) in READ_ONLY_WITH.items()
+        if key in config and chooser in config and config[chooser] not in readers
+    }
+
+
 def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """ConfigError for an override (``key=value``, as Hydra lists them) of a key that the
     config's choices do not read, naming the choice that does."""

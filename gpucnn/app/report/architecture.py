@@ -19,6 +19,7 @@ from .runs import Run, accuracy_text
 # Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
 LABELLED_SETTINGS = 4
 PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
+UNREAD = "-"  # a setting's value, shown for a run whose choices do not read it (an MLP's filter)
 
 
 def _short(key: str) -> str:
@@ -32,17 +33,20 @@ def _point_labels(runs: list[Run], keys: list[str]) -> tuple[str, dict[str, str]
     LABELLED_SETTINGS vary and the values would not fit beside a point."""
     if len(keys) > LABELLED_SETTINGS:
         return "by its name in the table", {r.name: r.name for r in runs}
-    values = {
-        r.name: " / ".join(setting_text(r.settings.get(k)).replace(" ", "") for k in keys)
-        for r in runs
-    }
+    values = {r.name: " / ".join(_value(r, k).replace(" ", "") for k in keys) for r in runs}
     return " / ".join(map(_short, keys)), values
 
 
+def _value(run: Run, key: str) -> str:
+    """How tables and labels show ``run``'s value of the setting ``key``."""
+    return setting_text(run.settings[key]) if key in run.settings else UNREAD
+
+
 def _varying(runs: list[Run]) -> list[str]:
-    """The settings whose values differ between ``runs``: the model's first, then the rest."""
+    """The settings whose values differ between the ``runs`` that read them: the model's
+    first, then the rest."""
     keys = sorted({k for run in runs for k in run.settings}, key=lambda k: (_short(k) == k, k))
-    return [k for k in keys if len({str(run.settings.get(k)) for run in runs}) > 1]
+    return [k for k in keys if len({_value(r, k) for r in runs if k in r.settings}) > 1]
 
 
 def section(runs: list[Run], out: Path) -> list[Block]:
@@ -64,7 +68,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     rows = [
         [
             r.name,
-            *[setting_text(r.settings.get(k)) for k in keys],
+            *[_value(r, k) for k in keys],
             f"{r.summary['test_accuracy']:.4f}",
             f"{r.summary['weights']:,}",
             _count(r.summary.get("multiply_adds")),
@@ -103,7 +107,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
 
     records = [
         {
-            "settings": {_short(k): r.settings.get(k) for k in keys},
+            "settings": {_short(k): r.settings[k] for k in keys if k in r.settings},
             "seed": r.seed,
             "accuracy": r.summary["test_accuracy"],
         }
@@ -116,8 +120,9 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     sentences = []
     for ax, full in zip(axes.flat, keys):
         key = _short(full)
+        reading = [rec for rec in records if key in rec["settings"]]
         levels: dict[str, list[float]] = defaultdict(list)
-        for rec in records:
+        for rec in reading:
             levels[setting_text(rec["settings"][key])].append(rec["accuracy"])
         values = ordered(set(levels))
         fits = [estimate(levels[v]) for v in values]
@@ -129,7 +134,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
-        sentences += [e.sentence() for e in effects(records, key)]
+        sentences += [e.sentence() for e in effects(reading, key)]
     fig.tight_layout()
     save_figure(fig, out / "effects.png")
 
@@ -166,7 +171,7 @@ def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run
     setting (fewest weights) whose mean is within one point of it."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in done:
-        groups[tuple(str(r.settings.get(k)) for k in keys)].append(r)
+        groups[tuple(_value(r, k) for k in keys)].append(r)
 
     def mean(runs: list[Run]) -> float:
         return statistics.mean(r.summary["test_accuracy"] for r in runs)
@@ -182,5 +187,6 @@ def _count(value: Any) -> str:
 
 
 def _setting(runs: list[Run], keys: list[str]) -> str:
-    """``filter_size=5, pool_size=2``: the setting that ``runs`` share."""
-    return ", ".join(f"{_short(k)}={setting_text(runs[0].settings.get(k))}" for k in keys)
+    """``filter_size=5, pool_size=2``: the setting that ``runs`` share (of ``keys``, those
+    they read)."""
+    return ", ".join(f"{_short(k)}={_value(runs[0], k)}" for k in keys if k in runs[0].settings)

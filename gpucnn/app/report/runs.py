@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..config import unread
 from ..diagnostics import COLUMNS as DIAGNOSTICS
 from ..groups import SEED
 from ..results import METRICS, flat, read_summary, run_dirs
@@ -49,13 +50,15 @@ class Run:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """What the run trained: its config but the seed and the INERT keys (THE_DATA's
-        key kept where it names the data itself)."""
+        """What the run trained: its config but the seed, the INERT keys (THE_DATA's key kept
+        where it names the data itself) and the keys its choices do not read (an MLP's
+        filter_size: config.unread)."""
         data = THE_DATA.get(self.config.get("data.name"))
+        unread_keys = unread(self.config)
         return {
             k: v
             for k, v in self.config.items()
-            if k != SEED and (k == data or not k.startswith(INERT))
+            if k != SEED and (k == data or not k.startswith(INERT)) and k not in unread_keys
         }
 
     @property
