@@ -337,9 +337,15 @@ def test_jobs_give_their_gpu_memory_back(tmp_path):
 
 
 def test_a_batch_larger_than_the_training_set_is_rejected(tmp_path):
-    with pytest.raises(ConfigError, match=r"train.batch_size=512 is larger than the 270"):
-        run_job(_cfg(batch_size=512), tmp_path, [])
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
+    with pytest.raises(ConfigError, match=r"train.batch_size=512 is larger than the 270") as e:
+        run_job(_cfg(batch_size=512), tmp_path / "a", [])
+    assert "data.val_fraction=0.1, which holds out 30 of 300 for validation" in str(e.value)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "invalid_config"
+    cfg = _cfg(batch_size=512)
+    cfg.data.val_fraction = 0.0
+    with pytest.raises(ConfigError, match=r"than the 300 training images: lower it \(") as e:
+        run_job(cfg, tmp_path / "b", [])
+    assert "val_fraction" not in str(e.value)
 
 
 def test_same_seed_same_weights_bit_for_bit(tmp_path):

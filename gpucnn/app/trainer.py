@@ -76,9 +76,16 @@ class Trainer:
         ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers)."""
         t = cfg.train
         if t.batch_size > len(splits.train):
+            n_train, n_val = len(splits.train), len(splits.val)
+            held_out = (
+                f" left by data.val_fraction={cfg.data.val_fraction}, which holds out {n_val:,} "
+                f"of {n_train + n_val:,} for validation"
+                if n_val
+                else ""
+            )
             raise ConfigError(
-                f"train.batch_size={t.batch_size} is larger than the {len(splits.train)} "
-                "training images: lower it (or use more data)"
+                f"train.batch_size={t.batch_size} is larger than the {n_train:,} training images"
+                f"{held_out}: lower it{', or data.val_fraction' * bool(n_val)} (or use more data)"
             )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
