@@ -9,6 +9,7 @@ from PIL import Image
 
 from gpucnn.app import evaluate, predict
 from gpucnn.app.experiment import load_splits
+from gpucnn.errors import DataError
 
 from .helpers import TINY, app, tool
 
@@ -77,6 +78,9 @@ def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     assert proc.returncode == 2
     assert "values from 0 to 255, but the run's training images were 0 to 1" in proc.stderr
     assert "floats of 0-255? divide them by 255, or give uint8 images" in proc.stderr
+    np.save(tmp_path / "ints.npy", raw.astype(np.int64))
+    with pytest.raises(DataError, match=r"got int64: their values are 0-255; give x.astype\("):
+        predict.predict_files(run_dir, [tmp_path / "ints.npy"])
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):

@@ -28,6 +28,7 @@ import numpy as np
 from .. import backend, data
 from ..data.arrays import channels_first
 from ..data.images import SUFFIXES, is_image
+from ..data.raw import check_image_type
 from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
 from ..train import predict
@@ -46,8 +47,7 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-        if array.dtype != np.uint8 and array.dtype.kind != "f":
-            raise DataError(f"{path}: images must be uint8 (0-255) or floats, not {array.dtype}")
+        check_image_type(array, f"{path}: images")
         images = channels_first(array[None] if array.ndim == 2 else array, str(path))
         if images.shape[1:] != tuple(image_shape):
             raise DataError(

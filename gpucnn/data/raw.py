@@ -49,11 +49,7 @@ def checked(
                 f"{name}: {split} labels must be integer class numbers (N,), got {y.dtype} "
                 f"{y.shape}{_label_fix(y)}"
             )
-        if x.dtype != np.uint8 and x.dtype.kind != "f":
-            raise DataError(
-                f"{name}: {split} images must be uint8 (0-255) or floats, got {x.dtype}"
-                + _image_fix(x)
-            )
+        check_image_type(x, f"{name}: {split} images")
         if len(x) != len(y):
             raise DataError(
                 f"{name}: {len(x)} {split} images but {len(y)} {split} labels; "
@@ -88,11 +84,14 @@ def checked(
     )
 
 
-def _image_fix(x: np.ndarray) -> str:
-    """How to give integer images ``x`` as uint8, when their values fit."""
-    if x.dtype.kind in "uib" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255)):
-        return ": their values are 0-255; give x.astype(np.uint8)"
-    return ""
+def check_image_type(x: np.ndarray, what: str) -> None:
+    """DataError naming ``what`` (``"mine.npz: train images"``) unless the images ``x`` are
+    uint8 or floats; integers whose values fit are told to be given as uint8."""
+    if x.dtype == np.uint8 or x.dtype.kind == "f":
+        return
+    fits = x.dtype.kind in "uib" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255))
+    fix = ": their values are 0-255; give x.astype(np.uint8)" if fits else ""
+    raise DataError(f"{what} must be uint8 (0-255) or floats, got {x.dtype}{fix}")
 
 
 def _label_fix(y: np.ndarray) -> str:
