@@ -88,6 +88,7 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
     for args, says in (
         (("evaluate", tmp_path), "holds no readable run summary"),
+        (("predict", run_dir.parent, tmp_path / "broken.png"), "give one run's folder, e.g. "),
         (("predict", run_dir, tmp_path / "notes.txt"), "give image files (.bmp"),
         (("predict", run_dir, tmp_path / "broken.png"), "not a readable image"),
         (

@@ -39,7 +39,7 @@ from ..train import evaluate_and_predict
 from . import checkpoint, exits
 from .config import Config, build_model, check_overrides_read, register, validate_data
 from .experiment import load_splits
-from .results import cannot_write, flat, pyplot, read_summary, save_figure
+from .results import cannot_write, counted, flat, pyplot, read_summary, run_dirs, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     """(the run's resolved config, checked against the schema, with ``overrides`` applied; its
     summary.json; the file of its weights, ``weights_file``)."""
     summary = read_summary(run_dir)
+    if not summary and Path(run_dir).is_dir():
+        jobs = run_dirs(run_dir)
+        if jobs:
+            raise RunError(
+                f"{run_dir} holds the folders of {counted(len(jobs), 'run')} (a sweep's, say), "
+                f"not a run's results: give one run's folder, e.g. {jobs[0]}"
+            )
     if not summary or not isinstance(summary.get("config"), dict):
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
     weights = weights_file(run_dir)
