@@ -57,6 +57,16 @@ class Layer:
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
+    def __getattr__(self, name: str) -> Any:
+        """Called only for an attribute that is not set: one of those that forward keeps for
+        backward (``_cache``, ``_x``) is named as such, for a backward called before forward."""
+        if name.startswith("_") and not name.startswith("__"):
+            raise AttributeError(
+                f"{type(self).__name__} has no {name} yet: forward sets it, so call "
+                "forward(x, training=True) before backward"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 

@@ -211,6 +211,16 @@ def test_a_layer_whose_output_shape_is_not_what_it_gives_is_named():
         model.forward(np.random.default_rng(0).normal(size=(2, 3, 4, 4)))
 
 
+@pytest.mark.parametrize("layer", [Conv(3, 1, 2), MaxPool(2), Dense(4, 2), Activation("relu")])
+def test_backward_before_forward_says_to_call_forward_first(layer):
+    shapes = {Dense: (2, 2)}
+    dy = np.random.default_rng(0).normal(size=shapes.get(type(layer), (2, 1, 4, 4)))
+    with pytest.raises(AttributeError, match=r"yet: forward sets it, so call forward\(x, training"):
+        layer.backward(dy)
+    with pytest.raises(AttributeError, match="'Conv' object has no attribute 'nonesuch'"):
+        _ = Conv(3, 1, 2).nonesuch  # a misspelt attribute keeps Python's own message
+
+
 def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
     from gpucnn.app import checkpoint
 
