@@ -1,5 +1,7 @@
 """The library's exceptions: each message names what is wrong and how to fix it."""
 
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -57,3 +59,11 @@ def check_count(value: Any, name: str, wanted: str, least: int) -> None:
     bool) of at least ``least``: a count of images, threads or steps."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ConfigError(f"{name} must be {wanted}, got {value!r}", name)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'Shirt'?)`` for the choice ``word`` was likely meant as (another case,
+    a close spelling: shirt, fashion-mnist), else ""."""
+    by_case = [c for c in choices if c.lower() == word.lower()]
+    close = by_case or difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -393,7 +393,10 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.positive=[0]", r"share classes \[0\]"),
         ("data.positive=[1.5]", r"data.positive: 1.5 is no class; give class numbers 0..9 or"),
         # The named sets' classes are known before their data is read.
-        ("data.positive=[Shrt]", r"'Shrt' is no class; .* names \(T-shirt/top, Trouser,"),
+        (
+            "data.positive=[Shrt]",
+            r"'Shrt' is no class \(did you mean 'Shirt'\?\); .* \(T-shirt/top,",
+        ),
         ("data.negative=[10]", r"data.negative has classes \[10\] outside 0..9"),
         ("data.pad_to=0", "data.pad_to=0 must be null or a positive"),
         ("data.channels=2", "data.channels=2: choose 1"),

@@ -218,8 +218,14 @@ def test_binary_classes_can_be_named_or_given_alone():
         named = prepare(raw, positive=positive, negative=negative, limit_train=200, limit_test=40)
         assert named.classes == by_number.classes == ("T-shirt/top", "Shirt+Pullover")
         assert np.array_equal(named.train.y, by_number.train.y)
-    with pytest.raises(ConfigError, match=r"positive: 'shirt' is no class.*names \(T-shirt/top"):
+    with pytest.raises(ConfigError, match=r"'shirt' is no class \(did you mean 'Shirt'\?\); "):
         prepare(raw, positive=["shirt"])
+    with pytest.raises(ConfigError, match=r"'Hat' is no class; give .*names \(T-shirt/top"):
+        prepare(raw, positive=["Hat"])  # nothing close: no guess
+    with pytest.raises(
+        DataError, match=r"'fashion-mnist' is unknown \(did you mean 'fashion_mnist'"
+    ):
+        load("fashion-mnist")
     with pytest.raises(ConfigError, match=r"negative: 0.5 is no class; give class numbers 0..9"):
         prepare(raw, negative=[0.5])
     check_task("binary", [np.int64(6), "Shirt"], [0], 10)  # what prepare takes, check_task does

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend, memory
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, did_you_mean
 from .sources import RawData
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,10 @@ def _class_numbers(classes: Classes, key: str, names: Sequence[str]) -> list[int
         elif _is_class(c) and not isinstance(c, str):
             numbers.append(int(c))
         else:
+            hint = did_you_mean(c, names) if isinstance(c, str) else ""
             raise ConfigError(
-                f"{key}: {c!r} is no class; give class numbers 0..{len(names) - 1} or names "
-                f"({', '.join(names)})",
+                f"{key}: {c!r} is no class{hint}; give class numbers 0..{len(names) - 1} or "
+                f"names ({', '.join(names)})",
                 key,
             )
     return numbers

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from ..fileio import atomic_write
 from . import idx
 from .raw import SPLIT_FILES, RawData, checked
@@ -286,7 +286,10 @@ def load(
     if name == MINI:
         return load_mini()
     if name not in SOURCES:
-        raise DataError(f"name={name!r} is unknown: choose one of {', '.join(NAMES)}")
+        raise DataError(
+            f"name={name!r} is unknown{did_you_mean(str(name), NAMES)}: choose one of "
+            f"{', '.join(NAMES)}"
+        )
     source = SOURCES[name]
     if root:  # asked for by name: that directory or an error, never a copy found elsewhere
         return load_idx_dir(source, _given_root(source, Path(root).expanduser()))
