@@ -326,6 +326,9 @@ def test_batches_cover_the_split_in_a_new_order_each_epoch():
     assert np.allclose(seen, np.sort(data.train.x.reshape(110, -1).sum(1)))
     assert firsts(0) == firsts(0) and firsts(0) != firsts(1)
     assert [float(x[0, 0, 16, 16]) for x, _ in batches.epoch(0, start=2)] == firsts(0)[2:]
+    for epoch, start in ((-1, 0), (0, -1)):  # a batch -1 would be an empty one
+        with pytest.raises(ConfigError, match=f"epoch={epoch} and start={start} must be >= 0"):
+            next(batches.epoch(epoch, start))
     with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
         Batches(data.train, 200, drop_last=True)
     with pytest.raises(DataError, match="a split of 110 images but 109 labels: give one label"):

@@ -58,6 +58,8 @@ class Batches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]:
         """The batches of ``epoch``, from batch number ``start`` on."""
+        if epoch < 0 or start < 0:
+            raise ConfigError(f"epoch={epoch} and start={start} must be >= 0: they count from 0")
         order = epoch_order(len(self.split), self.seed, epoch) if self.shuffle else None
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, (i + 1) * self.batch_size
