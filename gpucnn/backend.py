@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendError, ConfigError
+from .errors import BackendError, ConfigError, is_count
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def set_seed(seed: int) -> None:
 
 def _check_seed(seed: Any) -> None:
     """ConfigError unless ``seed`` is an integer >= 0 (what NumPy's generators take)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_count(seed, 0):
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}", "seed")
 
 

@@ -2,6 +2,7 @@
 
 import difflib
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 
@@ -54,10 +55,15 @@ class NotEnoughMemory(GpucnnError, MemoryError):
         self.argument = argument
 
 
+def is_count(value: Any, least: int) -> bool:
+    """Whether ``value`` is an integer (Python's or NumPy's, not a bool) of at least ``least``."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= least
+
+
 def check_count(value: Any, name: str, wanted: str, least: int) -> None:
     """ConfigError "``name`` must be ``wanted``, got ..." unless ``value`` is an integer (not a
     bool) of at least ``least``: a count of images, threads or steps."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    if not is_count(value, least):
         raise ConfigError(f"{name} must be {wanted}, got {value!r}", name)
 
 

@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 
 from . import backend, initializers, kernels, memory
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError, ShapeError, is_count
 from .kernels import out_size
 
 Shape = tuple[int, ...]
 
 
 def _positive_int(value: Any, what: str, layer: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_count(value, 1):
         raise ConfigError(f"{layer}: {what} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 class Layer:
@@ -149,9 +149,9 @@ class Conv(ParamLayer):
         self.c_in = _positive_int(input_channel, "input_channel", name)
         self.c_out = _positive_int(output_channel, "output_channel", name)
         self.stride = _positive_int(stride, "stride", name)
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        if not is_count(pad, 0):
             raise ConfigError(f"{name}: pad must be an integer >= 0, got {pad!r}")
-        self.pad = pad
+        self.pad = int(pad)
         k2 = self.k * self.k
         w_shape = (self.c_out, self.c_in, self.k, self.k)
         super().__init__(w_shape, self.c_out, (self.c_in * k2, self.c_out * k2), init)

@@ -160,6 +160,16 @@ def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
         make()
 
 
+def test_sizes_computed_with_numpy_are_sizes():
+    """Dense(np.prod(shape), 10): a NumPy integer is as good as Python's, and shown as one."""
+    flat = np.prod((4, 14, 14))
+    model = Model([Conv(np.int64(3), 1, 4, pad=np.int64(1)), MaxPool(np.int32(2)), Flatten()])
+    model.add(Dense(flat, 10)).build((1, 28, 28))
+    assert model.output_shape == (10,) and repr(model.layers[-1]) == "Dense(784, 10)"
+    with pytest.raises(ConfigError, match=r"input_size must be a positive integer, got True"):
+        Dense(True, 10)
+
+
 def test_glorot_before_sigmoid_and_he_before_relu():
     relu = Model([Dense(400, 300), Activation("relu")]).layers[0].params["W"]
     sig = Model([Dense(400, 300), Activation("sigmoid")]).layers[0].params["W"]

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .. import presets
 from ..data import folder, sources
 from ..data.prepare import check_task, task_classes
-from ..errors import ConfigError, NotEnoughMemory
+from ..errors import ConfigError, NotEnoughMemory, is_count
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
 from . import loggers
@@ -277,10 +277,6 @@ def _check_per_layer(key: str, value: Any, ok, allowed: str) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}, or a list of these")
 
 
-def _is_int(v: Any, low: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
 def validate(cfg: DictConfig, schema: type = Config) -> None:
     """Reject impossible values, one line naming the key and what is allowed; and keys that
     ``schema`` (the command's: Config, or BenchConfig) does not have."""
@@ -297,26 +293,26 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         _check_per_layer(
             "model.filter_size",
             _plain(m.filter_size),
-            lambda v: _is_int(v, 1),
+            lambda v: is_count(v, 1),
             "a positive integer",
         )
         _check_per_layer(
             "model.pool_size",
             _plain(m.pool_size),
-            lambda v: _is_int(v, 0),
+            lambda v: is_count(v, 0),
             "an integer >= 0 (0 or 1: no pooling)",
         )
         if m.pool_stride is not None:
             _check_per_layer(
                 "model.pool_stride",
                 _plain(m.pool_stride),
-                lambda v: v is None or _is_int(v, 1),
+                lambda v: v is None or is_count(v, 1),
                 "a positive integer or null",
             )
         _check_per_layer(
             "model.padding",
             _plain(m.padding),
-            lambda v: v in ("same", "valid") or _is_int(v, 0),
+            lambda v: v in ("same", "valid") or is_count(v, 0),
             "same, valid or an integer >= 0",
         )
     if any(h < 1 for h in m.hidden):
@@ -345,7 +341,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     if t.seed < 0:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
-    if not _is_int(t.repeats, 1):
+    if not is_count(t.repeats, 1):
         raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import memory
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, is_count
 from ..fileio import atomic_write
 from .images import DECODING, FITS, SUFFIXES, is_image, read_image
 from .prepare import stratified_split
@@ -95,7 +95,7 @@ def check_settings(channels: int, image_size: int, fit: str, test_fraction: floa
     """ConfigError naming the first impossible setting of ``load``."""
     if channels not in (1, 3):
         raise ConfigError(f"channels={channels}: choose 1 (grayscale) or 3 (RGB)", "channels")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+    if not is_count(image_size, 1):
         raise ConfigError(f"image_size={image_size!r} must be a positive integer", "image_size")
     if fit not in FITS:
         raise ConfigError(f"fit={fit!r}: choose {' or '.join(FITS)}", "fit")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend, memory
-from ..errors import ConfigError, DataError, did_you_mean
+from ..errors import ConfigError, DataError, check_count, did_you_mean
 from .sources import RawData
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,7 @@ def _subset(
     """A stratified random subset of about ``limit`` examples (all of them if fewer)."""
     if limit is None:
         return x, y
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"{key} must be a positive number of images, got {limit!r}", key)
+    check_count(limit, key, "a positive number of images", 1)
     if limit >= len(y):
         return x, y
     keep, _ = stratified_split(y, limit / len(y), rng)
