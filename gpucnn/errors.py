@@ -2,7 +2,7 @@
 
 import difflib
 from collections.abc import Sequence
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -53,6 +53,11 @@ class NotEnoughMemory(GpucnnError, MemoryError):
     def __init__(self, message: str, argument: str | None = None) -> None:
         super().__init__(message)
         self.argument = argument
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (Python's or NumPy's, not a bool)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def is_count(value: Any, least: int) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, initializers, kernels, memory
-from .errors import ConfigError, ShapeError, is_count
+from .errors import ConfigError, ShapeError, is_count, is_number
 from .kernels import out_size
 
 Shape = tuple[int, ...]
@@ -346,11 +346,9 @@ class BatchNorm(Layer):
         super().__init__()
         name = f"BatchNorm({num_features!r}, momentum={momentum!r}, eps={eps!r})"
         self.c = _positive_int(num_features, "num_features", name)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        if not (is_number(momentum) and 0 <= momentum <= 1):
             raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
-        if not 0 <= momentum <= 1:
-            raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        if not (is_number(eps) and eps > 0):
             raise ConfigError(f"{name}: eps must be a positive number")
         self.momentum, self.eps = float(momentum), float(eps)
         xp, dtype = backend.xp(), backend.dtype()
@@ -473,7 +471,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float) -> None:
         super().__init__()
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if not (is_number(rate) and 0 <= rate < 1):
             raise ConfigError(f"Dropout({rate!r}): rate must be a number in [0, 1)")
         self.rate = float(rate)
         self._scale = None

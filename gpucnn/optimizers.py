@@ -7,10 +7,9 @@ the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on
 from __future__ import annotations
 
 from collections.abc import Iterable
-from numbers import Real
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, is_number
 
 Params = Iterable[tuple[str, Any, Any]]
 
@@ -19,7 +18,7 @@ def _numbers(**settings: Any) -> None:
     """ConfigError naming the first setting that is not a number (a string from a file, say),
     before a comparison with it fails with a TypeError."""
     for key, value in settings.items():
-        if not isinstance(value, Real) or isinstance(value, bool):
+        if not is_number(value):
             raise ConfigError(f"{key} must be a number, got {value!r}", key)
 
 

@@ -14,6 +14,7 @@ from gpucnn import (
     Conv,
     CrossEntropy,
     Dense,
+    Dropout,
     Flatten,
     Layer,
     MaxPool,
@@ -160,14 +161,18 @@ def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
         make()
 
 
-def test_sizes_computed_with_numpy_are_sizes():
-    """Dense(np.prod(shape), 10): a NumPy integer is as good as Python's, and shown as one."""
+def test_sizes_and_rates_computed_with_numpy_are_taken():
+    """Dense(np.prod(shape), 10): a NumPy number is as good as Python's, and shown as one."""
     flat = np.prod((4, 14, 14))
     model = Model([Conv(np.int64(3), 1, 4, pad=np.int64(1)), MaxPool(np.int32(2)), Flatten()])
-    model.add(Dense(flat, 10)).build((1, 28, 28))
-    assert model.output_shape == (10,) and repr(model.layers[-1]) == "Dense(784, 10)"
+    model.add(Dense(flat, 10)).add(BatchNorm(np.int64(10), momentum=np.float32(0.5)))
+    model.add(Dropout(np.float32(0.25))).build((1, 28, 28))
+    assert model.output_shape == (10,) and repr(model.layers[3]) == "Dense(784, 10)"
+    assert model.layers[4].momentum == 0.5 and model.layers[5].rate == 0.25
     with pytest.raises(ConfigError, match=r"input_size must be a positive integer, got True"):
         Dense(True, 10)
+    with pytest.raises(ConfigError, match=r"Dropout\(True\): rate must be a number"):
+        Dropout(True)
 
 
 def test_glorot_before_sigmoid_and_he_before_relu():
