@@ -8,8 +8,9 @@ inferred, and an architecture that cannot work raises ShapeError naming the laye
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
-from .errors import ConfigError
+from .errors import ConfigError, is_count
 from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool
 from .model import Model
 
@@ -17,7 +18,7 @@ IntOrList = int | Sequence[int]
 
 
 def _per_block(value: IntOrList | None, n: int, key: str) -> list:
-    if value is None or isinstance(value, (int, str)):
+    if value is None or isinstance(value, (Integral, str)):  # one for every block
         return [value] * n
     values = list(value)
     if len(values) != n:
@@ -36,8 +37,8 @@ def _padding(padding: int | str, k: int) -> int:
                 "padding",
             )
         return (k - 1) // 2
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        return padding
+    if is_count(padding, 0):
+        return int(padding)
     raise ConfigError(f"padding must be same, valid or an integer >= 0, got {padding!r}", "padding")
 
 

@@ -173,6 +173,9 @@ def test_sizes_and_rates_computed_with_numpy_are_taken():
         Dense(True, 10)
     with pytest.raises(ConfigError, match=r"Dropout\(True\): rate must be a number"):
         Dropout(True)
+    sizes = {"filter_size": np.int64(5), "pool_size": np.int64(2), "padding": np.int64(2)}
+    same = presets.cnn(filter_size=5, pool_size=2, padding=2)
+    assert presets.cnn(**sizes).count_params() == same.count_params() == 130_000
 
 
 def test_glorot_before_sigmoid_and_he_before_relu():
