@@ -1,13 +1,17 @@
 """python -m gpucnn.evaluate and python -m gpucnn.predict on a trained run."""
 
+import dataclasses
 import json
 import shutil
+import warnings
 
+import matplotlib
 import numpy as np
 import pytest
+from matplotlib import font_manager
 from PIL import Image
 
-from gpucnn.app import evaluate, predict
+from gpucnn.app import evaluate, predict, results
 from gpucnn.app.experiment import load_splits
 from gpucnn.errors import DataError
 
@@ -290,3 +294,23 @@ def test_settings_the_schema_lacks_are_left_out_and_named(run_dir, tmp_path, cap
         assert proc.returncode == 2, proc.stderr
         assert "summary.json: train.epochs: Value 'ten'" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_figures_fall_back_to_an_installed_font_for_class_names_in_other_scripts(monkeypatch):
+    fonts = font_manager.fontManager.ttflist
+    dejavu = next(font for font in fonts if font.name == "DejaVu Sans")
+    wide = dataclasses.replace(dejavu, name="WenQuanYi Zen Hei")  # as if it were installed
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [*fonts, wide])
+    with matplotlib.rc_context():
+        assert results.pyplot().rcParams["font.family"][:2] == ["DejaVu Sans", "WenQuanYi Zen Hei"]
+
+
+@pytest.mark.skipif(
+    not any(f.name in results.WIDE_FONTS for f in font_manager.fontManager.ttflist),
+    reason="no font for Chinese installed (apt-get install fonts-wqy-zenhei)",
+)
+def test_a_chinese_class_name_is_drawn_not_left_as_a_missing_glyph(tmp_path):
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of each glyph no font has
+        evaluate._plot_confusion(tmp_path / "c.png", np.eye(2, dtype=int), ("猫", "狗"), 1.0)
+    assert (tmp_path / "c.png").stat().st_size > 0

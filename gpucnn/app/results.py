@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -109,13 +110,28 @@ def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return summary
 
 
+# Fonts with the scripts DejaVu Sans lacks (Chinese, Japanese, Korean), which the figures fall
+# back to, where one is installed, for class names written in them (a folder named 猫).
+WIDE_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+              "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+              "Microsoft YaHei", "Microsoft JhengHei", "PingFang SC", "Hiragino Sans",
+              "Malgun Gothic", "Arial Unicode MS")  # fmt: skip
+
+
 def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    """matplotlib's pyplot on the file-only Agg backend (no display needed), its text in DejaVu
+    Sans with the installed WIDE_FONTS behind it for the characters DejaVu Sans lacks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
 
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    wide = [name for name in WIDE_FONTS if name in installed]
+    plt.rcParams["font.family"] = ["DejaVu Sans", *wide]
+    # Some of those come in one weight only, which matplotlib takes after a warning each time.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     return plt
 
 
