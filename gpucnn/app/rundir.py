@@ -65,7 +65,7 @@ def claimed(
             _restore_hydra_files(run_dir, summary)
             _record_refusal(run_dir, sweep_dir, overrides or [], summary, str(exc))
             raise
-        _record_refusal(run_dir, sweep_dir)  # the directory is this job's now
+        _clear_refusal(run_dir, sweep_dir)  # the directory is this job's now
         yield summary
     finally:
         os.close(fd)  # closing releases the lock
@@ -82,21 +82,24 @@ def _refusal_path(run_dir: Path, sweep_dir: Path | None) -> Path | None:
 def _record_refusal(
     run_dir: Path,
     sweep_dir: Path | None,
-    overrides: list[str] | None = None,
-    summary: dict[str, Any] | None = None,
-    reason: str = "",
+    overrides: list[str],
+    summary: dict[str, Any] | None,
+    reason: str,
 ) -> None:
-    """Record that a sweep job was refused ``run_dir`` (with its ``overrides`` and the
-    ``reason``), or, without a reason, clear such a record. The directory itself is left as
-    it was, so without this the sweep's summary would show what another run left there."""
+    """Record that a sweep job was refused ``run_dir``, with its ``overrides`` and the
+    ``reason``. The directory itself is left as it was, so without this the sweep's summary
+    would show what another run left there as the job's."""
     path = _refusal_path(run_dir, sweep_dir)
-    if path is None:
-        return
-    if not reason:
+    if path is not None:
+        path.parent.mkdir(exist_ok=True)
+        write_json(path, {"overrides": overrides, "reason": reason, "found": _state(summary)})
+
+
+def _clear_refusal(run_dir: Path, sweep_dir: Path | None) -> None:
+    """Remove a refusal recorded for the sweep job in ``run_dir`` by an earlier launch."""
+    path = _refusal_path(run_dir, sweep_dir)
+    if path is not None:
         path.unlink(missing_ok=True)
-        return
-    path.parent.mkdir(exist_ok=True)
-    write_json(path, {"overrides": overrides, "reason": reason, "found": _state(summary)})
 
 
 def _state(summary: dict[str, Any] | None) -> list[Any]:
