@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, initializers, kernels, memory
-from .errors import ConfigError, ShapeError, is_count, is_number
+from .errors import ConfigError, ShapeError, did_you_mean, is_count, is_number
 from .kernels import out_size
 
 Shape = tuple[int, ...]
@@ -59,12 +59,12 @@ class Layer:
 
     def __getattr__(self, name: str) -> Any:
         """Called only for an attribute that is not set: one of those that forward keeps for
-        backward (``_cache``, ``_x``) is named as such, for a backward called before forward."""
+        backward (``_cache``, ``_x``) is named as such, for a backward called before forward,
+        or as a misspelling of one that is set (in a layer of one's own)."""
         if name.startswith("_") and not name.startswith("__"):
-            raise AttributeError(
-                f"{type(self).__name__} has no {name} yet: forward sets it, so call "
-                "forward(x, training=True) before backward"
-            )
+            kept = did_you_mean(name, [k for k in vars(self) if k.startswith("_")])
+            why = kept or " yet: forward sets it, so call forward(x, training=True) before backward"
+            raise AttributeError(f"{type(self).__name__} has no {name}{why}")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def output_shape(self, shape: Shape) -> Shape:

@@ -238,6 +238,19 @@ def test_backward_before_forward_says_to_call_forward_first(layer):
     with pytest.raises(AttributeError, match="'Conv' object has no attribute 'nonesuch'"):
         _ = Conv(3, 1, 2).nonesuch  # a misspelt attribute keeps Python's own message
 
+    class Mask(Layer):  # of one's own, with a misspelt name in backward
+        def forward(self, x, training=False):
+            self._mask = x > 0
+            return x * self._mask
+
+        def backward(self, dy):
+            return dy * self._msk
+
+    layer = Mask()
+    layer.forward(dy)
+    with pytest.raises(AttributeError, match=r"^Mask has no _msk \(did you mean '_mask'\?\)$"):
+        layer.backward(dy)
+
 
 def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
     from gpucnn.app import checkpoint
