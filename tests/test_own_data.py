@@ -373,6 +373,10 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         ),
         (lambda d: d.update(classes=np.array(["a", "b"])), "labels must be in 0..1"),
         (
+            lambda d: d.update(classes=np.array("abc")),  # a string, not a list of names
+            "classes must be a list of names (strings), got the one value 'abc'",
+        ),
+        (
             lambda d: d.update(y_train=d["y_train"] + 1, y_test=d["y_test"] + 1),
             "the labels are 1, 2, 3, but without a classes array they must be numbered 0 .. K-1",
         ),

@@ -155,7 +155,8 @@ def _checked_names(names: np.ndarray, what: str | os.PathLike) -> np.ndarray:
     """``names`` as given for the classes, if they are a list of distinct strings; else
     DataError, naming ``what``."""
     if names.ndim != 1 or names.dtype.kind not in "US":
-        raise DataError(f"{what}: classes must be a list of names (strings), got {names.dtype}")
+        given = f"{names.dtype} {names.shape}" if names.ndim else f"the one value {names.item()!r}"
+        raise DataError(f"{what}: classes must be a list of names (strings), got {given}")
     found, counts = np.unique(names.astype(str), return_counts=True)
     if (counts > 1).any():
         twice = ", ".join(found[counts > 1][:10])
