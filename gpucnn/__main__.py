@@ -22,6 +22,9 @@ def purpose(command: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--version"]:
+        print(f"gpucnn {__version__}")
+        return 0
     if argv and argv[0] not in ("-h", "--help"):  # a command's name and arguments, say
         name = argv[0] if argv[0] in COMMANDS else "COMMAND"
         line = shlex.join([f"gpucnn.{name}", *argv[1:]])

@@ -46,8 +46,9 @@ def test_a_tools_help_shows_its_documentation_as_written(name):
     assert all(line in shown for line in doc.strip().splitlines()), proc.stdout
 
 
-def test_python_m_gpucnn_lists_every_command():
-    from gpucnn.__main__ import COMMANDS
+def test_python_m_gpucnn_lists_every_command(capsys):
+    from gpucnn import __version__
+    from gpucnn.__main__ import COMMANDS, main
 
     package = Path(__file__).resolve().parent.parent / "gpucnn"
     entry_points = sorted(
@@ -69,6 +70,7 @@ def test_python_m_gpucnn_lists_every_command():
     )
     assert given.returncode == 2
     assert "run python -m gpucnn.run 'model.channels=[8,16]'" in given.stderr
+    assert main(["--version"]) == 0 and capsys.readouterr().out == f"gpucnn {__version__}\n"
 
 
 @pytest.mark.parametrize("name", ["run", "bench"])
