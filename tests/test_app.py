@@ -329,6 +329,13 @@ def test_the_binary_classes_can_be_named(tmp_path):
         ),
         ("run", "model=lab_cnn4", "Could not find 'model/lab_cnn4'"),
         ("bench", "bench.epoch=1", "Key 'epoch' not in 'BenchSettings'"),
+        # The shell expands no ~ after data.root= (not a variable name), and Hydra cannot parse it.
+        (
+            "run",
+            "data.root=~/shapes",
+            "write data.root=$HOME/shapes, or quote it: 'data.root=\"~/shapes\"'",
+        ),
+        ("bench", "data.root=~", "write data.root=$HOME, or quote it"),
     ],
 )
 def test_a_command_line_hydra_cannot_compose_is_an_invalid_config(

@@ -1,6 +1,7 @@
 """The exit codes of ``python -m gpucnn.run`` (the README's "When things go wrong" lists them
 with what each failure leaves behind)."""
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +22,19 @@ def run_hydra(main: Callable[[], Any]) -> None:
     """``main()``, a Hydra app, but exit code INVALID_CONFIG where Hydra exits with its 1
     because it cannot compose the command line's config: an unknown key, a value of the wrong
     type, a config group option that does not exist (Hydra prints which). Its 1 for anything
-    else, a bug in a job included, stays."""
+    else, a bug in a job included, stays. A home folder written ``~`` that the shell left
+    as it is (Hydra cannot parse it) is named first, with the fix."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    for arg in sys.argv[1:]:
+        key, _, value = arg.partition("=")
+        if value == "~" or value.startswith("~/"):
+            print(
+                f"error: {arg}: the shell leaves ~ as it is after {key}= (not a variable name): "
+                f"write {key}=$HOME{value[1:]}, or quote it: '{key}=\"{value}\"'",
+                file=sys.stderr,
+            )
+            raise SystemExit(INVALID_CONFIG)
     try:
         main()
     except SystemExit as exc:  # Hydra exits while handling the error: it is the context
