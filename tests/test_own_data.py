@@ -220,6 +220,7 @@ def test_16_bit_and_float_images_keep_their_shades(tmp_path):
         (lambda r: None, "is not a directory"),
         (lambda r: r.mkdir(), "has no class folders"),
         (lambda r: image_folder(r, names=("only",)), "one class folder (only)"),
+        (lambda r: image_folder(r / "train"), "has train/ alone, a folder of class folders: give"),
         (lambda r: (image_folder(r), (r / "empty").mkdir()), "empty holds no image files"),
         (
             lambda r: (image_folder(r / "train"), image_folder(r / "test", names=("x", "disc"))),

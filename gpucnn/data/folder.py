@@ -163,6 +163,15 @@ def _entries(root: Path, parts: dict[int, Path]) -> tuple[list[Entry], tuple[str
                 )
             entries += [Entry(p, classes.index(folder.name), part) for p in images]
     if len(classes) < 2:
+        only = root / classes[0]
+        if classes[0] in ("train", "test", *VAL_FOLDERS) and any(
+            p.is_dir() and _visible(p) for p in only.iterdir()
+        ):  # a split of class folders, without its partner
+            raise DataError(
+                f"{root} has {classes[0]}/ alone, a folder of class folders: give "
+                f"data.root={only} (its test images are then drawn from it), or add the other "
+                "split beside it (train/ and test/)"
+            )
         raise DataError(
             f"{root} has one class folder ({classes[0]}): a classifier needs two or more"
         )
