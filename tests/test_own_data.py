@@ -141,6 +141,18 @@ def test_gif_files_are_images_and_an_animated_one_gives_its_first_frame(tmp_path
     assert np.array_equal(image[0], np.asarray(frames[0].convert("L")))
 
 
+def test_images_beside_the_class_folders_are_said_to_be_unread(tmp_path, caplog):
+    root = image_folder(tmp_path / "shapes", per_class=4)
+    Image.fromarray(shape_image(1, 32, np.random.default_rng(4))).save(root / "stray.png")
+    (root / "._stray.png").write_bytes(b"")  # hidden: another system's metadata, not an image
+    with caplog.at_level("WARNING"):
+        data = folder.load(root, test_fraction=0.25, progress=False)
+    assert len(data.y_train) + len(data.y_test) == 12
+    (warning,) = [r.getMessage() for r in caplog.records if "no class folder" in r.getMessage()]
+    assert warning.startswith(f"1 image file(s) in {root} are in no class folder and are not read")
+    assert warning.endswith(": stray.png; move each into its class's folder")
+
+
 def test_the_test_split_is_stratified_and_fixed_by_split_seed(tmp_path):
     root = image_folder(tmp_path / "shapes", per_class=20)
     one = folder.load(root, test_fraction=0.25, progress=False)

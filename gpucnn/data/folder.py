@@ -143,6 +143,16 @@ def _entries(root: Path, parts: dict[int, Path]) -> tuple[list[Entry], tuple[str
                 f"{directory} has no class folders: put each class's images in "
                 f"{directory}/<class name>/"
             )
+        files = [p for p in sorted(directory.iterdir()) if p.is_file() and _visible(p)]
+        loose = [p.name for p in files if is_image(p)]
+        if loose:  # beside the class folders: no class to give them
+            log.warning(
+                "%d image file(s) in %s are in no class folder and are not read: %s; move each "
+                "into its class's folder",
+                len(loose),
+                directory,
+                _examples(loose),
+            )
         if part == TEST:
             extra = [f.name for f in folders if f.name not in classes]
             if extra:
