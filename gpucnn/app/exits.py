@@ -18,22 +18,20 @@ SOME_JOBS_FAILED = 8  # a sweep ran to its end, but not every job ended ok
 SIGNAL_BASE = 128  # + the signal's number: interrupted (SIGINT, SIGTERM, SIGHUP)
 
 
-def run_hydra(main: Callable[[], Any]) -> None:
+def run_hydra(
+    main: Callable[[], Any], check: Callable[[list[str]], str | None] | None = None
+) -> None:
     """``main()``, a Hydra app, but exit code INVALID_CONFIG where Hydra exits with its 1
     because it cannot compose the command line's config: an unknown key, a value of the wrong
     type, a config group option that does not exist (Hydra prints which). Its 1 for anything
-    else, a bug in a job included, stays. A home folder written ``~`` that the shell left
-    as it is (Hydra cannot parse it) is named first, with the fix."""
+    else, a bug in a job included, stays. Before Hydra reads the command line, ``check(argv)``
+    and ``unexpanded_home`` may refuse it: the reason in one line, and INVALID_CONFIG."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
-    for arg in sys.argv[1:]:
-        key, _, value = arg.partition("=")
-        if value == "~" or value.startswith("~/"):
-            print(
-                f"error: {arg}: the shell leaves ~ as it is after {key}= (not a variable name): "
-                f"write {key}=$HOME{value[1:]}, or quote it: '{key}=\"{value}\"'",
-                file=sys.stderr,
-            )
+    argv = sys.argv[1:]
+    for why in (check(argv) if check else None, unexpanded_home(argv)):
+        if why:
+            print(f"error: {why}", file=sys.stderr)
             raise SystemExit(INVALID_CONFIG)
     try:
         main()
@@ -42,3 +40,17 @@ def run_hydra(main: Callable[[], Any]) -> None:
         if exc.code == BUG and isinstance(exc.__context__, composing):
             raise SystemExit(INVALID_CONFIG) from None
         raise
+
+
+def unexpanded_home(argv: list[str]) -> str | None:
+    """Why the command line cannot be read as meant, or None: a home folder written ``~``
+    after ``key=``, which the shell leaves as it is (``key`` is no variable name) and Hydra's
+    override parser cannot read."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if value == "~" or value.startswith("~/"):
+            return (
+                f"{arg}: the shell leaves ~ as it is after {key}= (not a variable name): "
+                f"write {key}=$HOME{value[1:]}, or quote it: '{key}=\"{value}\"'"
+            )
+    return None
