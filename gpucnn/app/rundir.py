@@ -108,15 +108,18 @@ def _state(summary: dict[str, Any] | None) -> list[Any]:
     return [(summary or {}).get("status"), (summary or {}).get("started")]
 
 
-def refusal(run_dir: Path, sweep_dir: Path) -> dict[str, Any] | None:
-    """The refusal recorded for the sweep job in ``run_dir`` ({"overrides": [...], "reason":
-    ...}), or None: none was, or the directory has changed since (a run in it ended)."""
+def refusal(
+    run_dir: Path, sweep_dir: Path, summary: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The refusal recorded for the sweep job in ``run_dir``, whose summary.json is
+    ``summary`` ({"overrides": [...], "reason": ...}), or None: none was, or the directory has
+    changed since (a run in it ended)."""
     path = _refusal_path(run_dir, sweep_dir)
     try:
         record = json.loads(path.read_text()) if path else None
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("found") != _state(read_summary(run_dir)):
+    if not isinstance(record, dict) or record.get("found") != _state(summary):
         return None
     return record
 

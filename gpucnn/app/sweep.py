@@ -51,12 +51,13 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
     rows, keys = [], []
     submitted = _submitted(Path(sweep_dir))
     for job_dir in run_dirs(sweep_dir):
-        summary = read_summary(job_dir) or {"status": "running"}
+        found = read_summary(job_dir)
+        summary = found or {"status": "running"}
         slurm = submitted.pop(job_dir.name, {}).get("state")
         if slurm in ("pending", "running") and summary["status"] == "stopped":
             summary = {**summary, "status": slurm}  # requeued, or on a node whose lock we miss
         overrides = read_overrides(job_dir)
-        refused = refusal(job_dir, sweep_dir)
+        refused = refusal(job_dir, sweep_dir, found)
         if refused:  # what is in the directory is another run's, not this job's
             summary = {"status": "refused", "reason": refused["reason"]}
             overrides = refused["overrides"]
