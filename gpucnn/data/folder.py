@@ -137,14 +137,14 @@ def _entries(root: Path, parts: dict[int, Path]) -> tuple[list[Entry], tuple[str
     classes: list[str] = []
     ignored: list[str] = []
     for part, directory in parts.items():
-        folders = sorted(p for p in directory.iterdir() if p.is_dir() and _visible(p))
+        children = sorted(p for p in directory.iterdir() if _visible(p))
+        folders = [p for p in children if p.is_dir()]
         if not folders:
             raise DataError(
                 f"{directory} has no class folders: put each class's images in "
                 f"{directory}/<class name>/"
             )
-        files = [p for p in sorted(directory.iterdir()) if p.is_file() and _visible(p)]
-        loose = [p.name for p in files if is_image(p)]
+        loose = [p.name for p in children if p.is_file() and is_image(p)]
         if loose:  # beside the class folders: no class to give them
             log.warning(
                 "%d image file(s) in %s are in no class folder and are not read: %s; move each "
