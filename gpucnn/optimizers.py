@@ -6,6 +6,7 @@ the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,20 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.steps = 0
         self.state: dict[str, dict[str, Any]] = {}
+        self._model: weakref.ref | None = None  # the model it updates, once bound
+
+    def bind(self, model: Any) -> None:
+        """Remember ``model`` as the one this optimiser updates (the training steps call this).
+        ConfigError for another model once this one has taken steps with state: its moments
+        and step count would carry over silently (one Adam made outside a loop over models)."""
+        if self._model is not None and self._model() is not model and self.SLOTS and self.steps:
+            name, steps = type(self).__name__, f"{self.steps} step{'s' * (self.steps != 1)}"
+            raise ConfigError(
+                f"this {name} already trained another model ({steps}), and its state "
+                f"({', '.join(self.SLOTS)}) would carry over into this one's training: make a "
+                f"new optimiser for each model ({name}(...) inside the loop)"
+            )
+        self._model = weakref.ref(model)
 
     def step(self, parameters: Params) -> None:
         """Apply one update to every (name, param, grad)."""
@@ -58,6 +73,7 @@ class Optimizer:
 
         self.steps = int(state["steps"])
         self.state = {}
+        self._model = None  # the state is for whichever model it is used with next
         for key, value in state["slots"].items():
             name, slot = key.rsplit("/", 1)
             self.state.setdefault(name, {})[slot] = to_device(value)

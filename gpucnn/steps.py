@@ -88,6 +88,7 @@ class Step:
     instrumented step that diagnostics sample."""
 
     def __init__(self, model: Model, loss: Loss, optimizer: Optimizer, runners: list[Model]):
+        optimizer.bind(model)
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.count = 0  # steps taken; set from a checkpoint on resume
         self._dropouts = [_dropouts(m) for m in runners]

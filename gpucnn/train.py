@@ -76,6 +76,7 @@ def train_step(
     """One training step on x: (N, ...), y: (N,): forward_backward, then the update. The one
     definition of a step on the layers: the CPU's micro-batches, the profiler and the
     diagnostics run it (through ``hooks``) too. Returns (batch loss, correct predictions)."""
+    optimizer.bind(model)
     value, hits = forward_backward(model, loss, x, y, hooks=hooks, fuse=fuse)
     hooks.before_update(model)
     hooks.run("   optimizer", optimizer.step, model.parameters())

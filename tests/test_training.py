@@ -65,18 +65,48 @@ def test_adam():
 
 
 @pytest.mark.parametrize("kind", ["layers", "static"])
-def test_an_optimiser_that_trained_another_model_is_refused(kind):
+@pytest.mark.parametrize("second", [{"filter_size": 5}, {"activation": "sigmoid"}])
+def test_an_optimiser_that_trained_another_model_is_refused(kind, second):
+    """A comparison in a script with the optimiser made once outside the loop: the second model
+    (of other shapes, or the same ones: ReLU against sigmoid) would start from the first's
+    moments and step count."""
     x, y = np.random.default_rng(6).normal(size=(4, 1, 8, 8)), np.array([0, 1, 1, 0])
-    opt = Adam()  # a sweep in a script, the optimiser made once outside the loop
+    opt = Adam()
 
-    def train(filter_size):
-        model = presets.cnn((1, 8, 8), channels=(2,), filter_size=filter_size, hidden=(3,))
+    def train(**settings):
+        model = presets.cnn((1, 8, 8), channels=(2,), hidden=(3,), **settings)
         _stepper(kind, model, BinaryCrossEntropy(), opt)(x, y)
 
-    train(3)
-    with pytest.raises(ConfigError, match=r"state for 0.W of shape \(2, 1, 3, 3\) but.*"
-                       r"\(2, 1, 5, 5\).*make a new optimiser for each model"):  # fmt: skip
-        train(5)
+    train()
+    with pytest.raises(ConfigError, match=r"Adam already trained another model \(1 step\).*"
+                       r"\(m, v\) would carry over.*make a new optimiser"):  # fmt: skip
+        train(**second)
+
+
+def test_an_optimiser_without_state_and_one_loaded_from_a_checkpoint_take_a_new_model():
+    x, y = np.random.default_rng(7).normal(size=(4, 1, 8, 8)), np.array([0, 1, 1, 0])
+    models = [presets.cnn((1, 8, 8), channels=(2,), hidden=(3,)) for _ in range(3)]
+    sgd = SGD(0.1)  # plain SGD carries nothing from one model to the next
+    for model in models[:2]:
+        train_step(model, BinaryCrossEntropy(), sgd, x, y)
+    adam = Adam()
+    train_step(models[0], BinaryCrossEntropy(), adam, x, y)
+    saved = adam.state_dict()
+    for resumed in (Adam(), adam):  # loading state says which model it goes on with
+        resumed.load_state_dict(saved)
+        train_step(models[2], BinaryCrossEntropy(), resumed, x, y)
+        assert resumed.steps == 2
+
+
+def test_an_optimiser_state_of_other_shapes_is_refused_naming_the_parameter():
+    model = presets.cnn((1, 8, 8), channels=(2,), hidden=(3,))
+    opt = Adam()
+    opt.slot("0.W", "m", np.zeros((2, 1, 5, 5)))  # state from a model with 5x5 filters
+    for _, _, g in model.parameters():
+        g[...] = 1.0
+    with pytest.raises(ConfigError, match=r"state for 0.W of shape \(2, 1, 5, 5\) but.*"
+                       r"\(2, 1, 3, 3\).*make a new optimiser for each model"):  # fmt: skip
+        opt.step(model.parameters())
 
 
 @pytest.mark.parametrize(
