@@ -236,15 +236,30 @@ def recycle_host_memory() -> None:
     does too. The cost: memory freed by NumPy is kept for reuse, not returned to the system.
     No effect off glibc.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 30)
     mallopt(m_trim_threshold, (1 << 31) - 1)
+
+
+def return_host_memory() -> bool:
+    """Hand the freed memory glibc keeps for reuse (see recycle_host_memory) back to the system
+    now, as release() does for the GPU's pool; False off glibc."""
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is None:
+        return False
+    malloc_trim(0)
+    return True
+
+
+def _glibc(function: str) -> Any | None:
+    """The C library's ``function`` through ctypes, or None where it has none (off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
+    except (OSError, AttributeError, TypeError):
+        return None

@@ -97,6 +97,60 @@ def test_the_profile_of_a_batch_norm_model_says_how_training_splits_it(tmp_path)
     assert "BatchNorm forward" in out and "micro-batches of None" not in out
 
 
+PEAKS = """
+import numpy as np
+from gpucnn import backend
+from gpucnn.app.bench import _memory_window
+backend.use("numpy")
+backend.recycle_host_memory()           # as the bench does: freed memory is kept for reuse
+before = np.ones(200 * 2**20 // 8)      # the side before: 200 MB, freed but kept
+del before
+peak = _memory_window(None, False)
+ours = np.ones(100 * 2**20 // 8)        # this side: 100 MB
+print(peak())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="resident-set peaks are read on Linux"
+)
+def test_a_sides_peak_memory_is_what_it_took_not_what_ran_before_it_kept():
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAKS], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 95 < float(proc.stdout) < 130  # not 0 (reusing the freed 200 MB), not the process
+
+
+def test_without_warm_up_no_peak_memory_is_read_and_the_table_says_why():
+    from omegaconf import OmegaConf
+
+    from gpucnn.app.bench import _measure, table
+
+    class Side:
+        def epoch(self, epoch):
+            return 0.25
+
+        def accuracy(self):
+            return 0.5
+
+    b = OmegaConf.create({"warmup_epochs": 0, "epochs": 1})
+    measured = _measure({"ours": Side()}, b, None)
+    assert measured["ours"]["peak_mb"] is None
+    report = {
+        **dict.fromkeys(("backend", "device", "threads", "model", "data", "task")),
+        **dict(train_images=1, optimizer="adam", peer=None, peer_missing="bench.peer=false"),
+    }
+    report["results"] = [
+        dict(
+            batch_size=8, ours_epoch_s=0.25, ours_images_per_s=4.0, ours_acc=0.5, ours_peak_mb=None
+        )
+    ]
+    said = table(report)
+    assert "| 8 | 0.250 | 4 | - | 0.5000 |" in said
+    assert "(no peak memory: it is read during warm-up epochs, on Linux)" in said
+
+
 @pytest.mark.parametrize(
     "setting,says",
     [

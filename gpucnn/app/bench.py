@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +46,41 @@ log = logging.getLogger("gpucnn.bench")
 register()
 
 
-def _reset_peak() -> None:
-    """Start a new peak-memory window (device pool on the GPU, resident set on the CPU)."""
+def _memory_window(torch: Any, torch_gpu: bool) -> Callable[[], float | None]:
+    """Open a peak-memory window for one side: returns a function giving the most memory held
+    since, above what was held at the start (the data, both sides' weights), in MB. Memory that
+    what ran before freed and kept for reuse is handed back first, so that it counts for
+    neither side: a pool's cache, glibc's heap (kept by backend.recycle_host_memory). On the
+    CPU the resident set, and None where its peak cannot be reset (off Linux and glibc)."""
+    if torch_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_reserved()
+        return lambda: (torch.cuda.max_memory_reserved() - start) / 2**20
     if backend.active().is_gpu:
         backend.release()
-    else:
-        try:  # Linux: writing 5 resets the process's peak resident set (VmHWM)
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
+        pool = backend.xp().get_default_memory_pool()
+        start = pool.total_bytes()  # the pool keeps what it took: its size at the end is its peak
+        return lambda: (pool.total_bytes() - start) / 2**20
+    try:  # Linux: writing 5 resets the process's peak resident set (VmHWM) to the current one
+        reset = backend.return_host_memory() and Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        reset = False
+    rss = _resident_mb("VmRSS") if reset else None
+    if rss is None:
+        return lambda: None
+    return lambda: _resident_mb("VmHWM") - rss
 
 
-def _peak_mb() -> float:
-    """Peak memory since _reset_peak, in MB: the GPU pool's size, or the CPU resident peak."""
-    if backend.active().is_gpu:
-        return backend.xp().get_default_memory_pool().total_bytes() / 2**20
+def _resident_mb(field: str) -> float | None:
+    """A line of /proc/self/status (VmRSS: now, VmHWM: the peak) in MB; None without it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
 
 
 class _Ours:
@@ -142,18 +153,15 @@ class _Peer:
 
 
 def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, dict[str, float]]:
-    """Warm each side up alone (reading its peak memory meanwhile), then run the timed epochs
-    interleaved, so that both sides meet the same conditions on a busy machine."""
+    """Warm each side up alone (reading its peak memory meanwhile: none without warm-up
+    epochs), then run the timed epochs interleaved, so that both sides meet the same conditions
+    on a busy machine."""
     peaks = {}
     for name, runner in runners.items():
-        torch_gpu = name != "ours" and backend.active().is_gpu
-        if torch_gpu:
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            _reset_peak()
+        peak = _memory_window(torch, name != "ours" and backend.active().is_gpu)
         for epoch in range(b.warmup_epochs):
             runner.epoch(epoch)
-        peaks[name] = torch.cuda.max_memory_reserved() / 2**20 if torch_gpu else _peak_mb()
+        peaks[name] = peak() if b.warmup_epochs else None
     times: dict[str, list[float]] = {name: [] for name in runners}
     for epoch in range(b.warmup_epochs, b.warmup_epochs + b.epochs):
         for name, runner in runners.items():
@@ -295,14 +303,14 @@ def table(report: dict[str, Any]) -> str:
             str(r["batch_size"]),
             f"{r['ours_epoch_s']:.3f}",
             f"{r['ours_images_per_s']:,.0f}",
-            f"{r['ours_peak_mb']:,.0f}",
+            _mb(r["ours_peak_mb"]),
             f"{r['ours_acc']:.4f}",
         ]
         if peer:
             cells += [
                 f"{r['peer_epoch_s']:.3f}",
                 f"{r['peer_images_per_s']:,.0f}",
-                f"{r['peer_peak_mb']:,.0f}",
+                _mb(r["peer_peak_mb"]),
                 f"{r['peer_acc']:.4f}",
                 f"{r['ratio']:.2f}",
             ]
@@ -317,10 +325,22 @@ def table(report: dict[str, Any]) -> str:
     note = f"\n(no peer: {report['peer_missing']})" if not peer else ""
     if report.get("peer_compile_missing"):
         note += f"\n(no torch.compile column: {report['peer_compile_missing']})"
+    if any(r["ours_peak_mb"] is not None for r in report["results"]):
+        note += (
+            "\n(peak MB: the most memory a side's warm-up held above what was held before it,"
+            " so not the data or the weights)"
+        )
+    else:
+        note += "\n(no peak memory: it is read during warm-up epochs, on Linux)"
     tf32 = [name for name, on in (report.get("peer_tf32") or {}).items() if on]
     if tf32:
         note += f"\n(PyTorch runs its {' and '.join(tf32)} in TF32; gpucnn in full float32)"
     return f"{title}\n\n" + "\n".join(lines) + note
+
+
+def _mb(peak: float | None) -> str:
+    """A peak in MB for the table: "-" where none was read (no warm-up, or off Linux)."""
+    return "-" if peak is None else f"{peak:,.0f}"
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
