@@ -4,6 +4,7 @@ exit code, and a summary.json with the status wherever a run directory exists.""
 import csv
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -183,3 +184,43 @@ def test_a_folder_in_the_way_of_a_result_file_is_refused_before_training(tmp_pat
     proc = app(*TINY, f"hydra.run.dir={tmp_path}")
     line = one_line(proc, exits.FILE_SYSTEM, "file system error", str(tmp_path / name))
     assert "in each other's way" in line and "epoch 1" not in proc.stdout
+
+
+def test_a_run_whose_output_reader_goes_away_trains_on_without_a_traceback(tmp_path):
+    """``python -m gpucnn.run | head -1``: the pipe closes while the run logs and prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpucnn.run", *TINY, f"hydra.run.dir={tmp_path}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before the first line
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, stderr
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
+    assert "results in" in (tmp_path / "run.log").read_text()
+
+
+def test_output_and_log_lines_after_the_reader_went_away_are_dropped(monkeypatch):
+    """The wrapped streams, and a log handler made before them on the raw stream (a launcher's
+    worker process: Hydra sets up the job's logging before the job)."""
+    from gpucnn.app.console import survive_closed_output
+
+    read, write = os.pipe()
+    os.close(read)
+    stream = os.fdopen(write, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # restored after the test
+    handler = logging.StreamHandler(stream)
+    monkeypatch.setattr(handler, "handleError", lambda record: pytest.fail("a logging error"))
+    logging.getLogger().addHandler(handler)  # where Hydra puts its console handler
+    try:
+        survive_closed_output()
+        assert handler.stream is sys.stdout is not stream
+        print("dropped")
+        logging.getLogger("gpucnn.test_console").warning("dropped too")
+        sys.stdout.flush()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        stream.close()

@@ -25,9 +25,13 @@ def run_hydra(
     because it cannot compose the command line's config: an unknown key, a value of the wrong
     type, a config group option that does not exist (Hydra prints which). Its 1 for anything
     else, a bug in a job included, stays. Before Hydra reads the command line, ``check(argv)``
-    and ``unexpanded_home`` may refuse it: the reason in one line, and INVALID_CONFIG."""
+    and ``unexpanded_home`` may refuse it: the reason in one line, and INVALID_CONFIG. Output
+    whose reader goes away is dropped (console.survive_closed_output)."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    from .console import survive_closed_output
+
+    survive_closed_output()
     argv = sys.argv[1:]
     for why in (check(argv) if check else None, unexpanded_home(argv)):
         if why:

@@ -30,6 +30,7 @@ from ..errors import BackendError, ConfigError, DataError, NotEnoughMemory
 from . import exits
 from .checkpoint import CheckpointError
 from .config import register
+from .console import survive_closed_output
 from .experiment import AlreadyFinished, OutOfMemory, run_job
 from .resume import root
 from .rundir import RunDirError
@@ -126,6 +127,7 @@ def _jobs_at_once() -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
+    survive_closed_output()  # again in a launcher's worker process
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN

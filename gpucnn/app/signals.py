@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import exits
+from .console import survive_closed_output
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ def caught() -> Iterator[Stops]:
 
 def interruptible(main: Callable[[], int]) -> int:
     """``main()``'s exit code, or 130 and one line when Ctrl-C stops it (the commands that
-    are not training runs: their files are written atomically, so none is left half-written)."""
+    are not training runs: their files are written atomically, so none is left half-written).
+    Output whose reader goes away is dropped (console.survive_closed_output)."""
+    survive_closed_output()
     try:
         return main()
     except KeyboardInterrupt:
