@@ -104,15 +104,21 @@ def test_data_root_is_searched_first_and_raw_files_work(tmp_path, caplog):
     assert caplog.text == ""
 
 
-def test_missing_set_names_three_ways_to_get_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name,ways", [("mnist", "two"), ("fashion_mnist", "three")])
+def test_missing_set_names_the_ways_to_get_it(tmp_path, monkeypatch, name, ways):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("GPUCNN_DATA", raising=False)
+    monkeypatch.setattr(sources, "candidate_dirs", lambda source: [tmp_path / source.dirname])
     with pytest.raises(DataError) as err:
-        load("mnist", download_ok=False)
+        load(name, download_ok=False)
     message = str(err.value)
+    dirname = name.replace("_", "-")
     assert "MNIST was not found (downloading is off" in message
-    assert "apt-get install" in message and "pass it as root" in message
-    assert "download=True" in message and str(tmp_path / ".cache/gpucnn/mnist") in message
+    assert f"Get it one of {ways} ways:" in message and "pass it as root" in message
+    assert f"or in $GPUCNN_DATA/{dirname}\n" in message  # the folder that holds the files
+    assert "download=True" in message and str(tmp_path / dirname) in message
+    # Debian packages Fashion-MNIST alone
+    assert ("apt-get install dataset-fashion-mnist" in message) == (name == "fashion_mnist")
 
 
 def test_a_root_given_is_the_only_place_looked_in(tmp_path, monkeypatch):

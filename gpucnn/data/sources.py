@@ -200,14 +200,17 @@ def _given_root(source: Source, root: Path) -> Path:
 
 def _not_found(source: Source, why: str) -> DataError:
     searched = "\n  ".join(str(d) for d in candidate_dirs(source))
+    ways = [
+        f"put the four IDX files ({', '.join(s.name for s in source.files.values())}, gzipped "
+        f"or not) in a directory and pass it as root, or in $GPUCNN_DATA/{source.dirname}",
+        f"allow downloading (download=True) on a machine that reaches {source.url}",
+    ]
+    if source is FASHION_MNIST:  # the only one of the two that Debian packages
+        ways.insert(0, f"sudo apt-get install dataset-{source.dirname} (Debian and Ubuntu)")
+    listed = "".join(f"\n  {i}. {way}" for i, way in enumerate(ways, 1))
     return DataError(
         f"{source.title} was not found ({why}). Searched:\n  {searched}\n"
-        "Get it one of three ways:\n"
-        f"  1. sudo apt-get install dataset-{source.dirname} (Debian and Ubuntu"
-        + (", Fashion-MNIST only)\n" if source is FASHION_MNIST else "; not packaged for MNIST)\n")
-        + f"  2. put the four IDX files ({', '.join(s.name for s in source.files.values())}, "
-        "gzipped or not) in a directory and pass it as root (or set $GPUCNN_DATA)\n"
-        f"  3. allow downloading (download=True) on a machine that reaches {source.url}"
+        f"Get it one of {['two', 'three'][len(ways) - 2]} ways:{listed}"
     )
 
 
