@@ -71,6 +71,9 @@ class Model:
     def add(self, layer: Layer) -> Model:
         """Append a layer. A sigmoid or tanh right after a layer with ``init="auto"`` switches
         that layer to Glorot initialisation (He stays for ReLU)."""
+        if isinstance(layer, type) and issubclass(layer, Layer):
+            name = layer.__name__
+            raise ConfigError(f"Model.add expects a layer, got the class {name}: add {name}(...)")
         if not isinstance(layer, Layer):
             raise ConfigError(f"Model.add expects a layer (Conv, Dense, ...), got {layer!r}")
         prev = self.layers[-1] if self.layers else None

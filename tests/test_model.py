@@ -154,6 +154,8 @@ def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
         (lambda: Momentum(0.1, momentum=None), "momentum must be a number, got None"),
         (lambda: Adam(eps="1e-8"), "eps must be a number, got '1e-8'"),
         (lambda: Model(Flatten()), r"Model takes a list of layers: Model\(\[Flatten\(\), ...\]\)"),
+        (lambda: Model().add(Flatten), r"got the class Flatten: add Flatten\(...\)"),
+        (lambda: Model([Dense(3, 2), Activation]), r"got the class Activation: add Activation"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
