@@ -289,11 +289,30 @@ def test_multiclass_task_and_limits():
         ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
         ({"pad_to": 20}, "pad_to=20 is smaller than the 28x28 images"),
         ({"limit_train": 0}, "limit_train must be a positive number"),
+        ({"limit_test": 9, "task": "multiclass"}, "limit_test=9 is fewer than the 10 classes"),
     ],
 )
 def test_bad_data_settings_are_rejected(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         prepare(load("fashion_mnist_mini"), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "task,limit,counts", [("multiclass", 25, {2, 3}), ("binary", 25, {12, 13})]
+)
+def test_a_limit_takes_exactly_that_many_images_with_each_class_in_proportion(task, limit, counts):
+    """25 of 10 equal classes: 2.5 each, so five classes get 3 (drawn at random), not 2 or 3
+    each as rounding gives (20 or 30 images)."""
+    raw = load("fashion_mnist_mini")
+    drawn = []
+    for seed in range(5):
+        data = prepare(raw, task=task, limit_train=limit, limit_test=limit, seed=seed)
+        for split in (data.test, Split(np.concatenate([data.train.x, data.val.x]),
+                                       np.concatenate([data.train.y, data.val.y]))):  # fmt: skip
+            per_class = np.bincount(split.y)
+            assert len(split.y) == limit and set(per_class) == counts
+        drawn.append(tuple(np.bincount(data.test.y)))
+    assert len(set(drawn)) > 1  # which classes get the extra image is drawn
 
 
 def test_a_class_missing_from_a_split_is_warned_about():

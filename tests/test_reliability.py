@@ -432,10 +432,12 @@ def test_a_run_without_validation_writes_strict_json(tmp_path):
     assert summary["status"] == "ok" and summary["val_accuracy"] is None
 
 
-def test_a_test_subset_rounded_to_nothing_is_refused_before_training(tmp_path):
+def test_a_test_subset_too_small_for_every_class_is_refused_before_training(tmp_path):
     cfg = _cfg(epochs=1, progress=False)
-    cfg.data.limit_test = 1  # half an image of each of the two classes, rounded
-    with pytest.raises(ConfigError, match="data.limit_test=1 selects no images.*at least 4"):
+    cfg.data.limit_test = 1  # one image for two classes
+    with pytest.raises(
+        ConfigError, match="data.limit_test=1 is fewer than the 2 classes.*at least 2"
+    ):
         run_job(cfg, tmp_path, [])
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "invalid_config"
 

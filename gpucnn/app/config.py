@@ -60,8 +60,8 @@ class DataConfig:
     negative: list[Any] = field(default_factory=lambda: [0])  # T-shirt/top
     pad_to: Optional[int] = 32
     val_fraction: float = 0.1
-    limit_train: Optional[int] = None  # a stratified subset, for quick runs
-    limit_test: Optional[int] = None
+    limit_train: Optional[int] = None  # a subset of exactly N, each class in proportion
+    limit_test: Optional[int] = None  # likewise
     path: Optional[str] = None  # arrays: the .npz file (gpucnn/data/arrays.py)
     # folder (gpucnn/data/folder.py): images made grayscale (1) or RGB (3), fitted to a square
     # of image_size (pad: keep the aspect ratio, stretch: fill it); without train/ and test/

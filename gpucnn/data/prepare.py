@@ -161,20 +161,30 @@ def _class_numbers(classes: Classes, key: str, names: Sequence[str]) -> list[int
 def _subset(
     x: np.ndarray, y: np.ndarray, limit: int | None, key: str, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified random subset of about ``limit`` examples (all of them if fewer)."""
+    """``limit`` examples at random (all of them if fewer), each class's count in proportion
+    to its size: rounded down, the images left over going to the classes rounded down most
+    (ties drawn at random), so that the subset holds exactly ``limit``."""
     if limit is None:
         return x, y
     check_count(limit, key, "a positive number of images", 1)
     if limit >= len(y):
         return x, y
-    keep, _ = stratified_split(y, limit / len(y), rng)
-    if len(keep) == 0:  # every class's share rounded down to nothing
-        classes = len(np.unique(y))
+    classes, sizes = np.unique(y, return_counts=True)
+    if limit < len(classes):
         raise ConfigError(
-            f"{key}={limit} selects no images: the subset takes the same share of each of the "
-            f"{classes} classes, rounded; use at least {2 * classes}",
+            f"{key}={limit} is fewer than the {len(classes)} classes, so some would have no "
+            f"image: use at least {len(classes)}",
             key,
         )
+    shares = sizes * limit / len(y)
+    counts = np.floor(shares).astype(np.int64)
+    by_remainder = np.lexsort((rng.permutation(len(classes)), counts - shares))
+    counts[by_remainder[: limit - counts.sum()]] += 1
+    keep = np.sort(
+        np.concatenate(
+            [rng.permutation(np.flatnonzero(y == c))[:n] for c, n in zip(classes, counts)]
+        )
+    )
     return x[keep], y[keep]
 
 
