@@ -315,6 +315,15 @@ def test_a_limit_takes_exactly_that_many_images_with_each_class_in_proportion(ta
     assert len(set(drawn)) > 1  # which classes get the extra image is drawn
 
 
+def test_a_limit_above_the_images_there_are_is_warned_about(caplog):
+    raw = load("fashion_mnist_mini")  # 2,000 training images of Shirt and T-shirt/top
+    with caplog.at_level("WARNING"):
+        data = prepare(raw, limit_train=2000, val_fraction=0.0)
+        assert caplog.text == "" and len(data.train.y) == 2000
+        prepare(raw, limit_train=4000, val_fraction=0.0)
+    assert "limit_train=4000 is more than the 2000 images: all of them are used" in caplog.text
+
+
 def test_a_class_missing_from_a_split_is_warned_about():
     rng = np.random.default_rng(0)
     images = lambda n: rng.integers(0, 256, (n, 1, 6, 6), dtype=np.uint8)  # noqa: E731

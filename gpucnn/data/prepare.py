@@ -167,6 +167,8 @@ def _subset(
     if limit is None:
         return x, y
     check_count(limit, key, "a positive number of images", 1)
+    if limit > len(y):  # in a sweep of limits, this run is the same as one of all the images
+        log.warning("%s=%d is more than the %d images: all of them are used", key, limit, len(y))
     if limit >= len(y):
         return x, y
     classes, sizes = np.unique(y, return_counts=True)
