@@ -93,12 +93,33 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
             (low, high), abs=1e-3
         )
     assert rows["3"]["seeds"] == "0,1,2"
-    # One error bar per setting in each panel: weights, multiply-adds, time.
-    assert len(bars) == 3 and all(len(b) == 2 and min(b) > 0 for b in bars)
+    # One error bar per setting in each panel: the filter size, weights, multiply-adds, time.
+    assert len(bars) == 4 and all(len(b) == 2 and min(b) > 0 for b in bars)
     width, height = Image.open(tmp_path / "sweep.png").size
-    assert width > 2.7 * height  # three panels side by side
+    assert width > 3.6 * height  # four panels side by side
     per_run = list(csv.DictReader(open(tmp_path / "sweep_runs.csv")))
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "values,other,curve",
+    [
+        (["500", "1000", "2000"], None, ("data.limit_train", [500.0, 1000.0, 2000.0])),
+        (["0.001", "1e-4"], None, ("data.limit_train", [0.001, 0.0001])),
+        (["500", "1000"], ["3", "5"], None),  # two settings: no one curve
+        (["[8,16]", "[16,32]"], None, None),  # channel lists are no number
+        (["500", "500.0"], None, None),  # one value
+    ],
+)
+def test_a_sweep_of_one_number_is_plotted_against_it(values, other, curve):
+    """A learning curve (data.limit_train), a learning rate or a filter size swept alone gets
+    a panel of accuracy against the setting; the seed of repeats does not count as one."""
+    keys = ["data.limit_train", "train.seed"] + (["model.filter_size"] if other else [])
+    groups = [
+        {"data.limit_train": v, "model.filter_size": (other or [None] * 9)[i]}
+        for i, v in enumerate(values)
+    ]
+    assert sweep.numeric_setting(groups, keys) == curve
 
 
 def test_a_setting_whose_first_seed_did_not_run_shows_the_cost_of_the_one_that_did(tmp_path):

@@ -172,27 +172,37 @@ def _table(title: str, what: str, common: dict[str, str], cols: list[str], rows,
 def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) -> None:
     """Mean test accuracy against weight count, multiply-adds per image and time per epoch: one
     point per setting that has a finished run and the figure on the axis (older summaries have
-    no multiply-adds), with the mean's 95% interval as an error bar. Points are numbered as the
-    settings table orders them (best first), and the numbers are spelt out under the panels:
-    settings written out beside every point ran into each other."""
+    no multiply-adds), with the mean's 95% interval as an error bar; first, against the swept
+    setting itself when it is one number (numeric_setting), joined as a curve. Points are
+    numbered as the settings table orders them (best first), and the numbers are spelt out
+    under the panels: settings written out beside every point ran into each other."""
+    panels = [([g.get(k) for g in groups], label, cost_axis) for k, label in COSTS]
+    numeric = numeric_setting(groups, keys)
+    if numeric:
+        panels.insert(0, (numeric[1], numeric[0], _setting_axis))
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(20, 6), sharey=True, layout="constrained")
-    for ax, (x_key, x_label) in zip(axes, COSTS):
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.7 * len(panels), 6), sharey=True, layout="constrained"
+    )
+    for ax, (xs_of_groups, label, axis) in zip(axes, panels):
         done = [
-            (number, g)
-            for number, g in enumerate(groups, 1)
-            if finite(g["test_accuracy"]) and finite(g.get(x_key))
+            (number, g, x)
+            for number, (g, x) in enumerate(zip(groups, xs_of_groups), 1)
+            if finite(g["test_accuracy"]) and finite(x)
         ]
-        xs, means = [g[x_key] for _, g in done], [g["test_accuracy"] for _, g in done]
+        xs, means = [x for _, _, x in done], [g["test_accuracy"] for _, g, _ in done]
         bars = [
-            g["test_high"] - m if finite(g["test_high"]) else 0.0 for (_, g), m in zip(done, means)
+            g["test_high"] - m if finite(g["test_high"]) else 0.0
+            for (_, g, _), m in zip(done, means)
         ]
+        if axis is _setting_axis:
+            ax.plot(*zip(*sorted(zip(xs, means))), color="C0", alpha=0.4)
         ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3)
-        for (number, _), x, y in zip(done, xs, means):
+        for (number, _, _), x, y in zip(done, xs, means):
             ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
-        cost_axis(ax, xs, x_label)
+        axis(ax, xs, label)
         ax.grid(alpha=0.3)
-        if not done:
+        if not done and axis is cost_axis:
             not_recorded(ax)
     axes[0].set_ylabel("mean test accuracy (fraction), 95% interval")
     bottom, top = axes[0].get_ylim()  # an interval of few seeds may reach past 0 or 1
@@ -204,6 +214,37 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     ]
     fig.supxlabel("\n".join(names), fontsize=8, ha="left", x=0.01)
     save_figure(fig, path)
+
+
+def numeric_setting(
+    groups: list[dict[str, Any]], keys: list[str]
+) -> tuple[str, list[float]] | None:
+    """(the key, its value in each group) when the sweep varies one setting (the seed apart)
+    and every value of it is a number, two or more different ones: accuracy against it is the
+    sweep's curve (a learning curve over data.limit_train, a learning rate's). Else None."""
+    settings = settings_of(keys)
+    if len(settings) != 1:
+        return None
+    try:
+        values = [float(g[settings[0]]) for g in groups]
+    except (TypeError, ValueError):  # a list, a name, a setting a job did not have
+        return None
+    return (settings[0], values) if len(set(values)) > 1 else None
+
+
+def _setting_axis(ax: Any, values: list[float], key: str) -> None:
+    """An x axis for a setting's values, ticked at them: logarithmic where they are positive and
+    span ten times or more (learning rates, data sizes), else linear."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xlabel(key)
+    if values and min(values) > 0 and max(values) >= 10 * min(values):
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{key} (log scale)")
+        ax.xaxis.set_minor_locator(NullLocator())
+    if 1 < len(set(values)) <= 10:
+        ticks = sorted(set(values))
+        ax.set_xticks(ticks, [setting_text(f"{t:g}") for t in ticks])
 
 
 def title(sweep_dir: Path) -> str:
