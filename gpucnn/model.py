@@ -198,8 +198,12 @@ class Model:
     ) -> Any:
         """x: (N, *input_shape) -> outputs (N, *output_shape). With ``logits=True`` the output
         activation (sigmoid / softmax), if any, is skipped. ``hooks`` observe each layer;
-        ``fuse=False`` runs every layer on its own (see runs)."""
+        ``fuse=False`` runs every layer on its own (see runs). Inputs of another floating-point
+        dtype than the weights are cast to theirs: x / 255.0 of uint8 pixels is float64, and
+        would run every layer of a float32 model in float64, twice as slow."""
         self.check_batch(x)
+        dtype = next((p.dtype for _, p, _ in self.parameters()), x.dtype)
+        x = x if x.dtype == dtype else x.astype(dtype)
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
             x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
