@@ -110,6 +110,42 @@ def test_a_folder_the_run_did_not_train_on_is_evaluated_whole(tmp_path):
     assert json.loads((run / "evaluation.json").read_text()) == own  # not replaced
 
 
+def test_a_folder_changed_since_training_is_evaluated_with_a_warning(tmp_path):
+    """Images added since: the seeded split is drawn again over more files, so some images the
+    run trained on may now be test images. The evaluation says so instead of passing for the
+    run's test accuracy."""
+    run, root = tmp_path / "run", image_folder(tmp_path / "shapes", per_class=20)
+    proc = app("data=folder", f"data.root={root}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    same = tool("evaluate", run)
+    assert same.returncode == 0 and "not the test images" not in same.stderr, same.stderr
+    assert json.loads((run / "evaluation.json").read_text())["not_the_runs_test_images"] is None
+    rng = np.random.default_rng(9)
+    for kind, name in enumerate(("disc", "square", "stripes")):
+        for i in range(5):
+            Image.fromarray(shape_image(kind, 32, rng)).save(root / name / f"new{i}.png")
+    changed = tool("evaluate", run)
+    assert changed.returncode == 0, changed.stderr
+    assert "these are not the test images the run was tested on: images per class now " in (
+        changed.stderr
+    )
+    record = json.loads((run / "evaluation.json").read_text())
+    assert record["not_the_runs_test_images"].startswith("images per class now train [")
+
+
+def test_the_same_counts_with_another_test_loss_are_not_the_runs_test_images():
+    from types import SimpleNamespace
+
+    from gpucnn.app.evaluate import not_the_runs
+
+    balance = {"train": [8, 8], "val": [1, 1], "test": [2, 2]}
+    summary = {"balance": balance, "test_loss": 0.5}
+    splits = SimpleNamespace(balance=balance)
+    assert not_the_runs(summary, splits, 0.50001) is None  # another backend's rounding
+    assert not_the_runs(summary, splits, 0.52) == "the test loss is 0.52, in the run 0.5"
+    assert not_the_runs({"balance": balance}, splits, 0.52) is None  # an unfinished run
+
+
 def test_the_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(
     tmp_path, cache, monkeypatch
 ):

@@ -4,18 +4,18 @@
     python -m gpucnn.evaluate outputs/runs/<time> data=fashion_mnist   # another data config
     python -m gpucnn.evaluate outputs/runs/<time> data.limit_test=500
 
-Loads the run's resolved config (summary.json) and weights (model.npz; its last checkpoint's for
-a run that did not finish), evaluates them on the test split that config prepares (the same
-seeded split as in training), and writes evaluation.json (loss, accuracy, per-class precision /
-recall / F1, the confusion matrix), confusion.png (the labelled matrix) and mistakes.png (the
-misclassified test images the model was surest about, with true and predicted labels) into the
-run directory, or, evaluated on other data, into RUN_DIR/evaluations/<the data overrides>/
-(--out DIR chooses), so that no evaluation replaces another. Overrides are a data group
-(``data=NAME``: the images come from there, while the task, its classes and the image size stay
-the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``), applied to the run's config in
-that order. A folder of images the run did not train on is evaluated whole (every image a test
-image; data.test_fraction=F takes a share). A run trained on CuPy is evaluated on NumPy where no
-GPU is usable.
+Loads the run's resolved config (summary.json) and weights (model.npz; its last checkpoint's for a
+run that did not finish), evaluates them on the test split that config prepares (the same seeded
+split as in training, or a warning where the run's data changed since), and writes evaluation.json
+(loss, accuracy, per-class precision / recall / F1, the confusion matrix), confusion.png (the
+labelled matrix) and mistakes.png (the misclassified test images the model was surest about, with
+true and predicted labels) into the run directory, or, evaluated on other data, into
+RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation replaces
+another. Overrides are a data group (``data=NAME``: the images come from there, while the task, its
+classes and the image size stay the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``),
+applied to the run's config in that order. A folder of images the run did not train on is evaluated
+whole (every image a test image; data.test_fraction=F takes a share). A run trained on CuPy is
+evaluated on NumPy where no GPU is usable.
 """
 
 from __future__ import annotations
@@ -39,7 +39,16 @@ from ..train import evaluate_and_predict
 from . import checkpoint, exits
 from .config import Config, build_model, check_overrides_read, register, validate_data
 from .experiment import load_splits
-from .results import cannot_write, counted, flat, pyplot, read_summary, run_dirs, save_figure
+from .results import (
+    cannot_write,
+    counted,
+    finite,
+    flat,
+    pyplot,
+    read_summary,
+    run_dirs,
+    save_figure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +223,27 @@ def _data_group(name: str) -> DictConfig:
             raise ConfigError(f"data={name}: no such data config; choose one of {known}") from None
 
 
+def _other_data(overrides: list[str]) -> bool:
+    """Whether the overrides evaluate on other data than the run's (data=NAME, data.KEY=...)."""
+    return any(o.startswith(("data=", "data.")) for o in overrides)
+
+
+def not_the_runs(summary: dict[str, Any], splits: data.Prepared, test_loss: float) -> str | None:
+    """How the run's own data, prepared again, differs from what the run recorded: the images
+    of each class in each split, or (the same counts) the test loss, beyond the rounding that
+    another backend or evaluation batch size gives. None where it agrees (or an older or
+    unfinished run recorded neither)."""
+    recorded = summary.get("balance")
+    if recorded and recorded != splits.balance:
+        now = "; ".join(f"{k} {v}" for k, v in splits.balance.items())
+        then = "; ".join(f"{k} {v}" for k, v in recorded.items())
+        return f"images per class now {now}, in the run {then}"
+    run_loss = summary.get("test_loss")
+    if finite(run_loss) and abs(test_loss - run_loss) > 1e-4 * max(1.0, abs(run_loss)):
+        return f"the test loss is {test_loss:.6g}, in the run {run_loss:.6g}"
+    return None
+
+
 def evaluate_run(
     run_dir: Path, overrides: list[str] = (), out: Path | None = None
 ) -> dict[str, Any]:
@@ -237,6 +267,15 @@ def evaluate_run(
     test_loss, accuracy, probs = evaluate_and_predict(
         model, loss, test.x, test.y, cfg.train.eval_batch_size
     )
+    changed = None if _other_data(overrides) else not_the_runs(summary, splits, test_loss)
+    if changed:
+        log.warning(
+            "these are not the test images the run was tested on: %s. The data changed since "
+            "it trained (images added, removed or replaced in its folder or files), or was "
+            "split by another gpucnn version: images it trained on may be among them, so this "
+            "is not the run's test accuracy",
+            changed,
+        )
     truth, guess = backend.to_host(test.y), probs.argmax(axis=1)
     classes = list(splits.classes)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -252,6 +291,7 @@ def evaluate_run(
         "per_class": _per_class(confusion, classes),
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted
         "predicted": guess.tolist(),  # each test image's predicted label, in split order
+        "not_the_runs_test_images": changed,  # why not, where the run's own data changed
     }
     write_json(out / "evaluation.json", record)
     _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
