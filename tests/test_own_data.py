@@ -133,6 +133,39 @@ def test_a_folder_changed_since_training_is_evaluated_with_a_warning(tmp_path):
     assert record["not_the_runs_test_images"].startswith("images per class now train [")
 
 
+def test_a_run_is_not_resumed_on_a_folder_changed_since_it_began(tmp_path):
+    root = image_folder(tmp_path / "shapes", per_class=20)
+    first, data = tmp_path / "first", ("data=folder", f"data.root={root}", *QUICK)
+    assert app(*data, f"hydra.run.dir={first}").returncode == 0
+    added = [root / "disc" / f"new{i}.png" for i in range(3)]
+    for path in added:
+        Image.fromarray(shape_image(0, 32, np.random.default_rng(1))).save(path)
+    longer = (*data, "train.epochs=3", f"train.resume_from={first}")
+    proc = app(*longer, f"hydra.run.dir={tmp_path / 'refused'}")
+    assert proc.returncode == 2, proc.stderr
+    assert "was written for other images than the data gives now (images per class then " in (
+        proc.stdout + proc.stderr
+    )
+    for path in added:
+        path.unlink()
+    proc = app(*longer, f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming from" in proc.stdout + proc.stderr
+
+
+def test_training_images_replaced_under_the_same_counts_are_told_apart():
+    from gpucnn.app.trainer import _images_changed
+
+    then = {"balance": {"train": [4, 4]}, "mean": [0.2, 0.4], "std": [0.25, 0.3]}
+    assert _images_changed(then, {**then, "mean": [0.2, 0.4 * (1 + 1e-7)]}) is None  # rounding
+    assert _images_changed(then, {**then, "std": [0.25, 0.301]}) == (
+        "the training images' std per channel was [0.25, 0.3], is [0.25, 0.301]"
+    )
+    assert _images_changed(then, {**then, "balance": {"train": [5, 4]}}).startswith(
+        "images per class then train [4, 4], now train [5, 4]"
+    )
+
+
 def test_the_same_counts_with_another_test_loss_are_not_the_runs_test_images():
     from types import SimpleNamespace
 

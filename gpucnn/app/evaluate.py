@@ -48,6 +48,7 @@ from .results import (
     read_summary,
     run_dirs,
     save_figure,
+    split_counts,
 )
 
 log = logging.getLogger(__name__)
@@ -235,9 +236,10 @@ def not_the_runs(summary: dict[str, Any], splits: data.Prepared, test_loss: floa
     unfinished run recorded neither)."""
     recorded = summary.get("balance")
     if recorded and recorded != splits.balance:
-        now = "; ".join(f"{k} {v}" for k, v in splits.balance.items())
-        then = "; ".join(f"{k} {v}" for k, v in recorded.items())
-        return f"images per class now {now}, in the run {then}"
+        return (
+            f"images per class now {split_counts(splits.balance)}, in the run "
+            f"{split_counts(recorded)}"
+        )
     run_loss = summary.get("test_loss")
     if finite(run_loss) and abs(test_loss - run_loss) > 1e-4 * max(1.0, abs(run_loss)):
         return f"the test loss is {test_loss:.6g}, in the run {run_loss:.6g}"

@@ -81,6 +81,12 @@ def setting_text(value: Any) -> str:
     return text if float(short) == number else short
 
 
+def split_counts(balance: dict[str, list[int]]) -> str:
+    """A data set's images per class in each split, as its summary records them (balance):
+    "train [29, 29]; val [3, 3]; test [8, 8]"."""
+    return "; ".join(f"{split} {counts}" for split, counts in balance.items())
+
+
 def counted(n: int, noun: str) -> str:
     """``1 run``, ``3 runs``: a count and its noun, in the singular or the plural."""
     return f"{n:,} {noun}{'s' * (n != 1)}"

@@ -27,7 +27,7 @@ from ..train import check_batches, check_head, evaluate
 from . import checkpoint
 from .config import build_optimizer, config_group
 from .diagnostics import Diagnostics
-from .results import METRICS, write_csv
+from .results import METRICS, split_counts, write_csv
 from .signals import Interrupted, Stops
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,32 @@ def _run_identity(cfg: DictConfig) -> dict[str, Any]:
         value = OmegaConf.select(cfg, key)
         identity[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
     return identity
+
+
+def _images(splits: data.Prepared) -> dict[str, Any]:
+    """What the data gave a run: the images per class in each split, and the training images'
+    per-channel mean and standard deviation (which move when an image is replaced)."""
+    return {
+        "balance": splits.balance,
+        "mean": [float(m) for m in splits.mean],
+        "std": [float(s) for s in splits.std],
+    }
+
+
+def _images_changed(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """How two _images records differ, or None for the same data: the same counts, and the same
+    means and standard deviations up to the rounding another machine's summation may give."""
+    if then["balance"] != now["balance"]:
+        return (
+            f"images per class then {split_counts(then['balance'])}, now "
+            f"{split_counts(now['balance'])}"
+        )
+    for key in ("mean", "std"):
+        if len(then[key]) != len(now[key]) or not all(
+            math.isclose(a, b, rel_tol=1e-5) for a, b in zip(then[key], now[key])
+        ):
+            return f"the training images' {key} per channel was {then[key]}, is {now[key]}"
+    return None
 
 
 class Trainer:
@@ -114,7 +140,7 @@ class Trainer:
             "sums": self.sums,
             "rows": self.rows,
             "diagnostics": self.diagnostics.rows if self.diagnostics is not None else [],
-            "run": _run_identity(self.cfg),
+            "run": {**_run_identity(self.cfg), "images": _images(self.splits)},
         }
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
         self.stops.checkpointed = True
@@ -130,6 +156,16 @@ class Trainer:
             raise ConfigError(
                 f"the checkpoint in {self.run_dir} was written for a different {', '.join(changed)}"
                 ": resume with the same settings, or start a new run directory"
+            )
+        then = meta["run"].get("images")  # older checkpoints did not record them
+        changed = then and _images_changed(then, _images(self.splits))
+        if changed:
+            raise ConfigError(
+                f"the checkpoint in {self.run_dir} was written for other images than the data "
+                f"gives now ({changed}): the data changed since (images added, removed or "
+                "replaced in its folder or files), and resuming would train on other images "
+                "than it began with (and may test on some it trained on). Restore the data, or "
+                "start a new run directory"
             )
         self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
         self.sums, self.rows = meta["sums"], meta["rows"]
