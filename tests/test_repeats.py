@@ -310,10 +310,32 @@ def test_settings_with_the_same_accuracy_in_every_pair_are_not_said_to_need_more
         for k in (3, 5)
     ]
     (effect,) = effects(runs, "filter_size")
-    assert effect.sentence() == (
-        "filter_size 5 vs 3: +0.0 points, 95% interval +0.0 to +0.0: "
-        "the same accuracy in each of the 3 pairs"
+    assert (
+        effect.sentence()
+        == "filter_size 5 vs 3: +0.0 points in each of the 3 pairs: the same accuracy"
     )
+
+
+def test_pairs_that_all_differ_alike_are_not_given_an_interval_of_no_width():
+    """ReLU at 0.8025 and sigmoid stuck at chance, 0.5, in both depths: -30.2 points in each
+    pair, no spread, so a "95% interval -30.2 to -30.2" would claim a certainty two pairs lack."""
+    runs = [
+        {"settings": {"activation": act}, "seed": seed, "accuracy": acc}
+        for seed in range(2)
+        for act, acc in (("relu", 0.8025), ("sigmoid", 0.5))
+    ]
+    (effect,) = effects(runs, "activation")
+    assert effect.sentence() == (
+        "activation sigmoid vs relu: -30.2 points in each of the 2 pairs: sigmoid is worse in "
+        "every pair (no spread to set an interval by)"
+    )
+    runs = [  # +1 point in each pair, up to the rounding of 0.81 - 0.80 against 0.82 - 0.81
+        {"settings": {"filter_size": k}, "seed": seed, "accuracy": 0.80 + seed / 100 + bonus}
+        for seed in range(3)
+        for k, bonus in ((3, 0), (5, 0.01))
+    ]
+    (effect,) = effects(runs, "filter_size")
+    assert effect.sentence().startswith("filter_size 5 vs 3: +1.0 points in each of the 3 pairs")
 
 
 def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path, monkeypatch):

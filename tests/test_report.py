@@ -379,7 +379,7 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     _, header, _ = next(b for b in blocks if b[0] == "table")
     assert header[1:3] == ["model.filter_size", "optimizer.lr"]
     sentences = next(b[1] for b in blocks if b[0] == "list")
-    assert sentences[0].startswith("filter_size 5 vs 3: +2.0 points, 95% interval +2.0 to +2.0")
+    assert sentences[0].startswith("filter_size 5 vs 3: +2.0 points in each of the 6 pairs")
     assert sentences[1].startswith("optimizer.lr 0.01 vs 0.001: +10.0 points")
     best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")

@@ -17,6 +17,7 @@ from .results import setting_text
 from .stats import Estimate, estimate, t975
 
 MAX_NEEDED = 1000  # beyond this, "more than 1,000 pairs"
+NO_SPREAD = 1e-9  # a standard deviation of accuracy differences that is only their rounding
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ class Effect:
                 f"{what}: {e.mean:+.1f} points from {e.n} pair: no interval; repeat the runs "
                 "(train.repeats=3) to tell them apart"
             )
+        if e.sd < NO_SPREAD:  # every pair differs alike: no spread to set an interval by
+            each = f"{what}: {e.mean:+.1f} points in each of the {e.n} pairs"
+            if abs(e.mean) < NO_SPREAD:
+                return f"{each}: the same accuracy"
+            verdict = "better" if e.mean > 0 else "worse"
+            return f"{each}: {value} is {verdict} in every pair (no spread to set an interval by)"
         head = f"{what}: {e.mean:+.1f} points, 95% interval {e.low:+.1f} to {e.high:+.1f}"
         if e.low > 0 or e.high < 0:
             return f"{head}: {value} is {'better' if e.low > 0 else 'worse'}"
-        if e.sd == 0:  # and so the mean is 0
-            return f"{head}: the same accuracy in each of the {e.n} pairs"
         needed = pairs_needed(e.mean, e.sd)
         more = f"more than {MAX_NEEDED:,}" if needed is None else f"about {needed}"
         return (
