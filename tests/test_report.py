@@ -385,6 +385,21 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")
 
 
+def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accuracy(tmp_path):
+    from gpucnn.app import report
+
+    for job, (k, accuracy) in enumerate(((5, 0.85), (3, 0.845))):
+        config = {"model": {"filter_size": k}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": accuracy, "weights": 100 * k,
+                   "seconds_per_epoch": 0.1, "seed": 0, "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert best.endswith(
+        " Within one point of it, filter_size=3, at 0.845 (one run), needs only 300 weights."
+    )
+
+
 def test_settings_a_run_does_not_read_are_not_its_values(tmp_path):
     """An MLP has no filter size: CNNs of filter 3 and 5 beside MLPs with the config's unread
     default of 3 have one effect of filter_size, and the MLPs' cells say they do not read it."""

@@ -149,8 +149,8 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     )
     if cheapest is not best:
         text += (
-            f" Within one point of it, {_setting(cheapest, keys)} ({accuracy_text(cheapest)}) "
-            f"needs only {cheapest[0].summary['weights']:,} weights."
+            f" Within one point of it, {_setting(cheapest, keys)}, at "
+            f"{accuracy_text(cheapest)}, needs only {cheapest[0].summary['weights']:,} weights."
         )
     blocks += [
         ("p", text),
