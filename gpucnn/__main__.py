@@ -9,6 +9,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from . import __version__
+from .app.console import survive_closed_output
 from .app.exits import INVALID_CONFIG
 
 COMMANDS = ("run", "bench", "evaluate", "predict", "report", "summarize")
@@ -37,4 +38,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    survive_closed_output()
     sys.exit(main(sys.argv[1:]))

@@ -202,6 +202,19 @@ def test_a_run_whose_output_reader_goes_away_trains_on_without_a_traceback(tmp_p
     assert "results in" in (tmp_path / "run.log").read_text()
 
 
+@pytest.mark.parametrize(
+    "command", [["gpucnn"], ["gpucnn.report", "--help"], ["gpucnn.bench", "--help"]]
+)
+def test_a_command_whose_output_reader_goes_away_ends_without_a_traceback(command):
+    """``python -m gpucnn | head -1``, ``... --help | head``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in stderr, stderr
+
+
 def test_output_and_log_lines_after_the_reader_went_away_are_dropped(monkeypatch):
     """The wrapped streams, and a log handler made before them on the raw stream (a launcher's
     worker process: Hydra sets up the job's logging before the job)."""
