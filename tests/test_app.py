@@ -307,6 +307,32 @@ def test_every_experiment_preset_composes_and_runs(tmp_path, name):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.parametrize("multirun", [[], ["-m"]])
+def test_a_misspelt_experiment_is_refused_not_skipped(tmp_path, multirun):
+    """An optional experiment group made experiment=relu_vs_sigmod run the defaults instead
+    (one job, where the preset has twelve), without a word."""
+    proc = app(*multirun, "experiment=relu_vs_sigmod", *TINY, f"hydra.run.dir={tmp_path}",
+               f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Could not find 'experiment/relu_vs_sigmod'" in proc.stderr
+    assert "relu_vs_sigmoid" in proc.stderr and not (tmp_path / "summary.json").exists()
+    assert not list(tmp_path.glob("*/summary.json"))
+
+
+def test_a_preset_of_ones_own_runs_from_its_folder_as_the_readme_shows(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (preset,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "depth" in b]
+    (tmp_path / "myconf" / "experiment").mkdir(parents=True)
+    (tmp_path / "myconf" / "experiment" / "depth.yaml").write_text(preset)
+    sweep = tmp_path / "sweep"
+    proc = app("-m", "--config-dir", str(tmp_path / "myconf"), "experiment=depth", *TINY,
+               "train.repeats=1", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    channels = sorted(s["config"]["model"]["channels"] for s in summaries)
+    assert channels == [[16, 16, 32, 32, 64], [16, 32], [16, 32, 64]]
+
+
 def test_the_binary_classes_can_be_named(tmp_path):
     proc = app(
         *TINY, "data.positive=[Trouser]", "data.negative=[Dress]", f"hydra.run.dir={tmp_path}"
