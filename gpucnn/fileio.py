@@ -21,7 +21,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """Call ``write(f)`` on a temporary binary file, then move it onto ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -29,11 +32,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename == tmp:  # a rename onto a folder, say
+            raise _naming(exc, path) from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` about ``path``, the file being written, rather than its temporary stand-in
+    (model.save("outputs") onto a folder: "Is a directory: 'outputs'")."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def copy_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:

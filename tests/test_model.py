@@ -348,3 +348,12 @@ def test_inputs_of_another_float_dtype_run_in_the_weights_dtype():
         train_step(model, BinaryCrossEntropy(), Adam(), x, y)
     for (name, a, _), (_, b, _) in zip(models[0].parameters(), models[1].parameters()):
         assert a.dtype == np.float32 and np.array_equal(a, b), name
+
+
+def test_saving_onto_a_folder_names_the_folder_not_a_temporary_file(tmp_path):
+    model = presets.lab_mlp1()
+    (tmp_path / "outputs").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        model.save(tmp_path / "outputs")
+    assert err.value.filename == str(tmp_path / "outputs") and err.value.filename2 is None
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]  # no temporary file left
