@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 
 class GpucnnError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -58,6 +60,12 @@ class NotEnoughMemory(GpucnnError, MemoryError):
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a real number (Python's or NumPy's, not a bool)."""
     return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def as_float(value: Real) -> float:
+    """A number setting as Python's float; a NumPy float32 as the decimal it prints as
+    (np.float32(0.1) is 0.1, not 0.10000000149011612, in the layer's repr and summaries)."""
+    return float(str(value)) if isinstance(value, np.floating) else float(value)
 
 
 def is_count(value: Any, least: int) -> bool:

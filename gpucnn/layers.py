@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, initializers, kernels, memory
-from .errors import ConfigError, ShapeError, did_you_mean, is_count, is_number
+from .errors import ConfigError, ShapeError, as_float, did_you_mean, is_count, is_number
 from .kernels import out_size
 
 Shape = tuple[int, ...]
@@ -350,7 +350,7 @@ class BatchNorm(Layer):
             raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
         if not (is_number(eps) and eps > 0):
             raise ConfigError(f"{name}: eps must be a positive number")
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.momentum, self.eps = as_float(momentum), as_float(eps)
         xp, dtype = backend.xp(), backend.dtype()
         self.params = {"gamma": xp.ones(self.c, dtype=dtype), "beta": xp.zeros(self.c, dtype=dtype)}
         self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
@@ -473,7 +473,7 @@ class Dropout(Layer):
         super().__init__()
         if not (is_number(rate) and 0 <= rate < 1):
             raise ConfigError(f"Dropout({rate!r}): rate must be a number in [0, 1)")
-        self.rate = float(rate)
+        self.rate = as_float(rate)
         self._scale = None
         self.rng = None  # a generator of its own (a thread's replica), else the backend's
 

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import ConfigError, is_number
+from .errors import ConfigError, as_float, is_number
 
 Params = Iterable[tuple[str, Any, Any]]
 
@@ -33,8 +33,8 @@ class Optimizer:
             raise ConfigError(f"lr must be > 0, got {lr!r}", "lr")
         if not weight_decay >= 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}", "weight_decay")
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
+        self.lr = as_float(lr)
+        self.weight_decay = as_float(weight_decay)
         self.steps = 0
         self.state: dict[str, dict[str, Any]] = {}
         self._model: weakref.ref | None = None  # the model it updates, once bound
@@ -115,7 +115,7 @@ class Momentum(Optimizer):
         _numbers(momentum=momentum)
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}", "momentum")
-        self.momentum = float(momentum)
+        self.momentum = as_float(momentum)
         self.nesterov = bool(nesterov)
 
     def _update(self, name: str, p: Any, g: Any) -> None:
@@ -145,7 +145,7 @@ class Adam(Optimizer):
                 raise ConfigError(f"{key} must be in [0, 1), got {beta!r}", key)
         if not eps > 0:
             raise ConfigError(f"eps must be > 0, got {eps!r}", "eps")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2, self.eps = as_float(beta1), as_float(beta2), as_float(eps)
 
     def _update(self, name: str, p: Any, g: Any) -> None:
         m, v = self.slot(name, "m", p), self.slot(name, "v", p)

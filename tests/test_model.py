@@ -173,6 +173,9 @@ def test_sizes_and_rates_computed_with_numpy_are_taken():
     model.add(Dropout(np.float32(0.25))).build((1, 28, 28))
     assert model.output_shape == (10,) and repr(model.layers[3]) == "Dense(784, 10)"
     assert model.layers[4].momentum == 0.5 and model.layers[5].rate == 0.25
+    # float32 values as they print, not as their nearest doubles (0.30000001192092896)
+    assert repr(Dropout(np.float32(0.3))) == "Dropout(0.3)" and Adam(np.float32(0.001)).lr == 0.001
+    assert repr(BatchNorm(4, momentum=np.float32(0.1))) == "BatchNorm(4, momentum=0.1, eps=1e-05)"
     with pytest.raises(ConfigError, match=r"input_size must be a positive integer, got True"):
         Dense(True, 10)
     with pytest.raises(ConfigError, match=r"Dropout\(True\): rate must be a number"):
