@@ -363,6 +363,9 @@ def test_batches_cover_the_split_in_a_new_order_each_epoch():
     for epoch, start in ((-1, 0), (0, -1)):  # a batch -1 would be an empty one
         with pytest.raises(ConfigError, match=f"epoch={epoch} and start={start} must be >= 0"):
             next(batches.epoch(epoch, start))
+    with pytest.raises(TypeError, match=r"iterate the batches of one epoch, batches.epoch\(n\)"):
+        for _ in batches:  # which epoch's order? name it
+            pass
     with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
         Batches(data.train, 200, drop_last=True)
     with pytest.raises(DataError, match="a split of 110 images but 109 labels: give one label"):

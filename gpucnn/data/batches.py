@@ -51,6 +51,13 @@ class Batches:
         n, b = len(self.split), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """Not iterable itself: each epoch has its own order, so name the epoch."""
+        raise TypeError(
+            "iterate the batches of one epoch, batches.epoch(n) for epoch n = 0, 1, ...: each "
+            "epoch is shuffled in its own order, drawn from the seed and n"
+        )
+
     def smallest(self) -> int:
         """The size of an epoch's smallest batch: the last one, unless it is dropped."""
         n, b = len(self.split), self.batch_size
