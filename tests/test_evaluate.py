@@ -314,3 +314,14 @@ def test_a_chinese_class_name_is_drawn_not_left_as_a_missing_glyph(tmp_path):
         warnings.simplefilter("error")  # matplotlib warns of each glyph no font has
         evaluate._plot_confusion(tmp_path / "c.png", np.eye(2, dtype=int), ("猫", "狗"), 1.0)
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_the_line_printed_counts_test_images_with_thousands_separated(
+    monkeypatch, tmp_path, capsys
+):
+    from gpucnn.app import evaluate
+
+    record = {"test_accuracy": 0.8629, "test_loss": 0.3843, "test_images": 10000}
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda *args: record)
+    assert evaluate.main([str(tmp_path)]) == 0
+    assert "test accuracy 0.8629, loss 0.3843 on 10,000 images: " in capsys.readouterr().out

@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return cannot_write(out, exc, ", or name another folder with --out")
     print(
         f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
-        f"{record['test_images']} images: "
+        f"{record['test_images']:,} images: "
         f"{out / 'evaluation.json'}, confusion.png, mistakes.png"
     )
     return 0
