@@ -150,7 +150,13 @@ class Conv(ParamLayer):
         self.c_out = _positive_int(output_channel, "output_channel", name)
         self.stride = _positive_int(stride, "stride", name)
         if not is_count(pad, 0):
-            raise ConfigError(f"{name}: pad must be an integer >= 0, got {pad!r}")
+            fix, word = "", pad if isinstance(pad, str) else None  # as other libraries name it
+            if word == "same":
+                fix = f": for outputs the size of the inputs give pad={(self.k - 1) // 2} "
+                fix += "((filter_size - 1) // 2, with an odd filter_size and stride 1)"
+            elif word == "valid":
+                fix = ": for no padding give pad=0"
+            raise ConfigError(f"{name}: pad must be an integer >= 0, got {pad!r}{fix}")
         self.pad = int(pad)
         k2 = self.k * self.k
         w_shape = (self.c_out, self.c_in, self.k, self.k)
@@ -417,7 +423,8 @@ class Activation(Layer):
     def __init__(self, name: str, _loss: str | None = None) -> None:
         super().__init__()
         if name not in self.NAMES:
-            raise ConfigError(f"Activation({name!r}): choose one of {', '.join(self.NAMES)}")
+            hint = did_you_mean(name, self.NAMES) if isinstance(name, str) else ""
+            raise ConfigError(f"Activation({name!r}): choose one of {', '.join(self.NAMES)}{hint}")
         self.name = name
 
     def forward(self, x: Any, training: bool = False) -> Any:
