@@ -48,6 +48,27 @@ def _output(model: Model, width: int, n_outputs: int) -> None:
     model.add(Activation("sigmoid" if n_outputs == 1 else "softmax"))
 
 
+def conv_blocks(
+    channels: Sequence[int],
+    filter_size: IntOrList,
+    pool_size: IntOrList,
+    pool_stride: IntOrList | None,
+    padding: int | str | Sequence[int | str],
+) -> list[tuple]:
+    """Each conv block's (channels, filter_size, pool_size, pool_stride, padding in pixels),
+    from sizes given once for all blocks or as a list with one per block. Needs no input shape,
+    so a config is checked with it before any data is loaded: a list of another length than
+    ``channels``, or ``same`` padding of an even filter, raises ConfigError naming the key."""
+    n = len(channels)
+    if n == 0:
+        raise ConfigError("channels must list at least one conv block", "channels")
+    ks = _per_block(filter_size, n, "filter_size")
+    pools = _per_block(pool_size, n, "pool_size")
+    strides = _per_block(pool_stride, n, "pool_stride")
+    pads = [_padding(pad, k) for pad, k in zip(_per_block(padding, n, "padding"), ks, strict=True)]
+    return list(zip(channels, ks, pools, strides, pads, strict=True))
+
+
 def cnn(
     input_shape: Sequence[int] = (1, 32, 32),
     channels: Sequence[int] = (16, 32, 64),
@@ -68,18 +89,13 @@ def cnn(
     the hidden layers use ``hidden_activation`` (default: ``activation``); ``batch_norm`` puts
     a BatchNorm between every Conv or hidden Dense and its activation.
     """
-    n = len(channels)
-    if n == 0:
-        raise ConfigError("channels must list at least one conv block", "channels")
-    ks = _per_block(filter_size, n, "filter_size")
-    pools = _per_block(pool_size, n, "pool_size")
-    strides = _per_block(pool_stride, n, "pool_stride")
-    pads = _per_block(padding, n, "padding")
     model = Model()
     shape = tuple(input_shape)
     c_in = shape[0]
-    for c_out, k, pool, stride, pad in zip(channels, ks, pools, strides, pads, strict=False):
-        model.add(Conv(k, c_in, c_out, pad=_padding(pad, k)))
+    for c_out, k, pool, stride, pad in conv_blocks(
+        channels, filter_size, pool_size, pool_stride, padding
+    ):
+        model.add(Conv(k, c_in, c_out, pad=pad))
         if batch_norm:
             model.add(BatchNorm(c_out))
         model.add(Activation(activation))

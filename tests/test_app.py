@@ -500,12 +500,15 @@ def test_a_run_with_a_setting_its_options_do_not_read_stops_before_data(tmp_path
     [
         ("model.filter_size=[3,5]", "model.filter_size has 2 values but there are 3 conv blocks"),
         ("model.filter_size=4", "model.padding=same needs an odd filter_size"),
+        ("model.padding=[1,same]", "model.padding has 2 values but there are 3 conv blocks"),
     ],
 )
-def test_the_library_errors_are_given_config_keys(override, match):
+def test_per_block_sizes_are_checked_before_any_data_is_loaded(override, match):
+    """They need no image: a folder of photos is not decoded to find a list one too long."""
     cfg = composed(override)
-    validate(cfg)
     with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+    with pytest.raises(ConfigError, match=match):  # and the library's own check names the key
         model_for(cfg)
 
 

@@ -315,6 +315,14 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
             lambda v: v in ("same", "valid") or is_count(v, 0),
             "same, valid or an integer >= 0",
         )
+        with config_group("model"):  # the per-block lists' lengths, and same padding
+            presets.conv_blocks(
+                list(m.channels),
+                _plain(m.filter_size),
+                _plain(m.pool_size),
+                _plain(m.pool_stride),
+                _plain(m.padding),
+            )
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"model.hidden={list(m.hidden)}: list positive layer widths")
     if not 0 <= m.dropout < 1:
