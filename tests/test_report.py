@@ -441,3 +441,30 @@ def test_a_runs_long_title_is_wrapped_above_its_curves(tmp_path, monkeypatch):
     fig.canvas.draw()  # laid out: the title sits above the panels' own titles
     bottom_of_title = fig._suptitle.get_window_extent().y0
     assert all(ax.title.get_window_extent().y1 <= bottom_of_title for ax in fig.axes)
+
+
+def test_the_runs_cnns_are_listed_once_each_with_every_run_that_built_one(tmp_path):
+    """Two activations of one architecture are one CNN (not the last run's, with its
+    activation); a fully connected run is none."""
+    from gpucnn.app import report
+
+    conv = {"layer": "Conv(filter_size=3, input_channel=1, output_channel=4, pad=1, stride=1)"}
+    dense = {"layer": "Dense(64, 1)"}
+    for job, (activation, layers, weights) in enumerate(
+        [
+            ("relu", [conv, dense], 100),
+            ("sigmoid", [conv, dense], 100),
+            ("relu", [conv, conv, dense], 250),
+            ("relu", [dense], 64),
+        ]
+    ):
+        config = {"model": {"activation": activation}, "train": {"seed": job}}
+        summary = {"status": "ok", "test_accuracy": 0.8, "weights": weights, "layers": layers}
+        summary["config"] = config
+        _job(tmp_path / "sweep", job, [f"train.seed={job}"], json.dumps(summary))
+    blocks = report.parameters.section(report.runs.collect([tmp_path / "sweep"]))
+    listed = [b[1] for b in blocks if b[0] == "p" and b[1].startswith("The CNNs")]
+    assert listed == [
+        "The CNNs among these runs: 100 weights, 1 conv layer: runs 0, 1; "
+        "250 weights, 2 conv layers: run 2."
+    ]

@@ -8,6 +8,7 @@ from ... import presets
 from ...layers import Conv, Dense
 from ...model import Model
 from ..document import Block
+from ..results import counted
 from .runs import Run
 
 
@@ -72,8 +73,28 @@ def section(runs: list[Run]) -> list[Block]:
         f"{_dense_multiply_adds(cnn):,}."
     )
     blocks.append(("p", sharing))
-    run_cnns = {r.summary.get("weights"): r for r in runs if r.conv_layers}
-    if run_cnns:
-        lines = [f"{r.name}: {w:,} weights ({r.label})" for w, r in sorted(run_cnns.items())]
+    architectures = _cnn_architectures(runs)
+    if architectures:
+        lines = [
+            f"{weights:,} weights, {counted(depth, 'conv layer')}: {_run_names(names)}"
+            for (weights, depth), names in sorted(architectures.items())
+        ]
         blocks.append(("p", "The CNNs among these runs: " + "; ".join(lines) + "."))
     return blocks
+
+
+def _cnn_architectures(runs: list[Run]) -> dict[tuple[int, int], list[str]]:
+    """The names of the runs that built a CNN, by (weight count, conv layers): runs that differ
+    only in what has no weights (activation, dropout) or in the seed count once."""
+    grouped: dict[tuple[int, int], list[str]] = {}
+    for run in runs:
+        if run.conv_layers:
+            grouped.setdefault((run.summary.get("weights", 0), run.conv_layers), []).append(
+                run.name
+            )
+    return grouped
+
+
+def _run_names(names: list[str], shown: int = 6) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ("run " if len(names) == 1 else "runs ") + ", ".join(names[:shown]) + more
