@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from gpucnn.app import checkpoint
 from gpucnn.app.config import Config, validate
 from gpucnn.app.experiment import OutOfMemory, run_job
-from gpucnn.app.trainer import Trainer
+from gpucnn.app.trainer import Diverged, Trainer
 from gpucnn.errors import ConfigError, ShapeError
 
 from .conftest import CUPY_OK
@@ -199,9 +199,21 @@ def test_divergence_stops_with_the_last_good_checkpoint(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["epoch"] == 1 and summary["batch"] >= 1
     assert "lower optimizer.lr" in summary["reason"]
+    kept = f"its last good checkpoint, after batch {summary['batch'] - 1} of epoch 1, is kept"
+    assert summary["reason"].endswith(kept), summary["reason"]
     with np.load(tmp_path / checkpoint.CURRENT) as f:
         assert all(np.all(np.isfinite(f[k])) for k in f.files if k.startswith("param/"))
     assert not (tmp_path / "model.npz").exists()
+
+
+def test_divergence_before_any_checkpoint_says_there_is_none_to_keep(tmp_path):
+    cfg = _cfg(epochs=1, progress=False)
+    cfg.optimizer.name, cfg.optimizer.lr = "sgd", 1e6
+    with pytest.raises(Diverged, match="no checkpoint had been written yet$"):
+        run_job(cfg, tmp_path, [])
+    assert not checkpoint.exists(tmp_path)
+    # at an epoch's end: the epochs done
+    assert str(Diverged(2, 5, float("nan"), (2, 0))).endswith("checkpoint, after epoch 2, is kept")
 
 
 def _cfg(**train):

@@ -40,10 +40,20 @@ GPU_CHECK_EVERY = 32  # on the GPU, reading the loss waits for the device: check
 class Diverged(GpucnnError):
     """The training loss became NaN or infinite."""
 
-    def __init__(self, epoch: int, batch: int, value: float) -> None:
+    def __init__(self, epoch: int, batch: int, value: float, saved: tuple[int, int] | None) -> None:
+        """``saved``: the (epoch, batch) position of the run's last checkpoint, None if none."""
+        if saved is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            at = (
+                f"epoch {saved[0]}"
+                if saved[1] == 0
+                else f"batch {saved[1]} of epoch {saved[0] + 1}"
+            )
+            kept = f"its last good checkpoint, after {at}, is kept"
         super().__init__(
             f"the training loss became {value} in epoch {epoch + 1} by batch {batch}: "
-            "lower optimizer.lr (or add weight decay); the last good checkpoint is kept"
+            f"lower optimizer.lr (or add weight decay); {kept}"
         )
         self.epoch, self.batch, self.value = epoch, batch, value
 
@@ -127,6 +137,7 @@ class Trainer:
         self.step = make_step(model, self.loss, self.optimizer, threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
         self.epoch, self.batch = 0, 0  # the position: batches done in the current epoch
+        self.saved: tuple[int, int] | None = None  # the position of the last checkpoint
         self.sums = _fresh_sums()
         self.rows: list[dict[str, Any]] = []
         self.on_epoch = on_epoch or (lambda row: None)
@@ -144,6 +155,7 @@ class Trainer:
         }
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
         self.stops.checkpointed = True
+        self.saved = (self.epoch, self.batch)
 
     def restore(self) -> dict[str, Any] | None:
         """Continue from the run directory's newest usable checkpoint; its record, or None."""
@@ -168,6 +180,7 @@ class Trainer:
                 "start a new run directory"
             )
         self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
+        self.saved = (self.epoch, self.batch)
         self.sums, self.rows = meta["sums"], meta["rows"]
         if self.diagnostics is not None:
             self.diagnostics.rows = list(meta.get("diagnostics", []))
@@ -228,7 +241,7 @@ class Trainer:
         """The running loss sum as a number; Diverged if it is not finite."""
         total = float(loss_sum)
         if not math.isfinite(total):
-            raise Diverged(self.epoch, self.batch, total)
+            raise Diverged(self.epoch, self.batch, total, self.saved)
         return total
 
     def _fold(self, loss_sum: Any, correct: Any, start: float) -> None:
