@@ -12,7 +12,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,17 @@ class Diverged(GpucnnError):
             f"lower optimizer.lr (or add weight decay); {kept}"
         )
         self.epoch, self.batch, self.value = epoch, batch, value
+
+
+@contextmanager
+def _numbers_leaving_range_unwarned() -> Iterator[None]:
+    """NumPy's overflow and invalid-value warnings off (in every thread of the step): a loss
+    that leaves the finite numbers stops the run as Diverged, in one line naming the epoch,
+    batch and fix, which the warnings before it, with their source lines, would bury."""
+    with warnings.catch_warnings():
+        message = r"(overflow|invalid value|divide by zero) encountered"
+        warnings.filterwarnings("ignore", message, RuntimeWarning)
+        yield
 
 
 def _fresh_sums() -> dict[str, float]:
@@ -189,7 +202,7 @@ class Trainer:
     # ----- training -----------------------------------------------------------------------
     def fit(self) -> None:
         """Train until train.epochs are done; raises Diverged or Interrupted."""
-        with self.stops.deferred():
+        with self.stops.deferred(), _numbers_leaving_range_unwarned():
             while self.epoch < self.cfg.train.epochs:
                 self._train_epoch()
                 self._end_epoch()
