@@ -325,3 +325,32 @@ def test_the_line_printed_counts_test_images_with_thousands_separated(
     monkeypatch.setattr(evaluate, "evaluate_run", lambda *args: record)
     assert evaluate.main([str(tmp_path)]) == 0
     assert "test accuracy 0.8629, loss 0.3843 on 10,000 images: " in capsys.readouterr().out
+
+
+def test_the_runs_classes_in_another_order_are_matched_by_name(run_dir, tmp_path):
+    """An .npz whose classes array lists the run's classes otherwise: label k there is not
+    the run's label k, and comparing by number would score a good model near zero."""
+    from gpucnn import data
+
+    raw = data.load("fashion_mnist_mini")
+    names = np.array(raw.classes)
+    order = np.random.default_rng(5).permutation(len(names))  # this file's class k: order[k]
+    relabel = np.argsort(order)  # the run's label -> this file's
+    x, y = raw.x_test[:300], raw.y_test[:300]
+    np.savez(tmp_path / "same.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=names)
+    np.savez(tmp_path / "other.npz", x_train=x, y_train=relabel[y], x_test=x,
+             y_test=relabel[y], classes=names[order])  # fmt: skip
+    records = []
+    for name in ("same", "other"):
+        copy = tmp_path / name / "run"
+        shutil.copytree(run_dir, copy)
+        proc = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / name}.npz")
+        assert proc.returncode == 0, proc.stderr
+        assert "not named as the run's" not in proc.stderr
+        (record,) = (copy / "evaluations").glob("*/evaluation.json")
+        records.append(json.loads(record.read_text()))
+    assert "the classes of data arrays are the run's in another order" in proc.stderr
+    same, other = records
+    assert other["classes"] == same["classes"] == names.tolist()
+    assert other["confusion"] == same["confusion"] and other["predicted"] == same["predicted"]
+    assert other["test_accuracy"] == same["test_accuracy"] > 0.3  # chance: 0.1

@@ -21,6 +21,7 @@ evaluated on NumPy where no GPU is usable.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
@@ -257,7 +258,7 @@ def evaluate_run(
     backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
-    _check_classes(summary.get("classes"), list(splits.classes), cfg.data.name)
+    splits = _in_the_runs_order(splits, summary.get("classes"), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(weights)
     loss, test = for_outputs(splits.n_outputs), splits.test
@@ -314,23 +315,47 @@ def _backend_name(trained_on: str, overrides: list[str]) -> str:
     return "numpy"
 
 
-def _check_classes(trained: list[str] | None, these: list[str], data_name: str) -> None:
-    """RunError if the evaluated data has another number of classes than the run was trained
-    on; a warning if their names differ (labels are then compared by number)."""
+def _in_the_runs_order(
+    splits: data.Prepared, trained: list[str] | None, data_name: str
+) -> data.Prepared:
+    """The evaluated splits with the run's class numbers. Classes that are the run's in another
+    order (an .npz whose ``classes`` lists them otherwise) are renumbered by name; RunError for
+    another number of classes; a warning for other names (labels are compared by number)."""
+    these = list(splits.classes)
     if not trained or trained == these:
-        return
+        return splits
     if len(trained) != len(these):
         raise RunError(
             f"the run was trained on {len(trained)} classes ({', '.join(trained)}) but "
             f"data {data_name} has {len(these)} ({', '.join(these)}): evaluate it on data "
             "with the same classes"
         )
-    log.warning(
-        "the classes of data %s (%s) are not named as the run's (%s): labels are compared by "
-        "number",
+    if sorted(trained) != sorted(these):
+        log.warning(
+            "the classes of data %s (%s) are not named as the run's (%s): labels are compared "
+            "by number",
+            data_name,
+            ", ".join(these),
+            ", ".join(trained),
+        )
+        return splits
+    log.info(
+        "the classes of data %s are the run's in another order (%s): labels matched by name",
         data_name,
         ", ".join(these),
-        ", ".join(trained),
+    )
+    runs_label = np.array([trained.index(name) for name in these])  # by this data's label
+    y = runs_label[backend.to_host(splits.test.y)]
+    balance = {}
+    for split, counts in splits.balance.items():
+        balance[split] = [0] * len(counts)
+        for label, count in enumerate(counts):
+            balance[split][runs_label[label]] = count
+    return dataclasses.replace(
+        splits,
+        test=data.Split(splits.test.x, backend.to_device(y)),
+        classes=tuple(trained),
+        balance=balance,
     )
 
 
