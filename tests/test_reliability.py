@@ -128,6 +128,8 @@ def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     cut = tmp_path / "outputs" / "runs" / "cut"  # where the default run directories go
     proc, _ = stop_mid_epoch(run, cut, sig)
     assert proc.returncode == 128 + sig, proc.stderr
+    log = (cut / "run.log").read_text()
+    assert "a checkpoint was written; resume with train.resume=true (results in" in log
     summary = json.loads((cut / "summary.json").read_text())
     assert summary["status"] == "interrupted" and signal.Signals(sig).name in summary["reason"]
     epoch, batch = position(cut)

@@ -324,8 +324,9 @@ def test_a_signal_during_start_up_leaves_a_summary_that_says_interrupted(
         return splits
 
     monkeypatch.setattr(experiment, "load_splits", load_then_signalled)
-    with pytest.raises(Interrupted, match="before training started"):
+    with pytest.raises(Interrupted, match="before training started") as e:
         experiment.run_job(_tiny_cfg(), tmp_path, [])
+    assert e.value.next_step == "nothing to resume yet"  # not "resume with train.resume=true"
     assert summary(tmp_path)["status"] == "interrupted"
     assert not (tmp_path / "checkpoint.npz").exists()
 

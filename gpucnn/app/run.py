@@ -142,7 +142,7 @@ def main(cfg: DictConfig) -> float:
             sweep_dir=Path(hc.sweep.dir) if multirun else None,
         )
     except Interrupted as exc:
-        log.warning("%s; resume with train.resume=true (results in %s)", exc, run_dir)
+        log.warning("%s; %s (results in %s)", exc, exc.next_step, run_dir)
         raise SystemExit(exits.SIGNAL_BASE + exc.signum) from None
     except Exception as exc:
         expected = _expected(exc)

@@ -37,6 +37,10 @@ class Interrupted(BaseException):
         done = "a checkpoint was written" if checkpointed else "before training started"
         super().__init__(f"stopped by {signal.Signals(signum).name}; {done}")
         self.signum = signum
+        # what to run next: a run stopped before its first checkpoint starts over either way
+        self.next_step = (
+            "resume with train.resume=true" if checkpointed else "nothing to resume yet"
+        )
 
 
 class Stops:
