@@ -3,6 +3,7 @@
 import difflib
 from collections.abc import Sequence
 from numbers import Integral, Real
+from string import digits
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,21 @@ def check_count(value: Any, name: str, wanted: str, least: int) -> None:
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """`` (did you mean 'Shirt'?)`` for the choice ``word`` was likely meant as (another case,
-    a close spelling: shirt, fashion-mnist), else ""."""
+    a close spelling: shirt, fashion-mnist), else "". Not for another number: float16 is not
+    a misspelt float64."""
     by_case = [c for c in choices if c.lower() == word.lower()]
-    close = by_case or difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    close = by_case or [
+        c
+        for c in difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+        if c.rstrip(digits) != word.rstrip(digits)
+    ]
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_choice(value: Any, choices: Sequence[str], name: str) -> None:
+    """ConfigError "model.activation='ReLU' is unknown (did you mean 'relu'?): choose relu,
+    sigmoid or tanh" unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        listed = f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise ConfigError(f"{name}={value!r} is unknown{hint}: choose {listed}", name)

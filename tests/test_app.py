@@ -435,7 +435,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.negative=[10]", r"data.negative has classes \[10\] outside 0..9"),
         ("data.pad_to=0", "data.pad_to=0 must be null or a positive"),
         ("data.channels=2", "data.channels=2: choose 1"),
-        ("data.fit=crop", "data.fit='crop': choose pad or stretch"),
+        ("data.fit=crop", "data.fit='crop' is unknown: choose pad or stretch"),
         ("data=folder", "data=folder needs data.root=DIR"),
         ("data=arrays", "data=arrays needs data.path=FILE.npz"),
         ("data.test_fraction=1", "data.test_fraction=1 leaves no image to train on"),
@@ -445,6 +445,16 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("data.task=regression", "data.task='regression' is unknown"),
         ("train.batch_size=0", "train.batch_size=0"),
         ("backend.name=tpu", "backend.name='tpu'"),
+        # a choice in another case, or misspelt, is named with the one it may be
+        ("model.activation=ReLU", r"'ReLU' is unknown \(did you mean 'relu'\?\): choose relu, sig"),
+        (
+            "model.hidden_activation=Tanh",
+            r"hidden_activation='Tanh' is unknown \(did you mean 'tanh",
+        ),
+        ("data.task=Multiclass", r"data.task='Multiclass' is unknown \(did you mean 'multiclass"),
+        ("backend.dtype=float16", r"dtype='float16' is unknown: choose float32 or float64"),
+        ("backend.kernels=referense", r"'referense' is unknown \(did you mean 'reference'\?\)"),
+        ("data.fit=Pad", r"data.fit='Pad' is unknown \(did you mean 'pad'\?\)"),
     ],
 )
 def test_validation_names_the_key(override, match):

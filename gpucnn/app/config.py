@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .. import presets
 from ..data import folder, sources
 from ..data.prepare import check_task, task_classes
-from ..errors import ConfigError, NotEnoughMemory, is_count
+from ..errors import ConfigError, NotEnoughMemory, check_choice, is_count
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
 from . import loggers
@@ -282,11 +282,10 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
     ``schema`` (the command's: Config, or BenchConfig) does not have."""
     _check_known_keys(cfg, schema)
     m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
-    if m.kind not in ("cnn", "mlp"):
-        raise ConfigError(f"model.kind={m.kind!r} is unknown: choose cnn or mlp")
+    check_choice(m.kind, ("cnn", "mlp"), "model.kind")
     for key, value in (("activation", m.activation), ("hidden_activation", m.hidden_activation)):
-        if value not in ("relu", "sigmoid", "tanh") and (key == "activation" or value is not None):
-            raise ConfigError(f"model.{key}={value!r}: choose relu, sigmoid or tanh")
+        if key == "activation" or value is not None:
+            check_choice(value, ("relu", "sigmoid", "tanh"), f"model.{key}")
     if m.kind == "cnn":
         if not m.channels or any(c < 1 for c in m.channels):
             raise ConfigError(f"model.channels={list(m.channels)}: list positive channel counts")
@@ -333,8 +332,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
             "data.test_fraction=1 leaves no image to train on: give a fraction below 1 (1 is "
             "for evaluating a trained run on every image of a folder)"
         )
-    if o.name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name={o.name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    check_choice(o.name, tuple(OPTIMIZERS), "optimizer.name")
     if t.threads is not None and t.threads < 1:
         raise ConfigError(
             f"train.threads={t.threads} must be null (the job's share of the cores) or >= 1"
@@ -354,12 +352,9 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
-    if b.name not in ("auto", "numpy", "cupy"):
-        raise ConfigError(f"backend.name={b.name!r}: choose auto, numpy or cupy")
-    if b.dtype not in ("float32", "float64"):
-        raise ConfigError(f"backend.dtype={b.dtype!r}: choose float32 or float64")
-    if b.kernels not in ("fast", "reference"):
-        raise ConfigError(f"backend.kernels={b.kernels!r}: choose fast or reference")
+    check_choice(b.name, ("auto", "numpy", "cupy"), "backend.name")
+    check_choice(b.dtype, ("float32", "float64"), "backend.dtype")
+    check_choice(b.kernels, ("fast", "reference"), "backend.kernels")
     build_optimizer(o)  # range checks of lr, betas, momentum
     loggers.check(cfg.logger)
 
@@ -386,8 +381,7 @@ def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
 def validate_data(d: DictConfig) -> None:
     """The data checks that need no files, for training and evaluation alike; the sources
     check the rest as they read."""
-    if d.name not in DATA_NAMES:
-        raise ConfigError(f"data.name={d.name!r} is unknown: choose one of {', '.join(DATA_NAMES)}")
+    check_choice(d.name, DATA_NAMES, "data.name")
     if d.name == "folder" and not d.root:
         raise ConfigError(
             "data=folder needs data.root=DIR, the folder with one folder of images per class"

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import memory
-from ..errors import ConfigError, DataError, is_count
+from ..errors import ConfigError, DataError, check_choice, is_count
 from ..fileio import atomic_write
 from .images import DECODING, FITS, SUFFIXES, is_image, read_image
 from .prepare import stratified_split
@@ -97,8 +97,7 @@ def check_settings(channels: int, image_size: int, fit: str, test_fraction: floa
         raise ConfigError(f"channels={channels}: choose 1 (grayscale) or 3 (RGB)", "channels")
     if not is_count(image_size, 1):
         raise ConfigError(f"image_size={image_size!r} must be a positive integer", "image_size")
-    if fit not in FITS:
-        raise ConfigError(f"fit={fit!r}: choose {' or '.join(FITS)}", "fit")
+    check_choice(fit, FITS, "fit")
     if not 0 < test_fraction <= 1:
         raise ConfigError(f"test_fraction={test_fraction} must be in (0, 1]", "test_fraction")
 

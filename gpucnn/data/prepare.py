@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend, memory
-from ..errors import ConfigError, DataError, check_count, did_you_mean
+from ..errors import ConfigError, DataError, check_choice, check_count, did_you_mean
 from .sources import RawData
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ def check_task(
 ) -> None:
     """Reject a task that cannot work, naming the argument (class numbers are checked against
     ``n_classes`` when it is known; names, against the data's when it is loaded)."""
-    if task not in TASKS:
-        raise ConfigError(f"task={task!r} is unknown: choose binary or multiclass", "task")
+    check_choice(task, TASKS, "task")
     if task == "multiclass":
         return
     for key, classes in (("positive", positive), ("negative", negative)):
