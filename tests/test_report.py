@@ -468,3 +468,31 @@ def test_the_runs_cnns_are_listed_once_each_with_every_run_that_built_one(tmp_pa
         "The CNNs among these runs: 100 weights, 1 conv layer: runs 0, 1; "
         "250 weights, 2 conv layers: run 2."
     ]
+
+
+def test_runs_tested_on_other_images_are_compared_only_among_themselves(tmp_path):
+    """A run at 1.0 on an easy set of one's own is not the best setting of a Fashion-MNIST
+    sweep: the runs of each test set are compared on their own."""
+    from gpucnn.app import report
+
+    runs = [("arrays", 3, 1.0), ("arrays", 5, 0.98)]
+    runs += [("fashion_mnist", 3, 0.8), ("fashion_mnist", 5, 0.9)]
+    for job, (name, k, accuracy) in enumerate(runs):
+        config = {"data": {"name": name}, "model": {"filter_size": k}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": accuracy, "weights": 100 * k}
+        summary.update(config=config, seconds_per_epoch=0.1)
+        overrides = [f"data={name}", f"model.filter_size={k}"]
+        _job(tmp_path / "runs", job, overrides, json.dumps(summary))
+    collected = report.runs.collect([tmp_path / "runs"])
+    blocks = report.architecture.section(collected, tmp_path)
+    texts = [b[1] for b in blocks if b[0] in ("p", "h3")]
+    assert texts[0].startswith("These runs were tested on 2 different test sets (data.name differ)")
+    first = texts.index("Tested on data.name=arrays")
+    second = texts.index("Tested on data.name=fashion_mnist")
+    best = [t for t in texts if t.startswith("Best on average")]
+    assert first < second and len(best) == 2
+    assert "filter_size=3 with test accuracy 1.000" in best[0]
+    assert "filter_size=5 with test accuracy 0.900" in best[1]
+    for n in (1, 2):
+        assert (tmp_path / f"effects_{n}.png").is_file()
+        assert (tmp_path / f"accuracy_vs_cost_{n}.png").is_file()

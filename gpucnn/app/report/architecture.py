@@ -20,6 +20,10 @@ from .runs import Run, accuracy_text
 LABELLED_SETTINGS = 4
 PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
 UNREAD = "-"  # a setting's value, shown for a run whose choices do not read it (an MLP's filter)
+# The data settings that choose the test images: runs that differ in one of them were tested on
+# other images, and their accuracies do not compare.
+TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
+            "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
 
 
 def _short(key: str) -> str:
@@ -49,6 +53,12 @@ def _varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({_value(r, k) for r in runs if k in r.settings}) > 1]
 
 
+def _test_set(run: Run) -> tuple[tuple[str, str], ...]:
+    """The settings of ``run`` (of TEST_SET, those it reads) that say which test images it
+    was tested on."""
+    return tuple((k, _value(run, k)) for k in TEST_SET if k in run.settings)
+
+
 def section(runs: list[Run], out: Path) -> list[Block]:
     blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
     done = [
@@ -56,6 +66,31 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         for r in runs
         if r.summary.get("status") == "ok" and finite(r.summary.get("test_accuracy"))
     ]
+    test_sets: dict[tuple, list[Run]] = defaultdict(list)
+    for r in done:
+        test_sets[_test_set(r)].append(r)
+    if len(test_sets) < 2:
+        return blocks + _compare(done, out, "")
+    differ = [k for k in TEST_SET if len({dict(t).get(k) for t in test_sets}) > 1]
+    blocks.append(
+        (
+            "p",
+            f"These runs were tested on {len(test_sets)} different test sets ("
+            f"{', '.join(differ)} differ): accuracies on other test images do not compare, so "
+            "the runs of each test set are compared among themselves.",
+        )
+    )
+    for number, (test_set, group) in enumerate(test_sets.items(), 1):
+        named = ", ".join(f"{k}={v}" for k, v in test_set if k in differ)
+        blocks.append(("h3", f"Tested on {named}"))
+        blocks += _compare(group, out, f"_{number}")
+    return blocks
+
+
+def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
+    """The comparison of the finished runs ``done``, all tested on the same images; its
+    figures are written into ``out``, their names ending in ``suffix``."""
+    blocks: list[Block] = []
     keys = _varying(done)
     advice = "run a sweep, e.g. `python -m gpucnn.run -m experiment=filter_pool_sweep`."
     if len(done) < 2:
@@ -103,7 +138,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         else:
             not_recorded(ax)
     fig.tight_layout()
-    save_figure(fig, out / "accuracy_vs_cost.png")
+    save_figure(fig, out / f"accuracy_vs_cost{suffix}.png")
 
     records = [
         {
@@ -136,7 +171,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         ax.legend(fontsize=8)
         sentences += [e.sentence() for e in effects(reading, key)]
     fig.tight_layout()
-    save_figure(fig, out / "effects.png")
+    save_figure(fig, out / f"effects{suffix}.png")
 
     best, cheapest = _best_setting(done, keys)
     macs = best[0].summary.get("multiply_adds")
@@ -160,8 +195,16 @@ def section(runs: list[Run], out: Path) -> list[Block]:
             "(the other settings and the seed), in accuracy points:",
         ),  # fmt: skip
         ("list", sentences or ["No pairs of runs that differ in one setting only."]),
-        ("img", "accuracy_vs_cost.png", "Test accuracy against weights, arithmetic and time"),
-        ("img", "effects.png", "Effect of each setting, over the others, with 95% intervals"),
+        (
+            "img",
+            f"accuracy_vs_cost{suffix}.png",
+            "Test accuracy against weights, arithmetic and time",
+        ),
+        (
+            "img",
+            f"effects{suffix}.png",
+            "Effect of each setting, over the others, with 95% intervals",
+        ),
     ]
     return blocks
 
