@@ -354,3 +354,22 @@ def test_the_runs_classes_in_another_order_are_matched_by_name(run_dir, tmp_path
     assert other["classes"] == same["classes"] == names.tolist()
     assert other["confusion"] == same["confusion"] and other["predicted"] == same["predicted"]
     assert other["test_accuracy"] == same["test_accuracy"] > 0.3  # chance: 0.1
+
+
+def test_one_image_saved_with_np_save_is_one_image_in_either_layout(tmp_path):
+    """A photo (H, W, C) saved as it is was read as H grayscale images of the wrong size."""
+    rng = np.random.default_rng(6)
+    photo = rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)  # H != W: the layouts differ
+    layouts = {"hwc": photo, "chw": photo.transpose(2, 0, 1), "stack": np.stack([photo] * 4)}
+    read = {}
+    for name, array in layouts.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        read[name] = predict.read_images(tmp_path / f"{name}.npy", (3, 8, 6), "pad")
+    assert [n for n, _ in read["hwc"]] == [f"{tmp_path / 'hwc.npy'}[0]"]
+    for name in ("hwc", "chw", "stack"):
+        assert all(np.array_equal(image, photo.transpose(2, 0, 1)) for _, image in read[name])
+    assert len(read["chw"]) == 1 and len(read["stack"]) == 4
+    gray = rng.integers(0, 256, (8, 6, 1), dtype=np.uint8)
+    np.save(tmp_path / "gray.npy", gray)
+    ((_, image),) = predict.read_images(tmp_path / "gray.npy", (1, 8, 6), "pad")
+    assert np.array_equal(image, gray.transpose(2, 0, 1))

@@ -6,12 +6,12 @@
 
 Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or
 RGB and fitted to the size of the run's training images as its data config says, or .npy arrays
-of images already that size: one image (H, W), or several (N, H, W), (N, H, W, C) or (N, C, H,
-W); uint8 (0-255) or floats, as in training. They are then prepared as in training: scaled,
-padded to ``data.pad_to`` and normalised with the training images' mean and standard deviation,
-saved in the run's summary.json. Prints one line per image: the file (with the image's index
-for arrays), the predicted class and its probability. A folder stands for the image files under
-it, at any depth, in sorted order (hidden files and folders skipped).
+of images already that size: one image (H, W), (H, W, C) or (C, H, W), or several (N, H, W),
+(N, H, W, C) or (N, C, H, W); uint8 (0-255) or floats, as in training. They are then prepared
+as in training: scaled, padded to ``data.pad_to`` and normalised with the training images' mean
+and standard deviation, saved in the run's summary.json. Prints one line per image: the file
+(with the image's index for arrays), the predicted class and its probability. A folder stands
+for the image files under it, at any depth, in sorted order (hidden files and folders skipped).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
         check_image_type(array, f"{path}: images")
-        images = channels_first(array[None] if array.ndim == 2 else array, str(path))
+        images = channels_first(array[None] if _one_image(array, image_shape) else array, str(path))
         if images.shape[1:] != tuple(image_shape):
             raise DataError(
                 f"{path}: holds images of {images.shape[1:]} (C, H, W) but the run was trained "
@@ -64,6 +64,18 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
             "have: give them as a .npy array"
         )
     return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
+
+
+def _one_image(array: np.ndarray, image_shape: tuple[int, ...]) -> bool:
+    """Whether ``array`` is a single image of ``image_shape`` (C, H, W): (H, W), or
+    (H, W, C) or (C, H, W) of the run's size (a photo saved with np.save), which as a stack
+    of grayscale images (N, H, W) would be a stack of C (or H) images of the wrong size."""
+    C, H, W = image_shape
+    return (
+        array.ndim == 2
+        or (array.ndim == 3 and array.shape in ((H, W, C), (C, H, W)) and C > 1)
+        or array.shape == (H, W, 1)
+    )
 
 
 def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
