@@ -113,12 +113,15 @@ def use(
 
 
 def available_cores() -> int:
-    """The number of CPU cores this process may use."""
+    """The number of CPU cores this process may use: those it may run on, or fewer where its
+    cgroup's CPU quota (a container's --cpus) pays for fewer."""
     import os
 
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    from . import cgroup
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup.cpu_limit()
+    return min(cores or 1, quota or cores or 1)
 
 
 def _cpu_name() -> str:

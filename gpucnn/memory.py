@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 
+from . import cgroup
 from .errors import NotEnoughMemory
 
 
-def available_host() -> int:
-    """Bytes of host memory available to a new allocation (Linux's MemAvailable, else all
-    physical memory)."""
+def _machine_available() -> int:
+    """Bytes of the machine's memory available to a new allocation (Linux's MemAvailable, else
+    all physical memory)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -25,6 +26,15 @@ def available_host() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def available_host() -> tuple[int, str]:
+    """(bytes, where) of host memory available to a new allocation: the machine's, or less
+    where this process's cgroup limit (a Slurm job's --mem, a container's) leaves less."""
+    machine, left = _machine_available(), cgroup.memory_left()
+    if left is not None and left < machine:
+        return left, "host memory under this process's cgroup limit (Slurm's --mem, a container's)"
+    return machine, "host memory"
+
+
 def available() -> tuple[int, str]:
     """(bytes available, where) for the active backend's arrays: the GPU's free memory plus
     what CuPy's pool holds unused, or the host's."""
@@ -32,11 +42,11 @@ def available() -> tuple[int, str]:
 
     active = backend.active()
     if not active.is_gpu:
-        return available_host(), "host"
+        return available_host()
     cp = backend.xp()
     free, _ = cp.cuda.runtime.memGetInfo()
     pool = cp.get_default_memory_pool()
-    return free + pool.free_bytes(), f"GPU ({active.device})"
+    return free + pool.free_bytes(), f"GPU ({active.device}) memory"
 
 
 def size(nbytes: float) -> str:
@@ -54,10 +64,9 @@ def require(
     """NotEnoughMemory ("<what>: X needed, but Y of <where> memory is available: <fix>") if
     ``nbytes`` exceed what is available on the active backend (or the host). ``argument``:
     the setting at fault, which ``what`` starts with."""
-    have, where = (available_host(), "host") if host else available()
+    have, where = available_host() if host else available()
     if nbytes > have:
         raise NotEnoughMemory(
-            f"{what}: {size(nbytes)} needed, but {size(have)} of {where} memory is available: "
-            f"{fix}",
+            f"{what}: {size(nbytes)} needed, but {size(have)} of {where} is available: {fix}",
             argument,
         )

@@ -576,7 +576,7 @@ def test_a_folder_too_big_to_decode_is_refused_before_decoding(tmp_path, monkeyp
     from gpucnn import memory
     from gpucnn.errors import NotEnoughMemory
 
-    monkeypatch.setattr(memory, "available_host", lambda: 5_000)  # < 6 images x 1 KB
+    monkeypatch.setattr(memory, "_machine_available", lambda: 5_000)  # < 6 images x 1 KB
     root = image_folder(tmp_path / "root", per_class=2)
     monkeypatch.setattr(folder, "read_image", lambda *a: pytest.fail("decoded anyway"))
     with pytest.raises(NotEnoughMemory, match=r"image_size=32: 6 images of 1x32x32 bytes"):

@@ -287,7 +287,9 @@ def test_the_memory_check_counts_one_micro_batch_per_thread(monkeypatch):
         return sum(b for _, b in model.activation_bytes(images))
 
     # Room for two threads' micro-batches of 32 (64 images), not for the whole batch.
-    monkeypatch.setattr(memory, "available_host", lambda: (activations(64) + activations(256)) // 2)
+    monkeypatch.setattr(
+        memory, "_machine_available", lambda: (activations(64) + activations(256)) // 2
+    )
     check_memory(model, cfg, threads=2)
     cfg.train.micro_batch = 0  # whole batches
     with pytest.raises(NotEnoughMemory, match=r"batch_size=256: the activations of 256 images"):
