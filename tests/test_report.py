@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -486,7 +487,9 @@ def test_runs_tested_on_other_images_are_compared_only_among_themselves(tmp_path
     collected = report.runs.collect([tmp_path / "runs"])
     blocks = report.architecture.section(collected, tmp_path)
     texts = [b[1] for b in blocks if b[0] in ("p", "h3")]
-    assert texts[0].startswith("These runs were tested on 2 different test sets (data.name differ)")
+    assert texts[0].startswith(
+        "These runs were tested on 2 different test sets (data.name differs)"
+    )
     first = texts.index("Tested on data.name=arrays")
     second = texts.index("Tested on data.name=fashion_mnist")
     best = [t for t in texts if t.startswith("Best on average")]
@@ -496,3 +499,30 @@ def test_runs_tested_on_other_images_are_compared_only_among_themselves(tmp_path
     for n in (1, 2):
         assert (tmp_path / f"effects_{n}.png").is_file()
         assert (tmp_path / f"accuracy_vs_cost_{n}.png").is_file()
+
+
+def test_activations_on_other_test_sets_are_compared_apart(sweep, tmp_path):
+    """ReLU and sigmoid runs of a binary task and of ten classes: the gradient norms, curves
+    and findings of each task are their own, not means over both."""
+    other = tmp_path / "multiclass"
+    for job in sweep.iterdir():
+        if (job / "summary.json").is_file():
+            summary = json.loads((job / "summary.json").read_text())
+            summary["config"]["data"]["task"] = "multiclass"
+            shutil.copytree(job, other / job.name)
+            (other / job.name / "summary.json").write_text(json.dumps(summary))
+    proc = tool("report", sweep, other, "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    q1 = md[md.index("## 1.") : md.index("## 2.")]
+    assert "tested on 2 different test sets (data.task differs)" in q1
+    binary, multiclass = q1.index("### Tested on data.task=binary"), q1.index("=multiclass")
+    for start, end in ((binary, multiclass), (multiclass, len(q1))):
+        part = q1[start:end]
+        assert "**3 conv layers, ReLU against sigmoid.**" in part
+        assert "Test accuracy: ReLU" in part and "(95% interval, 3 seeds)" in part  # not 6
+    for name in ("gradient_norms", "curves", "sparsity_saturation", "step_time"):
+        assert {p.name for p in (tmp_path / "r").glob(f"{name}*")} == {
+            f"{name}_1.png",
+            f"{name}_2.png",
+        }

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from ..document import Block
 from ..results import counted, pyplot, save_figure
 from ..stats import estimate
-from .runs import Run, accuracy_text
+from .runs import Run, accuracy_text, per_test_set
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
@@ -66,6 +66,13 @@ def section(runs: list[Run], out: Path) -> list[Block]:
             )
         ]
     diag.sort(key=lambda r: (r.block_kind, r.depth, r.model_cfg.get("activation", "")))
+    return blocks + per_test_set(diag, lambda group, suffix: _answer(group, out, suffix))
+
+
+def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
+    """The comparison of the runs with diagnostics ``diag``, all tested on the same images; its
+    figures are written into ``out``, their names ending in ``suffix``."""
+    blocks: list[Block] = []
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -82,7 +89,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     ax.set_title("Gradient norm by layer depth")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    save_figure(fig, out / "gradient_norms.png")
+    save_figure(fig, out / f"gradient_norms{suffix}.png")
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
     for label, group in _by_label(diag).items():
@@ -99,7 +106,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         ax.set_title(what.split(" (")[0].capitalize() + " by epoch (band: 95% interval)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    save_figure(fig, out / "curves.png")
+    save_figure(fig, out / f"curves{suffix}.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     panels = (
@@ -139,7 +146,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         if shown and top == 0:  # bars of height 0 draw nothing: say why the panel is empty
             ax.text(0.5, 0.5, "0 in every block", transform=ax.transAxes, ha="center",
                     color="0.4")  # fmt: skip
-    save_figure(fig, out / "sparsity_saturation.png")
+    save_figure(fig, out / f"sparsity_saturation{suffix}.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     kinds = ("Conv", "relu", "sigmoid", "MaxPool", "Dense")
@@ -163,14 +170,14 @@ def section(runs: list[Run], out: Path) -> list[Block]:
     ax.set_title("Time per training step by layer type")
     ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=8)
-    save_figure(fig, out / "step_time.png")
+    save_figure(fig, out / f"step_time{suffix}.png")
 
     blocks += [("p", line) for line in _activation_findings(diag)]
     blocks += [
-        ("img", "gradient_norms.png", "Gradient norm of each layer's weights, by depth"),
-        ("img", "curves.png", "Validation loss and accuracy by epoch"),
-        ("img", "sparsity_saturation.png", "Sparsity and saturation after each block"),
-        ("img", "step_time.png", "Time per step by layer type"),
+        ("img", f"gradient_norms{suffix}.png", "Gradient norm of each layer's weights, by depth"),
+        ("img", f"curves{suffix}.png", "Validation loss and accuracy by epoch"),
+        ("img", f"sparsity_saturation{suffix}.png", "Sparsity and saturation after each block"),
+        ("img", f"step_time{suffix}.png", "Time per step by layer type"),
     ]
     return blocks
 

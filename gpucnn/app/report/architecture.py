@@ -14,16 +14,12 @@ from ..document import Block
 from ..effects import effects, ordered
 from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure, setting_text
 from ..stats import estimate
-from .runs import Run, accuracy_text
+from .runs import Run, accuracy_text, per_test_set
 
 # Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
 LABELLED_SETTINGS = 4
 PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
 UNREAD = "-"  # a setting's value, shown for a run whose choices do not read it (an MLP's filter)
-# The data settings that choose the test images: runs that differ in one of them were tested on
-# other images, and their accuracies do not compare.
-TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
-            "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
 
 
 def _short(key: str) -> str:
@@ -53,12 +49,6 @@ def _varying(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({_value(r, k) for r in runs if k in r.settings}) > 1]
 
 
-def _test_set(run: Run) -> tuple[tuple[str, str], ...]:
-    """The settings of ``run`` (of TEST_SET, those it reads) that say which test images it
-    was tested on."""
-    return tuple((k, _value(run, k)) for k in TEST_SET if k in run.settings)
-
-
 def section(runs: list[Run], out: Path) -> list[Block]:
     blocks: list[Block] = [("h2", "2. Which filter size, channels and pool size?")]
     done = [
@@ -66,25 +56,7 @@ def section(runs: list[Run], out: Path) -> list[Block]:
         for r in runs
         if r.summary.get("status") == "ok" and finite(r.summary.get("test_accuracy"))
     ]
-    test_sets: dict[tuple, list[Run]] = defaultdict(list)
-    for r in done:
-        test_sets[_test_set(r)].append(r)
-    if len(test_sets) < 2:
-        return blocks + _compare(done, out, "")
-    differ = [k for k in TEST_SET if len({dict(t).get(k) for t in test_sets}) > 1]
-    blocks.append(
-        (
-            "p",
-            f"These runs were tested on {len(test_sets)} different test sets ("
-            f"{', '.join(differ)} differ): accuracies on other test images do not compare, so "
-            "the runs of each test set are compared among themselves.",
-        )
-    )
-    for number, (test_set, group) in enumerate(test_sets.items(), 1):
-        named = ", ".join(f"{k}={v}" for k, v in test_set if k in differ)
-        blocks.append(("h3", f"Tested on {named}"))
-        blocks += _compare(group, out, f"_{number}")
-    return blocks
+    return blocks + per_test_set(done, lambda group, suffix: _compare(group, out, suffix))
 
 
 def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 
 from ..config import unread
 from ..diagnostics import COLUMNS as DIAGNOSTICS
+from ..document import Block
 from ..groups import SEED
-from ..results import METRICS, flat, read_summary, run_dirs
+from ..results import METRICS, flat, read_summary, run_dirs, setting_text
 from ..rundir import identity
 from ..stats import estimate
 
@@ -25,6 +27,10 @@ INERT = ("train.threads", "train.micro_batch", "train.save_model", "diagnostics.
          "data.download", "data.url")  # fmt: skip
 # data.root is where a named set's files are read from, but with data=folder it is the data.
 THE_DATA = {"folder": "data.root"}
+# The data settings that choose the test images: runs that differ in one of them were tested on
+# other images (and trained on others), and their numbers do not compare.
+TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
+            "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
 
 
 @dataclass
@@ -60,6 +66,11 @@ class Run:
             for k, v in self.config.items()
             if k != SEED and (k == data or not k.startswith(INERT)) and k not in unread_keys
         }
+
+    @property
+    def test_set(self) -> tuple[tuple[str, str], ...]:
+        """Its settings (of TEST_SET, those it reads) that say which images it was tested on."""
+        return tuple((k, setting_text(self.settings[k])) for k in TEST_SET if k in self.settings)
 
     @property
     def seed(self) -> Any:
@@ -179,6 +190,32 @@ def _mtime(run_dir: Path) -> float:
         return (run_dir / "summary.json").stat().st_mtime
     except OSError:
         return 0.0
+
+
+def per_test_set(runs: list[Run], answer: Callable[[list[Run], str], list[Block]]) -> list[Block]:
+    """``answer(runs, "")``, or where the runs were tested on several test sets, a paragraph
+    saying so and ``answer(group, "_<n>")`` for the runs of each, under a heading naming it (the
+    suffix keeps each answer's figure files apart)."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.test_set].append(run)
+    if len(groups) < 2:
+        return answer(runs, "")
+    # what tells the test sets apart: a key read by some only (data.positive) follows another
+    differ = [k for k in TEST_SET if len({dict(t)[k] for t in groups if k in dict(t)}) > 1]
+    blocks: list[Block] = [
+        (
+            "p",
+            f"These runs were tested on {len(groups)} different test sets ({', '.join(differ)} "
+            f"{'differs' if len(differ) == 1 else 'differ'}): numbers from other images do not "
+            "compare, so the runs of each test set are compared among themselves.",
+        )
+    ]
+    for number, (test_set, group) in enumerate(groups.items(), 1):
+        named = ", ".join(f"{k}={v}" for k, v in test_set if k in differ)
+        blocks.append(("h3", f"Tested on {named}"))
+        blocks += answer(group, f"_{number}")
+    return blocks
 
 
 def accuracy_text(runs: list[Run]) -> str:
