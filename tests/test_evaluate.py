@@ -45,9 +45,13 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
     assert (run_dir / "confusion.png").is_file() and (run_dir / "mistakes.png").is_file()
 
 
-def test_the_mistakes_figure_says_how_many_it_shows():
-    assert evaluate.mistakes_title(24, 130, 2000) == (
-        "The 24 mistakes the model was surest about (of 130)"
+def test_the_figures_say_how_many_images_they_show_with_thousands_separated():
+    assert evaluate.mistakes_title(24, 1300, 10000) == (
+        "The 24 mistakes the model was surest about (of 1,300)"
+    )
+    assert evaluate.mistakes_title(0, 0, 10000).startswith("No mistakes: every one of the 10,000")
+    assert evaluate.confusion_title(10000, 0.87) == (
+        "Confusion matrix: 10,000 test images, accuracy 0.8700"
     )
     assert evaluate.mistakes_title(1, 1, 48) == "The 1 mistake, surest first"
     assert evaluate.mistakes_title(0, 0, 48) == (

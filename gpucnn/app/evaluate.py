@@ -389,7 +389,7 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], acc: 
         ax.text(j, i, str(n), ha="center", va="center", color="white" if light else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(f"Confusion matrix: {confusion.sum()} test images, accuracy {acc:.4f}")
+    ax.set_title(confusion_title(int(confusion.sum()), acc))
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -422,13 +422,18 @@ def _plot_mistakes(
     save_figure(fig, path)
 
 
+def confusion_title(images: int, accuracy: float) -> str:
+    """The title of confusion.png."""
+    return f"Confusion matrix: {images:,} test images, accuracy {accuracy:.4f}"
+
+
 def mistakes_title(shown: int, wrong: int, images: int) -> str:
     """The title of mistakes.png."""
     if not wrong:
-        return f"No mistakes: every one of the {images} test images is classified right"
+        return f"No mistakes: every one of the {images:,} test images is classified right"
     if shown == wrong:
-        return f"The {wrong} mistake{'s' * (wrong != 1)}, surest first"
-    return f"The {shown} mistakes the model was surest about (of {wrong})"
+        return f"The {wrong:,} mistake{'s' * (wrong != 1)}, surest first"
+    return f"The {shown} mistakes the model was surest about (of {wrong:,})"
 
 
 class _WarningsMarked(logging.Formatter):
