@@ -526,3 +526,11 @@ def test_activations_on_other_test_sets_are_compared_apart(sweep, tmp_path):
             f"{name}_1.png",
             f"{name}_2.png",
         }
+
+
+def test_a_bar_in_a_table_cell_stays_in_its_cell():
+    """Runs named after folders such as 'a|b' would shift every cell after them."""
+    from gpucnn.app.document import to_markdown
+
+    md = to_markdown([("table", ["run", "accuracy"], [["cats|dogs/0", "0.9"]])])
+    assert md.splitlines()[2] == r"| cats\|dogs/0 | 0.9 |"

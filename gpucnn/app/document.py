@@ -26,11 +26,16 @@ def to_markdown(blocks: list[Block]) -> str:
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in block[1]))
         elif kind == "table":
-            out.append("| " + " | ".join(block[1]) + " |\n|" + "---|" * len(block[1]))
-            out[-1] += "".join("\n| " + " | ".join(row) + " |" for row in block[2])
+            out.append(_row(block[1]) + "\n|" + "---|" * len(block[1]))
+            out[-1] += "".join("\n" + _row(row) for row in block[2])
         elif kind == "img":
             out.append(f"![{block[2]}]({block[1]})")
     return "\n\n".join(out) + "\n"
+
+
+def _row(cells: list[str]) -> str:
+    """A Markdown table row; a | in a cell (a folder's name, say) would end the cell there."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def _inline(text: str) -> str:
