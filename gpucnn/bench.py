@@ -4,7 +4,7 @@ The command's entry point; the code is in gpucnn.app.bench.
 """
 
 from .app import exits
-from .app.bench import main
+from .app.bench import check_command_line, main
 
 if __name__ == "__main__":
-    exits.run_hydra(main)
+    exits.run_hydra(main, check_command_line)

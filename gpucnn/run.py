@@ -4,7 +4,7 @@ The command's entry point; the code is in gpucnn.app.run.
 """
 
 from .app import exits
-from .app.run import main, missing_extra
+from .app.run import check_command_line, main
 
 if __name__ == "__main__":
-    exits.run_hydra(main, missing_extra)
+    exits.run_hydra(main, check_command_line)

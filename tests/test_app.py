@@ -347,14 +347,28 @@ def test_the_binary_classes_can_be_named(tmp_path):
 @pytest.mark.parametrize(
     "command, override, says",
     [
-        ("run", "model.filtr_size=3", "Key 'filtr_size' not in 'ModelConfig'"),
+        # A key of no setting, named with the one it may be (Hydra would suggest +key=...).
+        (
+            "run",
+            "model.filtr_size=3",
+            "model.filtr_size is not a setting: nothing reads it (did "
+            "you mean model.filter_size?); python -m gpucnn.run --help lists them all",
+        ),
+        ("run", "epochs=5", "epochs is not a setting: nothing reads it (did you mean train.ep"),
+        ("run", "lr=0.1", "lr is not a setting: nothing reads it (did you mean optimizer.lr?)"),
         (
             "run",
             "train.epochs=many",
             "Value 'many' of type 'str' could not be converted to Integer",
         ),
         ("run", "model=lab_cnn4", "Could not find 'model/lab_cnn4'"),
-        ("bench", "bench.epoch=1", "Key 'epoch' not in 'BenchSettings'"),
+        (
+            "bench",
+            "bench.epoch=1",
+            "bench.epoch is not a setting: nothing reads it (did you "
+            "mean bench.epochs or train.epochs?); python -m gpucnn.bench --help",
+        ),
+        ("bench", "batch_sizes=[64]", "(did you mean bench.batch_sizes?)"),
         # The shell expands no ~ after data.root= (not a variable name), and Hydra cannot parse it.
         (
             "run",

@@ -35,6 +35,7 @@ from .config import (
     check_overrides_read,
     config_group,
     register,
+    unknown_override,
     validate,
 )
 from .experiment import load_splits
@@ -42,6 +43,13 @@ from .peer import PeerTrainer, import_torch
 from .run import CONF_DIR
 
 log = logging.getLogger("gpucnn.bench")
+
+
+def check_command_line(argv: list[str]) -> str | None:
+    """Why the command line cannot run, said before Hydra reads it: an override of no setting
+    (batch_sizes=[64] for bench.batch_sizes); else None."""
+    return unknown_override(argv, BenchConfig)
+
 
 register()
 

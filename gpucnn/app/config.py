@@ -359,23 +359,49 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
     loggers.check(cfg.logger)
 
 
-def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
-    """ConfigError for a key the schema lacks: Hydra's ``+key=value`` adds one (its own error
-    for an unknown key suggests it), but nothing would read it."""
-    schema = flat(OmegaConf.to_container(OmegaConf.structured(schema_type)))
+def _schema_keys(schema_type: type) -> dict[str, Any]:
+    """The settings of a command's schema (Config, or BenchConfig), by dotted key."""
+    return flat(OmegaConf.to_container(OmegaConf.structured(schema_type)))
+
+
+def _not_a_setting(key: str, schema_type: type) -> str:
+    """Why ``key`` is refused, naming the setting it may mean: the same name in another group
+    (train.lr: optimizer.lr), else a close spelling of it."""
+    names = {k: k.rpartition(".")[2] for k in _schema_keys(schema_type)}
+    close = difflib.get_close_matches(key.rpartition(".")[2], set(names.values()), cutoff=0.75)
+    near = [k for k, name in names.items() if name in close[:1]]
+    near.sort(key=lambda k: k.partition(".")[0] != key.partition(".")[0])  # its group first
     command = "bench" if schema_type is BenchConfig else "run"
+    return (
+        f"{key} is not a setting: nothing reads it"
+        + (f" (did you mean {' or '.join(near)}?)" if near else "")
+        + f"; python -m gpucnn.{command} --help lists them all"
+    )
+
+
+def _check_known_keys(cfg: DictConfig, schema_type: type) -> None:
+    """ConfigError for a key the schema lacks: Hydra's ``+key=value`` adds one, but nothing
+    would read it."""
+    schema = _schema_keys(schema_type)
     given = flat(OmegaConf.to_container(cfg, resolve=False))
     for key in (k for k in given if k not in schema and not k.startswith("hydra.")):
-        # The same name in another group (train.lr: optimizer.lr), else a close spelling of it.
-        names = {k: k.rpartition(".")[2] for k in schema}
-        close = difflib.get_close_matches(key.rpartition(".")[2], set(names.values()), cutoff=0.75)
-        near = [k for k, name in names.items() if name in close[:1]]
-        near.sort(key=lambda k: k.partition(".")[0] != key.partition(".")[0])  # its group first
-        raise ConfigError(
-            f"{key} is not a setting: nothing reads it"
-            + (f" (did you mean {' or '.join(near)}?)" if near else "")
-            + f"; python -m gpucnn.{command} --help lists them all"
-        )
+        raise ConfigError(_not_a_setting(key, schema_type))
+
+
+def unknown_override(argv: Sequence[str], schema_type: type = Config) -> str | None:
+    """Why an override ``key=value`` of the command line names no setting, else None. Hydra
+    would refuse it too, but suggest ``+key=value``, which adds the key only for the run to
+    refuse it then. Adding (+, ++), deleting (~), group options (``model=cnn``,
+    ``hydra/launcher=joblib``) and Hydra's own keys are left to Hydra."""
+    schema = _schema_keys(schema_type)
+    groups = {k.partition(".")[0] for k in schema} | {"experiment", "hydra"}
+    for arg in argv:
+        key, equals, _ = arg.partition("=")
+        if not equals or arg.startswith(("-", "+", "~")) or "/" in key or "@" in key:
+            continue
+        if key not in schema and key not in groups and key.partition(".")[0] != "hydra":
+            return _not_a_setting(key, schema_type)
+    return None
 
 
 def validate_data(d: DictConfig) -> None:
