@@ -104,7 +104,11 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
             "data=fashion: no such data config; choose one of "
             "arrays, fashion_mnist, fashion_mnist_mini, folder, mnist",
         ),
-        (("evaluate", run_dir, "data.limit_tset=50"), "data.limit_tset=50: Key 'limit_tset'"),
+        (
+            ("evaluate", run_dir, "data.limit_tset=50"),
+            "data.limit_tset is not a setting: nothing reads it (did you mean data.limit_test?)",
+        ),
+        (("evaluate", run_dir, "eval_batch_size=64"), "(did you mean train.eval_batch_size?)"),
         (("evaluate", run_dir, "data.limit_test=many"), "data.limit_test=many: Value 'many'"),
         (("evaluate", run_dir, "data=folder"), "data=folder needs data.root=DIR"),
         (("evaluate", run_dir, "--out", tmp_path / "notes.txt"), "is a file, not a directory"),

@@ -38,7 +38,14 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
 from . import checkpoint, exits
-from .config import Config, build_model, check_overrides_read, register, validate_data
+from .config import (
+    Config,
+    build_model,
+    check_overrides_read,
+    register,
+    unknown_override,
+    validate_data,
+)
 from .experiment import load_splits
 from .results import (
     cannot_write,
@@ -95,6 +102,9 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
                 f"{override}: evaluation changes settings the run has, nothing is added or "
                 f"removed: give {override.lstrip('+~')}"
             )
+        unknown = unknown_override([override])
+        if unknown:
+            raise ConfigError(unknown)
         if not override.startswith(CHANGEABLE):
             raise ConfigError(
                 f"{override}: evaluation keeps the run's model and training settings; give "
