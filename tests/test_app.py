@@ -333,6 +333,22 @@ def test_a_preset_of_ones_own_runs_from_its_folder_as_the_readme_shows(tmp_path)
     assert channels == [[16, 16, 32, 32, 64], [16, 32], [16, 32, 64]]
 
 
+def test_a_presets_swept_key_of_no_setting_is_named_with_the_one_it_may_be(tmp_path):
+    """Hydra's error for it ends in 'use +model.filtersize=3', which only moves the refusal."""
+    (tmp_path / "myconf" / "experiment").mkdir(parents=True)
+    (tmp_path / "myconf" / "experiment" / "typo.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      model.filtersize: 3,5\n"
+    )
+    proc = app("-m", "--config-dir", str(tmp_path / "myconf"), "experiment=typo",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: model.filtersize is not a setting: nothing reads it (did you mean "
+        "model.filter_size?); python -m gpucnn.run --help lists them all"
+    )
+    assert not list(tmp_path.glob("sweep/*/summary.json"))
+
+
 def test_the_binary_classes_can_be_named(tmp_path):
     proc = app(
         *TINY, "data.positive=[Trouser]", "data.negative=[Dress]", f"hydra.run.dir={tmp_path}"

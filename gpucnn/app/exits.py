@@ -1,6 +1,7 @@
 """The exit codes of ``python -m gpucnn.run`` (the README's "When things go wrong" lists them
 with what each failure leaves behind)."""
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,8 @@ def run_hydra(
     because it cannot compose the command line's config: an unknown key, a value of the wrong
     type, a config group option that does not exist (Hydra prints which). Its 1 for anything
     else, a bug in a job included, stays. Before Hydra reads the command line, ``check(argv)``
-    and ``unexpanded_home`` may refuse it: the reason in one line, and INVALID_CONFIG. Output
+    and ``unexpanded_home`` may refuse it: the reason in one line, and INVALID_CONFIG; and an
+    override Hydra could not apply (from a preset) gets the reason ``check`` gives for it. Output
     whose reader goes away is dropped (console.survive_closed_output)."""
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
@@ -42,6 +44,12 @@ def run_hydra(
     except SystemExit as exc:  # Hydra exits while handling the error: it is the context
         composing = (ConfigCompositionException, OverrideParseException)
         if exc.code == BUG and isinstance(exc.__context__, composing):
+            # An override Hydra could not apply that the check would have refused (one in a
+            # preset's sweep): Hydra's last words suggest +key, so the check's reason follows.
+            key = re.match(r"Could not override '([^']+)'", str(exc.__context__))
+            why = check([f"{key[1]}=0"]) if check and key else None
+            if why:
+                print(f"error: {why}", file=sys.stderr)
             raise SystemExit(INVALID_CONFIG) from None
         raise
 
