@@ -113,12 +113,28 @@ def test_the_effects_figure_puts_at_most_four_settings_in_a_row(tmp_path):
 
 
 def test_report_says_what_is_missing(tmp_path):
-    (tmp_path / "empty").mkdir()
-    proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")
+    summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": {}}
+    _job(tmp_path, "run", [], json.dumps(summary))  # one run, without diagnostics
+    proc = tool("report", tmp_path / "run", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
     assert "experiment=relu_vs_sigmoid" in md and "Fewer than two finished runs" in md
     assert "88,784" in md
+
+
+def test_a_folder_without_runs_is_refused_naming_the_sweeps_below_it(tmp_path):
+    """A report on nothing (a typo, or outputs/multiruns itself) is no answer."""
+    (tmp_path / "empty").mkdir()
+    proc = tool("report", tmp_path / "empty", "--out", tmp_path / "r")
+    assert proc.returncode == 2 and not (tmp_path / "r").exists()
+    assert f"error: {tmp_path / 'empty'} holds no runs: give run or sweep" in proc.stderr
+    summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": {}}
+    for sweep in ("2026-01-01", "2026-01-02"):
+        _job(tmp_path / "multiruns" / sweep, 0, [], json.dumps(summary))
+    proc = tool("report", tmp_path / "multiruns", "--out", tmp_path / "r")
+    assert proc.returncode == 2, proc.stderr
+    assert "holds sweeps, not runs: give the sweeps to report on, e.g. " in proc.stderr
+    assert str(tmp_path / "multiruns" / "2026-01-02") in proc.stderr
 
 
 def _job(sweep, num, overrides, summary_text):
@@ -148,6 +164,8 @@ def test_summaries_that_cannot_be_read_are_rows_and_nan_is_never_best(tmp_path):
 
 
 def test_report_out_refuses_an_existing_file(tmp_path):
+    summary = {"status": "ok", "test_accuracy": 0.8, "weights": 300, "config": {}}
+    _job(tmp_path, "run", [], json.dumps(summary))
     taken = tmp_path / "report.md"
     taken.write_text("someone's notes")
     proc = tool("report", tmp_path, "--out", taken)
