@@ -180,7 +180,9 @@ def test_summarize_shows_a_sweep_it_cannot_write_into(tmp_path, monkeypatch, cap
 def test_summarize_refuses_a_folder_without_runs_and_writes_nothing_there(tmp_path):
     (tmp_path / "2026-12-06_04-10-11-000000" / "0" / ".hydra").mkdir(parents=True)  # a sweep
     proc = tool("summarize", tmp_path)  # its parent, as outputs/multiruns
-    assert proc.returncode == 2 and "holds no runs: give a sweep's directory" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    sweep = tmp_path / "2026-12-06_04-10-11-000000"
+    assert f"holds sweeps, not runs: give a sweep directory, e.g. {sweep} (all 1:" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2026-12-06_04-10-11-000000"]
     (tmp_path / "jobs.json").write_text("[]")  # a cluster sweep whose jobs have no folder yet
     assert tool("summarize", tmp_path).returncode == 0

@@ -133,7 +133,7 @@ def test_a_folder_without_runs_is_refused_naming_the_sweeps_below_it(tmp_path):
         _job(tmp_path / "multiruns" / sweep, 0, [], json.dumps(summary))
     proc = tool("report", tmp_path / "multiruns", "--out", tmp_path / "r")
     assert proc.returncode == 2, proc.stderr
-    assert "holds sweeps, not runs: give the sweeps to report on, e.g. " in proc.stderr
+    assert "holds sweeps, not runs: give run or sweep directories, e.g. " in proc.stderr
     assert str(tmp_path / "multiruns" / "2026-01-02") in proc.stderr
 
 

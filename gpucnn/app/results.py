@@ -229,6 +229,18 @@ def run_dirs(path: str | Path) -> list[Path]:
     return sorted(children, key=lambda p: (len(p.name), p.name))
 
 
+def no_runs(folder: Path, wanted: str) -> str:
+    """Why ``folder``, which holds no run, cannot be read as ``wanted`` (what the command
+    takes), naming the sweeps below it where it holds those (outputs/multiruns itself)."""
+    sweeps = sorted(p for p in folder.iterdir() if p.is_dir() and run_dirs(p))
+    if sweeps:
+        return (
+            f"{folder} holds sweeps, not runs: give {wanted}, e.g. {sweeps[-1]} (all "
+            f"{len(sweeps)}: {folder}/*)"
+        )
+    return f"{folder} holds no runs: give {wanted} (outputs/multiruns/<time>)"
+
+
 def read_overrides(run_dir: str | Path) -> list[str]:
     """A run's command-line overrides: from its summary.json, else .hydra/overrides.yaml."""
     summary = read_summary(run_dir) or {}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import exits
-from .results import JOBS, cannot_write, run_dirs
+from .results import JOBS, cannot_write, no_runs, run_dirs
 from .sweep import summarize, tables
 
 
@@ -40,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         if not (runs or (sweep_dir / JOBS).is_file()):
-            print(
-                f"error: {sweep_dir} holds no runs: give a sweep's directory, which holds a "
-                "folder per job (outputs/multiruns/<time>)",
-                file=sys.stderr,
-            )
+            print(f"error: {no_runs(sweep_dir, 'a sweep directory')}", file=sys.stderr)
             return 2
         table = "sweep_runs.md" if args.runs else "sweep_summary.md"
         try:

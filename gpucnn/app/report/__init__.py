@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ...fileio import write_text
 from ..document import Block, to_html, to_markdown
-from ..results import cannot_write, counted, run_dirs
+from ..results import cannot_write, counted, no_runs, run_dirs
 from . import activations, architecture, parameters
 from .runs import Run, collect, distinct
 
@@ -73,20 +73,6 @@ def _unfinished(runs: list[Run]) -> str:
     )
 
 
-def _no_runs(folder: Path) -> str | None:
-    """Why ``folder`` gives the report nothing (it holds no run, nor a sweep's runs), naming
-    the sweeps below it where it holds those (outputs/multiruns); None where it has runs."""
-    if run_dirs(folder):
-        return None
-    sweeps = sorted(p for p in folder.iterdir() if p.is_dir() and run_dirs(p))
-    if sweeps:
-        return (
-            f"{folder} holds sweeps, not runs: give the sweeps to report on, e.g. {sweeps[-1]} "
-            f"(all {len(sweeps)}: {folder}/*)"
-        )
-    return f"{folder} holds no runs: give run or sweep directories (outputs/multiruns/<time>)"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gpucnn.report",
@@ -102,11 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: not a directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    for folder in args.dirs:
-        why = _no_runs(folder)
-        if why:
-            print(f"error: {why}", file=sys.stderr)
-            return 2
+    empty = [folder for folder in args.dirs if not run_dirs(folder)]
+    if empty:
+        print(f"error: {no_runs(empty[0], 'run or sweep directories')}", file=sys.stderr)
+        return 2
     out = args.out or Path("outputs/reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file, not a directory: name a new folder", file=sys.stderr)
