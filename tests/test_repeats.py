@@ -232,9 +232,14 @@ def test_repeats_outside_a_sweep_are_refused_naming_the_fix(tmp_path):
             ("experiment=optuna_search", "train.repeats=3"),
             "train.repeats=3 with the Optuna sweeper would make the seed one more parameter",
         ),
+        (  # every trial would return NaN, which Hydra's Optuna sweeper fails on with a traceback
+            ("experiment=optuna_search", "data.val_fraction=0"),
+            "an Optuna search maximises each trial's validation accuracy, and "
+            "data.val_fraction=0 holds out no validation images",
+        ),
     ],
 )
-def test_a_sweep_whose_seeds_would_not_repeat_is_refused_before_it_starts(tmp_path, args, says):
+def test_a_sweep_that_cannot_do_what_it_is_asked_is_refused_before_it_starts(tmp_path, args, says):
     if "experiment=optuna_search" in args:
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra")
     proc = app("-m", *TINY, *args, f"hydra.sweep.dir={tmp_path / 'sweep'}")

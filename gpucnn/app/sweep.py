@@ -277,15 +277,33 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-class RepeatsCheck(Callback):
-    """Hydra callback: one line and exit code 2, before any job starts, when a sweep cannot
-    give train.repeats its seeds (repeats_conflict)."""
+class SweepCheck(Callback):
+    """Hydra callback: one line and exit code 2, before any job starts, when a sweep cannot do
+    what it is asked: give train.repeats its seeds (repeats_conflict), or search for the best
+    validation accuracy without validation images (search_conflict)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        why = repeats_conflict(config)
+        why = repeats_conflict(config) or search_conflict(config)
         if why:
             print(f"invalid config: {why}", file=sys.stderr)
             raise SystemExit(exits.INVALID_CONFIG)
+
+
+def _optuna(config: DictConfig) -> bool:
+    """Whether the multirun's sweeper is Optuna's (experiment=optuna_search)."""
+    return "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
+
+
+def search_conflict(config: DictConfig) -> str | None:
+    """Why an Optuna search cannot run, or None: it maximises each trial's validation
+    accuracy, which data.val_fraction=0 leaves none of (every trial would fail)."""
+    if _optuna(config) and config.data.val_fraction == 0:
+        return (
+            "an Optuna search maximises each trial's validation accuracy, and "
+            "data.val_fraction=0 holds out no validation images: give a fraction above 0 "
+            "(0.1 by default), so that no trial is chosen on its test accuracy"
+        )
+    return None
 
 
 def repeats_conflict(config: DictConfig) -> str | None:
@@ -295,7 +313,7 @@ def repeats_conflict(config: DictConfig) -> str | None:
     repeats = config.train.repeats
     if not isinstance(repeats, int) or repeats <= 1:  # 1, or a value the jobs refuse
         return None
-    if "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower():
+    if _optuna(config):
         return (
             f"train.repeats={repeats} with the Optuna sweeper would make the seed one more "
             "parameter to search (a trial is one run): leave train.repeats at 1, and repeat "
