@@ -251,6 +251,25 @@ def test_optuna_search_runs_three_trials(tmp_path):
     assert len(rows) == 3 and "optimizer.lr" in rows[0]
 
 
+@pytest.mark.parametrize("side, ended", [(6, {"ok", "invalid_config"}), (3, {"invalid_config"})])
+def test_an_optuna_search_goes_on_past_impossible_architectures(tmp_path, side, ended):
+    """On 6x6 images some sampled architectures pool their maps away, on 3x3 all do: a failed
+    trial is counted failed and the search goes on, to its summary and exit 8, no traceback."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (80, side, side), dtype=np.uint8), np.arange(80) % 2
+    np.savez(tmp_path / "small.npz", x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    proc = app("-m", "experiment=optuna_search", "hydra.sweeper.n_trials=3",
+               "hydra.sweeper.n_jobs=1", "data=arrays", f"data.path={tmp_path / 'small.npz'}",
+               "train.epochs=1", "train.batch_size=16", "backend=numpy", "train.progress=false",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 8, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Failed experiment: the run did not end ok: its reason is in" in proc.stdout
+    rows = list(csv.DictReader((tmp_path / "sweep" / "sweep_runs.csv").open()))
+    assert len(rows) == 3 and {r["status"] for r in rows} == ended
+
+
 def _open_studies(storages, name, barrier):
     """Open each new study database at the same moment as the other process does."""
     from hydra_plugins.gpucnn_plugins._optuna_sweeper import _finished

@@ -22,9 +22,41 @@ log = logging.getLogger(__name__)
 SQLITE = "sqlite:///"
 
 
+class TrialFailed(Exception):
+    """A trial's run did not end ok (its summary.json says how); Optuna counts it failed."""
+
+
+class _FailedWhereNaN:
+    """The sweep's launcher, but a job that returned NaN is reported failed. A gpucnn job in
+    a sweep returns NaN when it does not end ok (an impossible architecture, a diverged run),
+    so that one bad job does not stop the others; told NaN, Optuna 2.10 fails the trial by
+    raising, and Hydra's sweeper then fails on telling it again, ending the search."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+        self.completed = 0  # trials whose runs ended ok
+
+    def launch(self, overrides: Any, initial_job_idx: int) -> Any:
+        from hydra.core.utils import JobStatus
+        from omegaconf import OmegaConf
+
+        returns = self.launcher.launch(overrides, initial_job_idx=initial_job_idx)
+        for job in returns:
+            value = job._return_value  # the property raises for a failed job
+            if job.status == JobStatus.COMPLETED and isinstance(value, float) and value != value:
+                run_dir = OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir")
+                job.status = JobStatus.FAILED
+                job.return_value = TrialFailed(
+                    f"the run did not end ok: its reason is in {run_dir}/summary.json"
+                )
+            self.completed += job.status == JobStatus.COMPLETED
+        return returns
+
+
 class OptunaSweeper(HydraOptunaSweeper):
     def sweep(self, arguments: list[str]) -> None:
         search = self.sweeper
+        search.launcher = launcher = _FailedWhereNaN(search.launcher)
         if search.storage:
             done = _finished(search.storage, search.study_name)
             search.n_trials = max(0, search.n_trials - done)
@@ -35,7 +67,18 @@ class OptunaSweeper(HydraOptunaSweeper):
                 done,
                 search.n_trials,
             )
-        return search.sweep(arguments)
+        try:
+            return search.sweep(arguments)
+        except TrialFailed:  # more trials failed than hydra.sweeper.max_failure_rate allows
+            pass
+        except ValueError:  # Hydra's sweeper asks Optuna for the best trial, of none
+            if launcher.completed:
+                raise
+        # The search stopped on its failed trials: the sweep summary says why each failed,
+        # and the exit code that not every job ended ok.
+        from gpucnn.app.sweep import SweepSummaryCallback
+
+        SweepSummaryCallback().on_multirun_end(search.config)
 
 
 def _finished(storage: str, study_name: str) -> int:
