@@ -121,7 +121,7 @@ def available_cores() -> int:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = cgroup.cpu_limit()
-    return min(cores or 1, quota or cores or 1)
+    return min(cores or 1, quota) if quota else cores or 1
 
 
 def _cpu_name() -> str:

@@ -61,7 +61,7 @@ def size(nbytes: float) -> str:
 def require(
     nbytes: float, what: str, fix: str, host: bool = False, argument: str | None = None
 ) -> None:
-    """NotEnoughMemory ("<what>: X needed, but Y of <where> memory is available: <fix>") if
+    """NotEnoughMemory ("<what>: X needed, but Y of host memory is available: <fix>") if
     ``nbytes`` exceed what is available on the active backend (or the host). ``argument``:
     the setting at fault, which ``what`` starts with."""
     have, where = available_host() if host else available()
