@@ -333,9 +333,11 @@ def test_a_class_missing_from_a_split_is_warned_about():
     splits = prepare(raw, "multiclass", pad_to=None, val_fraction=0.2)
     assert splits.balance["test"] == [2, 0, 1] and min(splits.balance["val"]) > 0
     assert gaps(splits) == [
-        "the test split holds no images of b: test accuracy leaves it out; use more images "
-        "of it (or a larger limit_train / limit_test)"
+        "the test split holds no images of b: test accuracy leaves it out; use more images of it"
     ]
+    assert gaps(splits, {"test": "data.limit_test=3"})[0].endswith(
+        "use more images of it (or a larger data.limit_test=3)"
+    )
     no_c = np.where(y_train == 2, 1, y_train)  # no "c" to learn from, nor to validate on
     raw = RawData("toy", ("a", "b", "c"), raw.x_train, no_c, raw.x_test, y_test)
     splits = prepare(raw, "multiclass", pad_to=None, val_fraction=0.2)

@@ -135,7 +135,11 @@ def load_splits(cfg: DictConfig, normalisation: tuple | None = None) -> data.Pre
         )
     for line in data.describe(splits).splitlines():
         log.info(line)
-    for warning in data.gaps(splits):
+    train_limit = f"data.limit_train={d.limit_train}" if d.limit_train else None
+    test_limit = f"data.limit_test={d.limit_test}" if d.limit_test else None
+    # validation images are drawn from the training ones
+    limits = {"train": train_limit, "val": train_limit, "test": test_limit}
+    for warning in data.gaps(splits, limits):
         log.warning(warning)
     return splits
 

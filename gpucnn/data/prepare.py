@@ -377,10 +377,11 @@ def describe(data: Prepared) -> str:
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def gaps(data: Prepared) -> list[str]:
+def gaps(data: Prepared, limits: dict[str, str] | None = None) -> list[str]:
     """A warning for each split that holds no images of some class (empty splits aside): a
     class missing from the training split is never learned, one missing from the validation
-    or test split is left out of that split's accuracy."""
+    or test split is left out of that split's accuracy. ``limits``: the setting that limits
+    the images of a split, by split, where one is set (``{"test": "limit_test=50"}``)."""
     warnings = []
     for split, counts in data.balance.items():
         missing = [data.classes[label] for label, n in enumerate(counts) if n == 0]
@@ -391,8 +392,9 @@ def gaps(data: Prepared) -> list[str]:
                 if split == "train"
                 else f"{name} accuracy leaves {them} out"
             )
+            limit = (limits or {}).get(split)
             warnings.append(
                 f"the {name} split holds no images of {', '.join(missing)}: {effect}; use more "
-                f"images of {them} (or a larger limit_train / limit_test)"
+                f"images of {them}" + (f" (or a larger {limit})" if limit else "")
             )
     return warnings
