@@ -358,7 +358,8 @@ def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path, 
 
     monkeypatch.setattr(matplotlib.axes.Axes, "fill_between", spy)
     assert report.main([str(sweep_dir), "--out", str(report_dir)]) == 0
-    assert bands == [2, 2]  # learning curves: the mean of the 4 runs, a band per panel
+    # learning curves: a band for each filter size (the mean of its 2 seeds) in each panel
+    assert bands == [2, 2, 2, 2]
     text = (report_dir / "report.md").read_text()
     (line,) = [x for x in text.splitlines() if x.startswith("- filter_size 5 vs 3: ")]
     low, high = (float(v) for v in re.search(r"interval ([-+.\d]+) to ([-+.\d]+)", line).groups())

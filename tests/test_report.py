@@ -552,3 +552,23 @@ def test_a_bar_in_a_table_cell_stays_in_its_cell():
 
     md = to_markdown([("table", ["run", "accuracy"], [["cats|dogs/0", "0.9"]])])
     assert md.splitlines()[2] == r"| cats\|dogs/0 | 0.9 |"
+
+
+def test_activations_swept_beside_another_setting_are_compared_within_each(sweep, tmp_path):
+    """relu_vs_sigmoid's runs again with another learning rate: two settings for each
+    depth and activation, each of three seeds, not one of six."""
+    other = tmp_path / "lr"
+    for job in sweep.iterdir():
+        if (job / "summary.json").is_file():
+            summary = json.loads((job / "summary.json").read_text())
+            summary["config"]["optimizer"]["lr"] = 0.01
+            shutil.copytree(job, other / job.name)
+            (other / job.name / "summary.json").write_text(json.dumps(summary))
+    proc = tool("report", sweep, other, "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    q1 = md[md.index("## 1.") : md.index("## 2.")]
+    for depth in (3, 5):
+        for lr in ("0.001", "0.01"):
+            assert f"**{depth} conv layers, ReLU against sigmoid (optimizer.lr={lr}).**" in q1
+    assert q1.count("(95% interval, 3 seeds)") == 8 and "6 seeds" not in q1

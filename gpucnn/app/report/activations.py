@@ -13,11 +13,12 @@ from typing import Any
 from matplotlib.ticker import MaxNLocator
 
 from ..document import Block
-from ..results import counted, pyplot, save_figure
+from ..results import counted, pyplot, save_figure, setting_text
 from ..stats import estimate
 from .runs import Run, accuracy_text, per_test_set
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+COMPARED = ("model.activation", "model.hidden_activation")  # the settings this question compares
 
 
 def _first_epoch(run: Run, column: str, kinds: tuple[str, ...]) -> list[float]:
@@ -75,8 +76,9 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     blocks: list[Block] = []
     plt = pyplot()
 
+    contexts = _contexts(diag)
     fig, ax = plt.subplots(figsize=(8, 5))
-    groups = _by_label(diag)
+    groups = _by_label(diag, contexts)
     for label, group in groups.items():
         norms = _mean_by_position(
             [_first_epoch(r, "grad_norm_W", ("Conv", "Dense")) for r in group]
@@ -92,7 +94,7 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     save_figure(fig, out / f"gradient_norms{suffix}.png")
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for label, group in _by_label(diag).items():
+    for label, group in groups.items():
         for ax, column, bounds in ((ax_loss, "val_loss", (0, math.inf)),
                                    (ax_acc, "val_accuracy", (0, 1))):  # fmt: skip
             _mean_with_band(ax, group, column, label, bounds)
@@ -172,7 +174,7 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     ax.legend(fontsize=8)
     save_figure(fig, out / f"step_time{suffix}.png")
 
-    blocks += [("p", line) for line in _activation_findings(diag)]
+    blocks += [("p", line) for line in _activation_findings(diag, contexts)]
     blocks += [
         ("img", f"gradient_norms{suffix}.png", "Gradient norm of each layer's weights, by depth"),
         ("img", f"curves{suffix}.png", "Validation loss and accuracy by epoch"),
@@ -182,11 +184,36 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     return blocks
 
 
-def _by_label(runs: list[Run]) -> dict[str, list[Run]]:
-    """The runs of each setting (activation and depth), its seeds together, in order."""
+def _contexts(runs: list[Run]) -> dict[str, str]:
+    """Each run's values (``lr=0.01``) of the settings that vary beside its activation and
+    depth (a learning rate swept with them; not the channels that make the depth), by run
+    name; "" where none do. Runs of another context are another setting, not more seeds."""
+    by_depth: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_depth[run.block_kind, run.depth].append(run)
+
+    def varies(key: str, group: list[Run]) -> bool:
+        return len({setting_text(r.settings.get(key)) for r in group}) > 1
+
+    keys = sorted({k for r in runs for k in r.settings} - set(COMPARED))
+    beside = [k for k in keys if any(varies(k, group) for group in by_depth.values())]
+    return {
+        r.name: ", ".join(
+            f"{k.removeprefix('model.')}={setting_text(r.settings[k])}"
+            for k in beside
+            if k in r.settings
+        )
+        for r in runs
+    }
+
+
+def _by_label(runs: list[Run], contexts: dict[str, str]) -> dict[str, list[Run]]:
+    """The runs of each setting (activation, depth and context), its seeds together, in
+    order."""
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        groups[run.label].append(run)
+        context = contexts[run.name]
+        groups[f"{run.label}, {context}" if context else run.label].append(run)
     return groups
 
 
@@ -213,24 +240,27 @@ def _mean_with_band(
                         color=line.get_color(), alpha=0.2)  # fmt: skip
 
 
-def _activation_findings(runs: list[Run]) -> list[str]:
-    """Sentences comparing ReLU runs with sigmoid (and tanh) runs of the same depth, from their
-    numbers (means over the seeds of each)."""
+def _activation_findings(runs: list[Run], contexts: dict[str, str]) -> list[str]:
+    """Sentences comparing ReLU runs with sigmoid (and tanh) runs of the same depth and
+    context, from their numbers (means over the seeds of each)."""
     by_depth: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        by_depth[run.block_kind, run.depth][run.model_cfg.get("activation")].append(run)
+        setting = run.block_kind, run.depth, contexts[run.name]
+        by_depth[setting][run.model_cfg.get("activation")].append(run)
     lines = []
-    for (kind, depth), of in sorted(by_depth.items()):
+    for (kind, depth, context), of in sorted(by_depth.items()):
         for other in (name for name in ("sigmoid", "tanh") if "relu" in of and name in of):
-            line = _compared(kind, depth, of["relu"], other, of[other])
+            line = _compared(kind, depth, context, of["relu"], other, of[other])
             if line:
                 lines.append(line)
     return lines or ["No ReLU and sigmoid (or tanh) runs of the same depth to compare."]
 
 
-def _compared(kind: str, depth: int, relu: list[Run], other: str, them: list[Run]) -> str | None:
+def _compared(
+    kind: str, depth: int, context: str, relu: list[Run], other: str, them: list[Run]
+) -> str | None:
     """The sentences comparing ``relu`` runs with runs of ``other`` (sigmoid or tanh), blocks
-    of ``kind``, ``depth`` deep; None if a run's diagnostics missed epoch 1."""
+    of ``kind``, ``depth`` deep, in ``context``; None if a run's diagnostics missed epoch 1."""
     mean = statistics.mean
     norms = [[_first_gradient(r, kind) for r in runs] for runs in (relu, them)]
     if None in norms[0] + norms[1]:
@@ -260,9 +290,10 @@ def _compared(kind: str, depth: int, relu: list[Run], other: str, them: list[Run
     else:
         why = f"{other}'s units are rarely saturated ({saturation:.1%})"
     layers = "conv" if kind == "Conv" else "dense"
+    where = f" ({context})" if context else ""
     return (
         f"**{depth} {layers} layers{'' if kind == 'Conv' else ' (no convolutions)'}, ReLU "
-        f"against {other}.** The first {layers} layer's weight gradient is {relation} with "
+        f"against {other}{where}.** The first {layers} layer's weight gradient is {relation} with "
         f"{other} than with ReLU ({g_other:.2e} against {g_relu:.2e}, epoch 1). Test accuracy: "
         f"ReLU {accuracy_text(relu)}, {other} {accuracy_text(them)}. ReLU leaves {zeros:.0%} of "
         f"the {layers} activations at exactly 0 (sparse); {why}. An epoch took {t_relu:.2f} s "
