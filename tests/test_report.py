@@ -519,16 +519,21 @@ def test_runs_tested_on_other_images_are_compared_only_among_themselves(tmp_path
         assert (tmp_path / f"accuracy_vs_cost_{n}.png").is_file()
 
 
-def test_activations_on_other_test_sets_are_compared_apart(sweep, tmp_path):
-    """ReLU and sigmoid runs of a binary task and of ten classes: the gradient norms, curves
-    and findings of each task are their own, not means over both."""
-    other = tmp_path / "multiclass"
+def _copied_with(sweep, into, group, key, value):
+    """A copy of the sweep's runs into ``into`` whose summaries say ``group.key=value``."""
     for job in sweep.iterdir():
         if (job / "summary.json").is_file():
             summary = json.loads((job / "summary.json").read_text())
-            summary["config"]["data"]["task"] = "multiclass"
-            shutil.copytree(job, other / job.name)
-            (other / job.name / "summary.json").write_text(json.dumps(summary))
+            summary["config"][group][key] = value
+            shutil.copytree(job, into / job.name)
+            (into / job.name / "summary.json").write_text(json.dumps(summary))
+    return into
+
+
+def test_activations_on_other_test_sets_are_compared_apart(sweep, tmp_path):
+    """ReLU and sigmoid runs of a binary task and of ten classes: the gradient norms, curves
+    and findings of each task are their own, not means over both."""
+    other = _copied_with(sweep, tmp_path / "multiclass", "data", "task", "multiclass")
     proc = tool("report", sweep, other, "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
@@ -557,13 +562,7 @@ def test_a_bar_in_a_table_cell_stays_in_its_cell():
 def test_activations_swept_beside_another_setting_are_compared_within_each(sweep, tmp_path):
     """relu_vs_sigmoid's runs again with another learning rate: two settings for each
     depth and activation, each of three seeds, not one of six."""
-    other = tmp_path / "lr"
-    for job in sweep.iterdir():
-        if (job / "summary.json").is_file():
-            summary = json.loads((job / "summary.json").read_text())
-            summary["config"]["optimizer"]["lr"] = 0.01
-            shutil.copytree(job, other / job.name)
-            (other / job.name / "summary.json").write_text(json.dumps(summary))
+    other = _copied_with(sweep, tmp_path / "lr", "optimizer", "lr", 0.01)
     proc = tool("report", sweep, other, "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "report.md").read_text()
