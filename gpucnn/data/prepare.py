@@ -377,11 +377,11 @@ def describe(data: Prepared) -> str:
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
-def gaps(data: Prepared, limits: dict[str, str] | None = None) -> list[str]:
+def gaps(data: Prepared, limits: dict[str, str | None] | None = None) -> list[str]:
     """A warning for each split that holds no images of some class (empty splits aside): a
     class missing from the training split is never learned, one missing from the validation
     or test split is left out of that split's accuracy. ``limits``: the setting that limits
-    the images of a split, by split, where one is set (``{"test": "limit_test=50"}``)."""
+    the images of a split, by split, None where none is (``{"test": "limit_test=50"}``)."""
     warnings = []
     for split, counts in data.balance.items():
         missing = [data.classes[label] for label, n in enumerate(counts) if n == 0]

@@ -202,7 +202,8 @@ def per_test_set(runs: list[Run], answer: Callable[[list[Run], str], list[Block]
     if len(groups) < 2:
         return answer(runs, "")
     # what tells the test sets apart: a key read by some only (data.positive) follows another
-    differ = [k for k in TEST_SET if len({dict(t)[k] for t in groups if k in dict(t)}) > 1]
+    sets = [dict(test_set) for test_set in groups]
+    differ = [k for k in TEST_SET if len({s[k] for s in sets if k in s}) > 1]
     blocks: list[Block] = [
         (
             "p",
