@@ -76,6 +76,14 @@ class Model:
             raise ConfigError(f"Model.add expects a layer, got the class {name}: add {name}(...)")
         if not isinstance(layer, Layer):
             raise ConfigError(f"Model.add expects a layer (Conv, Dense, ...), got {layer!r}")
+        # A layer keeps its input for backward: one object in two places would hand the
+        # first place the second's input, and its gradients would be wrong without a word.
+        earlier = next((i for i, mine in enumerate(self.layers) if mine is layer), None)
+        if earlier is not None:
+            raise ConfigError(
+                f"{layer!r} is already layer {earlier} of this model: each place needs a layer "
+                f"object of its own (it keeps its input for backward): add {layer!r} anew"
+            )
         prev = self.layers[-1] if self.layers else None
         if (
             isinstance(layer, Activation)

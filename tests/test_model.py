@@ -169,6 +169,15 @@ def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
         make()
 
 
+def test_one_layer_object_in_two_places_is_refused():
+    """Reused, the first place's backward would read the second place's input."""
+    relu = Activation("relu")
+    model = Model([Dense(4, 4), relu, Dense(4, 4)])
+    with pytest.raises(ConfigError, match=r"Activation\('relu'\) is already layer 1 of this model"):
+        model.add(relu)
+    assert len(model.layers) == 3
+
+
 def test_sizes_and_rates_computed_with_numpy_are_taken():
     """Dense(np.prod(shape), 10): a NumPy number is as good as Python's, and shown as one."""
     flat = np.prod((4, 14, 14))
