@@ -109,6 +109,7 @@ class Model:
             )
         shapes = []
         for i, layer in enumerate(self.layers):
+            _check_grads(i, layer)
             try:
                 shape = layer.output_shape(shape)
             except ShapeError as exc:
@@ -418,6 +419,20 @@ def param_counts(layer: Layer) -> tuple[int, int]:
 def _piece(index: int, layer: Layer, fused: bool) -> str:
     """A layer's name in a profile: "<index> <type>", "+relu" when a ReLU was fused into it."""
     return f"{index:>2} {type(layer).__name__}{'+relu' if fused else ''}"
+
+
+def _check_grads(index: int, layer: Layer) -> None:
+    """Each parameter needs a gradient array of its shape for backward to fill (a layer of
+    one's own that leaves one out would fail in the middle of its first step)."""
+    for key, p in layer.params.items():
+        g = layer.grads.get(key)
+        if g is None or tuple(g.shape) != tuple(p.shape):
+            had = "none" if g is None else f"one of shape {tuple(g.shape)}"
+            raise ConfigError(
+                f"layer {index} {layer!r}: params[{key!r}] {tuple(p.shape)} has {had} in grads: "
+                f"give it a gradient array of its shape in __init__, "
+                f"self.grads[{key!r}] = xp.zeros_like(self.params[{key!r}])"
+            )
 
 
 def _check_input_type(x: Any) -> None:

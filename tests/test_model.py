@@ -247,6 +247,18 @@ def test_a_layer_whose_output_shape_is_not_what_it_gives_is_named():
         model.forward(np.random.default_rng(0).normal(size=(2, 3, 4, 4)))
 
 
+@pytest.mark.parametrize("grads", [{}, {"s": np.zeros(2)}])
+def test_a_parameter_without_a_gradient_array_of_its_shape_is_named_at_build(grads):
+    class Scale(Layer):  # of one's own, with grads forgotten or of another shape
+        def __init__(self):
+            super().__init__()
+            self.params, self.grads = {"s": np.full(3, 0.5)}, grads
+
+    had = "none" if not grads else r"one of shape \(2,\)"
+    with pytest.raises(ConfigError, match=rf"layer 0 Scale\(\): params\['s'\] \(3,\) has {had}"):
+        Model([Scale(), Flatten(), Dense(48, 3)]).build((3, 4, 4))
+
+
 @pytest.mark.parametrize("layer", [Conv(3, 1, 2), MaxPool(2), Dense(4, 2), Activation("relu")])
 def test_backward_before_forward_says_to_call_forward_first(layer):
     shapes = {Dense: (2, 2)}
