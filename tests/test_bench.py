@@ -122,6 +122,18 @@ def test_a_sides_peak_memory_is_what_it_took_not_what_ran_before_it_kept():
     assert 95 < float(proc.stdout) < 130  # not 0 (reusing the freed 200 MB), not the process
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="resident-set peaks are read on Linux"
+)
+def test_the_first_batch_sizes_peak_does_not_hold_what_the_process_takes_once(tmp_path):
+    """Thread pools, BLAS buffers and library code read in at first use are taken before
+    any window opens: the same batch size twice gives the same peaks."""
+    _, report = bench(tmp_path, "bench.batch_sizes=[32,32]")
+    first, second = report["results"]
+    for side in ("ours_peak_mb", "peer_peak_mb")[: 1 + ("peer_peak_mb" in first)]:
+        assert first[side] == pytest.approx(second[side], abs=8), side
+
+
 def test_without_warm_up_no_peak_memory_is_read_and_the_table_says_why():
     from omegaconf import OmegaConf
 

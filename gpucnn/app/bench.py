@@ -106,9 +106,10 @@ class _Ours:
         t = cfg.train
         self.step = make_step(self.model, self.loss, self.opt, t.threads, t.micro_batch)
 
-    def epoch(self, epoch: int) -> float:
-        """Train one epoch (at most bench.max_batches batches); returns its seconds."""
-        limit = self.cfg.bench.max_batches
+    def epoch(self, epoch: int, limit: int | None = None) -> float:
+        """Train one epoch (at most ``limit`` batches, or bench.max_batches); returns its
+        seconds."""
+        limit = limit or self.cfg.bench.max_batches
         backend.synchronize()
         start = time.perf_counter()
         for i, (x, y) in enumerate(self.batches.epoch(epoch)):
@@ -150,14 +151,26 @@ class _Peer:
         self.ours = ours
         self.trainer = PeerTrainer(torch, model, opt, ours.splits.n_outputs, compile_)
 
-    def epoch(self, epoch: int) -> float:
+    def epoch(self, epoch: int, limit: int | None = None) -> float:
         o = self.ours
         order = data.epoch_order(len(o.splits.train), o.cfg.train.seed, epoch)
-        limit = o.cfg.bench.max_batches
+        limit = limit or o.cfg.bench.max_batches
         return self.trainer.epoch(o.splits.train.x, o.splits.train.y, order, o.batch_size, limit)
 
     def accuracy(self) -> float:
         return self.trainer.accuracy(self.ours.splits.test.x, self.ours.splits.test.y)
+
+
+def _prime(cfg: DictConfig, splits: data.Prepared, torch: Any) -> None:
+    """Train each side (torch.compile's aside: it compiles anew for every model) for two
+    steps before any peak-memory window opens, then drop them: what a process takes once
+    (thread pools, BLAS buffers, library code read in at its first use) would otherwise count
+    in the first batch size's peaks only."""
+    ours = _Ours(cfg, splits, cfg.bench.batch_sizes[0])
+    runners = [ours] + ([_Peer(torch, ours, compile_=False)] if torch is not None else [])
+    for runner in runners:
+        runner.epoch(0, limit=2)
+    ours.step.close()
 
 
 def _measure(runners: dict[str, Any], b: DictConfig, torch: Any) -> dict[str, dict[str, float]]:
@@ -278,6 +291,8 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         "versions": backend.versions(),
         "results": [],
     }
+    if b.warmup_epochs:
+        _prime(cfg, splits, torch)
     for batch_size in b.batch_sizes:
         ours = _Ours(cfg, splits, batch_size)
         runners: dict[str, Any] = {"ours": ours}
