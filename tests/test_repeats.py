@@ -101,6 +101,25 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
 
 
+def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path):
+    """Binary accuracies are higher than ten classes' whatever the filter: ranked together,
+    every binary row would come first."""
+    accuracies = {("binary", 3): 0.90, ("binary", 5): 0.85, ("multiclass", 3): 0.80,
+                  ("multiclass", 5): 0.88}  # fmt: skip
+    for job, ((task, k), acc) in enumerate(accuracies.items()):
+        (tmp_path / str(job)).mkdir()
+        summary = {"status": "ok", "test_accuracy": acc, "val_accuracy": acc,
+                   "overrides": [f"data.task={task}", f"model.filter_size={k}"]}  # fmt: skip
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    sweep.summarize(tmp_path)
+    ranked = [("binary", "3"), ("binary", "5"), ("multiclass", "5"), ("multiclass", "3")]
+    for table in ("sweep_summary.csv", "sweep_runs.csv"):
+        rows = csv.DictReader(open(tmp_path / table))
+        assert [(r["data.task"], r["model.filter_size"]) for r in rows] == ranked, table
+    said = "best mean test accuracy first within each test set (data.task differs: accuracies"
+    assert said in (tmp_path / "sweep_summary.md").read_text()
+
+
 @pytest.mark.parametrize(
     "values,other,curve",
     [

@@ -10,6 +10,10 @@ from .results import finite
 from .stats import Estimate, estimate
 
 SEED = "train.seed"
+# The data settings that choose the test images: runs that differ in one of them were tested on
+# other images (and trained on others), and their numbers do not compare.
+TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
+            "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
 ESTIMATED = {"test": "test_accuracy", "val": "val_accuracy"}
 COLUMNS = [
     "runs",
@@ -29,17 +33,46 @@ def settings_of(keys: list[str]) -> list[str]:
     return [k for k in keys if k != SEED]
 
 
+def test_set_keys(keys: list[str]) -> list[str]:
+    """The swept keys that choose the test images (``data``: the data config's name)."""
+    return [k for k in keys if k == "data" or k in TEST_SET]
+
+
+def by_test_set(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """``rows``, ranked best first, with the rows of each test set together (the test set of
+    the best row first): where a sweep varies the test images (data.task=binary,multiclass),
+    accuracies of one test set do not rank against another's."""
+    split = test_set_keys(keys)
+    order: dict[tuple[str, ...], int] = {}
+    for row in rows:
+        order.setdefault(tuple(str(row.get(k)) for k in split), len(order))
+    return sorted(rows, key=lambda row: order[tuple(str(row.get(k)) for k in split)])
+
+
+def ranked_what(keys: list[str], best: str) -> str:
+    """How a table of ``keys`` is ordered: ``best`` first, within each test set where the
+    keys vary it."""
+    split = test_set_keys(keys)
+    if not split:
+        return f"{best} first"
+    differ = "differs" if len(split) == 1 else "differ"
+    return (
+        f"{best} first within each test set ({', '.join(split)} {differ}: accuracies on other "
+        "test images do not compare)"
+    )
+
+
 def group(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
     """One row per setting of ``keys`` (the seed apart): its runs, seeds, statuses, and the
     estimates of test and validation accuracy over its finished runs; best mean test accuracy
-    first, groups without a finished run last."""
+    first, groups without a finished run last (within each test set: by_test_set)."""
     settings = settings_of(keys)
     buckets: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         buckets.setdefault(tuple(str(row.get(k)) for k in settings), []).append(row)
     groups = [_summary(members, settings) for members in buckets.values()]
     groups.sort(key=lambda g: -g["test_accuracy"] if finite(g["test_accuracy"]) else 2.0)
-    return groups
+    return by_test_set(groups, settings)
 
 
 def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ..fileio import write_text
 from . import exits
-from .groups import COLUMNS, group, settings_of, shown
+from .groups import COLUMNS, by_test_set, group, ranked_what, settings_of, shown
 from .results import (
     COSTS,
     JOBS,
@@ -45,9 +45,9 @@ FIXED += ["seconds_per_epoch", "reason"]
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
-    """One row per job, best test accuracy first (jobs a cluster has not started yet, listed in
-    jobs.json, included); the keys whose values differ between jobs, in order of appearance;
-    and the overrides all jobs share."""
+    """One row per job, best test accuracy first within each test set (jobs a cluster has not
+    started yet, listed in jobs.json, included); the keys whose values differ between jobs, in
+    order of appearance; and the overrides all jobs share."""
     rows, keys = [], []
     submitted = _submitted(Path(sweep_dir))
     for job_dir in run_dirs(sweep_dir):
@@ -77,6 +77,7 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
 
     rows.sort(key=rank)
     varying = [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
+    rows = by_test_set(rows, varying)
     common = {k: rows[0][k] for k in keys if k not in varying and rows}
     for row in rows:
         for k in common:
@@ -129,7 +130,7 @@ def markdown(
 ) -> str:
     """The per-run table (sweep_runs.md)."""
     cols = ["job", *keys, *FIXED[1:]]
-    what = f"{counted(len(rows), 'job')}, best test accuracy first"
+    what = f"{counted(len(rows), 'job')}, {ranked_what(keys, 'best test accuracy')}"
     return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)))
 
 
@@ -148,7 +149,7 @@ def grouped_markdown(
         return _fmt(row.get(col))
 
     what = (
-        f"{counted(len(groups), 'setting')}, best mean test accuracy first; "
+        f"{counted(len(groups), 'setting')}, {ranked_what(keys, 'best mean test accuracy')}; "
         "accuracy: the mean over the runs ± the half-width of its 95% interval (Student's t; "
         "none from a single run)"
     )

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import unread
 from ..diagnostics import COLUMNS as DIAGNOSTICS
 from ..document import Block
-from ..groups import SEED
+from ..groups import SEED, TEST_SET
 from ..results import METRICS, flat, read_summary, run_dirs, setting_text
 from ..rundir import identity
 from ..stats import estimate
@@ -27,10 +27,6 @@ INERT = ("train.threads", "train.micro_batch", "train.save_model", "diagnostics.
          "data.download", "data.url")  # fmt: skip
 # data.root is where a named set's files are read from, but with data=folder it is the data.
 THE_DATA = {"folder": "data.root"}
-# The data settings that choose the test images: runs that differ in one of them were tested on
-# other images (and trained on others), and their numbers do not compare.
-TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
-            "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
 
 
 @dataclass
