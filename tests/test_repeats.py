@@ -101,17 +101,26 @@ def test_the_sweep_table_groups_seeds_with_known_means_and_intervals(tmp_path, m
     assert len(per_run) == 5 and "± " in (tmp_path / "sweep_summary.md").read_text()
 
 
-def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path):
+def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path, monkeypatch):
     """Binary accuracies are higher than ten classes' whatever the filter: ranked together,
-    every binary row would come first."""
+    every binary row would come first. The figure draws each test set in its own colour."""
     accuracies = {("binary", 3): 0.90, ("binary", 5): 0.85, ("multiclass", 3): 0.80,
                   ("multiclass", 5): 0.88}  # fmt: skip
     for job, ((task, k), acc) in enumerate(accuracies.items()):
         (tmp_path / str(job)).mkdir()
-        summary = {"status": "ok", "test_accuracy": acc, "val_accuracy": acc,
+        summary = {"status": "ok", "test_accuracy": acc, "val_accuracy": acc, "weights": 9 * k,
+                   "multiply_adds": 90 * k, "seconds_per_epoch": 0.1 * k,
                    "overrides": [f"data.task={task}", f"model.filter_size={k}"]}  # fmt: skip
         (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    figures = []
+    monkeypatch.setattr(sweep, "save_figure", lambda fig, path: figures.append(fig))
     sweep.summarize(tmp_path)
+    for ax in figures[0].axes:  # by weights, multiply-adds and time
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [
+            "data.task=binary",
+            "data.task=multiclass",
+        ]
     ranked = [("binary", "3"), ("binary", "5"), ("multiclass", "5"), ("multiclass", "3")]
     for table in ("sweep_summary.csv", "sweep_runs.csv"):
         rows = csv.DictReader(open(tmp_path / table))

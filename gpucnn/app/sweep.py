@@ -21,7 +21,15 @@ from omegaconf import DictConfig
 
 from ..fileio import write_text
 from . import exits
-from .groups import COLUMNS, by_test_set, group, ranked_what, settings_of, shown
+from .groups import (
+    COLUMNS,
+    by_test_set,
+    group,
+    ranked_what,
+    settings_of,
+    shown,
+    test_set_keys,
+)
 from .results import (
     COSTS,
     JOBS,
@@ -185,23 +193,22 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     fig, axes = plt.subplots(
         1, len(panels), figsize=(6.7 * len(panels), 6), sharey=True, layout="constrained"
     )
+    split = test_set_keys(keys)
+    test_sets = [", ".join(f"{k}={setting_text(g[k])}" for k in split) for g in groups]
     for ax, (xs_of_groups, label, axis) in zip(axes, panels):
         done = [
             (number, g, x)
             for number, (g, x) in enumerate(zip(groups, xs_of_groups), 1)
             if finite(g["test_accuracy"]) and finite(x)
         ]
-        xs, means = [x for _, _, x in done], [g["test_accuracy"] for _, g, _ in done]
-        bars = [
-            g["test_high"] - m if finite(g["test_high"]) else 0.0
-            for (_, g, _), m in zip(done, means)
-        ]
-        if axis is _setting_axis:
-            ax.plot(*zip(*sorted(zip(xs, means))), color="C0", alpha=0.4)
-        ax.errorbar(xs, means, yerr=bars, fmt="o", color="C0", ecolor="C0", capsize=3)
-        for (number, _, _), x, y in zip(done, xs, means):
-            ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        xs = [x for _, _, x in done]
+        # a colour per test set: accuracies on other test images do not compare
+        for colour, test_set in enumerate(dict.fromkeys(test_sets)):
+            mine = [(n, g, x) for n, g, x in done if test_sets[n - 1] == test_set]
+            _points(ax, mine, f"C{colour}", test_set or None, curve=axis is _setting_axis)
         axis(ax, xs, label)
+        if split and done:
+            ax.legend(fontsize=8, title="test set", title_fontsize=8)
         ax.grid(alpha=0.3)
         if not done and axis is cost_axis:
             not_recorded(ax)
@@ -215,6 +222,24 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     ]
     fig.supxlabel("\n".join(names), fontsize=8, ha="left", x=0.01)
     save_figure(fig, path)
+
+
+def _points(
+    ax: Any, done: list[tuple[int, dict, float]], colour: str, label: str | None, curve: bool
+) -> None:
+    """Each (number, setting, x) of ``done`` as its mean test accuracy with its 95% interval,
+    numbered; joined as a curve for ``curve``."""
+    if not done:
+        return
+    xs, means = [x for _, _, x in done], [g["test_accuracy"] for _, g, _ in done]
+    bars = [
+        g["test_high"] - m if finite(g["test_high"]) else 0.0 for (_, g, _), m in zip(done, means)
+    ]
+    if curve:
+        ax.plot(*zip(*sorted(zip(xs, means))), color=colour, alpha=0.4)
+    ax.errorbar(xs, means, yerr=bars, fmt="o", color=colour, ecolor=colour, capsize=3, label=label)
+    for (number, _, _), x, y in zip(done, xs, means):
+        ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
 
 
 def numeric_setting(
