@@ -73,11 +73,9 @@ def twin(torch: Any, model: Model) -> Any:
             }
             m.weight.data, m.bias.data = host["gamma"], host["beta"]
             m.running_mean.data, m.running_var.data = host["running_mean"], host["running_var"]
-        elif layer.params:
+        elif layer.params:  # copies: the twin must not train the model's own arrays
             w = backend.to_host(layer.params["W"])
-            m.weight.data = torch.from_numpy(
-                np.ascontiguousarray(w.T if isinstance(layer, Dense) else w)
-            )
+            m.weight.data = torch.from_numpy(np.array(w.T if isinstance(layer, Dense) else w))
             m.bias.data = torch.from_numpy(backend.to_host(layer.params["b"]).copy())
         mods.append(m)
     return nn.Sequential(*mods)
