@@ -110,6 +110,27 @@ def test_a_folder_the_run_did_not_train_on_is_evaluated_whole(tmp_path):
     assert json.loads((run / "evaluation.json").read_text()) == own  # not replaced
 
 
+def test_a_runs_folder_moved_elsewhere_is_recognised_and_its_test_split_evaluated(tmp_path):
+    """Trained on a cluster, evaluated on a laptop: the same images at another path are the
+    run's, and their test split (not every image, training ones included) is evaluated."""
+    run, root = tmp_path / "run", image_folder(tmp_path / "shapes", per_class=20)
+    proc = app("data=folder", f"data.root={root}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    moved = root.rename(tmp_path / "moved")
+    gone = tool("evaluate", run)
+    assert gone.returncode == 2
+    assert f"the run's images are no longer in {root} (data.root): if they moved" in gone.stderr
+    done = tool("evaluate", run, f"data.root={moved}")
+    assert done.returncode == 0, done.stderr
+    assert f"{moved} holds the images the run trained on: evaluating its test split" in (
+        done.stderr
+    )
+    record = json.loads(next(run.glob("evaluations/*/evaluation.json")).read_text())
+    assert record["test_images"] == 12  # the run's 20% of each class, not all 60
+    assert record["test_accuracy"] == summary["test_accuracy"]
+
+
 def test_a_folder_changed_since_training_is_evaluated_with_a_warning(tmp_path):
     """Images added since: the seeded split is drawn again over more files, so some images the
     run trained on may now be test images. The evaluation says so instead of passing for the
@@ -154,14 +175,14 @@ def test_a_run_is_not_resumed_on_a_folder_changed_since_it_began(tmp_path):
 
 
 def test_training_images_replaced_under_the_same_counts_are_told_apart():
-    from gpucnn.app.trainer import _images_changed
+    from gpucnn.app.trainer import images_changed
 
     then = {"balance": {"train": [4, 4]}, "mean": [0.2, 0.4], "std": [0.25, 0.3]}
-    assert _images_changed(then, {**then, "mean": [0.2, 0.4 * (1 + 1e-7)]}) is None  # rounding
-    assert _images_changed(then, {**then, "std": [0.25, 0.301]}) == (
+    assert images_changed(then, {**then, "mean": [0.2, 0.4 * (1 + 1e-7)]}) is None  # rounding
+    assert images_changed(then, {**then, "std": [0.25, 0.301]}) == (
         "the training images' std per channel was [0.25, 0.3], is [0.25, 0.301]"
     )
-    assert _images_changed(then, {**then, "balance": {"train": [5, 4]}}).startswith(
+    assert images_changed(then, {**then, "balance": {"train": [5, 4]}}).startswith(
         "images per class then train [4, 4], now train [5, 4]"
     )
 

@@ -14,8 +14,9 @@ RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evalua
 another. Overrides are a data group (``data=NAME``: the images come from there, while the task, its
 classes and the image size stay the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``),
 applied to the run's config in that order. A folder of images the run did not train on is evaluated
-whole (every image a test image; data.test_fraction=F takes a share). A run trained on CuPy is
-evaluated on NumPy where no GPU is usable.
+whole (every image a test image; data.test_fraction=F takes a share); the run's own folder moved
+elsewhere is recognised and its test split evaluated. A run trained on CuPy is evaluated on NumPy
+where no GPU is usable.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from .results import (
     save_figure,
     split_counts,
 )
+from .trainer import images_changed, images_record
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +132,6 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
         )
     validate_data(cfg.data)
     check_overrides_read(cfg, overrides)
-    if _new_folder(trained_on, cfg.data) and not _given("data.test_fraction", overrides):
-        log.info(
-            "%s is not the folder the run trained on: every image in it is a test image "
-            "(data.test_fraction=F evaluates a share; beside a train/ folder, test/ or val/ is "
-            "the test split)",
-            cfg.data.root,
-        )
-        cfg.data.test_fraction = 1.0
     return cfg, summary, weights
 
 
@@ -194,6 +188,43 @@ def _known_only(saved: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
         for key, value in saved.items()
         if key in schema
     }
+
+
+def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list[str]) -> None:
+    """Evaluate a folder the run did not train on (data.root=DIR) whole, every image a test
+    image, unless data.test_fraction is given or it holds the run's own images, moved or copied
+    to another machine (the same images per class in each split, and the same training mean
+    and standard deviation): then the run's test split, as in its own folder."""
+    trained_on = OmegaConf.create(summary["config"]["data"])
+    root = cfg.data.root
+    if not _other_data(overrides) and trained_on.name == "folder" and not Path(root).is_dir():
+        raise ConfigError(
+            f"the run's images are no longer in {root} (data.root): if they moved, or the run "
+            "was copied from another machine, give data.root=WHERE_THEY_ARE: its test split is "
+            "evaluated there"
+        )
+    if not _new_folder(trained_on, cfg.data) or _given("data.test_fraction", overrides):
+        return
+    if trained_on.name == "folder" and _the_runs_images(cfg, summary):
+        log.info("%s holds the images the run trained on: evaluating its test split", root)
+        return
+    log.info(
+        "%s is not the folder the run trained on: every image in it is a test image "
+        "(data.test_fraction=F evaluates a share; beside a train/ folder, test/ or val/ is "
+        "the test split)",
+        root,
+    )
+    cfg.data.test_fraction = 1.0
+
+
+def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
+    """Whether the data ``cfg`` prepares, split as the run's was, gives the splits the run
+    recorded (runs of older versions recorded none: then not)."""
+    norm, balance = summary.get("normalisation"), summary.get("balance")
+    if not (norm and balance):
+        return False
+    splits = load_splits(cfg, logged=False)  # described when prepared for evaluation
+    return images_changed({"balance": balance, **norm}, images_record(splits)) is None
 
 
 def _new_folder(trained_on: DictConfig, evaluated: DictConfig) -> bool:
@@ -266,6 +297,7 @@ def evaluate_run(
     out = output_dir(run_dir, list(overrides)) if out is None else out
     b = cfg.backend
     backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
+    _choose_test_split(cfg, summary, list(overrides))
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
     splits = _in_the_runs_order(splits, summary.get("classes"), cfg.data.name)

@@ -115,9 +115,12 @@ def _from_launch_dir(path: str | None) -> str | None:
     return None if path is None else to_absolute_path(os.path.expanduser(path))
 
 
-def load_splits(cfg: DictConfig, normalisation: tuple | None = None) -> data.Prepared:
-    """The train / val / test splits the data config describes, on the device; logged.
-    ``normalisation``: (mean, std) of each channel to use instead of the training split's."""
+def load_splits(
+    cfg: DictConfig, normalisation: tuple | None = None, logged: bool = True
+) -> data.Prepared:
+    """The train / val / test splits the data config describes, on the device; ``logged``:
+    described in the log, with warnings for classes missing from a split. ``normalisation``:
+    (mean, std) of each channel to use instead of the training split's."""
     d, t = cfg.data, cfg.train
     raw = load_raw(cfg)
     with config_group("data"):
@@ -133,6 +136,8 @@ def load_splits(cfg: DictConfig, normalisation: tuple | None = None) -> data.Pre
             d.limit_test,
             normalisation,
         )
+    if not logged:
+        return splits
     for line in data.describe(splits).splitlines():
         log.info(line)
     train_limit = f"data.limit_train={d.limit_train}" if d.limit_train else None

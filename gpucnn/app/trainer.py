@@ -84,7 +84,7 @@ def _run_identity(cfg: DictConfig) -> dict[str, Any]:
     return identity
 
 
-def _images(splits: data.Prepared) -> dict[str, Any]:
+def images_record(splits: data.Prepared) -> dict[str, Any]:
     """What the data gave a run: the images per class in each split, and the training images'
     per-channel mean and standard deviation (which move when an image is replaced)."""
     return {
@@ -94,7 +94,7 @@ def _images(splits: data.Prepared) -> dict[str, Any]:
     }
 
 
-def _images_changed(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+def images_changed(then: dict[str, Any], now: dict[str, Any]) -> str | None:
     """How two _images records differ, or None for the same data: the same counts, and the same
     means and standard deviations up to the rounding another machine's summation may give."""
     if then["balance"] != now["balance"]:
@@ -164,7 +164,7 @@ class Trainer:
             "sums": self.sums,
             "rows": self.rows,
             "diagnostics": self.diagnostics.rows if self.diagnostics is not None else [],
-            "run": {**_run_identity(self.cfg), "images": _images(self.splits)},
+            "run": {**_run_identity(self.cfg), "images": images_record(self.splits)},
         }
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
         self.stops.checkpointed = True
@@ -183,7 +183,7 @@ class Trainer:
                 ": resume with the same settings, or start a new run directory"
             )
         then = meta["run"].get("images")  # older checkpoints did not record them
-        changed = then and _images_changed(then, _images(self.splits))
+        changed = then and images_changed(then, images_record(self.splits))
         if changed:
             raise ConfigError(
                 f"the checkpoint in {self.run_dir} was written for other images than the data "
