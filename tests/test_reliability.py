@@ -290,13 +290,21 @@ def test_the_memory_check_counts_one_micro_batch_per_thread(monkeypatch):
     monkeypatch.setattr(
         memory, "_machine_available", lambda: (activations(64) + activations(256)) // 2
     )
-    check_memory(model, cfg, threads=2)
+    check_memory(model, cfg, threads=2, evaluated=1000)
     cfg.train.micro_batch = 0  # whole batches
     with pytest.raises(NotEnoughMemory, match=r"batch_size=256: the activations of 256 images"):
-        check_memory(model, cfg, threads=2)
+        check_memory(model, cfg, threads=2, evaluated=1000)
     cfg.train.micro_batch = 96
     with pytest.raises(NotEnoughMemory, match=r"micro_batch=96: the activations of 192 images"):
-        check_memory(model, cfg, threads=2)
+        check_memory(model, cfg, threads=2, evaluated=1000)
+
+
+def test_an_evaluation_batch_larger_than_every_split_is_not_refused(tmp_path):
+    """Evaluation never batches more images than a split holds: a batch size of 10**12
+    (everything at once) over 50 test images needs the memory of 50, not of 10**12."""
+    cfg = _cfg(eval_batch_size=10**12, epochs=1, progress=False)
+    run_job(cfg, tmp_path, [])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ok"
 
 
 # gpucnn.run with the up-front memory check set aside, so that the allocation itself fails.

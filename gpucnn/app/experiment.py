@@ -310,7 +310,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         job.summary.update(_describe_data(splits))
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
-        check_memory(model, cfg, job.summary["threads"])
+        check_memory(model, cfg, job.summary["threads"], max(len(splits.val), len(splits.test)))
         job.loggers = open_loggers(cfg, job.run_dir, model, job.overrides, sweep_dir)
         return _train(job, model, splits, stops)
     except (ConfigError, BackendError) as exc:
@@ -393,11 +393,12 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     return val_acc
 
 
-def check_memory(model: Model, cfg: DictConfig, threads: int) -> None:
+def check_memory(model: Model, cfg: DictConfig, threads: int, evaluated: int) -> None:
     """NotEnoughMemory, naming the setting and the largest part, if a training step or an
     evaluation batch would need more memory than is available. A step on NumPy holds one
     micro-batch per thread (``threads``) at a time; the GPU's step never writes out the columns
-    that its kernels gather (gpucnn.kernels.gpu.implicit_conv)."""
+    that its kernels gather (gpucnn.kernels.gpu.implicit_conv). An evaluation batch holds at
+    most the ``evaluated`` images of the larger split evaluated (validation or test)."""
     t = cfg.train
     slots = OPTIMIZERS[cfg.optimizer.name].SLOTS
     state = model.count_params(bias=True) * len(slots) * np.dtype(backend.dtype()).itemsize
@@ -407,8 +408,9 @@ def check_memory(model: Model, cfg: DictConfig, threads: int) -> None:
     gathered = kernels.for_array_module(backend.xp()).implicit_conv
     # The optimiser's state is still to be made when training starts.
     _require_activations(cfg, key, images, model.activation_bytes(images, True, gathered), state)
-    eval_parts = model.activation_bytes(t.eval_batch_size, training=False)
-    _require_activations(cfg, "train.eval_batch_size", t.eval_batch_size, eval_parts, 0)
+    images = min(t.eval_batch_size, evaluated)
+    eval_parts = model.activation_bytes(images, training=False)
+    _require_activations(cfg, "train.eval_batch_size", images, eval_parts, 0)
 
 
 def _require_activations(
