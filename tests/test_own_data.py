@@ -491,7 +491,12 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
         ),
         (
             lambda d: d.update(x_train=d["x_train"].astype(np.int32) * 4),
-            "must be uint8 (0-255) or floats, got int32",
+            "got int32: values up to 1020; give floats divided by the images' white, "
+            "(x / 65535).astype(np.float32) for 16-bit images",
+        ),
+        (  # masks: as uint8 they would be pixels of 1 in 255
+            lambda d: d.update(x_train=d["x_train"] > 128),
+            "got bool: their values are 0 and 1; give x.astype(np.float32), used as it is",
         ),
         (lambda d: d.update(x_train=np.full((30, 9, 7), np.nan), x_test=d["x_test"] / 255), "NaN"),
         (lambda d: d.update(y_train=d["y_train"][:5]), "30 train images but 5 train labels"),

@@ -86,11 +86,22 @@ def checked(
 
 def check_image_type(x: np.ndarray, what: str) -> None:
     """DataError naming ``what`` (``"mine.npz: train images"``) unless the images ``x`` are
-    uint8 or floats; integers whose values fit are told to be given as uint8."""
+    uint8 or floats, saying how to convert them where their values tell: 0 and 1 (masks) to
+    floats, which are used as they are (as uint8 they would be near-black pixels of 0-255),
+    other values up to 255 to uint8, larger ones to floats divided by their white."""
     if x.dtype == np.uint8 or x.dtype.kind == "f":
         return
-    fits = x.dtype.kind in "uib" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255))
-    fix = ": their values are 0-255; give x.astype(np.uint8)" if fits else ""
+    fix = ""
+    if x.dtype.kind in "uib" and x.size and x.min() >= 0:
+        if x.max() <= 1:
+            fix = ": their values are 0 and 1; give x.astype(np.float32), used as it is"
+        elif x.max() <= 255:
+            fix = ": their values are 0-255; give x.astype(np.uint8)"
+        elif x.max() <= 65535:
+            fix = (
+                f": values up to {x.max()}; give floats divided by the images' white, "
+                "(x / 65535).astype(np.float32) for 16-bit images"
+            )
     raise DataError(f"{what} must be uint8 (0-255) or floats, got {x.dtype}{fix}")
 
 
