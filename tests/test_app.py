@@ -406,6 +406,18 @@ def test_the_binary_classes_can_be_named(tmp_path):
             "mean bench.epochs or train.epochs?); python -m gpucnn.bench --help",
         ),
         ("bench", "batch_sizes=[64]", "(did you mean bench.batch_sizes?)"),
+        # One value for a list: Hydra's "str is not a ListConfig" did not say what to write.
+        ("run", "data.positive=Coat", "data.positive=Coat: data.positive takes a list: "),
+        (
+            "run",
+            "data.positive=4,6",
+            "data.positive=[4,6] for one list of them, or data.positive=[4],[6] to sweep",
+        ),
+        (
+            "bench",
+            "bench.batch_sizes=128",
+            "bench.batch_sizes takes a list: bench.batch_sizes=[128]",
+        ),
         # The shell expands no ~ after data.root= (not a variable name), and Hydra cannot parse it.
         (
             "run",

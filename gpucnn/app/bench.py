@@ -35,6 +35,7 @@ from .config import (
     check_overrides_read,
     config_group,
     register,
+    single_for_list,
     unknown_override,
     validate,
 )
@@ -47,8 +48,9 @@ log = logging.getLogger("gpucnn.bench")
 
 def check_command_line(argv: list[str]) -> str | None:
     """Why the command line cannot run, said before Hydra reads it: an override of no setting
-    (batch_sizes=[64] for bench.batch_sizes); else None."""
-    return unknown_override(argv, BenchConfig)
+    (batch_sizes=[64] for bench.batch_sizes), or one value for a list (bench.batch_sizes=128);
+    else None."""
+    return unknown_override(argv, BenchConfig) or single_for_list(argv, BenchConfig)
 
 
 register()

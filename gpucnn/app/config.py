@@ -404,6 +404,26 @@ def unknown_override(argv: Sequence[str], schema_type: type = Config) -> str | N
     return None
 
 
+def single_for_list(argv: Sequence[str], schema_type: type = Config) -> str | None:
+    """Why an override gives a list setting (data.positive, model.channels) one value or a
+    comma-separated few without brackets, naming the list to give; else None. Hydra would
+    refuse it as "str is not a ListConfig", or take 6,2 as a sweep over two single values."""
+    schema = _schema_keys(schema_type)
+    for arg in argv:
+        key, equals, value = arg.lstrip("+").partition("=")
+        if not equals or not isinstance(schema.get(key), list):
+            continue
+        if value.startswith("[") or "(" in value or "${" in value:  # a list, sweep, reference
+            continue
+        values = value.split(",")
+        fix = f"{key}=[{value}]"
+        if len(values) > 1:
+            sweep = ",".join(f"[{v}]" for v in values)
+            fix += f" for one list of them, or {key}={sweep} to sweep over lists of one"
+        return f"{arg}: {key} takes a list: {fix}"
+    return None
+
+
 def validate_data(d: DictConfig) -> None:
     """The data checks that need no files, for training and evaluation alike; the sources
     check the rest as they read."""

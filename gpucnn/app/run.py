@@ -29,7 +29,7 @@ from .. import backend
 from ..errors import BackendError, ConfigError, DataError, NotEnoughMemory
 from . import exits
 from .checkpoint import CheckpointError
-from .config import register, unknown_override
+from .config import register, single_for_list, unknown_override
 from .console import survive_closed_output
 from .experiment import AlreadyFinished, OutOfMemory, run_job
 from .resume import root
@@ -79,8 +79,9 @@ SWEEP_EXTRA = {
 
 def check_command_line(argv: list[str]) -> str | None:
     """Why the command line cannot run, said before Hydra reads it: an override of no setting
-    (epochs=5 for train.epochs), or a plugin it names that is not installed; else None."""
-    return unknown_override(argv) or missing_extra(argv)
+    (epochs=5 for train.epochs), one value for a list (data.positive=6), or a plugin it names
+    that is not installed; else None."""
+    return unknown_override(argv) or single_for_list(argv) or missing_extra(argv)
 
 
 def missing_extra(argv: list[str]) -> str | None:
