@@ -36,7 +36,7 @@ from .losses import Loss
 from .model import Hooks, Model
 from .optimizers import Optimizer
 from .profile import timed_step
-from .train import forward_backward, train_step
+from .train import check_head, forward_backward, train_step
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Step:
     instrumented step that diagnostics sample."""
 
     def __init__(self, model: Model, loss: Loss, optimizer: Optimizer, runners: list[Model]):
+        check_head(model, loss)
         optimizer.bind(model)
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.count = 0  # steps taken; set from a checkpoint on resume

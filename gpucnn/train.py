@@ -17,11 +17,14 @@ if TYPE_CHECKING:  # a type only: the step needs none of the data package at imp
 
 
 def check_head(model: Model, loss: Loss) -> None:
-    """Reject a model whose output activation does not match the loss it is trained with."""
+    """Reject a model whose output activation does not match the loss it is trained or
+    evaluated with: the loss would fuse its own activation in place of the model's."""
     if model.head and model.head != loss.head:
+        other = {"sigmoid": "BinaryCrossEntropy", "softmax": "CrossEntropy"}[model.head]
         raise ConfigError(
             f"the model ends in {model.head} but {type(loss).__name__} expects logits or "
-            f"{loss.head}: use a matching loss or output activation"
+            f"{loss.head}: end the model with Activation({loss.head!r}) (or no activation), or "
+            f"use {other}"
         )
 
 
@@ -76,6 +79,7 @@ def train_step(
     """One training step on x: (N, ...), y: (N,): forward_backward, then the update. The one
     definition of a step on the layers: the CPU's micro-batches, the profiler and the
     diagnostics run it (through ``hooks``) too. Returns (batch loss, correct predictions)."""
+    check_head(model, loss)
     optimizer.bind(model)
     value, hits = forward_backward(model, loss, x, y, hooks=hooks, fuse=fuse)
     hooks.before_update(model)
@@ -98,6 +102,7 @@ def evaluate_and_predict(
     """``evaluate`` and, when ``keep``, ``predict`` from the same forward passes: (mean loss,
     accuracy, class probabilities (N, classes) on the host, or None)."""
     xp = get_array_module(x)
+    check_head(model, loss)
     model.check_batch(x, batch_size)
     total_loss, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
     parts = []
@@ -115,6 +120,7 @@ def evaluate_and_predict(
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:
     """Class probabilities of x: (N, ...) -> (N, classes) on the host, in evaluation mode
     (two columns for a binary model: the negative and the positive class)."""
+    check_head(model, loss)
     model.check_batch(x, batch_size)
     parts = [
         to_host(loss.probabilities(model.forward(x[i : i + batch_size], logits=True)))

@@ -6,6 +6,7 @@ import pytest
 
 from gpucnn import (
     SGD,
+    Activation,
     Adam,
     BinaryCrossEntropy,
     ConfigError,
@@ -21,6 +22,7 @@ from gpucnn import (
 from gpucnn.data import Batches, Split
 from gpucnn.optimizers import Optimizer
 from gpucnn.static_step import StaticStep
+from gpucnn.steps import make_step
 from gpucnn.train import (
     check_batches,
     check_head,
@@ -138,6 +140,23 @@ def test_losses_match_their_formulas_and_stay_finite_for_huge_logits():
 def test_head_and_loss_must_agree():
     with pytest.raises(ConfigError, match="ends in sigmoid but CrossEntropy"):
         check_head(presets.lab_cnn3(n_outputs=1), CrossEntropy())
+
+
+def test_a_loss_that_would_replace_the_models_own_head_is_refused_by_every_way_in():
+    """Three sigmoid outputs trained with CrossEntropy would train a softmax in its place and
+    predict sigmoids: train_step, make_step, evaluate and predict all refuse it."""
+    rng = np.random.default_rng(0)
+    model = Model([Flatten(), Dense(16, 3), Activation("sigmoid")]).build((1, 4, 4))
+    x, y = rng.normal(size=(4, 1, 4, 4)), np.array([0, 1, 2, 1])
+    said = r"ends in sigmoid .* end the model with Activation\('softmax'\) .*BinaryCrossEntropy"
+    for attempt in (
+        lambda: train_step(model, CrossEntropy(), SGD(0.1), x, y),
+        lambda: make_step(model, CrossEntropy(), SGD(0.1)),
+        lambda: evaluate(model, CrossEntropy(), x, y),
+        lambda: predict(model, CrossEntropy(), x),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            attempt()
 
 
 def _bars(rng, n):
