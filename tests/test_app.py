@@ -408,6 +408,7 @@ def test_the_binary_classes_can_be_named(tmp_path):
         ("bench", "batch_sizes=[64]", "(did you mean bench.batch_sizes?)"),
         # One value for a list: Hydra's "str is not a ListConfig" did not say what to write.
         ("run", "data.positive=Coat", "data.positive=Coat: data.positive takes a list: "),
+        ("run", "data.positive=null", "field 'data.positive' is not Optional"),  # Hydra's
         (
             "run",
             "data.positive=4,6",

@@ -413,8 +413,8 @@ def single_for_list(argv: Sequence[str], schema_type: type = Config) -> str | No
         key, equals, value = arg.lstrip("+").partition("=")
         if not equals or not isinstance(schema.get(key), list):
             continue
-        if value.startswith("[") or "(" in value or "${" in value:  # a list, sweep, reference
-            continue
+        if value.startswith("[") or "(" in value or "${" in value or value == "null":
+            continue  # a list, a sweep function, a reference; null is Hydra's to refuse
         values = value.split(",")
         fix = f"{key}=[{value}]"
         if len(values) > 1:
