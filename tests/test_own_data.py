@@ -131,6 +131,19 @@ def test_a_runs_folder_moved_elsewhere_is_recognised_and_its_test_split_evaluate
     assert record["test_accuracy"] == summary["test_accuracy"]
 
 
+def test_a_runs_arrays_moved_elsewhere_are_asked_for_by_name(tmp_path):
+    path = saved(tmp_path / "mine.npz", **random_set(np.random.default_rng(3), (40, 12, 12)))
+    run = tmp_path / "run"
+    proc = app("data=arrays", f"data.path={path}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    moved = path.rename(tmp_path / "moved.npz")
+    gone = tool("evaluate", run)
+    assert gone.returncode == 2
+    assert f"the run's arrays are no longer at {path} (data.path): if they moved" in gone.stderr
+    assert "give data.path=WHERE_THEY_ARE" in gone.stderr
+    assert tool("evaluate", run, f"data.path={moved}").returncode == 0
+
+
 def test_a_folder_changed_since_training_is_evaluated_with_a_warning(tmp_path):
     """Images added since: the seeded split is drawn again over more files, so some images the
     run trained on may now be test images. The evaluation says so instead of passing for the

@@ -197,12 +197,6 @@ def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list
     and standard deviation): then the run's test split, as in its own folder."""
     trained_on = OmegaConf.create(summary["config"]["data"])
     root = cfg.data.root
-    if not _other_data(overrides) and trained_on.name == "folder" and not Path(root).is_dir():
-        raise ConfigError(
-            f"the run's images are no longer in {root} (data.root): if they moved, or the run "
-            "was copied from another machine, give data.root=WHERE_THEY_ARE: its test split is "
-            "evaluated there"
-        )
     if not _new_folder(trained_on, cfg.data) or _given("data.test_fraction", overrides):
         return
     if trained_on.name == "folder" and _the_runs_images(cfg, summary):
@@ -215,6 +209,24 @@ def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list
         root,
     )
     cfg.data.test_fraction = 1.0
+
+
+def _check_the_runs_data_is_there(cfg: DictConfig, overrides: list[str]) -> None:
+    """ConfigError, saying what to give, where the run's own folder or .npz file is no longer
+    where it trained (moved, or the run copied from another machine)."""
+    d = cfg.data
+    if _other_data(overrides):
+        return
+    if d.name == "folder" and not Path(d.root).is_dir():
+        key, where, what = "data.root", d.root, "images are no longer in"
+    elif d.name == "arrays" and not Path(d.path).is_file():
+        key, where, what = "data.path", d.path, "arrays are no longer at"
+    else:
+        return
+    raise ConfigError(
+        f"the run's {what} {where} ({key}): if they moved, or the run was copied from another "
+        f"machine, give {key}=WHERE_THEY_ARE: its test split is evaluated there"
+    )
 
 
 def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
@@ -297,6 +309,7 @@ def evaluate_run(
     out = output_dir(run_dir, list(overrides)) if out is None else out
     b = cfg.backend
     backend.use(_backend_name(b.name, overrides), b.dtype, cfg.train.seed, kernels=b.kernels)
+    _check_the_runs_data_is_there(cfg, list(overrides))
     _choose_test_split(cfg, summary, list(overrides))
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
