@@ -104,6 +104,9 @@ def test_a_folder_the_run_did_not_train_on_is_evaluated_whole(tmp_path):
     files = sorted(new.glob("*/*"), key=lambda p: (p.parent.name, p.name))
     predicted = tool("predict", run, *files, "--json")
     assert [r["label"] for r in json.loads(predicted.stdout)] == record["predicted"]
+    two = image_folder(tmp_path / "two", per_class=2, seed=3)  # too few to split as the run
+    done = tool("evaluate", run, f"data.root={two}")
+    assert done.returncode == 0 and "6 images" in done.stdout, done.stderr
     share = tool("evaluate", run, f"data.root={new}", "data.test_fraction=0.5")
     assert share.returncode == 0, share.stderr
     assert "12 images" in share.stdout  # 4 of each class's 7 (3.5 rounded to even)

@@ -231,11 +231,15 @@ def _check_the_runs_data_is_there(cfg: DictConfig, overrides: list[str]) -> None
 
 def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
     """Whether the data ``cfg`` prepares, split as the run's was, gives the splits the run
-    recorded (runs of older versions recorded none: then not)."""
+    recorded (runs of older versions recorded none: then not). Data too small to split so is
+    not the run's."""
     norm, balance = summary.get("normalisation"), summary.get("balance")
     if not (norm and balance):
         return False
-    splits = load_splits(cfg, logged=False)  # described when prepared for evaluation
+    try:
+        splits = load_splits(cfg, logged=False)  # described when prepared for evaluation
+    except GpucnnError:  # too few images to split as the run did, say (the run's could)
+        return False
     return images_changed({"balance": balance, **norm}, images_record(splits)) is None
 
 
