@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module
-from .errors import LabelError
+from .errors import InputError, LabelError
 from .layers import sigmoid, softmax
 
 
@@ -123,6 +123,7 @@ class CrossEntropy(Loss):
     def forward(self, logits: Any, y: Any) -> Any:
         xp = get_array_module(logits)
         self.check(logits.shape, y)
+        _not_probabilities(logits)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_z = xp.log(xp.exp(shifted).sum(axis=1))
         picked = xp.take_along_axis(shifted, y.reshape(-1, 1).astype(xp.intp), axis=1)[:, 0]
@@ -152,6 +153,22 @@ class CrossEntropy(Loss):
 
     def probabilities(self, logits: Any) -> Any:
         return softmax(logits)
+
+
+def _not_probabilities(logits: Any) -> None:
+    """InputError for rows that are each a probability distribution, as the model's softmax
+    gives them (logits practically never sum to 1): a loop of one's own that called
+    ``model.forward(x, training=True)`` without ``logits=True`` would otherwise train a softmax
+    of the softmax without a word. Checked on host arrays only, as labels are."""
+    if not isinstance(logits, np.ndarray) or logits.size == 0:
+        return
+    in_range = logits.min() >= 0 and logits.max() <= 1
+    if in_range and np.allclose(logits.sum(axis=1), 1, rtol=0, atol=1e-5):
+        raise InputError(
+            "CrossEntropy takes logits, but each row of these is in [0, 1] and sums to 1: "
+            "probabilities from the model's softmax. Pass model.forward(x, training=True, "
+            "logits=True) (and backward its gradient), or train with train_step or make_step"
+        )
 
 
 def for_outputs(n_outputs: int) -> Loss:

@@ -62,6 +62,7 @@ class Model:
         self.layers: list[Layer] = []
         self.input_shape: Shape | None = None
         self.shapes: list[Shape] = []  # output shape of each layer, per sample
+        self._to_logits: bool | None = None  # whether the last forward stopped at the logits
         if isinstance(layers, Layer):
             raise ConfigError(f"Model takes a list of layers: Model([{layers!r}, ...])")
         for layer in layers or []:
@@ -213,6 +214,7 @@ class Model:
         self.check_batch(x)
         dtype = next((p.dtype for _, p, _ in self.parameters()), x.dtype)
         x = x if x.dtype == dtype else x.astype(dtype)
+        self._to_logits = logits
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
             x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
@@ -266,6 +268,16 @@ class Model:
         the first parameter layer fills its grads only (nothing before it needs a gradient),
         and None is returned.
         """
+        if self.head and self._to_logits is not None and logits != self._to_logits:
+            raise ConfigError(
+                f"the last forward pass stopped at the logits, before the output {self.head} "
+                "(logits=True): call model.backward(dy, logits=True), dy the loss's gradient "
+                "with respect to the logits"
+                if self._to_logits
+                else f"the last forward pass ran the output {self.head} (logits=False): call "
+                "model.backward(dy) with dy the loss's gradient with respect to the outputs, or "
+                "run forward with logits=True"
+            )
         runs = self.runs(logits, fuse)
         first = next((k for k, run in enumerate(runs) if isinstance(run[1], ParamLayer)), 0)
         for k in reversed(range(len(runs))):

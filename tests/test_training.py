@@ -159,6 +159,25 @@ def test_a_loss_that_would_replace_the_models_own_head_is_refused_by_every_way_i
             attempt()
 
 
+def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_logits():
+    """forward(x, training=True) runs the softmax head; CrossEntropy fuses its own softmax and
+    would train a softmax of the softmax. Given the logits, backward must start from them."""
+    rng = np.random.default_rng(1)
+    model = Model([Flatten(), Dense(16, 3), Activation("softmax")]).build((1, 4, 4))
+    x, y, loss = rng.normal(size=(5, 1, 4, 4)), np.array([0, 1, 2, 1, 0]), CrossEntropy()
+    with pytest.raises(InputError, match=r"takes logits, but each row .* sums to 1"):
+        loss.forward(model.forward(x, training=True), y)
+    loss.forward(model.forward(x, training=True, logits=True), y)
+    with pytest.raises(ConfigError, match=r"stopped at the logits, .* model.backward\(dy, logits"):
+        model.backward(loss.backward())
+    model.backward(loss.backward(), logits=True)  # the loop done right: train_step's gradients
+    mine = {name: g.copy() for name, _, g in model.parameters()}
+    train_step(model, loss, SGD(0.1), x, y)
+    for name, _, g in model.parameters():
+        assert np.allclose(mine[name], g, rtol=1e-12), name
+    assert float(loss.forward(rng.normal(size=(5, 3)), y)) > 0  # logits pass
+
+
 def _bars(rng, n):
     """A small synthetic task: is the bright bar vertical (1) or horizontal (0)?"""
     x = rng.normal(0, 0.3, size=(n, 1, 12, 12))
