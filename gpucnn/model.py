@@ -415,11 +415,20 @@ def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 with np.load(f, allow_pickle=False) as npz:
                     return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(f"cannot read weights from {path}: {exc}") from None
+        raise ConfigError(f"cannot read weights from {path}: {exc}{_near(path)}") from None
     raise ConfigError(
         f"cannot read weights from {path}: it is not an .npz file, or it is cut short "
         "(model.save writes one; a run's is its model.npz)"
     )
+
+
+def _near(path: Path) -> str:
+    """For a file that is not there, the one with or without ".npz" that is: np.savez adds
+    the suffix, model.save writes the name as given."""
+    other = path.with_suffix("") if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if path.exists() or not other.is_file():
+        return ""
+    return f" (did you mean {other}? model.save writes the name as given, np.savez adds .npz)"
 
 
 def param_counts(layer: Layer) -> tuple[int, int]:

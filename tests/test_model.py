@@ -299,6 +299,11 @@ def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
     trained.save(tmp_path / "model.npz")
     with pytest.raises(ConfigError, match=f"it is a folder: pass {re.escape(str(tmp_path))}/model"):
         model.load(tmp_path)
+    trained.save(tmp_path / "weights")  # the name as given; np.savez would add .npz
+    np.savez(tmp_path / "arrays", **trained.state_dict())  # arrays.npz
+    for asked, meant in (("weights.npz", "weights"), ("arrays", "arrays.npz")):
+        with pytest.raises(ConfigError, match=rf"No such file.*did you mean .*/{meant}\?"):
+            model.load(tmp_path / asked)
 
 
 def test_predict_gives_probabilities_in_batches_without_dropout():
