@@ -54,6 +54,12 @@ class Optimizer:
 
     def step(self, parameters: Params) -> None:
         """Apply one update to every (name, param, grad)."""
+        if callable(parameters) or hasattr(parameters, "parameters"):
+            given = "model.parameters" if callable(parameters) else "the model"
+            raise ConfigError(
+                f"step takes the (name, param, grad) triples of model.parameters(), got "
+                f"{given}: pass model.parameters()"
+            )
         self.steps += 1
         for name, p, g in parameters:
             if self.weight_decay:

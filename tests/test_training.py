@@ -178,6 +178,16 @@ def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_lo
     assert float(loss.forward(rng.normal(size=(5, 3)), y)) > 0  # logits pass
 
 
+def test_an_optimiser_given_the_model_or_its_method_says_to_call_parameters():
+    model, opt = Model([Flatten(), Dense(16, 3)]).build((1, 4, 4)), SGD(0.1)
+    for given, said in ((model.parameters, "model.parameters"), (model, "the model")):
+        with pytest.raises(ConfigError, match=f"got {said}: pass model.parameters\\(\\)"):
+            opt.step(given)
+    assert opt.steps == 0
+    opt.step(model.parameters())
+    assert opt.steps == 1
+
+
 def _bars(rng, n):
     """A small synthetic task: is the bright bar vertical (1) or horizontal (0)?"""
     x = rng.normal(0, 0.3, size=(n, 1, 12, 12))
