@@ -63,6 +63,7 @@ class Model:
         self.input_shape: Shape | None = None
         self.shapes: list[Shape] = []  # output shape of each layer, per sample
         self._to_logits: bool | None = None  # whether the last forward stopped at the logits
+        self._out: tuple[int, ...] | None = None  # the shape of the last forward's output
         if isinstance(layers, Layer):
             raise ConfigError(f"Model takes a list of layers: Model([{layers!r}, ...])")
         for layer in layers or []:
@@ -226,6 +227,7 @@ class Model:
                     "the shape its forward gives"
                 )
             hooks.forward(i, layer, x)
+        self._out = tuple(x.shape)
         return x
 
     def check_batch(self, x: Any, batch_size: int = 1) -> None:
@@ -277,6 +279,13 @@ class Model:
                 else f"the last forward pass ran the output {self.head} (logits=False): call "
                 "model.backward(dy) with dy the loss's gradient with respect to the outputs, or "
                 "run forward with logits=True"
+            )
+        got = tuple(getattr(dy, "shape", ()))
+        if self._out is not None and got != self._out:
+            raise ShapeError(
+                f"backward takes dy shaped as the last forward pass's output, {self._out}, got "
+                f"{got}"
+                + (": the loss's gradient, loss.backward(), not the loss" if not got else "")
             )
         runs = self.runs(logits, fuse)
         first = next((k for k, run in enumerate(runs) if isinstance(run[1], ParamLayer)), 0)

@@ -17,6 +17,7 @@ from gpucnn import (
     LabelError,
     Model,
     Momentum,
+    ShapeError,
     presets,
 )
 from gpucnn.data import Batches, Split
@@ -170,6 +171,8 @@ def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_lo
     loss.forward(model.forward(x, training=True, logits=True), y)
     with pytest.raises(ConfigError, match=r"stopped at the logits, .* model.backward\(dy, logits"):
         model.backward(loss.backward())
+    with pytest.raises(ShapeError, match=r"output, \(5, 3\), got \(\): the loss's gradient"):
+        model.backward(loss.forward(model.forward(x, training=True, logits=True), y), logits=True)
     model.backward(loss.backward(), logits=True)  # the loop done right: train_step's gradients
     mine = {name: g.copy() for name, _, g in model.parameters()}
     train_step(model, loss, SGD(0.1), x, y)
