@@ -97,7 +97,7 @@ def model_errors(model: Any, loss: Any, x: np.ndarray, y: Any) -> dict[str, floa
         return float(loss.forward(model.forward(x, logits=True), y))
 
     value()
-    model.backward(loss.backward(), logits=True)
+    model.backward(loss.backward(), logits=True, evaluation=True)
     found = {name: g.copy() for name, _, g in model.parameters()}
     return {
         name: relative_error(found[name], numerical_grad(value, p)) for name, p in params.items()

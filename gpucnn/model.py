@@ -26,7 +26,7 @@ import numpy as np
 from . import backend, kernels
 from .errors import ConfigError, InputError, ShapeError, check_count
 from .fileio import atomic_write
-from .layers import Activation, Conv, Layer, MaxPool, ParamLayer, Shape
+from .layers import Activation, BatchNorm, Conv, Dropout, Layer, MaxPool, ParamLayer, Shape
 
 HEADS = ("sigmoid", "softmax")
 CHECKPOINT_PARAMS = "param/"  # where a run's checkpoint.npz keeps the state_dict's arrays
@@ -64,6 +64,7 @@ class Model:
         self.shapes: list[Shape] = []  # output shape of each layer, per sample
         self._to_logits: bool | None = None  # whether the last forward stopped at the logits
         self._out: tuple[int, ...] | None = None  # the shape of the last forward's output
+        self._training: bool | None = None  # whether the last forward ran in training mode
         if isinstance(layers, Layer):
             raise ConfigError(f"Model takes a list of layers: Model([{layers!r}, ...])")
         for layer in layers or []:
@@ -215,7 +216,7 @@ class Model:
         self.check_batch(x)
         dtype = next((p.dtype for _, p, _ in self.parameters()), x.dtype)
         x = x if x.dtype == dtype else x.astype(dtype)
-        self._to_logits = logits
+        self._to_logits, self._training = logits, training
         for i, layer, fused in self.runs(logits, fuse):
             args = (x, training, True) if fused else (x, training)  # (x, training[, relu])
             x = hooks.run(f"{_piece(i, layer, fused)} forward", layer.forward, *args)
@@ -261,6 +262,8 @@ class Model:
         input_grad: bool = True,
         hooks: Hooks = NO_HOOKS,
         fuse: bool = True,
+        *,
+        evaluation: bool = False,
     ) -> Any:
         """Backpropagate dy (the gradient of the loss w.r.t. the output, or w.r.t. the logits
         when ``logits=True``) through the layers the forward pass ran (same ``fuse``); fills
@@ -268,8 +271,16 @@ class Model:
 
         With ``input_grad=False`` (training) the gradient w.r.t. the input is not computed:
         the first parameter layer fills its grads only (nothing before it needs a gradient),
-        and None is returned.
+        and None is returned. After a forward pass in evaluation mode, a model with Dropout or
+        BatchNorm takes ``evaluation=True`` (gradcheck): training would want training mode.
         """
+        if not evaluation and self._training is False and self._trains_otherwise():
+            raise ConfigError(
+                "the last forward pass ran in evaluation mode (training=False: Dropout passes "
+                "everything, BatchNorm uses its running statistics), and these gradients would "
+                "train another network: call model.forward(x, training=True, logits=True) "
+                "before backward (evaluation=True takes evaluation-mode gradients on purpose)"
+            )
         if self.head and self._to_logits is not None and logits != self._to_logits:
             raise ConfigError(
                 f"the last forward pass stopped at the logits, before the output {self.head} "
@@ -297,6 +308,13 @@ class Model:
                 return None
             dy = hooks.run(name, layer.backward, dy)
         return dy if input_grad else None
+
+    def _trains_otherwise(self) -> bool:
+        """Whether a training pass computes another function than evaluation does."""
+        return any(
+            isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.rate > 0)
+            for layer in self.layers
+        )
 
     def predict(self, x: Any, batch_size: int = 1024) -> Any:
         """Outputs in evaluation mode (no dropout), in batches to bound memory."""

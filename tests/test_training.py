@@ -12,6 +12,7 @@ from gpucnn import (
     ConfigError,
     CrossEntropy,
     Dense,
+    Dropout,
     Flatten,
     InputError,
     LabelError,
@@ -179,6 +180,23 @@ def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_lo
     for name, _, g in model.parameters():
         assert np.allclose(mine[name], g, rtol=1e-12), name
     assert float(loss.forward(rng.normal(size=(5, 3)), y)) > 0  # logits pass
+
+
+def test_backward_after_an_evaluation_pass_of_a_model_with_dropout_is_refused():
+    """model.forward(x) defaults to evaluation mode: trained on its gradients, Dropout would
+    never drop and BatchNorm never learn its statistics."""
+    rng = np.random.default_rng(2)
+    model = Model([Flatten(), Dropout(0.5), Dense(16, 3)]).build((1, 4, 4))
+    x, y, loss = rng.normal(size=(5, 1, 4, 4)), np.array([0, 1, 2, 1, 0]), CrossEntropy()
+    loss.forward(model.forward(x), y)
+    with pytest.raises(ConfigError, match=r"evaluation mode .*model.forward\(x, training=True"):
+        model.backward(loss.backward())
+    model.backward(loss.backward(), evaluation=True)  # on purpose, as gradcheck does
+    loss.forward(model.forward(x, training=True), y)
+    model.backward(loss.backward())
+    plain = Model([Flatten(), Dense(16, 3)]).build((1, 4, 4))  # the same either way
+    loss.forward(plain.forward(x), y)
+    plain.backward(loss.backward())
 
 
 def test_an_optimiser_given_the_model_or_its_method_says_to_call_parameters():
