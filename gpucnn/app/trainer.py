@@ -25,7 +25,7 @@ from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..steps import make_step
-from ..train import check_batches, check_head, evaluate
+from ..train import check_batches, evaluate
 from . import checkpoint
 from .config import build_optimizer, config_group
 from .diagnostics import Diagnostics
@@ -139,7 +139,6 @@ class Trainer:
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
         self.loss = for_outputs(splits.n_outputs)
-        check_head(model, self.loss)
         self.optimizer = build_optimizer(cfg.optimizer)
         with config_group("train"):
             self.batches = data.Batches(
