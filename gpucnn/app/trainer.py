@@ -95,8 +95,9 @@ def images_record(splits: data.Prepared) -> dict[str, Any]:
 
 
 def images_changed(then: dict[str, Any], now: dict[str, Any]) -> str | None:
-    """How two _images records differ, or None for the same data: the same counts, and the same
-    means and standard deviations up to the rounding another machine's summation may give."""
+    """How two images_record records differ, or None for the same data: the same counts, and
+    the same means and standard deviations up to the rounding another machine's summation may
+    give."""
     if then["balance"] != now["balance"]:
         return (
             f"images per class then {split_counts(then['balance'])}, now "
