@@ -11,8 +11,10 @@ import pytest
 from matplotlib import font_manager
 from PIL import Image
 
+from gpucnn import data
 from gpucnn.app import evaluate, predict, results
 from gpucnn.app.experiment import load_splits
+from gpucnn.data import edges
 from gpucnn.errors import DataError
 
 from .helpers import TINY, app, tool
@@ -89,6 +91,73 @@ def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     np.save(tmp_path / "ints.npy", raw.astype(np.int64))
     with pytest.raises(DataError, match=r"got int64: their values are 0-255; give x.astype\("):
         predict.predict_files(run_dir, [tmp_path / "ints.npy"])
+
+
+def _test_images_as_bytes(run_dir, n):
+    """The run's first ``n`` test images as uint8 (n, 28, 28), as the files they came from:
+    the normalisation and padding undone."""
+    splits = load_splits(evaluate.load_run(run_dir, [])[0])
+    x = np.asarray(splits.test.x[:n, 0]) * splits.std[0] + splits.mean[0]
+    return np.rint(data.unpadded(x[:, None], (1, 28, 28))[:, 0] * 255).astype(np.uint8)
+
+
+def test_images_light_where_the_training_ones_were_dark_are_warned_about(run_dir, tmp_path):
+    """Fashion-MNIST is light clothes on black: a photo of a dark shirt on white paper was
+    classified with a high probability and no word of doubt."""
+    assert json.loads((run_dir / "summary.json").read_text())["dark_edges"] > 0.9
+    raw = _test_images_as_bytes(run_dir, 6)
+    files = []
+    for i, image in enumerate(raw):
+        Image.fromarray(image).save(tmp_path / f"as_trained{i}.png")
+        files.append(tmp_path / f"as_trained{i}.png")
+    for i, image in enumerate(255 - raw[:3]):  # a tall photo: fitted with black at its sides
+        Image.fromarray(image).resize((28, 40)).save(tmp_path / f"on_white{i}.png")
+        files.append(tmp_path / f"on_white{i}.png")
+    np.save(tmp_path / "on_white.npy", 255 - raw[3:])
+    proc = tool("predict", run_dir, *files, tmp_path / "on_white.npy", "--json")
+    assert proc.returncode == 0, proc.stderr
+    flagged = [r["image"] for r in json.loads(proc.stdout) if r.get("background_unlike_training")]
+    inverted = [str(f) for f in files[6:]] + [f"{tmp_path / 'on_white.npy'}[{i}]" for i in range(3)]
+    assert flagged == inverted
+    assert (
+        f"warning: light at the edges: {files[6]}, {files[7]}, {files[8]} and 3 more (6 of 12"
+        in (proc.stderr)
+    )
+    assert "invert them first (255 - value for 8-bit images)" in proc.stderr
+    quiet = tool("predict", run_dir, *files[:6])
+    assert quiet.returncode == 0 and "at the edges" not in quiet.stderr, quiet.stderr
+    more = _test_images_as_bytes(run_dir, 20)  # every class, nine tenths on white
+    x, y = np.concatenate([255 - more[:18], more[18:]]), np.arange(20) % 10
+    np.savez(tmp_path / "on_white.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    proc = tool("evaluate", copy, "data=arrays", f"data.path={tmp_path / 'on_white.npz'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: light at the edges: the test images of data arrays (18 of 20 images)" in (
+        proc.stderr
+    )
+    proc = tool("evaluate", copy)
+    assert proc.returncode == 0 and "at the edges" not in proc.stderr, proc.stderr
+
+
+def test_a_warning_needs_training_images_of_one_background():
+    """Dark objects on white are the other way round; photos of every background are not
+    checked (a light one is no stranger to such a model than a dark one)."""
+    rng = np.random.default_rng(8)
+    dark = rng.uniform(0, 0.2, (20, 1, 6, 6))
+    dark[:, :, 2:4, 2:4] = 0.9  # a light object in the middle of each
+    light = 1 - dark
+    shares = edges.dark_shares(np.concatenate([dark, light]), (0.0, 1.0))
+    assert shares.tolist() == [1.0] * 20 + [0.0] * 20
+    assert (
+        edges.unlike_training(shares, training_dark_share=0.05).tolist()
+        == [True] * 20 + [False] * 20
+    )
+    assert not edges.unlike_training(shares, training_dark_share=0.5).any()
+    assert (
+        "dark at the edges: x (3 of 4 images), where the run's training images were light (95%"
+        in (edges.warning("x", 3, 4, 0.05))
+    )
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
@@ -373,11 +442,11 @@ def test_one_image_saved_with_np_save_is_one_image_in_either_layout(tmp_path):
     for name, array in layouts.items():
         np.save(tmp_path / f"{name}.npy", array)
         read[name] = predict.read_images(tmp_path / f"{name}.npy", (3, 8, 6), "pad")
-    assert [n for n, _ in read["hwc"]] == [f"{tmp_path / 'hwc.npy'}[0]"]
+    assert [n for n, _, _ in read["hwc"]] == [f"{tmp_path / 'hwc.npy'}[0]"]
     for name in ("hwc", "chw", "stack"):
-        assert all(np.array_equal(image, photo.transpose(2, 0, 1)) for _, image in read[name])
+        assert all(np.array_equal(image, photo.transpose(2, 0, 1)) for _, image, _ in read[name])
     assert len(read["chw"]) == 1 and len(read["stack"]) == 4
     gray = rng.integers(0, 256, (8, 6, 1), dtype=np.uint8)
     np.save(tmp_path / "gray.npy", gray)
-    ((_, image),) = predict.read_images(tmp_path / "gray.npy", (1, 8, 6), "pad")
+    ((_, image, _),) = predict.read_images(tmp_path / "gray.npy", (1, 8, 6), "pad")
     assert np.array_equal(image, gray.transpose(2, 0, 1))

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import backend, data
+from ..data import edges
 from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
@@ -326,6 +327,7 @@ def evaluate_run(
     images = backend.to_host(test.x) * std + mean
     if summary.get("value_range"):  # runs of older versions lack it
         data.check_scale(images, summary["value_range"], f"the test images of data {cfg.data.name}")
+        _warn_of_backgrounds(images, splits.image_shape, summary, cfg.data.name)
     test_loss, accuracy, probs = evaluate_and_predict(
         model, loss, test.x, test.y, cfg.train.eval_batch_size
     )
@@ -359,6 +361,24 @@ def evaluate_run(
     _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
     _plot_mistakes(out / "mistakes.png", images, truth, probs, classes)
     return record
+
+
+def _warn_of_backgrounds(
+    images: np.ndarray, image_shape: tuple[int, ...], summary: dict[str, Any], data_name: str
+) -> None:
+    """Warn where a tenth or more of the test ``images`` (N, C, H, W), padded as the model saw
+    them, are light at their edges where every training image was dark, or the other way round
+    (a few such images are in any set)."""
+    trained = summary.get("dark_edges")  # runs of older versions lack it
+    if edges.background(trained) is None:
+        return
+    pictures = data.unpadded(images, image_shape)  # the padding to data.pad_to is black
+    shares = edges.dark_shares(pictures, summary["value_range"])
+    unlike = int(edges.unlike_training(shares, trained).sum())
+    if unlike and unlike >= len(images) / 10:
+        log.warning(
+            edges.warning(f"the test images of data {data_name}", unlike, len(images), trained)
+        )
 
 
 def _backend_name(trained_on: str, overrides: list[str]) -> str:

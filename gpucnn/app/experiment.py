@@ -437,6 +437,7 @@ def _describe_data(splits: data.Prepared) -> dict[str, Any]:
         "input_shape": list(splits.input_shape),
         "normalisation": {"mean": list(splits.mean), "std": list(splits.std)},
         "value_range": list(splits.value_range),  # new images are checked against it
+        "dark_edges": splits.dark_edges,  # and their backgrounds against this
         "skipped_files": list(splits.skipped),
     }
 

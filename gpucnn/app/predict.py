@@ -12,6 +12,8 @@ as in training: scaled, padded to ``data.pad_to`` and normalised with the traini
 and standard deviation, saved in the run's summary.json. Prints one line per image: the file
 (with the image's index for arrays), the predicted class and its probability. A folder stands
 for the image files under it, at any depth, in sorted order (hidden files and folders skipped).
+Images light at their edges where every training image was dark, or the other way round (a
+dark shirt on white paper for a model of Fashion-MNIST), are named in a warning.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from .. import backend, data
+from ..data import edges
 from ..data.arrays import channels_first
-from ..data.images import SUFFIXES, is_image
+from ..data.images import SUFFIXES, is_image, placement
 from ..data.raw import check_image_type
 from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
@@ -39,9 +42,10 @@ NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summar
 log = logging.getLogger(__name__)
 
 
-def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tuple[str, Any]]:
-    """(name, image (C, H, W)) for an image file, or for each image of a .npy array, at
-    ``image_shape`` (C, H, W)."""
+def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tuple[str, Any, Any]]:
+    """(name, image (C, H, W), the part of it the picture fills) for an image file, or for
+    each image of a .npy array, at ``image_shape`` (C, H, W). The part is the image less the
+    black that ``fit=pad`` puts around a picture of another shape."""
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
@@ -54,7 +58,7 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
                 f"{path}: holds images of {images.shape[1:]} (C, H, W) but the run was trained "
                 f"on {tuple(image_shape)}: resize them, or give image files (they are fitted)"
             )
-        return [(f"{path}[{i}]", image) for i, image in enumerate(images)]
+        return [(f"{path}[{i}]", image, image) for i, image in enumerate(images)]
     if not is_image(path):
         raise DataError(f"{path}: give image files ({', '.join(SUFFIXES)}) or a .npy array")
     C, H, W = image_shape
@@ -63,7 +67,9 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
             f"{path}: the run was trained on images of {C} channels, which image files do not "
             "have: give them as a .npy array"
         )
-    return [(str(path), data.read_image(path, C, (H, W), fit)[0])]
+    image, own = data.read_image(path, C, (H, W), fit)
+    rows, cols = placement(own, (H, W), fit)
+    return [(str(path), image, image[:, rows, cols])]
 
 
 def _one_image(array: np.ndarray, image_shape: tuple[int, ...]) -> bool:
@@ -109,7 +115,9 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    found: list[Any] = []  # in file order: (name, image) to predict, or a skipped file's record
+    found: list[
+        Any
+    ] = []  # in file order: (name, image, picture) to predict, or a skipped file's record
     for path, asked in image_files(paths):
         try:
             images = read_images(path, summary["image_shape"], cfg.data.fit)
@@ -121,12 +129,13 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             continue
         if summary.get("value_range"):  # runs of older versions lack it
             data.check_scale(
-                np.stack([image for _, image in images]), summary["value_range"], str(path)
+                np.stack([image for _, image, _ in images]), summary["value_range"], str(path)
             )
         found += images
     named = [entry for entry in found if isinstance(entry, tuple)]
     if not named:
         raise DataError(f"no readable image in {', '.join(map(str, paths))}")
+    unlike = _unlike_training(named, summary)
     backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
     classes, norm = summary["classes"], summary["normalisation"]
     n_outputs = 1 if cfg.data.task == "binary" else len(classes)
@@ -135,25 +144,46 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     x = np.concatenate(  # one by one: files (uint8) and arrays (maybe floats) are scaled apart
         [
             data.preprocess(image[None], cfg.data.pad_to, norm["mean"], norm["std"])
-            for _, image in named
+            for _, image, _ in named
         ]
     )
     probs = iter(predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size))
     return [
-        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes)
+        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes, unlike)
         for entry in found
     ]
 
 
-def _record(name: str, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """A predicted image's record: its name, class, label and the class's probability."""
+def _unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any]) -> set[str]:
+    """The names of the images whose edges are light where every training image's were dark,
+    or the other way round (edges.py), said in one warning."""
+    trained = summary.get("dark_edges")  # runs of older versions lack it
+    if edges.background(trained) is None:
+        return set()
+    pictures = [data.scaled(picture[None]) for _, _, picture in named]  # each of its own size
+    shares = np.concatenate([edges.dark_shares(p, summary["value_range"]) for p in pictures])
+    unlike = [
+        name for (name, _, _), odd in zip(named, edges.unlike_training(shares, trained)) if odd
+    ]
+    if unlike:
+        shown = ", ".join(unlike[:3]) + (f" and {len(unlike) - 3} more" if len(unlike) > 3 else "")
+        log.warning(edges.warning(shown, len(unlike), len(named), trained))
+    return set(unlike)
+
+
+def _record(name: str, probs: np.ndarray, classes: list[str], unlike: set[str]) -> dict[str, Any]:
+    """A predicted image's record: its name, class, label and the class's probability, and
+    ``background_unlike_training`` for an image in ``unlike``."""
     label = int(probs.argmax())
-    return {
+    record = {
         "image": name,
         "class": classes[label],
         "label": label,
         "probability": float(probs.max()),
     }
+    if name in unlike:
+        record["background_unlike_training"] = True
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

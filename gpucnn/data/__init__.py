@@ -5,7 +5,17 @@ from . import arrays, folder
 from .arrays import from_arrays
 from .batches import Batches, epoch_order
 from .images import read_image
-from .prepare import Prepared, Split, check_scale, describe, gaps, prepare, preprocess
+from .prepare import (
+    Prepared,
+    Split,
+    check_scale,
+    describe,
+    gaps,
+    prepare,
+    preprocess,
+    scaled,
+    unpadded,
+)
 from .raw import RawData
 from .sources import NAMES, load
 
@@ -26,4 +36,6 @@ __all__ = [
     "prepare",
     "preprocess",
     "read_image",
+    "scaled",
+    "unpadded",
 ]

@@ -71,6 +71,19 @@ def _on_black(image):
     return Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
 
 
+def placement(own: tuple[int, int], size: tuple[int, int], fit: str) -> tuple[slice, slice]:
+    """The rows and columns of an image fitted to ``size`` (H, W) that an image of ``own``
+    size (H, W) fills: all of them for ``stretch``, a centred box for ``pad`` (the rest is
+    black)."""
+    height, width = size
+    if fit == "stretch" or own == size:
+        return slice(0, height), slice(0, width)
+    scale = min(width / own[1], height / own[0])
+    inner = (max(1, round(own[0] * scale)), max(1, round(own[1] * scale)))
+    top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+    return slice(top, top + inner[0]), slice(left, left + inner[1])
+
+
 def _fitted(image, size: tuple[int, int], fit: str):
     """``image`` (a Pillow image) at ``size`` (H, W), as ``fit`` says."""
     from PIL import Image
@@ -80,11 +93,10 @@ def _fitted(image, size: tuple[int, int], fit: str):
         return image
     if fit == "stretch":
         return image.resize((width, height), Image.Resampling.BILINEAR)
-    scale = min(width / image.width, height / image.height)
-    inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    rows, cols = placement((image.height, image.width), size, fit)
+    inner = (cols.stop - cols.start, rows.stop - rows.start)
     canvas = Image.new(image.mode, (width, height))  # black
-    corner = ((width - inner[0]) // 2, (height - inner[1]) // 2)
-    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR), corner)
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR), (cols.start, rows.start))
     return canvas
 
 

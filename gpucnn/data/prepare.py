@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend, memory
 from ..errors import ConfigError, DataError, check_choice, check_count, did_you_mean
+from . import edges
 from .sources import RawData
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Prepared:
     balance: dict[str, list[int]]  # examples per label in each split
     image_shape: tuple[int, int, int]  # (C, H, W) of the images before padding
     value_range: tuple[float, float] | None = None  # (min, max) of the scaled training images
+    dark_edges: float | None = None  # the share of their edge pixels that are dark (edges.py)
     skipped: tuple[str, ...] = ()  # files the source could not read, each with why
 
     @property
@@ -205,13 +207,23 @@ def _pad(x: np.ndarray, pad_to: int | None) -> np.ndarray:
     if not pad_to:
         return x
     _check_pad_to(pad_to, (C, H, W))
-    top, left = (pad_to - H) // 2, (pad_to - W) // 2
     out = np.zeros((N, C, pad_to, pad_to), dtype=x.dtype)
-    out[:, :, top : top + H, left : left + W] = x
+    out[_placed(out.shape, H, W)] = x
     return out
 
 
-def _scaled(images: np.ndarray) -> np.ndarray:
+def unpadded(x: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """x: (N, C, P, P) padded to ``data.pad_to`` -> the images (N, C, H, W) inside (a view)."""
+    return x[_placed(x.shape, *image_shape[1:])]
+
+
+def _placed(padded: Sequence[int], H: int, W: int) -> tuple[slice, ...]:
+    """Where images of H x W sit in ``padded`` (N, C, P, P): centred."""
+    top, left = (padded[2] - H) // 2, (padded[3] - W) // 2
+    return slice(None), slice(None), slice(top, top + H), slice(left, left + W)
+
+
+def scaled(images: np.ndarray) -> np.ndarray:
     """float32 images: uint8 ones divided by 255, float ones as they are."""
     if images.dtype == np.uint8:
         return images.astype(np.float32) * np.float32(1 / 255)
@@ -232,7 +244,7 @@ def check_scale(images: np.ndarray, value_range: Sequence[float], name: str) -> 
             "on that scale (a .npy array)"
         )
     width = high - low
-    x = _scaled(images)
+    x = scaled(images)
     found_low, found_high = round(float(x.min()), 4), round(float(x.max()), 4)
     if low - width <= found_low and found_high <= high + width:
         return
@@ -257,7 +269,7 @@ def preprocess(
     per_channel = (-1, 1, 1)
     mean = np.asarray(mean, dtype=np.float32).reshape(per_channel)
     std = np.asarray(std, dtype=np.float32).reshape(per_channel)
-    return (_pad(_scaled(images), pad_to) - mean) / std
+    return (_pad(scaled(images), pad_to) - mean) / std
 
 
 def prepare(
@@ -311,7 +323,7 @@ def prepare(
         argument="pad_to",
     )
 
-    value_range = None  # what new images are checked against: training's, not these
+    value_range = dark_edges = None  # what new images are checked against: training's
     if normalisation is not None:
         mean, std = (tuple(float(v) for v in values) for values in normalisation)
         if len(mean) != raw.image_shape[0]:
@@ -321,10 +333,11 @@ def prepare(
                 "folder)"
             )
     else:
-        train_x = _scaled(x_train[train_idx])
+        train_x = scaled(x_train[train_idx])
         mean = tuple(float(m) for m in train_x.mean(axis=(0, 2, 3), dtype=np.float64))
         std = tuple(float(s) for s in train_x.std(axis=(0, 2, 3), dtype=np.float64))
         value_range = (float(train_x.min()), float(train_x.max()))
+        dark_edges = float(edges.dark_shares(train_x, value_range).mean())
     if min(std) == 0:
         raise ConfigError(
             f"the training images hold one value in channel {std.index(0)}: nothing to learn"
@@ -357,6 +370,7 @@ def prepare(
         balance=balance,
         image_shape=raw.image_shape,
         value_range=value_range,
+        dark_edges=dark_edges,
         skipped=raw.skipped,
     )
 
