@@ -168,7 +168,8 @@ class Conv(ParamLayer):
         C, H, W = shape
         if C != self.c_in:
             raise ShapeError(
-                f"input_channel={self.c_in} but the input has {C} channels {shape}: "
+                f"input_channel={self.c_in} but the input has {C} channel{'s' * (C != 1)} "
+                f"{shape}: "
                 f"set input_channel={C}"
             )
         OH = out_size(H, self.k, self.stride, self.pad)

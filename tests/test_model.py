@@ -91,6 +91,8 @@ def test_conv_filter_larger_than_the_map_is_rejected():
 def test_input_channel_mismatch_is_rejected():
     with pytest.raises(ShapeError, match=r"layer 2 Conv.*input_channel=4.*8 channels"):
         Model([Conv(3, 1, 8), Activation("relu"), Conv(3, 4, 8)]).build((1, 12, 12))
+    with pytest.raises(ShapeError, match=r"input_channel=3 but the input has 1 channel \(1, 12"):
+        Model([Conv(3, 3, 8)]).build((1, 12, 12))
 
 
 def test_softmax_only_as_the_last_layer():
