@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import re
 import shutil
 import warnings
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -15,7 +17,7 @@ from gpucnn import data
 from gpucnn.app import evaluate, predict, results
 from gpucnn.app.experiment import load_splits
 from gpucnn.data import edges
-from gpucnn.errors import DataError
+from gpucnn.errors import ConfigError, DataError
 
 from .helpers import TINY, app, tool
 
@@ -201,6 +203,23 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         proc = tool(*args)
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_where_it_runs_is_checked_naming_the_key(run_dir, tmp_path):
+    """The library's own checks, later, named no key ("batch_size must be a positive
+    integer"), and predict took a setting for a file of a kind it does not read."""
+    for override, says in (
+        ("backend.dtype=float16", "backend.dtype='float16' is unknown: choose float32 or"),
+        ("backend=gpu", "backend.name='gpu' is unknown: choose auto, numpy or cupy"),
+        ("backend.kernels=slow", "backend.kernels='slow' is unknown: choose fast or reference"),
+        ("train.eval_batch_size=0", "train.eval_batch_size=0 must be a positive integer"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            evaluate.load_run(run_dir, [override])
+    with pytest.raises(DataError, match="backend=numpy: predict takes no settings, only images"):
+        predict.image_files([Path("backend=numpy")])
+    with pytest.raises(DataError, match="gone.png: no such file or folder"):
+        predict.image_files([tmp_path / "gone.png"])
 
 
 def test_a_run_that_did_not_finish_is_evaluated_at_its_last_checkpoint(run_dir, tmp_path):

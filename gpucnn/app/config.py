@@ -349,12 +349,10 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
     if not is_count(t.repeats, 1):
         raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size"):
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
-    check_choice(b.name, ("auto", "numpy", "cupy"), "backend.name")
-    check_choice(b.dtype, ("float32", "float64"), "backend.dtype")
-    check_choice(b.kernels, ("fast", "reference"), "backend.kernels")
+    validate_where(b, t)
     build_optimizer(o)  # range checks of lr, betas, momentum
     loggers.check(cfg.logger)
 
@@ -422,6 +420,16 @@ def single_for_list(argv: Sequence[str], schema_type: type = Config) -> str | No
             fix += f" for one list of them, or {key}={sweep} to sweep over lists of one"
         return f"{arg}: {key} takes a list: {fix}"
     return None
+
+
+def validate_where(b: DictConfig, t: DictConfig) -> None:
+    """Where a model runs, which evaluation may change too: the backend's settings ``b`` and
+    ``t.eval_batch_size``."""
+    check_choice(b.name, ("auto", "numpy", "cupy"), "backend.name")
+    check_choice(b.dtype, ("float32", "float64"), "backend.dtype")
+    check_choice(b.kernels, ("fast", "reference"), "backend.kernels")
+    if t.eval_batch_size < 1:
+        raise ConfigError(f"train.eval_batch_size={t.eval_batch_size} must be a positive integer")
 
 
 def validate_data(d: DictConfig) -> None:

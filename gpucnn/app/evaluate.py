@@ -47,6 +47,7 @@ from .config import (
     register,
     unknown_override,
     validate_data,
+    validate_where,
 )
 from .experiment import load_splits
 from .results import (
@@ -132,6 +133,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             f"{', '.join(k for k in TRAINED_FOR if k != changed[0])}): leave it out"
         )
     validate_data(cfg.data)
+    validate_where(cfg.backend, cfg.train)
     check_overrides_read(cfg, overrides)
     return cfg, summary, weights
 

@@ -90,6 +90,13 @@ def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
     DataError for a folder without any."""
     out = []
     for path in paths:
+        if not path.exists():
+            if "=" in path.name and path.name == str(path):  # KEY=VALUE, as evaluate takes
+                raise DataError(
+                    f"{path}: predict takes no settings, only images: it prepares them as the "
+                    "run's config says, and runs on NumPy"
+                )
+            raise DataError(f"{path}: no such file or folder")
         if not path.is_dir():
             out.append((path, True))
             continue
