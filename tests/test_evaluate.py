@@ -340,6 +340,31 @@ def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
     assert "labels are compared by number" in ten.stderr
 
 
+def test_data_without_a_binary_runs_classes_is_refused_saying_so(tmp_path):
+    """The refusal advised choosing other classes or task=multiclass, which evaluation keeps."""
+    rng = np.random.default_rng(5)
+    for name, classes in (("pets", ["cat", "dog", "owl"]), ("letters", ["a", "b"])):
+        y = np.arange(60) % len(classes)
+        x = rng.integers(0, 256, (60, 12, 12), dtype=np.uint8)
+        np.savez(
+            tmp_path / f"{name}.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=classes
+        )
+    run = tmp_path / "run"
+    pets = ("data=arrays", f"data.path={tmp_path / 'pets.npz'}", "data.task=binary")
+    proc = app(*TINY, *pets, "data.positive=[dog]", "data.negative=[cat]", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    said = "the run tells dog from cat apart (data.positive=['dog'], data.negative=['cat']), but "
+    for data_, classes in (
+        (["data=fashion_mnist_mini"], "0=T-shirt/top, 1=Trouser, 2=Pullover, 3=Dress, 4=Coat"),
+        ([f"data.path={tmp_path / 'letters.npz'}"], "0=a, 1=b"),
+    ):
+        proc = tool("evaluate", run, *data_)
+        assert proc.returncode == 2, proc.stderr
+        assert said in proc.stderr and f"has other classes ({classes}" in proc.stderr
+        assert "evaluate it on data with those classes" in proc.stderr
+        assert "task=multiclass" not in proc.stderr
+
+
 def test_a_run_trained_on_cupy_is_evaluated_on_numpy_without_a_gpu(
     run_dir, tmp_path, monkeypatch, caplog
 ):

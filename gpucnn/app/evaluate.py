@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import backend, data
-from ..data import edges
+from ..data import edges, sources
 from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
@@ -49,7 +50,7 @@ from .config import (
     validate_data,
     validate_where,
 )
-from .experiment import load_splits
+from .experiment import load_raw, load_splits
 from .results import (
     cannot_write,
     counted,
@@ -132,10 +133,31 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             f"data.{changed[0]}={trained_on[changed[0]]}, which evaluation keeps (as it keeps "
             f"{', '.join(k for k in TRAINED_FOR if k != changed[0])}): leave it out"
         )
-    validate_data(cfg.data)
+    with _the_runs_classes(cfg, summary, overrides):
+        validate_data(cfg.data)
     validate_where(cfg.backend, cfg.train)
     check_overrides_read(cfg, overrides)
     return cfg, summary, weights
+
+
+@contextmanager
+def _the_runs_classes(cfg: DictConfig, summary: dict[str, Any], overrides: list[str]):
+    """Errors about data.positive or data.negative on data other than the run's, said as what
+    they are here: that data lacks the classes the binary run tells apart (their advice, to
+    choose other classes or another task, is for training)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.argument not in ("data.positive", "data.negative") or not _other_data(overrides):
+            raise
+        d, trained = cfg.data, " from ".join(reversed(summary.get("classes") or []))
+        names = sources.class_names(d.name) or load_raw(cfg).classes
+        raise RunError(
+            f"the run tells {trained or 'its classes'} apart (data.positive="
+            f"{list(d.positive)}, data.negative={list(d.negative)}), but data {d.name} has "
+            f"other classes ({', '.join(f'{i}={name}' for i, name in enumerate(names))}): "
+            "evaluate it on data with those classes"
+        ) from None
 
 
 def weights_file(run_dir: Path) -> Path:
@@ -319,7 +341,8 @@ def evaluate_run(
     _check_the_runs_data_is_there(cfg, list(overrides))
     _choose_test_split(cfg, summary, list(overrides))
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
-    splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
+    with _the_runs_classes(cfg, summary, overrides):
+        splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
     splits = _in_the_runs_order(splits, summary.get("classes"), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(weights)
