@@ -104,6 +104,20 @@ def test_data_root_is_searched_first_and_raw_files_work(tmp_path, caplog):
     assert caplog.text == ""
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_files_named_with_a_dot_before_idx_are_read(tmp_path, compress):
+    """Copies of MNIST unpacked elsewhere name the files train-images.idx3-ubyte: the root
+    holding them was said not to hold the files."""
+    arrays = _fake_set(np.random.default_rng(6))
+    _write_set(tmp_path, arrays, compress=compress)
+    for path in tmp_path.iterdir():
+        path.rename(tmp_path / path.name.replace("-idx", ".idx"))
+    assert (tmp_path / ("train-images.idx3-ubyte" + ".gz" * compress)).is_file()
+    raw = load("mnist", root=tmp_path, download_ok=False)
+    assert np.array_equal(raw.x_train[:, 0], arrays["train_images"])
+    assert np.array_equal(raw.y_test, arrays["test_labels"])
+
+
 @pytest.mark.parametrize("name,ways", [("mnist", "two"), ("fashion_mnist", "three")])
 def test_missing_set_names_the_ways_to_get_it(tmp_path, monkeypatch, name, ways):
     monkeypatch.setenv("HOME", str(tmp_path))

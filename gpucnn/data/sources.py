@@ -38,6 +38,12 @@ class FileSpec:
     sha256: str = ""  # of the decompressed bytes
     md5_gz: str = ""  # of the gzipped file as served
 
+    def names(self) -> tuple[str, ...]:
+        """The names the file goes by: gzipped or not, and with a dot before ``idx``
+        (train-images.idx3-ubyte), as some copies of MNIST name it."""
+        dotted = ".idx".join(self.name.rsplit("-idx", 1))
+        return tuple(name + gz for name in (self.name, dotted) for gz in ("", ".gz"))
+
 
 @dataclass(frozen=True)
 class Source:
@@ -138,7 +144,7 @@ def cache_dir(source: Source) -> Path:
 
 
 def _file_in(directory: Path, spec: FileSpec) -> Path | None:
-    for name in (spec.name, spec.name + ".gz"):
+    for name in spec.names():
         if (directory / name).is_file():
             return directory / name
     return None
@@ -192,7 +198,8 @@ def _given_root(source: Source, root: Path) -> Path:
     missing = [spec.name for spec in source.files.values() if not _file_in(root, spec)]
     if missing:
         raise DataError(
-            f"root {root} does not hold {source.title}'s {', '.join(missing)} (gzipped or not): "
+            f"root {root} does not hold {source.title}'s {', '.join(missing)} (gzipped or not, "
+            "-idx or .idx): "
             "put the files there, or give no root to search the usual places"
         )
     return root
@@ -202,7 +209,8 @@ def _not_found(source: Source, why: str) -> DataError:
     searched = "\n  ".join(str(d) for d in candidate_dirs(source))
     ways = [
         f"put the four IDX files ({', '.join(s.name for s in source.files.values())}, gzipped "
-        f"or not) in a directory and pass it as root, or in $GPUCNN_DATA/{source.dirname}",
+        f"or not, -idx or .idx) in a directory and pass it as root, or in "
+        f"$GPUCNN_DATA/{source.dirname}",
         f"allow downloading (download=True) on a machine that reaches {source.url}",
     ]
     if source is FASHION_MNIST:  # the only one of the two that Debian packages
@@ -232,7 +240,9 @@ def load_idx_dir(source: Source, directory: Path) -> RawData:
     for key, spec in source.files.items():
         path = _file_in(directory, spec)
         if path is None:
-            raise DataError(f"{directory}: {spec.name} (or {spec.name}.gz) is missing")
+            raise DataError(
+                f"{directory}: {spec.name} ({' or '.join(spec.names()[1:])}) is missing"
+            )
         arrays[key] = _of_type(idx.read(path), key, path)
     _check_identity(source, arrays["train_images"], directory)
     return checked(f"{source.title} in {directory}", source.classes, arrays)
