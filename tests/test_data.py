@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -142,6 +143,21 @@ def test_a_root_given_is_the_only_place_looked_in(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="does not hold MNIST's train-images-idx3-ubyte, "):
         load("mnist", root=tmp_path / "empty")
+
+
+def test_a_root_above_the_files_names_the_folder_that_holds_them(tmp_path):
+    """torchvision keeps MNIST in <root>/MNIST/raw and Fashion-MNIST in
+    <root>/FashionMNIST/raw, with files of the same names: the root it was given is named."""
+    arrays = _fake_set(np.random.default_rng(7))
+    _write_set(tmp_path / "FashionMNIST" / "raw", arrays)
+    fashion = f"they are in {tmp_path / 'FashionMNIST' / 'raw'}: give that"
+    with pytest.raises(DataError, match=re.escape(fashion)):
+        load("fashion_mnist", root=tmp_path)
+    with pytest.raises(DataError, match="put the files there"):  # not Fashion-MNIST's folder
+        load("mnist", root=tmp_path)
+    _write_set(tmp_path / "MNIST" / "raw", arrays)
+    with pytest.raises(DataError, match=re.escape(f"they are in {tmp_path / 'MNIST' / 'raw'}:")):
+        load("mnist", root=tmp_path)
 
 
 @pytest.fixture

@@ -197,12 +197,39 @@ def _given_root(source: Source, root: Path) -> Path:
         raise DataError(f"root {root} is not a directory: give the folder that holds the IDX files")
     missing = [spec.name for spec in source.files.values() if not _file_in(root, spec)]
     if missing:
+        below = _holding(source, root)
+        fix = (
+            f"they are in {below}: give that"
+            if below
+            else "put the files there, or give no root to search the usual places"
+        )
         raise DataError(
             f"root {root} does not hold {source.title}'s {', '.join(missing)} (gzipped or not, "
-            "-idx or .idx): "
-            "put the files there, or give no root to search the usual places"
+            f"-idx or .idx): {fix}"
         )
     return root
+
+
+def _holding(source: Source, root: Path) -> Path | None:
+    """A folder one or two levels below ``root`` that holds all four files of ``source``
+    (torchvision keeps them in ``<root>/MNIST/raw``), named for it rather than for the other
+    set (``FashionMNIST/raw`` holds files of the same names); None if there is none."""
+    found = [
+        folder
+        for pattern in ("*", "*/*")
+        for folder in sorted(root.glob(pattern))
+        if folder.is_dir() and all(_file_in(folder, spec) for spec in source.files.values())
+    ]
+
+    def named_for(folder: Path, s: Source) -> bool:
+        key = s.title.lower().replace("-", "")
+        parts = folder.relative_to(root).parts
+        return any(part.lower().replace("-", "").replace("_", "") == key for part in parts)
+
+    others = [s for s in SOURCES.values() if s is not source]
+    ours = [f for f in found if named_for(f, source)]
+    neutral = [f for f in found if not any(named_for(f, s) for s in others)]
+    return (ours or neutral or [None])[0]
 
 
 def _not_found(source: Source, why: str) -> DataError:
