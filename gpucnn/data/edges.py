@@ -19,12 +19,10 @@ def dark_shares(images: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
     """images: (N, C, H, W) scaled as in training -> (N,): the share of each image's edge
     pixels (its outermost rows and columns, each pixel the mean of its channels) in the darker
     half of ``value_range`` (min, max), the training images' range."""
-    gray = images.mean(axis=1, dtype=np.float64)  # (N, H, W)
-    edges = np.concatenate(
-        [gray[:, 0, :], gray[:, -1, :], gray[:, 1:-1, 0], gray[:, 1:-1, -1]], axis=1
-    )
+    x = images  # the edges alone are copied: (N, C, 2H + 2W - 4)
+    ring = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], axis=2)
     middle = (value_range[0] + value_range[1]) / 2
-    return (edges < middle).mean(axis=1)
+    return (ring.mean(axis=1, dtype=np.float64) < middle).mean(axis=1)
 
 
 def background(dark_share: float | None) -> str | None:
