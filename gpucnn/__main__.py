@@ -29,7 +29,11 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] not in ("-h", "--help"):  # a command's name and arguments, say
         name = argv[0] if argv[0] in COMMANDS else "COMMAND"
         line = shlex.join([f"gpucnn.{name}", *argv[1:]])
-        print(f"error: python -m gpucnn takes no arguments: run python -m {line}", file=sys.stderr)
+        commands = "" if name in COMMANDS else f" (a COMMAND: {', '.join(COMMANDS)})"
+        print(
+            f"error: python -m gpucnn takes no arguments: run python -m {line}{commands}",
+            file=sys.stderr,
+        )
         return INVALID_CONFIG
     print(f"gpucnn {__version__}: each command takes --help")
     for command in COMMANDS:

@@ -70,6 +70,12 @@ def test_python_m_gpucnn_lists_every_command(capsys):
     )
     assert given.returncode == 2
     assert "run python -m gpucnn.run 'model.channels=[8,16]'" in given.stderr
+    assert "COMMAND:" not in given.stderr
+    assert main(["train", "x=1"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, bench, evaluate, predict, report, "
+        "summarize)\n"
+    )
     assert main(["--version"]) == 0 and capsys.readouterr().out == f"gpucnn {__version__}\n"
 
 
