@@ -255,6 +255,9 @@ def test_optuna_search_runs_three_trials(tmp_path):
     assert "Best value" in proc.stdout + proc.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert len(rows) == 3 and "optimizer.lr" in rows[0]
+    # Optuna's lines in the sweep's format, without terminal colour codes (in a log file too)
+    assert "] A new study created in RDB with name: gpucnn\n" in proc.stdout + proc.stderr
+    assert "\x1b[" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("side, ended", [(6, {"ok", "invalid_config"}), (3, {"invalid_config"})])

@@ -55,6 +55,12 @@ class _FailedWhereNaN:
 
 class OptunaSweeper(HydraOptunaSweeper):
     def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
+        # Optuna's own handler colours its lines with terminal codes, even into a log file:
+        # its messages go to Hydra's handlers instead, in the format of the sweep's others.
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
         search = self.sweeper
         search.launcher = launcher = _FailedWhereNaN(search.launcher)
         if search.storage:
