@@ -392,7 +392,7 @@ def _warn_of_backgrounds(
     images: np.ndarray, image_shape: tuple[int, ...], summary: dict[str, Any], data_name: str
 ) -> None:
     """Warn where a tenth or more of the test ``images`` (N, C, H, W), padded as the model saw
-    them, are light at their edges where every training image was dark, or the other way round
+    them, are light at their edges where the training images were dark, or the other way round
     (a few such images are in any set)."""
     trained = summary.get("dark_edges")  # runs of older versions lack it
     if edges.background(trained) is None:

@@ -12,7 +12,7 @@ as in training: scaled, padded to ``data.pad_to`` and normalised with the traini
 and standard deviation, saved in the run's summary.json. Prints one line per image: the file
 (with the image's index for arrays), the predicted class and its probability. A folder stands
 for the image files under it, at any depth, in sorted order (hidden files and folders skipped).
-Images light at their edges where every training image was dark, or the other way round (a
+Images light at their edges where the training images were dark, or the other way round (a
 dark shirt on white paper for a model of Fashion-MNIST), are named in a warning.
 """
 
@@ -122,9 +122,8 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    found: list[
-        Any
-    ] = []  # in file order: (name, image, picture) to predict, or a skipped file's record
+    # In file order: (name, image, picture) to predict, or a skipped file's record.
+    found: list[Any] = []
     for path, asked in image_files(paths):
         try:
             images = read_images(path, summary["image_shape"], cfg.data.fit)
@@ -162,8 +161,8 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def _unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any]) -> set[str]:
-    """The names of the images whose edges are light where every training image's were dark,
-    or the other way round (edges.py), said in one warning."""
+    """The names of the images whose edges are light where the training images' were dark, or
+    the other way round (edges.py), said in one warning."""
     trained = summary.get("dark_edges")  # runs of older versions lack it
     if edges.background(trained) is None:
         return set()

@@ -2,7 +2,8 @@
 
 A model trained on light objects on black (MNIST, Fashion-MNIST) takes a photo of a dark
 object on white paper for noise, and still names a class with a high probability: new images
-whose edges are the other way round from every training image's are worth a warning.
+whose edges are the other way round from those of training images of one background are worth
+a warning.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def background(dark_share: float | None) -> str | None:
 
 def unlike_training(shares: np.ndarray, training_dark_share: float | None) -> np.ndarray:
     """(N,) bool: which images, with ``shares`` (N,) of their edge pixels dark, have mostly
-    light edges where every training image had dark ones, or the other way round."""
+    light edges where the training images had dark ones, or the other way round."""
     kind = background(training_dark_share)
     if kind is None:
         return np.zeros(len(shares), dtype=bool)
