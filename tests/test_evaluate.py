@@ -121,10 +121,8 @@ def test_images_light_where_the_training_ones_were_dark_are_warned_about(run_dir
     flagged = [r["image"] for r in json.loads(proc.stdout) if r.get("background_unlike_training")]
     inverted = [str(f) for f in files[6:]] + [f"{tmp_path / 'on_white.npy'}[{i}]" for i in range(3)]
     assert flagged == inverted
-    assert (
-        f"warning: light at the edges: {files[6]}, {files[7]}, {files[8]} and 3 more (6 of 12"
-        in (proc.stderr)
-    )
+    named = f"{files[6]}, {files[7]}, {files[8]} and 3 more (6 of 12 images)"
+    assert f"warning: light at the edges: {named}, where the run's training" in proc.stderr
     assert "invert them first (255 - value for 8-bit images)" in proc.stderr
     quiet = tool("predict", run_dir, *files[:6])
     assert quiet.returncode == 0 and "at the edges" not in quiet.stderr, quiet.stderr
@@ -156,10 +154,11 @@ def test_a_warning_needs_training_images_of_one_background():
         == [True] * 20 + [False] * 20
     )
     assert not edges.unlike_training(shares, training_dark_share=0.5).any()
-    assert (
-        "dark at the edges: x (3 of 4 images), where the run's training images were light (95%"
-        in (edges.warning("x", 3, 4, 0.05))
+    warning = edges.warning("x", 3, 4, 0.05)
+    assert "dark at the edges: x (3 of 4 images), where the run's training images were light" in (
+        warning
     )
+    assert "(95% of their edge pixels)" in warning and "objects on light only" in warning
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
