@@ -234,6 +234,41 @@ def test_the_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(
     assert len(list((cache / "folders").glob("*.npz"))) == 1  # the stale cache is gone
 
 
+def test_a_cache_that_does_not_fit_the_folder_is_decoded_again(tmp_path, cache, caplog):
+    """A cache whose images had another shape (a file damaged or replaced) was read as it was:
+    a run asking for three channels trained on one."""
+    root = image_folder(tmp_path / "shapes", per_class=8)
+    first = folder.load(root, channels=3, image_size=16, progress=False)
+    (path,) = (cache / "folders").glob("*.npz")
+    with np.load(path) as f:
+        x, kept, skipped = f["x"], f["kept"], f["skipped"]
+    for damaged, why in (
+        ({"x": x[:, :1], "kept": kept, "skipped": skipped}, "do not match the folder"),
+        ({"x": x[:, :, :8], "kept": kept, "skipped": skipped}, "do not match the folder"),
+        ({"x": x.astype(np.float32), "kept": kept, "skipped": skipped}, "do not match"),
+        ({"x": x, "kept": kept + 100, "skipped": skipped}, "do not match the folder"),
+        (None, "are unreadable"),
+    ):
+        if damaged is None:
+            path.write_bytes(b"PK not a zip file")
+        else:
+            np.savez(path, **damaged)
+        caplog.clear()
+        again = folder.load(root, channels=3, image_size=16, progress=False)
+        assert why in caplog.text and "decoding again" in caplog.text
+        assert np.array_equal(again.x_train, first.x_train)
+        assert np.array_equal(again.y_test, first.y_test)
+
+
+def test_a_cache_that_cannot_be_written_is_only_warned_about(tmp_path, monkeypatch, caplog):
+    (tmp_path / "cache").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("GPUCNN_CACHE", str(tmp_path / "cache"))
+    root = image_folder(tmp_path / "shapes", per_class=4)
+    data = folder.load(root, progress=False)
+    assert len(data.y_train) + len(data.y_test) == 12  # 3 classes of 4
+    assert "could not cache the decoded images in" in caplog.text
+
+
 def test_gif_files_are_images_and_an_animated_one_gives_its_first_frame(tmp_path, caplog):
     root = image_folder(tmp_path / "shapes", per_class=4)
     rng = np.random.default_rng(3)

@@ -70,7 +70,7 @@ def load(
     entries, classes = _entries(root, folders)
     settings = {"channels": channels, "image_size": image_size, "fit": fit, "decoding": DECODING}
     cache = _cache_path(root, entries, settings)
-    found = _read_cache(cache, len(entries))
+    found = _read_cache(cache, len(entries), (channels, image_size, image_size))
     if found is None:
         found = _decode(root, entries, channels, image_size, fit, progress)
         _write_cache(cache, *found)
@@ -209,8 +209,12 @@ def _cache_path(root: Path, entries: list[Entry], settings: dict) -> Path:
     return cache_root() / "folders" / f"{where[:16]}-{listing.hexdigest()[:16]}.npz"
 
 
-def _read_cache(path: Path, n_entries: int) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    """(images, indices of the entries they are, skipped files) from the cache, or None."""
+def _read_cache(
+    path: Path, n_entries: int, image_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """(images, indices of the entries they are, skipped files) from the cache, or None where
+    there is none or it does not fit the folder: images of another shape (C, H, W) than
+    ``image_shape`` or type, more indices than entries."""
     if not path.is_file():
         return None
     try:
@@ -219,7 +223,8 @@ def _read_cache(path: Path, n_entries: int) -> tuple[np.ndarray, np.ndarray, lis
     except Exception as exc:  # whatever is wrong with it, decoding again mends it
         log.warning("the cached images %s are unreadable (%s): decoding again", path, exc)
         return None
-    if len(x) != len(kept) or (kept.size and kept.max() >= n_entries):
+    fits = x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == image_shape
+    if not fits or len(x) != len(kept) or (kept.size and kept.max() >= n_entries):
         log.warning("the cached images %s do not match the folder: decoding again", path)
         return None
     log.info("%d images from the cache %s", len(x), path)
