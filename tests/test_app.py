@@ -528,6 +528,15 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("backend.dtype=float16", r"dtype='float16' is unknown: choose float32 or float64"),
         ("backend.kernels=referense", r"'referense' is unknown \(did you mean 'reference'\?\)"),
         ("data.fit=Pad", r"data.fit='Pad' is unknown \(did you mean 'pad'\?\)"),
+        ("model.hidden=[64,0]", r"model.hidden=\[64, 0\]: list positive layer widths"),
+        ("data.val_fraction=1", r"data.val_fraction=1.0 must be in \[0, 1\)"),
+        ("data.limit_train=0", "data.limit_train=0 must be null or a positive number of images"),
+        ("train.threads=0", r"train.threads=0 must be null \(the job's share of the cores\)"),
+        ("train.checkpoint_every_steps=0", "train.checkpoint_every_steps=0 must be null or >= 1"),
+        ("diagnostics.every=0", "diagnostics.every=0 must be >= 1"),
+        ("train.micro_batch=-1", r"train.micro_batch=-1 must be >= 0 \(0: whole batches\)"),
+        ("train.repeats=0", "train.repeats=0 must be an integer >= 1"),
+        ("train.eval_batch_size=0", "train.eval_batch_size=0 must be a positive integer"),
     ],
 )
 def test_validation_names_the_key(override, match):
