@@ -9,6 +9,7 @@ from gpucnn import (
     SGD,
     Activation,
     Adam,
+    AvgPool,
     BatchNorm,
     BinaryCrossEntropy,
     ConfigError,
@@ -17,6 +18,7 @@ from gpucnn import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool,
     Layer,
     MaxPool,
     Model,
@@ -93,6 +95,19 @@ def test_input_channel_mismatch_is_rejected():
         Model([Conv(3, 1, 8), Activation("relu"), Conv(3, 4, 8)]).build((1, 12, 12))
     with pytest.raises(ShapeError, match=r"input_channel=3 but the input has 1 channel \(1, 12"):
         Model([Conv(3, 3, 8)]).build((1, 12, 12))
+
+
+def test_a_global_average_pool_head_builds_and_pools_need_maps():
+    """Conv blocks, then the mean of each channel into the dense layer: no Flatten needed."""
+    model = Model([Conv(3, 1, 6, pad=1), Activation("relu"), AvgPool(2), Conv(3, 6, 8)])
+    model.add(GlobalAvgPool()).add(Dense(8, 3)).add(Activation("softmax")).build((1, 12, 12))
+    assert model.shapes[-4:] == [(8, 4, 4), (8,), (3,), (3,)]
+    assert model.count_params() == 54 + 432 + 24
+    x = np.random.default_rng(4).normal(size=(5, 1, 12, 12)).astype(np.float32)
+    assert model.predict(x).shape == (5, 3)
+    for pool in (GlobalAvgPool(), AvgPool(2), MaxPool(2)):
+        with pytest.raises(ShapeError, match=r"layer 1 .*expects a \(channels, height, width\)"):
+            Model([Flatten(), pool]).build((1, 6, 6))
 
 
 def test_softmax_only_as_the_last_layer():
