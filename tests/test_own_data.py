@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -618,6 +619,29 @@ def test_an_array_of_python_objects_is_not_unpickled(tmp_path):
     data["y_train"] = np.array([{"label": 1}] * 30, dtype=object)
     with pytest.raises(DataError, match="save plain number and string arrays"):
         arrays.load(saved(tmp_path / "pickled.npz", **data))
+
+
+def test_files_of_another_kind_are_named_for_what_they_are(tmp_path):
+    """An .npy given as data.path ended in a traceback (np.load gave an array, not a file of
+    them), and any file that is not a zip was called a pickle."""
+    data = random_set(np.random.default_rng(5), (30, 9, 7))
+    np.save(tmp_path / "x.npy", data["x_train"])
+    (tmp_path / "notes.txt").write_text("x_train, y_train")
+    npz = saved(tmp_path / "set.npz", **data)
+    (tmp_path / "cut.npz").write_bytes(npz.read_bytes()[:-100])
+    for name, says in (
+        ("x.npy", "x.npy holds one array (an .npy file): give an .npz made with np.savez("),
+        ("notes.txt", "notes.txt is not an .npz file (or a damaged one): give an .npz made"),
+        ("cut.npz", "cut.npz is not an .npz file (or a damaged one)"),
+    ):
+        with pytest.raises(DataError, match=re.escape(says)):
+            arrays.load(tmp_path / name)
+    from gpucnn.app.predict import read_images
+
+    (tmp_path / "notes.npy").write_text("not an array")
+    with pytest.raises(DataError, match="notes.npy: not a .npy file: save the images with np.save"):
+        read_images(tmp_path / "notes.npy", (1, 9, 7), "pad")
+    assert len(read_images(tmp_path / "x.npy", (1, 9, 7), "pad")) == 30
 
 
 def test_binary_task_on_arrays_trains_and_predicts(tmp_path):

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import backend, data
 from ..data import edges
-from ..data.arrays import channels_first
+from ..data.arrays import channels_first, is_npy
 from ..data.images import SUFFIXES, is_image, placement
 from ..data.raw import check_image_type
 from ..errors import DataError, GpucnnError
@@ -47,6 +47,8 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
     each image of a .npy array, at ``image_shape`` (C, H, W). The part is the image less the
     black that ``fit=pad`` puts around a picture of another shape."""
     if path.suffix.lower() == ".npy":
+        if not is_npy(path):  # np.load would take it for a pickle, and refuse that
+            raise DataError(f"{path}: not a .npy file: save the images with np.save(path, x)")
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:

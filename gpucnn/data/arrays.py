@@ -27,6 +27,7 @@ from .raw import RawData, checked
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")  # the file's arrays, from_arrays' arguments
 MAX_CHANNELS = 4
+NPY_MAGIC = b"\x93NUMPY"  # how every .npy file starts
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,18 @@ def channels_first(x: np.ndarray, what: str) -> np.ndarray:
 def load(path: str | os.PathLike) -> RawData:
     """The train and test splits in the .npz file ``path``, checked."""
     path = Path(path).expanduser()
+    how = "give an .npz made with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
     if not path.is_file():
-        raise DataError(
-            f"{path} is not a file: give an .npz made with np.savez(path, x_train=..., "
-            "y_train=..., x_test=..., y_test=...)"
+        raise DataError(f"{path} is not a file: {how}")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and refuse that
+        what = (
+            "holds one array (an .npy file)"
+            if is_npy(path)
+            else "is not an .npz file (or a damaged one)"
         )
+        raise DataError(f"{path} {what}: {how}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise DataError(f"{path}: holds one array; give an .npz with {', '.join(KEYS)}")
             missing = [key for key in KEYS if key not in f.files]
             if missing:
                 raise DataError(
@@ -79,6 +83,15 @@ def load(path: str | os.PathLike) -> RawData:
             ", ".join(KEYS),
         )
     return from_arrays(**arrays, classes=names, name=path)
+
+
+def is_npy(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` starts as a .npy array (np.save) does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(NPY_MAGIC)) == NPY_MAGIC
+    except OSError:
+        return False
 
 
 def from_arrays(
