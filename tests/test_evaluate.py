@@ -161,6 +161,18 @@ def test_a_warning_needs_training_images_of_one_background():
     assert "(95% of their edge pixels)" in warning and "objects on light only" in warning
 
 
+def test_colour_mistakes_are_drawn_on_the_training_images_scale(tmp_path, monkeypatch):
+    """RGB floats used as they were in training (0-255) were clipped to [0, 1]: every mistake
+    was drawn white."""
+    images = np.random.default_rng(9).uniform(0, 255, (3, 3, 4, 5))
+    figures = []
+    monkeypatch.setattr(evaluate, "save_figure", lambda figure, path: figures.append(figure))
+    truth, probs = np.zeros(3, dtype=int), np.array([[0.1, 0.9]] * 3)
+    evaluate._plot_mistakes(tmp_path / "m.png", images, truth, probs, ["a", "b"], (0.0, 255.0))
+    drawn = figures[0].axes[0].images[0].get_array()
+    assert np.allclose(drawn, images[0].transpose(1, 2, 0) / 255)
+
+
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")

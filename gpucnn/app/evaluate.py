@@ -384,7 +384,8 @@ def evaluate_run(
     }
     write_json(out / "evaluation.json", record)
     _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
-    _plot_mistakes(out / "mistakes.png", images, truth, probs, classes)
+    drawn = summary.get("value_range") or (0.0, 1.0)  # the training images' range
+    _plot_mistakes(out / "mistakes.png", images, truth, probs, classes, drawn)
     return record
 
 
@@ -499,9 +500,15 @@ def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], acc: 
 
 
 def _plot_mistakes(
-    path: Path, images: np.ndarray, truth: np.ndarray, probs: np.ndarray, classes: list[str]
+    path: Path,
+    images: np.ndarray,
+    truth: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    value_range: tuple[float, float] = (0.0, 1.0),
 ) -> None:
-    """The misclassified ``images`` (N, C, H, W) the model was surest about, in a grid."""
+    """The misclassified ``images`` (N, C, H, W) the model was surest about, in a grid;
+    colour images are drawn with ``value_range`` (min, max) as black to white."""
     guess = probs.argmax(axis=1)
     wrong = np.flatnonzero(guess != truth)
     worst = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES_SHOWN]
@@ -513,8 +520,9 @@ def _plot_mistakes(
         ax.axis("off")
     for ax, i in zip(axes.flat, worst):
         image = images[i].transpose(1, 2, 0)  # (H, W, C), as matplotlib draws images
-        if image.shape[2] == 3:
-            ax.imshow(np.clip(image, 0, 1))  # RGB: scaled images are in [0, 1]
+        if image.shape[2] == 3:  # matplotlib draws floats in [0, 1]: floats used as they
+            low, high = value_range  # were in training (0-255, say) are brought there
+            ax.imshow(np.clip((image - low) / (high - low), 0, 1))
         else:  # grayscale (or the first channel of others)
             ax.imshow(image[..., 0], cmap="gray")
         ax.set_title(
