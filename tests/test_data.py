@@ -400,6 +400,10 @@ def test_batches_cover_the_split_in_a_new_order_each_epoch():
             pass
     with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
         Batches(data.train, 200, drop_last=True)
+    in_order = [(x, y) for x, y in Batches(data.train, 32, shuffle=False).epoch(3)]
+    assert [len(y) for _, y in in_order] == [32, 32, 32, 14]  # the stored order, every epoch
+    assert np.array_equal(np.concatenate([x for x, _ in in_order]), data.train.x)
+    assert np.array_equal(np.concatenate([y for _, y in in_order]), data.train.y)
     with pytest.raises(DataError, match="a split of 110 images but 109 labels: give one label"):
         Split(data.train.x, data.train.y[:109])  # a split of one's own, its labels cut short
 
