@@ -150,6 +150,25 @@ def test_a_sweep_of_one_number_is_plotted_against_it(values, other, curve):
     assert sweep.numeric_setting(groups, keys) == curve
 
 
+@pytest.mark.parametrize(
+    "values,scale,ticks",
+    [
+        ([0.0003, 0.001, 0.01, 0.03], "log", ["0.0003", "0.001", "0.01", "0.03"]),
+        ([3, 5, 7], "linear", ["3", "5", "7"]),
+        ([0, 0.5, 1], "linear", ["0", "0.5", "1"]),  # a dropout: zero has no logarithm
+    ],
+)
+def test_a_swept_numbers_axis_is_logarithmic_where_they_span_ten_times(values, scale, ticks):
+    from gpucnn.app.results import pyplot
+
+    figure, ax = pyplot().subplots()
+    sweep._setting_axis(ax, values, "optimizer.lr")
+    assert ax.get_xscale() == scale
+    assert [t.get_text() for t in ax.get_xticklabels()] == ticks
+    assert ax.get_xlabel() == "optimizer.lr" + (" (log scale)" if scale == "log" else "")
+    pyplot().close(figure)
+
+
 def test_a_setting_whose_first_seed_did_not_run_shows_the_cost_of_the_one_that_did(tmp_path):
     _fake_sweep(tmp_path, {(3, 0): 0.81, (3, 1): 0.83})
     failed = {"status": "failed", "reason": "out of memory", "overrides": ["model.filter_size=3"]}
