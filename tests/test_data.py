@@ -136,6 +136,17 @@ def test_missing_set_names_the_ways_to_get_it(tmp_path, monkeypatch, name, ways)
     assert ("apt-get install dataset-fashion-mnist" in message) == (name == "fashion_mnist")
 
 
+def test_gpucnn_data_is_searched_for_a_folder_named_for_the_set(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GPUCNN_DATA", str(tmp_path / "sets"))
+    monkeypatch.setenv("GPUCNN_CACHE", str(tmp_path / "cache"))  # nothing there
+    arrays = _fake_set(np.random.default_rng(8))
+    _write_set(tmp_path / "sets" / "mnist", arrays)
+    with caplog.at_level("INFO"):
+        raw = load("mnist", download_ok=False)
+    assert np.array_equal(raw.x_train[:, 0], arrays["train_images"])
+    assert f"MNIST from {tmp_path / 'sets' / 'mnist'}" in caplog.text
+
+
 def test_a_root_given_is_the_only_place_looked_in(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUCNN_DATA", str(tmp_path / "elsewhere"))  # a copy that must not be used
     with pytest.raises(DataError, match=f"root {tmp_path / 'nowhere'} is not a directory"):
