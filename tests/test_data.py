@@ -219,6 +219,22 @@ def test_download_with_a_bad_checksum_leaves_nothing_behind(tmp_path, http_dir):
     assert not [name for name in left if name.endswith(".tmp")]
 
 
+def test_a_failed_download_says_where_it_looked_and_the_other_ways(tmp_path, http_dir, monkeypatch):
+    _, url = http_dir  # serves nothing
+    monkeypatch.delenv("GPUCNN_DATA", raising=False)
+    monkeypatch.setattr(sources, "candidate_dirs", lambda source: [tmp_path / source.dirname])
+    monkeypatch.setattr(sources, "cache_dir", lambda source: tmp_path / "cache")
+    with pytest.raises(DataError) as err:
+        load("mnist", url=url)
+    message = str(err.value)
+    assert message.startswith("MNIST was not found (the download failed: cannot download ")
+    assert f"{url}train-images-idx3-ubyte.gz: HTTP Error 404" in message
+    assert "pass it as root" in message and str(tmp_path / "mnist") in message
+    (tmp_path / "served").joinpath("train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b cut short")
+    with pytest.raises(DataError, match="the download is not a valid gzip file"):
+        sources.download(_source_for(_fake_set(np.random.default_rng(2))), tmp_path / "c", url)
+
+
 def test_download_md5_checked_for_mnist_style_sources(tmp_path, http_dir):
     served, url = http_dir
     idx.write(served / "a.gz", np.arange(10, dtype=np.uint8), compress=True)
