@@ -143,6 +143,30 @@ def test_a_signal_checkpoints_and_says_interrupted(tmp_path, reference, sig):
     assert all(np.array_equal(resumed[k], reference[k]) for k in reference)
 
 
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_a_second_ctrl_c_drops_the_step_and_says_so_without_a_traceback(checkpointed):
+    """The second SIGINT during a step raised KeyboardInterrupt: a traceback, and a summary
+    saying only "interrupted by the user"."""
+    from gpucnn.app.signals import Interrupted, Stops
+
+    stops = Stops()
+    stops.checkpointed = checkpointed
+    with stops.deferred():
+        stops.handle(signal.SIGTERM, None)  # the first: recorded, the step goes on
+        stops.handle(signal.SIGTERM, None)  # only SIGINT, Ctrl-C, insists
+        with pytest.raises(Interrupted) as stopped:
+            stops.handle(signal.SIGINT, None)
+    said = str(stopped.value)
+    assert said.startswith("stopped by a second SIGINT in the middle of a step, which was dropped")
+    if checkpointed:
+        assert said.endswith("; the last checkpoint stays")
+        assert stopped.value.next_step == "resume with train.resume=true"
+    else:
+        assert said.endswith("; no checkpoint was written yet")
+        assert stopped.value.next_step == "nothing to resume yet"
+    assert stopped.value.signum == signal.SIGINT
+
+
 def test_a_resumed_sweep_skips_finished_jobs(tmp_path):
     sweep = [
         "-m",

@@ -33,9 +33,15 @@ class Interrupted(BaseException):
     catches as a new exception of the same type made from a message, which lost the signal.
     """
 
-    def __init__(self, signum: int, checkpointed: bool = True) -> None:
-        done = "a checkpoint was written" if checkpointed else "before training started"
-        super().__init__(f"stopped by {signal.Signals(signum).name}; {done}")
+    def __init__(self, signum: int, checkpointed: bool = True, step_dropped: bool = False) -> None:
+        name = signal.Signals(signum).name
+        if step_dropped:  # a second signal, in the middle of a step
+            kept = "the last checkpoint stays" if checkpointed else "no checkpoint was written yet"
+            text = f"stopped by a second {name} in the middle of a step, which was dropped; {kept}"
+        else:
+            done = "a checkpoint was written" if checkpointed else "before training started"
+            text = f"stopped by {name}; {done}"
+        super().__init__(text)
         self.signum = signum
         # what to run next: a run stopped before its first checkpoint starts over either way
         self.next_step = (
@@ -57,7 +63,7 @@ class Stops:
         if not self._defer:
             raise Interrupted(signum, self.checkpointed)
         if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise Interrupted(signum, self.checkpointed, step_dropped=True)
         self.received = signum
         log.warning("%s: stopping after this step", signal.Signals(signum).name)
 
