@@ -505,3 +505,10 @@ def test_one_image_saved_with_np_save_is_one_image_in_either_layout(tmp_path):
     np.save(tmp_path / "gray.npy", gray)
     ((_, image, _),) = predict.read_images(tmp_path / "gray.npy", (1, 8, 6), "pad")
     assert np.array_equal(image, gray.transpose(2, 0, 1))
+    # Gray images for a colour run need channels, not resizing (which said "resize them").
+    np.save(tmp_path / "grays.npy", np.stack([gray[..., 0]] * 4))
+    fix = "give them 3 channels (np.stack([x] * 3, axis=-1) for gray ones), or give image files"
+    with pytest.raises(DataError, match=re.escape(f"trained on (3, 8, 6): {fix}")):
+        predict.read_images(tmp_path / "grays.npy", (3, 8, 6), "pad")
+    with pytest.raises(DataError, match=r"trained on \(1, 9, 6\): resize them, or give image"):
+        predict.read_images(tmp_path / "grays.npy", (1, 9, 6), "pad")

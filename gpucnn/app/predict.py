@@ -56,9 +56,17 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
         check_image_type(array, f"{path}: images")
         images = channels_first(array[None] if _one_image(array, image_shape) else array, str(path))
         if images.shape[1:] != tuple(image_shape):
+            C = image_shape[0]
+            fix = (
+                f"give them {C} channels"
+                + (" (np.stack([x] * 3, axis=-1) for gray ones)" if C == 3 else "")
+                + ", or give image files (they are converted)"
+                if images.shape[2:] == tuple(image_shape[1:])
+                else "resize them, or give image files (they are fitted)"
+            )
             raise DataError(
                 f"{path}: holds images of {images.shape[1:]} (C, H, W) but the run was trained "
-                f"on {tuple(image_shape)}: resize them, or give image files (they are fitted)"
+                f"on {tuple(image_shape)}: {fix}"
             )
         return [(f"{path}[{i}]", image, image) for i, image in enumerate(images)]
     if not is_image(path):
