@@ -37,6 +37,7 @@ from ..losses import for_outputs
 from ..train import predict
 from .config import build_model
 from .evaluate import RunError, load_run
+from .results import first_of
 
 NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json
 log = logging.getLogger(__name__)
@@ -182,8 +183,7 @@ def _unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any])
         name for (name, _, _), odd in zip(named, edges.unlike_training(shares, trained)) if odd
     ]
     if unlike:
-        shown = ", ".join(unlike[:3]) + (f" and {len(unlike) - 3} more" if len(unlike) > 3 else "")
-        log.warning(edges.warning(shown, len(unlike), len(named), trained))
+        log.warning(edges.warning(first_of(unlike, 3), len(unlike), len(named), trained))
     return set(unlike)
 
 

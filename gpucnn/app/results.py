@@ -92,6 +92,13 @@ def counted(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
+def first_of(items: list[str], shown: int, sep: str = ", ") -> str:
+    """The first ``shown`` of ``items`` joined by ``sep``, and how many more there are:
+    ``a, b, c and 2 more``."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return sep.join(items[:shown]) + more
+
+
 def finite(value: Any) -> bool:
     """Whether ``value`` is a real number (not None, NaN or infinite): what can be ranked."""
     return isinstance(value, (int, float)) and math.isfinite(value)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import GpucnnError
 from ..fileio import is_locked, write_json, write_text
 from . import exits
-from .results import LOCK, read_summary
+from .results import LOCK, first_of, read_summary
 
 FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only repeat
 # train.* keys that do not make a run what it is: how it is resumed, how many seeds its sweep
@@ -200,12 +200,11 @@ def _refuse_other_results(run_dir: Path, summary: dict[str, Any] | None, config:
         )
     changed = differences(identity(summary["config"]), identity(config))
     if changed:
-        more = f" and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
         if _more_epochs(summary["config"], config, changed):
             keep += f"; to train it on, in a directory of its own: train.resume_from={run_dir}"
         raise RunDirError(
             f"{run_dir} holds the results ({summary['status']}) of other settings "
-            f"({'; '.join(changed[:SHOWN])}{more}): {keep}"
+            f"({first_of(changed, SHOWN, '; ')}): {keep}"
         )
 
 

@@ -8,7 +8,7 @@ from ... import presets
 from ...layers import Conv, Dense
 from ...model import Model
 from ..document import Block
-from ..results import counted
+from ..results import counted, first_of
 from .runs import Run
 
 
@@ -96,5 +96,4 @@ def _cnn_architectures(runs: list[Run]) -> dict[tuple[int, int], list[str]]:
 
 
 def _run_names(names: list[str], shown: int = 6) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ("run " if len(names) == 1 else "runs ") + ", ".join(names[:shown]) + more
+    return ("run " if len(names) == 1 else "runs ") + first_of(names, shown)
