@@ -512,3 +512,6 @@ def test_one_image_saved_with_np_save_is_one_image_in_either_layout(tmp_path):
         predict.read_images(tmp_path / "grays.npy", (3, 8, 6), "pad")
     with pytest.raises(DataError, match=r"trained on \(1, 9, 6\): resize them, or give image"):
         predict.read_images(tmp_path / "grays.npy", (1, 9, 6), "pad")
+    np.save(tmp_path / "none.npy", np.empty((0, 8, 6), dtype=np.uint8))  # a traceback before
+    with pytest.raises(DataError, match=r"none.npy: holds no images \(an array of shape \(0, 8"):
+        predict.read_images(tmp_path / "none.npy", (1, 8, 6), "pad")

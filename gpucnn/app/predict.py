@@ -56,6 +56,8 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
         check_image_type(array, f"{path}: images")
         images = channels_first(array[None] if _one_image(array, image_shape) else array, str(path))
+        if len(images) == 0:
+            raise DataError(f"{path}: holds no images (an array of shape {array.shape})")
         if images.shape[1:] != tuple(image_shape):
             C = image_shape[0]
             fix = (
