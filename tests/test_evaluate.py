@@ -324,6 +324,15 @@ def test_a_folder_stands_for_the_images_under_it(run_dir, tmp_path):
     assert broken not in proc.stdout and len(proc.stdout.splitlines()) == 3
 
 
+def test_a_file_name_with_a_tab_or_newline_is_one_line_of_three_columns(run_dir, tmp_path, capsys):
+    odd = tmp_path / "a\tb\nc.png"
+    Image.fromarray(_test_images_as_bytes(run_dir, 1)[0]).save(odd)
+    assert predict.main([str(run_dir), str(odd)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    name, _, probability = line.split("\t")
+    assert name == f"{tmp_path}/a\\tb\\nc.png" and 0 < float(probability) <= 1
+
+
 def test_data_of_other_classes_is_refused_or_warned_about(run_dir, tmp_path):
     rng = np.random.default_rng(4)
     for classes in (3, 10):

@@ -40,6 +40,7 @@ from .evaluate import RunError, load_run
 from .results import first_of
 
 NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json
+ESCAPED = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})  # in a file's name
 log = logging.getLogger(__name__)
 
 
@@ -227,5 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in records:
             if "skipped" not in r:  # said on stderr as it was skipped
-                print(f"{r['image']}\t{r['class']}\t{r['probability']:.4f}")
+                name = r["image"].translate(ESCAPED)  # one line, three columns, whatever the name
+                print(f"{name}\t{r['class']}\t{r['probability']:.4f}")
     return 0
