@@ -557,7 +557,7 @@ def test_validation_names_the_key(override, match):
         (["model=lab_mlp1", "model.hidden_activation=tanh"], "model.hidden_activation does"),
         (["model=lab_mlp4", "train.micro_batch=16"], "train.micro_batch does nothing with model="),
         (["data.image_size=64"], "data.image_size does nothing with data=fashion_mnist_mini"),
-        (["data.root=/data"], "only data=fashion_mnist, data=mnist or data=folder reads it"),
+        (["data.root=/data"], "only data=fashion_mnist, data=mnist or data=folder read it"),
         (["data=mnist", "data.path=x.npz"], "data.path does nothing with data=mnist"),
         (["data.task=multiclass", "+data.positive=[3]"], "only data.task=binary reads it"),
         (["data.task=multiclass", "data.positive=[Shrt]"], "only data.task=binary reads it"),

@@ -208,7 +208,8 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         ),
         (
             ("evaluate", run_dir, "data=fashion_mnist", "data.test_fraction=0.5"),
-            "data.test_fraction does nothing with data=fashion_mnist: only data=folder reads it",
+            "data.test_fraction does nothing with data=fashion_mnist: only data=folder or "
+            "data=arrays read it",
         ),
     ):
         proc = tool(*args)

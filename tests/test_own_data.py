@@ -506,6 +506,7 @@ def test_float_arrays_are_standardised_as_they_are_and_uint8_ones_scaled(tmp_pat
     "change, says",
     [
         (lambda d: d.pop("y_test"), "lacks y_test"),
+        (lambda d: d.pop("x_train"), "lacks x_train (it holds y_train, x_test, y_test): save the"),
         (
             lambda d: d.update(y_train=d["y_train"] - 5),
             "train labels must be class numbers 0 .. K-1, found -5",
@@ -606,6 +607,44 @@ def test_arrays_in_memory_are_read_as_the_file_holding_them(tmp_path):
     assert splits.classes == ("cat", "dog", "owl") and splits.input_shape == (3, 32, 32)
     with pytest.raises(DataError, match="^my set: 30 train images but 4 train labels"):
         arrays.from_arrays(**{**given, "y_train": [0, 1, 2, 0]}, name="my set")
+
+
+def test_arrays_without_a_test_split_have_a_stratified_share_held_out(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (50, 9, 7)).astype(np.uint8)
+    y = np.repeat([0, 1, 2], [20, 20, 10])
+    raw = arrays.load(saved(tmp_path / "xy.npz", x_train=x, y_train=y))
+    assert np.bincount(raw.y_test).tolist() == [4, 4, 2]  # 20% of each class
+    assert np.bincount(raw.y_train).tolist() == [16, 16, 8]
+    assert sorted(map(bytes, [*raw.x_train[:, 0], *raw.x_test[:, 0]])) == sorted(map(bytes, x))
+    again = arrays.load(tmp_path / "xy.npz")
+    assert np.array_equal(again.x_test, raw.x_test) and np.array_equal(again.y_test, raw.y_test)
+    other = arrays.load(tmp_path / "xy.npz", test_fraction=0.2, split_seed=1)
+    assert not np.array_equal(other.x_test, raw.x_test)
+    half = arrays.from_arrays(x, y, test_fraction=0.5)
+    assert np.bincount(half.y_test).tolist() == [10, 10, 5]
+    with pytest.raises(DataError, match="^mine: x_test without y_test: give both, or neither"):
+        arrays.from_arrays(x, y, x_test=x, name="mine")
+    with pytest.raises(DataError, match=r"test_fraction=0 must be in \(0, 1\]"):
+        arrays.from_arrays(x, y, test_fraction=0)
+
+
+def test_arrays_without_a_test_split_train_and_evaluate_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (60, 10, 10)).astype(np.uint8)
+    path = saved(tmp_path / "xy.npz", x_train=x, y_train=np.arange(60) % 3)
+    run = tmp_path / "run"
+    proc = app("data=arrays", f"data.path={path}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert sum(summary["balance"]["test"]) == 12  # 20% of 60
+    new = saved(tmp_path / "new.npz", x_train=x[:30], y_train=np.arange(30) % 3)
+    done = tool("evaluate", run, f"data.path={new}")
+    assert done.returncode == 0, done.stderr
+    assert "is not the file the run trained on: every image in it is a test image" in done.stderr
+    assert "30 images" in done.stdout
+    share = tool("evaluate", run, f"data.path={new}", "data.test_fraction=0.5")
+    assert share.returncode == 0 and "15 images" in share.stdout, share.stderr
 
 
 def test_arrays_the_file_holds_besides_the_splits_are_said_to_be_unread(tmp_path, caplog):

@@ -64,11 +64,12 @@ class DataConfig:
     limit_test: Optional[int] = None  # likewise
     path: Optional[str] = None  # arrays: the .npz file (gpucnn/data/arrays.py)
     # folder (gpucnn/data/folder.py): images made grayscale (1) or RGB (3), fitted to a square
-    # of image_size (pad: keep the aspect ratio, stretch: fill it); without train/ and test/
-    # folders, test_fraction of each class is held out for testing, drawn with split_seed
+    # of image_size (pad: keep the aspect ratio, stretch: fill it)
     channels: int = 1
     image_size: int = 32
     fit: str = "pad"
+    # folder without train/ and test/ folders, arrays without x_test: test_fraction of each
+    # class is held out for testing, drawn with split_seed
     test_fraction: float = 0.2
     split_seed: int = 0
 
@@ -160,7 +161,7 @@ class BenchConfig(Config):
 
 
 _CONV_KEYS = ("channels", "filter_size", "pool_size", "pool_stride", "padding", "hidden_activation")
-_FOLDER_KEYS = ("channels", "image_size", "fit", "test_fraction", "split_seed")
+_FOLDER_KEYS = ("channels", "image_size", "fit")
 #: Keys that only some choices read: key -> (the key that chooses, the choices that read it). An
 #: override of one for another choice would change nothing (optimizer=sgd optimizer.momentum=0.9
 #: would train without momentum, and a sweep over it would repeat one run).
@@ -177,6 +178,7 @@ READ_ONLY_WITH = {
     "data.url": ("data.name", ("fashion_mnist", "mnist")),
     "data.path": ("data.name", ("arrays",)),
     **{f"data.{k}": ("data.name", ("folder",)) for k in _FOLDER_KEYS},
+    **{f"data.{k}": ("data.name", ("folder", "arrays")) for k in ("test_fraction", "split_seed")},
     "diagnostics.every": ("diagnostics.enabled", (True,)),
     "logger.tracking_uri": ("logger.mlflow", (True,)),
     "logger.experiment": ("logger.mlflow", (True,)),
@@ -212,8 +214,8 @@ def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
             choices = ["logger=mlflow"]
         either = ", ".join(choices[:-1]) + " or " * (len(choices) > 1) + choices[-1]
         raise ConfigError(
-            f"{key} does nothing with {named}: only {either} reads it; choose that, or leave "
-            f"{key} out"
+            f"{key} does nothing with {named}: only {either} read{'s' * (len(choices) == 1)} "
+            f"it; choose that, or leave {key} out"
         )
 
 
@@ -442,7 +444,8 @@ def validate_data(d: DictConfig) -> None:
         )
     if d.name == "arrays" and not d.path:
         raise ConfigError(
-            "data=arrays needs data.path=FILE.npz, holding x_train, y_train, x_test, y_test"
+            "data=arrays needs data.path=FILE.npz, holding x_train, y_train, x_test, y_test "
+            "(or x_train and y_train alone: a data.test_fraction of them is held out)"
         )
     names = sources.class_names(d.name)  # a named set's: its class names are checked now
     with config_group("data"):

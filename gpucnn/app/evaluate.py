@@ -13,10 +13,10 @@ true and predicted labels) into the run directory, or, evaluated on other data, 
 RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation replaces
 another. Overrides are a data group (``data=NAME``: the images come from there, while the task, its
 classes and the image size stay the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``),
-applied to the run's config in that order. A folder of images the run did not train on is evaluated
-whole (every image a test image; data.test_fraction=F takes a share); the run's own folder moved
-elsewhere is recognised and its test split evaluated. A run trained on CuPy is evaluated on NumPy
-where no GPU is usable.
+applied to the run's config in that order. A folder or .npz file of images the run did not train
+on is evaluated whole (every image a test image, unless it has test/ or x_test;
+data.test_fraction=F takes a share); the run's own images moved elsewhere are recognised and
+their test split evaluated. A run trained on CuPy is evaluated on NumPy where no GPU is usable.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ MISTAKES_SHOWN = 24
 
 # What an evaluation may change (the rest is the trained run's): the data, where it runs.
 CHANGEABLE = ("data.", "backend=", "backend.", "train.eval_batch_size=", "train.progress=")
+# The data configs that read the user's own images: name -> (the key naming where, what it is)
+SOURCES = {"folder": ("root", "folder"), "arrays": ("path", "file")}
 # What the model was trained for: data=NAME changes where the images come from, not these.
 TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit")
 
@@ -216,22 +218,29 @@ def _known_only(saved: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 
 
 def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list[str]) -> None:
-    """Evaluate a folder the run did not train on (data.root=DIR) whole, every image a test
-    image, unless data.test_fraction is given or it holds the run's own images, moved or copied
-    to another machine (the same images per class in each split, and the same training mean
-    and standard deviation): then the run's test split, as in its own folder."""
+    """Evaluate a folder or .npz file the run did not train on (data.root=DIR, data.path=FILE)
+    whole, every image a test image, unless it has a test split of its own (test/, x_test),
+    data.test_fraction is given or it holds the run's own images, moved or copied to another
+    machine (the same images per class in each split, and the same training mean and standard
+    deviation): then the run's test split, as where it trained."""
     trained_on = OmegaConf.create(summary["config"]["data"])
-    root = cfg.data.root
-    if not _new_folder(trained_on, cfg.data) or _given("data.test_fraction", overrides):
+    where = _new_source(trained_on, cfg.data)
+    if where is None or _given("data.test_fraction", overrides):
         return
-    if trained_on.name == "folder" and _the_runs_images(cfg, summary):
-        log.info("%s holds the images the run trained on: evaluating its test split", root)
+    if trained_on.name == cfg.data.name and _the_runs_images(cfg, summary):
+        log.info("%s holds the images the run trained on: evaluating its test split", where)
         return
+    own_split = (
+        "beside a train/ folder, test/ or val/ is the test split"
+        if cfg.data.name == "folder"
+        else "a file with x_test and y_test has those evaluated"
+    )
     log.info(
-        "%s is not the folder the run trained on: every image in it is a test image "
-        "(data.test_fraction=F evaluates a share; beside a train/ folder, test/ or val/ is "
-        "the test split)",
-        root,
+        "%s is not the %s the run trained on: every image in it is a test image "
+        "(data.test_fraction=F evaluates a share; %s)",
+        where,
+        SOURCES[cfg.data.name][1],
+        own_split,
     )
     cfg.data.test_fraction = 1.0
 
@@ -268,15 +277,16 @@ def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
     return images_changed({"balance": balance, **norm}, images_record(splits)) is None
 
 
-def _new_folder(trained_on: DictConfig, evaluated: DictConfig) -> bool:
-    """Whether ``evaluated`` is a folder of images other than the one the run trained on."""
-    if evaluated.name != "folder":
-        return False
-    if trained_on.name != "folder":
-        return True
-    return (
-        Path(evaluated.root).expanduser().resolve() != Path(trained_on.root).expanduser().resolve()
-    )
+def _new_source(trained_on: DictConfig, evaluated: DictConfig) -> Path | None:
+    """The folder or file of images ``evaluated`` reads, where it is not the one the run
+    trained on; else (the run's own, or a named set) None."""
+    if evaluated.name not in SOURCES:
+        return None
+    key = SOURCES[evaluated.name][0]
+    where = Path(evaluated[key]).expanduser().resolve()
+    if trained_on.name == evaluated.name and where == Path(trained_on[key]).expanduser().resolve():
+        return None
+    return where
 
 
 def _given(key: str, overrides: list[str]) -> bool:

@@ -100,7 +100,7 @@ def load_raw(cfg: DictConfig) -> data.RawData:
                 progress=cfg.train.progress,
             )
     if d.name == "arrays":
-        return data.arrays.load(_from_launch_dir(d.path))
+        return data.arrays.load(_from_launch_dir(d.path), d.test_fraction, d.split_seed)
     try:
         return data.load(d.name, root, d.download, d.url)
     except DataError as exc:  # its advice names the library's arguments: say the keys too

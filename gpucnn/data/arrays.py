@@ -1,5 +1,7 @@
 """The user's own arrays: one ``.npz`` file (``np.savez``) with x_train, y_train, x_test, y_test,
-or the same arrays in memory (``from_arrays``).
+or the same arrays in memory (``from_arrays``). Without x_test and y_test, a stratified
+``test_fraction`` of each class of x_train is held out for testing, drawn with ``split_seed``
+(fixed, so that every training seed is tested on the same images).
 
 Images are uint8 (0-255, scaled to [0, 1] as the IDX sets are) or floats (used as they are),
 shaped (N, H, W), channels-last (N, H, W, C) as NumPy, Keras and Pillow keep them, or (N, C, H,
@@ -17,15 +19,18 @@ import logging
 import os
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
+from .prepare import stratified_split
 from .raw import RawData, checked
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")  # the file's arrays, from_arrays' arguments
+TRAIN_KEYS, TEST_KEYS = KEYS[:2], KEYS[2:]
 MAX_CHANNELS = 4
 NPY_MAGIC = b"\x93NUMPY"  # how every .npy file starts
 
@@ -46,8 +51,9 @@ def channels_first(x: np.ndarray, what: str) -> np.ndarray:
     )
 
 
-def load(path: str | os.PathLike) -> RawData:
-    """The train and test splits in the .npz file ``path``, checked."""
+def load(path: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 0) -> RawData:
+    """The train and test splits in the .npz file ``path``, checked; a file without x_test
+    and y_test has ``test_fraction`` of x_train held out (``from_arrays``)."""
     path = Path(path).expanduser()
     how = "give an .npz made with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
     if not path.is_file():
@@ -61,13 +67,15 @@ def load(path: str | os.PathLike) -> RawData:
         raise DataError(f"{path} {what}: {how}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [key for key in KEYS if key not in f.files]
+            wanted = KEYS if any(key in f.files for key in TEST_KEYS) else TRAIN_KEYS
+            missing = [key for key in wanted if key not in f.files]
             if missing:
                 raise DataError(
                     f"{path}: lacks {', '.join(missing)} (it holds {', '.join(f.files) or '-'}): "
-                    f"save the arrays as {', '.join(KEYS)}"
+                    f"save the arrays as {', '.join(KEYS)}, or as x_train and y_train alone "
+                    "(a data.test_fraction of them is then held out for testing)"
                 )
-            arrays = {key: f[key] for key in KEYS}
+            arrays = {key: f[key] for key in wanted}
             names = f["classes"] if "classes" in f.files else None
             unread = [k for k in f.files if k not in (*KEYS, "classes")]
     except ValueError as exc:  # an array of Python objects, which only unpickling could read
@@ -82,7 +90,9 @@ def load(path: str | os.PathLike) -> RawData:
             ", ".join(unread),
             ", ".join(KEYS),
         )
-    return from_arrays(**arrays, classes=names, name=path)
+    return from_arrays(
+        **arrays, classes=names, name=path, test_fraction=test_fraction, split_seed=split_seed
+    )
 
 
 def is_npy(path: str | os.PathLike) -> bool:
@@ -97,18 +107,37 @@ def is_npy(path: str | os.PathLike) -> bool:
 def from_arrays(
     x_train: Any,
     y_train: Any,
-    x_test: Any,
-    y_test: Any,
+    x_test: Any = None,
+    y_test: Any = None,
     classes: Sequence[str] | None = None,
     name: str | os.PathLike = "arrays",
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
 ) -> RawData:
     """Arrays in memory as a data set for ``prepare``, read and checked as an .npz file's are:
     images (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats; labels 0 .. K-1 (N,);
-    ``classes`` names them. ``name`` is what errors call the set.
+    ``classes`` names them. ``name`` is what errors call the set. Without x_test and y_test,
+    ``test_fraction`` of each class of x_train is the test split, drawn with ``split_seed``.
 
         raw = data.from_arrays(x_train, y_train, x_test, y_test, classes=["cat", "dog"])
+        raw = data.from_arrays(x, y, test_fraction=0.2)  # 20% of each class held out
         splits = data.prepare(raw, task="multiclass")
     """
+    if (x_test is None) != (y_test is None):
+        given, lacking = ("x_test", "y_test") if y_test is None else ("y_test", "x_test")
+        raise DataError(
+            f"{name}: {given} without {lacking}: give both, or neither (a test_fraction of "
+            "x_train is then held out for testing)"
+        )
+    held_out = x_test is None
+    if held_out:
+        if not 0 < test_fraction <= 1:
+            raise DataError(
+                f"{name}: test_fraction={test_fraction} must be in (0, 1]: the share of "
+                "x_train held out for testing, as there is no x_test"
+            )
+        x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+        x_test, y_test = x_train[:0], y_train[:0]
     names = None if classes is None else _checked_names(np.asarray(classes), name)
     y_train, y_test, names = _numbered(np.asarray(y_train), np.asarray(y_test), names, name)
     arrays = {
@@ -117,7 +146,16 @@ def from_arrays(
         "test_images": channels_first(np.asarray(x_test), f"{name}: x_test"),
         "test_labels": y_test,
     }
-    return checked(str(name), _classes(names, arrays, name), arrays)
+    raw = checked(str(name), _classes(names, arrays, name), arrays)
+    return _held_out(raw, test_fraction, split_seed) if held_out else raw
+
+
+def _held_out(raw: RawData, test_fraction: float, split_seed: int) -> RawData:
+    """``raw`` (all images in its train split) with ``test_fraction`` of each class moved to
+    its test split."""
+    test, train = stratified_split(raw.y_train, test_fraction, np.random.default_rng(split_seed))
+    x, y = raw.x_train, raw.y_train
+    return replace(raw, x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
 
 
 def _numbered(
