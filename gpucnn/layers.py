@@ -355,8 +355,8 @@ class BatchNorm(Layer):
         self.c = _positive_int(num_features, "num_features", name)
         if not (is_number(momentum) and 0 <= momentum <= 1):
             raise ConfigError(f"{name}: momentum must be a number in [0, 1]")
-        if not (is_number(eps) and eps > 0):
-            raise ConfigError(f"{name}: eps must be a positive number")
+        if not (is_number(eps) and 0 < eps < math.inf):
+            raise ConfigError(f"{name}: eps must be a finite positive number")
         self.momentum, self.eps = as_float(momentum), as_float(eps)
         xp, dtype = backend.xp(), backend.dtype()
         self.params = {"gamma": xp.ones(self.c, dtype=dtype), "beta": xp.zeros(self.c, dtype=dtype)}

@@ -6,6 +6,7 @@ the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -29,10 +30,12 @@ class Optimizer:
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         _numbers(lr=lr, weight_decay=weight_decay)
-        if not lr > 0:
-            raise ConfigError(f"lr must be > 0, got {lr!r}", "lr")
-        if not weight_decay >= 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}", "weight_decay")
+        if not 0 < lr < math.inf:
+            raise ConfigError(f"lr must be a finite number > 0, got {lr!r}", "lr")
+        if not 0 <= weight_decay < math.inf:
+            raise ConfigError(
+                f"weight_decay must be a finite number >= 0, got {weight_decay!r}", "weight_decay"
+            )
         self.lr = as_float(lr)
         self.weight_decay = as_float(weight_decay)
         self.steps = 0
@@ -149,8 +152,8 @@ class Adam(Optimizer):
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {beta!r}", key)
-        if not eps > 0:
-            raise ConfigError(f"eps must be > 0, got {eps!r}", "eps")
+        if not 0 < eps < math.inf:
+            raise ConfigError(f"eps must be a finite number > 0, got {eps!r}", "eps")
         self.beta1, self.beta2, self.eps = as_float(beta1), as_float(beta2), as_float(eps)
 
     def _update(self, name: str, p: Any, g: Any) -> None:

@@ -1,5 +1,6 @@
 """Model construction, shape checks, counts, summary, and weights on disk."""
 
+import math
 import re
 
 import numpy as np
@@ -176,6 +177,10 @@ def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
         (lambda: SGD(lr="0.1"), "lr must be a number, got '0.1'"),
         (lambda: Momentum(0.1, momentum=None), "momentum must be a number, got None"),
         (lambda: Adam(eps="1e-8"), "eps must be a number, got '1e-8'"),
+        (lambda: SGD(lr=float("inf")), "lr must be a finite number > 0, got inf"),
+        (lambda: Adam(weight_decay=math.inf), "weight_decay must be a finite number >= 0, got inf"),
+        (lambda: Adam(eps=math.inf), "eps must be a finite number > 0, got inf"),
+        (lambda: BatchNorm(4, eps=math.inf), "eps must be a finite positive number"),
         (lambda: Model(Flatten()), r"Model takes a list of layers: Model\(\[Flatten\(\), ...\]\)"),
         (lambda: Model().add(Flatten), r"got the class Flatten: add Flatten\(...\)"),
         (lambda: Model([Dense(3, 2), Activation]), r"got the class Activation: add Activation"),
