@@ -34,7 +34,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename == tmp:  # a rename onto a folder, say
+        # A rename onto a folder names the stand-in; a full disk names no file at all
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (tmp, None):
             raise _naming(exc, path) from None
         raise
     _fsync_dir(path.parent)

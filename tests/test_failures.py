@@ -138,7 +138,7 @@ def test_a_full_disk_during_training_is_one_line_and_exit_7(tmp_path):
     )
     proc = patched_app(full, *TINY, f"hydra.run.dir={tmp_path}")
     line = one_line(proc, exits.FILE_SYSTEM, "file system error", "No space left on device")
-    assert "free some space" in line
+    assert f"No space left on device: {tmp_path}/checkpoint.npz: free some space" in line
     summary = status(tmp_path)
     assert summary["status"] == "failed" and "No space left" in summary["reason"]
 
