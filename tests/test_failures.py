@@ -25,8 +25,8 @@ def patched_app(patch, *args):
     """``python -m gpucnn.run args`` in a process where ``patch`` (Python code) ran first: a
     fault injected where no real one can be made (a full disk)."""
     code = (
-        f"import sys\n{patch}\nfrom gpucnn.app.run import main\n"
-        f"sys.argv = ['gpucnn.run', *{list(args)!r}]\nmain()"
+        f"import runpy, sys\n{patch}\nsys.argv = ['gpucnn.run', *{list(args)!r}]\n"
+        "runpy.run_module('gpucnn.run', run_name='__main__')"
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
 
@@ -141,6 +141,41 @@ def test_a_full_disk_during_training_is_one_line_and_exit_7(tmp_path):
     assert f"No space left on device: {tmp_path}/checkpoint.npz: free some space" in line
     summary = status(tmp_path)
     assert summary["status"] == "failed" and "No space left" in summary["reason"]
+
+
+def test_a_disk_full_before_the_run_is_said_before_hydra_writes(tmp_path):
+    """A full disk still makes empty files: only bytes written and synced show it."""
+    full = (
+        "import errno, os\n"
+        "def fsync(fd):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "os.fsync = fsync"
+    )
+    proc = patched_app(full, *TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    one_line(proc, exits.FILE_SYSTEM, f"cannot write into {tmp_path / 'run'} (No space left")
+    assert not (tmp_path / "run" / ".hydra").exists()
+
+
+def test_a_disk_full_under_hydras_own_writes_is_one_line_and_exit_7(tmp_path):
+    """The second job of a sweep finds the disk full while Hydra writes its .hydra/ files,
+    before gpucnn's code runs: not a bug to report."""
+    full = (
+        "import errno\n"
+        "from hydra.core import utils\n"
+        "saved = utils._save_config\n"
+        "def _save_config(cfg, filename, output_dir):\n"
+        "    if output_dir.parent.name == '1':\n"
+        "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    saved(cfg, filename, output_dir)\n"
+        "utils._save_config = _save_config"
+    )
+    proc = patched_app(full, "-m", *TINY, "train.seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == exits.FILE_SYSTEM, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "error: file system error: No space left on device: free some space, or point "
+        "hydra.run.dir (hydra.sweep.dir) at another folder"
+    )
+    assert status(tmp_path / "0")["status"] == "ok"
 
 
 def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_7(tmp_path):

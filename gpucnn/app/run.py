@@ -14,7 +14,6 @@ records it and the sweep goes on, and the sweep's exit code says whether every j
 
 from __future__ import annotations
 
-import errno
 import importlib.util
 import logging
 import math
@@ -50,18 +49,9 @@ EXIT_CODES = {
     DataError: (exits.DATA_ERROR, "data error"),
     RunDirError: (exits.RUN_DIR_REFUSED, "run directory refused"),
     CheckpointError: (exits.RUN_DIR_REFUSED, "unusable checkpoint"),
-    OSError: (exits.FILE_SYSTEM, "file system error"),  # only the errnos in STORAGE_HINTS
+    OSError: (exits.FILE_SYSTEM, exits.FILE_SYSTEM_ERROR),  # the errnos in STORAGE_HINTS
 }
 STATUS_CODES = {"diverged": exits.DIVERGED}  # an earlier attempt that ended so: the same code
-_ELSEWHERE = "or point hydra.run.dir (hydra.sweep.dir) at another folder"
-STORAGE_HINTS = {
-    **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), f"free some space, {_ELSEWHERE}"),
-    **dict.fromkeys((errno.EROFS, errno.EACCES, errno.EPERM), f"fix the permissions, {_ELSEWHERE}"),
-    **dict.fromkeys(
-        (errno.EISDIR, errno.ENOTDIR, errno.EEXIST),
-        f"a file and a folder are in each other's way: move the one in the way, {_ELSEWHERE}",
-    ),
-}
 
 register()
 
@@ -101,16 +91,14 @@ def _expected(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, kind) of a failure the user can cause, else None (a bug)."""
     if isinstance(exc, AlreadyFinished):
         return STATUS_CODES[exc.status], exc.status
-    if isinstance(exc, OSError) and exc.errno not in STORAGE_HINTS:
+    if isinstance(exc, OSError) and exc.errno not in exits.STORAGE_HINTS:
         return None
     return next((v for t, v in EXIT_CODES.items() if isinstance(exc, t)), None)
 
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError):  # none of gpucnn's own errors is one
-        path = exc.filename2 or exc.filename  # a rename's target is what is in the way
-        where = f": {path}" if path else ""
-        return f"{exc.strerror}{where}: {STORAGE_HINTS[exc.errno]}"
+        return exits.storage_message(exc)
     return str(exc)
 
 

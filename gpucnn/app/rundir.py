@@ -35,6 +35,7 @@ FINISHED = ("ok", "diverged")  # statuses with results that rerunning would only
 NOT_THE_RUN = ("resume", "resume_from", "repeats", "progress", "checkpoint_every_steps",
                "eval_batch_size")  # fmt: skip
 SHOWN = 4  # differing keys named in a refusal
+PROBE_BYTES = 1 << 16  # written to check an output folder before Hydra writes into it
 REFUSED = "refused"  # in a sweep directory: the jobs refused their directories, one file each
 
 
@@ -241,11 +242,15 @@ def _check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        try:  # some bytes, synced: a full disk still makes empty files
+            os.write(fd, bytes(PROBE_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
         print(
-            f"file system error: cannot write into {directory} ({exc.strerror}): free some "
+            f"{exits.FILE_SYSTEM_ERROR}: cannot write into {directory} ({exc.strerror}): free some "
             "space or fix the permissions, or point hydra.run.dir (hydra.sweep.dir) at another "
             "folder",
             file=sys.stderr,
