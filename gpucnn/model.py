@@ -30,6 +30,7 @@ from .layers import Activation, BatchNorm, Conv, Dropout, Layer, MaxPool, ParamL
 
 HEADS = ("sigmoid", "softmax")
 CHECKPOINT_PARAMS = "param/"  # where a run's checkpoint.npz keeps the state_dict's arrays
+CHECKPOINT_BEST = "best/"  # and, with train.patience, the best epoch's, which the run keeps
 
 
 class Hooks:
@@ -384,8 +385,15 @@ class Model:
         return {name: backend.to_host(a).copy() for name, a in self._arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], source: str = "the weights") -> None:
-        """Copy ``state`` into the parameters and buffers in place, after checking names,
-        shapes, and that every value is a finite floating-point number."""
+        """Copy ``state`` into the parameters and buffers in place, after checking it
+        (check_state_dict)."""
+        self.check_state_dict(state, source)
+        for name, p in self._arrays().items():
+            p[...] = backend.to_device(state[name], dtype=p.dtype)
+
+    def check_state_dict(self, state: dict[str, np.ndarray], source: str = "the weights") -> None:
+        """ConfigError naming ``source`` unless ``state`` has this model's names and shapes,
+        and every value is a finite floating-point number."""
         own = self._arrays()
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
         if missing or unexpected:
@@ -404,8 +412,6 @@ class Model:
                 raise ConfigError(f"{source}: {name} holds {value.dtype} values, not floats")
             if not np.isfinite(value).all():
                 raise ConfigError(f"{source}: {name} holds NaN or infinite values")
-        for name, p in own.items():
-            p[...] = backend.to_device(state[name], dtype=p.dtype)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights to an .npz file atomically."""
@@ -413,18 +419,20 @@ class Model:
         atomic_write(path, lambda f: np.savez(f, **state))
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load weights saved by ``save``, or a run's checkpoint.npz (its weights, under
-        CHECKPOINT_PARAMS); rejects unreadable files, mismatched names or shapes, and values
-        that are not finite floats."""
+        """Load weights saved by ``save``, or a run's checkpoint.npz (the weights the run keeps:
+        its best epoch's with train.patience, CHECKPOINT_BEST, else its last, CHECKPOINT_PARAMS);
+        rejects unreadable files, mismatched names or shapes, and values that are not finite
+        floats."""
         state = _read_npz(path)
-        weights = checkpoint_weights(state) if "meta" in state else {}  # a checkpoint's record
+        weights = {}
+        if "meta" in state:  # a checkpoint's record
+            weights = checkpoint_weights(state, CHECKPOINT_BEST) or checkpoint_weights(state)
         self.load_state_dict(weights or state, source=f"the weights in {path}")
 
 
-def checkpoint_weights(arrays: dict[str, Any]) -> dict[str, Any]:
-    """The state_dict in a run checkpoint's arrays: those under CHECKPOINT_PARAMS, unprefixed."""
-    n = len(CHECKPOINT_PARAMS)
-    return {k[n:]: v for k, v in arrays.items() if k.startswith(CHECKPOINT_PARAMS)}
+def checkpoint_weights(arrays: dict[str, Any], prefix: str = CHECKPOINT_PARAMS) -> dict[str, Any]:
+    """A state_dict in a run checkpoint's arrays: those under ``prefix``, unprefixed."""
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def _read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

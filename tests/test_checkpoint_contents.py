@@ -37,6 +37,15 @@ def _inf_adam_state(meta, arrays):
     arrays[key] = np.full_like(arrays[key], np.inf)
 
 
+BEST = {"epoch": 1, "val_loss": 0.5}  # a record of train.patience's best epoch
+
+
+def _best_of_another_shape(meta, arrays):
+    meta["best"] = BEST
+    for key in [k for k in arrays if k.startswith("param/")]:
+        arrays["best/" + key[len("param/") :]] = arrays[key].ravel()
+
+
 CORRUPTIONS = {
     "nan weight": (_nan_weight, "holds NaN or infinite values"),
     "float64 arrays": (_float64, "is float64, this run uses float32"),
@@ -47,6 +56,9 @@ CORRUPTIONS = {
     "metrics for other epochs": (lambda m, a: m.update(rows=[]), "epochs' metrics"),
     "no running sums": (lambda m, a: m.update(sums={}), "running sums are incomplete"),
     "record not a mapping": (lambda m, a: (m.clear(), m.update(format=None)), "has format"),
+    "best epoch without its weights": (lambda m, a: m.update(best=BEST), "missing ['best/"),
+    "best epoch 0": (lambda m, a: m.update(best={**BEST, "epoch": 0}), "best epoch is not valid"),
+    "best weights of another shape": (_best_of_another_shape, "best epoch's weights in"),
 }
 
 

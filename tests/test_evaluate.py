@@ -240,7 +240,8 @@ def test_a_run_that_did_not_finish_is_evaluated_at_its_last_checkpoint(run_dir, 
     proc = tool("evaluate", stopped)
     assert proc.returncode == 0, proc.stderr
     assert (
-        "has no model.npz" in proc.stderr and "its last checkpoint, checkpoint.npz" in proc.stderr
+        "has no model.npz" in proc.stderr
+        and "its last checkpoint keeps, checkpoint.npz" in proc.stderr
     )
     record = json.loads((stopped / "evaluation.json").read_text())
     finished = json.loads((run_dir / "evaluation.json").read_text())

@@ -198,10 +198,10 @@ def test_a_sweep_job_with_an_unexpected_error_is_summarised_and_the_sweep_says_s
     bug = (
         "import gpucnn.app.experiment as e\n"
         "plot = e.plot_curves\n"
-        "def plot_curves(path, rows, title):\n"
+        "def plot_curves(path, rows, title, *kept):\n"
         "    if 'filter_size=5' in title:\n"
         "        raise RuntimeError('a bug in plotting')\n"
-        "    plot(path, rows, title)\n"
+        "    plot(path, rows, title, *kept)\n"
         "e.plot_curves = plot_curves"
     )
     proc = patched_app(bug, "-m", *TINY, "model.filter_size=3,5,7", f"hydra.sweep.dir={tmp_path}")

@@ -2,7 +2,8 @@
 
 A checkpoint is one .npz file (read with allow_pickle=False) holding the parameters, the
 optimiser's state, and a JSON record of the position (epoch, batch, step), the epoch's running
-sums, the metrics so far and the config it was written for. Random numbers need no saved state:
+sums, the metrics so far and the config it was written for; with train.patience, also the weights
+of the epoch with the lowest validation loss so far. Random numbers need no saved state:
 batch orders come from (seed, epoch) and dropout masks from (seed, step).
 
 Writing is atomic (a temporary file, flushed, fsynced, renamed), and the previous checkpoint is
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 
 from ..errors import GpucnnError
 from ..fileio import atomic_write
-from ..model import CHECKPOINT_PARAMS, Model, checkpoint_weights
+from ..model import CHECKPOINT_BEST, CHECKPOINT_PARAMS, Model, checkpoint_weights
 from ..optimizers import Optimizer
 
 log = logging.getLogger(__name__)
@@ -40,11 +42,20 @@ def exists(run_dir: str | os.PathLike) -> bool:
     return any((Path(run_dir) / name).is_file() for name in (CURRENT, PREVIOUS))
 
 
-def save(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer, meta: dict) -> Path:
-    """Write a checkpoint into ``run_dir``; the one it replaces becomes checkpoint.prev.npz."""
+def save(
+    run_dir: str | os.PathLike,
+    model: Model,
+    optimizer: Optimizer,
+    meta: dict,
+    best: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write a checkpoint into ``run_dir``; the one it replaces becomes checkpoint.prev.npz.
+    ``best``: a state_dict to keep beside the model's (the best epoch's weights), whose epoch
+    ``meta["best"]`` records."""
     run_dir = Path(run_dir)
     opt = optimizer.state_dict()
     arrays = {CHECKPOINT_PARAMS + k: v for k, v in model.state_dict().items()}
+    arrays.update({CHECKPOINT_BEST + k: v for k, v in (best or {}).items()})
     arrays.update({f"opt/{k}": v for k, v in opt["slots"].items()})
     record = {**meta, "format": FORMAT, "optimizer_steps": opt["steps"]}
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
@@ -93,8 +104,16 @@ def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, 
     params = {name: p for name, p, _ in model.parameters()}
     slots = {f"opt/{n}/{s}": p for n, p in params.items() for s in opt.SLOTS}
     names = [*params, *(name for name, _ in model.buffers())]
-    wanted = {CHECKPOINT_PARAMS + n for n in names} | (
-        slots.keys() if meta["optimizer_steps"] else set()
+    best = meta.get("best")
+    if best is not None and not (
+        isinstance(best, dict) and isinstance(best.get("epoch"), int) and best["epoch"] >= 1
+        and isinstance(best.get("val_loss"), float) and math.isfinite(best["val_loss"])
+    ):  # fmt: skip
+        raise CheckpointError(f"{path}: its record's best epoch is not valid (found {best!r})")
+    wanted = (
+        {CHECKPOINT_PARAMS + n for n in names}
+        | (slots.keys() if meta["optimizer_steps"] else set())
+        | ({CHECKPOINT_BEST + n for n in names} if best is not None else set())
     )
     missing, extra = sorted(wanted - arrays.keys()), sorted(arrays.keys() - wanted)
     if missing or extra:
@@ -114,9 +133,18 @@ def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, 
             raise CheckpointError(f"{path}: {key} holds NaN or infinite values")
 
 
+def _best_state(path: Path, arrays: dict[str, np.ndarray], model: Model) -> dict[str, np.ndarray]:
+    """The best epoch's state_dict in a checkpoint's arrays, checked as the model's own are:
+    ValueError naming ``path`` if it does not fit ``model``."""
+    state = checkpoint_weights(arrays, CHECKPOINT_BEST)
+    model.check_state_dict(state, source=f"the best epoch's weights in {path}")
+    return state
+
+
 def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict[str, Any] | None:
     """Restore the newest usable checkpoint of ``run_dir`` into ``model`` and ``optimizer``;
-    returns its record, or None if the directory has none. A damaged checkpoint is reported
+    returns its record (with the best epoch's state_dict as ``record["best"]["state"]``, where
+    it keeps one), or None if the directory has none. A damaged checkpoint is reported
     and the previous one used; the damaged one is set aside as checkpoint.damaged.npz, so that
     the next save keeps the good previous one. CheckpointError if none is usable."""
     problems = []
@@ -128,6 +156,8 @@ def load(run_dir: str | os.PathLike, model: Model, optimizer: Optimizer) -> dict
             meta, arrays = _read(path)
             _check(path, meta, arrays, model, optimizer)
             model.load_state_dict(checkpoint_weights(arrays), source=f"the parameters in {path}")
+            if meta.get("best") is not None:
+                meta["best"]["state"] = _best_state(path, arrays, model)
         except (CheckpointError, ValueError) as exc:
             log.warning("skipping %s: %s", path, exc)
             problems.append(str(exc))

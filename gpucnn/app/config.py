@@ -107,6 +107,9 @@ class TrainConfig:
     threads: Optional[int] = None  # CPU threads of the job (null: its share; app/cores.py)
     micro_batch: int = 32  # NumPy, a CNN: images per micro-batch of a step (0: whole batches)
     save_model: bool = True
+    # stop after this many epochs without a lower validation loss, and keep the weights of the
+    # epoch that had the lowest (null: train every epoch, keep the last weights)
+    patience: Optional[int] = None
     checkpoint_every_steps: Optional[int] = (
         None  # also checkpoint every N steps (null: epochs only)
     )
@@ -349,6 +352,14 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     if t.seed < 0:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
+    if t.patience is not None and t.patience < 1:
+        raise ConfigError(f"train.patience={t.patience} must be null or >= 1 epochs")
+    if t.patience is not None and d.val_fraction == 0:
+        raise ConfigError(
+            f"train.patience={t.patience} stops on the validation loss, and data.val_fraction=0 "
+            "holds out no validation images: give data.val_fraction > 0, or leave train.patience "
+            "out"
+        )
     if not is_count(t.repeats, 1):
         raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
     for key in ("epochs", "batch_size"):

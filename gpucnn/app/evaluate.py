@@ -164,7 +164,8 @@ def _the_runs_classes(cfg: DictConfig, summary: dict[str, Any], overrides: list[
 
 def weights_file(run_dir: Path) -> Path:
     """The run's final weights, model.npz; for a run stopped before it wrote them (or made with
-    train.save_model=false), its last checkpoint's, with a warning. RunError if neither."""
+    train.save_model=false), its last checkpoint's (which hold the best epoch's with
+    train.patience: Model.load takes those), with a warning. RunError if neither."""
     final, last = run_dir / "model.npz", run_dir / checkpoint.CURRENT
     if final.is_file():
         return final
@@ -174,7 +175,7 @@ def weights_file(run_dir: Path) -> Path:
         )
     log.warning(
         "%s has no model.npz (the run did not finish, or train.save_model=false): using the "
-        "weights of its last checkpoint, %s",
+        "weights its last checkpoint keeps, %s (with train.patience, the best epoch's so far)",
         run_dir,
         last.name,
     )

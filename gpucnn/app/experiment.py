@@ -371,19 +371,22 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     log.info("test loss %.4f  test accuracy %.4f", test_loss, test_acc)
     if t.save_model:
         model.save(job.run_dir / "model.npz")
+    kept = trainer.kept_epoch  # whose weights were tested: the last, or patience's best
     plot_curves(
         job.run_dir / "curves.png",
         rows,
         f"{cfg.model.name}: {', '.join(job.overrides) or 'defaults'}",
+        kept,
     )
     epoch_seconds = [r["seconds"] for r in rows]
-    val_acc = rows[-1].get("val_accuracy", math.nan)
+    val_acc = rows[kept - 1].get("val_accuracy", math.nan)
     job.write_summary(
         "ok",
         test_accuracy=test_acc,
         test_loss=test_loss,
         val_accuracy=val_acc,
         epochs_completed=len(rows),
+        kept_epoch=kept,
         epoch_seconds=epoch_seconds,
         # the median, the lower one of an even count: of two epochs the one without the
         # first's start-up (on the GPU, compiling kernels and capturing the step)

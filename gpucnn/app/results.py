@@ -198,8 +198,11 @@ def not_recorded(ax: Any) -> None:
             transform=ax.transAxes, ha="center", va="center", color="0.4")  # fmt: skip
 
 
-def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str) -> None:
-    """Loss and accuracy against epoch, training and validation, side by side."""
+def plot_curves(
+    path: str | os.PathLike, rows: list[dict[str, Any]], title: str, kept: int | None = None
+) -> None:
+    """Loss and accuracy against epoch, training and validation, side by side; ``kept``: the
+    epoch whose weights the run kept, marked where it is not the last (train.patience)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -215,6 +218,8 @@ def plot_curves(path: str | os.PathLike, rows: list[dict[str, Any]], title: str)
         ax.set_ylabel(
             f"{label} (mean over the split)" if metric == "loss" else "accuracy (fraction)"
         )
+        if kept is not None and kept < len(rows):
+            ax.axvline(kept, color="grey", linestyle=":", label=f"weights kept (epoch {kept})")
         ax.set_title(f"{label} by epoch")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -1,4 +1,5 @@
-"""The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence and signals.
+"""The epochs of one run: steps, validation, metrics.csv, checkpoints, divergence, signals, and
+stopping early (train.patience).
 
 A checkpoint is written at the end of every epoch and every ``train.checkpoint_every_steps``
 steps; ``restore`` continues from the newest one exactly (see gpucnn.app.checkpoint). A stop
@@ -35,7 +36,8 @@ from .signals import Interrupted, Stops
 log = logging.getLogger(__name__)
 
 # What a checkpoint must have been written for to be resumed (bit for bit) by this config.
-SAME_RUN_KEYS = ("model", "data", "optimizer", "train.seed", "train.batch_size", "train.drop_last")
+SAME_RUN_KEYS = ("model", "data", "optimizer", "train.seed", "train.batch_size", "train.drop_last",
+                 "train.patience")  # fmt: skip
 GPU_CHECK_EVERY = 32  # on the GPU, reading the loss waits for the device: check it this often
 
 
@@ -137,6 +139,12 @@ class Trainer:
                 f"train.batch_size={t.batch_size} is larger than the {n_train:,} training images"
                 f"{held_out}: lower it{', or data.val_fraction' * bool(n_val)} (or use more data)"
             )
+        if t.patience is not None and not len(splits.val):
+            raise ConfigError(
+                f"train.patience={t.patience} stops on the validation loss, but data.val_fraction="
+                f"{cfg.data.val_fraction} of the {len(splits.train):,} training images is no "
+                "image: give a larger data.val_fraction (or more data), or leave train.patience out"
+            )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
         self.loss = for_outputs(splits.n_outputs)
@@ -153,6 +161,9 @@ class Trainer:
         self.saved: tuple[int, int] | None = None  # the position of the last checkpoint
         self.sums = _fresh_sums()
         self.rows: list[dict[str, Any]] = []
+        # With train.patience: the epoch (from 1) of the lowest validation loss so far, that
+        # loss, and the model's state_dict then
+        self.best: dict[str, Any] | None = None
         self.on_epoch = on_epoch or (lambda row: None)
 
     # ----- checkpoints --------------------------------------------------------------------
@@ -165,8 +176,10 @@ class Trainer:
             "rows": self.rows,
             "diagnostics": self.diagnostics.rows if self.diagnostics is not None else [],
             "run": {**_run_identity(self.cfg), "images": images_record(self.splits)},
+            "best": None if self.best is None else {k: self.best[k] for k in ("epoch", "val_loss")},
         }
-        checkpoint.save(self.run_dir, self.model, self.optimizer, meta)
+        best = None if self.best is None else self.best["state"]
+        checkpoint.save(self.run_dir, self.model, self.optimizer, meta, best)
         self.stops.checkpointed = True
         self.saved = (self.epoch, self.batch)
 
@@ -194,21 +207,52 @@ class Trainer:
             )
         self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
         self.saved = (self.epoch, self.batch)
-        self.sums, self.rows = meta["sums"], meta["rows"]
+        self.sums, self.rows, self.best = meta["sums"], meta["rows"], meta.get("best")
         if self.diagnostics is not None:
             self.diagnostics.rows = list(meta.get("diagnostics", []))
         return meta
 
     # ----- training -----------------------------------------------------------------------
     def fit(self) -> None:
-        """Train until train.epochs are done; raises Diverged or Interrupted."""
+        """Train until train.epochs are done, or train.patience epochs without a lower
+        validation loss (the model then gets the best epoch's weights back); raises Diverged or
+        Interrupted."""
         with self.stops.deferred(), _numbers_leaving_range_unwarned():
-            while self.epoch < self.cfg.train.epochs:
+            while self.epoch < self.cfg.train.epochs and not self._out_of_patience():
                 self._train_epoch()
                 self._end_epoch()
                 self.epoch, self.batch, self.sums = self.epoch + 1, 0, _fresh_sums()
                 self.save()
                 self._stop_if_signalled()
+        if self.best is not None and self.best["epoch"] < self.epoch:
+            log.info(
+                "keeping the weights of epoch %d, whose validation loss (%.4g) was the lowest",
+                self.best["epoch"],
+                self.best["val_loss"],
+            )
+            self.model.load_state_dict(self.best["state"])
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch (from 1) whose weights the model has after fit: the best one with
+        train.patience, else the last."""
+        return self.epoch if self.best is None else self.best["epoch"]
+
+    def _out_of_patience(self) -> bool:
+        """Whether train.patience epochs have passed since the lowest validation loss (said
+        once, as training stops)."""
+        patience = self.cfg.train.patience
+        if self.best is None or self.epoch - self.best["epoch"] < patience:
+            return False
+        if self.epoch < self.cfg.train.epochs:
+            log.info(
+                "stopping after epoch %d of %d: no lower validation loss in the %d since epoch %d",
+                self.epoch,
+                self.cfg.train.epochs,
+                patience,
+                self.best["epoch"],
+            )
+        return True
 
     def _train_epoch(self) -> None:
         t = self.cfg.train
@@ -279,6 +323,8 @@ class Trainer:
             row["val_loss"], row["val_accuracy"] = evaluate(
                 self.model, self.loss, val.x, val.y, t.eval_batch_size
             )
+        if t.patience is not None:
+            self._remember_if_best(row)
         self.rows.append(row)
         write_csv(self.run_dir / "metrics.csv", self.rows, list(METRICS))
         self.on_epoch(row)
@@ -290,6 +336,12 @@ class Trainer:
             t.epochs,
             "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
         )
+
+    def _remember_if_best(self, row: dict[str, Any]) -> None:
+        """Keep the model's weights if this epoch's validation loss is the lowest so far."""
+        if self.best is None or row["val_loss"] < self.best["val_loss"]:
+            state = self.model.state_dict()  # host copies
+            self.best = {"epoch": row["epoch"], "val_loss": row["val_loss"], "state": state}
 
     def _stop_if_signalled(self) -> None:
         if self.stops.received is not None:
