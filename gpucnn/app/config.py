@@ -23,6 +23,7 @@ from ..data.prepare import check_task, task_classes
 from ..errors import ConfigError, NotEnoughMemory, check_choice, is_count
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
+from ..schedules import Schedule
 from . import loggers
 from .results import flat
 
@@ -84,6 +85,12 @@ class OptimizerConfig:
     beta1: float = 0.9  # adam only
     beta2: float = 0.999  # adam only
     eps: float = 1e-8  # adam only
+    # the learning rate over the epochs (gpucnn/schedules.py): constant; step (times decay every
+    # decay_every epochs); cosine (falling from lr towards min_lr over train.epochs)
+    schedule: str = "constant"
+    decay: float = 0.1  # step only
+    decay_every: int = 10  # step only
+    min_lr: float = 0.0  # cosine only
 
 
 @dataclass
@@ -174,6 +181,9 @@ READ_ONLY_WITH = {
     "optimizer.momentum": ("optimizer.name", ("momentum",)),
     "optimizer.nesterov": ("optimizer.name", ("momentum",)),
     **{f"optimizer.{k}": ("optimizer.name", ("adam",)) for k in ("beta1", "beta2", "eps")},
+    "optimizer.decay": ("optimizer.schedule", ("step",)),
+    "optimizer.decay_every": ("optimizer.schedule", ("step",)),
+    "optimizer.min_lr": ("optimizer.schedule", ("cosine",)),
     "data.positive": ("data.task", ("binary",)),
     "data.negative": ("data.task", ("binary",)),
     "data.root": ("data.name", ("fashion_mnist", "mnist", "folder")),
@@ -367,6 +377,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
     validate_where(b, t)
     build_optimizer(o)  # range checks of lr, betas, momentum
+    build_schedule(o, t.epochs)
     loggers.check(cfg.logger)
 
 
@@ -501,6 +512,12 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         m.hidden_activation,
         m.batch_norm,
     )
+
+
+def build_schedule(o: DictConfig, epochs: int) -> Schedule:
+    """The learning-rate schedule of the optimizer config ``o`` over ``epochs``."""
+    with config_group("optimizer"):
+        return Schedule(o.schedule, o.lr, epochs, o.decay, o.decay_every, o.min_lr)
 
 
 def build_optimizer(o: DictConfig) -> Optimizer:

@@ -32,6 +32,7 @@ from ..errors import BackendError, ConfigError, DataError, GpucnnError, NotEnoug
 from ..fileio import remove_leftovers, write_json
 from ..model import Model, param_counts
 from ..optimizers import OPTIMIZERS
+from ..schedules import ALONG_THE_RUN
 from ..steps import micro_batched
 from ..train import evaluate
 from . import checkpoint, cores, resume, rundir, signals
@@ -191,6 +192,12 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
         job.summary["resumed_from"] = str(shorter)
         return
     closest = f"; the closest, {near[0]}, differs in {'; '.join(near[1])}" if near else ""
+    schedule = job.cfg.optimizer.schedule
+    if schedule in ALONG_THE_RUN:
+        closest += (
+            f" (optimizer.schedule={schedule} spreads the learning rate's fall over "
+            "train.epochs: no run for fewer epochs is trained on)"
+        )
     if t.resume_from:
         raise ConfigError(
             f"train.resume_from={t.resume_from} holds no attempt at this run (the same config) "

@@ -50,6 +50,7 @@ SCALARS = {  # metrics.csv column -> TensorBoard tag
     "val_accuracy": "accuracy/val",
     "seconds": "speed/seconds_per_epoch",
     "images_per_second": "speed/images_per_second",
+    "lr": "optimizer/lr",  # with optimizer.schedule
 }
 FINAL = ("val_accuracy", "test_accuracy", "test_loss")  # summary.json keys logged at the end
 MLFLOW_STATUS = {"ok": "FINISHED", "interrupted": "KILLED"}  # any other end is FAILED

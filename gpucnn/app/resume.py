@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..fileio import copy_file
+from ..schedules import ALONG_THE_RUN
 from .checkpoint import CURRENT, PREVIOUS
 from .checkpoint import exists as checkpoint_exists
 from .results import read_summary
@@ -109,7 +110,9 @@ def shorter(earlier: Sequence[Attempt], config: dict[str, Any]) -> Path | None:
     fewer ``train.epochs``, with a checkpoint and not diverged; of several, the one trained
     longest (the newest of those). Its checkpoint is exactly where a run of ``config`` would be
     after those epochs: the batch order, the dropout masks and the updates do not depend on the
-    number of epochs still to come."""
+    number of epochs still to come; None where the learning rate does (ALONG_THE_RUN)."""
+    if config.get("optimizer", {}).get("schedule") in ALONG_THE_RUN:
+        return None
     wanted, epochs = _apart_from_epochs(identity(config))
     found: dict[Path, int] = {}
     for attempt in earlier:

@@ -28,7 +28,7 @@ from ..model import Model
 from ..steps import make_step
 from ..train import check_batches, evaluate
 from . import checkpoint
-from .config import build_optimizer, config_group
+from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
 from .results import METRICS, split_counts, write_csv
 from .signals import Interrupted, Stops
@@ -149,6 +149,7 @@ class Trainer:
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
         self.loss = for_outputs(splits.n_outputs)
         self.optimizer = build_optimizer(cfg.optimizer)
+        self.schedule = build_schedule(cfg.optimizer, t.epochs)
         with config_group("train"):
             self.batches = data.Batches(
                 splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
@@ -261,6 +262,7 @@ class Trainer:
         bar = _progress(len(self.batches), f"epoch {self.epoch + 1}/{t.epochs}", t.progress)
         if bar is not None:
             bar.update(self.batch)
+        self.optimizer.lr = self.schedule(self.epoch)
         xp = backend.xp()
         loss_sum, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
         start = opened = time.perf_counter()
@@ -325,8 +327,11 @@ class Trainer:
             )
         if t.patience is not None:
             self._remember_if_best(row)
+        scheduled = self.schedule.name != "constant"
+        if scheduled:  # the rate the epoch trained with
+            row["lr"] = self.optimizer.lr
         self.rows.append(row)
-        write_csv(self.run_dir / "metrics.csv", self.rows, list(METRICS))
+        write_csv(self.run_dir / "metrics.csv", self.rows, [*METRICS, *["lr"] * scheduled])
         self.on_epoch(row)
         if self.diagnostics is not None:
             self.diagnostics.end_epoch(self.epoch)

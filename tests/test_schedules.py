@@ -1,0 +1,115 @@
+"""Learning-rate schedules (optimizer.schedule): the rate of each epoch, refusals, and runs that
+resume or train on with one as if never interrupted."""
+
+import csv
+import math
+import signal
+
+import numpy as np
+import pytest
+
+from gpucnn.errors import ConfigError
+from gpucnn.schedules import Schedule
+
+from .helpers import TINY, app
+from .test_reliability import RUN, stop_mid_epoch, weights
+
+
+def test_each_schedule_gives_each_epoch_its_rate():
+    assert [Schedule("constant", 0.01, 5)(e) for e in range(5)] == [0.01] * 5
+    step = Schedule("step", 0.01, 9, decay=0.5, decay_every=3)
+    assert [step(e) for e in range(9)] == pytest.approx([0.01] * 3 + [0.005] * 3 + [0.0025] * 3)
+    cosine = Schedule("cosine", 0.01, 4, min_lr=0.002)
+    rates = [cosine(e) for e in range(4)]
+    assert rates[0] == 0.01 and rates[2] == pytest.approx(0.006)  # halfway: the middle
+    assert rates[1] == pytest.approx(0.002 + 0.008 * (1 + math.cos(math.pi / 4)) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] > 0.002
+
+
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        ({"name": "linear"}, "schedule='linear' is unknown: choose constant, step or cosine"),
+        ({"name": "step", "decay": 0}, "decay must be a number in (0, 1], got 0"),
+        ({"name": "step", "decay": 1.5}, "decay must be a number in (0, 1], got 1.5"),
+        ({"name": "step", "decay_every": 0}, "decay_every must be a positive number of epochs"),
+        ({"name": "cosine", "min_lr": 0.01}, "min_lr must be >= 0 and below lr=0.01, got 0.01"),
+        ({"name": "cosine", "min_lr": -1e-4}, "min_lr must be >= 0 and below lr=0.01"),
+    ],
+)
+def test_a_schedule_that_cannot_work_is_refused_naming_the_argument(kwargs, says):
+    with pytest.raises(ConfigError) as caught:
+        Schedule(**{"lr": 0.01, "epochs": 5, **kwargs})
+    assert str(caught.value).startswith(says)
+
+
+def rates(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [row.get("lr") for row in csv.DictReader(f)]
+
+
+def test_the_epochs_train_with_the_schedules_rates_and_metrics_csv_says_them(tmp_path):
+    quick = [*TINY, "train.epochs=3", "optimizer.lr=0.004"]
+    for name in ("constant", "cosine"):
+        proc = app(*quick, f"optimizer.schedule={name}", f"hydra.run.dir={tmp_path / name}")
+        assert proc.returncode == 0, proc.stderr
+    assert rates(tmp_path / "constant") == [None] * 3  # no lr column
+    cosine = Schedule("cosine", 0.004, 3)
+    assert [float(r) for r in rates(tmp_path / "cosine")] == [cosine(e) for e in range(3)]
+    with (
+        open(tmp_path / "constant" / "metrics.csv") as f,
+        open(tmp_path / "cosine/metrics.csv") as g,
+    ):
+        constant, scheduled = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert constant[0]["train_loss"] == scheduled[0]["train_loss"]  # the same first rate
+    assert constant[1]["train_loss"] != scheduled[1]["train_loss"]  # a lower second one
+
+
+def test_a_run_with_a_schedule_killed_mid_epoch_resumes_bit_identical(tmp_path):
+    run = ["backend=numpy", *RUN, "optimizer.schedule=cosine"]
+    assert app(*run, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
+    proc, pos = stop_mid_epoch(run, tmp_path / "cut", signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL and pos[0] == 1  # in the second epoch, lower rate
+    done = app(*run, f"hydra.run.dir={tmp_path / 'cut'}", "train.resume=true")
+    assert done.returncode == 0, done.stderr
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
+    assert rates(tmp_path / "cut") == rates(tmp_path / "whole")
+
+
+def test_only_a_schedule_that_ignores_the_run_length_trains_on_from_a_shorter_run(tmp_path):
+    """step's rate in an epoch is the same in a run of 1 epoch as in one of 2; cosine's is not,
+    so a run of fewer epochs is no start for it."""
+    step = [*TINY, "optimizer.schedule=step", "optimizer.decay_every=1", "optimizer.decay=0.5"]
+    assert app(*step, "train.epochs=1", cwd=tmp_path).returncode == 0
+    on = app(*step, "train.epochs=2", "train.resume=true", cwd=tmp_path)
+    assert on.returncode == 0 and "training on to train.epochs=2" in on.stdout + on.stderr
+    fresh = tmp_path / "fresh"
+    assert app(*step, "train.epochs=2", f"hydra.run.dir={fresh}").returncode == 0
+    longer = max((tmp_path / "outputs/runs").iterdir())
+    ours, theirs = weights(longer), weights(fresh)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
+
+    cosine = [*TINY, "optimizer.schedule=cosine"]
+    (tmp_path / "c").mkdir()
+    assert app(*cosine, "train.epochs=1", cwd=tmp_path / "c").returncode == 0
+    again = app(*cosine, "train.epochs=2", "train.resume=true", cwd=tmp_path / "c")
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and "training on to" not in said
+    assert "optimizer.schedule=cosine spreads the learning rate's fall over train.epochs" in said
+
+
+def test_schedule_settings_are_checked_by_key_before_the_run(tmp_path):
+    for n, (args, says) in enumerate(
+        [
+            (["optimizer.min_lr=0.0001"], "optimizer.min_lr does nothing with "
+             "optimizer.schedule=constant: only optimizer.schedule=cosine reads it"),
+            (["optimizer.schedule=cosine", "optimizer.min_lr=0.01"],
+             "optimizer.min_lr must be >= 0 and below lr=0.001, got 0.01"),
+            (["optimizer.schedule=steps"], "optimizer.schedule='steps' is unknown (did you mean"),
+            (["optimizer.schedule=step", "optimizer.decay_every=0"], "optimizer.decay_every must"),
+        ]
+    ):  # fmt: skip
+        proc = app(*TINY, *args, f"hydra.run.dir={tmp_path / str(n)}")
+        assert proc.returncode == 2, proc.stderr
+        assert says in proc.stdout + proc.stderr
