@@ -289,6 +289,22 @@ def test_a_finished_run_rerun_in_its_directory_is_skipped(tmp_path, change):
     assert summary(tmp_path)["skipped"] and (tmp_path / "model.npz").read_bytes() == weights
 
 
+def test_a_run_made_before_settings_were_added_is_still_the_same_run(tmp_path):
+    """Its config lacks the settings added since (train.patience, the learning-rate schedule):
+    it ran as their defaults do, so a rerun skips it rather than refusing its directory."""
+    assert app(*TINY, f"hydra.run.dir={tmp_path}").returncode == 0
+    made = summary(tmp_path)
+    del made["config"]["train"]["patience"]
+    for key in ("schedule", "decay", "decay_every", "min_lr"):
+        del made["config"]["optimizer"][key]
+    (tmp_path / "summary.json").write_text(json.dumps(made))
+    again = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 0, again.stderr
+    assert summary(tmp_path)["skipped"]
+    other = app(*TINY, "train.patience=2", f"hydra.run.dir={tmp_path}")
+    assert other.returncode == 6 and "train.patience: None -> 2" in other.stdout + other.stderr
+
+
 def _tiny_cfg():
     cfg = OmegaConf.structured(Config)
     cfg.data.limit_train, cfg.data.limit_test = 200, 50

@@ -10,6 +10,7 @@ config, or by one that cannot be read, is refused, naming what differs, and left
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sys
@@ -145,12 +146,31 @@ def in_use(run_dir: Path) -> bool:
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What makes a run the run it is: its resolved config without the train keys that do
-    not (NOT_THE_RUN) and ``logger`` (where its metrics are also sent)."""
+    not (NOT_THE_RUN) and ``logger`` (where its metrics are also sent). A setting added to
+    gpucnn since the run was made counts as its default, which is what the run did then
+    (train.patience: none, optimizer.schedule: constant)."""
     ident = json.loads(json.dumps(config, default=str))  # a deep copy in plain JSON types
+    _fill(ident, _schema_defaults())
     for key in NOT_THE_RUN:
         ident.get("train", {}).pop(key, None)
     ident.pop("logger", None)
     return ident
+
+
+@functools.cache
+def _schema_defaults() -> dict[str, Any]:
+    from .config import Config  # the schema: config imports the loggers, which import rundir
+
+    return json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(Config))))
+
+
+def _fill(config: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Add to ``config`` the keys of ``defaults`` it lacks, at every depth, in place."""
+    for key, default in defaults.items():
+        if key not in config:
+            config[key] = default
+        elif isinstance(config[key], dict) and isinstance(default, dict):
+            _fill(config[key], default)
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
