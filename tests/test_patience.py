@@ -5,6 +5,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from gpucnn.app import exits
 
@@ -45,18 +46,23 @@ def test_training_stops_after_patience_epochs_and_keeps_the_best_epochs_weights(
     assert record["test_accuracy"] == s["test_accuracy"]  # the kept weights were tested
 
 
-def test_a_run_trained_on_from_its_checkpoint_stops_and_keeps_as_an_uninterrupted_one(tmp_path):
-    """The best epoch's weights travel in the checkpoint: a run of 4 epochs (the best, 3, not
-    yet followed by two worse) trained on to 10 ends as a run of 10 from the start."""
+@pytest.mark.parametrize("device", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_a_run_trained_on_from_its_checkpoint_stops_and_keeps_as_an_uninterrupted_one(
+    tmp_path, device
+):
+    """The best epoch's weights travel in the checkpoint: a run of 4 epochs (on NumPy the best,
+    3, not yet followed by two worse) trained on to 10 ends as a run of 10 from the start."""
+    patient = [a if a != "backend=numpy" else f"backend={device}" for a in PATIENT]
     short, fresh = tmp_path / "short", tmp_path / "fresh"
-    assert app(*PATIENT, "train.epochs=4", f"hydra.run.dir={short}").returncode == 0
-    assert summary(short)["kept_epoch"] == 3
+    assert app(*patient, "train.epochs=4", f"hydra.run.dir={short}").returncode == 0
     longer = tmp_path / "longer"
-    on = app(*PATIENT, "train.epochs=10", f"hydra.run.dir={longer}", f"train.resume_from={short}")
+    on = app(*patient, "train.epochs=10", f"hydra.run.dir={longer}", f"train.resume_from={short}")
     assert on.returncode == 0, on.stderr
     said = on.stdout + on.stderr
     assert "epoch 4/10" not in said and "epoch 5/10" in said
-    assert app(*PATIENT, "train.epochs=10", f"hydra.run.dir={fresh}").returncode == 0
+    if device == "numpy":  # where these settings are known to stop early
+        assert summary(short)["kept_epoch"] == 3 and summary(longer)["epochs_completed"] == 5
+    assert app(*patient, "train.epochs=10", f"hydra.run.dir={fresh}").returncode == 0
     ours, theirs = weights(longer / "model.npz"), weights(fresh / "model.npz")
     assert ours.keys() == theirs.keys()
     assert all(np.array_equal(ours[k], theirs[k]) for k in ours)

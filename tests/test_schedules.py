@@ -65,8 +65,9 @@ def test_the_epochs_train_with_the_schedules_rates_and_metrics_csv_says_them(tmp
     assert constant[1]["train_loss"] != scheduled[1]["train_loss"]  # a lower second one
 
 
-def test_a_run_with_a_schedule_killed_mid_epoch_resumes_bit_identical(tmp_path):
-    run = ["backend=numpy", *RUN, "optimizer.schedule=cosine"]
+@pytest.mark.parametrize("device", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_a_run_with_a_schedule_killed_mid_epoch_resumes_bit_identical(tmp_path, device):
+    run = [f"backend={device}", *RUN, "optimizer.schedule=cosine"]  # cupy: captured again
     assert app(*run, f"hydra.run.dir={tmp_path / 'whole'}").returncode == 0
     proc, pos = stop_mid_epoch(run, tmp_path / "cut", signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL and pos[0] == 1  # in the second epoch, lower rate
