@@ -137,3 +137,22 @@ def test_weights_with_non_finite_or_integer_values_are_refused(tmp_path, value, 
     np.savez(tmp_path / "w.npz", **state)
     with pytest.raises(ConfigError, match=f"w.npz: {first} holds .*{says}"):
         model.load(tmp_path / "w.npz")
+
+
+def test_a_checkpoint_written_before_settings_were_added_is_resumed(tmp_path):
+    """Its record lacks train.patience and the optimizer's schedule keys: the run it was
+    written for trained as their defaults do, so it is this run's checkpoint."""
+    first = app(*TINY, "train.epochs=2", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+
+    def before(meta, arrays):
+        meta["run"].pop("train.patience")
+        for key in ("schedule", "decay", "decay_every", "min_lr"):
+            meta["run"]["optimizer"].pop(key)
+
+    rewrite(tmp_path / checkpoint.CURRENT, before)
+    again = app(*TINY, "train.epochs=2", f"hydra.run.dir={tmp_path}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from" in again.stdout + again.stderr

@@ -157,6 +157,24 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     return ident
 
 
+MISSING = object()  # a setting a run did not save: gpucnn had none of that name then
+
+
+def as_now(key: str, value: Any) -> Any:
+    """A run's saved setting ``key`` (dotted: "optimizer", "train.patience") as this version
+    of gpucnn would save it: a section with the keys added since filled in with their
+    defaults, and a setting added since (``value`` MISSING) its default."""
+    default = _schema_defaults()
+    for part in key.split("."):
+        default = default[part]
+    if value is MISSING:
+        return default
+    if isinstance(value, dict) and isinstance(default, dict):
+        value = json.loads(json.dumps(value))  # a copy to fill
+        _fill(value, default)
+    return value
+
+
 @functools.cache
 def _schema_defaults() -> dict[str, Any]:
     from .config import Config  # the schema: config imports the loggers, which import rundir

@@ -31,6 +31,7 @@ from . import checkpoint
 from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
 from .results import METRICS, split_counts, write_csv
+from .rundir import MISSING, as_now
 from .signals import Interrupted, Stops
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Trainer:
         if meta is None:
             return None
         ours = _run_identity(self.cfg)
-        changed = [k for k in SAME_RUN_KEYS if meta["run"].get(k) != ours[k]]
+        changed = [k for k in SAME_RUN_KEYS if as_now(k, meta["run"].get(k, MISSING)) != ours[k]]
         if changed:
             raise ConfigError(
                 f"the checkpoint in {self.run_dir} was written for a different {', '.join(changed)}"
