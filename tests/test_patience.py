@@ -109,3 +109,17 @@ def test_the_kept_epoch_is_marked_on_the_curves_where_it_is_not_the_last(tmp_pat
     marked, last = ([line.get_label() for line in fig.axes[0].get_lines()] for fig in figures)
     assert "weights kept (epoch 2)" in marked
     assert not any("weights kept" in label for label in last)
+
+
+def test_a_sweeps_tables_say_how_many_epochs_each_run_and_setting_trained(tmp_path):
+    proc = app("-m", *PATIENT, "train.epochs=10", "train.seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    trained = [summary(tmp_path / job)["epochs_completed"] for job in ("0", "1")]
+    with open(tmp_path / "sweep_runs.csv") as f:
+        runs = {row["job"]: float(row["epochs_completed"]) for row in csv.DictReader(f)}
+    assert [runs["0"], runs["1"]] == trained and trained[0] < 10  # the seed-0 run stops early
+    with open(tmp_path / "sweep_summary.csv") as f:
+        (setting,) = csv.DictReader(f)
+    assert float(setting["epochs_completed"]) == sum(trained) / 2
+    table = (tmp_path / "sweep_summary.md").read_text()
+    assert f"| {sum(trained) / 2:.3g} |" in table

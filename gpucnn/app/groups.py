@@ -23,6 +23,7 @@ COLUMNS = [
     "weights",
     "multiply_adds",
     "seconds_per_epoch",
+    "epochs_completed",
     "jobs",
     "reason",
 ]
@@ -89,6 +90,7 @@ def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, An
         weights=_first(members, "weights"),
         multiply_adds=_first(members, "multiply_adds"),
         seconds_per_epoch=estimate([r.get("seconds_per_epoch") for r in done]).mean,
+        epochs_completed=estimate([r.get("epochs_completed") for r in done]).mean,  # patience
         jobs=",".join(str(r["job"]) for r in members),
         reason=_first(members, "reason"),
     )

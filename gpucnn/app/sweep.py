@@ -49,7 +49,7 @@ from .results import (
 from .rundir import refusal
 
 FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "multiply_adds"]
-FIXED += ["seconds_per_epoch", "reason"]
+FIXED += ["seconds_per_epoch", "epochs_completed", "reason"]
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -148,12 +148,14 @@ def grouped_markdown(
     """The table of settings (sweep_summary.md): accuracies as mean ± the half-width of the
     mean's 95% interval over the runs with that setting."""
     cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy", "weights",
-            "multiply_adds", "seconds_per_epoch", "jobs", "reason"]  # fmt: skip
+            "multiply_adds", "seconds_per_epoch", "epochs_completed", "jobs", "reason"]  # fmt: skip
 
     def cell(row: dict[str, Any], col: str) -> str:
         if col.endswith(" accuracy"):
             p = col.split()[0]
             return shown(row[f"{p}_accuracy"], row[f"{p}_low"], row[f"{p}_high"])
+        if col == "epochs_completed" and finite(row.get(col)):
+            return f"{row[col]:.3g}"  # a mean of whole epochs: 10, or 7.33 where runs stopped early
         return _fmt(row.get(col))
 
     what = (
