@@ -61,6 +61,10 @@ class DataConfig:
     negative: list[Any] = field(default_factory=lambda: [0])  # T-shirt/top
     pad_to: Optional[int] = 32
     val_fraction: float = 0.1
+    # training images augmented anew each epoch: mirrored left to right at random (flip), moved
+    # by up to shift pixels each way (edge pixels fill in); validation and test images never
+    flip: bool = False
+    shift: int = 0
     limit_train: Optional[int] = None  # a subset of exactly N, each class in proportion
     limit_test: Optional[int] = None  # likewise
     path: Optional[str] = None  # arrays: the .npz file (gpucnn/data/arrays.py)
@@ -480,6 +484,8 @@ def validate_data(d: DictConfig) -> None:
         raise ConfigError(f"data.pad_to={d.pad_to} must be null or a positive image size")
     if not 0 <= d.val_fraction < 1:
         raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
+    if d.shift < 0:
+        raise ConfigError(f"data.shift={d.shift} must be a number of pixels >= 0")
     for key in ("limit_train", "limit_test"):
         if d[key] is not None and d[key] < 1:
             raise ConfigError(f"data.{key}={d[key]} must be null or a positive number of images")

@@ -151,9 +151,20 @@ class Trainer:
         self.loss = for_outputs(splits.n_outputs)
         self.optimizer = build_optimizer(cfg.optimizer)
         self.schedule = build_schedule(cfg.optimizer, t.epochs)
+        d = cfg.data
+        if d.shift >= min(splits.input_shape[1:]):
+            raise ConfigError(
+                f"data.shift={d.shift} would move the {splits.input_shape[1]}x"
+                f"{splits.input_shape[2]} training images out of themselves: give fewer pixels"
+            )
+        if d.flip and d.name == "mnist":
+            log.warning(
+                "data.flip=true mirrors MNIST's digits, and a mirrored digit is another shape "
+                "(a mirrored 2 is no 2): the model learns both as one class"
+            )
         with config_group("train"):
             self.batches = data.Batches(
-                splits.train, t.batch_size, shuffle=True, drop_last=t.drop_last, seed=t.seed
+                splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift
             )
             check_batches(model, self.batches)
         threads = t.threads if threads is None else threads

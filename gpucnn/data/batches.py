@@ -1,8 +1,9 @@
-"""Mini-batches drawn from a device-resident split, shuffled on the device.
+"""Mini-batches drawn from a device-resident split, shuffled and augmented on the device.
 
 Each epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch e sees the
-same order as one never stopped. Batches are gathered on the device: nothing crosses from the
-host per batch.
+same order as one never stopped; so are its augmentations (random mirror images and shifts of
+the training images), drawn for each place in the epoch. Batches are gathered on the device:
+nothing crosses from the host per batch.
 """
 
 from __future__ import annotations
@@ -14,19 +15,39 @@ from .. import backend
 from ..errors import ConfigError, check_count
 from .prepare import Split
 
+AUGMENT_STREAM = 1 << 40  # added to an epoch's seed: its augmentations' generator, not its order's
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> Any:
     """A permutation of range(n) on the device, seeded by (seed, epoch)."""
     xp = backend.xp()
-    rng = xp.random.default_rng(seed * 100_003 + epoch)
+    rng = xp.random.default_rng(epoch_seed(seed, epoch))
     return xp.argsort(rng.random(n))
+
+
+def shifted(x: Any, shifts: Any, most: int) -> Any:
+    """Images ``x`` (N, C, H, W) moved by ``shifts`` (N, 2) pixels (down, right; each in
+    -most .. most), the pixels moved in copies of the nearest edge pixel."""
+    xp = backend.xp()
+    n, c, h, w = x.shape
+    padded = xp.pad(x, ((0, 0), (0, 0), (most, most), (most, most)), mode="edge")
+    rows = (most - shifts[:, 0])[:, None] + xp.arange(h)  # (N, H): where each output row is
+    cols = (most - shifts[:, 1])[:, None] + xp.arange(w)  # (N, W)
+    images, channels = xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None]
+    return padded[images, channels, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 class Batches:
     """Iterate ``(x, y)`` batches of ``split`` for one epoch.
 
     ``drop_last`` drops a final batch smaller than ``batch_size``; ``shuffle=False`` keeps the
-    stored order (evaluation).
+    stored order (evaluation). ``flip``: each image mirrored left to right with probability
+    1/2; ``shift``: each moved by up to that many pixels down or up and left or right (the
+    edge pixels fill in), both drawn anew each epoch.
     """
 
     def __init__(
@@ -36,8 +57,17 @@ class Batches:
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int = 0,
+        flip: bool = False,
+        shift: int = 0,
     ) -> None:
         check_count(batch_size, "batch_size", "a positive integer", least=1)
+        check_count(shift, "shift", "a number of pixels >= 0", least=0)
+        if shift and shift >= min(split.x.shape[2:]):
+            raise ConfigError(
+                f"shift={shift} would move the {split.x.shape[2]}x{split.x.shape[3]} images "
+                "out of themselves: give fewer pixels",
+                "shift",
+            )
         if drop_last and batch_size > len(split):
             raise ConfigError(
                 f"batch_size={batch_size} is larger than the {len(split)} training images "
@@ -46,6 +76,7 @@ class Batches:
             )
         self.split, self.batch_size = split, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.flip, self.shift = bool(flip), int(shift)
 
     def __len__(self) -> int:
         n, b = len(self.split), self.batch_size
@@ -68,10 +99,28 @@ class Batches:
         if epoch < 0 or start < 0:
             raise ConfigError(f"epoch={epoch} and start={start} must be >= 0: they count from 0")
         order = epoch_order(len(self.split), self.seed, epoch) if self.shuffle else None
+        flips, shifts = self._augmentations(epoch)
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, (i + 1) * self.batch_size
             if order is None:
-                yield self.split.x[lo:hi], self.split.y[lo:hi]
+                x, y = self.split.x[lo:hi], self.split.y[lo:hi]
             else:
                 idx = order[lo:hi]
-                yield self.split.x[idx], self.split.y[idx]
+                x, y = self.split.x[idx], self.split.y[idx]
+            if flips is not None:
+                x = backend.xp().where(flips[lo:hi, None, None, None], x[..., ::-1], x)
+            if shifts is not None:
+                x = shifted(x, shifts[lo:hi], self.shift)
+            yield x, y
+
+    def _augmentations(self, epoch: int) -> tuple[Any, Any]:
+        """(whether to mirror, (N,) bool; pixels to move, (N, 2) int) for each place of
+        ``epoch``, on the device; None for an augmentation not asked for."""
+        if not (self.flip or self.shift):
+            return None, None
+        xp, n = backend.xp(), len(self.split)
+        rng = xp.random.default_rng(epoch_seed(self.seed, epoch) + AUGMENT_STREAM)
+        flips = rng.random(n) < 0.5 if self.flip else None
+        span = 2 * self.shift + 1
+        shifts = (rng.random((n, 2)) * span).astype(xp.int64) - self.shift if self.shift else None
+        return flips, shifts
