@@ -19,6 +19,7 @@ AUGMENT_STREAM = 1 << 40  # added to an epoch's seed: its augmentations' generat
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's draws: one number for (seed, epoch), apart for every pair used."""
     return seed * 100_003 + epoch
 
 
