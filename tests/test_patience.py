@@ -32,7 +32,8 @@ def test_training_stops_after_patience_epochs_and_keeps_the_best_epochs_weights(
         losses = [float(row["val_loss"]) for row in csv.DictReader(f)]
     best = int(np.argmin(losses)) + 1
     assert len(losses) == best + 2 < 10  # stopped two epochs after the lowest loss
-    assert "no lower validation loss in the 2 since epoch" in proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert f"2 epochs without a validation loss below epoch {best}'s (train.patience=2)" in said
     s = summary(run)
     assert (s["kept_epoch"], s["epochs_completed"]) == (best, best + 2)
     with open(run / "metrics.csv") as f:

@@ -30,7 +30,7 @@ from ..train import check_batches, evaluate
 from . import checkpoint
 from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
-from .results import METRICS, split_counts, write_csv
+from .results import METRICS, counted, split_counts, write_csv
 from .rundir import MISSING, as_now
 from .signals import Interrupted, Stops
 
@@ -259,11 +259,13 @@ class Trainer:
             return False
         if self.epoch < self.cfg.train.epochs:
             log.info(
-                "stopping after epoch %d of %d: no lower validation loss in the %d since epoch %d",
+                "stopping after epoch %d of %d: %s without a validation loss below epoch %d's "
+                "(train.patience=%d)",
                 self.epoch,
                 self.cfg.train.epochs,
-                patience,
+                counted(self.epoch - self.best["epoch"], "epoch"),
                 self.best["epoch"],
+                patience,
             )
         return True
 
