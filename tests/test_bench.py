@@ -172,6 +172,11 @@ def test_without_warm_up_no_peak_memory_is_read_and_the_table_says_why():
         ("bench.batch_sizes=[]", "bench.batch_sizes=[]: list positive batch sizes"),
         ("bench.epochs=0", "bench.epochs=0 must be >= 1"),
         ("bench.warmup_epochs=-1", "bench.warmup_epochs=-1 must be >= 0"),
+        ("train.epochs=3", "train.epochs does nothing in the benchmark: bench.epochs and"),
+        ("train.batch_size=32", "train.batch_size does nothing in the benchmark: bench.batch_s"),
+        ("train.patience=2", "train.patience does nothing in the benchmark: both sides train"),
+        ("optimizer.schedule=cosine", "optimizer.schedule does nothing in the benchmark"),
+        ("data.flip=true", "data.flip does nothing in the benchmark"),
     ],
 )
 def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting, says):

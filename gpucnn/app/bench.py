@@ -45,6 +45,17 @@ from .run import CONF_DIR
 
 log = logging.getLogger("gpucnn.bench")
 
+# Settings of a training run that the benchmark does not read: each with what to give instead,
+# or why (both sides train on the same plain batches at a constant rate, so that they compare).
+NOT_BENCHED = {
+    "train.epochs": "bench.epochs and bench.warmup_epochs set its epochs",
+    "train.batch_size": "bench.batch_sizes sets its batch sizes",
+    **dict.fromkeys(
+        ("train.patience", "optimizer.schedule", "data.flip", "data.shift"),
+        "both sides train every epoch on the same plain batches at a constant rate",
+    ),
+}
+
 
 def check_command_line(argv: list[str]) -> str | None:
     """Why the command line cannot run, said before Hydra reads it: an override of no setting
@@ -250,6 +261,9 @@ def peer_tf32(torch: Any) -> dict[str, bool]:
 def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     validate(cfg, BenchConfig)
     check_overrides_read(cfg, overrides)
+    for key in (o.lstrip("+~").partition("=")[0] for o in overrides):
+        if key in NOT_BENCHED:
+            raise ConfigError(f"{key} does nothing in the benchmark: {NOT_BENCHED[key]}")
     b = cfg.bench
     if not b.batch_sizes or min(b.batch_sizes) < 1:
         raise ConfigError(f"bench.batch_sizes={list(b.batch_sizes)}: list positive batch sizes")
