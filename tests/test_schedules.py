@@ -114,3 +114,18 @@ def test_schedule_settings_are_checked_by_key_before_the_run(tmp_path):
         proc = app(*TINY, *args, f"hydra.run.dir={tmp_path / str(n)}")
         assert proc.returncode == 2, proc.stderr
         assert says in proc.stdout + proc.stderr
+
+
+def test_curves_show_the_rate_where_it_was_scheduled(tmp_path, monkeypatch):
+    from gpucnn.app import results
+
+    figures = []
+    monkeypatch.setattr(results, "save_figure", lambda fig, path: figures.append(fig))
+    rows = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": e / 5} for e in (1, 2, 3)]
+    results.plot_curves(tmp_path / "constant.png", rows, "constant")
+    scheduled = [{**row, "lr": 0.01 / row["epoch"]} for row in rows]
+    results.plot_curves(tmp_path / "cosine.png", scheduled, "scheduled")
+    constant, cosine = figures
+    assert len(constant.axes) == 2 and len(cosine.axes) == 3
+    (line,) = cosine.axes[2].get_lines()
+    assert list(line.get_ydata()) == [0.01, 0.005, 0.01 / 3]

@@ -201,13 +201,24 @@ def not_recorded(ax: Any) -> None:
 def plot_curves(
     path: str | os.PathLike, rows: list[dict[str, Any]], title: str, kept: int | None = None
 ) -> None:
-    """Loss and accuracy against epoch, training and validation, side by side; ``kept``: the
-    epoch whose weights the run kept, marked where it is not the last (train.patience)."""
+    """Loss and accuracy against epoch, training and validation, side by side, and the
+    learning rate where it was scheduled (rows with ``lr``); ``kept``: the epoch whose weights
+    the run kept, marked where it is not the last (train.patience)."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    rates = [r.get("lr") for r in rows]
+    scheduled = bool(rows) and all(finite(lr) for lr in rates)
+    fig, axes = plt.subplots(
+        1, 2 + scheduled, figsize=(10 + 4 * scheduled, 4), layout="constrained"
+    )
+    ax_loss, ax_acc = axes[:2]
     epochs = [r["epoch"] for r in rows]
+    if scheduled:
+        axes[2].plot(epochs, rates, "-o", markersize=4)
+        axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate by epoch")
+        axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[2].grid(alpha=0.3)
     for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for split, style in (("train", "-o"), ("val", "--s")):
             values = [r.get(f"{split}_{metric}") for r in rows]
