@@ -30,6 +30,7 @@ def test_each_schedule_gives_each_epoch_its_rate():
     "kwargs, says",
     [
         ({"name": "linear"}, "schedule='linear' is unknown: choose constant, step or cosine"),
+        ({"name": "cosine", "epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"name": "step", "decay": 0}, "decay must be a number in (0, 1], got 0"),
         ({"name": "step", "decay": 1.5}, "decay must be a number in (0, 1], got 1.5"),
         ({"name": "step", "decay_every": 0}, "decay_every must be a positive number of epochs"),
