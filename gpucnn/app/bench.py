@@ -34,6 +34,7 @@ from .config import (
     build_optimizer,
     check_overrides_read,
     config_group,
+    override_key,
     register,
     single_for_list,
     unknown_override,
@@ -261,7 +262,7 @@ def peer_tf32(torch: Any) -> dict[str, bool]:
 def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     validate(cfg, BenchConfig)
     check_overrides_read(cfg, overrides)
-    for key in (o.lstrip("+~").partition("=")[0] for o in overrides):
+    for key in map(override_key, overrides):
         if key in NOT_BENCHED:
             raise ConfigError(f"{key} does nothing in the benchmark: {NOT_BENCHED[key]}")
     b = cfg.bench

@@ -212,11 +212,16 @@ def unread(config: dict[str, Any]) -> set[str]:
     }
 
 
+def override_key(override: str) -> str:
+    """The key of a command-line override as Hydra lists them: ``+train.foo=1`` is train.foo."""
+    return override.lstrip("+~").partition("=")[0]
+
+
 def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """ConfigError for an override (``key=value``, as Hydra lists them) of a key that the
     config's choices do not read, naming the choice that does."""
     for override in overrides:
-        key = override.lstrip("+~").partition("=")[0]
+        key = override_key(override)
         if key not in READ_ONLY_WITH:
             continue
         chooser, readers = READ_ONLY_WITH[key]
