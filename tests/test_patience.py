@@ -124,3 +124,22 @@ def test_a_sweeps_tables_say_how_many_epochs_each_run_and_setting_trained(tmp_pa
     assert float(setting["epochs_completed"]) == sum(trained) / 2
     table = (tmp_path / "sweep_summary.md").read_text()
     assert f"| {sum(trained) / 2:.3g} |" in table
+
+
+def test_the_reports_best_setting_counts_the_epochs_among_its_costs(tmp_path):
+    rates = [a for a in PATIENT if not a.startswith("optimizer.lr")]
+    sweep = tmp_path / "sweep"
+    proc = app(
+        "-m", *rates, "train.epochs=10", "optimizer.lr=0.003,0.002", f"hydra.sweep.dir={sweep}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = tool("report", sweep, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    said = (tmp_path / "report" / "report.md").read_text()
+    (best,) = [line for line in said.splitlines() if line.startswith("Best on average")]
+    lr = best.split("lr=")[1].split()[0]
+    job = next(
+        j for j in ("0", "1") if summary(sweep / j)["config"]["optimizer"]["lr"] == float(lr)
+    )
+    epochs = summary(sweep / job)["epochs_completed"]
+    assert best.endswith(f"s per epoch, over {epochs} epochs on average (train.patience=2).")

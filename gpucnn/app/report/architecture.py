@@ -152,7 +152,7 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
     seconds = statistics.mean(r.summary["seconds_per_epoch"] for r in best)
     text = (
         f"Best on average: {_setting(best, keys)} with test accuracy {accuracy_text(best)}, "
-        f"{', '.join(costs)} and {seconds:.2f} s per epoch."
+        f"{', '.join(costs)} and {seconds:.2f} s per epoch{_epochs_taken(best)}."
     )
     if cheapest is not best:
         text += (
@@ -199,6 +199,16 @@ def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run
 def _count(value: Any) -> str:
     """A count with thousands separators; blank where a run did not record it."""
     return f"{value:,}" if finite(value) else ""
+
+
+def _epochs_taken(runs: list[Run]) -> str:
+    """ ", over 7.5 epochs on average (train.patience=2)" for runs that stop early: the
+    epochs they take are then part of a setting's cost; else ""."""
+    patience = runs[0].summary.get("config", {}).get("train", {}).get("patience")
+    epochs = [r.summary.get("epochs_completed") for r in runs]
+    if patience is None or not all(isinstance(n, int) for n in epochs):
+        return ""
+    return f", over {statistics.mean(epochs):.3g} epochs on average (train.patience={patience})"
 
 
 def _setting(runs: list[Run], keys: list[str]) -> str:
