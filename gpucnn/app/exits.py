@@ -71,10 +71,10 @@ def run_hydra(
             print(f"error: {FILE_SYSTEM_ERROR}: {storage_message(failed)}", file=sys.stderr)
             raise SystemExit(FILE_SYSTEM) from None
         composing = (ConfigCompositionException, OverrideParseException)
-        if exc.code == BUG and isinstance(exc.__context__, composing):
+        if exc.code == BUG and isinstance(failed, composing):
             # An override Hydra could not apply that the check would have refused (one in a
             # preset's sweep): Hydra's last words suggest +key, so the check's reason follows.
-            key = re.match(r"Could not override '([^']+)'", str(exc.__context__))
+            key = re.match(r"Could not override '([^']+)'", str(failed))
             why = check([f"{key[1]}=0"]) if check and key else None
             if why:
                 print(f"error: {why}", file=sys.stderr)
