@@ -58,6 +58,16 @@ class Hooks:
 NO_HOOKS = Hooks()
 
 
+class _Outputs(Hooks):
+    """Keeps each layer's output of a forward pass, in order."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+
+    def forward(self, index: int, layer: Layer, y: Any) -> None:
+        self.outputs.append(y)
+
+
 class Model:
     def __init__(self, layers: list[Layer] | None = None) -> None:
         self.layers: list[Layer] = []
@@ -231,6 +241,14 @@ class Model:
             hooks.forward(i, layer, x)
         self._out = tuple(x.shape)
         return x
+
+    def layer_outputs(self, x: Any) -> list[Any]:
+        """What the network computes on the way: x: (N, *input_shape) -> one array per layer,
+        (N, *shapes[i]), its output in evaluation mode (the feature maps of a Conv, say). Every
+        layer runs on its own (nothing fused), so each output is the layer's own."""
+        seen = _Outputs()
+        self.forward(x, hooks=seen, fuse=False)
+        return seen.outputs
 
     def check_batch(self, x: Any, batch_size: int = 1) -> None:
         """ShapeError, with the fix, unless x is a batch (N, *input_shape), N > 0; InputError

@@ -338,6 +338,23 @@ def test_predict_gives_probabilities_in_batches_without_dropout():
     assert np.array_equal(probs, model.predict(x, batch_size=3))
 
 
+def test_layer_outputs_are_each_layers_own_in_evaluation_mode():
+    rng = np.random.default_rng(1)
+    model = presets.cnn(
+        (1, 12, 12), channels=(3, 4), hidden=(6,), dropout=0.5, n_outputs=3, batch_norm=True
+    )
+    x = rng.normal(size=(2, 1, 12, 12))
+    model.forward(x, training=True)  # batch statistics move away from the initial ones
+    outputs = model.layer_outputs(x)
+    assert [tuple(y.shape[1:]) for y in outputs] == model.shapes
+    inputs = [x, *outputs[:-1]]
+    for layer, given, y in zip(model.layers, inputs, outputs, strict=True):
+        assert np.array_equal(layer.forward(given), y), layer  # not fused, not training
+    relu = [i for i, layer in enumerate(model.layers) if getattr(layer, "name", "") == "relu"]
+    assert relu and all(outputs[i].min() == 0 < outputs[i].max() for i in relu)  # before pools
+    assert np.array_equal(outputs[-1], model.forward(x))
+
+
 def test_batch_norm_buffers_are_saved_loaded_and_counted(tmp_path):
     model = presets.cnn((1, 12, 12), channels=(3, 4), hidden=(6,), n_outputs=2, batch_norm=True)
     kinds = [type(layer).__name__ for layer in model.layers]
