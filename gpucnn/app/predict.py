@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
 from .. import backend, data
 from ..data import edges
@@ -34,6 +35,7 @@ from ..data.images import SUFFIXES, is_image, placement
 from ..data.raw import check_image_type
 from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
+from ..model import Model
 from ..train import predict
 from .config import build_model
 from .evaluate import RunError, load_run
@@ -129,6 +131,24 @@ def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
 def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """One record per image, in order: its name, the predicted class and its probability; or,
     for a file in a folder that could not be read, its name and why it was ``skipped``."""
+    cfg, summary, model = load_model(run_dir)
+    found = read_all(paths, cfg, summary)
+    named = [entry for entry in found if isinstance(entry, tuple)]
+    if not named:
+        raise DataError(f"no readable image in {', '.join(map(str, paths))}")
+    unlike = unlike_training(named, summary)
+    x, loss = prepare(named, cfg, summary), for_outputs(model.output_shape[0])
+    probs = iter(predict(model, loss, x, cfg.train.eval_batch_size))
+    classes = summary["classes"]
+    return [
+        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes, unlike)
+        for entry in found
+    ]
+
+
+def load_model(run_dir: Path) -> tuple[DictConfig, dict[str, Any], Model]:
+    """(the run's config, its summary.json, its trained model on NumPy) for images prepared
+    here; RunError where the summary lacks what preparing them needs (older versions')."""
     cfg, summary, weights = load_run(run_dir, [])
     missing = [key for key in NEEDED if not summary.get(key)]
     if missing:
@@ -136,7 +156,17 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
             f"{run_dir}/summary.json lacks {', '.join(missing)}: train the run again with this "
             "version of gpucnn"
         )
-    # In file order: (name, image, picture) to predict, or a skipped file's record.
+    backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
+    n_outputs = 1 if cfg.data.task == "binary" else len(summary["classes"])
+    model = build_model(cfg.model, summary["input_shape"], n_outputs)
+    model.load(weights)
+    return cfg, summary, model
+
+
+def read_all(paths: list[Path], cfg: DictConfig, summary: dict[str, Any]) -> list[Any]:
+    """In file order: (name, image (C, H, W), picture) for each image read (read_images), or a
+    skipped file's record, for a file in a folder that could not be read (DataError for a file
+    named itself). Images on another scale than the training images' are refused."""
     found: list[Any] = []
     for path, asked in image_files(paths):
         try:
@@ -152,29 +182,22 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
                 np.stack([image for _, image, _ in images]), summary["value_range"], str(path)
             )
         found += images
-    named = [entry for entry in found if isinstance(entry, tuple)]
-    if not named:
-        raise DataError(f"no readable image in {', '.join(map(str, paths))}")
-    unlike = _unlike_training(named, summary)
-    backend.use("numpy", cfg.backend.dtype, cfg.train.seed)
-    classes, norm = summary["classes"], summary["normalisation"]
-    n_outputs = 1 if cfg.data.task == "binary" else len(classes)
-    model = build_model(cfg.model, summary["input_shape"], n_outputs)
-    model.load(weights)
-    x = np.concatenate(  # one by one: files (uint8) and arrays (maybe floats) are scaled apart
+    return found
+
+
+def prepare(named: list[tuple[str, Any, Any]], cfg: DictConfig, summary: dict[str, Any]) -> Any:
+    """The images of ``named`` (read_all's) as the model takes them, (N, *input_shape):
+    scaled, padded and normalised as the run's training images were."""
+    norm = summary["normalisation"]
+    return np.concatenate(  # one by one: files (uint8) and arrays (maybe floats) are scaled apart
         [
             data.preprocess(image[None], cfg.data.pad_to, norm["mean"], norm["std"])
             for _, image, _ in named
         ]
     )
-    probs = iter(predict(model, for_outputs(n_outputs), x, cfg.train.eval_batch_size))
-    return [
-        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes, unlike)
-        for entry in found
-    ]
 
 
-def _unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any]) -> set[str]:
+def unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any]) -> set[str]:
     """The names of the images whose edges are light where the training images' were dark, or
     the other way round (edges.py), said in one warning."""
     trained = summary.get("dark_edges")  # runs of older versions lack it
