@@ -34,7 +34,7 @@ def composed(*overrides):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["evaluate", "predict", "report", "summarize"])
+@pytest.mark.parametrize("name", ["evaluate", "predict", "visualize", "report", "summarize"])
 def test_a_tools_help_shows_its_documentation_as_written(name):
     import importlib
 
@@ -73,8 +73,8 @@ def test_python_m_gpucnn_lists_every_command(capsys):
     assert "COMMAND:" not in given.stderr
     assert main(["train", "x=1"]) == 2
     assert capsys.readouterr().err.endswith(
-        "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, bench, evaluate, predict, report, "
-        "summarize)\n"
+        "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, bench, evaluate, predict, visualize, "
+        "report, summarize)\n"
     )
     assert main(["--version"]) == 0 and capsys.readouterr().out == f"gpucnn {__version__}\n"
 

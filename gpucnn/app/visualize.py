@@ -1,0 +1,317 @@
+"""``python -m gpucnn.visualize RUN_DIR [IMAGE] [--test-image N] [--out DIR]``: what a trained
+run's layers learned, and what they make of one image.
+
+    python -m gpucnn.visualize outputs/runs/<time>                   # its first test image
+    python -m gpucnn.visualize outputs/runs/<time> --test-image 12
+    python -m gpucnn.visualize outputs/runs/<time> shirt.png          # or one image in a .npy
+
+Writes two figures into the run directory (--out DIR chooses):
+
+filters.png: the weights of each Conv layer, a small square for each filter and input channel
+(the first layer's filters of colour images in colour), red positive and blue negative on one
+scale per layer; for a network without Conv layers, each unit of its first Dense layer drawn as
+the image of the weights it gives each pixel.
+
+feature_maps.png: one image on its way through the network: the input as the model takes it
+(padded and normalised), then each layer's output: a row of its channels (the first 16) where
+it keeps a map, a strip where it gives a vector, and the class probabilities. The image is one
+of the run's test split (--test-image, 0 by default) or an image file or .npy array of one
+image, prepared as gpucnn.predict prepares them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ..errors import DataError, GpucnnError
+from ..layers import Activation, Conv, Dense, Dropout, Flatten, Layer
+from ..model import Model
+from . import exits
+from .evaluate import RunError
+from .experiment import load_splits
+from .predict import load_model, prepare, read_all, unlike_training
+from .results import cannot_write, pyplot, save_figure
+
+log = logging.getLogger(__name__)
+
+TILES = 16  # channels drawn per layer of feature_maps.png; filters or units per row of filters.png
+FILTER_ROWS = 8  # filters drawn of a Conv layer with several input channels, one per row
+UNITS = 32  # Dense units drawn as images, for a network without Conv layers
+TILE_INCHES = 0.6  # the side of a filter's square in filters.png
+DIVERGING = "RdBu_r"  # blue negative, white zero, red positive
+GAP = "0.7"  # the grey between a mosaic's tiles
+SAME_VALUES = (Dropout, Flatten)  # at evaluation their output is their input: no row of their own
+
+
+def visualize(
+    run_dir: Path, out: Path, image: Path | None = None, test_image: int = 0
+) -> dict[str, Any]:
+    """Write filters.png and feature_maps.png (see above) into ``out`` for the run in
+    ``run_dir``, of ``image`` or else the test image numbered ``test_image``; returns what was
+    drawn: the image's ``name``, the predicted ``class`` and its ``probability``."""
+    cfg, summary, model = load_model(run_dir)
+    if image is None:
+        x, name = _test_image(run_dir, cfg, summary, test_image)
+    else:
+        x, name = _own_image(image, cfg, summary)
+    outputs = model.layer_outputs(x)
+    probs = _probabilities(outputs[-1][0], model)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_filters(out / "filters.png", model)
+    label = int(probs.argmax())
+    drawn = {"image": name, "class": summary["classes"][label], "probability": float(probs[label])}
+    title = f"{name}: predicted {drawn['class']} ({drawn['probability']:.2f})"
+    plot_feature_maps(out / "feature_maps.png", model, x[0], outputs, summary["classes"], title)
+    return drawn
+
+
+def _test_image(
+    run_dir: Path, cfg: DictConfig, summary: dict[str, Any], index: int
+) -> tuple[Any, str]:
+    """(test image ``index`` of the run's test split as the model takes it, (1, *input_shape);
+    its name, with its class)."""
+    norm = summary["normalisation"]
+    try:
+        test = load_splits(cfg, (norm["mean"], norm["std"]), logged=False).test
+    except GpucnnError as exc:
+        raise RunError(
+            f"the run's test images cannot be loaded ({exc}): or draw an image of your own, "
+            f"python -m gpucnn.visualize {run_dir} IMAGE"
+        ) from None
+    if not 0 <= index < len(test.y):
+        raise DataError(
+            f"--test-image {index}: the run's test split has {len(test.y):,} images: give a "
+            f"number from 0 to {len(test.y) - 1:,}"
+        )
+    true = summary["classes"][int(test.y[index])]
+    return test.x[index : index + 1], f"test image {index} ({true})"
+
+
+def _own_image(path: Path, cfg: DictConfig, summary: dict[str, Any]) -> tuple[Any, str]:
+    """(the image in ``path`` as the model takes it, (1, *input_shape); its name). A file of
+    several images (a .npy stack) is refused, naming how to pick one."""
+    if path.is_dir():
+        raise DataError(f"{path}: a folder: give one image file, or a .npy array of one image")
+    named = read_all([path], cfg, summary)
+    if len(named) != 1:
+        raise DataError(
+            f"{path}: holds {len(named)} images: give one, e.g. np.save('one.npy', x[12])"
+        )
+    unlike_training(named, summary)  # warns where its background is unlike training's
+    return prepare(named, cfg, summary), str(path)
+
+
+def _probabilities(output: Any, model: Model) -> np.ndarray:
+    """The class probabilities of one image from the model's output (its head's): a sigmoid's
+    one output is the positive class's, so the negative class's is 1 minus it."""
+    output = np.asarray(output, dtype=np.float64)
+    return np.array([1 - output[0], output[0]]) if model.head == "sigmoid" else output
+
+
+def plot_filters(path: Path, model: Model) -> None:
+    """filters.png: each Conv layer's weights (W: (O, I, k, k)) as squares; without Conv
+    layers, the first Dense layer's units as images of the input."""
+    sections = [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, Conv)]
+    if not sections:
+        dense = next(i for i, layer in enumerate(model.layers) if isinstance(layer, Dense))
+        sections = [(dense, model.layers[dense])]
+    drawn = [_filter_tiles(i, layer, model) for i, layer in sections]
+    heights = [tiles.shape[0] + 0.6 for _, tiles in drawn]
+    width = max(tiles.shape[1] for _, tiles in drawn)
+    fig, axes = pyplot().subplots(
+        len(drawn),
+        1,
+        figsize=(TILE_INCHES * width + 2, TILE_INCHES * sum(heights)),
+        height_ratios=heights,
+        squeeze=False,
+    )
+    for ax, (title, tiles) in zip(axes[:, 0], drawn, strict=True):
+        if tiles.ndim == 5:  # colour, drawn as it is
+            ax.imshow(mosaic(tiles, blank=1.0))
+        else:
+            scale = float(np.nanmax(np.abs(tiles))) or 1.0
+            shown = ax.imshow(mosaic(tiles), cmap=_gapped(DIVERGING), vmin=-scale, vmax=scale)
+            fig.colorbar(shown, ax=ax, shrink=0.8, label="weight")
+        _bare(ax)
+        ax.set_title(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def _filter_tiles(index: int, layer: Layer, model: Model) -> tuple[str, np.ndarray]:
+    """(a title, the weights as tiles: (rows, cols, h, w), or (rows, cols, h, w, 3) for
+    colour) of a Conv layer, or of a Dense layer that takes the flattened input image."""
+    W = np.asarray(layer.params["W"], dtype=np.float64)
+    if isinstance(layer, Dense):  # W: (C*H*W, units): each unit's weights as an image
+        C, H, Wd = model.input_shape
+        shown = min(layer.params["W"].shape[1], UNITS)
+        images = W[:, :shown].T.reshape(shown, C, H, Wd)
+        title = f"layer {index} Dense: the weights of {_first(shown, W.shape[1], 'unit')}"
+        return title, _rows(_as_tiles(images), TILES)
+    O, I, k, _ = W.shape
+    what = f"layer {index} Conv: {O} filters of {k}x{k}"
+    if I == 1:
+        return f"{what}", _rows(W[:, 0], TILES)
+    if I == 3 and layer is next(lay for lay in model.layers if isinstance(lay, Conv)):
+        return f"{what} over the colour channels", _rows(_as_tiles(W), TILES)
+    rows, cols = min(O, FILTER_ROWS), min(I, TILES)
+    title = (
+        f"{what} over {I} channels: {_first(rows, O, 'filter')} (rows), "
+        f"{_first(cols, I, 'input channel')} (columns)"
+    )
+    return title, W[:rows, :cols]
+
+
+def _as_tiles(images: np.ndarray) -> np.ndarray:
+    """images: (N, C, h, w) -> (N, h, w, 3), each stretched to [0, 1] on its own, for C = 3;
+    else the first channel of each, (N, h, w)."""
+    if images.shape[1] != 3:
+        return images[:, 0]
+    rgb = images.transpose(0, 2, 3, 1)
+    low = rgb.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(rgb.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    return (rgb - low) / span
+
+
+def _rows(tiles: np.ndarray, per_row: int) -> np.ndarray:
+    """tiles: (N, ...) -> (rows, per_row or fewer, ...), the last row filled with NaN
+    (drawn blank)."""
+    cols = min(len(tiles), per_row)
+    rows = -(-len(tiles) // cols)
+    blank = np.full((rows * cols - len(tiles), *tiles.shape[1:]), np.nan)
+    return np.concatenate([tiles, blank]).reshape(rows, cols, *tiles.shape[1:])
+
+
+def mosaic(tiles: np.ndarray, blank: float = np.nan) -> np.ndarray:
+    """tiles: (rows, cols, h, w[, 3]) -> one image (rows * (h + gap) - gap, cols * (w + gap)
+    - gap[, 3]) with ``blank`` (NaN: drawn grey) in the gaps between them, so that a grid
+    of them is drawn at once."""
+    rows, cols, h, w = tiles.shape[:4]
+    gap = max(1, h // 8)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles.shape[4:]), blank)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[r, c]
+    return out
+
+
+def plot_feature_maps(
+    path: Path,
+    model: Model,
+    x: Any,
+    outputs: list[Any],
+    classes: list[str],
+    title: str,
+) -> None:
+    """feature_maps.png: x: (*input_shape), the image as the model takes it, then one row per
+    layer of ``outputs`` (Model.layer_outputs', each (1, *shape)) but those that change no
+    value; the head's output as the class probabilities."""
+    rows = [("input", np.asarray(x, dtype=np.float64))]
+    for i, (layer, y) in enumerate(zip(model.layers, outputs, strict=True)):
+        if not isinstance(layer, SAME_VALUES):
+            rows.append((f"{i} {_kind(layer)}", np.asarray(y[0], dtype=np.float64)))
+    height = 1.1 * len(rows) + 0.6
+    fig, axes = pyplot().subplots(len(rows), 1, figsize=(15, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.6 / height)
+    for r, (ax, (name, values)) in enumerate(zip(axes[:, 0], rows, strict=True)):
+        label = f"{name}\n{tuple(values.shape)}"
+        if model.head and r == len(rows) - 1:
+            probs = _probabilities(values, model)
+            ax.bar(range(len(probs)), probs, color="tab:blue")
+            ax.set_xticks(range(len(probs)), classes, rotation=30, ha="right", fontsize=7)
+            ax.set_ylim(0, 1)
+            label = f"{name}\nprobability"
+        elif values.ndim == 3:  # (C, h, w): the first channels side by side, on one scale
+            low, high = _value_scale(values[:TILES])
+            cmap = "gray" if r == 0 else _cmap(values[:TILES])
+            ax.imshow(mosaic(values[None, :TILES]), cmap=_gapped(cmap), vmin=low, vmax=high)
+            if len(values) > TILES:
+                label += f"\n(first {TILES} of {len(values)})"
+            _bare(ax)
+        else:  # a vector, as a strip
+            low, high = _value_scale(values)
+            ax.imshow(values[None], aspect="auto", cmap=_cmap(values), vmin=low, vmax=high)
+            _bare(ax)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, y=1 - 0.2 / height)
+    save_figure(fig, path)
+
+
+def _gapped(name: str) -> Any:
+    """The colour map ``name``, with the gaps of a mosaic (NaN) in grey: white is a value."""
+    import matplotlib
+
+    return matplotlib.colormaps[name].with_extremes(bad=GAP)
+
+
+def _bare(ax: Any) -> None:
+    """No ticks: an image's pixel numbers say nothing here."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _cmap(values: np.ndarray) -> str:
+    """Signed values diverge from zero (blue negative, red positive); others run dark to light."""
+    return DIVERGING if values.min() < 0 < values.max() else "viridis"
+
+
+def _value_scale(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) to draw ``values`` with: symmetric about zero where they have both signs."""
+    low, high = float(values.min()), float(values.max())
+    if low < 0 < high:
+        return -max(-low, high), max(-low, high)
+    return (low, high) if high > low else (low - 1, high + 1)
+
+
+def _kind(layer: Layer) -> str:
+    """A layer's short name: its type, and which for an activation."""
+    return f"{layer.name}" if isinstance(layer, Activation) else type(layer).__name__
+
+
+def _first(shown: int, total: int, what: str) -> str:
+    """``the 16 filters``, or ``the first 8 of 32 filters``."""
+    if shown == total:
+        return f"the {total} {what}{'s' * (total != 1)}"
+    return f"the first {shown} of {total} {what}s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gpucnn.visualize",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
+    )
+    parser.add_argument("run_dir", type=Path, help="a trained run's directory")
+    parser.add_argument(
+        "image", nargs="?", type=Path, help="an image file or a .npy array of one image"
+    )
+    parser.add_argument(
+        "--test-image", type=int, metavar="N", help="the run's test image N (default 0)"
+    )
+    parser.add_argument("--out", type=Path, help="the folder to write into (default: the run's)")
+    args = parser.parse_args(argv)
+    if args.image is not None and args.test_image is not None:
+        parser.error("give an IMAGE or --test-image N, not both")
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    out = args.out or args.run_dir
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
+        return exits.INVALID_CONFIG
+    try:
+        drawn = visualize(args.run_dir, out, args.image, args.test_image or 0)
+    except GpucnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exits.INVALID_CONFIG
+    except OSError as exc:  # the folder cannot be made or written
+        return cannot_write(out, exc, ", or name another folder with --out")
+    print(
+        f"{out / 'filters.png'}, feature_maps.png: {drawn['image']}, predicted "
+        f"{drawn['class']} ({drawn['probability']:.2f})"
+    )
+    return 0
