@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import backend, kernels
-from .errors import ConfigError, InputError, ShapeError, check_count
+from .errors import ConfigError, InputError, ShapeError, check_count, is_count
 from .fileio import atomic_write
 from .layers import Activation, BatchNorm, Conv, Dropout, Layer, MaxPool, ParamLayer, Shape
 
@@ -115,12 +115,7 @@ class Model:
         (1, 32, 32). Raises ShapeError naming the layer, its index and the shapes."""
         if not self.layers:
             raise ConfigError("the model has no layers: add some with model.add(...)")
-        shape = tuple(int(d) for d in input_shape)
-        if len(shape) > 3:
-            raise ShapeError(
-                f"input_shape {shape} has {len(shape)} axes: it is one sample's shape, (C, H, W) "
-                f"or (features,), without the batch axis: build({shape[1:]})"
-            )
+        shape = sample_shape(input_shape)
         shapes = []
         for i, layer in enumerate(self.layers):
             _check_grads(i, layer)
@@ -132,7 +127,7 @@ class Model:
         for i, layer in enumerate(self.layers[:-1]):
             if isinstance(layer, Activation) and layer.name == "softmax":
                 raise ShapeError(f"layer {i} {layer!r}: softmax is only allowed as the last layer")
-        self.input_shape, self.shapes = tuple(int(d) for d in input_shape), shapes
+        self.input_shape, self.shapes = sample_shape(input_shape), shapes
         return self
 
     def min_training_batch(self) -> tuple[int, str]:
@@ -446,6 +441,33 @@ class Model:
         if "meta" in state:  # a checkpoint's record
             weights = checkpoint_weights(state, CHECKPOINT_BEST) or checkpoint_weights(state)
         self.load_state_dict(weights or state, source=f"the weights in {path}")
+
+
+def sample_shape(value: Any) -> Shape:
+    """``value`` as one sample's shape, a tuple of counts: (C, H, W) or (features,). ShapeError
+    saying what to give for anything else (a number, a batch's shape, a string)."""
+    items = None if isinstance(value, str) else _items(value)
+    if items is None or not all(is_count(d, 1) for d in items):
+        raise ShapeError(
+            f"input_shape {value!r} is not a shape: give one sample's (channels, height, width) "
+            "or (features,), positive counts without the batch axis: (1, 28, 28) or (784,)"
+        )
+    shape = tuple(int(d) for d in items)
+    if not 1 <= len(shape) <= 3:
+        fix = f": build({shape[1:]})" if len(shape) > 3 else ""
+        raise ShapeError(
+            f"input_shape {shape} has {len(shape)} axes: it is one sample's shape, (C, H, W) "
+            f"or (features,), without the batch axis{fix}"
+        )
+    return shape
+
+
+def _items(value: Any) -> list[Any] | None:
+    """The items of a sequence (a tuple, a list, an array); None for anything else."""
+    try:
+        return list(value)
+    except TypeError:
+        return None
 
 
 def checkpoint_weights(arrays: dict[str, Any], prefix: str = CHECKPOINT_PARAMS) -> dict[str, Any]:

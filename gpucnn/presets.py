@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral
+from typing import Any
 
 from .errors import ConfigError, is_count
 from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool
-from .model import Model
+from .model import Model, sample_shape
 
 IntOrList = int | Sequence[int]
 
@@ -42,6 +43,13 @@ def _padding(padding: int | str, k: int) -> int:
     raise ConfigError(f"padding must be same, valid or an integer >= 0, got {padding!r}", "padding")
 
 
+def _check_list(value: Any, key: str, what: str, example: str) -> None:
+    """ConfigError naming ``key`` unless ``value`` is a list or tuple (of ``what``): one
+    number, where a list of them is meant, says how to write the list."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key} takes a list of {what}, got {value!r}: e.g. {key}={example}", key)
+
+
 def _output(model: Model, width: int, n_outputs: int) -> None:
     """The output layer as in the lab: Dense, then sigmoid for one output, softmax for more."""
     model.add(Dense(width, n_outputs))
@@ -59,6 +67,7 @@ def conv_blocks(
     from sizes given once for all blocks or as a list with one per block. Needs no input shape,
     so a config is checked with it before any data is loaded: a list of another length than
     ``channels``, or ``same`` padding of an even filter, raises ConfigError naming the key."""
+    _check_list(channels, "channels", "the output channels of each conv block", "[16, 32]")
     n = len(channels)
     if n == 0:
         raise ConfigError("channels must list at least one conv block", "channels")
@@ -90,7 +99,8 @@ def cnn(
     a BatchNorm between every Conv or hidden Dense and its activation.
     """
     model = Model()
-    shape = tuple(input_shape)
+    shape = sample_shape(input_shape)
+    _check_list(hidden, "hidden", "the widths of the hidden dense layers", "[64]")
     c_in = shape[0]
     for c_out, k, pool, stride, pad in conv_blocks(
         channels, filter_size, pool_size, pool_stride, padding
@@ -125,6 +135,7 @@ def mlp(
 ) -> Model:
     """Flatten, then Dense layers through ``sizes`` (input width first, outputs last);
     ``batch_norm`` puts a BatchNorm between every hidden Dense and its activation."""
+    _check_list(sizes, "sizes", "the input width, then each dense layer's", "[784, 128, 10]")
     if len(sizes) < 2:
         raise ConfigError("sizes needs the input width and at least one layer after it", "sizes")
     model = Model([Flatten()])

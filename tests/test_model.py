@@ -129,6 +129,10 @@ def test_a_batch_of_the_wrong_shape_is_rejected():
 def test_a_batch_shape_given_to_build_an_empty_batch_and_a_number_are_refused():
     with pytest.raises(ShapeError, match=r"\(8, 1, 32, 32\) has 4 axes.*build\(\(1, 32, 32\)\)"):
         presets.lab_cnn3().build((8, 1, 32, 32))
+    for given in (784, "1,28,28", (1, 0, 28), (1.0, 28, 28), True):
+        with pytest.raises(ShapeError, match=r"is not a shape: .* \(1, 28, 28\) or \(784,\)"):
+            Model([Flatten(), Dense(784, 2)]).build(given)
+    assert Model([Flatten(), Dense(16, 2)]).build(np.array([1, 4, 4])).input_shape == (1, 4, 4)
     model = Model([Flatten(), Dense(4, 2)])  # not built: the first batch builds it
     assert model.predict(np.ones((3, 1, 2, 2))).shape == (3, 2)
     empty, no_labels = np.ones((0, 1, 2, 2)), np.zeros(0, np.int64)
@@ -184,6 +188,10 @@ def test_a_batch_of_the_wrong_shape_is_told_how_to_fit(channels, batch, fix):
         (lambda: Model(Flatten()), r"Model takes a list of layers: Model\(\[Flatten\(\), ...\]\)"),
         (lambda: Model().add(Flatten), r"got the class Flatten: add Flatten\(...\)"),
         (lambda: Model([Dense(3, 2), Activation]), r"got the class Activation: add Activation"),
+        (lambda: presets.cnn(channels=8), r"channels takes a list of .*, got 8: .*=\[16, 32\]"),
+        (lambda: presets.cnn(hidden=64), r"hidden takes a list of .*, got 64: e.g. hidden=\[64\]"),
+        (lambda: presets.mlp(784), r"sizes takes a list of .*, got 784: e.g. sizes=\[784, 1"),
+        (lambda: presets.lab_cnn3((1, 32, 32), 10), r"input_shape 10 is not a shape: give one"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(make, match):
