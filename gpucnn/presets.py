@@ -62,11 +62,13 @@ def conv_blocks(
     pool_size: IntOrList,
     pool_stride: IntOrList | None,
     padding: int | str | Sequence[int | str],
+    stride: IntOrList = 1,
 ) -> list[tuple]:
-    """Each conv block's (channels, filter_size, pool_size, pool_stride, padding in pixels),
-    from sizes given once for all blocks or as a list with one per block. Needs no input shape,
-    so a config is checked with it before any data is loaded: a list of another length than
-    ``channels``, or ``same`` padding of an even filter, raises ConfigError naming the key."""
+    """Each conv block's (channels, filter_size, pool_size, pool_stride, padding in pixels,
+    conv stride), from sizes given once for all blocks or as a list with one per block. Needs
+    no input shape, so a config is checked with it before any data is loaded: a list of
+    another length than ``channels``, or ``same`` padding of an even filter, raises
+    ConfigError naming the key."""
     _check_list(channels, "channels", "the output channels of each conv block", "[16, 32]")
     n = len(channels)
     if n == 0:
@@ -75,7 +77,8 @@ def conv_blocks(
     pools = _per_block(pool_size, n, "pool_size")
     strides = _per_block(pool_stride, n, "pool_stride")
     pads = [_padding(pad, k) for pad, k in zip(_per_block(padding, n, "padding"), ks, strict=True)]
-    return list(zip(channels, ks, pools, strides, pads, strict=True))
+    conv_strides = _per_block(stride, n, "stride")
+    return list(zip(channels, ks, pools, strides, pads, conv_strides, strict=True))
 
 
 def cnn(
@@ -91,10 +94,13 @@ def cnn(
     n_outputs: int = 1,
     hidden_activation: str | None = None,
     batch_norm: bool = False,
+    stride: IntOrList = 1,
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
-    ``pool_size`` 0 (or 1) means no pooling in that block; ``dropout`` follows each hidden layer;
+    ``stride`` is each Conv's step (2 halves the map, as a 2x2 pool does, by computing a
+    quarter of the outputs); ``pool_size`` 0 (or 1) means no pooling in that block (an
+    all-convolutional network, with ``stride`` 2); ``dropout`` follows each hidden layer;
     the hidden layers use ``hidden_activation`` (default: ``activation``); ``batch_norm`` puts
     a BatchNorm between every Conv or hidden Dense and its activation.
     """
@@ -102,15 +108,15 @@ def cnn(
     shape = sample_shape(input_shape)
     _check_list(hidden, "hidden", "the widths of the hidden dense layers", "[64]")
     c_in = shape[0]
-    for c_out, k, pool, stride, pad in conv_blocks(
-        channels, filter_size, pool_size, pool_stride, padding
+    for c_out, k, pool, pool_step, pad, step in conv_blocks(
+        channels, filter_size, pool_size, pool_stride, padding, stride
     ):
-        model.add(Conv(k, c_in, c_out, pad=pad))
+        model.add(Conv(k, c_in, c_out, pad=pad, stride=step))
         if batch_norm:
             model.add(BatchNorm(c_out))
         model.add(Activation(activation))
         if pool and pool > 1:
-            model.add(MaxPool(pool, stride))
+            model.add(MaxPool(pool, pool_step))
         c_in = c_out
     model.add(Flatten())
     width = model.build(shape).output_shape[0]

@@ -497,6 +497,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("model.activation=gelu", "model.activation='gelu'"),
         ("model.channels=[]", "model.channels"),
         ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
+        ("model.stride=0", "model.stride=0 is not allowed: use a positive integer"),
         ("model.padding=half", "model.padding='half'"),
         ("data.positive=[0]", r"share classes \[0\]"),
         ("data.positive=[1.5]", r"data.positive: 1.5 is no class; give class numbers 0..9 or"),
@@ -555,6 +556,7 @@ def test_validation_names_the_key(override, match):
         (["optimizer.nesterov=true"], "optimizer.nesterov does nothing with optimizer=adam"),
         (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam reads it"),
         (["model=lab_mlp4", "model.filter_size=5"], r"with model=lab_mlp4 \(model.kind=mlp\)"),
+        (["model=lab_mlp1", "model.stride=2"], r"model.stride does nothing with model=lab_mlp1"),
         (["model=lab_mlp1", "model.hidden_activation=tanh"], "model.hidden_activation does"),
         (["model=lab_mlp4", "train.micro_batch=16"], "train.micro_batch does nothing with model="),
         (["data.image_size=64"], "data.image_size does nothing with data=fashion_mnist_mini"),
@@ -594,6 +596,7 @@ def test_a_run_with_a_setting_its_options_do_not_read_stops_before_data(tmp_path
         ("model.filter_size=[3,5]", "model.filter_size has 2 values but there are 3 conv blocks"),
         ("model.filter_size=4", "model.padding=same needs an odd filter_size"),
         ("model.padding=[1,same]", "model.padding has 2 values but there are 3 conv blocks"),
+        ("model.stride=[1,2]", "model.stride has 2 values but there are 3 conv blocks"),
     ],
 )
 def test_per_block_sizes_are_checked_before_any_data_is_loaded(override, match):

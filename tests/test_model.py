@@ -81,6 +81,20 @@ def test_dense_width_mismatch_names_the_layer_and_the_fix():
         model.build((1, 32, 32))
 
 
+def test_strided_convs_stand_in_for_pools():
+    """An all-convolutional network: each block's Conv steps 2 pixels and no pool follows."""
+    model = presets.cnn((1, 28, 28), channels=(4, 8), stride=2, pool_size=0, n_outputs=3)
+
+    def strides(m):
+        return [layer.stride for layer in m.layers if isinstance(layer, Conv)]
+
+    assert strides(model) == [2, 2] and not any(isinstance(x, MaxPool) for x in model.layers)
+    assert model.shapes[0] == (4, 14, 14) and model.shapes[2] == (8, 7, 7)
+    mixed = presets.cnn((1, 28, 28), channels=(4, 8), stride=[1, 2], pool_size=[2, 0])
+    assert strides(mixed) == [1, 2]
+    assert mixed.output_shape == (1,) and mixed.shapes[4] == (8, 7, 7)
+
+
 def test_a_map_shrunk_to_nothing_is_rejected_at_build_time():
     with pytest.raises(ShapeError, match=r"layer 5 MaxPool.*\(16, 1, 1\)"):
         presets.cnn((1, 8, 8), channels=(8, 16), filter_size=3, pool_size=2, padding="valid")

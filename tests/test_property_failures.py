@@ -31,6 +31,7 @@ RESULTS = ("summary.json", "metrics.csv", "model.npz", checkpoint.CURRENT, check
 SETTINGS = {  # each key's values: good ones and bad ones
     "model.filter_size": ["3", "5", "0", "-2", "41", "4"],
     "model.pool_size": ["0", "2", "3", "40"],
+    "model.stride": ["1", "2", "0", "9"],
     "model.channels": ["[4]", "[4,4]", "[]"],
     "model.dropout": ["0.0", "0.5", "1.5"],
     "optimizer.lr": ["0.001", "0", "-1", "1e6"],

@@ -414,6 +414,7 @@ def architectures(draw):
     return {
         "channels": draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)),
         "filter_size": draw(per_block(st.integers(1, 7))),
+        "stride": draw(per_block(st.integers(1, 3))),
         "pool_size": draw(per_block(st.integers(0, 4))),
         "pool_stride": draw(st.one_of(st.none(), per_block(st.integers(1, 3)))),
         "padding": draw(

@@ -40,6 +40,7 @@ class ModelConfig:
     filter_size: Any = 3  # one int for every conv layer, or a list with one per layer
     pool_size: Any = 2  # int or list; 0 or 1 means no pooling in that block
     pool_stride: Any = None  # null = pool_size
+    stride: Any = 1  # of each Conv: int or list
     padding: Any = "same"  # same, valid, an int, or a list of these
     activation: str = "relu"
     hidden: list[int] = field(default_factory=lambda: [64])
@@ -174,7 +175,15 @@ class BenchConfig(Config):
     bench: BenchSettings = field(default_factory=BenchSettings)
 
 
-_CONV_KEYS = ("channels", "filter_size", "pool_size", "pool_stride", "padding", "hidden_activation")
+_CONV_KEYS = (
+    "channels",
+    "filter_size",
+    "stride",
+    "pool_size",
+    "pool_stride",
+    "padding",
+    "hidden_activation",
+)
 _FOLDER_KEYS = ("channels", "image_size", "fit")
 #: Keys that only some choices read: key -> (the key that chooses, the choices that read it). An
 #: override of one for another choice would change nothing (optimizer=sgd optimizer.momentum=0.9
@@ -320,6 +329,9 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
             "a positive integer",
         )
         _check_per_layer(
+            "model.stride", _plain(m.stride), lambda v: is_count(v, 1), "a positive integer"
+        )
+        _check_per_layer(
             "model.pool_size",
             _plain(m.pool_size),
             lambda v: is_count(v, 0),
@@ -345,6 +357,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
                 _plain(m.pool_size),
                 _plain(m.pool_stride),
                 _plain(m.padding),
+                _plain(m.stride),
             )
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"model.hidden={list(m.hidden)}: list positive layer widths")
@@ -522,6 +535,7 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         outputs,
         m.hidden_activation,
         m.batch_norm,
+        _plain(m.stride),
     )
 
 
