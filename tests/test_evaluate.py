@@ -173,6 +173,19 @@ def test_colour_mistakes_are_drawn_on_the_training_images_scale(tmp_path, monkey
     assert np.allclose(drawn, images[0].transpose(1, 2, 0) / 255)
 
 
+def test_each_mistake_is_shown_with_its_number_in_the_test_split(tmp_path, monkeypatch):
+    images = np.random.default_rng(8).uniform(size=(4, 1, 5, 5))
+    figures = []
+    monkeypatch.setattr(evaluate, "save_figure", lambda figure, path: figures.append(figure))
+    truth, probs = (
+        np.array([0, 1, 1, 0]),
+        np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]),
+    )
+    evaluate._plot_mistakes(tmp_path / "m.png", images, truth, probs, ["a", "b"])
+    titles = [ax.get_title() for ax in figures[0].axes if ax.get_title()]
+    assert titles == ["#1 true b\npred a (0.80)", "#3 true a\npred b (0.60)"]
+
+
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")

@@ -518,8 +518,9 @@ def _plot_mistakes(
     classes: list[str],
     value_range: tuple[float, float] = (0.0, 1.0),
 ) -> None:
-    """The misclassified ``images`` (N, C, H, W) the model was surest about, in a grid;
-    colour images are drawn with ``value_range`` (min, max) as black to white."""
+    """The misclassified ``images`` (N, C, H, W) the model was surest about, in a grid, each
+    with its number in the test split (which ``visualize --test-image`` takes); colour images
+    are drawn with ``value_range`` (min, max) as black to white."""
     guess = probs.argmax(axis=1)
     wrong = np.flatnonzero(guess != truth)
     worst = wrong[np.argsort(-probs[wrong, guess[wrong]], kind="stable")][:MISTAKES_SHOWN]
@@ -537,7 +538,7 @@ def _plot_mistakes(
         else:  # grayscale (or the first channel of others)
             ax.imshow(image[..., 0], cmap="gray")
         ax.set_title(
-            f"true {classes[truth[i]]}\npred {classes[guess[i]]} ({probs[i, guess[i]]:.2f})",
+            f"#{i} true {classes[truth[i]]}\npred {classes[guess[i]]} ({probs[i, guess[i]]:.2f})",
             fontsize=8,
         )
     fig.suptitle(mistakes_title(len(worst), len(wrong), len(truth)))
