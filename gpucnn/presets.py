@@ -12,7 +12,7 @@ from numbers import Integral
 from typing import Any
 
 from .errors import ConfigError, is_count
-from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool
+from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool
 from .model import Model, sample_shape
 
 IntOrList = int | Sequence[int]
@@ -95,6 +95,7 @@ def cnn(
     hidden_activation: str | None = None,
     batch_norm: bool = False,
     stride: IntOrList = 1,
+    global_pool: bool = False,
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
@@ -102,7 +103,9 @@ def cnn(
     quarter of the outputs); ``pool_size`` 0 (or 1) means no pooling in that block (an
     all-convolutional network, with ``stride`` 2); ``dropout`` follows each hidden layer;
     the hidden layers use ``hidden_activation`` (default: ``activation``); ``batch_norm`` puts
-    a BatchNorm between every Conv or hidden Dense and its activation.
+    a BatchNorm between every Conv or hidden Dense and its activation; ``global_pool`` averages
+    each channel of the last map (GlobalAvgPool) where Flatten would keep every position, so
+    the first dense layer weighs channels, not pixels.
     """
     model = Model()
     shape = sample_shape(input_shape)
@@ -118,7 +121,7 @@ def cnn(
         if pool and pool > 1:
             model.add(MaxPool(pool, pool_step))
         c_in = c_out
-    model.add(Flatten())
+    model.add(GlobalAvgPool() if global_pool else Flatten())
     width = model.build(shape).output_shape[0]
     for h in hidden:
         model.add(Dense(width, h))

@@ -557,6 +557,7 @@ def test_validation_names_the_key(override, match):
         (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam reads it"),
         (["model=lab_mlp4", "model.filter_size=5"], r"with model=lab_mlp4 \(model.kind=mlp\)"),
         (["model=lab_mlp1", "model.stride=2"], r"model.stride does nothing with model=lab_mlp1"),
+        (["model=lab_mlp4", "model.global_pool=true"], r"model.global_pool does nothing with"),
         (["model=lab_mlp1", "model.hidden_activation=tanh"], "model.hidden_activation does"),
         (["model=lab_mlp4", "train.micro_batch=16"], "train.micro_batch does nothing with model="),
         (["data.image_size=64"], "data.image_size does nothing with data=fashion_mnist_mini"),

@@ -95,6 +95,17 @@ def test_strided_convs_stand_in_for_pools():
     assert mixed.output_shape == (1,) and mixed.shapes[4] == (8, 7, 7)
 
 
+def test_a_global_pool_feeds_the_dense_layers_each_channels_mean():
+    flat = presets.cnn((1, 16, 16), channels=(4, 8), hidden=(5,), n_outputs=3)
+    pooled = presets.cnn((1, 16, 16), channels=(4, 8), hidden=(5,), n_outputs=3, global_pool=True)
+    assert isinstance(pooled.layers[6], GlobalAvgPool) and isinstance(flat.layers[6], Flatten)
+    assert pooled.layers[7].params["W"].shape == (8, 5)  # a weight per channel, not per pixel
+    assert flat.layers[7].params["W"].shape == (8 * 4 * 4, 5)
+    x = np.random.default_rng(2).normal(size=(2, 1, 16, 16))
+    maps = pooled.layer_outputs(x)[5]
+    assert np.allclose(pooled.layer_outputs(x)[6], maps.mean(axis=(2, 3)))
+
+
 def test_a_map_shrunk_to_nothing_is_rejected_at_build_time():
     with pytest.raises(ShapeError, match=r"layer 5 MaxPool.*\(16, 1, 1\)"):
         presets.cnn((1, 8, 8), channels=(8, 16), filter_size=3, pool_size=2, padding="valid")

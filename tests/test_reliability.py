@@ -415,6 +415,7 @@ def architectures(draw):
         "channels": draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)),
         "filter_size": draw(per_block(st.integers(1, 7))),
         "stride": draw(per_block(st.integers(1, 3))),
+        "global_pool": draw(st.booleans()),
         "pool_size": draw(per_block(st.integers(0, 4))),
         "pool_stride": draw(st.one_of(st.none(), per_block(st.integers(1, 3)))),
         "padding": draw(

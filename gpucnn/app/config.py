@@ -47,6 +47,7 @@ class ModelConfig:
     hidden_activation: Optional[str] = None  # of the dense layers; null: the same as activation
     dropout: float = 0.0
     batch_norm: bool = False  # a BatchNorm between every Conv / hidden Dense and its activation
+    global_pool: bool = False  # each channel's mean (GlobalAvgPool) instead of Flatten
 
 
 @dataclass
@@ -183,6 +184,7 @@ _CONV_KEYS = (
     "pool_stride",
     "padding",
     "hidden_activation",
+    "global_pool",
 )
 _FOLDER_KEYS = ("channels", "image_size", "fit")
 #: Keys that only some choices read: key -> (the key that chooses, the choices that read it). An
@@ -536,6 +538,7 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         m.hidden_activation,
         m.batch_norm,
         _plain(m.stride),
+        m.global_pool,
     )
 
 
