@@ -95,3 +95,17 @@ def test_training_steps_match():
         finals.append(model.state_dict())
     for k in finals[0]:
         assert relative_error(finals[0][k], finals[1][k]) < 1e-3, k
+
+
+def test_layer_outputs_match():
+    """What visualize draws, of a network with strided convolutions and a global pool."""
+    x = np.random.default_rng(2).normal(size=(2, 1, 16, 16)).astype(np.float32)
+    outputs = []
+    for name in ("numpy", "cupy"):
+        backend.use(name, dtype="float32", seed=0)
+        model = presets.cnn(
+            (1, 16, 16), channels=(4, 8), stride=2, pool_size=0, n_outputs=3, global_pool=True
+        )
+        outputs.append([backend.to_host(y) for y in model.layer_outputs(backend.to_device(x))])
+    for i, (on_numpy, on_cupy) in enumerate(zip(*outputs, strict=True)):
+        assert relative_error(on_numpy, on_cupy) < TOL, i
