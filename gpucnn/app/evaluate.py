@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import logging
 import re
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from . import checkpoint, exits
+from . import checkpoint
 from .config import (
     Config,
     build_model,
@@ -52,7 +51,6 @@ from .config import (
 )
 from .experiment import load_raw, load_splits
 from .results import (
-    cannot_write,
     counted,
     finite,
     flat,
@@ -61,6 +59,7 @@ from .results import (
     run_dirs,
     save_figure,
     split_counts,
+    write_into,
 )
 from .trainer import images_changed, images_record
 
@@ -588,16 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     shown.setFormatter(_WarningsMarked())
     logging.basicConfig(level=logging.INFO, handlers=[shown])
     out = args.out or output_dir(args.run_dir, args.overrides)
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
-        return exits.INVALID_CONFIG
-    try:
-        record = evaluate_run(args.run_dir, args.overrides, out)
-    except GpucnnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exits.INVALID_CONFIG
-    except OSError as exc:  # the folder cannot be made or written
-        return cannot_write(out, exc, ", or name another folder with --out")
+    record, failed = write_into(out, lambda: evaluate_run(args.run_dir, args.overrides, out))
+    if failed:
+        return failed
     print(
         f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
         f"{record['test_images']:,} images: "

@@ -10,11 +10,13 @@ import math
 import os
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from ..errors import GpucnnError
 from ..fileio import atomic_write, is_locked, write_text
 from . import exits
 
@@ -61,6 +63,22 @@ def cannot_write(where: Path, exc: OSError, more: str) -> int:
         file=sys.stderr,
     )
     return exits.FILE_SYSTEM
+
+
+def write_into(out: Path, work: Callable[[], Any]) -> tuple[Any, int]:
+    """(what ``work`` returns, 0) for a command's work that writes its files into the folder
+    ``out``; or (None, the exit code) after one line on stderr saying why not: ``out`` is a
+    file, the work refused its input (GpucnnError), or ``out`` cannot be made or written."""
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
+        return None, exits.INVALID_CONFIG
+    try:
+        return work(), 0
+    except GpucnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, exits.INVALID_CONFIG
+    except OSError as exc:  # the folder cannot be made or written
+        return None, cannot_write(out, exc, ", or name another folder with --out")
 
 
 def setting_text(value: Any) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,10 @@ from omegaconf import DictConfig
 from ..errors import DataError, GpucnnError
 from ..layers import Activation, Conv, Dense, Dropout, Flatten, Layer
 from ..model import Model
-from . import exits
 from .evaluate import RunError
 from .experiment import load_splits
 from .predict import load_model, prepare, read_all, unlike_training
-from .results import cannot_write, pyplot, save_figure
+from .results import pyplot, save_figure, write_into
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give an IMAGE or --test-image N, not both")
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     out = args.out or args.run_dir
-    if out.exists() and not out.is_dir():
-        print(f"error: --out {out} is a file, not a directory: name a folder", file=sys.stderr)
-        return exits.INVALID_CONFIG
-    try:
-        drawn = visualize(args.run_dir, out, args.image, args.test_image or 0)
-    except GpucnnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exits.INVALID_CONFIG
-    except OSError as exc:  # the folder cannot be made or written
-        return cannot_write(out, exc, ", or name another folder with --out")
+    drawn, failed = write_into(
+        out, lambda: visualize(args.run_dir, out, args.image, args.test_image or 0)
+    )
+    if failed:
+        return failed
     print(
         f"{out / 'filters.png'}, feature_maps.png: {drawn['image']}, predicted "
         f"{drawn['class']} ({drawn['probability']:.2f})"
