@@ -8,6 +8,7 @@ import pytest
 from gpucnn import Activation, Conv, Dense, Dropout, Flatten, MaxPool, Model, backend
 from gpucnn.app import evaluate, predict, visualize
 from gpucnn.app.experiment import load_splits
+from gpucnn.errors import DataError
 
 from .helpers import TINY, app, tool
 
@@ -35,6 +36,10 @@ def test_a_test_image_is_drawn_as_evaluate_classified_it(run_dir, tmp_path):
         assert f"test image {index} ({true}), predicted {guess} (" in proc.stdout
         for name in ("filters.png", "feature_maps.png"):
             assert (out / name).read_bytes().startswith(b"\x89PNG")
+    first_bag = int(np.flatnonzero(test.y == record["classes"].index("Bag"))[0])
+    for asked in ("Bag", "bag", "8"):
+        proc = tool("visualize", run_dir, "--class", asked, "--out", tmp_path / "bag")
+        assert f"test image {first_bag} (Bag), predicted " in proc.stdout, proc.stderr
     assert tool("visualize", run_dir).returncode == 0  # into the run's folder, test image 0
     assert (run_dir / "feature_maps.png").is_file() and (run_dir / "filters.png").is_file()
 
@@ -79,7 +84,11 @@ def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path):
         (("--test-image", -1), "give a number from 0 to 99"),
         ((tmp_path / "stack.npy",), "holds 3 images: give one, e.g. np.save('one.npy', x[12])"),
         ((tmp_path,), "a folder: give one image file, or a .npy array of one image"),
-        ((tmp_path / "stack.npy", "--test-image", 2), "give an IMAGE or --test-image N, not both"),
+        ((tmp_path / "stack.npy", "--test-image", 2), "give an IMAGE or a test image (--test"),
+        ((tmp_path / "stack.npy", "--class", "Bag"), "give an IMAGE or a test image (--test"),
+        (("--class", "Bag", "--test-image", 2), "--test-image: not allowed with argument --class"),
+        (("--class", "Sneakr"), "no such class (did you mean 'Sneaker'?): give one of 0=T-shirt"),
+        (("--class", "10"), "--class 10: the run has no such class: give one of 0=T-shirt/top"),
         (("--out", tmp_path / "notes.txt"), "is a file, not a directory"),
     ):  # fmt: skip
         proc = tool("visualize", run_dir, *args)
@@ -171,3 +180,11 @@ def test_a_mosaic_holds_each_tile_in_its_place_with_gaps_between():
     assert np.isnan(image).sum() == image.size - tiles.size
     rgb = visualize.mosaic(np.random.default_rng(7).uniform(size=(1, 2, 3, 3, 3)), blank=1.0)
     assert rgb.shape == (3, 7, 3) and (rgb[:, 3] == 1.0).all()
+
+
+def test_a_class_named_by_digits_is_found_by_its_name_first():
+    labels = np.array([2, 0, 1, 0])
+    assert visualize._first_of_class("10", ["5", "10", "20"], labels) == 2  # the name "10"
+    assert visualize._first_of_class("0", ["5", "10", "20"], labels) == 1  # no such name: number
+    with pytest.raises(DataError, match="holds no image of it"):
+        visualize._first_of_class("b", ["a", "b", "c", "d"], labels[:2])

@@ -3,6 +3,7 @@ run's layers learned, and what they make of one image.
 
     python -m gpucnn.visualize outputs/runs/<time>                   # its first test image
     python -m gpucnn.visualize outputs/runs/<time> --test-image 12
+    python -m gpucnn.visualize outputs/runs/<time> --class Sneaker
     python -m gpucnn.visualize outputs/runs/<time> shirt.png          # or one image in a .npy
 
 Writes two figures into the run directory (--out DIR chooses):
@@ -15,8 +16,8 @@ the image of the weights it gives each pixel.
 feature_maps.png: one image on its way through the network: the input as the model takes it
 (padded and normalised), then each layer's output: a row of its channels (the first 16) where
 it keeps a map, a strip where it gives a vector, and the class probabilities. The image is one
-of the run's test split (--test-image, 0 by default) or an image file or .npy array of one
-image, prepared as gpucnn.predict prepares them.
+of the run's test split (--test-image N, 0 by default, or --class NAME: its first of that class)
+or an image file or .npy array of one image, prepared as gpucnn.predict prepares them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from ..errors import DataError, GpucnnError
+from .. import backend
+from ..errors import DataError, GpucnnError, did_you_mean
 from ..layers import Activation, Conv, Dense, Dropout, Flatten, Layer
 from ..model import Model
 from .evaluate import RunError
@@ -49,14 +51,19 @@ SAME_VALUES = (Dropout, Flatten)  # at evaluation their output is their input: n
 
 
 def visualize(
-    run_dir: Path, out: Path, image: Path | None = None, test_image: int = 0
+    run_dir: Path,
+    out: Path,
+    image: Path | None = None,
+    test_image: int = 0,
+    of_class: str | None = None,
 ) -> dict[str, Any]:
     """Write filters.png and feature_maps.png (see above) into ``out`` for the run in
-    ``run_dir``, of ``image`` or else the test image numbered ``test_image``; returns what was
+    ``run_dir``, of ``image``, or else of the first test image of the class ``of_class`` (a
+    name or number), or else of the test image numbered ``test_image``; returns what was
     drawn: the image's ``name``, the predicted ``class`` and its ``probability``."""
     cfg, summary, model = load_model(run_dir)
     if image is None:
-        x, name = _test_image(run_dir, cfg, summary, test_image)
+        x, name = _test_image(run_dir, cfg, summary, test_image, of_class)
     else:
         x, name = _own_image(image, cfg, summary)
     outputs = model.layer_outputs(x)
@@ -71,10 +78,10 @@ def visualize(
 
 
 def _test_image(
-    run_dir: Path, cfg: DictConfig, summary: dict[str, Any], index: int
+    run_dir: Path, cfg: DictConfig, summary: dict[str, Any], index: int, of_class: str | None
 ) -> tuple[Any, str]:
-    """(test image ``index`` of the run's test split as the model takes it, (1, *input_shape);
-    its name, with its class)."""
+    """(test image ``index`` of the run's test split, or its first of the class ``of_class``,
+    as the model takes it, (1, *input_shape); its name, with its class)."""
     norm = summary["normalisation"]
     try:
         test = load_splits(cfg, (norm["mean"], norm["std"]), logged=False).test
@@ -83,6 +90,8 @@ def _test_image(
             f"the run's test images cannot be loaded ({exc}): or draw an image of your own, "
             f"python -m gpucnn.visualize {run_dir} IMAGE"
         ) from None
+    if of_class is not None:
+        index = _first_of_class(of_class, summary["classes"], backend.to_host(test.y))
     if not 0 <= index < len(test.y):
         raise DataError(
             f"--test-image {index}: the run's test split has {len(test.y):,} images: give a "
@@ -90,6 +99,23 @@ def _test_image(
         )
     true = summary["classes"][int(test.y[index])]
     return test.x[index : index + 1], f"test image {index} ({true})"
+
+
+def _first_of_class(asked: str, classes: list[str], labels: np.ndarray) -> int:
+    """The number of the first test image of the class ``asked``: one of ``classes`` by name
+    (any case), else by number. DataError naming the classes for another."""
+    names = {name.lower(): label for label, name in enumerate(classes)}
+    label = names.get(asked.lower(), int(asked) if asked.isdigit() else None)
+    if label is None or label >= len(classes):
+        listed = ", ".join(f"{i}={name}" for i, name in enumerate(classes))
+        raise DataError(
+            f"--class {asked}: the run has no such class{did_you_mean(asked, classes)}: give "
+            f"one of {listed}"
+        )
+    found = np.flatnonzero(labels == label)
+    if not len(found):
+        raise DataError(f"--class {asked}: the run's test split holds no image of it")
+    return int(found[0])
 
 
 def _own_image(path: Path, cfg: DictConfig, summary: dict[str, Any]) -> tuple[Any, str]:
@@ -289,17 +315,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "image", nargs="?", type=Path, help="an image file or a .npy array of one image"
     )
-    parser.add_argument(
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--test-image", type=int, metavar="N", help="the run's test image N (default 0)"
+    )
+    chosen.add_argument(
+        "--class", dest="of_class", metavar="NAME", help="the run's first test image of a class"
     )
     parser.add_argument("--out", type=Path, help="the folder to write into (default: the run's)")
     args = parser.parse_args(argv)
-    if args.image is not None and args.test_image is not None:
-        parser.error("give an IMAGE or --test-image N, not both")
+    if args.image is not None and (args.test_image is not None or args.of_class is not None):
+        parser.error("give an IMAGE or a test image (--test-image N, --class NAME), not both")
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     out = args.out or args.run_dir
     drawn, failed = write_into(
-        out, lambda: visualize(args.run_dir, out, args.image, args.test_image or 0)
+        out,
+        lambda: visualize(args.run_dir, out, args.image, args.test_image or 0, args.of_class),
     )
     if failed:
         return failed
