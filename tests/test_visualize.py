@@ -5,7 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from gpucnn import Activation, Conv, Dense, Dropout, Flatten, MaxPool, Model, backend
+from gpucnn import (
+    Activation,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool,
+    Model,
+    backend,
+)
 from gpucnn.app import evaluate, predict, visualize
 from gpucnn.app.experiment import load_splits
 from gpucnn.errors import DataError
@@ -154,17 +164,21 @@ def test_feature_maps_show_each_layer_that_changes_values_and_the_class_probabil
     outputs = model.layer_outputs(x)
     figures = []
     monkeypatch.setattr(visualize, "save_figure", lambda figure, path: figures.append(figure))
-    visualize.plot_feature_maps(tmp_path / "f.png", model, x[0], outputs, ["no", "yes"], "t")
+    gradient = ("the yes score", visualize.input_gradient(model, x, 1))
+    visualize.plot_feature_maps(
+        tmp_path / "f.png", model, x[0], outputs, ["no", "yes"], "t", gradient
+    )
     axes = figures[0].axes
     labels = [ax.get_ylabel() for ax in axes if ax.get_ylabel()]
     assert labels == [
         "input\n(1, 6, 6)",
+        "gradient of\nthe yes score\n(1, 6, 6)",
         "0 Conv\n(20, 6, 6)\n(first 16 of 20)",
         "1 relu\n(20, 6, 6)\n(first 16 of 20)",
         "4 Dense\n(1,)",
         "5 sigmoid\nprobability",
     ]
-    drawn = np.ma.filled(axes[1].images[0].get_array(), np.nan)
+    drawn = np.ma.filled(axes[2].images[0].get_array(), np.nan)
     assert np.array_equal(drawn, visualize.mosaic(outputs[0][:, :16]), equal_nan=True)
     p = float(outputs[-1][0, 0])
     assert [bar.get_height() for bar in axes[-1].patches] == pytest.approx([1 - p, p])
@@ -188,3 +202,36 @@ def test_a_class_named_by_digits_is_found_by_its_name_first():
     assert visualize._first_of_class("0", ["5", "10", "20"], labels) == 1  # no such name: number
     with pytest.raises(DataError, match="holds no image of it"):
         visualize._first_of_class("b", ["a", "b", "c", "d"], labels[:2])
+
+
+@pytest.mark.parametrize("head,label", [("softmax", 2), ("sigmoid", 1), ("sigmoid", 0)])
+def test_the_input_gradient_is_the_slope_of_the_class_score(head, label):
+    """Central differences of the class's logit (minus the one logit for a sigmoid's negative
+    class), in evaluation mode: Dropout passes all, BatchNorm uses its running statistics."""
+    outputs = 3 if head == "softmax" else 1
+    model = _model(
+        (2, 5, 5),
+        Conv(3, 2, 3, pad=1),
+        BatchNorm(3),
+        Activation("tanh"),
+        Dropout(0.5),
+        Flatten(),
+        Dense(75, outputs),
+        Activation(head),
+    )
+    rng = np.random.default_rng(9)
+    model.forward(rng.normal(size=(4, 2, 5, 5)), training=True)  # running statistics move
+    x = rng.normal(size=(1, 2, 5, 5))
+    gradient = visualize.input_gradient(model, x, label)
+
+    def score(x):
+        logits = model.forward(x, logits=True)[0]
+        return logits[label] if outputs > 1 else logits[0] * (1 if label else -1)
+
+    step, slopes = 1e-6, np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += step
+        down[i] -= step
+        slopes[i] = (score(up) - score(down)) / (2 * step)
+    assert np.allclose(gradient, slopes[0], atol=1e-7) and np.abs(gradient).max() > 1e-3

@@ -1,4 +1,4 @@
-"""``python -m gpucnn.visualize RUN_DIR [IMAGE] [--test-image N] [--out DIR]``: what a trained
+"""``python -m gpucnn.visualize RUN_DIR [IMAGE] [--test-image N | --class NAME]``: what a trained
 run's layers learned, and what they make of one image.
 
     python -m gpucnn.visualize outputs/runs/<time>                   # its first test image
@@ -14,8 +14,10 @@ scale per layer; for a network without Conv layers, each unit of its first Dense
 the image of the weights it gives each pixel.
 
 feature_maps.png: one image on its way through the network: the input as the model takes it
-(padded and normalised), then each layer's output: a row of its channels (the first 16) where
-it keeps a map, a strip where it gives a vector, and the class probabilities. The image is one
+(padded and normalised) and the gradient of the predicted class's score with respect to it (red
+where a brighter pixel raises the score, blue where it lowers it), then each layer's output: a
+row of its channels (the first 16) where it keeps a map, a strip where it gives a vector, and
+the class probabilities. The image is one
 of the run's test split (--test-image N, 0 by default, or --class NAME: its first of that class)
 or an image file or .npy array of one image, prepared as gpucnn.predict prepares them.
 """
@@ -73,8 +75,26 @@ def visualize(
     label = int(probs.argmax())
     drawn = {"image": name, "class": summary["classes"][label], "probability": float(probs[label])}
     title = f"{name}: predicted {drawn['class']} ({drawn['probability']:.2f})"
-    plot_feature_maps(out / "feature_maps.png", model, x[0], outputs, summary["classes"], title)
+    gradient = ("the " + drawn["class"] + " score", input_gradient(model, x, label))
+    plot_feature_maps(
+        out / "feature_maps.png", model, x[0], outputs, summary["classes"], title, gradient
+    )
     return drawn
+
+
+def input_gradient(model: Model, x: Any, label: int) -> np.ndarray:
+    """x: (1, *input_shape) -> (*input_shape): the gradient of class ``label``'s score (its
+    logit) with respect to each input value, the backward pass run for one image: where the
+    image would have to change to raise the score most (a saliency map). A sigmoid's one
+    logit scores the positive class; the negative class's score is minus it."""
+    logits = backend.to_host(model.forward(x, logits=True))
+    wanted = np.zeros_like(logits)
+    if wanted.shape[1] == 1:
+        wanted[0, 0] = 1.0 if label == 1 else -1.0
+    else:
+        wanted[0, label] = 1.0
+    dx = model.backward(backend.to_device(wanted), logits=True, evaluation=True)
+    return np.asarray(backend.to_host(dx)[0], dtype=np.float64)
 
 
 def _test_image(
@@ -232,11 +252,14 @@ def plot_feature_maps(
     outputs: list[Any],
     classes: list[str],
     title: str,
+    gradient: tuple[str, np.ndarray],
 ) -> None:
-    """feature_maps.png: x: (*input_shape), the image as the model takes it, then one row per
-    layer of ``outputs`` (Model.layer_outputs', each (1, *shape)) but those that change no
-    value; the head's output as the class probabilities."""
-    rows = [("input", np.asarray(x, dtype=np.float64))]
+    """feature_maps.png: x: (*input_shape), the image as the model takes it, and ``gradient``
+    (what it is the gradient of, input_gradient's), then one row per layer of ``outputs``
+    (Model.layer_outputs', each (1, *shape)) but those that change no value; the head's
+    output as the class probabilities."""
+    of, values = gradient
+    rows = [("input", np.asarray(x, dtype=np.float64)), (f"gradient of\n{of}", values)]
     for i, (layer, y) in enumerate(zip(model.layers, outputs, strict=True)):
         if not isinstance(layer, SAME_VALUES):
             rows.append((f"{i} {_kind(layer)}", np.asarray(y[0], dtype=np.float64)))
