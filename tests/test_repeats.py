@@ -355,6 +355,17 @@ def test_a_list_setting_is_named_as_the_overrides_write_it():
     assert effect.sentence().startswith("positive [Shirt, Coat] vs [Shirt]: +2.0 points")
 
 
+def test_a_switch_is_compared_with_it_off():
+    """True, the shorter word, came first: batch_norm False was the effect, True its base."""
+    runs = [
+        {"settings": {"batch_norm": on}, "seed": seed, "accuracy": 0.8 + seed / 100 + 0.03 * on}
+        for seed in range(3)
+        for on in (True, False)
+    ]
+    (effect,) = effects(runs, "batch_norm")
+    assert effect.sentence().startswith("batch_norm True vs False: +3.0 points")
+
+
 def test_settings_with_the_same_accuracy_in_every_pair_are_not_said_to_need_more_pairs():
     runs = [
         {"settings": {"filter_size": k}, "seed": seed, "accuracy": acc}

@@ -64,13 +64,17 @@ def pairs_needed(mean: float, sd: float) -> int | None:
     return None
 
 
+SWITCH = {"false": 0, "true": 1}  # a boolean setting's values, in order
+
+
 def ordered(values: set[str]) -> list[str]:
-    """A setting's values in their natural order: numbers by size (0.001 before 0.01), the
-    rest shortest first ([16,32] before [16,32,64])."""
+    """A setting's values in their natural order: numbers by size (0.001 before 0.01), False
+    before True (off is what a switch is compared with), the rest shortest first ([16,32]
+    before [16,32,64])."""
     try:
         return sorted(values, key=float)
     except ValueError:
-        return sorted(values, key=lambda v: (len(v), v))
+        return sorted(values, key=lambda v: (SWITCH.get(v.lower(), len(SWITCH)), len(v), v))
 
 
 def effects(runs: list[dict[str, Any]], key: str) -> list[Effect]:
