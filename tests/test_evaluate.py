@@ -267,6 +267,15 @@ def test_a_run_that_did_not_finish_is_evaluated_at_its_last_checkpoint(run_dir, 
     (stopped / "checkpoint.prev.npz").unlink(missing_ok=True)
     proc = tool("evaluate", stopped)
     assert proc.returncode == 2 and "has no model.npz and no checkpoint" in proc.stderr
+    refused = tmp_path / "refused"  # a run refused before training says why in its summary
+    proc = app(*TINY, "train.batch_size=1000", f"hydra.run.dir={refused}")
+    assert proc.returncode == 2
+    for command, *images in (("evaluate",), ("predict", image), ("visualize",)):
+        proc = tool(command, refused, *images)
+        assert proc.returncode == 2 and (
+            "the run stopped before writing either (it ended invalid_config: "
+            "train.batch_size=1000 is larger than the" in proc.stderr
+        ), (command, proc.stderr)
 
 
 def test_an_evaluation_that_cannot_be_written_is_one_line_and_exit_7(run_dir, tmp_path):

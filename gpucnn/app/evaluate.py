@@ -93,7 +93,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
             )
     if not summary or not isinstance(summary.get("config"), dict):
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
-    weights = weights_file(run_dir)
+    weights = weights_file(run_dir, summary)
     cfg = _saved_config(run_dir, summary["config"])
     trained_on = cfg.data.copy()
     groups = [o for o in overrides if o.startswith("data=")]
@@ -161,16 +161,20 @@ def _the_runs_classes(cfg: DictConfig, summary: dict[str, Any], overrides: list[
         ) from None
 
 
-def weights_file(run_dir: Path) -> Path:
+def weights_file(run_dir: Path, summary: dict[str, Any]) -> Path:
     """The run's final weights, model.npz; for a run stopped before it wrote them (or made with
     train.save_model=false), its last checkpoint's (which hold the best epoch's with
-    train.patience: Model.load takes those), with a warning. RunError if neither."""
+    train.patience: Model.load takes those), with a warning. RunError if neither, saying how
+    the run ended (its ``summary``'s status and reason)."""
     final, last = run_dir / "model.npz", run_dir / checkpoint.CURRENT
     if final.is_file():
         return final
     if not last.is_file():
+        status, reason = summary.get("status"), summary.get("reason")
+        ended = f" (it ended {status}: {reason})" if status and reason else ""
         raise RunError(
-            f"{run_dir} has no model.npz and no checkpoint: the run stopped before writing either"
+            f"{run_dir} has no model.npz and no checkpoint: the run stopped before writing "
+            f"either{ended}"
         )
     log.warning(
         "%s has no model.npz (the run did not finish, or train.save_model=false): using the "
