@@ -17,9 +17,9 @@ feature_maps.png: one image on its way through the network: the input as the mod
 (padded and normalised) and the gradient of the predicted class's score with respect to it (red
 where a brighter pixel raises the score, blue where it lowers it), then each layer's output: a
 row of its channels (the first 16) where it keeps a map, a strip where it gives a vector, and
-the class probabilities. The image is one
-of the run's test split (--test-image N, 0 by default, or --class NAME: its first of that class)
-or an image file or .npy array of one image, prepared as gpucnn.predict prepares them.
+the class probabilities. The image is one of the run's test split (--test-image N, 0 by
+default, or --class NAME: its first of that class) or an image file or .npy array of one image,
+prepared as gpucnn.predict prepares them.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from .evaluate import RunError
 from .experiment import load_splits
 from .predict import load_model, prepare, read_all, unlike_training
 from .results import pyplot, save_figure, write_into
-
-log = logging.getLogger(__name__)
 
 TILES = 16  # channels drawn per layer of feature_maps.png; filters or units per row of filters.png
 FILTER_ROWS = 8  # filters drawn of a Conv layer with several input channels, one per row
