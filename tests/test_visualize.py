@@ -141,6 +141,21 @@ def test_a_network_without_conv_layers_draws_its_first_dense_units_as_images():
     assert np.array_equal(tiles[1, 3], W[:, 19].reshape(4, 5))
 
 
+def test_filters_png_of_a_network_without_conv_layers_shows_its_first_dense_units(
+    tmp_path, monkeypatch
+):
+    model = _model((1, 4, 5), Flatten(), Dense(20, 3), Activation("relu"), Dense(3, 2))
+    figures = []
+    monkeypatch.setattr(visualize, "save_figure", lambda figure, path: figures.append(figure))
+    visualize.plot_filters(tmp_path / "f.png", model)
+    ax = figures[0].axes[0]
+    assert ax.get_title() == "layer 1 Dense: the weights of the 3 units"
+    W = model.layers[1].params["W"]
+    tiles = W.T.reshape(1, 3, 4, 5)
+    drawn = np.ma.filled(ax.images[0].get_array(), np.nan)
+    assert np.array_equal(drawn, visualize.mosaic(tiles), equal_nan=True)
+
+
 def test_one_conv_layers_filters_fill_rows_and_leave_the_rest_blank():
     model = _model((1, 6, 6), Conv(3, 1, 20), Flatten(), Dense(320, 2))
     _, tiles = visualize._filter_tiles(0, model.layers[0], model)
