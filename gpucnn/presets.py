@@ -50,9 +50,9 @@ def _check_list(value: Any, key: str, what: str, example: str) -> None:
         raise ConfigError(f"{key} takes a list of {what}, got {value!r}: e.g. {key}={example}", key)
 
 
-def _output(model: Model, width: int, n_outputs: int) -> None:
+def _output(model: Model, width: int, n_outputs: int, init: str) -> None:
     """The output layer as in the lab: Dense, then sigmoid for one output, softmax for more."""
-    model.add(Dense(width, n_outputs))
+    model.add(Dense(width, n_outputs, init=init))
     model.add(Activation("sigmoid" if n_outputs == 1 else "softmax"))
 
 
@@ -96,6 +96,7 @@ def cnn(
     batch_norm: bool = False,
     stride: IntOrList = 1,
     global_pool: bool = False,
+    init: str = "auto",
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
@@ -105,7 +106,9 @@ def cnn(
     the hidden layers use ``hidden_activation`` (default: ``activation``); ``batch_norm`` puts
     a BatchNorm between every Conv or hidden Dense and its activation; ``global_pool`` averages
     each channel of the last map (GlobalAvgPool) where Flatten would keep every position, so
-    the first dense layer weighs channels, not pixels.
+    the first dense layer weighs channels, not pixels; ``init`` draws every Conv's and Dense's
+    weights with one scheme (he, glorot), or ``auto``: each its own, He before ReLU, Glorot
+    before sigmoid and tanh.
     """
     model = Model()
     shape = sample_shape(input_shape)
@@ -114,7 +117,7 @@ def cnn(
     for c_out, k, pool, pool_step, pad, step in conv_blocks(
         channels, filter_size, pool_size, pool_stride, padding, stride
     ):
-        model.add(Conv(k, c_in, c_out, pad=pad, stride=step))
+        model.add(Conv(k, c_in, c_out, pad=pad, stride=step, init=init))
         if batch_norm:
             model.add(BatchNorm(c_out))
         model.add(Activation(activation))
@@ -124,14 +127,14 @@ def cnn(
     model.add(GlobalAvgPool() if global_pool else Flatten())
     width = model.build(shape).output_shape[0]
     for h in hidden:
-        model.add(Dense(width, h))
+        model.add(Dense(width, h, init=init))
         if batch_norm:
             model.add(BatchNorm(h))
         model.add(Activation(hidden_activation or activation))
         if dropout:
             model.add(Dropout(dropout))
         width = h
-    _output(model, width, n_outputs)
+    _output(model, width, n_outputs, init)
     return model.build(shape)
 
 
@@ -141,21 +144,23 @@ def mlp(
     dropout: float = 0.0,
     input_shape: Sequence[int] | None = None,
     batch_norm: bool = False,
+    init: str = "auto",
 ) -> Model:
     """Flatten, then Dense layers through ``sizes`` (input width first, outputs last);
-    ``batch_norm`` puts a BatchNorm between every hidden Dense and its activation."""
+    ``batch_norm`` puts a BatchNorm between every hidden Dense and its activation; ``init`` as
+    for ``cnn``."""
     _check_list(sizes, "sizes", "the input width, then each dense layer's", "[784, 128, 10]")
     if len(sizes) < 2:
         raise ConfigError("sizes needs the input width and at least one layer after it", "sizes")
     model = Model([Flatten()])
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=False):
-        model.add(Dense(a, b))
+        model.add(Dense(a, b, init=init))
         if batch_norm:
             model.add(BatchNorm(b))
         model.add(Activation(activation))
         if dropout:
             model.add(Dropout(dropout))
-    _output(model, sizes[-2], sizes[-1])
+    _output(model, sizes[-2], sizes[-1], init)
     return model.build(tuple(input_shape) if input_shape else (sizes[0],))
 
 

@@ -498,6 +498,7 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("model.channels=[]", "model.channels"),
         ("model.filter_size=[3,0]", r"model.filter_size=\[3, 0\]"),
         ("model.stride=0", "model.stride=0 is not allowed: use a positive integer"),
+        ("model.init=xavier", "model.init='xavier' is unknown: choose auto, he or glorot"),
         ("model.padding=half", "model.padding='half'"),
         ("data.positive=[0]", r"share classes \[0\]"),
         ("data.positive=[1.5]", r"data.positive: 1.5 is no class; give class numbers 0..9 or"),

@@ -260,6 +260,27 @@ def test_glorot_before_sigmoid_and_he_before_relu():
     assert sig.std() == pytest.approx(np.sqrt(2 / 700), rel=0.02)  # uniform(+-sqrt(6/700))
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_one_init_scheme_for_every_layer_overrides_the_activations_choice(activation):
+    """init=he before sigmoid, or glorot before ReLU: what a sweep over model.init compares."""
+    for init, std in (
+        ("he", lambda i, o: np.sqrt(2 / i)),
+        ("glorot", lambda i, o: np.sqrt(2 / (i + o))),
+    ):
+        for model in (
+            presets.cnn((1, 16, 16), channels=(32, 32), hidden=(300,), activation=activation,
+                        n_outputs=3, init=init),
+            presets.mlp((256, 300, 200, 3), activation, init=init, input_shape=(1, 16, 16)),
+        ):  # fmt: skip
+            layers = [layer for layer in model.layers if layer.params]
+            assert layers and all(layer.init == init for layer in layers)
+            W = layers[1].params["W"]  # 32 x 32 x 3 x 3, or 300 x 200
+            fan_in, fan_out = (
+                (W.shape[0], W.shape[1]) if W.ndim == 2 else (W.shape[1] * 9, W.shape[0] * 9)
+            )
+            assert W.std() == pytest.approx(std(fan_in, fan_out), rel=0.05), (init, model)
+
+
 def test_same_seed_same_initial_weights():
     backend.set_seed(3)
     a = presets.lab_cnn3().state_dict()

@@ -17,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .. import presets
+from .. import initializers, presets
 from ..data import folder, sources
 from ..data.prepare import check_task, task_classes
 from ..errors import ConfigError, NotEnoughMemory, check_choice, is_count
@@ -48,6 +48,7 @@ class ModelConfig:
     dropout: float = 0.0
     batch_norm: bool = False  # a BatchNorm between every Conv / hidden Dense and its activation
     global_pool: bool = False  # each channel's mean (GlobalAvgPool) instead of Flatten
+    init: str = "auto"  # of the weights: he, glorot, or auto (He before ReLU, else Glorot)
 
 
 @dataclass
@@ -318,6 +319,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
     _check_known_keys(cfg, schema)
     m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
     check_choice(m.kind, ("cnn", "mlp"), "model.kind")
+    check_choice(m.init, ("auto", *initializers.SCHEMES), "model.init")
     for key, value in (("activation", m.activation), ("hidden_activation", m.hidden_activation)):
         if key == "activation" or value is not None:
             check_choice(value, ("relu", "sigmoid", "tanh"), f"model.{key}")
@@ -522,7 +524,7 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
     if m.kind == "mlp":
         width = shape[0] * shape[1] * shape[2]
         return presets.mlp(
-            [width, *m.hidden, outputs], m.activation, m.dropout, shape, m.batch_norm
+            [width, *m.hidden, outputs], m.activation, m.dropout, shape, m.batch_norm, m.init
         )
     return presets.cnn(
         shape,
@@ -539,6 +541,7 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         m.batch_norm,
         _plain(m.stride),
         m.global_pool,
+        m.init,
     )
 
 
