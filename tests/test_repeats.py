@@ -366,6 +366,22 @@ def test_a_switch_is_compared_with_it_off():
     assert effect.sentence().startswith("batch_norm True vs False: +3.0 points")
 
 
+def test_words_are_compared_with_the_settings_default():
+    """Shortest first made "step" the base of a schedule and "sgd" that of an optimiser."""
+    runs = [
+        {"settings": {"schedule": name}, "seed": seed, "accuracy": 0.8 + seed / 100 + bonus}
+        for seed in range(3)
+        for name, bonus in (("step", 0.01), ("constant", 0.0), ("cosine", 0.02))
+    ]
+    first, second = effects(runs, "schedule", default="constant")
+    assert first.sentence().startswith("schedule step vs constant: +1.0 points")
+    assert second.sentence().startswith("schedule cosine vs constant: +2.0 points")
+    assert [e.reference for e in effects(runs, "schedule")] == ["step", "step"]  # no default
+    assert report.architecture._default("optimizer.schedule") == "constant"
+    assert report.architecture._default("model.init") == "auto"
+    assert report.architecture._default("model.no_such_key") is None
+
+
 def test_settings_with_the_same_accuracy_in_every_pair_are_not_said_to_need_more_pairs():
     runs = [
         {"settings": {"filter_size": k}, "seed": seed, "accuracy": acc}

@@ -67,20 +67,25 @@ def pairs_needed(mean: float, sd: float) -> int | None:
 SWITCH = {"false": 0, "true": 1}  # a boolean setting's values, in order
 
 
-def ordered(values: set[str]) -> list[str]:
-    """A setting's values in their natural order: numbers by size (0.001 before 0.01), False
-    before True (off is what a switch is compared with), the rest shortest first ([16,32]
-    before [16,32,64])."""
+def ordered(values: set[str], default: str | None = None) -> list[str]:
+    """A setting's values in their natural order: numbers by size (0.001 before 0.01); else
+    the setting's ``default`` first (what the others are compared with: sigmoid against relu,
+    cosine against constant), False before True (off before on), the rest shortest first
+    ([16,32] before [16,32,64])."""
     try:
         return sorted(values, key=float)
     except ValueError:
-        return sorted(values, key=lambda v: (SWITCH.get(v.lower(), len(SWITCH)), len(v), v))
+        return sorted(
+            values,
+            key=lambda v: (v != default, SWITCH.get(v.lower(), len(SWITCH)), len(v), v),
+        )
 
 
-def effects(runs: list[dict[str, Any]], key: str) -> list[Effect]:
-    """The effect of each value of ``key`` against its first value (see ``ordered``), from runs
-    given as ``{"settings": {...}, "seed": int, "accuracy": float}``."""
-    values = ordered({setting_text(r["settings"][key]) for r in runs})
+def effects(runs: list[dict[str, Any]], key: str, default: str | None = None) -> list[Effect]:
+    """The effect of each value of ``key`` against its first value (see ``ordered``, with the
+    setting's ``default``), from runs given as ``{"settings": {...}, "seed": int, "accuracy":
+    float}``."""
+    values = ordered({setting_text(r["settings"][key]) for r in runs}, default)
     by_rest: dict[tuple, dict[str, float]] = {}
     for r in runs:
         rest = tuple(sorted((k, setting_text(v)) for k, v in r["settings"].items() if k != key))

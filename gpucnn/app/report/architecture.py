@@ -13,6 +13,7 @@ from typing import Any
 from ..document import Block
 from ..effects import effects, ordered
 from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure, setting_text
+from ..rundir import MISSING, as_now
 from ..stats import estimate
 from .runs import Run, accuracy_text, per_test_set
 
@@ -25,6 +26,15 @@ UNREAD = "-"  # a setting's value, shown for a run whose choices do not read it 
 def _short(key: str) -> str:
     """A setting's name in sentences and labels: ``filter_size`` for model.filter_size."""
     return key.removeprefix("model.")
+
+
+def _default(key: str) -> str | None:
+    """The value the schema gives the setting ``key`` (model.activation: relu), as tables write
+    it; None for a key it does not have."""
+    try:
+        return setting_text(as_now(key, MISSING))
+    except (KeyError, TypeError):
+        return None
 
 
 def _point_labels(runs: list[Run], keys: list[str]) -> tuple[str, dict[str, str]]:
@@ -131,7 +141,8 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         levels: dict[str, list[float]] = defaultdict(list)
         for rec in reading:
             levels[setting_text(rec["settings"][key])].append(rec["accuracy"])
-        values = ordered(set(levels))
+        default = _default(full)
+        values = ordered(set(levels), default)
         fits = [estimate(levels[v]) for v in values]
         bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
         ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
@@ -141,7 +152,7 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         ax.set_ylabel("test accuracy (fraction)")
         ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
-        sentences += [e.sentence() for e in effects(reading, key)]
+        sentences += [e.sentence() for e in effects(reading, key, default)]
     fig.tight_layout()
     save_figure(fig, out / f"effects{suffix}.png")
 
