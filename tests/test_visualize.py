@@ -250,3 +250,30 @@ def test_the_input_gradient_is_the_slope_of_the_class_score(head, label):
         down[i] -= step
         slopes[i] = (score(up) - score(down)) / (2 * step)
     assert np.allclose(gradient, slopes[0], atol=1e-7) and np.abs(gradient).max() > 1e-3
+
+
+def test_a_sweeps_runs_have_their_first_filters_drawn_side_by_side(tmp_path, monkeypatch):
+    sweep = tmp_path / "sweep"
+    proc = app("-m", *TINY, "model.filter_size=3,5,4", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 8, proc.stderr  # same padding of an even filter: refused
+    proc = tool("visualize", sweep)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{sweep / 'filters.png'}: the first layer's filters of 2 runs" in proc.stdout
+    assert (
+        "left out, without weights to draw: 2 (" in proc.stderr and "invalid_config" in proc.stderr
+    )
+    figures = []
+    monkeypatch.setattr(visualize, "save_figure", lambda figure, path: figures.append(figure))
+    assert visualize.visualize_sweep(sweep, tmp_path / "out") == 2
+    axes = figures[0].axes
+    assert [ax.get_ylabel() for ax in axes] == [
+        "0: model.filter_size=3\nConv 3x3",
+        "1: model.filter_size=5\nConv 5x5",
+    ]
+    model = predict.load_model(sweep / "1")[2]
+    W = model.layers[0].params["W"]  # (16, 1, 5, 5)
+    drawn = np.ma.filled(axes[1].images[0].get_array(), np.nan)
+    assert np.array_equal(drawn, visualize.mosaic(W[None, :16, 0]), equal_nan=True)
+    for args in (("--class", "Shirt"), ("--test-image", 1)):
+        proc = tool("visualize", sweep, *args)
+        assert proc.returncode == 2 and "is a sweep's folder, whose runs' filters" in proc.stderr

@@ -5,6 +5,7 @@ run's layers learned, and what they make of one image.
     python -m gpucnn.visualize outputs/runs/<time> --test-image 12
     python -m gpucnn.visualize outputs/runs/<time> --class Sneaker
     python -m gpucnn.visualize outputs/runs/<time> shirt.png          # or one image in a .npy
+    python -m gpucnn.visualize outputs/multiruns/<time>               # a sweep: its runs' filters
 
 Writes two figures into the run directory (--out DIR chooses):
 
@@ -20,6 +21,11 @@ row of its channels (the first 16) where it keeps a map, a strip where it gives 
 the class probabilities. The image is one of the run's test split (--test-image N, 0 by
 default, or --class NAME: its first of that class) or an image file or .npy array of one image,
 prepared as gpucnn.predict prepares them.
+
+Given a sweep's folder, it writes filters.png there: the first layer's filters (the first 16)
+of each of its runs, a row each, labelled with the settings that differ between them, so that
+what 3x3 and 7x7 filters learn, say, is seen side by side. Runs that trained nothing are named
+in a warning and left out.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from ..model import Model
 from .evaluate import RunError
 from .experiment import load_splits
 from .predict import load_model, prepare, read_all, unlike_training
-from .results import pyplot, save_figure, write_into
+from .results import counted, pyplot, run_dirs, save_figure, write_into
 
 TILES = 16  # channels drawn per layer of feature_maps.png; filters or units per row of filters.png
 FILTER_ROWS = 8  # filters drawn of a Conv layer with several input channels, one per row
@@ -48,6 +54,7 @@ TILE_INCHES = 0.6  # the side of a filter's square in filters.png
 DIVERGING = "RdBu_r"  # blue negative, white zero, red positive
 GAP = "0.7"  # the grey between a mosaic's tiles
 SAME_VALUES = (Dropout, Flatten)  # at evaluation their output is their input: no row of their own
+log = logging.getLogger(__name__)
 
 
 def visualize(
@@ -148,6 +155,11 @@ def _own_image(path: Path, cfg: DictConfig, summary: dict[str, Any]) -> tuple[An
         )
     unlike_training(named, summary)  # warns where its background is unlike training's
     return prepare(named, cfg, summary), str(path)
+
+
+def _is_sweep(folder: Path) -> bool:
+    """Whether ``folder`` holds runs' folders (a sweep's) rather than being a run's own."""
+    return run_dirs(folder) not in ([], [folder])
 
 
 def _probabilities(output: Any, model: Model) -> np.ndarray:
@@ -326,6 +338,56 @@ def _first(shown: int, total: int, what: str) -> str:
     return f"the first {shown} of {total} {what}s"
 
 
+def visualize_sweep(sweep_dir: Path, out: Path) -> int:
+    """Write filters.png into ``out``: the first layer's filters of each run in the sweep
+    folder ``sweep_dir``, a row each; returns how many runs it drew."""
+    runs, left_out = [], []
+    for run_dir in run_dirs(sweep_dir):
+        try:
+            runs.append((load_model(run_dir)[1:], run_dir))
+        except GpucnnError as exc:
+            left_out.append(f"{run_dir.name} ({exc})")
+    if left_out:
+        log.warning("left out, without weights to draw: %s", "; ".join(left_out))
+    if not runs:
+        raise RunError(f"no run in {sweep_dir} has weights to draw")
+    shared = set.intersection(*(set(summary.get("overrides", [])) for (summary, _), _ in runs))
+    rows = []
+    for (summary, model), run_dir in runs:
+        differs = [o for o in summary.get("overrides", []) if o not in shared]
+        layer = next(layer for layer in model.layers if isinstance(layer, (Conv, Dense)))
+        tiles = _filter_tiles(0, layer, model)[1][:1]  # the first row: up to TILES filters
+        kind = f"Conv {layer.k}x{layer.k}" if isinstance(layer, Conv) else "Dense units"
+        label = f"{run_dir.name}: {', '.join(differs) or 'the shared settings'}\n{kind}"
+        rows.append((label, tiles))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_filter_rows(out / "filters.png", rows, sweep_dir.name)
+    return len(rows)
+
+
+def plot_filter_rows(path: Path, rows: list[tuple[str, np.ndarray]], sweep: str) -> None:
+    """filters.png of a sweep: each run's first-layer filters, ``rows`` of (label, tiles: (1,
+    n, h, w[, 3])), each row on its own colour scale (a 7x7 filter's weights start smaller than
+    a 3x3's)."""
+    width = max(tiles.shape[1] for _, tiles in rows)
+    fig, axes = pyplot().subplots(
+        len(rows), 1, figsize=(TILE_INCHES * width + 4, 0.9 * len(rows) + 0.8), squeeze=False
+    )
+    for ax, (label, tiles) in zip(axes[:, 0], rows, strict=True):
+        if tiles.ndim == 5:
+            ax.imshow(mosaic(tiles, blank=1.0))
+        else:
+            scale = float(np.nanmax(np.abs(tiles))) or 1.0
+            ax.imshow(mosaic(tiles), cmap=_gapped(DIVERGING), vmin=-scale, vmax=scale)
+        _bare(ax)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(
+        f"sweep {sweep}: the first layer's filters of each run (up to {TILES}), each row on a "
+        "scale of its own"
+    )
+    save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gpucnn.visualize",
@@ -349,6 +411,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give an IMAGE or a test image (--test-image N, --class NAME), not both")
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     out = args.out or args.run_dir
+    if _is_sweep(args.run_dir):
+        if args.image is not None or args.test_image is not None or args.of_class is not None:
+            parser.error(
+                f"{args.run_dir} is a sweep's folder, whose runs' filters are drawn: for an "
+                "image's feature maps give one run's folder"
+            )
+        drawn, failed = write_into(out, lambda: visualize_sweep(args.run_dir, out))
+        if not failed:
+            print(f"{out / 'filters.png'}: the first layer's filters of {counted(drawn, 'run')}")
+        return failed
     drawn, failed = write_into(
         out,
         lambda: visualize(args.run_dir, out, args.image, args.test_image or 0, args.of_class),
