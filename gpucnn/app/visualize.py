@@ -187,15 +187,22 @@ def plot_filters(path: Path, model: Model) -> None:
         squeeze=False,
     )
     for ax, (title, tiles) in zip(axes[:, 0], drawn, strict=True):
-        if tiles.ndim == 5:  # colour, drawn as it is
-            ax.imshow(mosaic(tiles, blank=1.0))
-        else:
-            scale = float(np.nanmax(np.abs(tiles))) or 1.0
-            shown = ax.imshow(mosaic(tiles), cmap=_gapped(DIVERGING), vmin=-scale, vmax=scale)
+        shown = _draw_weights(ax, tiles)
+        if shown is not None:
             fig.colorbar(shown, ax=ax, shrink=0.8, label="weight")
-        _bare(ax)
         ax.set_title(title, fontsize=10)
     save_figure(fig, path)
+
+
+def _draw_weights(ax: Any, tiles: np.ndarray) -> Any:
+    """Draw ``tiles`` (rows, cols, h, w[, 3]) as one mosaic on ``ax``: colour as it is, else on
+    a scale centred on zero; returns the image for a colour bar (None for colour)."""
+    _bare(ax)
+    if tiles.ndim == 5:
+        ax.imshow(mosaic(tiles, blank=1.0))
+        return None
+    scale = float(np.nanmax(np.abs(tiles))) or 1.0
+    return ax.imshow(mosaic(tiles), cmap=_gapped(DIVERGING), vmin=-scale, vmax=scale)
 
 
 def _filter_tiles(index: int, layer: Layer, model: Model) -> tuple[str, np.ndarray]:
@@ -374,12 +381,7 @@ def plot_filter_rows(path: Path, rows: list[tuple[str, np.ndarray]], sweep: str)
         len(rows), 1, figsize=(TILE_INCHES * width + 4, 0.9 * len(rows) + 0.8), squeeze=False
     )
     for ax, (label, tiles) in zip(axes[:, 0], rows, strict=True):
-        if tiles.ndim == 5:
-            ax.imshow(mosaic(tiles, blank=1.0))
-        else:
-            scale = float(np.nanmax(np.abs(tiles))) or 1.0
-            ax.imshow(mosaic(tiles), cmap=_gapped(DIVERGING), vmin=-scale, vmax=scale)
-        _bare(ax)
+        _draw_weights(ax, tiles)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(
         f"sweep {sweep}: the first layer's filters of each run (up to {TILES}), each row on a "
