@@ -178,7 +178,7 @@ class Conv(ParamLayer):
             raise ShapeError(
                 f"a {self.k}x{self.k} filter with pad={self.pad} does not fit the {H}x{W} input "
                 f"{shape} (output would be {OH}x{OW}): use a smaller filter, more padding, "
-                "or fewer pooling layers before it"
+                "or fewer pooling layers or strided convolutions before it"
             )
         return (self.c_out, OH, OW)
 
@@ -280,7 +280,8 @@ class _Pool(Layer):
         if OH < 1 or OW < 1:
             raise ShapeError(
                 f"a {self.k}x{self.k} pool does not fit the {H}x{W} input {shape}: "
-                "use a smaller pool_size, or fewer pooling layers before it"
+                "use a smaller pool_size, or fewer pooling layers or strided convolutions "
+                "before it"
             )
         return (C, OH, OW)
 

@@ -90,6 +90,8 @@ def test_strided_convs_stand_in_for_pools():
 
     assert strides(model) == [2, 2] and not any(isinstance(x, MaxPool) for x in model.layers)
     assert model.shapes[0] == (4, 14, 14) and model.shapes[2] == (8, 7, 7)
+    with pytest.raises(ShapeError, match=r"layer 8 MaxPool.*fewer pooling layers or strided conv"):
+        presets.cnn((1, 16, 16), channels=(4, 8, 8), stride=2)  # 16 -> 8, 4 -> 2, 1 -> 1 -> ?
     mixed = presets.cnn((1, 28, 28), channels=(4, 8), stride=[1, 2], pool_size=[2, 0])
     assert strides(mixed) == [1, 2]
     assert mixed.output_shape == (1,) and mixed.shapes[4] == (8, 7, 7)
