@@ -301,7 +301,7 @@ def test_interval_bands_stay_within_what_the_values_can_be(tmp_path):
         for accs in ([0.3, 0.6], [0.9, 0.99])
     ]
     fig, ax = pyplot().subplots()
-    report.activations._mean_with_band(ax, runs, "val_accuracy", "two seeds", (0, 1))
+    report.curves._mean_with_band(ax, runs, "val_accuracy", "two seeds", (0, 1))
     (band,) = ax.collections
     heights = band.get_paths()[0].vertices[:, 1]
     assert heights.min() == 0 and heights.max() == 1  # the t interval of 2 runs passes both
@@ -417,6 +417,40 @@ def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accura
     assert best.endswith(
         " Within one point of it, filter_size=3, at 0.845 (one run), needs only 300 weights."
     )
+
+
+def test_the_best_settings_curves_are_drawn_one_line_each(tmp_path, monkeypatch):
+    """How each setting got where it ended, epoch by epoch: ten settings, the eight best drawn
+    (a line per setting over its seeds), best first."""
+    from gpucnn.app import report
+    from gpucnn.app.results import METRICS
+
+    job = 0
+    for k in range(1, 11):
+        for seed in range(2):
+            accuracy = 0.5 + 0.03 * k + 0.001 * seed
+            config = {"model": {"filter_size": k}, "train": {"seed": seed}}
+            summary = {"status": "ok", "test_accuracy": accuracy, "weights": 10 * k,
+                       "seconds_per_epoch": 0.1, "seed": seed, "config": config}  # fmt: skip
+            _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
+            rows = [f"{e},1,0.5,{1 - accuracy * e / 3},{accuracy * e / 3},1,100" for e in (1, 2, 3)]
+            (tmp_path / "sweep" / str(job) / "metrics.csv").write_text(
+                ",".join(METRICS) + "\n" + "\n".join(rows) + "\n"
+            )
+            job += 1
+    drawn = {}
+    monkeypatch.setattr(
+        report.curves, "save_figure", lambda figure, path: drawn.setdefault(path.name, figure)
+    )
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    assert ("img", "setting_curves.png", "Validation loss and accuracy by epoch, the 8 best "
+            "settings") in blocks  # fmt: skip
+    accuracy_panel = drawn["setting_curves.png"].axes[1]
+    lines = accuracy_panel.get_lines()
+    assert [line.get_label() for line in lines] == [
+        f"filter_size={k} (2 runs)" for k in range(10, 2, -1)
+    ]
+    assert list(lines[0].get_ydata()) == pytest.approx([(0.8 + 0.0005) * e / 3 for e in (1, 2, 3)])
 
 
 def test_settings_a_run_does_not_read_are_not_its_values(tmp_path):

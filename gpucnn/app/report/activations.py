@@ -13,8 +13,8 @@ from typing import Any
 from matplotlib.ticker import MaxNLocator
 
 from ..document import Block
-from ..results import counted, pyplot, save_figure, setting_text
-from ..stats import estimate
+from ..results import pyplot, save_figure, setting_text
+from .curves import plot_curves
 from .runs import Run, accuracy_text, per_test_set
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -93,22 +93,7 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     ax.legend()
     save_figure(fig, out / f"gradient_norms{suffix}.png")
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for label, group in groups.items():
-        for ax, column, bounds in ((ax_loss, "val_loss", (0, math.inf)),
-                                   (ax_acc, "val_accuracy", (0, 1))):  # fmt: skip
-            _mean_with_band(ax, group, column, label, bounds)
-    for ax, what in (
-        (ax_loss, "validation loss (cross-entropy)"),
-        (ax_acc, "validation accuracy (fraction)"),
-    ):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(what + ", mean over seeds")
-        ax.set_title(what.split(" (")[0].capitalize() + " by epoch (band: 95% interval)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    save_figure(fig, out / f"curves{suffix}.png")
+    plot_curves(out / f"curves{suffix}.png", groups)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     panels = (
@@ -220,24 +205,6 @@ def _by_label(runs: list[Run], contexts: dict[str, str]) -> dict[str, list[Run]]
 def _mean_by_position(lists: list[list[float]]) -> list[float]:
     """The element-wise mean of equally long lists (one per seed of a setting)."""
     return [statistics.mean(values) for values in zip(*lists)]
-
-
-def _mean_with_band(
-    ax: Any, runs: list[Run], column: str, label: str, bounds: tuple[float, float]
-) -> None:
-    """``column`` by epoch: the mean over ``runs`` as a line, its 95% interval as a band, cut
-    to the ``bounds`` the column's values lie in (an interval of few seeds can pass them)."""
-    epochs = sorted({m["epoch"] for run in runs for m in run.metrics})
-    fits = [
-        estimate([m[column] for run in runs for m in run.metrics if m["epoch"] == e])
-        for e in epochs
-    ]
-    (line,) = ax.plot(epochs, [f.mean for f in fits], "-o", markersize=3,
-                      label=f"{label} ({counted(len(runs), 'run')})")  # fmt: skip
-    if len(runs) > 1:
-        low, high = bounds
-        ax.fill_between(epochs, [max(f.low, low) for f in fits], [min(f.high, high) for f in fits],
-                        color=line.get_color(), alpha=0.2)  # fmt: skip
 
 
 def _activation_findings(runs: list[Run], contexts: dict[str, str]) -> list[str]:

@@ -15,8 +15,10 @@ from ..effects import effects, ordered
 from ..results import COSTS, cost_axis, finite, not_recorded, pyplot, save_figure, setting_text
 from ..rundir import MISSING, as_now
 from ..stats import estimate
+from .curves import plot_curves
 from .runs import Run, accuracy_text, per_test_set
 
+CURVES = 8  # settings drawn in the curves figure, the best first
 # Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
 LABELLED_SETTINGS = 4
 PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
@@ -156,7 +158,10 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
     fig.tight_layout()
     save_figure(fig, out / f"effects{suffix}.png")
 
-    best, cheapest = _best_setting(done, keys)
+    by_setting = _by_setting(done, keys)
+    shown = sorted(by_setting.values(), key=_mean_accuracy, reverse=True)[:CURVES]
+    plot_curves(out / f"setting_curves{suffix}.png", {_setting(g, keys): g for g in shown})
+    best, cheapest = _best_setting(by_setting)
     macs = best[0].summary.get("multiply_adds")
     costs = [f"{best[0].summary['weights']:,} weights"]
     costs += [f"{macs:,} multiply-adds per image"] if finite(macs) else []  # older runs: none
@@ -188,22 +193,33 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
             f"effects{suffix}.png",
             "Effect of each setting, over the others, with 95% intervals",
         ),
+        (
+            "img",
+            f"setting_curves{suffix}.png",
+            "Validation loss and accuracy by epoch"
+            + (f", the {CURVES} best settings" if len(by_setting) > CURVES else ", each setting"),
+        ),
     ]
     return blocks
 
 
-def _best_setting(done: list[Run], keys: list[str]) -> tuple[list[Run], list[Run]]:
-    """The runs of the setting with the best mean test accuracy, and the runs of the cheapest
-    setting (fewest weights) whose mean is within one point of it."""
+def _by_setting(done: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
+    """The runs of each setting (their values of ``keys``), its seeds together."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for r in done:
         groups[tuple(_value(r, k) for k in keys)].append(r)
+    return groups
 
-    def mean(runs: list[Run]) -> float:
-        return statistics.mean(r.summary["test_accuracy"] for r in runs)
 
-    best = max(groups.values(), key=mean)
-    close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
+def _mean_accuracy(runs: list[Run]) -> float:
+    return statistics.mean(r.summary["test_accuracy"] for r in runs)
+
+
+def _best_setting(groups: dict[tuple, list[Run]]) -> tuple[list[Run], list[Run]]:
+    """The runs of the setting with the best mean test accuracy, and the runs of the cheapest
+    setting (fewest weights) whose mean is within one point of it."""
+    best = max(groups.values(), key=_mean_accuracy)
+    close = [g for g in groups.values() if _mean_accuracy(g) >= _mean_accuracy(best) - 0.01]
     return best, min(close, key=lambda g: g[0].summary["weights"])
 
 
