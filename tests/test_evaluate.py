@@ -95,6 +95,24 @@ def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
         predict.predict_files(run_dir, [tmp_path / "ints.npy"])
 
 
+def test_predict_top_k_gives_the_likeliest_classes_first(run_dir, tmp_path):
+    image = tmp_path / "one.npy"
+    np.save(image, np.random.default_rng(11).integers(0, 256, (28, 28), dtype=np.uint8))
+    (record,) = predict.predict_files(run_dir, [image], top=3)
+    (plain,) = predict.predict_files(run_dir, [image])
+    assert "top" not in plain and {k: record[k] for k in plain} == plain
+    probabilities = [c["probability"] for c in record["top"]]
+    assert record["top"][0]["class"] == plain["class"] and len(record["top"]) == 3
+    assert probabilities == sorted(probabilities, reverse=True) and probabilities[2] > 0
+    line = tool("predict", run_dir, image, "--top", 3).stdout.strip().split("\t")
+    assert line[0] == f"{image}[0]" and line[1::2] == [c["class"] for c in record["top"]]
+    assert [float(p) for p in line[2::2]] == pytest.approx(probabilities, abs=5e-5)
+    for top in (0, 11):
+        proc = tool("predict", run_dir, image, "--top", top)
+        assert proc.returncode == 2
+        assert f"--top {top}: the run tells 10 classes apart: give 1 to 10" in proc.stderr
+
+
 def _test_images_as_bytes(run_dir, n):
     """The run's first ``n`` test images as uint8 (n, 28, 28), as the files they came from:
     the normalisation and padding undone."""

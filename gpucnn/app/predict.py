@@ -1,8 +1,10 @@
-"""``python -m gpucnn.predict RUN_DIR IMAGES... [--json]``: classify new images with a trained run.
+"""``python -m gpucnn.predict RUN_DIR IMAGES... [--top K] [--json]``: classify new images with a
+trained run.
 
     python -m gpucnn.predict outputs/runs/<time> shirt.png boot.jpg
     python -m gpucnn.predict outputs/runs/<time> images.npy --json
     python -m gpucnn.predict outputs/runs/<time> new_photos/           # every image under it
+    python -m gpucnn.predict outputs/runs/<time> shirt.png --top 3     # its 3 likeliest classes
 
 Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or
 RGB and fitted to the size of the run's training images as its data config says, or .npy arrays
@@ -10,7 +12,8 @@ of images already that size: one image (H, W), (H, W, C) or (C, H, W), or severa
 (N, H, W, C) or (N, C, H, W); uint8 (0-255) or floats, as in training. They are then prepared
 as in training: scaled, padded to ``data.pad_to`` and normalised with the training images' mean
 and standard deviation, saved in the run's summary.json. Prints one line per image: the file
-(with the image's index for arrays), the predicted class and its probability. A folder stands
+(with the image's index for arrays), the predicted class and its probability (with --top K, the
+K likeliest classes, each with its probability, likeliest first). A folder stands
 for the image files under it, at any depth, in sorted order (hidden files and folders skipped).
 Images light at their edges where the training images were dark, or the other way round (a
 dark shirt on white paper for a model of Fashion-MNIST), are named in a warning.
@@ -128,10 +131,16 @@ def image_files(paths: list[Path]) -> list[tuple[Path, bool]]:
     return out
 
 
-def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
-    """One record per image, in order: its name, the predicted class and its probability; or,
-    for a file in a folder that could not be read, its name and why it was ``skipped``."""
+def predict_files(run_dir: Path, paths: list[Path], top: int = 1) -> list[dict[str, Any]]:
+    """One record per image, in order: its name, the predicted class and its probability (and
+    with ``top`` K > 1, the K likeliest classes); or, for a file in a folder that could not be
+    read, its name and why it was ``skipped``."""
     cfg, summary, model = load_model(run_dir)
+    classes = summary["classes"]
+    if not 1 <= top <= len(classes):
+        raise DataError(
+            f"--top {top}: the run tells {len(classes)} classes apart: give 1 to {len(classes)}"
+        )
     found = read_all(paths, cfg, summary)
     named = [entry for entry in found if isinstance(entry, tuple)]
     if not named:
@@ -139,9 +148,8 @@ def predict_files(run_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     unlike = unlike_training(named, summary)
     x, loss = prepare(named, cfg, summary), for_outputs(model.output_shape[0])
     probs = iter(predict(model, loss, x, cfg.train.eval_batch_size))
-    classes = summary["classes"]
     return [
-        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes, unlike)
+        entry if isinstance(entry, dict) else _record(entry[0], next(probs), classes, unlike, top)
         for entry in found
     ]
 
@@ -213,16 +221,19 @@ def unlike_training(named: list[tuple[str, Any, Any]], summary: dict[str, Any]) 
     return set(unlike)
 
 
-def _record(name: str, probs: np.ndarray, classes: list[str], unlike: set[str]) -> dict[str, Any]:
-    """A predicted image's record: its name, class, label and the class's probability, and
+def _record(
+    name: str, probs: np.ndarray, classes: list[str], unlike: set[str], top: int
+) -> dict[str, Any]:
+    """A predicted image's record: its name, class, label and the class's probability, the
+    ``top`` likeliest classes as such records where ``top`` > 1, and
     ``background_unlike_training`` for an image in ``unlike``."""
-    label = int(probs.argmax())
-    record = {
-        "image": name,
-        "class": classes[label],
-        "label": label,
-        "probability": float(probs.max()),
-    }
+    likeliest = [
+        {"class": classes[label], "label": int(label), "probability": float(probs[label])}
+        for label in np.argsort(-probs, kind="stable")[:top]
+    ]
+    record = {"image": name, **likeliest[0]}
+    if top > 1:
+        record["top"] = likeliest
     if name in unlike:
         record["background_unlike_training"] = True
     return record
@@ -238,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "images", nargs="+", type=Path, help="image files, .npy arrays or folders of images"
     )
+    parser.add_argument(
+        "--top", type=int, default=1, metavar="K", help="the K likeliest classes (default 1)"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")  # stdout: results
     try:
-        records = predict_files(args.run_dir, args.images)
+        records = predict_files(args.run_dir, args.images, args.top)
     except GpucnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -251,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in records:
             if "skipped" not in r:  # said on stderr as it was skipped
-                name = r["image"].translate(ESCAPED)  # one line, three columns, whatever the name
-                print(f"{name}\t{r['class']}\t{r['probability']:.4f}")
+                name = r["image"].translate(ESCAPED)  # one line a file, whatever its name
+                likeliest = r.get("top", [r])
+                print(
+                    "\t".join([name, *(f"{c['class']}\t{c['probability']:.4f}" for c in likeliest)])
+                )
     return 0
