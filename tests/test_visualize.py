@@ -277,3 +277,12 @@ def test_a_sweeps_runs_have_their_first_filters_drawn_side_by_side(tmp_path, mon
     for args in (("--class", "Shirt"), ("--test-image", 1)):
         proc = tool("visualize", sweep, *args)
         assert proc.returncode == 2 and "is a sweep's folder, whose runs' filters" in proc.stderr
+
+
+def test_a_sweep_without_a_trained_run_says_so(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = app("-m", *TINY, "model.filter_size=4,6", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 8, proc.stderr  # same padding of even filters: both refused
+    proc = tool("visualize", sweep)
+    assert proc.returncode == 2 and f"no run in {sweep} has weights to draw" in proc.stderr
+    assert "left out, without weights to draw: 0 (" in proc.stderr and "1 (" in proc.stderr
