@@ -21,7 +21,6 @@ their test split evaluated. A run trained on CuPy is evaluated on NumPy where no
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -39,7 +38,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from . import checkpoint
+from . import checkpoint, command_parser
 from .config import (
     Config,
     build_model,
@@ -573,11 +572,7 @@ class _WarningsMarked(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucnn.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
-    )
+    parser = command_parser("evaluate", __doc__)
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument(
         "overrides",

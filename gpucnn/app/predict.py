@@ -21,7 +21,6 @@ dark shirt on white paper for a model of Fashion-MNIST), are named in a warning.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -40,6 +39,7 @@ from ..errors import DataError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..train import predict
+from . import command_parser
 from .config import build_model
 from .evaluate import RunError, load_run
 from .results import first_of
@@ -240,11 +240,7 @@ def _record(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucnn.predict",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
-    )
+    parser = command_parser("predict", __doc__)
     parser.add_argument("run_dir", type=Path, help="a finished run's directory")
     parser.add_argument(
         "images", nargs="+", type=Path, help="image files, .npy arrays or folders of images"

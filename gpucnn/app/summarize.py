@@ -8,21 +8,16 @@ the table of settings (with ``--runs``, the table of jobs).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from . import exits
+from . import command_parser, exits
 from .results import JOBS, cannot_write, no_runs, run_dirs
 from .sweep import summarize, tables
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucnn.summarize",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
-    )
+    parser = command_parser("summarize", __doc__)
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--runs", action="store_true", help="print one row per job")
     args = parser.parse_args(argv)

@@ -30,7 +30,6 @@ in a warning and left out.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from .. import backend
 from ..errors import DataError, GpucnnError, did_you_mean
 from ..layers import Activation, Conv, Dense, Dropout, Flatten, Layer
 from ..model import Model
+from . import command_parser
 from .evaluate import RunError
 from .experiment import load_splits
 from .predict import load_model, prepare, read_all, unlike_training
@@ -391,11 +391,7 @@ def plot_filter_rows(path: Path, rows: list[tuple[str, np.ndarray]], sweep: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucnn.visualize",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
-    )
+    parser = command_parser("visualize", __doc__)
     parser.add_argument("run_dir", type=Path, help="a trained run's directory")
     parser.add_argument(
         "image", nargs="?", type=Path, help="an image file or a .npy array of one image"

@@ -19,13 +19,13 @@ module per question (activations, architecture, parameters), on the runs that ru
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
 from ...fileio import write_text
+from .. import command_parser
 from ..document import Block, to_html, to_markdown
 from ..results import cannot_write, counted, no_runs, run_dirs
 from . import activations, architecture, parameters
@@ -74,11 +74,7 @@ def _unfinished(runs: list[Run]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucnn.report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # examples one per line
-    )
+    parser = command_parser("report", __doc__)
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
     parser.add_argument(
         "--out", type=Path, help="report directory (default outputs/reports/<time>)"
