@@ -211,7 +211,7 @@ def _filter_tiles(index: int, layer: Layer, model: Model) -> tuple[str, np.ndarr
     W = np.asarray(layer.params["W"], dtype=np.float64)
     if isinstance(layer, Dense):  # W: (C*H*W, units): each unit's weights as an image
         C, H, Wd = model.input_shape
-        shown = min(layer.params["W"].shape[1], UNITS)
+        shown = min(W.shape[1], UNITS)
         images = W[:, :shown].T.reshape(shown, C, H, Wd)
         title = f"layer {index} Dense: the weights of {_first(shown, W.shape[1], 'unit')}"
         return title, _rows(_as_tiles(images), TILES)
@@ -351,16 +351,18 @@ def visualize_sweep(sweep_dir: Path, out: Path) -> int:
     runs, left_out = [], []
     for run_dir in run_dirs(sweep_dir):
         try:
-            runs.append((load_model(run_dir)[1:], run_dir))
+            _, summary, model = load_model(run_dir)
         except GpucnnError as exc:
             left_out.append(f"{run_dir.name} ({exc})")
+            continue
+        runs.append((run_dir, summary, model))
     if left_out:
         log.warning("left out, without weights to draw: %s", "; ".join(left_out))
     if not runs:
         raise RunError(f"no run in {sweep_dir} has weights to draw")
-    shared = set.intersection(*(set(summary.get("overrides", [])) for (summary, _), _ in runs))
+    shared = set.intersection(*(set(summary.get("overrides", [])) for _, summary, _ in runs))
     rows = []
-    for (summary, model), run_dir in runs:
+    for run_dir, summary, model in runs:
         differs = [o for o in summary.get("overrides", []) if o not in shared]
         layer = next(layer for layer in model.layers if isinstance(layer, (Conv, Dense)))
         tiles = _filter_tiles(0, layer, model)[1][:1]  # the first row: up to TILES filters
