@@ -125,8 +125,41 @@ def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path, mo
     for table in ("sweep_summary.csv", "sweep_runs.csv"):
         rows = csv.DictReader(open(tmp_path / table))
         assert [(r["data.task"], r["model.filter_size"]) for r in rows] == ranked, table
-    said = "best mean test accuracy first within each test set (data.task differs: accuracies"
+    said = "best mean validation accuracy first within each test set (data.task differs: accuracies"
     assert said in (tmp_path / "sweep_summary.md").read_text()
+
+
+@pytest.mark.parametrize("without_val", [False, True])
+def test_sweep_tables_rank_on_validation_accuracy_where_every_run_has_it(tmp_path, without_val):
+    """Ranked on test accuracy, the table's first row would be the luckiest on the test images:
+    the settings are ranked on the validation images, and on the test images (with a warning)
+    only where a finished run held none out."""
+    val = {3: 0.90, 5: 0.85, 7: 0.80}  # test accuracies in the opposite order
+    for job, k in enumerate(val):
+        (tmp_path / str(job)).mkdir()
+        summary = {"status": "ok", "test_accuracy": 1.6 - val[k], "val_accuracy": val[k],
+                   "weights": 9 * k, "overrides": [f"model.filter_size={k}"]}  # fmt: skip
+        if without_val and k == 7:
+            summary["val_accuracy"] = math.nan  # data.val_fraction=0
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "3").mkdir()  # a run that failed has no accuracy, and ranks last either way
+    failed = {"status": "failed", "reason": "boom", "overrides": ["model.filter_size=9"]}
+    (tmp_path / "3" / "summary.json").write_text(json.dumps(failed))
+    sweep.summarize(tmp_path)
+    ranked = ["7", "5", "3", "9"] if without_val else ["3", "5", "7", "9"]
+    for table in ("sweep_summary.csv", "sweep_runs.csv"):
+        rows = csv.DictReader(open(tmp_path / table))
+        assert [r["model.filter_size"] for r in rows] == ranked, table
+    for table in ("sweep_summary.md", "sweep_runs.md"):
+        text = (tmp_path / table).read_text()
+        mean = "mean " * (table == "sweep_summary.md")
+        header = next(line for line in text.splitlines() if line.startswith("| "))
+        assert (header.index("val") < header.index("test")) != without_val  # what ranks first
+        if without_val:
+            assert f"best {mean}test accuracy first" in text
+            assert "Ranked on test accuracy: not every finished run held out validation" in text
+        else:
+            assert f"best {mean}validation accuracy first" in text and "Ranked on" not in text
 
 
 @pytest.mark.parametrize(

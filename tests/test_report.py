@@ -415,8 +415,32 @@ def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accura
     blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
     best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert best.endswith(
-        " Within one point of it, filter_size=3, at 0.845 (one run), needs only 300 weights."
+        " Within one point of it in test accuracy, filter_size=3, at 0.845 (one run), needs only "
+        "300 weights."
     )
+    assert "Ranked on test accuracy: not every finished run held out validation images" in best
+
+
+def test_the_best_setting_is_chosen_on_validation_and_quoted_with_its_test_accuracy(tmp_path):
+    """Chosen on the test images, the best setting's test accuracy would be the luckiest of
+    several: the setting best on the validation images is named, with its test accuracy."""
+    from gpucnn.app import report
+
+    val = {3: 0.90, 5: 0.86, 7: 0.80}  # the test accuracies in the opposite order
+    for job, k in enumerate(val):
+        config = {"model": {"filter_size": k}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": 1.6 - val[k], "val_accuracy": val[k],
+                   "weights": 100 * k, "seconds_per_epoch": 0.1, "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    _, header, rows = next(b for b in blocks if b[0] == "table")
+    cells = [dict(zip(header, row)) for row in rows]
+    assert [c["val accuracy"] for c in cells] == ["0.9000", "0.8600", "0.8000"]
+    assert [c["test accuracy"] for c in cells] == ["0.7000", "0.7400", "0.8000"]
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert best.startswith("Best on average: filter_size=3 with test accuracy 0.700 (one run)")
+    assert "Chosen on its validation accuracy, 0.900 (one run), so that" in best
+    assert "Ranked on" not in best and "Within one point" not in best  # 5 is 4 points behind
 
 
 def test_the_best_settings_curves_are_drawn_one_line_each(tmp_path, monkeypatch):

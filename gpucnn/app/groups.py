@@ -63,16 +63,17 @@ def ranked_what(keys: list[str], best: str) -> str:
     )
 
 
-def group(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+def group(rows: list[dict[str, Any]], keys: list[str], column: str) -> list[dict[str, Any]]:
     """One row per setting of ``keys`` (the seed apart): its runs, seeds, statuses, and the
-    estimates of test and validation accuracy over its finished runs; best mean test accuracy
-    first, groups without a finished run last (within each test set: by_test_set)."""
+    estimates of test and validation accuracy over its finished runs; best mean ``column``
+    (results.chosen_on) first, groups without a finished run last (within each test set:
+    by_test_set)."""
     settings = settings_of(keys)
     buckets: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         buckets.setdefault(tuple(str(row.get(k)) for k in settings), []).append(row)
     groups = [_summary(members, settings) for members in buckets.values()]
-    groups.sort(key=lambda g: -g["test_accuracy"] if finite(g["test_accuracy"]) else 2.0)
+    groups.sort(key=lambda g: -g[column] if finite(g[column]) else 2.0)
     return by_test_set(groups, settings)
 
 

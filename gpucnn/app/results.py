@@ -122,6 +122,30 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+ACCURACIES = {"val_accuracy": "validation accuracy", "test_accuracy": "test accuracy"}
+
+
+def chosen_on(summaries: list[dict[str, Any]]) -> str:
+    """The accuracy that ranks runs and picks the best (a key of ACCURACIES): the validation
+    images' where every finished one of ``summaries`` has it, else the test images'
+    (data.val_fraction=0 holds out none). The best of many test accuracies is high partly by
+    luck that new images do not repeat: chosen on validation, the test accuracy stays honest."""
+    done = [s for s in summaries if s.get("status") == "ok"]
+    if done and all(finite(s.get("val_accuracy")) for s in done):
+        return "val_accuracy"
+    return "test_accuracy"
+
+
+def chosen_on_test(column: str) -> str:
+    """A warning for runs ranked on ``column`` where that is the test accuracy; else ""."""
+    if column == "val_accuracy":
+        return ""
+    return (
+        "Ranked on test accuracy: not every finished run held out validation images "
+        "(data.val_fraction=0), and the best test accuracy is flattered by being chosen on."
+    )
+
+
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A run's summary.json; None if it has none (yet); ``{"status": "unreadable", "reason":
     ...}`` if the file is there but cannot be read or is not a summary; status ``stopped`` if

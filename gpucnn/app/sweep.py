@@ -31,8 +31,11 @@ from .groups import (
     test_set_keys,
 )
 from .results import (
+    ACCURACIES,
     COSTS,
     JOBS,
+    chosen_on,
+    chosen_on_test,
     cost_axis,
     counted,
     finite,
@@ -53,9 +56,9 @@ FIXED += ["seconds_per_epoch", "epochs_completed", "reason"]
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
-    """One row per job, best test accuracy first within each test set (jobs a cluster has not
-    started yet, listed in jobs.json, included); the keys whose values differ between jobs, in
-    order of appearance; and the overrides all jobs share."""
+    """One row per job, best first (on results.chosen_on's accuracy) within each test set
+    (jobs a cluster has not started yet, listed in jobs.json, included); the keys whose values
+    differ between jobs, in order of appearance; and the overrides all jobs share."""
     rows, keys = [], []
     submitted = _submitted(Path(sweep_dir))
     for job_dir in run_dirs(sweep_dir):
@@ -79,8 +82,10 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
         keys += [k for k in swept if k not in keys]
         rows.append({"job": name, **swept, "status": job.get("state") or "not started"})
 
+    column = chosen_on(rows)
+
     def rank(row):
-        acc = row.get("test_accuracy")
+        acc = row.get(column)
         return (row["status"] != "ok", -(acc if finite(acc) else -1.0))  # NaN is never best
 
     rows.sort(key=rank)
@@ -134,19 +139,20 @@ def _fmt(value: Any) -> str:
 
 
 def markdown(
-    rows: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str
+    rows: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str, column: str
 ) -> str:
-    """The per-run table (sweep_runs.md)."""
+    """The per-run table (sweep_runs.md), ranked on ``column`` (results.chosen_on)."""
     cols = ["job", *keys, *FIXED[1:]]
-    what = f"{counted(len(rows), 'job')}, {ranked_what(keys, 'best test accuracy')}"
-    return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)))
+    what = f"{counted(len(rows), 'job')}, {ranked_what(keys, f'best {ACCURACIES[column]}')}"
+    return _table(title, what, common, cols, rows, lambda row, col: _fmt(row.get(col)), column)
 
 
 def grouped_markdown(
-    groups: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str
+    groups: list[dict[str, Any]], keys: list[str], common: dict[str, str], title: str, column: str
 ) -> str:
-    """The table of settings (sweep_summary.md): accuracies as mean ± the half-width of the
-    mean's 95% interval over the runs with that setting."""
+    """The table of settings (sweep_summary.md), ranked on ``column`` (results.chosen_on):
+    accuracies as mean ± the half-width of the mean's 95% interval over the runs with that
+    setting."""
     cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy", "weights",
             "multiply_adds", "seconds_per_epoch", "epochs_completed", "jobs", "reason"]  # fmt: skip
 
@@ -158,21 +164,31 @@ def grouped_markdown(
             return f"{row[col]:.3g}"  # a mean of whole epochs: 10, or 7.33 where runs stopped early
         return _fmt(row.get(col))
 
+    ranked = ranked_what(keys, f"best mean {ACCURACIES[column]}")
     what = (
-        f"{counted(len(groups), 'setting')}, {ranked_what(keys, 'best mean test accuracy')}; "
-        "accuracy: the mean over the runs ± the half-width of its 95% interval (Student's t; "
-        "none from a single run)"
+        f"{counted(len(groups), 'setting')}, {ranked}; accuracy: the mean over the runs ± the "
+        "half-width of its 95% interval (Student's t; none from a single run)"
     )
-    return _table(title, what, common, cols, groups, cell)
+    return _table(title, what, common, cols, groups, cell, column)
 
 
-def _table(title: str, what: str, common: dict[str, str], cols: list[str], rows, cell) -> str:
+_VAL_FIRST = {"test_accuracy": "val_accuracy", "val_accuracy": "test_accuracy",
+              "test accuracy": "val accuracy", "val accuracy": "test accuracy"}  # fmt: skip
+
+
+def _table(
+    title: str, what: str, common: dict[str, str], cols: list[str], rows, cell, column: str
+) -> str:
     shared = ", ".join(f"`{k}={v}`" for k, v in common.items()) or "none"
+    warning = chosen_on_test(column)
+    if not warning:  # the validation accuracy ranks: its column before the test accuracy's
+        cols = [_VAL_FIRST.get(c, c) for c in cols]
     lines = [
         f"# {title}",
         "",
         f"{what}. Overrides every job shares: {shared}.",
         "",
+        *([warning, ""] if warning else []),
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
     ]
@@ -284,10 +300,11 @@ def tables(sweep_dir: Path) -> tuple[list[dict], list[dict], list[str], dict[str
     """(the jobs' rows, the settings' rows, the swept keys, the Markdown tables by file name:
     sweep_runs.md and sweep_summary.md) of the sweep in ``sweep_dir``."""
     rows, keys, common = collect(sweep_dir)
-    groups = group(rows, keys)
+    column = chosen_on(rows)
+    groups = group(rows, keys, column)
     texts = {
-        "sweep_runs.md": markdown(rows, keys, common, title(sweep_dir)),
-        "sweep_summary.md": grouped_markdown(groups, keys, common, title(sweep_dir)),
+        "sweep_runs.md": markdown(rows, keys, common, title(sweep_dir), column),
+        "sweep_summary.md": grouped_markdown(groups, keys, common, title(sweep_dir), column),
     }
     return rows, groups, keys, texts
 

@@ -215,9 +215,10 @@ def per_test_set(runs: list[Run], answer: Callable[[list[Run], str], list[Block]
     return blocks
 
 
-def accuracy_text(runs: list[Run]) -> str:
-    """``0.842 ± 0.010 (95% interval, 3 seeds)``, or the one run's accuracy."""
-    e = estimate([r.summary["test_accuracy"] for r in runs])
+def accuracy_text(runs: list[Run], column: str = "test_accuracy") -> str:
+    """``0.842 ± 0.010 (95% interval, 3 seeds)``, or the one run's accuracy (``column`` of
+    their summaries)."""
+    e = estimate([r.summary[column] for r in runs])
     if e.n < 2:
         return f"{e.mean:.3f} (one run)"
     return f"{e.mean:.3f} ± {e.half_width:.3f} (95% interval, {e.n} seeds)"
