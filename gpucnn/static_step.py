@@ -30,7 +30,7 @@ import numpy as np
 
 from . import backend, kernels
 from .kernels import out_size
-from .layers import Activation, Conv, Dense, Dropout, Flatten, Layer, MaxPool
+from .layers import Activation, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .model import NO_HOOKS, Hooks, Model
 from .optimizers import SGD, Adam, Momentum, Optimizer
@@ -45,7 +45,7 @@ FUSABLE = ("relu", "sigmoid", "tanh")
 
 def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
     """Why StaticStep cannot run this model ("" when it can)."""
-    kinds = (Conv, Dense, MaxPool, Activation, Flatten, Dropout)
+    kinds = (Conv, Dense, MaxPool, GlobalAvgPool, Activation, Flatten, Dropout)
     for layer in _body(model):
         if not isinstance(layer, kinds) or getattr(layer, "name", "") == "softmax":
             return f"it has no kernels for {layer!r}"
@@ -194,6 +194,22 @@ class _MaxPool(_Op):
         return self.dx
 
 
+class _GlobalAvgPool(_Op):
+    """Each channel's mean: y: (N, C) from x: (N, H, W, C)."""
+
+    def __init__(self, k, x, x_act, xp) -> None:
+        super().__init__(k, x, x_act)
+        self.y = xp.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+        self.dx = xp.empty_like(x)
+
+    def forward(self) -> None:
+        self.k.global_avgpool_forward(self.x, self.y)
+
+    def backward(self, dy, need_dx):
+        self.k.global_avgpool_backward(dy, self.dx, self.aux, self.x_act)
+        return self.dx
+
+
 class _Activation(_Op):
     def __init__(self, k, x, x_act, name: str, xp) -> None:
         super().__init__(k, x, x_act)
@@ -301,6 +317,8 @@ class Program:
             return _Dense(k, x, x_act, layer, fused, xp, self.work)
         if isinstance(layer, MaxPool):
             return _MaxPool(k, x, x_act, layer, xp)
+        if isinstance(layer, GlobalAvgPool):
+            return _GlobalAvgPool(k, x, x_act, xp)
         if isinstance(layer, Activation):
             return _Activation(k, x, x_act, layer.name, xp)
         if isinstance(layer, Dropout):

@@ -274,6 +274,21 @@ def test_maxpool(K, S, H, W, fused):
     close(gdx, dx)
 
 
+@pytest.mark.parametrize("H,W,C", [(1, 1, 3), (3, 2, 5), (8, 8, 64)])
+@pytest.mark.parametrize("aux_act", ["none", "relu"])
+def test_global_average_pool(H, W, C, aux_act):
+    rng = np.random.default_rng(H * W + C)
+    x, aux = rng.normal(size=(3, H, W, C)), rng.uniform(-1, 1, size=(3, H, W, C))
+    y, dy, dx = np.empty((3, C)), rng.normal(size=(3, C)), np.empty(x.shape)
+    host.global_avgpool_forward(x, y)
+    host.global_avgpool_backward(dy, dx, aux, aux_act)
+    gy, gdx = poisoned(y.shape), poisoned(x.shape)
+    gpu.global_avgpool_forward(dev(x), gy)
+    gpu.global_avgpool_backward(dev(dy), gdx, dev(aux), aux_act)
+    close(gy, y)
+    close(gdx, dx)
+
+
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 def test_activations_and_layout(act):
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ from gpucnn import (
     CrossEntropy,
     Dense,
     Flatten,
+    GlobalAvgPool,
     Layer,
     MaxPool,
     Model,
@@ -57,6 +58,14 @@ MODELS = {
     "mlp": lambda: presets.mlp((143, 9, 7, 3), "relu", input_shape=(1, 13, 11)),
     "pool_then_relu": lambda: Model(
         [Conv(3, 1, 3, pad=1), MaxPool(2), Activation("relu"), Flatten(), Dense(90, 2)]
+    ).build((1, 13, 11)),
+    # A pooled map and a tanh one averaged: the mean of a map that is not square, after an
+    # activation fused into the Conv before it.
+    "global_pool": lambda: presets.cnn(
+        (1, 13, 11), (4, 5), hidden=(6,), activation="tanh", n_outputs=3, global_pool=True
+    ),
+    "global_pool_unactivated": lambda: Model(
+        [Conv(3, 1, 4, pad=1), MaxPool(2), Conv(3, 4, 5), GlobalAvgPool(), Dense(5, 1)]
     ).build((1, 13, 11)),
 }
 OPTIMIZERS = {

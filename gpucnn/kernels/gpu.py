@@ -322,6 +322,17 @@ def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=No
     _launch("maxpool_backward", dx.size, dy, arg, dx, *geometry, *tail)
 
 
+def global_avgpool_forward(x, y) -> None:
+    N, H, W, C = x.shape
+    _launch("global_avgpool_forward", y.size, x, y, _i(N), _i(H * W), _i(C))
+
+
+def global_avgpool_backward(dy, dx, aux=None, aux_act="none") -> None:
+    N, H, W, C = dx.shape
+    tail = _mask(aux, aux_act, dx)
+    _launch("global_avgpool_backward", dx.size, dy, dx, _i(N), _i(H * W), _i(C), *tail)
+
+
 # ----- elementwise ----------------------------------------------------------------------------
 def activation_forward(x, y, act: str) -> None:
     _launch("activation_forward", y.size, x, y, np.int64(y.size), _i(ACTIVATIONS[act]))

@@ -169,6 +169,18 @@ def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=No
     dx[...] = _masked(acc, aux, aux_act)
 
 
+def global_avgpool_forward(x, y) -> None:
+    """y: (N, C) = the mean of each channel of x: (N, H, W, C)."""
+    y[...] = x.mean(axis=(1, 2))
+
+
+def global_avgpool_backward(dy, dx, aux=None, aux_act="none") -> None:
+    """dx: (N, H, W, C): each position an equal share of its channel's dy: (N, C), times
+    act'(aux)."""
+    N, H, W, C = dx.shape
+    dx[...] = _masked(np.broadcast_to(dy[:, None, None, :] / (H * W), dx.shape), aux, aux_act)
+
+
 def activation_forward(x, y, act: str) -> None:
     y[...] = _act(x, act)
 

@@ -1,6 +1,6 @@
-// Max pooling, channels-last: x: (N, H, W, C) -> y: (N, OH, OW, C) over K x K windows with
-// stride S. The forward pass keeps the window offset (kh * K + kw) of each maximum; the first
-// maximum in row-major window order wins a tie, as in PyTorch.
+// Pooling, channels-last. Max pooling: x: (N, H, W, C) -> y: (N, OH, OW, C) over K x K windows
+// with stride S. The forward pass keeps the window offset (kh * K + kw) of each maximum; the
+// first maximum in row-major window order wins a tie, as in PyTorch.
 //
 // The bias and activation of the convolution before the pool can be applied here, to the
 // maxima only: y = act(max(z) + b) = max(act(z + b)) for any non-decreasing activation, so the
@@ -66,4 +66,26 @@ extern "C" __global__ void maxpool_backward(const float* dy, const int* arg, flo
       if (arg[o] == (h - oh * S) * K + (w - ow * S)) acc += dy[o] * act_grad(y[o], act);
     }
   dx[i] = masked(acc, aux, aux_act, i);
+}
+
+// Global average pooling: y: (N, C) = the mean of each channel of x: (N, H, W, C) over its HW
+// positions. One thread per (n, c) sums them in order (no atomics: the same bits every run);
+// neighbouring threads read neighbouring channels.
+extern "C" __global__ void global_avgpool_forward(const float* x, float* y, int N, int HW,
+                                                  int C) {
+  FOR_EACH((long long)N * C)
+  const int n = (int)i / C, c = (int)i % C;
+  const float* channel = x + (long long)n * HW * C + c;
+  float sum = 0.f;
+  for (int j = 0; j < HW; ++j) sum += channel[(long long)j * C];
+  y[i] = sum / (float)HW;
+}
+
+// dx: (N, H, W, C): every position of a channel gets an equal share of its dy: (N, C), times
+// act'(aux).
+extern "C" __global__ void global_avgpool_backward(const float* dy, float* dx, int N, int HW,
+                                                   int C, const float* aux, int aux_act) {
+  FOR_EACH((long long)N * HW * C)
+  const int c = (int)(i % C), n = (int)(i / ((long long)HW * C));
+  dx[i] = masked(dy[(long long)n * C + c] / (float)HW, aux, aux_act, i);
 }
