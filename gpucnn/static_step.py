@@ -7,9 +7,9 @@ graph, which the GPU replays with one launch per step:
 - one flat buffer for all parameters, one for their gradients and one per optimiser slot (the
   layers' ``params``, ``grads`` and the optimiser's ``state`` become views of them, so
   checkpoints, evaluation and ``state_dict`` see the same numbers);
-- an operation per layer, with a Conv or Dense fused with the activation after it, writing
-  channels-last activations into buffers of its own (a max pool after a Conv applies the
-  Conv's bias and activation to its maxima instead);
+- an operation per layer, with a Conv, Dense or BatchNorm fused with the activation after it,
+  writing channels-last activations into buffers of its own (a max pool after a Conv applies
+  the Conv's bias and activation to its maxima instead);
 - the loss fused with its output activation, and the batch's loss and hits summed on the device;
 - one optimiser kernel over the flat buffers, and device-side step counters (dropout masks come
   from a hash of (seed, step, layer), so a resumed run draws the same masks).
@@ -22,6 +22,7 @@ later ones replay the graph captured at the second.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -30,7 +31,17 @@ import numpy as np
 
 from . import backend, kernels
 from .kernels import out_size
-from .layers import Activation, Conv, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool
+from .layers import (
+    Activation,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    MaxPool,
+)
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .model import NO_HOOKS, Hooks, Model
 from .optimizers import SGD, Adam, Momentum, Optimizer
@@ -45,7 +56,7 @@ FUSABLE = ("relu", "sigmoid", "tanh")
 
 def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
     """Why StaticStep cannot run this model ("" when it can)."""
-    kinds = (Conv, Dense, MaxPool, GlobalAvgPool, Activation, Flatten, Dropout)
+    kinds = (Conv, Dense, BatchNorm, MaxPool, GlobalAvgPool, Activation, Flatten, Dropout)
     for layer in _body(model):
         if not isinstance(layer, kinds) or getattr(layer, "name", "") == "softmax":
             return f"it has no kernels for {layer!r}"
@@ -194,6 +205,54 @@ class _MaxPool(_Op):
         return self.dx
 
 
+class _BatchNorm(_Op):
+    """BatchNorm (+ activation) in training: y = act(gamma * xhat + beta), each channel of x:
+    (N, H, W, C) or (N, C) normalised with the batch's mean and variance (a column of the
+    (rows, C) matrix x is), and the layer's running statistics updated in place."""
+
+    def __init__(self, k, x, x_act, layer: BatchNorm, act: str, xp, work) -> None:
+        super().__init__(k, x, x_act)
+        self.layer, self.y_act, self.work = layer, act, work
+        self.y, self.xhat, self.dx = (xp.empty(x.shape, dtype=x.dtype) for _ in range(3))
+        self.stats = xp.empty((2, layer.c), dtype=x.dtype)  # mean, 1 / sqrt(var + eps)
+
+    def _columns(self, a: Any) -> Any:
+        return a.reshape(-1, self.layer.c)
+
+    def forward(self) -> None:
+        L, c = self.layer, self._columns
+        self.k.batch_norm_forward(
+            c(self.x),
+            c(self.y),
+            c(self.xhat),
+            self.stats,
+            L.params["gamma"],
+            L.params["beta"],
+            L.buffers["running_mean"],
+            L.buffers["running_var"],
+            L.momentum,
+            L.eps,
+            self.y_act,
+            self.work,
+        )
+
+    def backward(self, dy, need_dx):
+        g, c = self.layer.grads, self._columns
+        self.k.batch_norm_backward(
+            c(dy),
+            c(self.xhat),
+            self.stats,
+            self.layer.params["gamma"],
+            c(self.dx),
+            g["gamma"],
+            g["beta"],
+            None if self.aux is None else c(self.aux),
+            self.x_act,
+            self.work,
+        )
+        return self.dx
+
+
 class _GlobalAvgPool(_Op):
     """Each channel's mean: y: (N, C) from x: (N, H, W, C)."""
 
@@ -287,7 +346,7 @@ class Program:
                 continue
             fused = "none"
             nxt = body[i + 1] if i + 1 < len(body) - 1 else None  # never fuse the last layer
-            if isinstance(layer, (Conv, Dense)) and isinstance(nxt, Activation):
+            if isinstance(layer, (Conv, Dense, BatchNorm)) and isinstance(nxt, Activation):
                 if nxt.name in FUSABLE:
                     fused, skip = nxt.name, True
             op = self._op(layer, i, cur, act, fused, xp)
@@ -315,6 +374,8 @@ class Program:
             return _Conv(k, x, x_act, layer, fused, xp, self.work)
         if isinstance(layer, Dense):
             return _Dense(k, x, x_act, layer, fused, xp, self.work)
+        if isinstance(layer, BatchNorm):
+            return _BatchNorm(k, x, x_act, layer, fused, xp, self.work)
         if isinstance(layer, MaxPool):
             return _MaxPool(k, x, x_act, layer, xp)
         if isinstance(layer, GlobalAvgPool):
@@ -371,6 +432,8 @@ def products(model: Model, n: int) -> list[tuple[int, int, int]]:
         elif isinstance(layer, Dense):  # y = x @ W, dW = x^T @ dy, dx = dy @ W^T
             rows, i, o = n, layer.n_in, layer.n_out
             out += [(rows, o, i), (i, o, rows), (rows, i, o), (rows, o, 0)]
+        elif isinstance(layer, BatchNorm):  # the statistics and gradients: column sums
+            out.append((n * math.prod(shape[1:]), layer.c, 0))
     return out
 
 

@@ -34,7 +34,14 @@ from gpucnn.static_step import StaticStep, products
 
 from . import cuda_on_cpu
 from .helpers import distinct
-from .test_static_step import MODELS, OPTIMIZERS, _data, _loss
+from .test_static_step import (
+    MODELS,
+    OPTIMIZERS,
+    _data,
+    _loss,
+    hold_noise_at_zero,
+    rounding_only,
+)
 
 TOL = 1e-5  # float32 against float64
 CPU_WHY = cuda_on_cpu.unavailable()
@@ -289,6 +296,30 @@ def test_global_average_pool(H, W, C, aux_act):
     close(gdx, dx)
 
 
+@pytest.mark.parametrize("R,C", [(3, 3), (300, 16), (5000, 7)])  # of 2 rows, dx is 0: noise
+@pytest.mark.parametrize("act,aux_act", [("none", "none"), ("relu", "tanh")])
+def test_batch_norm(R, C, act, aux_act):
+    rng = np.random.default_rng(R + C)
+    x = rng.normal(2, 3, size=(R, C))  # a mean far from 0: the variance is of x - mean
+    gamma, beta, dy = rng.normal(size=C), rng.normal(size=C), rng.normal(size=(R, C))
+    running = (rng.normal(size=C), rng.uniform(0.5, 2, size=C))
+    aux = rng.uniform(-1, 1, size=(R, C))
+    on_device = [dev(a) for a in (x, gamma, beta, *running, dy, aux)]
+    y, xhat, stats = np.empty((R, C)), np.empty((R, C)), np.empty((2, C))
+    dx, dgamma, dbeta = np.empty((R, C)), np.empty(C), np.empty(C)
+    host.batch_norm_forward(x, y, xhat, stats, gamma, beta, *running, 0.1, 1e-5, act)
+    host.batch_norm_backward(dy, xhat, stats, gamma, dx, dgamma, dbeta, aux, aux_act)
+    gx, ggamma, gbeta, gmean, gvar, gdy, gaux = on_device
+    gy, gxhat, gstats = poisoned((R, C)), poisoned((R, C)), poisoned((2, C))
+    gdx, gdgamma, gdbeta = poisoned((R, C)), poisoned(C), poisoned(C)
+    work = poisoned(max(1, gpu.colsum_workspace(R, C)))
+    gpu.batch_norm_forward(gx, gy, gxhat, gstats, ggamma, gbeta, gmean, gvar, 0.1, 1e-5, act, work)
+    gpu.batch_norm_backward(gdy, gxhat, gstats, ggamma, gdx, gdgamma, gdbeta, gaux, aux_act, work)
+    forward = [(gy, y), (gxhat, xhat), (gstats, stats), (gmean, running[0]), (gvar, running[1])]
+    for ours, want in [*forward, (gdx, dx), (gdgamma, dgamma), (gdbeta, dbeta)]:
+        close(ours, want)
+
+
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 def test_activations_and_layout(act):
     rng = np.random.default_rng(0)
@@ -370,7 +401,9 @@ def _train_static(use, make, opt, graphs=True, steps=5):
     for _ in range(steps):
         x, y = _data(rng, model, 24)
         step(backend.to_device(x, np.float32), backend.to_device(y))
-    return model.state_dict()
+        hold_noise_at_zero(model)
+    noise = rounding_only(model)  # zero
+    return {name: a for name, a in model.state_dict().items() if name not in noise}
 
 
 def _dropout_cnn():

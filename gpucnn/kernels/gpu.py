@@ -26,7 +26,7 @@ from . import ACTIVATIONS, cublas, out_size
 
 SOURCES = Path(__file__).parent / "cuda"
 HEADERS = ("common.cuh", "tile.cuh")  # in the order they include each other
-FILES = ("gemm.cu", "conv.cu", "pool.cu", "pointwise.cu", "loss.cu", "optim.cu")
+FILES = ("gemm.cu", "conv.cu", "pool.cu", "norm.cu", "pointwise.cu", "loss.cu", "optim.cu")
 _LOCAL_INCLUDE = re.compile(r'^(#pragma once|#include "\w+\.cuh")\n', re.MULTILINE)
 BLOCK = 256  # threads per block of every kernel
 BK = 16  # the matrix kernels' tile depth (GEMM_BK)
@@ -331,6 +331,29 @@ def global_avgpool_backward(dy, dx, aux=None, aux_act="none") -> None:
     N, H, W, C = dx.shape
     tail = _mask(aux, aux_act, dx)
     _launch("global_avgpool_backward", dx.size, dy, dx, _i(N), _i(H * W), _i(C), *tail)
+
+
+def batch_norm_forward(
+    x, y, xhat, stats, gamma, beta, running_mean, running_var, momentum, eps, act="none", work=None
+) -> None:
+    R, C = x.shape
+    size = (_i(R), _i(C))
+    colsum(x, stats[0], work)
+    _launch("batch_norm_center", x.size, x, stats[0], xhat, y, *size)  # y: the squares, for now
+    colsum(y, stats[1], work)
+    _launch("batch_norm_stats", C, stats, running_mean, running_var, *size, _f(momentum), _f(eps))
+    _launch("batch_norm_scale", x.size, xhat, stats, gamma, beta, y, *size, _i(ACTIVATIONS[act]))
+
+
+def batch_norm_backward(
+    dy, xhat, stats, gamma, dx, dgamma, dbeta, aux=None, aux_act="none", work=None
+) -> None:
+    R, C = dy.shape
+    colsum(dy, dbeta, work)
+    _launch("multiply", dx.size, dy, xhat, dx, np.int64(dx.size))  # dx: dy * xhat, for now
+    colsum(dx, dgamma, work)
+    tail = (_i(R), _i(C), *_mask(aux, aux_act, dx))
+    _launch("batch_norm_backward", dx.size, dy, xhat, stats, gamma, dgamma, dbeta, dx, *tail)
 
 
 # ----- elementwise ----------------------------------------------------------------------------

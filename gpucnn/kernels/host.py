@@ -181,6 +181,39 @@ def global_avgpool_backward(dy, dx, aux=None, aux_act="none") -> None:
     dx[...] = _masked(np.broadcast_to(dy[:, None, None, :] / (H * W), dx.shape), aux, aux_act)
 
 
+def batch_norm_forward(
+    x, y, xhat, stats, gamma, beta, running_mean, running_var, momentum, eps, act="none", work=None
+) -> None:
+    """Batch normalisation in training over the columns of x: (R, C) (a channels-last map's
+    N*H*W positions, or a Dense's N rows): y = act(gamma * xhat + beta), xhat = (x - mean) /
+    sqrt(var + eps) with each column's mean and biased variance, kept for the backward pass
+    with stats: (2, C) = (mean, 1 / sqrt(var + eps)). The running statistics move towards the
+    mean and the unbiased variance by ``momentum``."""
+    R = x.shape[0]
+    mean = x.mean(axis=0)
+    centered = x - mean
+    var = (centered * centered).mean(axis=0)
+    stats[0], stats[1] = mean, 1 / np.sqrt(var + eps)
+    xhat[...] = centered * stats[1]
+    y[...] = _act(gamma * xhat + beta, act)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (R / (R - 1))
+
+
+def batch_norm_backward(
+    dy, xhat, stats, gamma, dx, dgamma, dbeta, aux=None, aux_act="none", work=None
+) -> None:
+    """dx: (R, C), times act'(aux), and the gradients of gamma and beta: (C,), from dy: (R, C)
+    and what batch_norm_forward kept. The batch's mean and variance depend on every input,
+    which adds two column sums to dx."""
+    R = dy.shape[0]
+    dbeta[...] = dy.sum(axis=0)
+    dgamma[...] = (dy * xhat).sum(axis=0)
+    dx[...] = _masked(gamma * stats[1] * (dy - xhat * (dgamma / R) - dbeta / R), aux, aux_act)
+
+
 def activation_forward(x, y, act: str) -> None:
     y[...] = _act(x, act)
 
