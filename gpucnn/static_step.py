@@ -33,6 +33,7 @@ from . import backend, kernels
 from .kernels import out_size
 from .layers import (
     Activation,
+    AvgPool,
     BatchNorm,
     Conv,
     Dense,
@@ -56,7 +57,7 @@ FUSABLE = ("relu", "sigmoid", "tanh")
 
 def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
     """Why StaticStep cannot run this model ("" when it can)."""
-    kinds = (Conv, Dense, BatchNorm, MaxPool, GlobalAvgPool, Activation, Flatten, Dropout)
+    kinds = (Conv, Dense, BatchNorm, MaxPool, AvgPool, GlobalAvgPool, Activation, Flatten, Dropout)
     for layer in _body(model):
         if not isinstance(layer, kinds) or getattr(layer, "name", "") == "softmax":
             return f"it has no kernels for {layer!r}"
@@ -173,15 +174,24 @@ class _Dense(_Op):
         return self.dx
 
 
-class _MaxPool(_Op):
-    def __init__(self, k, x, x_act, layer: MaxPool, xp) -> None:
+class _Pool(_Op):
+    """A pool of K x K windows, stride S: y: (N, OH, OW, C) from x: (N, H, W, C)."""
+
+    def __init__(self, k, x, x_act, layer: MaxPool | AvgPool, xp) -> None:
         super().__init__(k, x, x_act)
         self.K, self.S = layer.k, layer.stride
         N, H, W, C = x.shape
         shape = (N, out_size(H, self.K, self.S), out_size(W, self.K, self.S), C)
         self.y = xp.empty(shape, dtype=x.dtype)
-        self.arg = xp.empty(shape, dtype=np.int32)
         self.dx = xp.empty_like(x)
+
+
+class _MaxPool(_Pool):
+    """Each window's maximum, and where it was (arg)."""
+
+    def __init__(self, k, x, x_act, layer: MaxPool, xp) -> None:
+        super().__init__(k, x, x_act, layer, xp)
+        self.arg = xp.empty(self.y.shape, dtype=np.int32)
         self.bias, self.act = None, "none"
 
     @property
@@ -250,6 +260,17 @@ class _BatchNorm(_Op):
             self.x_act,
             self.work,
         )
+        return self.dx
+
+
+class _AvgPool(_Pool):
+    """Each window's mean."""
+
+    def forward(self) -> None:
+        self.k.avgpool_forward(self.x, self.y, self.K, self.S)
+
+    def backward(self, dy, need_dx):
+        self.k.avgpool_backward(dy, self.dx, self.K, self.S, self.aux, self.x_act)
         return self.dx
 
 
@@ -378,6 +399,8 @@ class Program:
             return _BatchNorm(k, x, x_act, layer, fused, xp, self.work)
         if isinstance(layer, MaxPool):
             return _MaxPool(k, x, x_act, layer, xp)
+        if isinstance(layer, AvgPool):
+            return _AvgPool(k, x, x_act, layer, xp)
         if isinstance(layer, GlobalAvgPool):
             return _GlobalAvgPool(k, x, x_act, xp)
         if isinstance(layer, Activation):

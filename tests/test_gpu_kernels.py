@@ -281,6 +281,21 @@ def test_maxpool(K, S, H, W, fused):
     close(gdx, dx)
 
 
+@pytest.mark.parametrize("K,S,H,W", [(2, 2, 12, 10), (2, 2, 13, 11), (3, 1, 13, 11), (3, 2, 9, 12)])
+def test_average_pool(K, S, H, W):
+    rng = np.random.default_rng(K * 10 + S)
+    x, aux = rng.normal(size=(3, H, W, 4)), rng.uniform(-1, 1, size=(3, H, W, 4))
+    y = np.empty((3, out_size(H, K, S), out_size(W, K, S), 4))
+    dy, dx = rng.normal(size=y.shape), np.empty(x.shape)
+    host.avgpool_forward(x, y, K, S)
+    host.avgpool_backward(dy, dx, K, S, aux, "relu")
+    gy, gdx = poisoned(y.shape), poisoned(x.shape)
+    gpu.avgpool_forward(dev(x), gy, K, S)
+    gpu.avgpool_backward(dev(dy), gdx, K, S, dev(aux), "relu")
+    close(gy, y)
+    close(gdx, dx)
+
+
 @pytest.mark.parametrize("H,W,C", [(1, 1, 3), (3, 2, 5), (8, 8, 64)])
 @pytest.mark.parametrize("aux_act", ["none", "relu"])
 def test_global_average_pool(H, W, C, aux_act):

@@ -11,6 +11,7 @@ from gpucnn import (
     SGD,
     Activation,
     Adam,
+    AvgPool,
     BatchNorm,
     BinaryCrossEntropy,
     Conv,
@@ -65,6 +66,19 @@ MODELS = {
     "global_pool": lambda: presets.cnn(
         (1, 13, 11), (4, 5), hidden=(6,), activation="tanh", n_outputs=3, global_pool=True
     ),
+    # Average pools of windows that tile the map and of windows that overlap (stride 1).
+    "avg_pool": lambda: Model(
+        [
+            Conv(3, 1, 4, pad=1),
+            Activation("relu"),
+            AvgPool(2),
+            Conv(3, 4, 5),
+            Activation("tanh"),
+            AvgPool(3, 1),
+            Flatten(),
+            Dense(10, 3),
+        ]  # fmt: skip
+    ).build((1, 13, 11)),
     # BatchNorm after each Conv and the hidden Dense, its activation fused into it.
     "batch_norm": lambda: presets.cnn(
         (1, 13, 11), (4, 5), hidden=(6,), n_outputs=3, batch_norm=True

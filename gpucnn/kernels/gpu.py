@@ -322,6 +322,19 @@ def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=No
     _launch("maxpool_backward", dx.size, dy, arg, dx, *geometry, *tail)
 
 
+def avgpool_forward(x, y, K: int, S: int) -> None:
+    N, H, W, C = x.shape
+    OH, OW = y.shape[1:3]
+    _launch("avgpool_forward", y.size, x, y, *map(_i, (N, H, W, C, OH, OW, K, S)))
+
+
+def avgpool_backward(dy, dx, K: int, S: int, aux=None, aux_act="none") -> None:
+    N, H, W, C = dx.shape
+    OH, OW = dy.shape[1:3]
+    geometry = map(_i, (N, H, W, C, OH, OW, K, S))
+    _launch("avgpool_backward", dx.size, dy, dx, *geometry, *_mask(aux, aux_act, dx))
+
+
 def global_avgpool_forward(x, y) -> None:
     N, H, W, C = x.shape
     _launch("global_avgpool_forward", y.size, x, y, _i(N), _i(H * W), _i(C))

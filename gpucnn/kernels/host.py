@@ -169,6 +169,21 @@ def maxpool_backward(dy, arg, dx, K: int, S: int, aux=None, aux_act="none", y=No
     dx[...] = _masked(acc, aux, aux_act)
 
 
+def avgpool_forward(x, y, K: int, S: int) -> None:
+    """y: (N, OH, OW, C) = the mean of each K x K window of x: (N, H, W, C), stride S."""
+    OH, OW = y.shape[1:3]
+    y[...] = sum(x[window] for _, window in _windows(x, K, S, OH, OW)) / (K * K)
+
+
+def avgpool_backward(dy, dx, K: int, S: int, aux=None, aux_act="none") -> None:
+    """dx: (N, H, W, C): each window's dy shared equally by its K*K inputs, times act'(aux)."""
+    OH, OW = dy.shape[1:3]
+    acc = np.zeros(dx.shape, dtype=dx.dtype)
+    for _, window in _windows(acc, K, S, OH, OW):
+        acc[window] += dy / (K * K)
+    dx[...] = _masked(acc, aux, aux_act)
+
+
 def global_avgpool_forward(x, y) -> None:
     """y: (N, C) = the mean of each channel of x: (N, H, W, C)."""
     y[...] = x.mean(axis=(1, 2))

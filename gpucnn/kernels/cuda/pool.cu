@@ -8,6 +8,16 @@
 // backward pass then multiplies by act'(y) where it sends a gradient.
 #include "common.cuh"
 
+// The windows o, from lo to hi, of the OUT along one axis that cover position h of the input:
+// o*S <= h < o*S + K. A backward pass gathers its gradient from them.
+struct Span {
+  int lo, hi;
+};
+
+__device__ __forceinline__ Span windows_over(int h, int K, int S, int OUT) {
+  return {h < K ? 0 : (h - K) / S + 1, min(OUT - 1, h / S)};
+}
+
 extern "C" __global__ void maxpool_forward(const float* x, float* y, int* arg, int N, int H,
                                            int W, int C, int OH, int OW, int K, int S,
                                            const float* bias, int has_bias, int act) {
@@ -56,16 +66,42 @@ extern "C" __global__ void maxpool_backward(const float* dy, const int* arg, flo
   FOR_EACH((long long)N * H * W * C)
   const Nhwc p = nhwc_at(i, H, W, C);
   const int n = p.n, h = p.h, w = p.w, c = p.c;
-  // Windows oh with oh*S <= h < oh*S + K.
-  const int oh_lo = h < K ? 0 : (h - K) / S + 1, oh_hi = min(OH - 1, h / S);
-  const int ow_lo = w < K ? 0 : (w - K) / S + 1, ow_hi = min(OW - 1, w / S);
+  const Span rows = windows_over(h, K, S, OH), cols = windows_over(w, K, S, OW);
   float acc = 0.f;
-  for (int oh = oh_lo; oh <= oh_hi; ++oh)
-    for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+  for (int oh = rows.lo; oh <= rows.hi; ++oh)
+    for (int ow = cols.lo; ow <= cols.hi; ++ow) {
       const long long o = (((long long)n * OH + oh) * OW + ow) * C + c;
       if (arg[o] == (h - oh * S) * K + (w - ow * S)) acc += dy[o] * act_grad(y[o], act);
     }
   dx[i] = masked(acc, aux, aux_act, i);
+}
+
+// Average pooling: y: (N, OH, OW, C) = the mean of each K x K window of x: (N, H, W, C), with
+// stride S.
+extern "C" __global__ void avgpool_forward(const float* x, float* y, int N, int H, int W, int C,
+                                           int OH, int OW, int K, int S) {
+  FOR_EACH((long long)N * OH * OW * C)
+  const Nhwc p = nhwc_at(i, OH, OW, C);
+  float sum = 0.f;
+  for (int kh = 0; kh < K; ++kh)
+    for (int kw = 0; kw < K; ++kw)
+      sum += x[(((long long)p.n * H + p.h * S + kh) * W + p.w * S + kw) * C + p.c];
+  y[i] = sum / (float)(K * K);
+}
+
+// dx: (N, H, W, C), each element gathering its share, dy / (K*K), of every window it is in;
+// then times act'(aux).
+extern "C" __global__ void avgpool_backward(const float* dy, float* dx, int N, int H, int W,
+                                            int C, int OH, int OW, int K, int S,
+                                            const float* aux, int aux_act) {
+  FOR_EACH((long long)N * H * W * C)
+  const Nhwc p = nhwc_at(i, H, W, C);
+  const Span rows = windows_over(p.h, K, S, OH), cols = windows_over(p.w, K, S, OW);
+  float sum = 0.f;
+  for (int oh = rows.lo; oh <= rows.hi; ++oh)
+    for (int ow = cols.lo; ow <= cols.hi; ++ow)
+      sum += dy[(((long long)p.n * OH + oh) * OW + ow) * C + p.c];
+  dx[i] = masked(sum / (float)(K * K), aux, aux_act, i);
 }
 
 // Global average pooling: y: (N, C) = the mean of each channel of x: (N, H, W, C) over its HW
