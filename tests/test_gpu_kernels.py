@@ -485,7 +485,9 @@ def test_static_step_with_products_for_cublas_matches_numpy(device):
 
 
 @cuda_only
-@pytest.mark.parametrize("make", [_dropout_cnn, _lab_cnn3])
+@pytest.mark.parametrize(
+    "make", [_dropout_cnn, _lab_cnn3, MODELS["batch_norm"], MODELS["avg_pool"]]
+)
 def test_graph_replay_is_the_same_as_launching_kernels_one_by_one(make, device):
     eager = _train_static(device.use, make, lambda: Adam(1e-2), graphs=False)
     graph = _train_static(device.use, make, lambda: Adam(1e-2), graphs=True)
