@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import time
 
 import pytest
@@ -441,6 +442,35 @@ def test_the_best_setting_is_chosen_on_validation_and_quoted_with_its_test_accur
     assert best.startswith("Best on average: filter_size=3 with test accuracy 0.700 (one run)")
     assert "Chosen on its validation accuracy, 0.900 (one run), so that" in best
     assert "Ranked on" not in best and "Within one point" not in best  # 5 is 4 points behind
+    assert best.endswith(
+        "Against the next best, filter_size=5, in validation accuracy by seed: +4.0 points from "
+        "1 pair: no interval; repeat the runs (train.repeats=3) to tell them apart."
+    )
+
+
+@pytest.mark.parametrize("lead,said", [(2.0, "filter_size=5 is better"),
+                                       (0.2, "not distinguishable with 3 pairs")])  # fmt: skip
+def test_the_best_settings_lead_over_the_next_best_is_given_with_its_interval(tmp_path, lead, said):
+    """The best of several settings may lead by luck: its lead over the next best, paired by
+    seed, says whether three seeds tell them apart."""
+    from gpucnn.app import report
+
+    noise = [0.3, -0.4, 0.1]  # points, by seed
+    for job, (k, seed) in enumerate((k, seed) for k in (3, 5, 7) for seed in range(3)):
+        points = 80 + seed + {3: 0.0, 5: lead + noise[seed], 7: -5.0}[k]
+        config = {"model": {"filter_size": k}, "train": {"seed": seed}}
+        summary = {"status": "ok", "test_accuracy": 0.8, "val_accuracy": points / 100,
+                   "weights": 100 * k, "seconds_per_epoch": 0.1, "config": config}  # fmt: skip
+        overrides = [f"model.filter_size={k}", f"train.seed={seed}"]
+        _job(tmp_path / "sweep", job, overrides, json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert best.startswith("Best on average: filter_size=5 ")
+    mean = lead + statistics.fmean(noise)
+    assert (
+        f"Against the next best, filter_size=3, in validation accuracy by seed: +{mean:.1f}" in best
+    )
+    assert said in best
 
 
 def test_the_best_settings_curves_are_drawn_one_line_each(tmp_path, monkeypatch):

@@ -26,12 +26,13 @@ class Effect:
     value: str
     reference: str
     points: Estimate  # of the paired differences, in accuracy points
+    subject: str = ""  # what the sentence begins with, instead of "key value vs reference"
 
     def sentence(self) -> str:
         """``filter_size 5 vs 3: +0.6 points, 95% interval -0.3 to +1.5: not distinguishable
         with 3 pairs (about 12 would be needed at this spread)``."""
         value, reference = setting_text(self.value), setting_text(self.reference)
-        e, what = self.points, f"{self.key} {value} vs {reference}"
+        e, what = self.points, self.subject or f"{self.key} {value} vs {reference}"
         if e.n < 2:
             return (
                 f"{what}: {e.mean:+.1f} points from {e.n} pair: no interval; repeat the runs "
