@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, note, settings
 
 from gpucnn import (
     SGD,
@@ -40,7 +41,9 @@ from .test_static_step import (
     _data,
     _loss,
     hold_noise_at_zero,
+    networks,
     rounding_only,
+    same,
 )
 
 TOL = 1e-5  # float32 against float64
@@ -437,6 +440,36 @@ def _assert_static_step_matches_numpy(device, make, opt, steps=5):
     ours = _train_static(device.use, make, opt, steps=steps)
     for name in ref:
         assert relative_error(ours[name], ref[name]) < 1e-4, name
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(make=networks(dropout=True))
+def test_any_network_takes_the_same_steps_on_both_kernel_sets(make, device):
+    """The GPU's kernels against NumPy's on random networks: every layer after every other."""
+    device.use_host()
+    first = make()
+    note(f"{first.input_shape}: {first.layers}")
+    start = first.state_dict()
+
+    def train(use):
+        use()
+        model = make()
+        model.load_state_dict(start)
+        step = StaticStep(model, _loss(model), SGD(0.05))
+        rng = np.random.default_rng(2)
+        for _ in range(3):
+            x, y = _data(rng, model, 6)
+            step(backend.to_device(x, np.float32), backend.to_device(y))
+        return {name: backend.to_host(a) for name, a in model.state_dict().items()}
+
+    want, got = train(device.use_host), train(device.use)
+    for name in want:
+        assert same(got[name], want[name], 1e-4), name
 
 
 def _lab_cnn3():

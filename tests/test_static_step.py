@@ -6,6 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, note, settings
+from hypothesis import strategies as st
 
 from gpucnn import (
     SGD,
@@ -17,6 +19,7 @@ from gpucnn import (
     Conv,
     CrossEntropy,
     Dense,
+    Dropout,
     Flatten,
     GlobalAvgPool,
     Layer,
@@ -26,6 +29,7 @@ from gpucnn import (
     backend,
     presets,
 )
+from gpucnn.errors import ShapeError
 from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import host
 from gpucnn.model import NO_HOOKS
@@ -97,11 +101,24 @@ OPTIMIZERS = {
 }
 
 
+# Layers that pass a constant shift of each input channel on as a constant shift of each
+# output channel (a Conv too, where it pads nothing).
+SHIFTS_THROUGH = (Flatten, Dense, MaxPool, AvgPool, GlobalAvgPool)
+
+
 def rounding_only(model):
-    """The names of the biases whose gradient is zero but for rounding: those of a Conv or Dense
-    followed by a BatchNorm, which takes out their every change."""
-    layers = model.layers
-    return {f"{i}.b" for i in range(len(layers) - 1) if isinstance(layers[i + 1], BatchNorm)}
+    """The names of the biases whose gradient is zero but for rounding: those whose layer's
+    output reaches a BatchNorm through SHIFTS_THROUGH layers only, so that the BatchNorm takes
+    out their every change."""
+    out, layers = set(), model.layers
+    for i, layer in enumerate(layers):
+        for after in layers[i + 1 :] if layer.bias_names else []:
+            if isinstance(after, BatchNorm):
+                out.update(f"{i}.{name}" for name in layer.bias_names)
+            unpadded = isinstance(after, Conv) and after.pad == 0
+            if not (isinstance(after, SHIFTS_THROUGH) or unpadded):
+                break
+    return out
 
 
 def hold_noise_at_zero(model):
@@ -147,6 +164,79 @@ def test_same_updates_as_the_layers(key, opt):
     for (name, a), (_, b) in zip(ref.buffers(), ours.buffers()):  # BatchNorm's running statistics
         assert relative_error(a, b) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
+
+
+@st.composite
+def networks(draw, dropout=False):
+    """make(): a random CNN, built anew on the active backend at each call. 1 to 3 blocks of
+    Conv (any size, padding and stride), maybe BatchNorm, maybe an activation, maybe a max or
+    average pool; Flatten or GlobalAvgPool; up to two hidden Dense layers, each maybe with
+    BatchNorm, an activation and (``dropout``) Dropout; then 1 output (sigmoid) or 3
+    (softmax). Networks whose maps shrink to nothing are rejected."""
+    activations = st.sampled_from([None, "relu", "sigmoid", "tanh"])
+    shape = (draw(st.sampled_from([1, 3])), draw(st.integers(5, 13)), draw(st.integers(5, 13)))
+    specs = []  # (layer class, arguments)
+
+    def make():
+        return Model([kind(*args) for kind, args in specs]).build(shape)
+
+    def then(kind, *args, maybe=True):
+        specs.extend([(kind, args)] if maybe else [])
+
+    try:
+        c = shape[0]
+        for _ in range(draw(st.integers(1, 3))):
+            k, o = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+            then(Conv, k, c, o, draw(st.integers(0, k // 2)), draw(st.integers(1, 2)))
+            then(BatchNorm, o, maybe=draw(st.booleans()))
+            act, pool = draw(activations), draw(st.sampled_from([None, MaxPool, AvgPool]))
+            then(Activation, act, maybe=act is not None)
+            then(pool, draw(st.integers(2, 3)), draw(st.sampled_from([None, 1])), maybe=pool)
+            c = o
+        then(draw(st.sampled_from([Flatten, GlobalAvgPool])))
+        for width in draw(st.lists(st.integers(2, 6), max_size=2)):
+            then(Dense, make().output_shape[0], width)
+            act = draw(activations)
+            then(BatchNorm, width, maybe=draw(st.booleans()))
+            then(Activation, act, maybe=act is not None)
+            then(Dropout, 0.4, maybe=dropout and draw(st.booleans()))
+        n_out = draw(st.sampled_from([1, 3]))
+        then(Dense, make().output_shape[0], n_out)
+        then(Activation, "sigmoid" if n_out == 1 else "softmax")
+        make()
+    except ShapeError:
+        assume(False)
+    return make
+
+
+def same(a, b, tol):
+    """max |a - b| <= tol times the larger of their largest magnitude and 1: relative for
+    weights and statistics of ordinary size, absolute for values that are only rounding noise
+    (a bias rounding_only names, in networks too odd to list them all)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(a)), np.max(np.abs(b)), 1.0)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(make=networks(), opt=st.sampled_from(["sgd", "momentum"]))
+def test_any_network_takes_the_same_steps_as_the_layers(make, opt):
+    """What the GPU runs, on random networks: every layer kind after every other. (Not with
+    Adam, whose steps are as large for a gradient of rounding noise as for any other.)"""
+    model, ours = make(), make()
+    note(f"{model.input_shape}: {model.layers}")
+    ours.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(0)
+    step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
+    ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(model)
+    for _ in range(3):
+        x, y = _data(rng, model, 6)
+        want_loss, want_hits = train_step(model, ref_loss, ref_opt, x, y)
+        loss, hits = step(x, y)
+        assert float(loss) == pytest.approx(float(want_loss), rel=1e-9)
+        assert int(hits) == int(want_hits)
+    want, got = model.state_dict(), ours.state_dict()
+    for name in want:
+        assert same(want[name], got[name], 1e-9), name
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
