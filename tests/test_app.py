@@ -275,6 +275,7 @@ def test_an_optuna_search_goes_on_past_impossible_architectures(tmp_path, side, 
     assert proc.returncode == 8, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Failed experiment: the run did not end ok: its reason is in" in proc.stdout
+    assert "Error executing job" not in proc.stderr  # the two lines above say it all
     rows = list(csv.DictReader((tmp_path / "sweep" / "sweep_runs.csv").open()))
     assert len(rows) == 3 and {r["status"] for r in rows} == ended
 

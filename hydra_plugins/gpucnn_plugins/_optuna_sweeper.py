@@ -10,11 +10,13 @@ search per study at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as HydraOptunaSweeper
 
 log = logging.getLogger(__name__)
@@ -37,20 +39,35 @@ class _FailedWhereNaN:
         self.completed = 0  # trials whose runs ended ok
 
     def launch(self, overrides: Any, initial_job_idx: int) -> Any:
-        from hydra.core.utils import JobStatus
         from omegaconf import OmegaConf
 
         returns = self.launcher.launch(overrides, initial_job_idx=initial_job_idx)
-        for job in returns:
+        for number, job in enumerate(returns):
             value = job._return_value  # the property raises for a failed job
             if job.status == JobStatus.COMPLETED and isinstance(value, float) and value != value:
                 run_dir = OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir")
-                job.status = JobStatus.FAILED
-                job.return_value = TrialFailed(
+                why = TrialFailed(
                     f"the run did not end ok: its reason is in {run_dir}/summary.json"
                 )
+                returns[number] = job = _quiet_failure(job, why)
             self.completed += job.status == JobStatus.COMPLETED
         return returns
+
+
+class _FailedTrial(JobReturn):
+    """A job that did not end ok, whose return_value raises its reason without Hydra's "Error
+    executing job with overrides: [...]" line: the run has logged why, and the sweeper logs
+    the failed trial with the reason."""
+
+    @property
+    def return_value(self) -> Any:
+        raise self._return_value
+
+
+def _quiet_failure(job: JobReturn, why: TrialFailed) -> _FailedTrial:
+    """``job`` as failed, with ``why``."""
+    fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(JobReturn)}
+    return _FailedTrial(**{**fields, "status": JobStatus.FAILED, "_return_value": why})
 
 
 class OptunaSweeper(HydraOptunaSweeper):
