@@ -20,13 +20,14 @@ from .layers import (
 )
 from .losses import BinaryCrossEntropy, CrossEntropy
 from .model import Model
-from .optimizers import SGD, Adam, Momentum
+from .optimizers import SGD, Adam, AdamW, Momentum
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
     "Adam",
+    "AdamW",
     "AvgPool",
     "BackendError",
     "BatchNorm",

@@ -1,7 +1,8 @@
-"""SGD, SGD with momentum (optionally Nesterov) and Adam, updating parameters in place.
+"""SGD, SGD with momentum (optionally Nesterov), Adam and AdamW, updating parameters in place.
 
 ``step(parameters)`` takes ``Model.parameters()``: (name, param, grad) triples. Weight decay is
-the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on every parameter.
+the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on every parameter;
+AdamW's is decoupled from the gradient (``DECOUPLED``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def _numbers(**settings: Any) -> None:
 class Optimizer:
     #: The per-parameter state each parameter has once a step was taken (shaped like it).
     SLOTS: tuple[str, ...] = ()
+    #: Whether weight decay shrinks the parameters directly (AdamW) instead of adding its L2
+    #: penalty's gradient to theirs.
+    DECOUPLED = False
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         _numbers(lr=lr, weight_decay=weight_decay)
@@ -65,7 +69,7 @@ class Optimizer:
             )
         self.steps += 1
         for name, p, g in parameters:
-            if self.weight_decay:
+            if self.weight_decay and not self.DECOUPLED:
                 g = g + self.weight_decay * p
             self._update(name, p, g)
 
@@ -158,6 +162,8 @@ class Adam(Optimizer):
 
     def _update(self, name: str, p: Any, g: Any) -> None:
         m, v = self.slot(name, "m", p), self.slot(name, "v", p)
+        if self.DECOUPLED:
+            p *= 1 - self.lr * self.weight_decay
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2
@@ -167,4 +173,23 @@ class Adam(Optimizer):
         p -= step_size * m / ((v * v_hat_scale) ** 0.5 + self.eps)
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as torch.optim.AdamW:
+    each step first shrinks every parameter by lr * weight_decay of itself. Adam would divide
+    an L2 penalty's gradient by the same running scale as the loss's, so parameters with large
+    gradients would hardly be decayed; decoupled, all are decayed alike."""
+
+    DECOUPLED = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam, "adamw": AdamW}

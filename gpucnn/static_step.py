@@ -45,13 +45,13 @@ from .layers import (
 )
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
 from .model import NO_HOOKS, Hooks, Model
-from .optimizers import SGD, Adam, Momentum, Optimizer
+from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer
 from .profile import Timer
 from .steps import Step
 
 log = logging.getLogger(__name__)
 
-SLOTS = {Adam: ("m", "v"), Momentum: ("v",), SGD: ()}
+SLOTS = {Adam: ("m", "v"), AdamW: ("m", "v"), Momentum: ("v",), SGD: ()}
 FUSABLE = ("relu", "sigmoid", "tanh")
 
 
@@ -550,6 +550,7 @@ class StaticStep(Step):
                 o.beta2,
                 o.eps,
                 o.weight_decay,
+                o.DECOUPLED,
             )
         elif isinstance(o, Momentum):
             k.momentum(p, g, self.slots["v"], o.lr, o.momentum, o.nesterov, o.weight_decay)

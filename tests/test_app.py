@@ -556,7 +556,7 @@ def test_validation_names_the_key(override, match):
             "optimizer.momentum does nothing with optimizer=sgd: only optimizer=momentum reads it",
         ),
         (["optimizer.nesterov=true"], "optimizer.nesterov does nothing with optimizer=adam"),
-        (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam reads it"),
+        (["optimizer=momentum", "optimizer.beta2=0.9"], "only optimizer=adam or optimizer=adamw"),
         (["model=lab_mlp4", "model.filter_size=5"], r"with model=lab_mlp4 \(model.kind=mlp\)"),
         (["model=lab_mlp1", "model.stride=2"], r"model.stride does nothing with model=lab_mlp1"),
         (["model=lab_mlp4", "model.global_pool=true"], r"model.global_pool does nothing with"),
@@ -583,6 +583,17 @@ def test_a_setting_the_chosen_options_do_not_read_is_refused(overrides, match):
         ["data=folder", "data.root=/d", "data.image_size=64"],
     ):
         check_overrides_read(composed(*fine), fine)
+
+
+def test_optimizer_adamw_is_adam_with_decoupled_weight_decay_of_001_by_default():
+    from gpucnn.app.config import build_optimizer
+    from gpucnn.optimizers import AdamW
+
+    overrides = ["optimizer=adamw", "optimizer.beta1=0.8"]  # Adam's settings are AdamW's
+    cfg = composed(*overrides)
+    check_overrides_read(cfg, overrides)
+    opt = build_optimizer(cfg.optimizer)
+    assert type(opt) is AdamW and (opt.weight_decay, opt.beta1, opt.lr) == (0.01, 0.8, 1e-3)
 
 
 def test_a_run_with_a_setting_its_options_do_not_read_stops_before_data(tmp_path):

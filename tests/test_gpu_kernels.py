@@ -401,6 +401,7 @@ def test_optimizers():
         "sgd": lambda k, a: k.sgd(a[0], a[1], 0.1, 0.01),
         "momentum": lambda k, a: k.momentum(a[0], a[1], a[3], 0.1, 0.9, True, 0.01),
         "adam": lambda k, a: k.adam(*a[:4], a[4], 1e-2, 0.9, 0.999, 1e-8, 0.01),
+        "adamw": lambda k, a: k.adam(*a[:4], a[4], 1e-2, 0.9, 0.999, 1e-8, 0.1, True),
     }
     for update in cases.values():
         ref = [p.copy(), g, m.copy(), v.copy(), step]

@@ -13,6 +13,7 @@ from gpucnn import (
     SGD,
     Activation,
     Adam,
+    AdamW,
     AvgPool,
     BatchNorm,
     BinaryCrossEntropy,
@@ -98,6 +99,7 @@ OPTIMIZERS = {
     "sgd": lambda: SGD(0.05, weight_decay=0.01),
     "momentum": lambda: Momentum(0.02, 0.9, nesterov=True),
     "adam": lambda: Adam(1e-2, weight_decay=0.001),
+    "adamw": lambda: AdamW(1e-2, weight_decay=0.1),
 }
 
 

@@ -6,6 +6,7 @@ import pytest
 from gpucnn import (
     SGD,
     Adam,
+    AdamW,
     AvgPool,
     BatchNorm,
     BinaryCrossEntropy,
@@ -125,6 +126,7 @@ def test_batch_norm_matches_torch_in_training_and_evaluation(kernel_set, shape):
     "opt,n_outputs,chunk",
     [
         (lambda: Adam(lr=1e-2, weight_decay=1e-2), 3, 4),
+        (lambda: AdamW(lr=1e-2, weight_decay=0.1), 3, 4),
         (lambda: SGD(0.1, weight_decay=1e-3), 1, 0),
         (lambda: Momentum(0.05, nesterov=True, weight_decay=1e-3), 3, 32),
     ],

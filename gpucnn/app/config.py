@@ -89,9 +89,9 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9  # momentum only
     nesterov: bool = False  # momentum only
-    beta1: float = 0.9  # adam only
-    beta2: float = 0.999  # adam only
-    eps: float = 1e-8  # adam only
+    beta1: float = 0.9  # adam and adamw only
+    beta2: float = 0.999  # adam and adamw only
+    eps: float = 1e-8  # adam and adamw only
     # the learning rate over the epochs (gpucnn/schedules.py): constant; step (times decay every
     # decay_every epochs); cosine (falling from lr towards min_lr over train.epochs)
     schedule: str = "constant"
@@ -196,7 +196,7 @@ READ_ONLY_WITH = {
     "train.micro_batch": ("model.kind", ("cnn",)),  # an MLP trains on whole batches
     "optimizer.momentum": ("optimizer.name", ("momentum",)),
     "optimizer.nesterov": ("optimizer.name", ("momentum",)),
-    **{f"optimizer.{k}": ("optimizer.name", ("adam",)) for k in ("beta1", "beta2", "eps")},
+    **{f"optimizer.{k}": ("optimizer.name", ("adam", "adamw")) for k in ("beta1", "beta2", "eps")},
     "optimizer.decay": ("optimizer.schedule", ("step",)),
     "optimizer.decay_every": ("optimizer.schedule", ("step",)),
     "optimizer.min_lr": ("optimizer.schedule", ("cosine",)),
@@ -553,8 +553,8 @@ def build_schedule(o: DictConfig, epochs: int) -> Schedule:
 
 def build_optimizer(o: DictConfig) -> Optimizer:
     with config_group("optimizer"):
-        if o.name == "adam":
-            return OPTIMIZERS["adam"](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
+        if o.name in ("adam", "adamw"):
+            return OPTIMIZERS[o.name](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
         if o.name == "momentum":
             return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
         return OPTIMIZERS["sgd"](o.lr, o.weight_decay)

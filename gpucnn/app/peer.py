@@ -23,7 +23,7 @@ from ..layers import (
     MaxPool,
 )
 from ..model import Model
-from ..optimizers import SGD, Adam, Momentum, Optimizer
+from ..optimizers import SGD, Adam, AdamW, Momentum, Optimizer
 
 
 def import_torch() -> tuple[Any | None, str]:
@@ -83,7 +83,7 @@ def twin(torch: Any, model: Model) -> Any:
 
 def optimizer_twin(torch: Any, params: Any, opt: Optimizer) -> Any:
     if isinstance(opt, Adam):
-        return torch.optim.Adam(
+        return (torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam)(
             params,
             lr=opt.lr,
             betas=(opt.beta1, opt.beta2),

@@ -436,7 +436,9 @@ def momentum(p, g, v, lr: float, mu: float, nesterov: bool, wd: float) -> None:
     _launch("momentum", p.size, p, g, v, np.int64(p.size), _f(lr), _f(mu), _i(nesterov), _f(wd))
 
 
-def adam(p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float) -> None:
+def adam(
+    p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float, decoupled=False
+) -> None:
     _launch(
         "adam",
         p.size,
@@ -451,6 +453,7 @@ def adam(p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd
         _f(beta2),
         _f(eps),
         _f(wd),
+        _i(decoupled),
     )
 
 

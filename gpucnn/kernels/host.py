@@ -323,10 +323,15 @@ def momentum(p, g, v, lr: float, mu: float, nesterov: bool, wd: float) -> None:
     p -= lr * (grad + mu * v if nesterov else v)
 
 
-def adam(p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float) -> None:
-    """One Adam update; ``step``: (1,) int64, the steps taken before this one."""
+def adam(
+    p, g, m, v, step, lr: float, beta1: float, beta2: float, eps: float, wd: float, decoupled=False
+) -> None:
+    """One Adam update; ``step``: (1,) int64, the steps taken before this one. ``decoupled``
+    (AdamW): weight decay shrinks p by lr * wd * p instead of adding wd * p to the gradient."""
     t = int(step[0]) + 1
-    grad = g + wd * p
+    grad = g if decoupled else g + wd * p
+    if decoupled:
+        p *= 1 - lr * wd
     m *= beta1
     m += (1 - beta1) * grad
     v *= beta2

@@ -1,6 +1,6 @@
 // Optimiser updates over one flat buffer of every parameter (p), its gradient (g) and its
 // slots (m, v): one launch per step whatever the number of layers. Weight decay adds wd * p to
-// the gradient. *step counts the updates made before this one; advance() adds one at the end
+// the gradient (but AdamW's). *step counts the updates made before this one; advance() adds one at the end
 // of a step, so a captured graph needs no value from the host.
 #include "common.cuh"
 
@@ -19,20 +19,22 @@ extern "C" __global__ void momentum(float* p, const float* g, float* v, long lon
   p[i] -= lr * (nesterov ? grad + mu * vel : vel);
 }
 
-// Adam with bias correction; t = *step + 1 is this update's number.
+// Adam with bias correction; t = *step + 1 is this update's number. Decoupled (AdamW), the
+// weight decay shrinks p by lr * wd * p instead of adding wd * p to the gradient.
 extern "C" __global__ void adam(float* p, const float* g, float* m, float* v, long long n,
                                 const long long* step, float lr, float beta1, float beta2,
-                                float eps, float wd) {
+                                float eps, float wd, int decoupled) {
   FOR_EACH(n)
   const double t = (double)(*step + 1);
   const float step_size = (float)(lr / (1.0 - pow((double)beta1, t)));
   const float v_scale = (float)(1.0 / (1.0 - pow((double)beta2, t)));
-  const float grad = g[i] + wd * p[i];
+  const float grad = decoupled ? g[i] : g[i] + wd * p[i];
   const float mi = beta1 * m[i] + (1.f - beta1) * grad;
   const float vi = beta2 * v[i] + (1.f - beta2) * grad * grad;
   m[i] = mi;
   v[i] = vi;
-  p[i] -= step_size * mi / (sqrtf(vi * v_scale) + eps);
+  const float shrunk = decoupled ? p[i] * (1.f - lr * wd) : p[i];
+  p[i] = shrunk - step_size * mi / (sqrtf(vi * v_scale) + eps);
 }
 
 // counters[0]: steps taken (dropout's key), counters[1]: optimiser updates (Adam's t).
