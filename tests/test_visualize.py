@@ -252,6 +252,29 @@ def test_the_input_gradient_is_the_slope_of_the_class_score(head, label):
     assert np.allclose(gradient, slopes[0], atol=1e-7) and np.abs(gradient).max() > 1e-3
 
 
+def test_smoothgrad_is_the_mean_gradient_of_noisy_copies_of_the_image():
+    model = _model((2, 5, 5), Conv(3, 2, 3, pad=1), BatchNorm(3), Activation("relu"), Flatten(),
+                   Dense(75, 3), Activation("softmax"))  # fmt: skip
+    rng = np.random.default_rng(5)
+    model.forward(rng.normal(size=(4, 2, 5, 5)), training=True)  # running statistics move
+    x = rng.normal(size=(1, 2, 5, 5))
+    smooth = visualize.smooth_gradient(model, x, 2, copies=6, seed=4)
+    sigma = visualize.NOISE * (x.max() - x.min())
+    noise = np.random.default_rng(4).normal(0, sigma, size=(6, 2, 5, 5))
+    one_by_one = [visualize.input_gradient(model, x + n[None], 2) for n in noise]
+    assert np.allclose(smooth, np.mean(one_by_one, axis=0), rtol=0, atol=1e-12)
+    assert not np.allclose(smooth, visualize.input_gradient(model, x, 2), atol=1e-3)
+
+
+def test_the_command_draws_a_smoothed_gradient_and_refuses_what_it_cannot(run_dir, tmp_path):
+    proc = tool("visualize", run_dir, "--smooth", 8, "--out", tmp_path / "smooth")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "smooth" / "feature_maps.png").read_bytes().startswith(b"\x89PNG")
+    proc = tool("visualize", run_dir, "--smooth", -1, "--out", tmp_path / "no")
+    assert proc.returncode == 2 and "--smooth -1: give a number of copies" in proc.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_sweeps_runs_have_their_first_filters_drawn_side_by_side(tmp_path, monkeypatch):
     sweep = tmp_path / "sweep"
     proc = app("-m", *TINY, "model.filter_size=3,5,4", f"hydra.sweep.dir={sweep}")

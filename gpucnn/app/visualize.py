@@ -3,7 +3,7 @@ run's layers learned, and what they make of one image.
 
     python -m gpucnn.visualize outputs/runs/<time>                   # its first test image
     python -m gpucnn.visualize outputs/runs/<time> --test-image 12
-    python -m gpucnn.visualize outputs/runs/<time> --class Sneaker
+    python -m gpucnn.visualize outputs/runs/<time> --class Sneaker --smooth 50
     python -m gpucnn.visualize outputs/runs/<time> shirt.png          # or one image in a .npy
     python -m gpucnn.visualize outputs/multiruns/<time>               # a sweep: its runs' filters
 
@@ -16,7 +16,9 @@ the image of the weights it gives each pixel.
 
 feature_maps.png: one image on its way through the network: the input as the model takes it
 (padded and normalised) and the gradient of the predicted class's score with respect to it (red
-where a brighter pixel raises the score, blue where it lowers it), then each layer's output: a
+where a brighter pixel raises the score, blue where it lowers it; --smooth N: its mean over N
+copies of the image with noise added, SmoothGrad, which keeps what the copies agree on and
+averages away the speckle of a single gradient), then each layer's output: a
 row of its channels (the first 16) where it keeps a map, a strip where it gives a vector, and
 the class probabilities. The image is one of the run's test split (--test-image N, 0 by
 default, or --class NAME: its first of that class) or an image file or .npy array of one image,
@@ -63,11 +65,13 @@ def visualize(
     image: Path | None = None,
     test_image: int = 0,
     of_class: str | None = None,
+    smooth: int = 0,
 ) -> dict[str, Any]:
     """Write filters.png and feature_maps.png (see above) into ``out`` for the run in
     ``run_dir``, of ``image``, or else of the first test image of the class ``of_class`` (a
-    name or number), or else of the test image numbered ``test_image``; returns what was
-    drawn: the image's ``name``, the predicted ``class`` and its ``probability``."""
+    name or number), or else of the test image numbered ``test_image``, its gradient averaged
+    over ``smooth`` noisy copies (smooth_gradient) if given; returns what was drawn: the
+    image's ``name``, the predicted ``class`` and its ``probability``."""
     cfg, summary, model = load_model(run_dir)
     if image is None:
         x, name = _test_image(run_dir, cfg, summary, test_image, of_class)
@@ -80,26 +84,49 @@ def visualize(
     label = int(probs.argmax())
     drawn = {"image": name, "class": summary["classes"][label], "probability": float(probs[label])}
     title = f"{name}: predicted {drawn['class']} ({drawn['probability']:.2f})"
-    gradient = ("the " + drawn["class"] + " score", input_gradient(model, x, label))
+    of = f"the {drawn['class']} score"
+    if smooth:
+        gradient = (
+            f"{of}, mean of {smooth}\nnoisy copies",
+            smooth_gradient(model, x, label, smooth),
+        )
+    else:
+        gradient = (of, input_gradient(model, x, label))
     plot_feature_maps(
         out / "feature_maps.png", model, x[0], outputs, summary["classes"], title, gradient
     )
     return drawn
 
 
-def input_gradient(model: Model, x: Any, label: int) -> np.ndarray:
+def input_gradient(model: Model, x: Any, label: int, mean: bool = False) -> np.ndarray:
     """x: (1, *input_shape) -> (*input_shape): the gradient of class ``label``'s score (its
     logit) with respect to each input value, the backward pass run for one image: where the
     image would have to change to raise the score most (a saliency map). A sigmoid's one
-    logit scores the positive class; the negative class's score is minus it."""
+    logit scores the positive class; the negative class's score is minus it. ``mean``: x is
+    (n, *input_shape), and the mean of its n images' gradients is returned."""
     logits = backend.to_host(model.forward(x, logits=True))
     wanted = np.zeros_like(logits)
     if wanted.shape[1] == 1:
-        wanted[0, 0] = 1.0 if label == 1 else -1.0
+        wanted[:, 0] = 1.0 if label == 1 else -1.0
     else:
-        wanted[0, label] = 1.0
+        wanted[:, label] = 1.0
     dx = model.backward(backend.to_device(wanted), logits=True, evaluation=True)
-    return np.asarray(backend.to_host(dx)[0], dtype=np.float64)
+    dx = np.asarray(backend.to_host(dx), dtype=np.float64)
+    return dx.mean(axis=0) if mean else dx[0]
+
+
+NOISE = 0.15  # SmoothGrad's noise: its standard deviation, a share of the image's value range
+
+
+def smooth_gradient(model: Model, x: Any, label: int, copies: int, seed: int = 0) -> np.ndarray:
+    """x: (1, *input_shape) -> (*input_shape): input_gradient's mean over ``copies`` copies of
+    x, each with Gaussian noise of NOISE times x's value range added (SmoothGrad, Smilkov et
+    al., 2017), drawn from ``seed``; the copies go through the network as one batch."""
+    host = np.asarray(backend.to_host(x), dtype=np.float64)
+    sigma = NOISE * float(host.max() - host.min())
+    noise = np.random.default_rng(seed).normal(0.0, sigma, size=(copies, *host.shape[1:]))
+    noisy = backend.to_device(host + noise, dtype=x.dtype)
+    return input_gradient(model, noisy, label, mean=True)
 
 
 def _test_image(
@@ -406,13 +433,23 @@ def main(argv: list[str] | None = None) -> int:
         "--class", dest="of_class", metavar="NAME", help="the run's first test image of a class"
     )
     parser.add_argument("--out", type=Path, help="the folder to write into (default: the run's)")
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=0,
+        metavar="N",
+        help="average the input gradient over N noisy copies of the image (SmoothGrad; 50 is "
+        "typical)",
+    )
     args = parser.parse_args(argv)
+    if args.smooth < 0:
+        parser.error(f"--smooth {args.smooth}: give a number of copies, 1 or more (0: none)")
     if args.image is not None and (args.test_image is not None or args.of_class is not None):
         parser.error("give an IMAGE or a test image (--test-image N, --class NAME), not both")
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     out = args.out or args.run_dir
     if _is_sweep(args.run_dir):
-        if args.image is not None or args.test_image is not None or args.of_class is not None:
+        if args.image or args.test_image is not None or args.of_class is not None or args.smooth:
             parser.error(
                 f"{args.run_dir} is a sweep's folder, whose runs' filters are drawn: for an "
                 "image's feature maps give one run's folder"
@@ -423,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         return failed
     drawn, failed = write_into(
         out,
-        lambda: visualize(args.run_dir, out, args.image, args.test_image or 0, args.of_class),
+        lambda: visualize(
+            args.run_dir, out, args.image, args.test_image or 0, args.of_class, args.smooth
+        ),
     )
     if failed:
         return failed
