@@ -297,9 +297,17 @@ def test_a_sweeps_runs_have_their_first_filters_drawn_side_by_side(tmp_path, mon
     W = model.layers[0].params["W"]  # (16, 1, 5, 5)
     drawn = np.ma.filled(axes[1].images[0].get_array(), np.nan)
     assert np.array_equal(drawn, visualize.mosaic(W[None, :16, 0]), equal_nan=True)
+    val = {job: json.loads((sweep / job / "summary.json").read_text())["val_accuracy"]
+           for job in ("0", "1")}  # fmt: skip
+    best = f"e.g. {sweep / max(val, key=val.get)} (its best on validation accuracy "
     for args in (("--class", "Shirt"), ("--test-image", 1)):
         proc = tool("visualize", sweep, *args)
         assert proc.returncode == 2 and "is a sweep's folder, whose runs' filters" in proc.stderr
+        assert best in proc.stderr
+    proc = tool("evaluate", sweep)  # a command of one run, given the sweep, names its best too
+    assert proc.returncode != 0 and "not a run's results: give one run's folder, " + best in (
+        proc.stderr
+    )
 
 
 def test_a_sweep_without_a_trained_run_says_so(tmp_path):

@@ -60,6 +60,7 @@ from .results import (
     split_counts,
     write_into,
 )
+from .sweep import best_run
 from .trainer import images_changed, images_record
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
     if not summary and Path(run_dir).is_dir():
         jobs = run_dirs(run_dir)
         if jobs:
+            example = best_run(Path(run_dir)) or jobs[0]
             raise RunError(
                 f"{run_dir} holds the folders of {counted(len(jobs), 'run')} (a sweep's, say), "
-                f"not a run's results: give one run's folder, e.g. {jobs[0]}"
+                f"not a run's results: give one run's folder, e.g. {example}"
             )
     if not summary or not isinstance(summary.get("config"), dict):
         raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")

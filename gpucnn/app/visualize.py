@@ -48,6 +48,7 @@ from .evaluate import RunError
 from .experiment import load_splits
 from .predict import load_model, prepare, read_all, unlike_training
 from .results import counted, pyplot, run_dirs, save_figure, write_into
+from .sweep import best_run
 
 TILES = 16  # channels drawn per layer of feature_maps.png; filters or units per row of filters.png
 FILTER_ROWS = 8  # filters drawn of a Conv layer with several input channels, one per row
@@ -450,9 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run_dir
     if _is_sweep(args.run_dir):
         if args.image or args.test_image is not None or args.of_class is not None or args.smooth:
+            best = best_run(args.run_dir)
             parser.error(
                 f"{args.run_dir} is a sweep's folder, whose runs' filters are drawn: for an "
-                "image's feature maps give one run's folder"
+                "image's feature maps give one run's folder" + (f", e.g. {best}" if best else "")
             )
         drawn, failed = write_into(out, lambda: visualize_sweep(args.run_dir, out))
         if not failed:
