@@ -5,6 +5,8 @@
 #   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
 #   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
 #                  the same settings (a 10-epoch benchmark at batch 128)       run.log
+#   layers     90  2 epochs of the app with BatchNorm, a global pool and AdamW
+#                  on CuPy: the static step's newer operations, end to end    layers.log
 #   bench     300  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
@@ -16,15 +18,15 @@
 # the accuracies, the benchmark's ratios and where the variants' rules pick the faster way:
 # read it first.
 # Usage: scripts/gpu-check.sh [folder] [step ...]
-#        (default: outputs/gpu-check, and gputests run bench variants tests)
+#        (default: outputs/gpu-check, and gputests run layers bench variants tests)
 # The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above:
-# eight with the default steps.
+# nine with the default steps.
 # The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-outputs/gpu-check}"
 shift || true
-steps="${*:-gputests run bench variants tests}"
+steps="${*:-gputests run layers bench variants tests}"
 runs=outputs/gpu-check-runs
 mkdir -p "$out" "$runs"
 python3 -c "import cupy; assert cupy.cuda.runtime.getDeviceCount() > 0" \
@@ -83,6 +85,14 @@ step_run() {
   said peer "$runs/peer/bench.json"
 }
 
+step_layers() {
+  rm -rf "$runs/layers"
+  logged 90 layers.log python3 -m gpucnn.run backend=cupy data=fashion_mnist \
+    data.task=multiclass model.batch_norm=true model.global_pool=true optimizer=adamw \
+    train.epochs=2 train.progress=false hydra.run.dir="$runs/layers" || return
+  said run "$runs/layers/summary.json"
+}
+
 step_bench() {
   rm -rf "$runs/bench"
   logged 300 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
@@ -108,7 +118,7 @@ step_sanitize() {
 status=0
 for step in $steps; do
   if ! declare -F "step_$step" >/dev/null; then
-    echo "gpu-check: no step '$step' (gputests run bench variants tests sanitize)" | tee -a "$out/check.txt"
+    echo "gpu-check: no step '$step' (gputests run layers bench variants tests sanitize)" | tee -a "$out/check.txt"
     status=1
     continue
   fi
