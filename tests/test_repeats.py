@@ -147,6 +147,11 @@ def test_sweep_tables_rank_on_validation_accuracy_where_every_run_has_it(tmp_pat
     (tmp_path / "3" / "summary.json").write_text(json.dumps(failed))
     sweep.summarize(tmp_path)
     ranked = ["7", "5", "3", "9"] if without_val else ["3", "5", "7", "9"]
+    assert sweep.best_run(tmp_path) == (
+        f"{tmp_path / '2'} (its best on test accuracy 0.8000)"
+        if without_val
+        else f"{tmp_path / '0'} (its best on validation accuracy 0.9000; test accuracy 0.7000)"
+    )
     for table in ("sweep_summary.csv", "sweep_runs.csv"):
         rows = csv.DictReader(open(tmp_path / table))
         assert [r["model.filter_size"] for r in rows] == ranked, table
@@ -157,7 +162,7 @@ def test_sweep_tables_rank_on_validation_accuracy_where_every_run_has_it(tmp_pat
         assert (header.index("val") < header.index("test")) != without_val  # what ranks first
         if without_val:
             assert f"best {mean}test accuracy first" in text
-            assert "Ranked on test accuracy: not every finished run held out validation" in text
+            assert "Ranked on test accuracy, as not every finished run held out validation" in text
         else:
             assert f"best {mean}validation accuracy first" in text and "Ranked on" not in text
 

@@ -419,7 +419,7 @@ def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accura
         " Within one point of it in test accuracy, filter_size=3, at 0.845 (one run), needs only "
         "300 weights."
     )
-    assert "Ranked on test accuracy: not every finished run held out validation images" in best
+    assert "Ranked on test accuracy, as not every finished run held out validation images" in best
 
 
 def test_the_best_setting_is_chosen_on_validation_and_quoted_with_its_test_accuracy(tmp_path):

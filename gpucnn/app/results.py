@@ -141,8 +141,8 @@ def chosen_on_test(column: str) -> str:
     if column == "val_accuracy":
         return ""
     return (
-        "Ranked on test accuracy: not every finished run held out validation images "
-        "(data.val_fraction=0), and the best test accuracy is flattered by being chosen on."
+        "Ranked on test accuracy, as not every finished run held out validation images "
+        "(data.val_fraction=0): the best of them is flattered by being chosen on it."
     )
 
 

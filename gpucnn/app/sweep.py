@@ -99,14 +99,14 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
 
 
 def best_run(sweep_dir: Path) -> str | None:
-    """``sweep_dir/5 (its best on validation accuracy, 0.8610; test accuracy 0.8500)``: the
+    """``sweep_dir/5 (its best on validation accuracy 0.8610; test accuracy 0.8500)``: the
     finished job that collect ranks first, with its accuracies; None if no job ended ok."""
     rows, _, _ = collect(sweep_dir)
     if not rows or rows[0]["status"] != "ok":
         return None
     column = chosen_on(rows)
-    said = [f"{ACCURACIES[c]} {rows[0][c]:.4f}" for c in (column, "test_accuracy")]
-    return f"{sweep_dir / rows[0]['job']} (its best on {said[0]}; {said[-1]})"
+    said = [f"{ACCURACIES[c]} {rows[0][c]:.4f}" for c in dict.fromkeys((column, "test_accuracy"))]
+    return f"{sweep_dir / rows[0]['job']} (its best on {'; '.join(said)})"
 
 
 def _submitted(sweep_dir: Path) -> dict[str, dict[str, Any]]:
