@@ -181,15 +181,9 @@ class AdamW(Adam):
 
     DECOUPLED = True
 
-    def __init__(
-        self,
-        lr: float = 1e-3,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay)
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **adam: float) -> None:
+        """``adam``: Adam's beta1, beta2 and eps, by name."""
+        super().__init__(lr, weight_decay=weight_decay, **adam)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam, "adamw": AdamW}

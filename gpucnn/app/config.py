@@ -554,7 +554,8 @@ def build_schedule(o: DictConfig, epochs: int) -> Schedule:
 def build_optimizer(o: DictConfig) -> Optimizer:
     with config_group("optimizer"):
         if o.name in ("adam", "adamw"):
-            return OPTIMIZERS[o.name](o.lr, o.beta1, o.beta2, o.eps, o.weight_decay)
+            adam = {"beta1": o.beta1, "beta2": o.beta2, "eps": o.eps}
+            return OPTIMIZERS[o.name](o.lr, weight_decay=o.weight_decay, **adam)
         if o.name == "momentum":
             return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
         return OPTIMIZERS["sgd"](o.lr, o.weight_decay)
