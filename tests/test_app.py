@@ -146,9 +146,11 @@ def test_a_sweep_survives_an_impossible_combination(tmp_path):
     bad = next(r for r in rows if r["status"] == "invalid_config")
     assert (bad["model.pool_size"], bad["model.channels"]) == ("4", "[4,4,4]")
     assert "MaxPool" in bad["reason"] and "does not fit" in bad["reason"]
-    assert rows[0]["status"] == "ok" and float(rows[0]["test_accuracy"]) >= max(
-        float(r["test_accuracy"]) for r in rows if r["status"] == "ok"
-    )
+    assert rows[0]["status"] == "ok" and float(rows[0]["val_accuracy"]) >= max(
+        float(r["val_accuracy"]) for r in rows if r["status"] == "ok"
+    )  # ranked on validation accuracy
+    best = next(r for r in csv.DictReader((tmp_path / "sweep_runs.csv").open()))["job"]
+    assert f"best run: {tmp_path / best} (its best on validation accuracy " in proc.stdout
     assert (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep_summary.md").is_file()
     invalid_dir = tmp_path / bad["jobs"]
     assert json.loads((invalid_dir / "summary.json").read_text())["status"] == "invalid_config"
@@ -165,6 +167,7 @@ def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "running"]
+    assert f"best run: {tmp_path / '0'} (its best on validation accuracy " in done.stdout
 
 
 def test_summarize_shows_a_sweep_it_cannot_write_into(tmp_path, monkeypatch, capsys):

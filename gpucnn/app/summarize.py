@@ -3,7 +3,7 @@ or running).
 
 Writes sweep_summary.csv / .md (one row per setting, its seeds grouped), sweep_runs.csv / .md
 (one row per job) and sweep.png into each directory, as the end of a multirun does, and prints
-the table of settings (with ``--runs``, the table of jobs).
+the table of settings (with ``--runs``, the table of jobs) and the best run's folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import command_parser, exits
 from .results import JOBS, cannot_write, no_runs, run_dirs
-from .sweep import summarize, tables
+from .sweep import best_run, summarize, tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,4 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             *_, texts = tables(sweep_dir)
             text = texts[table]
         print(text)
+        best = best_run(sweep_dir)
+        if best:
+            print(f"best run: {best}")
     return code

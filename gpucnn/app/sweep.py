@@ -396,6 +396,9 @@ class SweepSummaryCallback(Callback):
             return
         rows = summarize(sweep_dir)
         print(f"sweep summary ({counted(len(rows), 'job')}): {sweep_dir / 'sweep_summary.md'}")
+        best = best_run(sweep_dir)
+        if best:
+            print(f"best run: {best}")
         not_ok = Counter(r["status"] for r in rows if r["status"] != "ok")
         if not_ok:
             counts = ", ".join(f"{n} {status}" for status, n in not_ok.items())
