@@ -197,10 +197,10 @@ def test_a_sweep_of_one_number_is_plotted_against_it(values, other, curve):
     ],
 )
 def test_a_swept_numbers_axis_is_logarithmic_where_they_span_ten_times(values, scale, ticks):
-    from gpucnn.app.results import pyplot
+    from gpucnn.app.results import pyplot, setting_axis
 
     figure, ax = pyplot().subplots()
-    sweep._setting_axis(ax, values, "optimizer.lr")
+    setting_axis(ax, values, "optimizer.lr")
     assert ax.get_xscale() == scale
     assert [t.get_text() for t in ax.get_xticklabels()] == ticks
     assert ax.get_xlabel() == "optimizer.lr" + (" (log scale)" if scale == "log" else "")

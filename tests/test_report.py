@@ -269,6 +269,32 @@ def test_damaged_csvs_are_left_out_and_named(tmp_path):
     assert "3/metrics.csv" not in left_out
 
 
+def test_a_search_of_learning_rates_is_drawn_as_points_against_them(tmp_path, monkeypatch):
+    """An Optuna search gives each trial its own learning rate: a bar per value would be a bar
+    per run, their labels on top of each other; a few values still get bars."""
+    from gpucnn.app import report
+
+    rates = [0.0002, 0.0003, 0.0006, 0.001, 0.0013, 0.002, 0.004, 0.008]
+    for job, lr in enumerate(rates):
+        k = 3 + 2 * (job % 2)
+        config = {"model": {"filter_size": k}, "optimizer": {"lr": lr}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": 0.7 + 0.01 * job, "val_accuracy": 0.7,
+                   "weights": 100 * k, "seconds_per_epoch": 0.1, "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [f"model.filter_size={k}", f"optimizer.lr={lr}"],
+             json.dumps(summary))  # fmt: skip
+    figures = {}
+    monkeypatch.setattr(
+        report.architecture, "save_figure", lambda fig, path: figures.setdefault(path.name, fig)
+    )
+    report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    by_title = {ax.get_title(): ax for ax in figures["effects.png"].axes if ax.get_visible()}
+    assert sorted(by_title) == ["Accuracy against optimizer.lr", "Effect of filter_size"]
+    rates_ax = by_title["Accuracy against optimizer.lr"]
+    assert rates_ax.get_xscale() == "log" and not rates_ax.patches  # points, no bars
+    assert sorted(rates_ax.collections[0].get_offsets()[:, 0]) == pytest.approx(rates)
+    assert len(by_title["Effect of filter_size"].patches) == 2  # a bar for each of 3 and 5
+
+
 @pytest.mark.parametrize(
     "values,labels",
     [

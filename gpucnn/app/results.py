@@ -225,6 +225,31 @@ def cost_axis(ax: Any, values: list[float], label: str) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
+TICKED = 10  # a setting's axis is ticked at each of its values up to this many
+SLANTED = 5  # beyond this many ticks, their labels are slanted so that they do not overlap
+
+
+def setting_axis(ax: Any, values: list[float], key: str, at_values: bool = True) -> None:
+    """An x axis for a setting's values, ticked at them (``at_values``, up to TICKED of them;
+    else at round numbers): logarithmic where they are positive and span ten times or more
+    (learning rates, data sizes), else linear."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xlabel(key)
+    if values and min(values) > 0 and max(values) >= 10 * min(values):
+        if not at_values:
+            cost_axis(ax, values, key)
+            return
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{key} (log scale)")
+        ax.xaxis.set_minor_locator(NullLocator())
+    if at_values and 1 < len(set(values)) <= TICKED:
+        ticks = sorted(set(values))
+        ax.set_xticks(ticks, [setting_text(f"{t:g}") for t in ticks])
+        if len(ticks) > SLANTED:
+            ax.tick_params(axis="x", labelrotation=35)
+
+
 def _short(value: float) -> str:
     """1500000 -> 1.5M, 50000 -> 50k, 0.2 -> 0.2."""
     for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

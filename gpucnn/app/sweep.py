@@ -46,6 +46,7 @@ from .results import (
     read_summary,
     run_dirs,
     save_figure,
+    setting_axis,
     setting_text,
     write_csv,
 )
@@ -217,7 +218,7 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     panels = [([g.get(k) for g in groups], label, cost_axis) for k, label in COSTS]
     numeric = numeric_setting(groups, keys)
     if numeric:
-        panels.insert(0, (numeric[1], numeric[0], _setting_axis))
+        panels.insert(0, (numeric[1], numeric[0], setting_axis))
     plt = pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(6.7 * len(panels), 6), sharey=True, layout="constrained"
@@ -234,7 +235,7 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         # a colour per test set: accuracies on other test images do not compare
         for colour, test_set in enumerate(dict.fromkeys(test_sets)):
             mine = [(n, g, x) for n, g, x in done if test_sets[n - 1] == test_set]
-            _points(ax, mine, f"C{colour}", test_set or None, curve=axis is _setting_axis)
+            _points(ax, mine, f"C{colour}", test_set or None, curve=axis is setting_axis)
         axis(ax, xs, label)
         if split and done:
             ax.legend(fontsize=8, title="test set", title_fontsize=8)
@@ -285,21 +286,6 @@ def numeric_setting(
     except (TypeError, ValueError):  # a list, a name, a setting a job did not have
         return None
     return (settings[0], values) if len(set(values)) > 1 else None
-
-
-def _setting_axis(ax: Any, values: list[float], key: str) -> None:
-    """An x axis for a setting's values, ticked at them: logarithmic where they are positive and
-    span ten times or more (learning rates, data sizes), else linear."""
-    from matplotlib.ticker import NullLocator
-
-    ax.set_xlabel(key)
-    if values and min(values) > 0 and max(values) >= 10 * min(values):
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{key} (log scale)")
-        ax.xaxis.set_minor_locator(NullLocator())
-    if 1 < len(set(values)) <= 10:
-        ticks = sorted(set(values))
-        ax.set_xticks(ticks, [setting_text(f"{t:g}") for t in ticks])
 
 
 def title(sweep_dir: Path) -> str:

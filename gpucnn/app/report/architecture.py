@@ -24,6 +24,7 @@ from ..results import (
     not_recorded,
     pyplot,
     save_figure,
+    setting_axis,
     setting_text,
 )
 from ..rundir import MISSING, as_now
@@ -35,6 +36,7 @@ CURVES = 8  # settings drawn in the curves figure, the best first
 # Beyond this many varying settings, a point in the cost figure is labelled with its run's name.
 LABELLED_SETTINGS = 4
 PANELS_PER_ROW = 4  # of the effects figure, one panel per setting
+BARS = 6  # a numeric setting with more values than this is drawn as points, not bars
 UNREAD = "-"  # a setting's value, shown for a run whose choices do not read it (an MLP's filter)
 
 
@@ -160,14 +162,17 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
             levels[setting_text(rec["settings"][key])].append(rec["accuracy"])
         default = _default(full)
         values = ordered(set(levels), default)
-        fits = [estimate(levels[v]) for v in values]
-        bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
-        ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
-               label="mean over the other settings and seeds, 95% interval")  # fmt: skip
-        ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
-        ax.set_xlabel(full)
+        if _numbers(values) and len(values) > BARS:
+            _scatter_effect(ax, levels, full)
+        else:
+            fits = [estimate(levels[v]) for v in values]
+            bars = [f.half_width if finite(f.half_width) else 0.0 for f in fits]
+            ax.bar(values, [f.mean for f in fits], yerr=bars, capsize=4,
+                   label="mean over the other settings and seeds, 95% interval")  # fmt: skip
+            ax.set_ylim(min(f.mean for f in fits) - 0.05, 1.0)
+            ax.set_xlabel(full)
+            ax.set_title(f"Effect of {key}")
         ax.set_ylabel("test accuracy (fraction)")
-        ax.set_title(f"Effect of {key}")
         ax.legend(fontsize=8)
         sentences += [e.sentence() for e in effects(reading, key, default)]
     fig.tight_layout()
@@ -226,6 +231,26 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         ),
     ]
     return blocks
+
+
+def _numbers(values: list[str]) -> bool:
+    """Whether every one of a setting's ``values`` is a number."""
+    try:
+        [float(v) for v in values]
+    except ValueError:
+        return False
+    return True
+
+
+def _scatter_effect(ax: Any, levels: dict[str, list[float]], key: str) -> None:
+    """A setting of many numeric values (an Optuna search's learning rates), each run's
+    accuracy against its value: a bar per value would be a bar per run, their labels on top
+    of each other."""
+    xs = [float(v) for v, accuracies in levels.items() for _ in accuracies]
+    ys = [a for accuracies in levels.values() for a in accuracies]
+    ax.scatter(xs, ys, label="a run")
+    setting_axis(ax, xs, key, at_values=False)  # values of a search: no round numbers
+    ax.set_title(f"Accuracy against {_short(key)}")
 
 
 def _by_setting(done: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
