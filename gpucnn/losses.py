@@ -2,7 +2,9 @@
 
 A model that ends in ``Activation("sigmoid")`` or ``Activation("softmax")`` (as in the lab) is
 trained through its logits: the Model skips that output activation, and the loss fuses it.
-Both losses are the mean over the batch.
+Both losses are the mean over the batch. ``label_smoothing`` = e trains towards targets moved
+e of the way from one-hot to uniform over the classes, as torch.nn.CrossEntropyLoss's does
+(for two classes, 1 - e/2 and e/2): the model is not pushed to ever larger logits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module
-from .errors import InputError, LabelError
+from .errors import ConfigError, InputError, LabelError, is_number
 from .layers import sigmoid, softmax
 
 
@@ -22,6 +24,14 @@ class Loss:
 
     #: The output activation this loss fuses (what the model's last layer may be).
     head = ""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not (is_number(label_smoothing) and 0 <= label_smoothing < 1):
+            raise ConfigError(
+                f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}",
+                "label_smoothing",
+            )
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits: Any, y: Any) -> Any:
         raise NotImplementedError
@@ -86,7 +96,8 @@ class BinaryCrossEntropy(Loss):
         xp = get_array_module(logits)
         self.check(logits.shape, y)
         z = logits.reshape(-1)
-        t = y.astype(z.dtype)
+        e = self.label_smoothing
+        t = y.astype(z.dtype) * (1 - e) + e / 2
         # log(1 + exp(-|z|)) + max(z, 0) - z*t equals -t log p - (1-t) log(1-p), without overflow.
         loss = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
         self._cache = (z, t, logits.shape)
@@ -127,14 +138,20 @@ class CrossEntropy(Loss):
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_z = xp.log(xp.exp(shifted).sum(axis=1))
         picked = xp.take_along_axis(shifted, y.reshape(-1, 1).astype(xp.intp), axis=1)[:, 0]
+        e = self.label_smoothing
+        if e:  # the target: 1 - e on the label, plus e / K on every class
+            picked = (1 - e) * picked + e * shifted.mean(axis=1)
         self._cache = (logits, y)
         return (log_z - picked).mean()
 
     def backward(self) -> Any:
         logits, y = self._cache
         xp = get_array_module(logits)
+        e = self.label_smoothing
         d = softmax(logits)
-        d[xp.arange(d.shape[0]), y] -= 1
+        d[xp.arange(d.shape[0]), y] -= 1 - e
+        if e:
+            d -= e / d.shape[1]
         return d / d.shape[0]
 
     def classes(self, outputs: tuple[int, ...]) -> int:
@@ -172,6 +189,7 @@ def _not_probabilities(logits: Any) -> None:
         )
 
 
-def for_outputs(n_outputs: int) -> Loss:
+def for_outputs(n_outputs: int, label_smoothing: float = 0.0) -> Loss:
     """The loss matching a model's output width: binary for 1 output, softmax otherwise."""
-    return BinaryCrossEntropy() if n_outputs == 1 else CrossEntropy()
+    kind = BinaryCrossEntropy if n_outputs == 1 else CrossEntropy
+    return kind(label_smoothing)

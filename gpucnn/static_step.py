@@ -422,7 +422,8 @@ class Program:
         k = self.k
         for i, op in enumerate(self.ops):
             hooks.run(f"{i:>2} {op.name} forward", op.forward)
-        head = k.softmax_xent if isinstance(self.step.loss, CrossEntropy) else k.sigmoid_bce
+        loss = self.step.loss
+        head = k.softmax_xent if isinstance(loss, CrossEntropy) else k.sigmoid_bce
         hooks.run(
             "   loss forward+backward",
             head,
@@ -431,6 +432,7 @@ class Program:
             self.dz,
             self.row_loss,
             self.row_hit,
+            loss.label_smoothing,
         )
         k.batch_result(self.row_loss, self.row_hit, self.loss, self.hits)
         dy = self.dz

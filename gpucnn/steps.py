@@ -172,8 +172,8 @@ class MicroBatchStep(Step):
         self.threads, self.chunk = threads, chunk
         self.replicas = [replicate(model) for _ in range(threads)]
         self._sharded = [[layer for layer in r.layers if layer.whole_batch] for r in self.replicas]
-        super().__init__(model, type(loss)(), optimizer, self.replicas)
-        self.losses = [type(loss)() for _ in range(threads)]
+        super().__init__(model, copy.copy(loss), optimizer, self.replicas)
+        self.losses = [copy.copy(loss) for _ in range(threads)]  # settings kept, caches apart
         self.sums = [
             [{k: g.copy() for k, g in layer.grads.items()} for layer in r.layers]
             for r in self.replicas

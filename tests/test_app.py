@@ -599,6 +599,12 @@ def test_optimizer_adamw_is_adam_with_decoupled_weight_decay_of_001_by_default()
     assert type(opt) is AdamW and (opt.weight_decay, opt.beta1, opt.lr) == (0.01, 0.8, 1e-3)
 
 
+def test_label_smoothing_outside_its_range_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"train.label_smoothing=1.0 must be in \[0, 1\)"):
+        validate(composed("train.label_smoothing=1.0"))
+    validate(composed("train.label_smoothing=0.1"))
+
+
 def test_a_run_with_a_setting_its_options_do_not_read_stops_before_data(tmp_path):
     proc = app("optimizer=sgd", "optimizer.momentum=0.9", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

@@ -140,9 +140,9 @@ def test_weights_with_non_finite_or_integer_values_are_refused(tmp_path, value, 
 
 
 def test_a_checkpoint_written_before_settings_were_added_is_resumed(tmp_path):
-    """Its record lacks train.patience, the optimizer's schedule keys and the model's stride,
-    global_pool and init: the run it was written for trained as their defaults do, so it is
-    this run's checkpoint."""
+    """Its record lacks train.patience and label_smoothing, the optimizer's schedule keys and
+    the model's stride, global_pool and init: the run it was written for trained as their
+    defaults do, so it is this run's checkpoint."""
     first = app(*TINY, "train.epochs=2", f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -150,6 +150,7 @@ def test_a_checkpoint_written_before_settings_were_added_is_resumed(tmp_path):
 
     def before(meta, arrays):
         meta["run"].pop("train.patience")
+        meta["run"].pop("train.label_smoothing")
         for key in ("schedule", "decay", "decay_every", "min_lr"):
             meta["run"]["optimizer"].pop(key)
         for key in ("stride", "global_pool", "init"):

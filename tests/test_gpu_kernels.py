@@ -373,16 +373,17 @@ def test_dropout_masks_are_the_same_bits_on_both():
     assert np.array_equal(backend.to_host(got), want)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("k", [1, 10])
-def test_losses(k):
+def test_losses(k, smoothing):
     rng = np.random.default_rng(k)
     z = rng.normal(scale=3, size=(300, k))
     y = rng.integers(0, max(k, 2), size=300)
     dz, loss, hit = np.empty_like(z), np.empty(300), np.empty(300, dtype=np.int32)
     fn = "softmax_xent" if k > 1 else "sigmoid_bce"
-    getattr(host, fn)(z, y, dz, loss, hit)
+    getattr(host, fn)(z, y, dz, loss, hit, smoothing)
     gdz, gloss, ghit = poisoned(z.shape), poisoned(300), poisoned(300, np.int32)
-    getattr(gpu, fn)(dev(z), dev(y, np.int64), gdz, gloss, ghit)
+    getattr(gpu, fn)(dev(z), dev(y, np.int64), gdz, gloss, ghit, smoothing)
     close(gdz, dz)
     close(gloss, loss)
     assert np.array_equal(backend.to_host(ghit), hit)

@@ -127,12 +127,13 @@ def test_dropout_gradients_with_a_fixed_mask():
     assert err < TOL
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("loss_cls,shape", [(BinaryCrossEntropy, (8, 1)), (CrossEntropy, (8, 5))])
-def test_loss_gradients(loss_cls, shape):
+def test_loss_gradients(loss_cls, shape, smoothing):
     rng = np.random.default_rng(5)
     logits = rng.normal(scale=3, size=shape)
     y = rng.integers(0, max(shape[1], 2), size=shape[0])
-    loss = loss_cls()
+    loss = loss_cls(label_smoothing=smoothing)
     loss.forward(logits, y)
     analytic = loss.backward()
     numeric = numerical_grad(lambda: float(loss.forward(logits, y)), logits)

@@ -290,12 +290,13 @@ def test_a_finished_run_rerun_in_its_directory_is_skipped(tmp_path, change):
 
 
 def test_a_run_made_before_settings_were_added_is_still_the_same_run(tmp_path):
-    """Its config lacks the settings added since (train.patience, the learning-rate schedule,
-    the conv stride, global pooling, the initialisation): it ran as their defaults do, so a
-    rerun skips it rather than refusing its directory."""
+    """Its config lacks the settings added since (train.patience and label_smoothing, the
+    learning-rate schedule, the conv stride, global pooling, the initialisation): it ran as
+    their defaults do, so a rerun skips it rather than refusing its directory."""
     assert app(*TINY, f"hydra.run.dir={tmp_path}").returncode == 0
     made = summary(tmp_path)
     del made["config"]["train"]["patience"]
+    del made["config"]["train"]["label_smoothing"]
     for key in ("schedule", "decay", "decay_every", "min_lr"):
         del made["config"]["optimizer"][key]
     for key in ("stride", "global_pool", "init"):

@@ -241,6 +241,21 @@ def test_any_network_takes_the_same_steps_as_the_layers(make, opt):
         assert same(want[name], got[name], 1e-9), name
 
 
+@pytest.mark.parametrize("key", ["relu_k3", "binary_k7_pad3_stride3"])
+def test_label_smoothing_takes_the_same_steps_as_the_layers(key):
+    rng = np.random.default_rng(3)
+    ref, ours = MODELS[key](), MODELS[key]()
+    ours.load_state_dict(ref.state_dict())
+    loss = type(_loss(ref))(label_smoothing=0.2)
+    step, ref_opt = StaticStep(ours, loss, SGD(0.1)), SGD(0.1)
+    for _ in range(3):
+        x, y = _data(rng, ref)
+        want_loss, _ = train_step(ref, loss, ref_opt, x, y)
+        assert float(step(x, y)[0]) == pytest.approx(float(want_loss), rel=1e-10)
+    for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
+        assert relative_error(p, q) < 1e-10, name
+
+
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 def test_steps_sampled_through_the_layers_keep_the_static_step_in_step(opt):
     # Diagnostics run some steps through the layers (Step.instrumented): the static step's flat

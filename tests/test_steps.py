@@ -19,13 +19,16 @@ def _model():
     return presets.cnn((1, 12, 12), channels=(3, 4), hidden=(6,), n_outputs=3)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("threads,chunk", [(1, 3), (2, 4), (3, 32), (2, 7)])
-def test_same_update_as_the_whole_batch(threads, chunk):
+def test_same_update_as_the_whole_batch(threads, chunk, smoothing):
+    """The same step in micro-batches, with the loss given (each thread a copy of it)."""
     rng = np.random.default_rng(0)
     x, y = _batch(rng)
     plain, split = _model(), _model()
-    ref_loss, ref_hits = train_step(plain, CrossEntropy(), SGD(0.1), x, y)
-    step = MicroBatchStep(split, CrossEntropy(), SGD(0.1), threads, chunk)
+    loss = CrossEntropy(label_smoothing=smoothing)
+    ref_loss, ref_hits = train_step(plain, loss, SGD(0.1), x, y)
+    step = MicroBatchStep(split, loss, SGD(0.1), threads, chunk)
     loss, hits = step(x, y)
     step.close()
     assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)

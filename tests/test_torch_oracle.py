@@ -79,6 +79,26 @@ def test_cross_entropy_matches_torch():
     assert relative_error(loss.backward(), t.grad.numpy()) < 1e-12
 
 
+@pytest.mark.parametrize("outputs", [1, 10])
+def test_label_smoothing_matches_torch(outputs):
+    """CrossEntropy's as torch's label_smoothing; BinaryCrossEntropy's as BCE on targets moved
+    towards 1/2 (the benchmark's twin, loss_twin)."""
+    from gpucnn.app.peer import loss_twin
+    from gpucnn.losses import for_outputs
+
+    rng = np.random.default_rng(outputs)
+    logits, y = rng.normal(scale=4, size=(9, outputs)), rng.integers(0, max(outputs, 2), size=9)
+    loss = for_outputs(outputs, label_smoothing=0.15)
+    value = float(loss.forward(logits, y))
+    t = torch.tensor(logits, requires_grad=True)
+    theirs = loss_twin(torch, loss)(t, torch.tensor(y))
+    theirs.backward()
+    assert value == pytest.approx(theirs.item(), rel=1e-12)
+    assert relative_error(loss.backward(), t.grad.numpy()) < 1e-12
+    plain = for_outputs(outputs)
+    assert float(plain.forward(logits, y)) != pytest.approx(value, rel=1e-3)  # it does something
+
+
 def test_global_avgpool_matches_torch():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 5, 4))

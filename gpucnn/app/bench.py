@@ -113,7 +113,8 @@ class _Ours:
         self.cfg, self.splits, self.batch_size = cfg, splits, batch_size
         self.model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         self.initial = self.model.state_dict()
-        self.loss, self.opt = for_outputs(splits.n_outputs), build_optimizer(cfg.optimizer)
+        self.loss = for_outputs(splits.n_outputs, cfg.train.label_smoothing)
+        self.opt = build_optimizer(cfg.optimizer)
         with config_group("train"):
             self.batches = data.Batches(splits.train, batch_size, seed=cfg.train.seed)
             check_batches(self.model, self.batches)
@@ -163,7 +164,7 @@ class _Peer:
         model.load_state_dict(ours.initial)
         opt = build_optimizer(ours.cfg.optimizer)
         self.ours = ours
-        self.trainer = PeerTrainer(torch, model, opt, ours.splits.n_outputs, compile_)
+        self.trainer = PeerTrainer(torch, model, opt, ours.loss, compile_)
 
     def epoch(self, epoch: int, limit: int | None = None) -> float:
         o = self.ours

@@ -121,6 +121,9 @@ class TrainConfig:
     threads: Optional[int] = None  # CPU threads of the job (null: its share; app/cores.py)
     micro_batch: int = 32  # NumPy, a CNN: images per micro-batch of a step (0: whole batches)
     save_model: bool = True
+    # train towards targets moved this share of the way from one-hot to uniform over the
+    # classes (0: none; torch's CrossEntropyLoss label_smoothing); the losses reported are these
+    label_smoothing: float = 0.0
     # stop after this many epochs without a lower validation loss, and keep the weights of the
     # epoch that had the lowest (null: train every epoch, keep the last weights)
     patience: Optional[int] = None
@@ -390,6 +393,10 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
     if t.patience is not None and t.patience < 1:
         raise ConfigError(f"train.patience={t.patience} must be null or >= 1 epochs")
+    if not 0 <= t.label_smoothing < 1:
+        raise ConfigError(
+            f"train.label_smoothing={t.label_smoothing} must be in [0, 1) (0.1 is usual; 0: none)"
+        )
     if t.patience is not None and d.val_fraction == 0:
         raise ConfigError(
             f"train.patience={t.patience} stops on the validation loss, and data.val_fraction=0 "

@@ -361,7 +361,7 @@ def evaluate_run(
     splits = _in_the_runs_order(splits, summary.get("classes"), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(weights)
-    loss, test = for_outputs(splits.n_outputs), splits.test
+    loss, test = for_outputs(splits.n_outputs, cfg.train.label_smoothing), splits.test
     per_channel = (-1, 1, 1)  # undo the normalisation: the images as the model saw them
     std, mean = np.reshape(splits.std, per_channel), np.reshape(splits.mean, per_channel)
     images = backend.to_host(test.x) * std + mean

@@ -6,6 +6,7 @@ PyTorch is only ever imported here, by the benchmark, and is not a dependency of
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..layers import (
     GlobalAvgPool,
     MaxPool,
 )
+from ..losses import BinaryCrossEntropy, Loss
 from ..model import Model
 from ..optimizers import SGD, Adam, AdamW, Momentum, Optimizer
 
@@ -110,24 +112,33 @@ def as_tensor(torch: Any, x: Any, device: str) -> Any:
     return torch.as_tensor(x, device=device)
 
 
+def loss_twin(torch: Any, loss: Loss) -> Callable[[Any, Any], Any]:
+    """PyTorch's twin of ``loss``, as a function of the logits and the labels (BCE's targets
+    smoothed by hand: BCEWithLogitsLoss has no label_smoothing)."""
+    e = loss.label_smoothing
+    if isinstance(loss, BinaryCrossEntropy):
+        bce = torch.nn.BCEWithLogitsLoss()
+        return lambda out, y: bce(out[:, 0], y.to(out.dtype) * (1 - e) + e / 2)
+    cross_entropy = torch.nn.CrossEntropyLoss(label_smoothing=e)
+    return lambda out, y: cross_entropy(out, y)
+
+
 class PeerTrainer:
     """Trains the twin of ``model`` on the same device arrays and batch orders."""
 
-    def __init__(self, torch: Any, model: Model, opt: Optimizer, n_outputs: int, compile_: bool):
+    def __init__(self, torch: Any, model: Model, opt: Optimizer, loss: Loss, compile_: bool):
         self.torch = torch
         self.device = "cuda" if backend.active().is_gpu else "cpu"
         self.net = twin(torch, model).to(self.device)
         self.opt = optimizer_twin(torch, self.net.parameters(), opt)
-        self.binary = n_outputs == 1
-        self.loss = torch.nn.BCEWithLogitsLoss() if self.binary else torch.nn.CrossEntropyLoss()
+        self.loss, self.binary = loss_twin(torch, loss), isinstance(loss, BinaryCrossEntropy)
         self.step = self._step
         if compile_:
             self.step = torch.compile(self._step, mode="reduce-overhead")
 
     def _step(self, x: Any, y: Any) -> Any:
         self.opt.zero_grad(set_to_none=True)
-        out = self.net(x)
-        loss = self.loss(out[:, 0], y.float()) if self.binary else self.loss(out, y)
+        loss = self.loss(self.net(x), y)
         loss.backward()
         self.opt.step()
         return loss

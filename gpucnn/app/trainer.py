@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # What a checkpoint must have been written for to be resumed (bit for bit) by this config.
 SAME_RUN_KEYS = ("model", "data", "optimizer", "train.seed", "train.batch_size", "train.drop_last",
-                 "train.patience")  # fmt: skip
+                 "train.patience", "train.label_smoothing")  # fmt: skip
 GPU_CHECK_EVERY = 32  # on the GPU, reading the loss waits for the device: check it this often
 
 
@@ -148,7 +148,7 @@ class Trainer:
             )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
-        self.loss = for_outputs(splits.n_outputs)
+        self.loss = for_outputs(splits.n_outputs, t.label_smoothing)
         self.optimizer = build_optimizer(cfg.optimizer)
         self.schedule = build_schedule(cfg.optimizer, t.epochs)
         d = cfg.data

@@ -411,14 +411,14 @@ def flat_to_nhwc(dy, dx, aux=None, aux_act="none") -> None:
 
 
 # ----- losses ---------------------------------------------------------------------------------
-def softmax_xent(z, y, dz, row_loss, row_hit) -> None:
+def softmax_xent(z, y, dz, row_loss, row_hit, smoothing: float = 0.0) -> None:
     rows, k = z.shape
-    _launch("softmax_xent", rows, z, y, _i(rows), _i(k), dz, row_loss, row_hit)
+    _launch("softmax_xent", rows, z, y, _i(rows), _i(k), dz, row_loss, row_hit, _f(smoothing))
 
 
-def sigmoid_bce(z, y, dz, row_loss, row_hit) -> None:
+def sigmoid_bce(z, y, dz, row_loss, row_hit, smoothing: float = 0.0) -> None:
     rows = z.shape[0]
-    _launch("sigmoid_bce", rows, z, y, _i(rows), dz, row_loss, row_hit)
+    _launch("sigmoid_bce", rows, z, y, _i(rows), dz, row_loss, row_hit, _f(smoothing))
 
 
 def batch_result(row_loss, row_hit, out_loss, out_hits) -> None:

@@ -284,22 +284,25 @@ def flat_to_nhwc(dy, dx, aux=None, aux_act="none") -> None:
 
 
 # ----- losses --------------------------------------------------------------------------------
-def softmax_xent(z, y, dz, row_loss, row_hit) -> None:
-    """Softmax + cross-entropy per row of z: (rows, k), with dz = dloss/dz of the batch mean."""
+def softmax_xent(z, y, dz, row_loss, row_hit, smoothing: float = 0.0) -> None:
+    """Softmax + cross-entropy per row of z: (rows, k), with dz = dloss/dz of the batch mean;
+    ``smoothing`` e: towards 1 - e on the label plus e / k on every class."""
     shifted = z - z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     total = e.sum(axis=1)
     rows = np.arange(z.shape[0])
-    row_loss[...] = np.log(total) - shifted[rows, y]
+    picked = (1 - smoothing) * shifted[rows, y] + smoothing * shifted.mean(axis=1)
+    row_loss[...] = np.log(total) - picked
     row_hit[...] = z.argmax(axis=1) == y
-    d = e / total[:, None]
-    d[rows, y] -= 1
+    d = e / total[:, None] - smoothing / z.shape[1]
+    d[rows, y] -= 1 - smoothing
     dz[...] = d / z.shape[0]
 
 
-def sigmoid_bce(z, y, dz, row_loss, row_hit) -> None:
-    """Sigmoid + binary cross-entropy per row of z: (rows, 1)."""
-    v, t = z[:, 0], y.astype(z.dtype)
+def sigmoid_bce(z, y, dz, row_loss, row_hit, smoothing: float = 0.0) -> None:
+    """Sigmoid + binary cross-entropy per row of z: (rows, 1); ``smoothing`` e: towards
+    1 - e/2 and e/2."""
+    v, t = z[:, 0], y.astype(z.dtype) * (1 - smoothing) + smoothing / 2
     row_loss[...] = np.maximum(v, 0) - v * t + np.log1p(np.exp(-np.abs(v)))
     row_hit[...] = (v > 0) == (y != 0)
     dz[:, 0] = (_act(v, "sigmoid") - t) / z.shape[0]

@@ -3,9 +3,11 @@
 // batch size, as the loss is the batch mean). batch_result then sums the rows on the device.
 #include "common.cuh"
 
-// Softmax + cross-entropy. z: (rows, k), y: (rows,) class indices.
+// Softmax + cross-entropy. z: (rows, k), y: (rows,) class indices; the target is 1 - smoothing
+// on the label plus smoothing / k on every class (label smoothing; 0: one-hot).
 extern "C" __global__ void softmax_xent(const float* z, const long long* y, int rows, int k,
-                                        float* dz, float* row_loss, int* row_hit) {
+                                        float* dz, float* row_loss, int* row_hit,
+                                        float smoothing) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const float* zr = z + (long long)r * k;
@@ -16,22 +18,29 @@ extern "C" __global__ void softmax_xent(const float* z, const long long* y, int 
       top = zr[j];
       best = j;
     }
-  float total = 0.f;
-  for (int j = 0; j < k; ++j) total += expf(zr[j] - top);
+  float total = 0.f, spread = 0.f;
+  for (int j = 0; j < k; ++j) {
+    total += expf(zr[j] - top);
+    spread += zr[j] - top;
+  }
   const int label = (int)y[r];
-  row_loss[r] = logf(total) - (zr[label] - top);
+  const float picked = (1.f - smoothing) * (zr[label] - top) + smoothing * (spread / k);
+  row_loss[r] = logf(total) - picked;
   row_hit[r] = best == label;
-  const float scale = 1.f / rows;
-  for (int j = 0; j < k; ++j)
-    dz[(long long)r * k + j] = (expf(zr[j] - top) / total - (j == label ? 1.f : 0.f)) * scale;
+  const float scale = 1.f / rows, uniform = smoothing / k;
+  for (int j = 0; j < k; ++j) {
+    const float target = (j == label ? 1.f - smoothing : 0.f) + uniform;
+    dz[(long long)r * k + j] = (expf(zr[j] - top) / total - target) * scale;
+  }
 }
 
-// Sigmoid + binary cross-entropy. z: (rows, 1), y: (rows,) of 0 / 1.
+// Sigmoid + binary cross-entropy. z: (rows, 1), y: (rows,) of 0 / 1, smoothed towards 1/2
+// (targets 1 - smoothing/2 and smoothing/2).
 extern "C" __global__ void sigmoid_bce(const float* z, const long long* y, int rows, float* dz,
-                                       float* row_loss, int* row_hit) {
+                                       float* row_loss, int* row_hit, float smoothing) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  const float v = z[r], t = (float)y[r];
+  const float v = z[r], t = (float)y[r] * (1.f - smoothing) + 0.5f * smoothing;
   // log(1 + exp(-|v|)) + max(v, 0) - v*t: the loss without overflow.
   row_loss[r] = fmaxf(v, 0.f) - v * t + log1pf(expf(-fabsf(v)));
   row_hit[r] = (v > 0.f) == (y[r] != 0);
