@@ -5,8 +5,8 @@
 #   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
 #   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
 #                  the same settings (a 10-epoch benchmark at batch 128)       run.log
-#   layers     90  2 epochs of the app with BatchNorm, a global pool and AdamW
-#                  on CuPy: the static step's newer operations, end to end    layers.log
+#   layers     90  2 epochs of the app with BatchNorm, a global pool, AdamW and
+#                  label smoothing on CuPy: the static step's newer operations layers.log
 #   bench     300  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
@@ -89,7 +89,8 @@ step_layers() {
   rm -rf "$runs/layers"
   logged 90 layers.log python3 -m gpucnn.run backend=cupy data=fashion_mnist \
     data.task=multiclass model.batch_norm=true model.global_pool=true optimizer=adamw \
-    train.epochs=2 train.progress=false hydra.run.dir="$runs/layers" || return
+    train.label_smoothing=0.1 train.epochs=2 train.progress=false hydra.run.dir="$runs/layers" \
+    || return
   said run "$runs/layers/summary.json"
 }
 
