@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         table = "sweep_runs.md" if args.runs else "sweep_summary.md"
         try:
-            summarize(sweep_dir)
+            rows = summarize(sweep_dir)
             text = (sweep_dir / table).read_text()
         except OSError as exc:  # a sweep folder that is not ours to write: show it anyway
             code = cannot_write(sweep_dir, exc, "; the table, not saved, is below")
-            *_, texts = tables(sweep_dir)
+            rows, *_, texts = tables(sweep_dir)
             text = texts[table]
         print(text)
-        best = best_run(sweep_dir)
+        best = best_run(sweep_dir, rows)
         if best:
             print(f"best run: {best}")
     return code

@@ -99,10 +99,11 @@ def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dic
     return rows, varying, common
 
 
-def best_run(sweep_dir: Path) -> str | None:
+def best_run(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> str | None:
     """``sweep_dir/5 (its best on validation accuracy 0.8610; test accuracy 0.8500)``: the
-    finished job that collect ranks first, with its accuracies; None if no job ended ok."""
-    rows, _, _ = collect(sweep_dir)
+    finished job that collect ranks first (``rows``, collect's, where the caller has them),
+    with its accuracies; None if no job ended ok."""
+    rows = collect(sweep_dir)[0] if rows is None else rows
     if not rows or rows[0]["status"] != "ok":
         return None
     column = chosen_on(rows)
@@ -382,7 +383,7 @@ class SweepSummaryCallback(Callback):
             return
         rows = summarize(sweep_dir)
         print(f"sweep summary ({counted(len(rows), 'job')}): {sweep_dir / 'sweep_summary.md'}")
-        best = best_run(sweep_dir)
+        best = best_run(sweep_dir, rows)
         if best:
             print(f"best run: {best}")
         not_ok = Counter(r["status"] for r in rows if r["status"] != "ok")
