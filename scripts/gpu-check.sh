@@ -17,13 +17,22 @@
 # check.txt gets the GPU and versions, then a line per step as it ends (exit status, seconds),
 # the accuracies, the benchmark's ratios and where the variants' rules pick the faster way:
 # read it first.
-# Usage: scripts/gpu-check.sh [folder] [step ...]
+# Usage: scripts/gpu-check.sh [--within SECONDS] [folder] [step ...]
 #        (default: outputs/gpu-check, and gputests run layers bench variants tests)
+# --within SECONDS ends the whole check in that time: each step's limit is cut to what is left,
+# and a step that would get under 20 s is skipped, so a check run under a caller's time limit
+# still writes every step's line to check.txt instead of being killed in the middle of one.
 # The runs' own folders go to outputs/gpu-check-runs/, so the folder holds only the files above:
 # nine with the default steps.
 # The full Fashion-MNIST must be findable (data.root, GPUCNN_DATA, or the Debian package).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+within=""
+if [ "${1:-}" = --within ]; then
+  within=${2:?"gpu-check: --within needs a number of seconds"}
+  [[ "$within" =~ ^[0-9]+$ ]] || { echo "gpu-check: --within takes whole seconds, not '$within'"; exit 2; }
+  shift 2
+fi
 out="${1:-outputs/gpu-check}"
 shift || true
 steps="${*:-gputests run layers bench variants tests}"
@@ -38,11 +47,17 @@ export PYTHONUNBUFFERED=1
   python3 -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch"
 } | tee "$out/check.txt"
 
-# [append=1] logged SECONDS LOG COMMAND...: the command under the time limit, its output into
-# LOG (added to it with append=1), its exit status returned (124: stopped at the limit).
+# left: the seconds the check has left under --within (a large number without it).
+left() { echo $((${within:-999999} - SECONDS)); }
+
+# [append=1] logged SECONDS LOG COMMAND...: the command under the time limit (cut to what the
+# check has left), its output into LOG (added to it with append=1), its exit status returned
+# (124: stopped at the limit).
 logged() {
   local limit=$1 log=$2
   shift 2
+  [ "$limit" -le "$(left)" ] || limit=$(left)
+  [ "$limit" -gt 0 ] || return 124  # (timeout 0 would mean no limit at all)
   timeout "$limit" "$@" 2>&1 | tee ${append:+-a} "$out/$log"
   return "${PIPESTATUS[0]}"
 }
@@ -120,6 +135,11 @@ status=0
 for step in $steps; do
   if ! declare -F "step_$step" >/dev/null; then
     echo "gpu-check: no step '$step' (gputests run layers bench variants tests sanitize)" | tee -a "$out/check.txt"
+    status=1
+    continue
+  fi
+  if [ "$(left)" -lt 20 ]; then
+    echo "$step: skipped, $(left) s left of the check's $within" | tee -a "$out/check.txt"
     status=1
     continue
   fi
