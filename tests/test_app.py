@@ -93,6 +93,7 @@ def test_one_run_writes_every_result_file(tmp_path):
     proc = app(*TINY, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr
     assert f"results in {out}" in proc.stdout + proc.stderr
+    assert "sweep: " not in proc.stdout  # a single run is no sweep
     for name in (".hydra/config.yaml", "metrics.csv", "summary.json", "curves.png", "model.npz"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -141,6 +142,9 @@ def test_a_sweep_survives_an_impossible_combination(tmp_path):
     )
     assert proc.returncode == 8, proc.stderr  # the sweep ran to its end, one job did not
     assert "not every job ended ok (1 invalid_config)" in proc.stdout
+    progress = [line for line in proc.stdout.splitlines() if line.startswith("sweep: ")]
+    assert len(progress) == 4 and progress[0].startswith("sweep: 1 of 4 jobs done")
+    assert progress[-1] == "sweep: 4 of 4 jobs done (1 invalid_config)"
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert sorted(r["status"] for r in rows) == ["invalid_config", "ok", "ok", "ok"]
     bad = next(r for r in rows if r["status"] == "invalid_config")
@@ -238,6 +242,8 @@ def test_parallel_launchers_run_a_sweep(tmp_path, launcher, plugin):
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok"]
+    if launcher == "joblib":  # (submitit's jobs print into their own logs)
+        assert "sweep: 2 of 2 jobs done" in proc.stdout
 
 
 def test_optuna_search_runs_three_trials(tmp_path):

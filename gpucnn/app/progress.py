@@ -1,0 +1,106 @@
+"""How far a sweep has got: after each job, one line with the jobs done out of those planned and
+the time the rest will take at the pace so far.
+
+``sweep: 12 of 36 jobs done (1 failed), about 6 min left``
+
+The jobs done are read from the sweep directory (each job's summary.json), not counted in
+memory, so the line is right under any launcher: jobs in this process one after another, in
+parallel worker processes (joblib), or on other machines. The pace is that of the jobs that
+trained since this sweep started, which already counts the jobs running side by side; jobs
+finished in an earlier attempt and skipped now count as done but set no pace.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from .results import counted, read_summary, run_dirs
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def planned_jobs(config: DictConfig) -> int | None:
+    """How many jobs the multirun ``config`` will launch: Hydra's basic sweeper runs every
+    combination of the swept values (its ``params``, then the command line's, a key given in
+    both taking the command line's), an Optuna search its ``n_trials``; None for a sweeper
+    whose number is not known in advance, or a sweep that cannot be parsed without loading
+    configs (``model=glob(*)``)."""
+    sweeper = config.hydra.sweeper
+    target = str(sweeper.get("_target_", ""))
+    if "optuna" in target.lower():
+        return sweeper.get("n_trials")
+    if target != BASIC_SWEEPER:
+        return None
+    params = sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    values: dict[str, int] = {}
+    try:
+        for override in OverridesParser.create().parse_overrides(lines):
+            many = override.is_sweep_override()
+            values[override.get_key_element()] = (
+                len(list(override.sweep_string_iterator())) if many else 1
+            )
+    except Exception:  # a glob needs the config loader; Hydra says what is wrong itself
+        return None
+    return math.prod(values.values())
+
+
+def _duration(seconds: float) -> str:
+    """``40 s``, ``6 min``, ``1.5 h``: a time left, as precise as an estimate deserves."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress_line(sweep_dir: Path, planned: int | None, started: float, now: float) -> str:
+    """The sweep's progress as ``sweep: 12 of 36 jobs done (1 failed), about 6 min left``:
+    the jobs in ``sweep_dir`` that ended since ``started`` (a time.time()), how each that did
+    not end ok ended, and the time left at their pace (at ``now``) for the rest of ``planned``
+    (None: unknown, so no time left either)."""
+    done, trained, not_ok = 0, 0, {}
+    for job_dir in run_dirs(sweep_dir):
+        summary = read_summary(job_dir)
+        if summary is None or summary["status"] == "running":
+            continue
+        if (job_dir / "summary.json").stat().st_mtime < started:
+            continue  # left by an earlier attempt, and this one has not reached the job yet
+        status = summary["status"]
+        done += 1
+        trained += not summary.get("skipped")
+        if status != "ok":
+            not_ok[status] = not_ok.get(status, 0) + 1
+    line = f"sweep: {done:,} of {planned:,} jobs" if planned else f"sweep: {counted(done, 'job')}"
+    line += " done"
+    if not_ok:
+        line += " (" + ", ".join(f"{n} {status}" for status, n in not_ok.items()) + ")"
+    left = None if planned is None else planned - done
+    if left and trained:
+        line += f", about {_duration(left * (now - started) / trained)} left"
+    return line
+
+
+class SweepProgress(Callback):
+    """Hydra callback: the sweep's progress_line after each of its jobs (nothing in a single
+    run, which has no multirun start)."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.planned: int | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started, self.planned = time.time(), planned_jobs(config)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if self.started is None or not sweep_dir.is_dir():
+            return
+        print(progress_line(sweep_dir, self.planned, self.started, time.time()), flush=True)
