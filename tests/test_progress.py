@@ -7,6 +7,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
+from gpucnn.app import progress
 from gpucnn.app.progress import BASIC_SWEEPER, _duration, planned_jobs, progress_line
 
 
@@ -72,3 +73,22 @@ def test_a_sweep_of_only_skipped_jobs_says_no_time_left_it_cannot_know(tmp_path)
 )
 def test_time_left_is_as_precise_as_an_estimate_deserves(seconds, said):
     assert _duration(seconds) == said
+
+
+def test_the_callback_says_nothing_in_a_single_run_or_where_the_sweep_cannot_be_read(
+    tmp_path, monkeypatch, capsys
+):
+    callback = progress.SweepProgress()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    job(tmp_path, 0, time.time() + 1, status="ok")
+    callback.on_job_end(config, None)  # no multirun started: a single run
+    callback.on_multirun_start(multirun(["model.filter_size=3,5"]))
+    callback.on_job_end(config, None)
+    assert capsys.readouterr().out == "sweep: 1 of 2 jobs done, about 1 s left\n"
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(progress, "run_dirs", unreadable)
+    callback.on_job_end(config, None)
+    assert capsys.readouterr().out == ""

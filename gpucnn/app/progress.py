@@ -103,4 +103,8 @@ class SweepProgress(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if self.started is None or not sweep_dir.is_dir():
             return
-        print(progress_line(sweep_dir, self.planned, self.started, time.time()), flush=True)
+        try:
+            line = progress_line(sweep_dir, self.planned, self.started, time.time())
+        except OSError:  # a job folder removed while it was read: the next job's line will do
+            return
+        print(line, flush=True)
