@@ -70,7 +70,8 @@ class DataConfig:
     shift: int = 0
     limit_train: Optional[int] = None  # a subset of exactly N, each class in proportion
     limit_test: Optional[int] = None  # likewise
-    path: Optional[str] = None  # arrays: the .npz file (gpucnn/data/arrays.py)
+    # arrays: the .npz file (gpucnn/data/arrays.py), or a .csv of rows (gpucnn/data/csv_rows.py)
+    path: Optional[str] = None
     # folder (gpucnn/data/folder.py): images made grayscale (1) or RGB (3), fitted to a square
     # of image_size (pad: keep the aspect ratio, stretch: fill it)
     channels: int = 1
@@ -500,7 +501,8 @@ def validate_data(d: DictConfig) -> None:
     if d.name == "arrays" and not d.path:
         raise ConfigError(
             "data=arrays needs data.path=FILE.npz, holding x_train, y_train, x_test, y_test "
-            "(or x_train and y_train alone: a data.test_fraction of them is held out)"
+            "(or x_train and y_train alone: a data.test_fraction of them is held out), or "
+            "data.path=FILE.csv, a label and an image's pixels on each row"
         )
     names = sources.class_names(d.name)  # a named set's: its class names are checked now
     with config_group("data"):

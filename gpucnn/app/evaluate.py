@@ -235,11 +235,12 @@ def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list
     if trained_on.name == cfg.data.name and _the_runs_images(cfg, summary):
         log.info("%s holds the images the run trained on: evaluating its test split", where)
         return
-    own_split = (
-        "beside a train/ folder, test/ or val/ is the test split"
-        if cfg.data.name == "folder"
-        else "a file with x_test and y_test has those evaluated"
-    )
+    if cfg.data.name == "folder":
+        own_split = "beside a train/ folder, test/ or val/ is the test split"
+    elif data.csv_rows.is_csv(cfg.data.path):
+        own_split = "a CSV named with train has its twin named with test evaluated"
+    else:
+        own_split = "a file with x_test and y_test has those evaluated"
     log.info(
         "%s is not the %s the run trained on: every image in it is a test image "
         "(data.test_fraction=F evaluates a share; %s)",

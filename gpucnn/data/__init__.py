@@ -1,7 +1,7 @@
-"""Image sets (IDX files, downloads, the embedded subset, image folders, .npz arrays), tasks and
-device-resident batches."""
+"""Image sets (IDX files, downloads, the embedded subset, image folders, .npz arrays, CSV rows),
+tasks and device-resident batches."""
 
-from . import arrays, folder
+from . import arrays, csv_rows, folder
 from .arrays import from_arrays
 from .batches import Batches, epoch_order
 from .images import read_image
@@ -27,6 +27,7 @@ __all__ = [
     "Split",
     "arrays",
     "check_scale",
+    "csv_rows",
     "describe",
     "epoch_order",
     "folder",

@@ -1,7 +1,8 @@
 """The user's own arrays: one ``.npz`` file (``np.savez``) with x_train, y_train, x_test, y_test,
-or the same arrays in memory (``from_arrays``). Without x_test and y_test, a stratified
-``test_fraction`` of each class of x_train is held out for testing, drawn with ``split_seed``
-(fixed, so that every training seed is tested on the same images).
+or the same arrays in memory (``from_arrays``); a CSV file of images as rows goes to
+gpucnn.data.csv_rows. Without x_test and y_test, a stratified ``test_fraction`` of each class of
+x_train is held out for testing, drawn with ``split_seed`` (fixed, so that every training seed
+is tested on the same images).
 
 Images are uint8 (0-255, scaled to [0, 1] as the IDX sets are) or floats (used as they are),
 shaped (N, H, W), channels-last (N, H, W, C) as NumPy, Keras and Pillow keep them, or (N, C, H,
@@ -53,9 +54,17 @@ def channels_first(x: np.ndarray, what: str) -> np.ndarray:
 
 def load(path: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 0) -> RawData:
     """The train and test splits in the .npz file ``path``, checked; a file without x_test
-    and y_test has ``test_fraction`` of x_train held out (``from_arrays``)."""
+    and y_test has ``test_fraction`` of x_train held out (``from_arrays``). A ``.csv`` file
+    holds images as rows of pixels (gpucnn.data.csv_rows)."""
+    from . import csv_rows  # which builds on this module
+
+    if csv_rows.is_csv(path):
+        return csv_rows.load(path, test_fraction, split_seed)
     path = Path(path).expanduser()
-    how = "give an .npz made with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+    how = (
+        "give an .npz made with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...),"
+        " or a .csv file of rows of a label and the pixels"
+    )
     if not path.is_file():
         raise DataError(f"{path} is not a file: {how}")
     if not zipfile.is_zipfile(path):  # np.load would take it for a pickle, and refuse that

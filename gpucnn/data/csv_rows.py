@@ -1,0 +1,240 @@
+"""The user's images as rows of a CSV file, one image a row, as Kaggle's Fashion-MNIST, MNIST
+and Sign Language MNIST are published: a label column, then the pixels row by row
+(``label,pixel1,...,pixel784``: a 28x28 grayscale image).
+
+The label column is the one named label (or labels, class, target, y) in a header row, else
+the first. Every other column is a pixel: their number must be a square, the side of the
+image. Pixels that are whole numbers from 0 to 255 are 8-bit (scaled to [0, 1] as the IDX
+sets are); any others are used as they are. Labels are class numbers 0 .. K-1 (numbers that
+skip one are warned about: no image trains those outputs), or names (numbered in sorted order).
+
+A file named with ``train`` (``fashion-mnist_train.csv``) whose twin named with ``test`` lies
+beside it (``fashion-mnist_test.csv``) has that file as its test split, as the published sets
+come; otherwise a stratified ``test_fraction`` of each class is held out for testing, drawn
+with ``split_seed``. A twin without labels (a competition's test file) is said and not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .arrays import from_arrays
+from .raw import RawData
+
+LABEL_NAMES = ("label", "labels", "class", "target", "y")  # a header's label column, any case
+SUFFIX = ".csv"
+ENCODING = "utf-8-sig"  # UTF-8, after the byte-order mark that spreadsheets may write first
+_TRAIN = re.compile("train", re.IGNORECASE)
+NO_DATA = "(loadtxt: input|Input line [0-9]+) contained no data"  # loadtxt's warnings: not ours
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A CSV file's columns: whether its first row is a header, how many columns there are,
+    and which one holds the labels."""
+
+    header: bool
+    columns: int
+    label: int
+
+    @property
+    def pixels(self) -> list[int]:
+        return [c for c in range(self.columns) if c != self.label]
+
+
+def is_csv(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a CSV file (by its suffix, in any case)."""
+    return Path(path).suffix.lower() == SUFFIX
+
+
+def layout(path: Path) -> Layout:
+    """The columns of the CSV file at ``path``, from its first line; DataError if it is empty."""
+    with open(path, encoding=ENCODING, errors="replace") as f:
+        first = f.readline()
+    fields = [field.strip().strip('"') for field in first.rstrip("\r\n").split(",")]
+    if not first.strip():
+        raise DataError(f"{path} is empty: give a CSV file with a label and the pixels on each row")
+    header = not all(_is_number(field) for field in fields)
+    names = [field.lower() for field in fields]
+    label = next((names.index(n) for n in LABEL_NAMES if header and n in names), 0)
+    return Layout(header, len(fields), label)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read(path: Path, shape: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, side, side), labels (N,)) of the CSV file at ``path`` with columns
+    ``shape``: images uint8 where every pixel is a whole number 0..255, else float32; labels
+    int64 where every one is a whole number, else their text (class names)."""
+    side = math.isqrt(len(shape.pixels))
+    if side * side != len(shape.pixels) or side == 0:
+        raise DataError(
+            f"{path}: {len(shape.pixels)} pixel columns (besides the label, column "
+            f"{shape.label + 1}) are not a square image: a row holds a label and the pixels of "
+            "one grayscale image, row by row; save other images with np.savez in their shape "
+            "(data.path=FILE.npz)"
+        )
+
+    def columns(which: list[int], dtype: type) -> np.ndarray:
+        with warnings.catch_warnings():  # blank lines, passed over; a header alone, said below
+            warnings.filterwarnings("ignore", NO_DATA)
+            return np.loadtxt(
+                path, delimiter=",", skiprows=int(shape.header), usecols=which, dtype=dtype,
+                ndmin=2, quotechar='"', encoding=ENCODING,
+            )  # fmt: skip
+
+    try:
+        labels = columns([shape.label], str)[:, 0]
+        if not len(labels):
+            raise DataError(f"{path} holds no rows of images, only its header")
+        try:  # 8-bit pixels, read as such: eight times faster than parsing floats
+            pixels = columns(shape.pixels, np.uint8)
+        except ValueError:  # a value below 0, above 255 or with a fraction
+            pixels = columns(shape.pixels, np.float32)
+            whole = np.all(pixels == np.round(pixels))
+            if whole and pixels.min() >= 0 and pixels.max() <= 255:
+                pixels = pixels.astype(np.uint8)  # written as 0.0, 1.0, ...: still 8-bit
+    except ValueError:  # a value that is no number, a row of another length
+        raise DataError(f"{path}: {_first_bad_line(path, shape)}") from None
+    images = pixels.reshape(-1, side, side)
+    return images, _labels(np.char.strip(labels), path, shape)
+
+
+def _first_bad_line(path: Path, shape: Layout) -> str:
+    """What is wrong with the first line of the CSV file at ``path`` that cannot be read with
+    columns ``shape``, numbered as an editor numbers them (from 1, the header too)."""
+    with open(path, encoding=ENCODING, errors="replace") as f:
+        lines = enumerate(f, start=1)
+        if shape.header:
+            next(lines)
+        for number, line in lines:
+            if not line.strip():
+                continue  # loadtxt passes over blank lines too
+            fields = [field.strip().strip('"') for field in line.rstrip("\r\n").split(",")]
+            if len(fields) != shape.columns:
+                return (
+                    f"line {number} has {len(fields)} values, against {shape.columns} on the "
+                    "first: every row needs its label and every pixel"
+                )
+            for column in shape.pixels:
+                if not _is_number(fields[column]):
+                    return (
+                        f"line {number}, column {column + 1}: {fields[column]!r} is not "
+                        "a number: pixels are numbers (0 to 255 for 8-bit images)"
+                    )
+    return "it cannot be read as rows of numbers"
+
+
+def _labels(text: np.ndarray, path: Path, shape: Layout) -> np.ndarray:
+    """Labels given as text: class numbers (int64) where every one is a whole number, else
+    the text itself (names); DataError for numbers that are not whole, naming the line."""
+    try:
+        numbers = text.astype(np.float64)
+    except ValueError:
+        return text  # names
+    whole = numbers == np.round(numbers)
+    if not whole.all():
+        row = int(np.argmin(whole))
+        raise DataError(
+            f"{path}, line {row + 1 + shape.header}: the label {text[row]} is not a class "
+            "number: labels are whole numbers 0 .. K-1, or class names"
+        )
+    return numbers.astype(np.int64)
+
+
+def test_twin(path: Path) -> Path | None:
+    """The file beside ``path`` named as it is with its last ``train`` as ``test`` (in the
+    same case), if there is one."""
+    found = list(_TRAIN.finditer(path.name))
+    if not found:
+        return None
+    start, end = found[-1].span()
+    word = path.name[start:end]
+    test = "TEST" if word.isupper() else "Test" if word.istitle() else "test"
+    twin = path.with_name(path.name[:start] + test + path.name[end:])
+    return twin if twin.is_file() else None
+
+
+def _numbered_classes(y_train: np.ndarray, y_test: np.ndarray, path: Path) -> list[str] | None:
+    """The class names "0" .. "K-1" where class numbers skip one, after a warning naming the
+    classes without an image (the model has an output for each, which no image trains): a
+    CSV has no way to name its classes, and published sets skip numbers on purpose (Sign
+    Language MNIST has no J, 9). None where the numbers do not skip, or labels are names."""
+    if y_train.dtype.kind != "i" or y_test.dtype.kind != "i":
+        return None
+    found = np.unique(np.concatenate([y_train, y_test]))
+    if found.min() < 0 or len(found) == found.max() + 1:  # negatives: checked() says so
+        return None
+    missing = sorted(set(range(int(found.max()) + 1)) - set(found.tolist()))
+    shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+    log.warning(
+        "%s: the labels run from %d to %d without %s: the model gets an output for every "
+        "number up to the largest, and no image is of class %s (labels that start at 1 "
+        "rather than 0 leave class 0 so)",
+        path,
+        found.min(),
+        found.max(),
+        shown,
+        shown.replace(", ", " or "),
+    )
+    return [str(k) for k in range(int(found.max()) + 1)]
+
+
+def load(path: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 0) -> RawData:
+    """The train and test splits of the CSV file ``path`` (and of its test twin, if it has
+    one), checked."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path} is not a file: give a CSV file with a label and the pixels")
+    shape = layout(path)
+    x_train, y_train = read(path, shape)
+    twin = test_twin(path)
+    if twin is not None:
+        twin_shape = layout(twin)
+        if twin_shape.columns == shape.columns - 1:  # no label column: the answers are withheld
+            log.warning(
+                "%s has no labels (%d columns, against %d in %s): it is not read; a "
+                "data.test_fraction of %s is held out for testing instead",
+                twin,
+                twin_shape.columns,
+                shape.columns,
+                path.name,
+                path.name,
+            )
+            twin = None
+        elif twin_shape.columns != shape.columns:
+            raise DataError(
+                f"{twin}, the test split beside {path.name}, has {twin_shape.columns} columns "
+                f"against its {shape.columns}: give both files the same columns, or rename "
+                f"{twin.name} to hold {path.name}'s images out for testing instead"
+            )
+    if twin is None:
+        classes = _numbered_classes(y_train, y_train[:0], path)
+        return from_arrays(x_train, y_train, classes=classes, name=path,
+                           test_fraction=test_fraction, split_seed=split_seed)  # fmt: skip
+    log.info("%s: its test split is %s, beside it", path, twin.name)
+    x_test, y_test = read(twin, twin_shape)
+    if (y_train.dtype.kind == "i") != (y_test.dtype.kind == "i"):
+        raise DataError(
+            f"{path} and {twin.name}: one labels its rows with numbers, the other with names: "
+            "label both the same way"
+        )
+    classes = _numbered_classes(y_train, y_test, path)
+    return from_arrays(x_train, y_train, x_test, y_test, classes=classes, name=path)

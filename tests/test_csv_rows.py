@@ -1,0 +1,183 @@
+"""Images as rows of a CSV file (gpucnn.data.csv_rows), as Kaggle's MNIST-like sets come."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from gpucnn.data import arrays, csv_rows
+from gpucnn.errors import DataError
+
+from .helpers import app, tool
+
+QUICK = ["train.epochs=1", "train.batch_size=16", "backend=numpy", "train.progress=false"]
+
+
+def write_csv(path, labels, images, header="label", label_at=0, fmt="%d"):
+    """A CSV of one image a row: its label in column ``label_at``, the pixels in the others,
+    under a header naming the label column ``header`` (None: no header)."""
+    pixels = np.asarray(images).reshape(len(images), -1)
+    rows = []
+    for label, row in zip(labels, pixels):
+        fields = [fmt % v for v in row]
+        fields.insert(label_at, str(label))
+        rows.append(",".join(fields))
+    if header is not None:
+        names = [f"pixel{i + 1}" for i in range(pixels.shape[1])]
+        names.insert(label_at, header)
+        rows.insert(0, ",".join(names))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def a_set(rng, n, side=4, classes=3):
+    return np.arange(n) % classes, rng.integers(0, 256, (n, side, side))
+
+
+def test_a_train_csv_with_its_test_twin_gives_both_splits_as_written(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    y, x = a_set(rng, 30)
+    y_test, x_test = a_set(rng, 9)
+    path = write_csv(tmp_path / "fashion-mnist_train.csv", y, x)
+    write_csv(tmp_path / "fashion-mnist_test.csv", y_test, x_test)
+    with caplog.at_level(logging.INFO):
+        raw = arrays.load(path)
+    assert "its test split is fashion-mnist_test.csv" in caplog.text
+    assert raw.x_train.dtype == np.uint8 and raw.x_train.shape == (30, 1, 4, 4)
+    assert np.array_equal(raw.x_train[:, 0], x) and np.array_equal(raw.y_train, y)
+    assert np.array_equal(raw.x_test[:, 0], x_test) and np.array_equal(raw.y_test, y_test)
+    assert raw.classes == ("0", "1", "2")
+
+
+def test_without_a_twin_a_stratified_share_is_held_out(tmp_path):
+    rng = np.random.default_rng(1)
+    y, x = a_set(rng, 30)
+    raw = arrays.load(write_csv(tmp_path / "all.csv", y, x), test_fraction=0.2, split_seed=3)
+    assert len(raw.y_test) == 6 and np.bincount(raw.y_test).tolist() == [2, 2, 2]
+    again = arrays.load(tmp_path / "all.csv", test_fraction=0.2, split_seed=3)
+    assert np.array_equal(raw.x_test, again.x_test)  # fixed by split_seed
+
+
+@pytest.mark.parametrize("name, twin", [("Shapes_TRAIN.CSV", "Shapes_TEST.CSV"),
+                                        ("train.csv", "test.csv"),
+                                        ("Train_train.csv", "Train_test.csv")])  # fmt: skip
+def test_the_twin_is_named_with_the_last_train_as_test_in_its_case(tmp_path, name, twin):
+    (tmp_path / twin).write_text("")
+    assert csv_rows.test_twin(tmp_path / name) == tmp_path / twin
+    assert csv_rows.test_twin(tmp_path / "digits.csv") is None
+
+
+def test_a_twin_without_labels_is_said_and_a_share_held_out_instead(tmp_path, caplog):
+    rng = np.random.default_rng(2)
+    y, x = a_set(rng, 30)
+    path = write_csv(tmp_path / "train.csv", y, x)
+    unlabelled = x[:5].reshape(5, -1)
+    (tmp_path / "test.csv").write_text("\n".join(",".join(map(str, r)) for r in unlabelled))
+    raw = arrays.load(path, test_fraction=0.2)
+    assert "has no labels (16 columns, against 17 in train.csv): it is not read" in caplog.text
+    assert len(raw.y_test) == 6 and len(raw.y_train) == 24
+
+
+@pytest.mark.parametrize("header, label_at", [(None, 0), ("label", 5), ("Class", 16)])
+def test_the_label_column_is_the_one_named_so_else_the_first(tmp_path, header, label_at):
+    rng = np.random.default_rng(3)
+    y, x = a_set(rng, 12)
+    raw = arrays.load(write_csv(tmp_path / "a.csv", y, x, header, label_at), test_fraction=0.5)
+    rows = np.concatenate([raw.x_train, raw.x_test])[:, 0].reshape(12, -1)
+    labels = np.concatenate([raw.y_train, raw.y_test])
+    order = np.lexsort(rows.T[::-1])  # the same images, whatever the split
+    assert np.array_equal(rows[order], x.reshape(12, -1)[np.lexsort(x.reshape(12, -1).T[::-1])])
+    assert sorted(labels.tolist()) == sorted(y.tolist())
+
+
+def test_pixels_with_fractions_are_used_as_they_are_and_whole_ones_are_eight_bit(tmp_path):
+    rng = np.random.default_rng(4)
+    y, x = a_set(rng, 12)
+    whole = arrays.load(write_csv(tmp_path / "a.csv", y, x, fmt="%.1f"), test_fraction=0.5)
+    assert whole.x_train.dtype == np.uint8  # 17.0 is an 8-bit 17
+    scaled = arrays.load(write_csv(tmp_path / "b.csv", y, x / 255, fmt="%.6f"), test_fraction=0.5)
+    assert scaled.x_train.dtype == np.float32 and 0 < scaled.x_train.max() <= 1
+
+
+def test_labels_that_are_names_are_numbered_in_sorted_order(tmp_path):
+    rng = np.random.default_rng(5)
+    _, x = a_set(rng, 12)
+    names = np.array(["dog", "cat", "owl"])[np.arange(12) % 3]
+    raw = arrays.load(write_csv(tmp_path / "pets.csv", names, x), test_fraction=0.5)
+    assert raw.classes == ("cat", "dog", "owl")
+    labels = np.concatenate([raw.y_train, raw.y_test])
+    assert np.bincount(labels).tolist() == [4, 4, 4]
+
+
+def bad(tmp_path, text, name="bad.csv"):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("", "is empty"),
+        ("label,p1,p2,p3,p4\n", "holds no rows of images, only its header"),
+        ("label,p1,p2,p3\n0,1,2,3\n", "3 pixel columns (besides the label, column 1) are not"),
+        ("label,p1,p2,p3,p4\n0,1,2,3,4\n1,1,x,3,4\n", "line 3, column 3: 'x' is not a number"),
+        ("0,1,2,3,4\n\n1,1,2,3\n", "line 3 has 4 values, against 5 on the first"),
+        ("label,p1,p2,p3,p4\n0,1,2,3,4\n1.5,1,2,3,4\n", "line 3: the label 1.5 is not a class"),
+    ],
+)  # fmt: skip
+def test_a_csv_that_cannot_be_read_is_refused_naming_the_problem(tmp_path, text, says):
+    with pytest.raises(DataError, match=None) as err:
+        arrays.load(bad(tmp_path, text))
+    assert says in str(err.value) and str(tmp_path / "bad.csv") in str(err.value)
+
+
+def test_a_twin_of_other_columns_or_labels_is_refused(tmp_path):
+    rng = np.random.default_rng(6)
+    y, x = a_set(rng, 12)
+    path = write_csv(tmp_path / "train.csv", y, x)
+    write_csv(tmp_path / "test.csv", y[:4], rng.integers(0, 256, (4, 5, 5)))
+    with pytest.raises(DataError, match="has 26 columns against its 17: give both files"):
+        arrays.load(path)
+    write_csv(tmp_path / "test.csv", np.array(["a", "b", "c", "a"]), x[:4])
+    with pytest.raises(DataError, match="one labels its rows with numbers, the other with names"):
+        arrays.load(path)
+
+
+def test_a_csv_trains_from_the_command_line_and_a_new_one_is_evaluated_whole(tmp_path):
+    rng = np.random.default_rng(7)
+    y, x = a_set(rng, 60, side=10)
+    path = write_csv(tmp_path / "digits_train.csv", y, x)
+    write_csv(tmp_path / "digits_test.csv", *a_set(rng, 15, side=10))
+    run = tmp_path / "run"
+    proc = app("data=arrays", f"data.path={path}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert sum(summary["balance"]["test"]) == 15  # the twin's rows
+    new = write_csv(tmp_path / "more.csv", *a_set(rng, 30, side=10))
+    done = tool("evaluate", run, f"data.path={new}")
+    assert done.returncode == 0, done.stderr
+    assert "a CSV named with train has its twin named with test evaluated" in done.stderr
+    assert "30 images" in done.stdout
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_and_quotes_reads_as_a_plain_one(tmp_path):
+    rng = np.random.default_rng(8)
+    y, x = a_set(rng, 6)
+    plain = arrays.load(write_csv(tmp_path / "plain.csv", y, x, header=None), test_fraction=0.5)
+    rows = [",".join(f'"{v}"' for v in (label, *row)) for label, row in zip(y, x.reshape(6, -1))]
+    (tmp_path / "sheet.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode())
+    sheet = arrays.load(tmp_path / "sheet.csv", test_fraction=0.5)
+    assert np.array_equal(sheet.x_train, plain.x_train) and len(sheet.y_train) == 3
+    assert np.array_equal(sheet.y_train, plain.y_train)
+
+
+def test_class_numbers_that_skip_one_are_warned_about_and_kept(tmp_path, caplog):
+    rng = np.random.default_rng(9)
+    y = np.array([c for c in range(25) if c != 9] * 2)  # Sign Language MNIST: no J
+    x = rng.integers(0, 256, (len(y), 4, 4))
+    raw = arrays.load(write_csv(tmp_path / "signs.csv", y, x), test_fraction=0.5)
+    assert "the labels run from 0 to 24 without 9" in caplog.text
+    assert "no image is of class 9" in caplog.text
+    assert raw.classes == tuple(str(k) for k in range(25))
+    assert sorted(np.concatenate([raw.y_train, raw.y_test]).tolist()) == sorted(y.tolist())
