@@ -150,15 +150,19 @@ def test_a_csv_trains_from_the_command_line_and_a_new_one_is_evaluated_whole(tmp
     path = write_csv(tmp_path / "digits_train.csv", y, x)
     write_csv(tmp_path / "digits_test.csv", *a_set(rng, 15, side=10))
     run = tmp_path / "run"
-    proc = app("data=arrays", f"data.path={path}", *QUICK, f"hydra.run.dir={run}")
+    limits = ["data.limit_train=40", "data.limit_test=9"]
+    proc = app("data=arrays", f"data.path={path}", *limits, *QUICK, f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert sum(summary["balance"]["test"]) == 15  # the twin's rows
+    assert sum(summary["balance"]["test"]) == 9  # of the twin's 15 rows
     new = write_csv(tmp_path / "more.csv", *a_set(rng, 30, side=10))
     done = tool("evaluate", run, f"data.path={new}")
     assert done.returncode == 0, done.stderr
     assert "a CSV named with train has its twin named with test evaluated" in done.stderr
-    assert "30 images" in done.stdout
+    assert "30 images" in done.stdout  # every one: the run's limits were for its own images
+    assert "all of them are used" not in done.stderr
+    share = tool("evaluate", run, f"data.path={new}", "data.limit_test=12")
+    assert share.returncode == 0 and "12 images" in share.stdout, share.stderr
 
 
 def test_a_spreadsheets_csv_with_a_byte_order_mark_and_quotes_reads_as_a_plain_one(tmp_path):

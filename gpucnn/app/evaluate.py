@@ -223,8 +223,9 @@ def _known_only(saved: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 
 
 def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list[str]) -> None:
-    """Evaluate a folder or .npz file the run did not train on (data.root=DIR, data.path=FILE)
-    whole, every image a test image, unless it has a test split of its own (test/, x_test),
+    """Evaluate a folder or file the run did not train on (data.root=DIR, data.path=FILE)
+    whole, every image a test image (the run's data.limit_train and limit_test left out),
+    unless it has a test split of its own (test/, x_test),
     data.test_fraction is given or it holds the run's own images, moved or copied to another
     machine (the same images per class in each split, and the same training mean and standard
     deviation): then the run's test split, as where it trained."""
@@ -249,6 +250,9 @@ def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list
         own_split,
     )
     cfg.data.test_fraction = 1.0
+    for key in ("limit_train", "limit_test"):  # the run's subsets of its own images, not these
+        if not _given(f"data.{key}", overrides):
+            cfg.data[key] = None
 
 
 def _check_the_runs_data_is_there(cfg: DictConfig, overrides: list[str]) -> None:
@@ -276,10 +280,15 @@ def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
     norm, balance = summary.get("normalisation"), summary.get("balance")
     if not (norm and balance):
         return False
+    said = logging.getLogger("gpucnn.data")
+    level = said.level
+    said.setLevel(logging.ERROR)  # its warnings are about splits that are not evaluated
     try:
         splits = load_splits(cfg, logged=False)  # described when prepared for evaluation
     except GpucnnError:  # too few images to split as the run did, say (the run's could)
         return False
+    finally:
+        said.setLevel(level)
     return images_changed({"balance": balance, **norm}, images_record(splits)) is None
 
 
