@@ -1,11 +1,12 @@
 """Atomic file writes: a temporary file beside the target, flushed, fsynced, then renamed.
 
 A reader never sees a half-written file under the final name, even if the process is killed.
+The locks (``is_locked``, ``locked``) are POSIX flocks, which the app's run directories use;
+the library's writes need none, so it imports on Windows too.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -67,6 +68,8 @@ def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
 
 def is_locked(path: str | os.PathLike) -> bool:
     """Whether a live process holds an flock on ``path`` (False if there is no such file)."""
+    import fcntl
+
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -83,6 +86,8 @@ def is_locked(path: str | os.PathLike) -> bool:
 @contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (made if missing), waiting for other holders."""
+    import fcntl
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -10,6 +10,15 @@ arguments. The commands are ``python -m gpucnn.run``, ``.bench``, ``.evaluate``,
 
 import argparse
 
+try:  # run directories are locked with POSIX flocks, and runs stop cleanly on POSIX signals
+    import fcntl  # noqa: F401
+except ImportError:
+    raise ImportError(
+        "gpucnn's commands (python -m gpucnn.run and the others) need Linux or macOS: they lock "
+        "run directories with POSIX file locks. On Windows, run them in WSL (Windows Subsystem "
+        "for Linux); the library itself (from gpucnn import Model, Conv, ...) works as it is"
+    ) from None
+
 
 def command_parser(command: str, doc: str) -> argparse.ArgumentParser:
     """The argument parser of ``python -m gpucnn.<command>``, its --help the module's ``doc``
