@@ -54,6 +54,9 @@ class Backend:
     dtype: Any = np.float32
     seed: int = 0
     device: str = "cpu"
+    # The GPU kernel set's cuBLAS products on tensor cores in TF32 (inputs rounded to a 10-bit
+    # mantissa, sums in float32), as PyTorch's cuDNN convolutions by default; False: float32.
+    tf32: bool = False
     # Host generator: parameter initialisation, so both backends start from the same weights.
     host_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     # Device generator: dropout masks and shuffling, drawn where the data lives.
@@ -73,6 +76,7 @@ def use(
     seed: int | None = None,
     job: int | None = None,
     kernels: str = "fast",
+    tf32: bool = False,
 ) -> Backend:
     """Select the array library; ``name`` is ``auto``, ``numpy`` or ``cupy``.
 
@@ -80,7 +84,12 @@ def use(
     logs why. Re-seeds both generators when ``seed`` is given. ``job`` (a sweep's job number)
     spreads parallel jobs over the visible GPUs: job j uses GPU j mod (number of GPUs).
     ``kernels`` picks the kernel set (gpucnn.kernels): ``fast``, or ``reference`` to run the
-    readable one (on CuPy it also turns the GPU's static training step off).
+    readable one (on CuPy it also turns the GPU's static training step off). ``tf32`` lets
+    the GPU kernel set's cuBLAS products (the larger ones) run on tensor cores in TF32, as
+    PyTorch runs its cuDNN convolutions by default: faster on Ampere and later GPUs, each
+    product's inputs rounded to a 10-bit mantissa. It needs float32 and the fast kernels (the
+    only ones it changes), and does nothing on NumPy (backend ``auto`` on a machine without a
+    GPU: said in the log).
     """
     global _active
     from . import kernels as kernel_sets
@@ -92,6 +101,12 @@ def use(
         raise BackendError(f"backend {name!r} is unknown: choose one of {', '.join(NAMES)}")
     if dtype not in DTYPES:
         raise BackendError(f"dtype {dtype!r} is not supported: choose float32 or float64")
+    if tf32 and (dtype != "float32" or kernels != "fast"):
+        raise BackendError(
+            f"tf32 rounds the float32 products of the fast GPU kernels, which dtype={dtype} "
+            f"kernels={kernels} does not run: choose dtype=float32 and kernels=fast, or leave "
+            "tf32 off"
+        )
     if name == "numpy":
         cp, reason = None, "backend=numpy was asked for"
     else:
@@ -108,6 +123,13 @@ def use(
         _active = Backend(name="numpy", xp=np, device=_cpu_name())
         log.info("backend: numpy on the CPU (%s)", reason)
     _active.dtype = np.dtype(dtype).type
+    _active.tf32 = bool(tf32) and _active.is_gpu
+    if tf32:
+        log.info(
+            "tf32: the larger matrix products in TF32 on tensor cores"
+            if _active.is_gpu
+            else "tf32 changes nothing on NumPy, which multiplies in full float32"
+        )
     set_seed(_active.seed if seed is None else seed)
     return _active
 

@@ -557,6 +557,12 @@ def test_validation_names_the_key(override, match):
         validate(composed(override))
 
 
+@pytest.mark.parametrize("other", ["backend.dtype=float64", "backend.kernels=reference"])
+def test_tf32_with_settings_that_run_no_float32_gpu_kernels_is_refused(other):
+    with pytest.raises(ConfigError, match="backend.tf32=true rounds the float32 products of the"):
+        validate(composed("backend.tf32=true", other))
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [
@@ -578,6 +584,7 @@ def test_validation_names_the_key(override, match):
         (["data.task=multiclass", "data.positive=[Shrt]"], "only data.task=binary reads it"),
         (["diagnostics.every=5"], "with diagnostics.enabled=false: only diagnostics.enabled=true"),
         (["logger=tensorboard", "logger.experiment=x"], "only logger=mlflow reads it"),
+        (["backend=numpy", "backend.tf32=true"], "backend.tf32 does nothing with backend=numpy"),
     ],
 )
 def test_a_setting_the_chosen_options_do_not_read_is_refused(overrides, match):

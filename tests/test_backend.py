@@ -45,6 +45,31 @@ def test_bad_choices_are_rejected(kwargs, match):
         backend.use(**{"name": "numpy", **kwargs})
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"dtype": "float64"}, {"kernels": "reference"}, {"dtype": "float64", "kernels": "fast"}],
+)
+def test_tf32_is_refused_where_nothing_would_run_in_it(kwargs):
+    with pytest.raises(BackendError, match="tf32 rounds the float32 products of the fast GPU"):
+        backend.use("numpy", tf32=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("cupy", marks=pytest.mark.gpu),
+        pytest.param("numpy", marks=pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here")),
+    ],
+)
+def test_tf32_is_on_for_cupy_and_said_to_change_nothing_on_numpy(name, caplog):
+    with caplog.at_level("INFO", logger="gpucnn.backend"):
+        b = backend.use("auto", tf32=True)
+    assert b.tf32 == (name == "cupy")
+    said = "TF32 on tensor cores" if name == "cupy" else "tf32 changes nothing on NumPy"
+    assert said in caplog.text
+    assert not backend.use("auto").tf32  # off unless asked for
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, "0"])
 def test_a_seed_numpy_cannot_take_is_refused_before_the_backend_changes(seed):
     before = backend.use("numpy", dtype="float64", seed=4)

@@ -69,10 +69,15 @@ def test_the_report_says_which_of_the_peers_products_run_in_tf32(monkeypatch):
     report["peer_tf32"] = peer_tf32(torch)
     said = "convolutions and matmul" if matmul else "convolutions"
     assert f"PyTorch runs its {said} in TF32; gpucnn in full float32" in table(report)
+    report["tf32"] = True  # backend.tf32=true
+    assert f"PyTorch runs its {said} in TF32; gpucnn its larger products in TF32" in table(report)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    report["peer_tf32"] = peer_tf32(torch)
+    report["peer_tf32"], report["tf32"] = peer_tf32(torch), False
     assert report["peer_tf32"]["convolutions"] is False
     assert ("TF32" in table(report)) == matmul
+    if not matmul:
+        report["tf32"] = True
+        assert "PyTorch runs in full float32; gpucnn its larger products in TF32" in table(report)
 
 
 def test_bench_without_the_peer_says_why(tmp_path):

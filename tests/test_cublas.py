@@ -222,3 +222,45 @@ def test_the_library_is_found_among_the_loaded_ones_and_cublaslt_is_not_it():
     )
     assert cublas.loaded_path(maps) == "/site/nvidia/cu13/lib/libcublas.so.13"
     assert cublas.loaded_path(maps.replace("libcublas.so", "libfoo.so")) is None
+
+
+def test_tf32_sets_the_handles_math_mode_only_when_it_changes(monkeypatch):
+    ns = types.SimpleNamespace
+    stream = ns(ptr=0, is_capturing=lambda: False)
+    fake = ns(cuda=ns(get_current_stream=lambda: stream, Memory=lambda n: ns(ptr=4096, size=n)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    lib = StandIn()
+    blas = cublas.Cublas(lib)
+    a, b = (
+        on_device(np.empty((5, 4), np.float32), 100),
+        on_device(np.empty((4, 3), np.float32), 200),
+    )
+    out = on_device(np.empty((5, 3), np.float32), 300)
+    blas.gemm(a, b, out)  # a new handle multiplies in float32 already
+    assert "cublasSetMathMode" not in lib.names()
+    for tf32 in (True, True, False, False):
+        blas.gemm(a, b, out, tf32=tf32)
+    modes = [args[1] for name, args in lib.calls if name == "cublasSetMathMode"]
+    assert modes == [cublas.TF32_MATH, cublas.DEFAULT_MATH]
+    assert lib.names()[-1] == "cublasSgemm_v2"
+
+
+@pytest.mark.gpu
+def test_a_tf32_product_is_close_to_the_float32_one_and_repeats(gpu_product, monkeypatch):
+    import cupy
+
+    from gpucnn import backend
+    from gpucnn.kernels import gpu
+
+    a, b, want = gpu_product
+    full, tf32, again = (cupy.full(want.shape, np.nan, np.float32) for _ in range(3))
+    gpu.gemm(a, b, full)
+    monkeypatch.setattr(backend.active(), "tf32", True)
+    gpu.gemm(a, b, tf32)
+    gpu.gemm(a, b, again)
+    assert cublas.library().math == cublas.TF32_MATH
+    assert relative_error(tf32.get(), want) < 1e-2  # a 10-bit mantissa: about 1e-3 a product
+    assert np.array_equal(tf32.get(), again.get())
+    monkeypatch.setattr(backend.active(), "tf32", False)
+    gpu.gemm(a, b, again)
+    assert np.array_equal(full.get(), again.get())  # back to float32, bit for bit

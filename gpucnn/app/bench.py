@@ -275,7 +275,7 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         if b[key] is not None and b[key] < 1:
             raise ConfigError(f"bench.{key}={b[key]} must be >= 1")
     c = cfg.backend
-    active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels)
+    active = backend.use(c.name, c.dtype, cfg.train.seed, kernels=c.kernels, tf32=c.tf32)
     if not active.is_gpu:
         backend.recycle_host_memory()
     torch, why = import_torch() if b.peer else (None, "bench.peer=false")
@@ -304,6 +304,7 @@ def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict
         "optimizer": cfg.optimizer.name,
         "peer": f"PyTorch {torch.__version__}" if torch is not None else None,
         "peer_missing": why or None,
+        "tf32": active.tf32,
         "peer_tf32": peer_tf32(torch) if torch is not None and active.is_gpu else None,
         "peer_compile_missing": no_compile,
         "versions": backend.versions(),
@@ -374,8 +375,10 @@ def table(report: dict[str, Any]) -> str:
     else:
         note += "\n(no peak memory: it is read during warm-up epochs, on Linux)"
     tf32 = [name for name, on in (report.get("peer_tf32") or {}).items() if on]
-    if tf32:
-        note += f"\n(PyTorch runs its {' and '.join(tf32)} in TF32; gpucnn in full float32)"
+    if tf32 or report.get("tf32"):
+        peer = f"its {' and '.join(tf32)} in TF32" if tf32 else "in full float32"
+        ours = "its larger products in TF32" if report.get("tf32") else "in full float32"
+        note += f"\n(PyTorch runs {peer}; gpucnn {ours})"
     return f"{title}\n\n" + "\n".join(lines) + note
 
 

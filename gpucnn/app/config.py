@@ -108,6 +108,9 @@ class BackendConfig:
     # fast: the fast kernel set (and on CuPy the GPU's static step, replayed as CUDA graphs);
     # reference: the readable kernels (gpucnn/kernels/reference.py), layer by layer
     kernels: str = "fast"
+    # CuPy: the GPU kernel set's cuBLAS products on tensor cores in TF32, as PyTorch's cuDNN
+    # convolutions by default (inputs rounded to a 10-bit mantissa); false: full float32
+    tf32: bool = False
 
 
 @dataclass
@@ -212,6 +215,7 @@ READ_ONLY_WITH = {
     "data.path": ("data.name", ("arrays",)),
     **{f"data.{k}": ("data.name", ("folder",)) for k in _FOLDER_KEYS},
     **{f"data.{k}": ("data.name", ("folder", "arrays")) for k in ("test_fraction", "split_seed")},
+    "backend.tf32": ("backend.name", ("auto", "cupy")),
     "diagnostics.every": ("diagnostics.enabled", (True,)),
     "logger.tracking_uri": ("logger.mlflow", (True,)),
     "logger.experiment": ("logger.mlflow", (True,)),
@@ -410,6 +414,12 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
     validate_where(b, t)
+    if b.tf32 and (b.dtype, b.kernels) != ("float32", "fast"):  # (evaluation multiplies in full)
+        raise ConfigError(
+            f"backend.tf32=true rounds the float32 products of the GPU kernel set, which "
+            f"backend.dtype={b.dtype} backend.kernels={b.kernels} does not run: choose "
+            "backend.dtype=float32 backend.kernels=fast, or leave backend.tf32 out"
+        )
     build_optimizer(o)  # range checks of lr, betas, momentum
     build_schedule(o, t.epochs)
     loggers.check(cfg.logger)

@@ -309,7 +309,9 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
                 "separate jobs of a sweep: add --multirun (-m)"
             )
         b = cfg.backend
-        active = backend.use(b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels)
+        active = backend.use(
+            b.name, b.dtype, cfg.train.seed, job=job_num, kernels=b.kernels, tf32=b.tf32
+        )
         if not active.is_gpu:
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())

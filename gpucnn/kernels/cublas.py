@@ -29,6 +29,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OP_N, OP_T = 0, 1  # cublasOperation_t: as stored, transposed
+DEFAULT_MATH, TF32_MATH = 0, 3  # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
 WORKSPACE_BYTES = 32 * 2**20  # the workspace cuBLAS recommends for Hopper (4 MiB before it)
 ALPHA, BETA = ctypes.c_float(1.0), ctypes.c_float(0.0)  # out = ALPHA a @ b + BETA out
 _ptr, _int, _float_p = ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_float)
@@ -36,6 +37,7 @@ SIGNATURES = {
     "cublasCreate_v2": [ctypes.POINTER(_ptr)],
     "cublasSetStream_v2": [_ptr, _ptr],
     "cublasSetWorkspace_v2": [_ptr, _ptr, ctypes.c_size_t],
+    "cublasSetMathMode": [_ptr, _int],
     # handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc
     "cublasSgemm_v2": [_ptr, _int, _int, _int, _int, _int, _float_p, _ptr, _int, _ptr, _int]
     + [_float_p, _ptr, _int],
@@ -78,6 +80,7 @@ class Cublas:
         self._call("cublasCreate_v2", ctypes.byref(self.handle))
         self.workspace = cupy.cuda.Memory(WORKSPACE_BYTES)  # cudaMalloc, not the pool
         self.stream: int | None = None
+        self.math = DEFAULT_MATH  # a new handle's
 
     def _call(self, name: str, *args: Any) -> None:
         status = getattr(self.lib, name)(*args)
@@ -101,15 +104,20 @@ class Cublas:
         self._call("cublasSetWorkspace_v2", self.handle, _ptr(ws.ptr), ws.size)
         self.stream = stream
 
-    def gemm(self, a: Any, b: Any, out: Any) -> bool:
-        """out = a @ b for float32 CuPy matrices, on CuPy's current stream; False (and nothing
-        done) when a layout does not fit cuBLAS."""
+    def gemm(self, a: Any, b: Any, out: Any, tf32: bool = False) -> bool:
+        """out = a @ b for float32 CuPy matrices, on CuPy's current stream (``tf32``: on tensor
+        cores, the inputs rounded to TF32); False (and nothing done) when a layout does not fit
+        cuBLAS."""
         args = gemm_args(a, b, out)
         if args is None:
             return False
         import cupy
 
         self.bind(cupy.cuda.get_current_stream().ptr)
+        math = TF32_MATH if tf32 else DEFAULT_MATH
+        if math != self.math:  # a setting of the handle, not work on a stream: capturable
+            self._call("cublasSetMathMode", self.handle, math)
+            self.math = math
         ta, tb, m, n, k, lda, ldb, ldc = args
         self._call(
             "cublasSgemm_v2",

@@ -7,7 +7,8 @@ Signatures and meaning: gpucnn.kernels.host, which each kernel is tested against
 
 Matrix products of at least BLAS_MIN_MACS multiply-adds go to cuBLAS instead (called so that
 a graph can capture it: gpucnn.kernels.cublas), where the arithmetic outweighs the launch and
-cuBLAS does it two to three times faster than the tiled kernel. A convolution with narrow
+cuBLAS does it two to three times faster than the tiled kernel (and on tensor cores in TF32
+where the backend allows it: gpucnn.backend.use's ``tf32``). A convolution with narrow
 columns gathers them inside the tiled kernel instead of writing them out (``implicit_conv``).
 ``capture(run)`` records a sequence of these calls as a CUDA graph.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from . import ACTIVATIONS, cublas, out_size
 
 SOURCES = Path(__file__).parent / "cuda"
@@ -188,7 +190,7 @@ def gemm(a, b, out, bias=None, act="none", aux=None, aux_act="none", work=None) 
     n = b.shape[1]
     tail = _epilogue(out, bias, act, aux, aux_act)
     blas = cublas.library() if m * n * k >= BLAS_MIN_MACS else None
-    if blas is not None and blas.gemm(a, b, out):
+    if blas is not None and blas.gemm(a, b, out, tf32=backend.active().tf32):
         if bias is not None or act != "none" or aux_act != "none":  # the epilogue, in place
             _launch("splitk_reduce", m * n, out, _i(1), out, _i(m), _i(n), *tail)
         return
