@@ -10,8 +10,9 @@ For every Conv of a lab preset at each batch size, milliseconds per call of:
 which way the rule picks and which is faster (over the products the step runs: a first layer
 computes no dx). With the GPU kernel set, also every distinct matrix product of the step
 ((m, n, k) of out = a @ b), on the tiled kernel and on cuBLAS, which one BLAS_MIN_MACS picks and
-which is faster. On a GPU each variant is timed replayed from a CUDA graph, as the static
-step runs it; on NumPy, called one by one.
+which is faster, and on cuBLAS in TF32 (backend.tf32, for comparison: the rule is for float32).
+On a GPU each variant is timed replayed from a CUDA graph, as the static step runs it; on
+NumPy, called one by one.
 
 Usage: python scripts/conv_variants.py [--backend cupy|numpy] [--model lab_cnn3]
                                        [--batches 128 1024] [--reps 20] [--json FILE]
@@ -85,13 +86,14 @@ def _random_arrays():
 
 
 @contextlib.contextmanager
-def _blas_from(k: Any, macs: int):
-    """Within: products of at least ``macs`` multiply-adds go to cuBLAS."""
-    saved, k.BLAS_MIN_MACS = k.BLAS_MIN_MACS, macs
+def _set(owner: Any, name: str, value: Any):
+    """Within: ``owner.name`` is ``value`` (k.BLAS_MIN_MACS, the backend's tf32)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        k.BLAS_MIN_MACS = saved
+        setattr(owner, name, saved)
 
 
 def measure_products(model_name: str, batch: int, reps: int) -> list[dict[str, Any]]:
@@ -106,11 +108,12 @@ def measure_products(model_name: str, batch: int, reps: int) -> list[dict[str, A
         a, b, out = arr(m, depth), arr(depth, n), arr(m, n)
         run = functools.partial(k.gemm, a, b, out, work=arr(max(1, k.workspace(m, n, depth))))
         times = {}
-        for name, macs in (("tiled", 2**62), ("cublas", 0)):
-            with _blas_from(k, macs):
+        for name, macs, tf32 in (("tiled", 2**62, False), ("cublas", 0, False),
+                                 ("cublas_tf32", 0, True)):  # fmt: skip
+            with _set(k, "BLAS_MIN_MACS", macs), _set(backend.active(), "tf32", tf32):
                 times[f"{name}_ms"] = round(_timed(k, run, reps, graph), 4)
         rule = "cublas" if m * n * depth >= k.BLAS_MIN_MACS else "tiled"
-        faster = min(("tiled", "cublas"), key=lambda name: times[f"{name}_ms"])
+        faster = min(("tiled", "cublas"), key=lambda name: times[f"{name}_ms"])  # in float32
         row = {"product": [m, n, depth], "batch": batch, **times, "rule": rule, "faster": faster}
         rows.append(row)
     return rows

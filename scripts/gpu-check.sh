@@ -11,6 +11,8 @@
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
 #   tests     240  the rest of the suite (backend=auto picks CuPy there)      tests.log
+#   tf32      300  (not by default) the benchmark again with backend.tf32=true: the larger
+#                  products on tensor cores, as PyTorch's convolutions     bench-tf32.log/.json
 #   sanitize  510  (not by default) the GPU kernel tests under compute-sanitizer's racecheck
 #                  (shared memory two threads use with no barrier between), synccheck (a barrier
 #                  not every thread reaches) and memcheck, 170 s each           sanitize-TOOL.log
@@ -79,9 +81,11 @@ elif what == "peer":
     print(f"10 epochs at batch 128 from the same weights: test accuracy gpucnn "
           f"{r['ours_acc']:.4f}, PyTorch {r.get('peer_acc')}")
 else:
+    tf32 = " (tf32)" if d.get("tf32") else ""
     for r in d["results"]:
-        print(f"bench batch {r['batch_size']}: gpucnn {r['ours_epoch_s']:.3f} s/epoch; ratio "
-              f"to eager {two(r.get('ratio'))}, to torch.compile {two(r.get('ratio_compile'))}")
+        print(f"bench{tf32} batch {r['batch_size']}: gpucnn {r['ours_epoch_s']:.3f} s/epoch; "
+              f"ratio to eager {two(r.get('ratio'))}, to torch.compile "
+              f"{two(r.get('ratio_compile'))}")
 PY
 }
 
@@ -109,12 +113,19 @@ step_layers() {
   said run "$runs/layers/summary.json"
 }
 
-step_bench() {
-  rm -rf "$runs/bench"
-  logged 300 bench.log python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
-    data.task=multiclass bench.peer_compile=true bench.profile=true hydra.run.dir="$runs/bench" \
-    && cp "$runs/bench/bench.json" "$out/bench.json" && said bench "$out/bench.json"
+# bench_as NAME [OVERRIDES...]: the benchmark against PyTorch eager and torch.compile, into
+# NAME.log and NAME.json.
+bench_as() {
+  local name=$1
+  shift
+  rm -rf "${runs:?}/$name"
+  logged 300 "$name.log" python3 -m gpucnn.bench backend=cupy data=fashion_mnist \
+    data.task=multiclass bench.peer_compile=true "$@" hydra.run.dir="$runs/$name" \
+    && cp "$runs/$name/bench.json" "$out/$name.json" && said bench "$out/$name.json"
 }
+
+step_bench() { bench_as bench bench.profile=true; }
+step_tf32() { bench_as bench-tf32 backend.tf32=true; }
 
 step_variants() {
   logged 120 variants.log python3 scripts/conv_variants.py --json "$out/variants.json" \
@@ -134,7 +145,7 @@ step_sanitize() {
 status=0
 for step in $steps; do
   if ! declare -F "step_$step" >/dev/null; then
-    echo "gpu-check: no step '$step' (gputests run layers bench variants tests sanitize)" | tee -a "$out/check.txt"
+    echo "gpu-check: no step '$step' (gputests run layers bench variants tests tf32 sanitize)" | tee -a "$out/check.txt"
     status=1
     continue
   fi

@@ -571,7 +571,9 @@ def test_the_variants_script_times_every_product_on_both_kernels():
     threshold = gpu.BLAS_MIN_MACS
     rows = script.measure_products("lab_cnn2", 4, 1)
     assert gpu.BLAS_MIN_MACS == threshold, "the threshold is restored"
+    assert not backend.active().tf32, "and so is the backend's tf32"
     want = sorted({p for p in products(presets.lab_cnn2(10), 4) if p[2]})
     assert [tuple(r["product"]) for r in rows] == want
     assert all(r["tiled_ms"] > 0 and r["cublas_ms"] > 0 and r["rule"] == "tiled" for r in rows)
+    assert all(r["cublas_tf32_ms"] > 0 for r in rows)
     assert all(r["faster"] == min(("tiled", "cublas"), key=lambda w: r[f"{w}_ms"]) for r in rows)
