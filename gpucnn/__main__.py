@@ -12,7 +12,7 @@ from . import __version__
 from .app.console import survive_closed_output
 from .app.exits import INVALID_CONFIG
 
-COMMANDS = ("run", "bench", "evaluate", "predict", "visualize", "report", "summarize")
+COMMANDS = ("run", "bench", "evaluate", "predict", "visualize", "report", "summarize", "check")
 
 
 def purpose(command: str) -> str:

@@ -51,6 +51,24 @@ def relative_error(a: Any, b: Any) -> float:
     return float(np.max(np.abs(a - b)) / scale)
 
 
+def varied(layer: Any, rng: np.random.Generator) -> Any:
+    """``layer`` with every parameter drawn from a normal distribution and every buffer (a
+    BatchNorm's running statistics) from [0.5, 2), so that none is all ones or zeros, where a
+    wrong gradient can pass for a right one."""
+    for p in layer.params.values():
+        p[...] = rng.normal(size=p.shape)
+    for b in getattr(layer, "buffers", {}).values():
+        b[...] = rng.uniform(0.5, 2, size=b.shape)
+    return layer
+
+
+def distinct(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 2.0) -> np.ndarray:
+    """Values in (-scale, scale), all different, none zero, and far apart against the nudge of
+    a numerical gradient: a max pool sees no ties and a ReLU no kink within one."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n / 2 + 0.5) * (2 * scale / n)).reshape(shape)
+
+
 def errors(
     layer: Any,
     x: np.ndarray,

@@ -34,7 +34,9 @@ def composed(*overrides):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["evaluate", "predict", "visualize", "report", "summarize"])
+@pytest.mark.parametrize(
+    "name", ["evaluate", "predict", "visualize", "report", "summarize", "check"]
+)
 def test_a_tools_help_shows_its_documentation_as_written(name):
     import importlib
 
@@ -74,7 +76,7 @@ def test_python_m_gpucnn_lists_every_command(capsys):
     assert main(["train", "x=1"]) == 2
     assert capsys.readouterr().err.endswith(
         "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, bench, evaluate, predict, visualize, "
-        "report, summarize)\n"
+        "report, summarize, check)\n"
     )
     assert main(["--version"]) == 0 and capsys.readouterr().out == f"gpucnn {__version__}\n"
 

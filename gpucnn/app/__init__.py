@@ -1,11 +1,12 @@
 """The experiment app built on the library: Hydra configs and runs (run, config, experiment,
 trainer, checkpoint, resume, results), sweeps and their summaries (sweep, summarize), the report
 (report, document), diagnostics, a trained run's evaluation, predictions and figures (evaluate,
-predict, visualize), and the benchmark with its PyTorch peer (bench, peer).
+predict, visualize), the benchmark with its PyTorch peer (bench, peer), and the layers'
+gradient checks (check).
 
 Hydra and OmegaConf stop here: the library (everything outside this package) takes plain
 arguments. The commands are ``python -m gpucnn.run``, ``.bench``, ``.evaluate``, ``.predict``,
-``.visualize``, ``.report`` and ``.summarize`` (``python -m gpucnn`` lists them).
+``.visualize``, ``.report``, ``.summarize`` and ``.check`` (``python -m gpucnn`` lists them).
 """
 
 import argparse
