@@ -11,7 +11,10 @@ README's ``Scale``, say)::
 
 The layer's output is reduced to one number, ``sum(forward(x) * R)`` with a fixed random R, so
 every output element counts; the gradient of that with respect to x and to each parameter is
-computed by ``backward(R)`` and by nudging each value by +-eps in turn.
+computed by ``backward(R)`` and by nudging each value by +-eps in turn. ``varied(layer, rng)``
+draws a layer's parameters at random first, and ``distinct(rng, shape)`` gives inputs without
+the ties and kinks (max pooling, ReLU) that a nudge would cross. ``python -m gpucnn.check``
+checks every layer of the library this way.
 """
 
 from __future__ import annotations
