@@ -80,7 +80,7 @@ def test_a_large_product_is_the_same_bits_launched_and_replayed(gpu_product, mon
     assert blas is not None, "CuPy's cuBLAS was not found"
     calls = []
     products = blas.gemm
-    monkeypatch.setattr(blas, "gemm", lambda *args: calls.append(1) or products(*args))
+    monkeypatch.setattr(blas, "gemm", lambda *a, **kw: calls.append(1) or products(*a, **kw))
     a, b, want = gpu_product
     launched, replayed = (cupy.full(want.shape, np.nan, np.float32) for _ in range(2))
     gpu.gemm(a, b, launched)
