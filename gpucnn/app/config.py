@@ -414,7 +414,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         if t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]} must be a positive integer")
     validate_where(b, t)
-    if b.tf32 and (b.dtype, b.kernels) != ("float32", "fast"):  # (evaluation multiplies in full)
+    if b.tf32 and (b.dtype, b.kernels) != ("float32", "fast"):  # training's: not validate_where
         raise ConfigError(
             f"backend.tf32=true rounds the float32 products of the GPU kernel set, which "
             f"backend.dtype={b.dtype} backend.kernels={b.kernels} does not run: choose "

@@ -225,10 +225,10 @@ def _known_only(saved: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 def _choose_test_split(cfg: DictConfig, summary: dict[str, Any], overrides: list[str]) -> None:
     """Evaluate a folder or file the run did not train on (data.root=DIR, data.path=FILE)
     whole, every image a test image (the run's data.limit_train and limit_test left out),
-    unless it has a test split of its own (test/, x_test),
-    data.test_fraction is given or it holds the run's own images, moved or copied to another
-    machine (the same images per class in each split, and the same training mean and standard
-    deviation): then the run's test split, as where it trained."""
+    unless it has a test split of its own (test/, x_test, a CSV's test twin), data.test_fraction
+    is given or it holds the run's own images, moved or copied to another machine (the same
+    images per class in each split, and the same training mean and standard deviation): then
+    the run's test split, as where it trained."""
     trained_on = OmegaConf.create(summary["config"]["data"])
     where = _new_source(trained_on, cfg.data)
     if where is None or _given("data.test_fraction", overrides):
