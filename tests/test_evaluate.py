@@ -80,6 +80,20 @@ def test_predict_gives_the_classes_evaluate_found(run_dir, tmp_path):
     assert [r["label"] for r in json.loads(proc.stdout)] == expected
     from_array = predict.predict_files(run_dir, [tmp_path / "all.npy"])
     assert [r["label"] for r in from_array] == expected
+    rows = raw.reshape(len(raw), -1)
+    pixels = ",".join(f"pixel{i}" for i in range(784))  # as Kaggle's test files, without labels
+    (tmp_path / "test.csv").write_text(
+        f"{pixels}\n" + "\n".join(",".join(map(str, r)) for r in rows)
+    )
+    labelled = "\n".join(",".join(map(str, [7, *r])) for r in rows)  # labels are not read
+    (tmp_path / "train.csv").write_text(f"label,{pixels}\n{labelled}\n")
+    for name in ("test.csv", "train.csv"):
+        from_rows = predict.predict_files(run_dir, [tmp_path / name])
+        assert [r["label"] for r in from_rows] == expected
+        assert from_rows[3]["image"] == f"{tmp_path / name}[3]"
+    (tmp_path / "short.csv").write_text("1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match=r"3 columns a row, but the run's images have 784 pixels"):
+        predict.predict_files(run_dir, [tmp_path / "short.csv"])
     lines = tool("predict", run_dir, files[0]).stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{files[0]}\t")
     np.save(tmp_path / "scaled.npy", raw / np.float32(255))  # floats as training saw them

@@ -3,20 +3,22 @@ trained run.
 
     python -m gpucnn.predict outputs/runs/<time> shirt.png boot.jpg
     python -m gpucnn.predict outputs/runs/<time> images.npy --json
+    python -m gpucnn.predict outputs/runs/<time> test.csv              # every row of it
     python -m gpucnn.predict outputs/runs/<time> new_photos/           # every image under it
     python -m gpucnn.predict outputs/runs/<time> shirt.png --top 3     # its 3 likeliest classes
 
-Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or
-RGB and fitted to the size of the run's training images as its data config says, or .npy arrays
-of images already that size: one image (H, W), (H, W, C) or (C, H, W), or several (N, H, W),
-(N, H, W, C) or (N, C, H, W); uint8 (0-255) or floats, as in training. They are then prepared
-as in training: scaled, padded to ``data.pad_to`` and normalised with the training images' mean
-and standard deviation, saved in the run's summary.json. Prints one line per image: the file
-(with the image's index for arrays), the predicted class and its probability (with --top K, the
-K likeliest classes, each with its probability, likeliest first). A folder stands
-for the image files under it, at any depth, in sorted order (hidden files and folders skipped).
-Images light at their edges where the training images were dark, or the other way round (a
-dark shirt on white paper for a model of Fashion-MNIST), are named in a warning.
+Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or RGB
+and fitted to the size of the run's training images as its data config says, or .npy arrays of
+images already that size: one image (H, W), (H, W, C) or (C, H, W), or several (N, H, W), (N, H, W,
+C) or (N, C, H, W); uint8 (0-255) or floats, as in training; or .csv files of one grayscale image a
+row, as data=arrays reads them, with their labels or without. They are then prepared as in
+training: scaled, padded to ``data.pad_to`` and normalised with the training images' mean and
+standard deviation, saved in the run's summary.json. Prints one line per image: the file (with the
+image's index for arrays and CSV rows), the predicted class and its probability (with --top K, the
+K likeliest classes, each with its probability, likeliest first). A folder stands for the image
+files under it, at any depth, in sorted order (hidden files and folders skipped). Images light at
+their edges where the training images were dark, or the other way round (a dark shirt on white
+paper for a model of Fashion-MNIST), are named in a warning.
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ log = logging.getLogger(__name__)
 def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tuple[str, Any, Any]]:
     """(name, image (C, H, W), the part of it the picture fills) for an image file, or for
     each image of a .npy array, at ``image_shape`` (C, H, W). The part is the image less the
-    black that ``fit=pad`` puts around a picture of another shape."""
+    black that ``fit=pad`` puts around a picture of another shape. A CSV file gives each of
+    its rows (gpucnn.data.csv_rows.images_for)."""
+    if data.csv_rows.is_csv(path):
+        images = data.csv_rows.images_for(path, image_shape)
+        return [(f"{path}[{i}]", image, image) for i, image in enumerate(images)]
     if path.suffix.lower() == ".npy":
         if not is_npy(path):  # np.load would take it for a pickle, and refuse that
             raise DataError(f"{path}: not a .npy file: save the images with np.save(path, x)")
@@ -79,7 +85,9 @@ def read_images(path: Path, image_shape: tuple[int, ...], fit: str) -> list[tupl
             )
         return [(f"{path}[{i}]", image, image) for i, image in enumerate(images)]
     if not is_image(path):
-        raise DataError(f"{path}: give image files ({', '.join(SUFFIXES)}) or a .npy array")
+        raise DataError(
+            f"{path}: give image files ({', '.join(SUFFIXES)}), a .npy array or a .csv of rows"
+        )
     C, H, W = image_shape
     if C not in (1, 3):
         raise DataError(

@@ -21,7 +21,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ class Layout:
 
     header: bool
     columns: int
-    label: int
+    label: int | None  # None: no label column (a test file whose labels are withheld)
 
     @property
     def pixels(self) -> list[int]:
@@ -81,40 +81,70 @@ def _is_number(text: str) -> bool:
 
 def read(path: Path, shape: Layout) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, side, side), labels (N,)) of the CSV file at ``path`` with columns
-    ``shape``: images uint8 where every pixel is a whole number 0..255, else float32; labels
-    int64 where every one is a whole number, else their text (class names)."""
+    ``shape`` (read_pixels); labels int64 where every one is a whole number, else their text
+    (class names)."""
+    images = read_pixels(path, shape)
+    labels = _columns(path, shape, [shape.label], str)[:, 0]  # rows as the pixels read
+    return images, _labels(np.char.strip(labels), path, shape)
+
+
+def read_pixels(path: Path, shape: Layout) -> np.ndarray:
+    """The images (N, side, side) of the CSV file at ``path`` with columns ``shape``: uint8
+    where every pixel is a whole number 0..255, else float32."""
     side = math.isqrt(len(shape.pixels))
     if side * side != len(shape.pixels) or side == 0:
+        besides = "" if shape.label is None else f" (besides the label, column {shape.label + 1})"
         raise DataError(
-            f"{path}: {len(shape.pixels)} pixel columns (besides the label, column "
-            f"{shape.label + 1}) are not a square image: a row holds a label and the pixels of "
-            "one grayscale image, row by row; save other images with np.savez in their shape "
-            "(data.path=FILE.npz)"
+            f"{path}: {len(shape.pixels)} pixel columns{besides} are not a square image: a row "
+            "holds a label and the pixels of one grayscale image, row by row; save other "
+            "images with np.savez in their shape (data.path=FILE.npz)"
         )
-
-    def columns(which: list[int], dtype: type) -> np.ndarray:
-        with warnings.catch_warnings():  # blank lines, passed over; a header alone, said below
-            warnings.filterwarnings("ignore", NO_DATA)
-            return np.loadtxt(
-                path, delimiter=",", skiprows=int(shape.header), usecols=which, dtype=dtype,
-                ndmin=2, quotechar='"', encoding=ENCODING,
-            )  # fmt: skip
-
     try:
-        labels = columns([shape.label], str)[:, 0]
-        if not len(labels):
-            raise DataError(f"{path} holds no rows of images, only its header")
         try:  # 8-bit pixels, read as such: eight times faster than parsing floats
-            pixels = columns(shape.pixels, np.uint8)
+            pixels = _columns(path, shape, shape.pixels, np.uint8)
         except ValueError:  # a value below 0, above 255 or with a fraction
-            pixels = columns(shape.pixels, np.float32)
+            pixels = _columns(path, shape, shape.pixels, np.float32)
             whole = np.all(pixels == np.round(pixels))
-            if whole and pixels.min() >= 0 and pixels.max() <= 255:
+            if pixels.size and whole and pixels.min() >= 0 and pixels.max() <= 255:
                 pixels = pixels.astype(np.uint8)  # written as 0.0, 1.0, ...: still 8-bit
     except ValueError:  # a value that is no number, a row of another length
         raise DataError(f"{path}: {_first_bad_line(path, shape)}") from None
-    images = pixels.reshape(-1, side, side)
-    return images, _labels(np.char.strip(labels), path, shape)
+    if not len(pixels):
+        raise DataError(f"{path} holds no rows of images, only its header")
+    return pixels.reshape(-1, side, side)
+
+
+def _columns(path: Path, shape: Layout, which: list[int], dtype: type) -> np.ndarray:
+    """The columns ``which`` of every row of the CSV file, as ``dtype``: (rows, len(which))."""
+    with warnings.catch_warnings():  # blank lines, passed over; a header alone, said by callers
+        warnings.filterwarnings("ignore", NO_DATA)
+        return np.loadtxt(
+            path, delimiter=",", skiprows=int(shape.header), usecols=which, dtype=dtype, ndmin=2,
+            quotechar='"', encoding=ENCODING,
+        )  # fmt: skip
+
+
+def images_for(path: str | os.PathLike, image_shape: tuple[int, ...]) -> np.ndarray:
+    """The images of the CSV file ``path`` as (N, 1, H, W), for a model trained on images of
+    ``image_shape`` (C, H, W): rows of H*W pixels, after a label or without one (a test file
+    whose labels are withheld); a label there is not read."""
+    path = Path(path)
+    C, H, W = image_shape
+    if C != 1 or H != W:
+        raise DataError(
+            f"{path}: a CSV row is one square grayscale image, and the run was trained on "
+            f"images of {tuple(image_shape)} (C, H, W): give them as a .npy array, or as image "
+            "files"
+        )
+    shape = layout(path)
+    if shape.columns == H * W:
+        shape = replace(shape, label=None)
+    elif shape.columns != H * W + 1:
+        raise DataError(
+            f"{path}: {shape.columns} columns a row, but the run's images have {H * W} pixels "
+            f"({H}x{W}): give rows of {H * W} pixels, with a label before them or without"
+        )
+    return read_pixels(path, shape)[:, None]
 
 
 def _first_bad_line(path: Path, shape: Layout) -> str:
