@@ -88,6 +88,9 @@ def test_a_sweep_runs_as_slurm_jobs_and_is_summarised(tmp_path):
     assert set(sacct_states(ids).values()) == {"COMPLETED"}, sacct_states(ids)
     assert sorted(r["model.filter_size"] for r in rows(tmp_path)) == ["3", "5", "7"]
     assert {r["status"] for r in rows(tmp_path)} == {"ok"}
+    # Said where the sweep was started, as the launcher collects each job's result.
+    said = [line for line in proc.stdout.splitlines() if line.startswith("sweep: ")]
+    assert said[-1] == "sweep: 3 of 3 jobs done" and len(said) == 3, proc.stdout
 
 
 def test_a_job_requeued_mid_epoch_resumes_bit_identical(tmp_path):

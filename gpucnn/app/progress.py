@@ -5,9 +5,10 @@ the time the rest will take at the pace so far.
 
 The jobs done are read from the sweep directory (each job's summary.json), not counted in
 memory, so the line is right under any launcher: jobs in this process one after another, in
-parallel worker processes (joblib), or on other machines. The pace is that of the jobs that
-trained since this sweep started, which already counts the jobs running side by side; jobs
-finished in an earlier attempt and skipped now count as done but set no pace.
+parallel worker processes (joblib), or on other machines (the Slurm launcher says it as it
+collects each job's result, in the console the sweep was started from). The pace is that of the
+jobs that trained since this sweep started, which already counts the jobs running side by side;
+jobs finished in an earlier attempt and skipped now count as done but set no pace.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class SweepProgress(Callback):
         self.started, self.planned = time.time(), planned_jobs(config)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
+        self.say(Path(config.hydra.sweep.dir))
+
+    def say(self, sweep_dir: Path) -> None:
+        """Print the progress_line of ``sweep_dir`` (as a job ends: in the job's process,
+        or in a launcher's that collects the jobs' results from elsewhere)."""
         if self.started is None or not sweep_dir.is_dir():
             return
         try:
@@ -108,3 +113,8 @@ class SweepProgress(Callback):
         except OSError:  # a job folder removed while it was read: the next job's line will do
             return
         print(line, flush=True)
+
+
+def among(callbacks: Any) -> SweepProgress | None:
+    """The SweepProgress among a Hydra context's ``callbacks`` (None if it is not configured)."""
+    return next((c for c in callbacks.callbacks if isinstance(c, SweepProgress)), None)

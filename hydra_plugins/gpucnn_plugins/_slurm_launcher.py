@@ -8,7 +8,9 @@ differences in ``launch``:
   the jobs are submitted, so that ``summarize`` can show jobs that have not started yet;
 - a job that ends without a result (cancelled with ``scancel``, killed by a node failure) is
   recorded in its directory's summary.json as ``cancelled`` or ``failed`` with Slurm's state,
-  and the sweep goes on to its summary instead of stopping at the first such job.
+  and the sweep goes on to its summary instead of stopping at the first such job;
+- the jobs' results are collected as they end, each followed by the sweep's progress line
+  (gpucnn.app.progress) in the console the sweep was started from.
 """
 
 from __future__ import annotations
@@ -28,17 +30,19 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
 )
 from omegaconf import OmegaConf, open_dict
 
+from gpucnn.app.progress import among as progress_among
 from gpucnn.app.results import JOBS, read_summary
 from gpucnn.fileio import write_json
 
 log = logging.getLogger(__name__)
+POLL_SECONDS = 2  # how often the jobs not yet ended are asked after (Slurm's answers are cached)
 
 
 class SlurmLauncher(SubmititSlurmLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         import submitit
 
-        assert self.config is not None
+        assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         executor = submitit.AutoExecutor(
@@ -68,7 +72,14 @@ class SlurmLauncher(SubmititSlurmLauncher):
             [state] * len(numbers),
         )
         _record_submission(sweep_dir, numbers, job_overrides, [j.job_id for j in jobs])
-        return [self._outcome(job, num, o) for job, num, o in zip(jobs, numbers, job_overrides)]
+        progress = progress_among(self.hydra_context.callbacks)
+        outcomes = {}
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=POLL_SECONDS):
+            i = jobs.index(job)
+            outcomes[i] = self._outcome(job, numbers[i], job_overrides[i])
+            if progress is not None:  # here, where the sweep was started, not in the job's log
+                progress.say(sweep_dir)
+        return [outcomes[i] for i in range(len(jobs))]
 
     def _outcome(self, job: Any, num: int, overrides: Sequence[str]) -> JobReturn:
         """The job's own result, or (when Slurm ended it without one) a NaN result after
