@@ -174,6 +174,10 @@ def test_summarize_a_sweep_while_it_is_unfinished(tmp_path):
     rows = list(csv.DictReader((tmp_path / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "running"]
     assert f"best run: {tmp_path / '0'} (its best on validation accuracy " in done.stdout
+    # How far it got, as the sweep itself says it: planned from its multirun.yaml, the time
+    # left at the pace since that file was written (job 0's summary, a moment later).
+    (said,) = [line for line in done.stdout.splitlines() if line.startswith("sweep: ")]
+    assert re.fullmatch(r"sweep: 1 of 2 jobs done, about \d+ s left", said), said
 
 
 def test_summarize_shows_a_sweep_it_cannot_write_into(tmp_path, monkeypatch, capsys):

@@ -92,3 +92,13 @@ def test_the_callback_says_nothing_in_a_single_run_or_where_the_sweep_cannot_be_
     monkeypatch.setattr(progress, "run_dirs", unreadable)
     callback.on_job_end(config, None)
     assert capsys.readouterr().out == ""
+
+
+def test_a_sweep_folder_without_its_plan_says_the_jobs_that_ended(tmp_path):
+    job(tmp_path, 0, time.time(), status="ok")
+    job(tmp_path, 1, time.time(), status="diverged")
+    assert progress.of_sweep(tmp_path) == "sweep: 2 jobs done (1 diverged)"
+    plan = tmp_path / "multirun.yaml"
+    plan.write_text("hydra: [not, a, config")  # damaged
+    os.utime(plan, (time.time() - 60, time.time() - 60))  # written as the sweep started
+    assert progress.of_sweep(tmp_path) == "sweep: 2 jobs done (1 diverged)"

@@ -20,7 +20,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .results import counted, read_summary, run_dirs
 
@@ -62,17 +62,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def progress_line(sweep_dir: Path, planned: int | None, started: float, now: float) -> str:
+def progress_line(sweep_dir: Path, planned: int | None, started: float | None, now: float) -> str:
     """The sweep's progress as ``sweep: 12 of 36 jobs done (1 failed), about 6 min left``:
-    the jobs in ``sweep_dir`` that ended since ``started`` (a time.time()), how each that did
-    not end ok ended, and the time left at their pace (at ``now``) for the rest of ``planned``
-    (None: unknown, so no time left either)."""
+    the jobs in ``sweep_dir`` that ended since ``started`` (a time.time(); None: whenever),
+    how each that did not end ok ended, and the time left at their pace (at ``now``) for the
+    rest of ``planned`` (None: unknown, so no time left either)."""
     done, trained, not_ok = 0, 0, {}
     for job_dir in run_dirs(sweep_dir):
         summary = read_summary(job_dir)
         if summary is None or summary["status"] == "running":
             continue
-        if (job_dir / "summary.json").stat().st_mtime < started:
+        if started is not None and (job_dir / "summary.json").stat().st_mtime < started:
             continue  # left by an earlier attempt, and this one has not reached the job yet
         status = summary["status"]
         done += 1
@@ -84,9 +84,39 @@ def progress_line(sweep_dir: Path, planned: int | None, started: float, now: flo
     if not_ok:
         line += " (" + ", ".join(f"{n} {status}" for status, n in not_ok.items()) + ")"
     left = None if planned is None else planned - done
-    if left and trained:
+    if left and trained and started is not None:
         line += f", about {_duration(left * (now - started) / trained)} left"
     return line
+
+
+def of_sweep(sweep_dir: Path) -> str:
+    """The progress_line of a sweep that may be running in another process, from the
+    multirun.yaml Hydra's basic sweeper writes into its folder as it starts (what it plans, and
+    when it started), or an Optuna search's trials from a job's .hydra/hydra.yaml; without
+    either, the jobs that ended, and no time left."""
+    multirun = sweep_dir / "multirun.yaml"
+    if multirun.is_file():
+        planned, started = _planned(multirun), multirun.stat().st_mtime
+    else:
+        jobs = [d / ".hydra" / "hydra.yaml" for d in run_dirs(sweep_dir)]
+        found = next((_planned(f, optuna_only=True) for f in jobs if f.is_file()), None)
+        planned, started = found, None
+    return progress_line(sweep_dir, planned, started, time.time())
+
+
+def _planned(path: Path, optuna_only: bool = False) -> int | None:
+    """planned_jobs of the config saved at ``path`` (a job's config holds its own overrides,
+    not the sweep's: only an Optuna search's n_trials is read from one, ``optuna_only``)."""
+    from .config import register  # the resolver of the seeds that train.repeats sweeps
+
+    register()
+    try:
+        config = OmegaConf.load(path)
+        if optuna_only and "optuna" not in str(config.hydra.sweeper.get("_target_", "")):
+            return None
+        return planned_jobs(config)
+    except Exception:  # a file of an older or damaged sweep: the jobs still count
+        return None
 
 
 class SweepProgress(Callback):

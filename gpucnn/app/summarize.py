@@ -3,7 +3,9 @@ or running).
 
 Writes sweep_summary.csv / .md (one row per setting, its seeds grouped), sweep_runs.csv / .md
 (one row per job) and sweep.png into each directory, as the end of a multirun does, and prints
-the table of settings (with ``--runs``, the table of jobs) and the best run's folder.
+the table of settings (with ``--runs``, the table of jobs), how far the sweep has got
+(``sweep: 12 of 36 jobs done, about 6 min left``, as a running sweep says after each job) and
+the best run's folder.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import command_parser, exits
+from . import command_parser, exits, progress
 from .results import JOBS, cannot_write, no_runs, run_dirs
 from .sweep import best_run, summarize, tables
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, *_, texts = tables(sweep_dir)
             text = texts[table]
         print(text)
+        print(progress.of_sweep(sweep_dir))
         best = best_run(sweep_dir, rows)
         if best:
             print(f"best run: {best}")
