@@ -16,13 +16,14 @@ def test_numpy_forced():
     assert b.name == "numpy" and backend.xp() is np and backend.dtype() is np.float32
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param("cupy", marks=pytest.mark.gpu),
-        pytest.param("numpy", marks=pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here")),
-    ],
-)
+# What backend=auto picks: CuPy where a GPU is usable, else NumPy.
+AUTO_PICKS = [
+    pytest.param("cupy", marks=pytest.mark.gpu),
+    pytest.param("numpy", marks=pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here")),
+]
+
+
+@pytest.mark.parametrize("name", AUTO_PICKS)
 def test_auto_picks_cupy_exactly_when_it_is_usable(name, caplog):
     with caplog.at_level("INFO", logger="gpucnn.backend"):
         b = backend.use("auto")
@@ -54,13 +55,7 @@ def test_tf32_is_refused_where_nothing_would_run_in_it(kwargs):
         backend.use("numpy", tf32=True, **kwargs)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param("cupy", marks=pytest.mark.gpu),
-        pytest.param("numpy", marks=pytest.mark.skipif(CUPY_OK, reason="a GPU is usable here")),
-    ],
-)
+@pytest.mark.parametrize("name", AUTO_PICKS)
 def test_tf32_is_on_for_cupy_and_said_to_change_nothing_on_numpy(name, caplog):
     with caplog.at_level("INFO", logger="gpucnn.backend"):
         b = backend.use("auto", tf32=True)

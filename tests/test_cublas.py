@@ -164,13 +164,20 @@ def on_device(x, ptr):
     return ns(shape=x.shape, strides=x.strides, itemsize=x.itemsize, data=ns(ptr=ptr))
 
 
-def test_the_calls_bind_once_per_stream_and_pass_our_b_as_cublas_a(monkeypatch):
+@pytest.fixture
+def stand_in(monkeypatch):
+    """(a Cublas on a StandIn library, the library, CuPy's current stream as the stand-in CuPy
+    gives it: its ptr and is_capturing are the test's to set)."""
     ns = types.SimpleNamespace
     stream = ns(ptr=0, is_capturing=lambda: False)
     fake = ns(cuda=ns(get_current_stream=lambda: stream, Memory=lambda n: ns(ptr=4096, size=n)))
     monkeypatch.setitem(sys.modules, "cupy", fake)
     lib = StandIn()
-    blas = cublas.Cublas(lib)
+    return cublas.Cublas(lib), lib, stream
+
+
+def test_the_calls_bind_once_per_stream_and_pass_our_b_as_cublas_a(stand_in):
+    blas, lib, stream = stand_in
     assert lib.names() == ["cublasCreate_v2"]
     a = on_device(np.empty((5, 4), np.float32), 100)  # rows
     b = on_device(np.empty((3, 4), np.float32).T, 200)  # columns
@@ -224,13 +231,8 @@ def test_the_library_is_found_among_the_loaded_ones_and_cublaslt_is_not_it():
     assert cublas.loaded_path(maps.replace("libcublas.so", "libfoo.so")) is None
 
 
-def test_tf32_sets_the_handles_math_mode_only_when_it_changes(monkeypatch):
-    ns = types.SimpleNamespace
-    stream = ns(ptr=0, is_capturing=lambda: False)
-    fake = ns(cuda=ns(get_current_stream=lambda: stream, Memory=lambda n: ns(ptr=4096, size=n)))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    lib = StandIn()
-    blas = cublas.Cublas(lib)
+def test_tf32_sets_the_handles_math_mode_only_when_it_changes(stand_in):
+    blas, lib, _ = stand_in
     a, b = (
         on_device(np.empty((5, 4), np.float32), 100),
         on_device(np.empty((4, 3), np.float32), 200),
