@@ -86,8 +86,10 @@ def layer_checks(rng: np.random.Generator) -> Iterator[tuple[Any, np.ndarray, bo
 
 
 def checks(kernel_sets: tuple[str, ...], seed: int = 0) -> Iterator[Check]:
-    """Every check, each kernel layer once per set in ``kernel_sets``, inputs drawn from
-    ``seed``. Run each (its ``errors``) with that set active: ``run``."""
+    """Every check, each kernel layer (and the model) once per set in ``kernel_sets``, the
+    others once, parameters and inputs drawn from ``seed``. A check's ``errors`` makes its
+    kernel set the active one while it runs. Make float64 layers: call after
+    ``backend.use("numpy", dtype="float64")``."""
     for s in kernel_sets:
         for layer, x, training in layer_checks(np.random.default_rng(seed)):
             if isinstance(layer, KERNEL_LAYERS) or s == kernel_sets[0]:

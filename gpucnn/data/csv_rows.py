@@ -12,6 +12,8 @@ A file named with ``train`` (``fashion-mnist_train.csv``) whose twin named with 
 beside it (``fashion-mnist_test.csv``) has that file as its test split, as the published sets
 come; otherwise a stratified ``test_fraction`` of each class is held out for testing, drawn
 with ``split_seed``. A twin without labels (a competition's test file) is said and not read.
+``images_for`` reads such a file's rows for a trained model (gpucnn.predict), with a label
+column or without.
 """
 
 from __future__ import annotations
