@@ -160,6 +160,7 @@ def test_a_csv_trains_from_the_command_line_and_a_new_one_is_evaluated_whole(tmp
     assert done.returncode == 0, done.stderr
     assert "a CSV named with train has its twin named with test evaluated" in done.stderr
     assert "30 images" in done.stdout  # every one: the run's limits were for its own images
+    assert "the classes, least recognised first:" in done.stdout  # with their recall
     assert "all of them are used" not in done.stderr
     share = tool("evaluate", run, f"data.path={new}", "data.limit_test=12")
     assert share.returncode == 0 and "12 images" in share.stdout, share.stderr

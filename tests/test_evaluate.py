@@ -580,3 +580,26 @@ def test_one_image_saved_with_np_save_is_one_image_in_either_layout(tmp_path):
     np.save(tmp_path / "none.npy", np.empty((0, 8, 6), dtype=np.uint8))  # a traceback before
     with pytest.raises(DataError, match=r"none.npy: holds no images \(an array of shape \(0, 8"):
         predict.read_images(tmp_path / "none.npy", (1, 8, 6), "pad")
+
+
+def test_the_printed_table_puts_the_least_recognised_class_first_with_what_it_is_taken_for():
+    classes = ["T-shirt/top", "Trouser", "Shirt", "Bag"]
+    confusion = np.array([[8, 0, 2, 0], [0, 10, 0, 0], [5, 0, 4, 1], [0, 0, 0, 0]])
+    record = {
+        "classes": classes,
+        "confusion": confusion.tolist(),
+        "per_class": evaluate._per_class(confusion, classes),
+    }
+    lines = evaluate.per_class_text(record)
+    assert lines[0] == "the classes, least recognised first:"  # Bag has no test image
+    rows = [line.split() for line in lines[2:-1]]
+    assert [r[0] for r in rows] == ["Shirt", "T-shirt/top", "Trouser"]
+    assert rows[0][1:] == ["10", "0.400", "0.667", "T-shirt/top", "(50.0%)"]
+    assert rows[2][-1] == "-"  # never mistaken
+    mistaken = "Shirt as T-shirt/top (5), T-shirt/top as Shirt (2), Shirt as Bag (1)"
+    assert lines[-1] == f"most often mistaken: {mistaken}"
+    shown = evaluate.per_class_text(record, shown=1)
+    assert shown[0] == "the 1 class least recognised, of 3:" and len(shown) == 4
+    perfect = {**record, "confusion": np.diag([3, 3, 3, 0]).tolist()}
+    perfect["per_class"] = evaluate._per_class(np.diag([3, 3, 3, 0]), classes)
+    assert not evaluate.per_class_text(perfect)[-1].startswith("most often mistaken")

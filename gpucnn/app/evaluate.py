@@ -9,7 +9,8 @@ run that did not finish), evaluates them on the test split that config prepares 
 split as in training, or a warning where the run's data changed since), and writes evaluation.json
 (loss, accuracy, per-class precision / recall / F1, the confusion matrix), confusion.png (the
 labelled matrix) and mistakes.png (the misclassified test images the model was surest about, with
-true and predicted labels) into the run directory, or, evaluated on other data, into
+true and predicted labels) into the run directory (and prints the classes least recognised first,
+with what each is most often taken for), or, evaluated on other data, into
 RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation replaces
 another. Overrides are a data group (``data=NAME``: the images come from there, while the task, its
 classes and the image size stay the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``),
@@ -66,6 +67,7 @@ from .trainer import images_changed, images_record
 log = logging.getLogger(__name__)
 
 MISTAKES_SHOWN = 24
+CLASSES_SHOWN = 10  # classes in the printed table, the least recognised
 
 
 # What an evaluation may change (the rest is the trained run's): the data, where it runs.
@@ -506,6 +508,44 @@ def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str,
     return out
 
 
+def per_class_text(record: dict[str, Any], shown: int = CLASSES_SHOWN) -> list[str]:
+    """The classes recognised least often (at most ``shown``, lowest recall first), each with
+    its images, recall, precision and the class it is most often taken for, then the three
+    mistakes made most often: the evaluation's lines after its accuracy, from ``record``
+    (evaluation.json's: ``classes``, ``per_class``, ``confusion``, true classes as rows)."""
+    classes, confusion = record["classes"], np.asarray(record["confusion"])
+    stats = record["per_class"]
+    tested = [k for k, name in enumerate(classes) if stats[name]["support"]]
+    worst = sorted(tested, key=lambda k: stats[classes[k]]["recall"])[:shown]
+    which = (
+        "the classes, least recognised first:"
+        if len(worst) == len(tested)
+        else f"the {counted(len(worst), 'class')} least recognised, of {len(tested)}:"
+    )
+    width = max(len("class"), *(len(classes[k]) for k in worst))
+    head = f"  {'class':<{width}}  {'images':>7}  {'recall':>6}  {'precision':>9}"
+    lines = [which, f"{head}  most often taken for"]
+    off = confusion.astype(float).copy()
+    np.fill_diagonal(off, 0)
+    for k in worst:
+        name, s = classes[k], stats[classes[k]]
+        j = int(np.argmax(off[k]))
+        taken = f"{classes[j]} ({off[k, j] / s['support']:.1%})" if off[k, j] else "-"
+        lines.append(
+            f"  {name:<{width}}  {s['support']:>7,}  {s['recall']:>6.3f}  {s['precision']:>9.3f}"
+            f"  {taken}"
+        )
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:3]
+    mistakes = [
+        f"{classes[t]} as {classes[p]} ({int(off[t, p]):,})"
+        for t, p in zip(*np.unravel_index(order, off.shape))
+        if off[t, p]
+    ]
+    if mistakes:
+        lines.append(f"most often mistaken: {', '.join(mistakes)}")
+    return lines
+
+
 def _plot_confusion(path: Path, confusion: np.ndarray, classes: list[str], acc: float) -> None:
     plt = pyplot()
     size = 2.5 + 0.6 * len(classes)
@@ -606,4 +646,5 @@ def main(argv: list[str] | None = None) -> int:
         f"{record['test_images']:,} images: "
         f"{out / 'evaluation.json'}, confusion.png, mistakes.png"
     )
+    print("\n".join(per_class_text(record)))
     return 0
