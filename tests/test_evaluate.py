@@ -518,10 +518,15 @@ def test_the_line_printed_counts_test_images_with_thousands_separated(
 ):
     from gpucnn.app import evaluate
 
+    confusion = np.array([[4500, 500], [871, 4129]])
     record = {"test_accuracy": 0.8629, "test_loss": 0.3843, "test_images": 10000}
+    record.update(classes=["a", "b"], confusion=confusion.tolist())
+    record["per_class"] = evaluate._per_class(confusion, record["classes"])
     monkeypatch.setattr(evaluate, "evaluate_run", lambda *args: record)
     assert evaluate.main([str(tmp_path)]) == 0
-    assert "test accuracy 0.8629, loss 0.3843 on 10,000 images: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test accuracy 0.8629, loss 0.3843 on 10,000 images: " in out
+    assert "  b        5,000   0.826      0.892  a (17.4%)" in out  # and the classes after it
 
 
 def test_the_runs_classes_in_another_order_are_matched_by_name(run_dir, tmp_path):
