@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .results import counted, read_summary, run_dirs
+from .sweep import is_optuna
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -34,10 +35,9 @@ def planned_jobs(config: DictConfig) -> int | None:
     whose number is not known in advance, or a sweep that cannot be parsed without loading
     configs (``model=glob(*)``)."""
     sweeper = config.hydra.sweeper
-    target = str(sweeper.get("_target_", ""))
-    if "optuna" in target.lower():
+    if is_optuna(config):
         return sweeper.get("n_trials")
-    if target != BASIC_SWEEPER:
+    if sweeper.get("_target_") != BASIC_SWEEPER:
         return None
     params = sweeper.get("params") or {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
@@ -112,7 +112,7 @@ def _planned(path: Path, optuna_only: bool = False) -> int | None:
     register()
     try:
         config = OmegaConf.load(path)
-        if optuna_only and "optuna" not in str(config.hydra.sweeper.get("_target_", "")):
+        if optuna_only and not is_optuna(config):
             return None
         return planned_jobs(config)
     except Exception:  # a file of an older or damaged sweep: the jobs still count

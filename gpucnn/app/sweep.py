@@ -332,7 +332,7 @@ class SweepCheck(Callback):
             raise SystemExit(exits.INVALID_CONFIG)
 
 
-def _optuna(config: DictConfig) -> bool:
+def is_optuna(config: DictConfig) -> bool:
     """Whether the multirun's sweeper is Optuna's (experiment=optuna_search)."""
     return "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
 
@@ -340,7 +340,7 @@ def _optuna(config: DictConfig) -> bool:
 def search_conflict(config: DictConfig) -> str | None:
     """Why an Optuna search cannot run, or None: it maximises each trial's validation
     accuracy, which data.val_fraction=0 leaves none of (every trial would fail)."""
-    if _optuna(config) and config.data.val_fraction == 0:
+    if is_optuna(config) and config.data.val_fraction == 0:
         return (
             "an Optuna search maximises each trial's validation accuracy, and "
             "data.val_fraction=0 holds out no validation images: give a fraction above 0 "
@@ -356,7 +356,7 @@ def repeats_conflict(config: DictConfig) -> str | None:
     repeats = config.train.repeats
     if not isinstance(repeats, int) or repeats <= 1:  # 1, or a value the jobs refuse
         return None
-    if _optuna(config):
+    if is_optuna(config):
         return (
             f"train.repeats={repeats} with the Optuna sweeper would make the seed one more "
             "parameter to search (a trial is one run): leave train.repeats at 1, and repeat "
