@@ -199,7 +199,7 @@ def _classes(
         labels = [arrays[k] for k in ("train_labels", "test_labels") if arrays[k].size]
         labels = [y.ravel() for y in labels if y.dtype.kind in "ui"]  # checked() says the rest
         found = np.unique(np.concatenate(labels)) if labels else np.zeros(1, dtype=np.int64)
-        if found.min() >= 0 and len(found) != found.max() + 1:  # negatives: checked() says so
+        if skipped_numbers(found):
             shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
             raise DataError(
                 f"{what}: the labels are {shown}, but without a classes array they must be "
@@ -209,6 +209,14 @@ def _classes(
             )
         return tuple(str(k) for k in range(int(found.max()) + 1))
     return tuple(str(n) for n in names.astype(str))
+
+
+def skipped_numbers(found: np.ndarray) -> list[int]:
+    """The class numbers from 0 to the largest of ``found`` (the distinct labels, sorted) that
+    none has; none for negative labels, which checked() refuses."""
+    if found.min() < 0 or len(found) == found.max() + 1:
+        return []
+    return sorted(set(range(int(found.max()) + 1)) - set(found.tolist()))
 
 
 def _checked_names(names: np.ndarray, what: str | os.PathLike) -> np.ndarray:

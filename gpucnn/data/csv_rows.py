@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .arrays import from_arrays
+from .arrays import from_arrays, skipped_numbers
 from .raw import RawData
 
 LABEL_NAMES = ("label", "labels", "class", "target", "y")  # a header's label column, any case
@@ -212,9 +212,9 @@ def _numbered_classes(y_train: np.ndarray, y_test: np.ndarray, path: Path) -> li
     if y_train.dtype.kind != "i" or y_test.dtype.kind != "i":
         return None
     found = np.unique(np.concatenate([y_train, y_test]))
-    if found.min() < 0 or len(found) == found.max() + 1:  # negatives: checked() says so
+    missing = skipped_numbers(found)
+    if not missing:
         return None
-    missing = sorted(set(range(int(found.max()) + 1)) - set(found.tolist()))
     shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
     log.warning(
         "%s: the labels run from %d to %d without %s: the model gets an output for every "
