@@ -525,7 +525,7 @@ def per_class_text(record: dict[str, Any], shown: int = CLASSES_SHOWN) -> list[s
     width = max(len("class"), *(len(classes[k]) for k in worst))
     head = f"  {'class':<{width}}  {'images':>7}  {'recall':>6}  {'precision':>9}"
     lines = [which, f"{head}  most often taken for"]
-    off = confusion.astype(float).copy()
+    off = confusion.astype(float)  # a copy, whose diagonal is cleared
     np.fill_diagonal(off, 0)
     for k in worst:
         name, s = classes[k], stats[classes[k]]
