@@ -12,7 +12,17 @@ from . import __version__
 from .app.console import survive_closed_output
 from .app.exits import INVALID_CONFIG
 
-COMMANDS = ("run", "bench", "evaluate", "predict", "visualize", "report", "summarize", "check")
+COMMANDS = (
+    "run",
+    "lr_find",
+    "bench",
+    "evaluate",
+    "predict",
+    "visualize",
+    "report",
+    "summarize",
+    "check",
+)
 
 
 def purpose(command: str) -> str:

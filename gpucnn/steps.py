@@ -262,13 +262,20 @@ class MicroBatchStep(Step):
 
 
 def make_step(
-    model: Model, loss: Loss, optimizer: Optimizer, threads: int | None = None, chunk: int = 32
+    model: Model,
+    loss: Loss,
+    optimizer: Optimizer,
+    threads: int | None = None,
+    chunk: int = 32,
+    graphs: bool = True,
 ) -> Step:
     """The step function for the active backend: MicroBatchStep on NumPy (``threads``: None =
     every core; ``chunk``: micro-batch size, 0 = whole batches on one thread; a model with
     BatchNorm gets a share of the batch per thread, one without a Conv whole batches); on the
-    GPU a StaticStep with the fast kernel set, where it can run the model, else PlainStep.
-    Call ``close()`` when done, or use it in a ``with`` block."""
+    GPU a StaticStep with the fast kernel set, where it can run the model, else PlainStep
+    (``graphs=False``: launching the static step's kernels one by one, for settings that change
+    at every step, which a captured graph would hold). Call ``close()`` when done, or use it in
+    a ``with`` block."""
     if threads is not None:
         check_count(threads, "threads", "a positive integer, or None for every core", least=1)
     check_count(chunk, "chunk", "an integer >= 0 (0: whole batches)", least=0)
@@ -280,7 +287,7 @@ def make_step(
             if not why and backend.dtype() is not np.float32:
                 why = "its kernels are float32 only"
             if not why:
-                return StaticStep(model, loss, optimizer)
+                return StaticStep(model, loss, optimizer, graphs)
             log.info("GPU kernel set not used (%s): running the layers' array code", why)
         return PlainStep(model, loss, optimizer)
     if not chunk or not _has_conv(model):

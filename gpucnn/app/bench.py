@@ -34,7 +34,7 @@ from .config import (
     build_optimizer,
     check_overrides_read,
     config_group,
-    override_key,
+    refuse_unread,
     register,
     single_for_list,
     unknown_override,
@@ -263,9 +263,7 @@ def peer_tf32(torch: Any) -> dict[str, bool]:
 def bench(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     validate(cfg, BenchConfig)
     check_overrides_read(cfg, overrides)
-    for key in map(override_key, overrides):
-        if key in NOT_BENCHED:
-            raise ConfigError(f"{key} does nothing in the benchmark: {NOT_BENCHED[key]}")
+    refuse_unread(overrides, NOT_BENCHED, "the benchmark")
     b = cfg.bench
     if not b.batch_sizes or min(b.batch_sizes) < 1:
         raise ConfigError(f"bench.batch_sizes={list(b.batch_sizes)}: list positive batch sizes")

@@ -184,6 +184,23 @@ class BenchConfig(Config):
     bench: BenchSettings = field(default_factory=BenchSettings)
 
 
+@dataclass
+class LrFindSettings:
+    min_lr: float = 1e-6  # the first step's rate
+    max_lr: float = 10.0  # the last step's, if the loss has not risen by then
+    steps: int = 100
+    stop_factor: float = 4.0  # stop once the smoothed loss is this many times its lowest
+
+
+@dataclass
+class LrFindConfig(Config):
+    lr_find: LrFindSettings = field(default_factory=LrFindSettings)
+
+
+# Each command's schema, and the command.
+COMMAND_OF = {Config: "run", BenchConfig: "bench", LrFindConfig: "lr_find"}
+
+
 _CONV_KEYS = (
     "channels",
     "filter_size",
@@ -237,6 +254,14 @@ def override_key(override: str) -> str:
     return override.lstrip("+~").partition("=")[0]
 
 
+def refuse_unread(overrides: Sequence[str], unread: dict[str, str], command: str) -> None:
+    """ConfigError for an override of a training setting that ``command`` does not read: one of
+    ``unread``, each with what to give instead, or why."""
+    for key in map(override_key, overrides):
+        if key in unread:
+            raise ConfigError(f"{key} does nothing in {command}: {unread[key]}")
+
+
 def check_overrides_read(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """ConfigError for an override (``key=value``, as Hydra lists them) of a key that the
     config's choices do not read, naming the choice that does."""
@@ -274,15 +299,17 @@ def seeds(first: int, repeats: int) -> str:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore (conf/config.yaml lists ``schema`` first and
-    conf/bench.yaml ``bench_schema``), the ``gpucnn.seeds`` resolver (conf/config.yaml sweeps
-    ``train.seed`` with it), and gpucnn's Slurm launcher and Optuna sweeper in Hydra's plugins
-    when the sweep extra is installed. Hydra's own scan of the hydra_plugins package skips
-    their modules (named with a leading underscore), which would warn of a broken plugin on
-    every run without the extra, and misses an editable install's anyway."""
+    """Put the schemas in Hydra's ConfigStore (conf/config.yaml lists ``schema`` first,
+    conf/bench.yaml ``bench_schema`` and conf/lr_find.yaml ``lr_find_schema``), the
+    ``gpucnn.seeds`` resolver (conf/config.yaml sweeps ``train.seed`` with it), and gpucnn's
+    Slurm launcher and Optuna sweeper in Hydra's plugins when the sweep extra is installed.
+    Hydra's own scan of the hydra_plugins package skips their modules (named with a leading
+    underscore), which would warn of a broken plugin on every run without the extra, and
+    misses an editable install's anyway."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     cs.store(name="bench_schema", node=BenchConfig)
+    cs.store(name="lr_find_schema", node=LrFindConfig)
     if not OmegaConf.has_resolver("gpucnn.seeds"):
         OmegaConf.register_new_resolver("gpucnn.seeds", seeds)
     try:
@@ -323,7 +350,7 @@ def _check_per_layer(key: str, value: Any, ok, allowed: str) -> None:
 
 def validate(cfg: DictConfig, schema: type = Config) -> None:
     """Reject impossible values, one line naming the key and what is allowed; and keys that
-    ``schema`` (the command's: Config, or BenchConfig) does not have."""
+    ``schema`` (the command's: a key of COMMAND_OF) does not have."""
     _check_known_keys(cfg, schema)
     m, d, o, b, t = cfg.model, cfg.data, cfg.optimizer, cfg.backend, cfg.train
     check_choice(m.kind, ("cnn", "mlp"), "model.kind")
@@ -426,7 +453,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
 
 
 def _schema_keys(schema_type: type) -> dict[str, Any]:
-    """The settings of a command's schema (Config, or BenchConfig), by dotted key."""
+    """The settings of a command's schema (a key of COMMAND_OF), by dotted key."""
     return flat(OmegaConf.to_container(OmegaConf.structured(schema_type)))
 
 
@@ -437,7 +464,7 @@ def _not_a_setting(key: str, schema_type: type) -> str:
     close = difflib.get_close_matches(key.rpartition(".")[2], set(names.values()), cutoff=0.75)
     near = [k for k, name in names.items() if name in close[:1]]
     near.sort(key=lambda k: k.partition(".")[0] != key.partition(".")[0])  # its group first
-    command = "bench" if schema_type is BenchConfig else "run"
+    command = COMMAND_OF[schema_type]
     return (
         f"{key} is not a setting: nothing reads it"
         + (f" (did you mean {' or '.join(near)}?)" if near else "")

@@ -87,7 +87,7 @@ def missing_extra(argv: list[str]) -> str | None:
     return None
 
 
-def _expected(exc: BaseException) -> tuple[int, str] | None:
+def expected_failure(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, kind) of a failure the user can cause, else None (a bug)."""
     if isinstance(exc, AlreadyFinished):
         return STATUS_CODES[exc.status], exc.status
@@ -96,7 +96,7 @@ def _expected(exc: BaseException) -> tuple[int, str] | None:
     return next((v for t, v in EXIT_CODES.items() if isinstance(exc, t)), None)
 
 
-def _message(exc: BaseException) -> str:
+def failure_message(exc: BaseException) -> str:
     if isinstance(exc, OSError):  # none of gpucnn's own errors is one
         return exits.storage_message(exc)
     return str(exc)
@@ -140,14 +140,14 @@ def main(cfg: DictConfig) -> float:
         log.warning("%s; %s (results in %s)", exc, exc.next_step, run_dir)
         raise SystemExit(exits.SIGNAL_BASE + exc.signum) from None
     except Exception as exc:
-        expected = _expected(exc)
+        expected = expected_failure(exc)
         if expected is None and not multirun:
             raise  # a bug: Hydra prints the traceback
         if expected is None:  # one job's bug must not stop the sweep: its log has the traceback
             log.exception("failed with an unexpected error (please report it)")
             return math.nan
         code, kind = expected
-        log.error("%s: %s", kind, _message(exc))
+        log.error("%s: %s", kind, failure_message(exc))
         if multirun:  # one bad job must not stop the sweep
             return math.nan
         raise SystemExit(code) from None
