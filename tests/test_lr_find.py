@@ -255,3 +255,20 @@ def test_ctrl_c_stops_lr_find_at_once_with_nothing_written(tmp_path):
     assert proc.returncode == 130, rest
     assert "interrupted: nothing written" in rest and "Traceback" not in rest
     assert not list(tmp_path.glob("lr_find.[cjp]*"))
+
+
+def test_the_folders_of_lr_find_and_bench_are_not_taken_for_runs(tmp_path):
+    from gpucnn.app.results import no_runs, run_dirs
+
+    for name, command in (("lr_find", "lr_find"), ("bench", "bench")):
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / f"{name}.json").write_text("{}")
+        assert run_dirs(folder) == [] and run_dirs(tmp_path) == []
+        assert no_runs(folder, "a sweep directory") == (
+            f"{folder}: it holds the results of python -m gpucnn.{command} ({name}.json), not a "
+            "run's: give a sweep directory (outputs/multiruns/<time>)"
+        )
+    proc = tool("evaluate", tmp_path / "lr_find")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {tmp_path / 'lr_find'}: it holds the results of python")

@@ -54,6 +54,7 @@ from .results import (
     counted,
     finite,
     flat,
+    other_results,
     pyplot,
     read_summary,
     run_dirs,
@@ -95,7 +96,9 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str,
                 f"not a run's results: give one run's folder, e.g. {example}"
             )
     if not summary or not isinstance(summary.get("config"), dict):
-        raise RunError(f"{run_dir} holds no readable run summary: give a finished run's folder")
+        other = other_results(Path(run_dir)) if Path(run_dir).is_dir() else None
+        why = other or "it holds no readable run summary"
+        raise RunError(f"{run_dir}: {why}: give a finished run's folder (outputs/runs/<time>)")
     weights = weights_file(run_dir, summary)
     cfg = _saved_config(run_dir, summary["config"])
     trained_on = cfg.data.copy()

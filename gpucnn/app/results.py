@@ -305,13 +305,29 @@ def plot_curves(
     save_figure(fig, path)
 
 
+# The results that the other Hydra commands write into folders of their own, which have a
+# .hydra/ folder as a run's has: file -> the command.
+OTHER_RESULTS = {"lr_find.json": "python -m gpucnn.lr_find", "bench.json": "python -m gpucnn.bench"}
+
+
+def other_results(path: Path) -> str | None:
+    """Why ``path`` is not a run's folder where another command wrote it: "it holds the
+    results of python -m gpucnn.lr_find (lr_find.json), not a run's"; else None."""
+    for name, command in OTHER_RESULTS.items():
+        if (path / name).is_file() and not (path / "summary.json").is_file():
+            return f"it holds the results of {command} ({name}), not a run's"
+    return None
+
+
 def run_dirs(path: str | Path) -> list[Path]:
     """The run directories at ``path``: itself when it is one (it has a .hydra/ folder or a
-    summary.json), else its subdirectories that are, in job order (0, 1, ..., 10)."""
+    summary.json, and is not another command's: other_results), else its subdirectories that
+    are, in job order (0, 1, ..., 10)."""
     path = Path(path)
 
     def is_run(p: Path) -> bool:
-        return (p / ".hydra").is_dir() or (p / "summary.json").is_file()
+        has = (p / ".hydra").is_dir() or (p / "summary.json").is_file()
+        return has and other_results(p) is None
 
     if is_run(path):
         return [path]
@@ -322,6 +338,9 @@ def run_dirs(path: str | Path) -> list[Path]:
 def no_runs(folder: Path, wanted: str) -> str:
     """Why ``folder``, which holds no run, cannot be read as ``wanted`` (what the command
     takes), naming the sweeps below it where it holds those (outputs/multiruns itself)."""
+    other = other_results(folder)
+    if other:
+        return f"{folder}: {other}: give {wanted} (outputs/multiruns/<time>)"
     sweeps = sorted(p for p in folder.iterdir() if p.is_dir() and run_dirs(p))
     if sweeps:
         return (
