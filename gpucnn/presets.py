@@ -1,8 +1,10 @@
-"""Architectures by description: a general CNN, a general MLP, and the lab's four networks.
+"""Architectures by description: a general CNN, a general MLP, the lab's four networks and
+LeNet-5.
 
-``cnn`` builds conv blocks (Conv -> activation -> MaxPool) then Flatten and dense layers; every
-size can be one value for all blocks or a list with one value per block. The flattened width is
-inferred, and an architecture that cannot work raises ShapeError naming the layer.
+``cnn`` builds conv blocks (Conv -> activation -> MaxPool or AvgPool) then Flatten and dense
+layers; every size can be one value for all blocks or a list with one value per block. The
+flattened width is inferred, and an architecture that cannot work raises ShapeError naming the
+layer.
 """
 
 from __future__ import annotations
@@ -11,11 +13,22 @@ from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
-from .errors import ConfigError, is_count
-from .layers import Activation, BatchNorm, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool
+from .errors import ConfigError, check_choice, is_count
+from .layers import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+)
 from .model import Model, sample_shape
 
 IntOrList = int | Sequence[int]
+POOLS = {"max": MaxPool, "avg": AvgPool}  # a conv block's pooling, by name
 
 
 def _per_block(value: IntOrList | None, n: int, key: str) -> list:
@@ -97,6 +110,7 @@ def cnn(
     stride: IntOrList = 1,
     global_pool: bool = False,
     init: str = "auto",
+    pool: str = "max",
 ) -> Model:
     """Conv blocks with ``channels`` outputs each, then ``hidden`` dense layers, then the output.
 
@@ -108,21 +122,23 @@ def cnn(
     each channel of the last map (GlobalAvgPool) where Flatten would keep every position, so
     the first dense layer weighs channels, not pixels; ``init`` draws every Conv's and Dense's
     weights with one scheme (he, glorot), or ``auto``: each its own, He before ReLU, Glorot
-    before sigmoid and tanh.
+    before sigmoid and tanh; ``pool`` is each block's pooling, ``max`` (MaxPool) or ``avg``
+    (AvgPool: the window's mean, as LeNet-5 subsampled).
     """
+    check_choice(pool, tuple(POOLS), "pool")
     model = Model()
     shape = sample_shape(input_shape)
     _check_list(hidden, "hidden", "the widths of the hidden dense layers", "[64]")
     c_in = shape[0]
-    for c_out, k, pool, pool_step, pad, step in conv_blocks(
+    for c_out, k, pool_k, pool_step, pad, step in conv_blocks(
         channels, filter_size, pool_size, pool_stride, padding, stride
     ):
         model.add(Conv(k, c_in, c_out, pad=pad, stride=step, init=init))
         if batch_norm:
             model.add(BatchNorm(c_out))
         model.add(Activation(activation))
-        if pool and pool > 1:
-            model.add(MaxPool(pool, pool_step))
+        if pool_k and pool_k > 1:
+            model.add(POOLS[pool](pool_k, pool_step))
         c_in = c_out
     model.add(GlobalAvgPool() if global_pool else Flatten())
     width = model.build(shape).output_shape[0]
@@ -176,6 +192,14 @@ def lab_cnn2(n_outputs: int = 1, input_shape: Sequence[int] = (1, 32, 32)) -> Mo
     return cnn(input_shape, (8, 16), 3, 2, hidden=(512,), dropout=0.5, n_outputs=n_outputs)
 
 
+def lenet5(n_outputs: int = 10, input_shape: Sequence[int] = (1, 32, 32)) -> Model:
+    """LeNet-5 (LeCun, Bottou, Bengio and Haffner, 1998) on 32x32 images: two blocks of 5x5
+    convolutions without padding (6, then 16 channels), tanh and 2x2 average pooling, then
+    dense layers of 120 and 84 units. 61,470 weights for ten outputs."""
+    return cnn(input_shape, (6, 16), 5, 2, padding="valid", activation="tanh",
+               hidden=(120, 84), n_outputs=n_outputs, pool="avg")  # fmt: skip
+
+
 def lab_mlp4() -> Model:
     """The lab's MLP 784-128-128-64-64-32-4: 131,200 weights."""
     return mlp((784, 128, 128, 64, 64, 32, 4))
@@ -186,4 +210,5 @@ def lab_mlp1() -> Model:
     return mlp((784, 100, 200, 200, 100, 1))
 
 
-PRESETS = {"lab_cnn3": lab_cnn3, "lab_cnn2": lab_cnn2, "lab_mlp4": lab_mlp4, "lab_mlp1": lab_mlp1}
+PRESETS = {"lab_cnn3": lab_cnn3, "lab_cnn2": lab_cnn2, "lab_mlp4": lab_mlp4, "lab_mlp1": lab_mlp1,
+           "lenet5": lenet5}  # fmt: skip

@@ -43,6 +43,23 @@ def test_lab_presets_have_the_lab_weight_counts(name):
     assert model.count_params(bias=True) == LAB_COUNTS[name] + biases
 
 
+def test_lenet5_has_its_published_layers_and_each_block_pools_as_asked():
+    lenet = presets.lenet5()
+    # 5x5 convolutions 1->6 and 6->16 without padding, dense 400-120-84-10 (LeCun et al., 1998)
+    assert lenet.count_params() == 6 * 25 + 16 * 6 * 25 + 400 * 120 + 120 * 84 + 84 * 10 == 61_470
+    pools = [layer for layer in lenet.layers if isinstance(layer, (AvgPool, MaxPool))]
+    assert [type(p) for p in pools] == [AvgPool, AvgPool]
+    assert [layer.name for layer in lenet.layers if isinstance(layer, Activation)] == [
+        "tanh", "tanh", "tanh", "tanh", "softmax"
+    ]  # fmt: skip
+    assert lenet.shapes[:4] == [(6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10)]
+    maxed = presets.cnn((1, 32, 32), (4,), pool="max")
+    assert any(isinstance(layer, MaxPool) for layer in maxed.layers)
+    with pytest.raises(ConfigError, match="pool=.min. is unknown: choose max or avg") as raised:
+        presets.cnn((1, 32, 32), (4,), pool="min")
+    assert raised.value.argument == "pool"
+
+
 def test_multiply_adds_count_every_use_of_a_weight_in_one_images_forward_pass():
     # lab_cnn3 on 1x32x32, by hand: each conv output value is a dot product over C*3*3 inputs
     # (same padding keeps 32, 16 and 8 pixels a side), each dense weight is used once.

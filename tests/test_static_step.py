@@ -84,6 +84,18 @@ MODELS = {
             Dense(10, 3),
         ]  # fmt: skip
     ).build((1, 13, 11)),
+    # LeNet-5's blocks: unpadded convolutions, tanh and average pools, as presets.cnn builds them.
+    "lenet_blocks": lambda: presets.cnn(
+        (1, 13, 11),
+        (4, 5),
+        3,
+        2,
+        padding="valid",
+        activation="tanh",
+        hidden=(6,),
+        n_outputs=3,
+        pool="avg",
+    ),  # fmt: skip
     # BatchNorm after each Conv and the hidden Dense, its activation fused into it.
     "batch_norm": lambda: presets.cnn(
         (1, 13, 11), (4, 5), hidden=(6,), n_outputs=3, batch_norm=True

@@ -40,6 +40,7 @@ class ModelConfig:
     filter_size: Any = 3  # one int for every conv layer, or a list with one per layer
     pool_size: Any = 2  # int or list; 0 or 1 means no pooling in that block
     pool_stride: Any = None  # null = pool_size
+    pool: str = "max"  # each block's pooling: max (MaxPool) or avg (AvgPool)
     stride: Any = 1  # of each Conv: int or list
     padding: Any = "same"  # same, valid, an int, or a list of these
     activation: str = "relu"
@@ -203,6 +204,7 @@ COMMAND_OF = {Config: "run", BenchConfig: "bench", LrFindConfig: "lr_find"}
 
 _CONV_KEYS = (
     "channels",
+    "pool",
     "filter_size",
     "stride",
     "pool_size",
@@ -359,6 +361,7 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         if key == "activation" or value is not None:
             check_choice(value, ("relu", "sigmoid", "tanh"), f"model.{key}")
     if m.kind == "cnn":
+        check_choice(m.pool, tuple(presets.POOLS), "model.pool")
         if not m.channels or any(c < 1 for c in m.channels):
             raise ConfigError(f"model.channels={list(m.channels)}: list positive channel counts")
         _check_per_layer(
@@ -588,6 +591,7 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         _plain(m.stride),
         m.global_pool,
         m.init,
+        m.pool,
     )
 
 
