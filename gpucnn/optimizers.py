@@ -2,7 +2,10 @@
 
 ``step(parameters)`` takes ``Model.parameters()``: (name, param, grad) triples. Weight decay is
 the L2 penalty added to the gradient (as ``torch.optim``'s ``weight_decay``), on every parameter;
-AdamW's is decoupled from the gradient (``DECOUPLED``).
+AdamW's is decoupled from the gradient (``DECOUPLED``). ``clip_norm`` first scales the gradients
+of all parameters together down to that L2 norm where theirs is larger (as
+``torch.nn.utils.clip_grad_norm_`` before a step), so that one bad batch cannot throw the
+weights far.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class Optimizer:
     #: penalty's gradient to theirs.
     DECOUPLED = False
 
-    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None
+    ) -> None:
         _numbers(lr=lr, weight_decay=weight_decay)
         if not 0 < lr < math.inf:
             raise ConfigError(f"lr must be a finite number > 0, got {lr!r}", "lr")
@@ -40,8 +45,15 @@ class Optimizer:
             raise ConfigError(
                 f"weight_decay must be a finite number >= 0, got {weight_decay!r}", "weight_decay"
             )
+        if clip_norm is not None and not (is_number(clip_norm) and 0 < clip_norm < math.inf):
+            raise ConfigError(
+                f"clip_norm must be a finite number > 0 (1 is usual), or None for no clipping, "
+                f"got {clip_norm!r}",
+                "clip_norm",
+            )
         self.lr = as_float(lr)
         self.weight_decay = as_float(weight_decay)
+        self.clip_norm = None if clip_norm is None else as_float(clip_norm)
         self.steps = 0
         self.state: dict[str, dict[str, Any]] = {}
         self._model: weakref.ref | None = None  # the model it updates, once bound
@@ -68,10 +80,24 @@ class Optimizer:
                 f"{given}: pass model.parameters()"
             )
         self.steps += 1
+        parameters = list(parameters)
+        if self.clip_norm is not None:
+            self._clip([g for _, _, g in parameters])
         for name, p, g in parameters:
             if self.weight_decay and not self.DECOUPLED:
                 g = g + self.weight_decay * p
             self._update(name, p, g)
+
+    def _clip(self, grads: list[Any]) -> None:
+        """Scale ``grads`` in place by min(1, clip_norm / (norm + 1e-6)), norm being the L2
+        norm of all of them together, as torch.nn.utils.clip_grad_norm_ does; computed on the
+        device (the GPU is not waited for)."""
+        from .backend import xp
+
+        norm = sum((g * g).sum() for g in grads) ** 0.5
+        scale = xp().minimum(1.0, self.clip_norm / (norm + 1e-6))
+        for g in grads:
+            g *= scale
 
     def state_dict(self) -> dict[str, Any]:
         """Host copies of the step count and every per-parameter slot, keyed "name/slot"."""
@@ -122,9 +148,14 @@ class Momentum(Optimizer):
     SLOTS = ("v",)
 
     def __init__(
-        self, lr: float, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0
+        self,
+        lr: float,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, clip_norm)
         _numbers(momentum=momentum)
         if not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}", "momentum")
@@ -150,8 +181,9 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        clip_norm: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay)
+        super().__init__(lr, weight_decay, clip_norm)
         _numbers(beta1=beta1, beta2=beta2, eps=eps)
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
@@ -182,7 +214,7 @@ class AdamW(Adam):
     DECOUPLED = True
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **adam: float) -> None:
-        """``adam``: Adam's beta1, beta2 and eps, by name."""
+        """``adam``: Adam's beta1, beta2, eps and clip_norm, by name."""
         super().__init__(lr, weight_decay=weight_decay, **adam)
 
 

@@ -498,6 +498,9 @@ class StaticStep(Step):
         self._mirror: tuple[int, int] | None = None
         self._settings: tuple | None = None
         self.programs: dict[int, Program] = {}
+        # optimizer.clip_norm's: each gradient squared, their sum's scratch, then the norm and
+        # the factor the gradients are scaled by (made when clip_norm is first set)
+        self.clip_buffers: tuple[Any, Any, Any] | None = None
 
     # ----- the flat buffers -------------------------------------------------------------------
     def _bind(self) -> None:
@@ -530,15 +533,35 @@ class StaticStep(Step):
         if counts != self._mirror:
             self.counters[...] = self.xp.asarray(counts, dtype=np.int64)
             self._mirror = counts
+        if self.optimizer.clip_norm is not None and self.clip_buffers is None:
+            total, xp = self.flat_grad.size, self.xp
+            work = xp.empty(max(1, self.k.colsum_workspace(total, 1)), dtype=self.flat.dtype)
+            self.clip_buffers = (xp.empty_like(self.flat_grad), work, xp.empty(1, self.flat.dtype))
         settings = _settings(self.optimizer)
         if settings != self._settings:  # a graph holds the old values: capture again
             for program in self.programs.values():
                 program.graph = None
             self._settings = settings
 
+    def clip(self) -> None:
+        """Scale the flat gradient by min(1, clip_norm / (its L2 norm + 1e-6)), as
+        Optimizer.step does, in kernels that write into the step's own buffers only (so that a
+        CUDA graph holds them): the squares summed as a column, in a fixed order."""
+        squares, work, factor = self.clip_buffers
+        xp, g = self.xp, self.flat_grad
+        xp.multiply(g, g, out=squares)
+        self.k.colsum(squares.reshape(-1, 1), factor, work=work)
+        xp.sqrt(factor, out=factor)
+        xp.add(factor, 1e-6, out=factor)
+        xp.divide(self.optimizer.clip_norm, factor, out=factor)
+        xp.minimum(factor, 1.0, out=factor)
+        xp.multiply(g, factor, out=g)
+
     def update(self) -> None:
-        """The optimiser's update over the flat buffers."""
+        """The optimiser's update over the flat buffers (after clip, where clip_norm is set)."""
         o, k, p, g = self.optimizer, self.k, self.flat, self.flat_grad
+        if o.clip_norm is not None:
+            self.clip()
         if isinstance(o, Adam):
             updates = self.counters[1:2]
             k.adam(

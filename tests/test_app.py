@@ -533,6 +533,8 @@ def test_an_impossible_value_fails_before_data_with_one_line(tmp_path):
         ("optimizer.lr=-1", "optimizer.lr must be a finite number > 0"),
         ("optimizer.lr=inf", "optimizer.lr must be a finite number > 0, got inf"),
         ("optimizer.eps=0", "optimizer.eps must be a finite number > 0"),
+        ("optimizer.clip_norm=0", r"optimizer.clip_norm must be a finite number > 0 \(1 is usual"),
+        ("model.pool=min", r"model.pool='min' is unknown: choose max or avg"),
         ("train.seed=-1", "train.seed=-1 must be >= 0"),
         ("data.task=regression", "data.task='regression' is unknown"),
         ("train.batch_size=0", "train.batch_size=0"),

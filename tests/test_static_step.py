@@ -112,6 +112,8 @@ OPTIMIZERS = {
     "momentum": lambda: Momentum(0.02, 0.9, nesterov=True),
     "adam": lambda: Adam(1e-2, weight_decay=0.001),
     "adamw": lambda: AdamW(1e-2, weight_decay=0.1),
+    # the gradients scaled down to a norm below theirs, then decayed
+    "momentum_clipped": lambda: Momentum(0.02, 0.9, weight_decay=0.01, clip_norm=0.05),
 }
 
 
@@ -178,6 +180,9 @@ def test_same_updates_as_the_layers(key, opt):
     for (name, a), (_, b) in zip(ref.buffers(), ours.buffers()):  # BatchNorm's running statistics
         assert relative_error(a, b) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
+    if ref_opt.clip_norm is not None:  # clipping was at work: the gradient left has its norm
+        norm = float(sum((h * h).sum() for _, _, h in ours.parameters())) ** 0.5
+        assert norm == pytest.approx(ref_opt.clip_norm, rel=1e-4)  # the 1e-6 in its divisor
 
 
 @st.composite

@@ -17,7 +17,7 @@ from gpucnn import (
     Momentum,
     presets,
 )
-from gpucnn.app.peer import optimizer_twin, twin
+from gpucnn.app.peer import PeerTrainer
 from gpucnn.gradcheck import relative_error
 from gpucnn.steps import make_step
 
@@ -149,31 +149,29 @@ def test_batch_norm_matches_torch_in_training_and_evaluation(kernel_set, shape):
         (lambda: AdamW(lr=1e-2, weight_decay=0.1), 3, 4),
         (lambda: SGD(0.1, weight_decay=1e-3), 1, 0),
         (lambda: Momentum(0.05, nesterov=True, weight_decay=1e-3), 3, 32),
+        # gradients clipped to a norm below theirs, then decayed (torch: clip_grad_norm_)
+        (lambda: Momentum(0.05, weight_decay=1e-3, clip_norm=0.05), 3, 4),
+        (lambda: SGD(0.1, clip_norm=0.02), 1, 0),
     ],
 )
 def test_a_model_trains_as_its_pytorch_twin(kernel_set, opt, n_outputs, chunk):
-    """The twin the benchmark races: same weights, same updates, step after step (ours in
-    micro-batches over two threads, as the app trains); trained apart, neither moves the
-    other's weights."""
+    """The twin the benchmark races (its PeerTrainer): same weights, same updates, step after
+    step (ours in micro-batches over two threads, as the app trains); trained apart, neither
+    moves the other's weights."""
     rng = np.random.default_rng(n_outputs)
     model = presets.cnn((2, 11, 11), channels=[3, 4], filter_size=[5, 3], pool_size=[3, 2],
                         activation="tanh", hidden=[6], n_outputs=n_outputs)  # fmt: skip
     ours = opt()
-    net = twin(torch, model)
-    theirs = optimizer_twin(torch, net.parameters(), ours)
     loss = BinaryCrossEntropy() if n_outputs == 1 else CrossEntropy()
-    peer_loss = torch.nn.BCEWithLogitsLoss() if n_outputs == 1 else torch.nn.CrossEntropyLoss()
+    peer = PeerTrainer(torch, model, ours, loss, compile_=False)
     with make_step(model, loss, ours, threads=2, chunk=chunk) as step:
         for _ in range(3):
             x, y = rng.normal(size=(13, 2, 11, 11)), rng.integers(0, max(n_outputs, 2), 13)
             step(x, y)
-            theirs.zero_grad()
-            out = net(torch.tensor(x))
-            target = torch.tensor(y)
-            (
-                peer_loss(out[:, 0], target.double()) if n_outputs == 1 else peer_loss(out, target)
-            ).backward()
-            theirs.step()
-    for (name, p, _), q in zip(model.parameters(), net.parameters()):
+            peer.step(torch.tensor(x), torch.tensor(y))
+    if ours.clip_norm is not None:  # the last gradients were clipped: their norm is clip_norm
+        norm = sum(float((g * g).sum()) for _, _, g in model.parameters()) ** 0.5
+        assert norm == pytest.approx(ours.clip_norm, rel=1e-4)
+    for (name, p, _), q in zip(model.parameters(), peer.net.parameters()):
         q = q.detach().numpy()
         assert relative_error(p, q.T if p.ndim == 2 else q) < 1e-10, name

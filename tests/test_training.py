@@ -49,6 +49,23 @@ def test_sgd_with_weight_decay():
     assert np.allclose(p, p1 - 0.1 * (np.array([-0.3, 0.2]) + 0.01 * p1))
 
 
+def test_clipping_scales_all_gradients_together_to_the_norm_and_leaves_smaller_ones():
+    p, q = np.array([1.0, -2.0]), np.array([[0.5]])
+    g, h = np.array([3.0, 0.0]), np.array([[-4.0]])  # together of norm 5
+    SGD(0.1, clip_norm=1.0).step([("p", p, g), ("q", q, h)])
+    scale = 1.0 / (5.0 + 1e-6)  # as torch.nn.utils.clip_grad_norm_
+    assert np.allclose(g, [3.0 * scale, 0.0]) and np.allclose(h, [[-4.0 * scale]])  # in place
+    assert np.allclose(p, [1.0 - 0.3 * scale, -2.0]) and np.allclose(q, [[0.5 + 0.4 * scale]])
+    g = np.array([0.3, 0.4])  # of norm 0.5: left as it is
+    p = np.array([1.0, -2.0])
+    SGD(0.1, weight_decay=0.01, clip_norm=1.0).step([("p", p, g)])
+    assert np.array_equal(g, [0.3, 0.4])
+    assert np.allclose(p, [1.0 - 0.1 * (0.3 + 0.01), -2.0 - 0.1 * (0.4 - 0.02)])
+    for bad in (0, -1.0, float("inf"), "1"):
+        with pytest.raises(ConfigError, match="clip_norm must be a finite number > 0"):
+            Adam(clip_norm=bad)
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum(nesterov):
     g1, g2 = np.array([0.5, 0.1]), np.array([-0.3, 0.2])

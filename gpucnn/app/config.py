@@ -94,6 +94,7 @@ class OptimizerConfig:
     beta1: float = 0.9  # adam and adamw only
     beta2: float = 0.999  # adam and adamw only
     eps: float = 1e-8  # adam and adamw only
+    clip_norm: Optional[float] = None  # scale the gradients down to this L2 norm (null: never)
     # the learning rate over the epochs (gpucnn/schedules.py): constant; step (times decay every
     # decay_every epochs); cosine (falling from lr towards min_lr over train.epochs)
     schedule: str = "constant"
@@ -603,9 +604,10 @@ def build_schedule(o: DictConfig, epochs: int) -> Schedule:
 
 def build_optimizer(o: DictConfig) -> Optimizer:
     with config_group("optimizer"):
+        common = {"weight_decay": o.weight_decay, "clip_norm": o.clip_norm}
         if o.name in ("adam", "adamw"):
             adam = {"beta1": o.beta1, "beta2": o.beta2, "eps": o.eps}
-            return OPTIMIZERS[o.name](o.lr, weight_decay=o.weight_decay, **adam)
+            return OPTIMIZERS[o.name](o.lr, **common, **adam)
         if o.name == "momentum":
-            return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, o.weight_decay)
-        return OPTIMIZERS["sgd"](o.lr, o.weight_decay)
+            return OPTIMIZERS["momentum"](o.lr, o.momentum, o.nesterov, **common)
+        return OPTIMIZERS["sgd"](o.lr, **common)

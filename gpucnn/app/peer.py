@@ -131,6 +131,7 @@ class PeerTrainer:
         self.device = "cuda" if backend.active().is_gpu else "cpu"
         self.net = twin(torch, model).to(self.device)
         self.opt = optimizer_twin(torch, self.net.parameters(), opt)
+        self.clip_norm = opt.clip_norm
         self.loss, self.binary = loss_twin(torch, loss), isinstance(loss, BinaryCrossEntropy)
         self.step = self._step
         if compile_:
@@ -140,6 +141,8 @@ class PeerTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss = self.loss(self.net(x), y)
         loss.backward()
+        if self.clip_norm is not None:
+            self.torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip_norm)
         self.opt.step()
         return loss
 

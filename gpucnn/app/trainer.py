@@ -58,7 +58,8 @@ class Diverged(GpucnnError):
             kept = f"its last good checkpoint, after {at}, is kept"
         super().__init__(
             f"the training loss became {value} in epoch {epoch + 1} by batch {batch}: "
-            f"lower optimizer.lr (or add weight decay); {kept}"
+            f"lower optimizer.lr (or clip the gradients, optimizer.clip_norm=1, or add weight "
+            f"decay); {kept}"
         )
         self.epoch, self.batch, self.value = epoch, batch, value
 
