@@ -15,6 +15,7 @@ from .app.exits import INVALID_CONFIG
 COMMANDS = (
     "run",
     "lr_find",
+    "describe",
     "bench",
     "evaluate",
     "predict",

@@ -75,8 +75,8 @@ def test_python_m_gpucnn_lists_every_command(capsys):
     assert "COMMAND:" not in given.stderr
     assert main(["train", "x=1"]) == 2
     assert capsys.readouterr().err.endswith(
-        "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, lr_find, bench, evaluate, predict, "
-        "visualize, report, summarize, check)\n"
+        "run python -m gpucnn.COMMAND x=1 (a COMMAND: run, lr_find, describe, bench, evaluate, "
+        "predict, visualize, report, summarize, check)\n"
     )
     assert main(["--version"]) == 0 and capsys.readouterr().out == f"gpucnn {__version__}\n"
 

@@ -405,22 +405,44 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     return val_acc
 
 
-def check_memory(model: Model, cfg: DictConfig, threads: int, evaluated: int) -> None:
-    """NotEnoughMemory, naming the setting and the largest part, if a training step or an
-    evaluation batch would need more memory than is available. A step on NumPy holds one
-    micro-batch per thread (``threads``) at a time; the GPU's step never writes out the columns
-    that its kernels gather (gpucnn.kernels.gpu.implicit_conv). An evaluation batch holds at
-    most the ``evaluated`` images of the larger split evaluated (validation or test)."""
+@dataclass
+class StepMemory:
+    """What a training step holds at least: ``parts`` (name, bytes) of the activations of
+    ``images`` images at once, which the setting ``key`` sets; ``state``, the bytes of the
+    optimiser's slots; ``weights``, the bytes of the parameters (their gradients take as many
+    again)."""
+
+    key: str
+    images: int
+    parts: list[tuple[str, int]]
+    state: int
+    weights: int
+
+
+def step_memory(model: Model, cfg: DictConfig, threads: int) -> StepMemory:
+    """The least memory a training step of ``model`` holds as ``cfg`` trains it: on NumPy one
+    micro-batch per thread (``threads``) at a time; the GPU's step never writes out the
+    columns that its kernels gather (gpucnn.kernels.gpu.implicit_conv)."""
     t = cfg.train
-    slots = OPTIMIZERS[cfg.optimizer.name].SLOTS
-    state = model.count_params(bias=True) * len(slots) * np.dtype(backend.dtype()).itemsize
+    item = np.dtype(backend.dtype()).itemsize
+    params = model.count_params(bias=True) * item
+    state = params * len(OPTIMIZERS[cfg.optimizer.name].SLOTS)
     key, images = "train.batch_size", t.batch_size
     if micro_batched(model, t.micro_batch) and threads * t.micro_batch < t.batch_size:
         key, images = "train.micro_batch", threads * t.micro_batch
     gathered = kernels.for_array_module(backend.xp()).implicit_conv
+    return StepMemory(key, images, model.activation_bytes(images, True, gathered), state, params)
+
+
+def check_memory(model: Model, cfg: DictConfig, threads: int, evaluated: int) -> None:
+    """NotEnoughMemory, naming the setting and the largest part, if a training step
+    (step_memory) or an evaluation batch would need more memory than is available. An
+    evaluation batch holds at most the ``evaluated`` images of the larger split evaluated
+    (validation or test)."""
+    need = step_memory(model, cfg, threads)
     # The optimiser's state is still to be made when training starts.
-    _require_activations(cfg, key, images, model.activation_bytes(images, True, gathered), state)
-    images = min(t.eval_batch_size, evaluated)
+    _require_activations(cfg, need.key, need.images, need.parts, need.state)
+    images = min(cfg.train.eval_batch_size, evaluated)
     eval_parts = model.activation_bytes(images, training=False)
     _require_activations(cfg, "train.eval_batch_size", images, eval_parts, 0)
 
