@@ -23,7 +23,7 @@ from ..optimizers import OPTIMIZERS
 from . import cores
 from .config import build_model, check_overrides_read, register, validate
 from .experiment import StepMemory, load_splits, step_memory
-from .run import CONF_DIR, expected_failure, failure_message
+from .run import CONF_DIR, fail
 
 log = logging.getLogger("gpucnn.describe")
 
@@ -73,12 +73,6 @@ def main(cfg: DictConfig) -> None:
     try:
         text = describe(cfg, list(hc.overrides.task))
     except Exception as exc:
-        expected = expected_failure(exc)
-        if expected is None:
-            raise  # a bug: Hydra prints the traceback
-        code, kind = expected
-        log.error("%s: %s", kind, failure_message(exc))
-        if hc.mode == RunMode.MULTIRUN:  # the others are described all the same
-            return
-        raise SystemExit(code) from None
+        fail(exc, log, hc.mode == RunMode.MULTIRUN)
+        return
     print(text)

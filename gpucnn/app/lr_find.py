@@ -43,7 +43,7 @@ from .config import (
 )
 from .experiment import check_memory, load_splits
 from .results import pyplot, save_figure, write_csv
-from .run import CONF_DIR, expected_failure, failure_message
+from .run import CONF_DIR, fail
 
 log = logging.getLogger("gpucnn.lr_find")
 
@@ -212,20 +212,13 @@ def summary_text(record: dict[str, Any]) -> list[str]:
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
     try:
         record = find(cfg, run_dir, list(hc.overrides.task))
     except KeyboardInterrupt:
         log.warning("interrupted: nothing written")
         raise SystemExit(exits.SIGNAL_BASE + signal.SIGINT) from None
     except Exception as exc:
-        expected = expected_failure(exc)
-        if expected is None:
-            raise  # a bug: Hydra prints the traceback
-        code, kind = expected
-        log.error("%s: %s", kind, failure_message(exc))
-        if multirun:  # one bad test must not stop the others
-            return
-        raise SystemExit(code) from None
+        fail(exc, log, hc.mode == RunMode.MULTIRUN)
+        return
     print("\n".join(summary_text(record)))
     print(f"written: {run_dir / 'lr_find.json'}, lr_find.csv, lr_find.png")

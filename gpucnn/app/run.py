@@ -102,6 +102,19 @@ def failure_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def fail(exc: Exception, logger: logging.Logger, multirun: bool) -> None:
+    """End a command's job that raised ``exc``: a bug is raised again (Hydra prints its
+    traceback); a failure the user can cause is logged in one line and, but in a sweep, whose
+    other jobs go on, exits with its code."""
+    expected = expected_failure(exc)
+    if expected is None:
+        raise exc
+    code, kind = expected
+    logger.error("%s: %s", kind, failure_message(exc))
+    if not multirun:
+        raise SystemExit(code) from None
+
+
 def output_roots() -> list[Path]:
     """The fixed parts of the configured run and sweep directory patterns: where earlier
     attempts at a run may be (gpucnn.app.resume)."""
