@@ -30,13 +30,6 @@ from .model import Model
 from .optimizers import Optimizer
 from .steps import make_step
 
-# Why a test stopped: each code, and what it means.
-STOPS = {
-    "max_lr": "it reached max_lr",
-    "rose": "the smoothed loss rose above stop_factor times its lowest",
-    "not_finite": "a loss was NaN or infinite",
-}
-
 
 def rates(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
     """(steps,) rates from ``min_lr`` to ``max_lr``, each the one before times the same factor."""
@@ -59,7 +52,9 @@ def window_means(losses: np.ndarray, width: int) -> np.ndarray:
 class RangeTest:
     """What a range test recorded: ``lrs`` and ``losses`` (steps_taken,), each step's rate and
     loss; ``smoothed``, the mean of the ``width`` losses centred on each step from the
-    ``width // 2``-th on (shorter by ``width - 1``); and why it stopped (a key of STOPS)."""
+    ``width // 2``-th on (shorter by ``width - 1``); and why it ``stopped``: "max_lr" (it
+    reached max_lr), "rose" (the smoothed loss rose above stop_factor times its lowest) or
+    "not_finite" (a loss was NaN or infinite)."""
 
     lrs: np.ndarray
     losses: np.ndarray
@@ -163,7 +158,7 @@ def range_test(
     optimizer: Optimizer,
     batches: Batches,
     min_lr: float = 1e-6,
-    max_lr: float = 1.0,
+    max_lr: float = 10.0,
     steps: int = 100,
     stop_factor: float = 4.0,
     threads: int | None = None,
