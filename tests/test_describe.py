@@ -6,6 +6,8 @@ import sys
 from gpucnn.app.describe import memory_line
 from gpucnn.app.experiment import StepMemory
 
+from .helpers import TINY, app
+
 
 def describe(tmp_path, *args):
     return subprocess.run(
@@ -61,3 +63,12 @@ def test_the_memory_line_names_the_setting_the_largest_part_and_the_optimisers_s
         "momentum's 1 slot"
     )
     assert memory_line(need, "sgd").endswith("and 1.6 KB for the weights, their gradients")
+
+
+def test_a_run_logs_its_models_size_and_where_its_table_is(tmp_path):
+    proc = app(*TINY, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "model lab_cnn3: 14 layers, 88,784 weights, 2,572,352 multiply-adds per image (its table: "
+        "python -m gpucnn.describe with the same overrides)"
+    ) in proc.stdout + proc.stderr

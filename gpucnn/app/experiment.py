@@ -319,6 +319,14 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         job.summary.update(_describe_data(splits))
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
+        log.info(
+            "model %s: %d layers, %s weights, %s multiply-adds per image (its table: python -m "
+            "gpucnn.describe with the same overrides)",
+            cfg.model.name,
+            len(model.layers),
+            f"{job.summary['weights']:,}",
+            f"{job.summary['multiply_adds']:,}",
+        )
         check_memory(model, cfg, job.summary["threads"], max(len(splits.val), len(splits.test)))
         job.loggers = open_loggers(cfg, job.run_dir, model, job.overrides, sweep_dir)
         return _train(job, model, splits, stops)
