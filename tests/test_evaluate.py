@@ -47,6 +47,10 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
         if confusion[:, k].sum():
             assert stats["precision"] == pytest.approx(confusion[k, k] / confusion[:, k].sum())
     assert (run_dir / "confusion.png").is_file() and (run_dir / "mistakes.png").is_file()
+    calibrated = record["calibration"]  # the same predictions, binned by confidence
+    assert sum(b["images"] for b in calibrated["bins"]) == 100 and len(calibrated["bins"]) == 15
+    assert calibrated["accuracy"] == pytest.approx(record["test_accuracy"])
+    assert (run_dir / "calibration.png").is_file()
 
 
 def test_the_figures_say_how_many_images_they_show_with_thousands_separated():
@@ -329,6 +333,8 @@ def test_another_data_config_keeps_the_task_the_model_was_trained_for(run_dir, t
     assert record["overrides"] == ["data=fashion_mnist_mini", "data.limit_test=60"]
     assert record["test_images"] == 60 and len(record["classes"]) == 10  # still multiclass
     assert (written / "confusion.png").is_file() and (written / "mistakes.png").is_file()
+    assert (written / "calibration.png").is_file()
+    assert "\ncalibration: mean confidence " in proc.stdout
     assert (copy / "evaluation.json").read_bytes() == own  # the run's own evaluation stays
     elsewhere = tool("evaluate", copy, "data.limit_test=40", "--out", tmp_path / "mine")
     assert elsewhere.returncode == 0, elsewhere.stderr
@@ -522,6 +528,7 @@ def test_the_line_printed_counts_test_images_with_thousands_separated(
     record = {"test_accuracy": 0.8629, "test_loss": 0.3843, "test_images": 10000}
     record.update(classes=["a", "b"], confusion=confusion.tolist())
     record["per_class"] = evaluate._per_class(confusion, record["classes"])
+    record["calibration"] = {"confidence": 0.9, "accuracy": 0.8629, "ece": 0.04, "bins": []}
     monkeypatch.setattr(evaluate, "evaluate_run", lambda *args: record)
     assert evaluate.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out

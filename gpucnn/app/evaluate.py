@@ -7,17 +7,18 @@
 Loads the run's resolved config (summary.json) and weights (model.npz; its last checkpoint's for a
 run that did not finish), evaluates them on the test split that config prepares (the same seeded
 split as in training, or a warning where the run's data changed since), and writes evaluation.json
-(loss, accuracy, per-class precision / recall / F1, the confusion matrix), confusion.png (the
-labelled matrix) and mistakes.png (the misclassified test images the model was surest about, with
-true and predicted labels) into the run directory (and prints the classes least recognised first,
-with what each is most often taken for), or, evaluated on other data, into
+(loss, accuracy, per-class precision / recall / F1, the confusion matrix, the calibration),
+confusion.png (the labelled matrix), calibration.png (accuracy against confidence) and mistakes.png
+(the misclassified test images the model was surest about, with true and predicted labels) into the
+run directory (and prints the classes least recognised first, with what each is most often taken
+for, and how far its confidence is from its accuracy), or, evaluated on other data, into
 RUN_DIR/evaluations/<the data overrides>/ (--out DIR chooses), so that no evaluation replaces
 another. Overrides are a data group (``data=NAME``: the images come from there, while the task, its
 classes and the image size stay the run's), ``backend=NAME`` and dotted keys (``data.root=DIR``),
-applied to the run's config in that order. A folder or .npz file of images the run did not train
-on is evaluated whole (every image a test image, unless it has test/ or x_test;
-data.test_fraction=F takes a share); the run's own images moved elsewhere are recognised and
-their test split evaluated. A run trained on CuPy is evaluated on NumPy where no GPU is usable.
+applied to the run's config in that order. A folder or .npz file of images the run did not train on
+is evaluated whole (every image a test image, unless it has test/ or x_test; data.test_fraction=F
+takes a share); the run's own images moved elsewhere are recognised and their test split evaluated.
+A run trained on CuPy is evaluated on NumPy where no GPU is usable.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .. import backend, data
+from ..calibration import calibration
 from ..data import edges, sources
 from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from . import checkpoint, command_parser
+from . import checkpoint, command_parser, reliability
 from .config import (
     Config,
     build_model,
@@ -399,6 +401,7 @@ def evaluate_run(
     classes = list(splits.classes)
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (truth, guess), 1)
+    calibrated = calibration(probs, truth)
     record = {
         "run": str(run_dir),
         "weights": weights.name,  # model.npz, or checkpoint.npz for a run that did not finish
@@ -409,11 +412,13 @@ def evaluate_run(
         "classes": classes,
         "per_class": _per_class(confusion, classes),
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted
+        "calibration": dataclasses.asdict(calibrated),
         "predicted": guess.tolist(),  # each test image's predicted label, in split order
         "not_the_runs_test_images": changed,  # why not, where the run's own data changed
     }
     write_json(out / "evaluation.json", record)
     _plot_confusion(out / "confusion.png", confusion, classes, accuracy)
+    reliability.plot(out / "calibration.png", calibrated)
     drawn = summary.get("value_range") or (0.0, 1.0)  # the training images' range
     _plot_mistakes(out / "mistakes.png", images, truth, probs, classes, drawn)
     return record
@@ -650,4 +655,5 @@ def main(argv: list[str] | None = None) -> int:
         f"{out / 'evaluation.json'}, confusion.png, mistakes.png"
     )
     print("\n".join(per_class_text(record)))
+    print(reliability.text(record["calibration"]))
     return 0
