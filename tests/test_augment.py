@@ -1,5 +1,6 @@
-"""Training images augmented on the device (data.flip, data.shift): what each does to an image,
-that each epoch's draws repeat exactly (a resumed run sees the same images), and the checks."""
+"""Training images augmented on the device (data.flip, data.shift) and drawn class-balanced
+(data.balanced): what each does, that each epoch's draws repeat exactly (a resumed run sees the
+same images), and the checks."""
 
 import signal
 
@@ -85,6 +86,33 @@ def test_the_draws_repeat_for_an_epoch_and_change_between_epochs():
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))
 
 
+def drawn(labels, device, epoch=0, start=0):
+    """(the images, the labels) of a balanced epoch of one-pixel images whose pixel is their
+    number in ``labels``, on ``device``."""
+    backend.use(device, "float32", 0)
+    x = np.arange(len(labels), dtype=np.float32).reshape(-1, 1, 1, 1)
+    images = Split(backend.to_device(x), backend.to_device(labels))
+    batches = Batches(images, 100, seed=2, balanced=True)
+    parts = [
+        (backend.to_host(xb).ravel(), backend.to_host(yb)) for xb, yb in batches.epoch(epoch, start)
+    ]
+    return np.concatenate([p[0] for p in parts]).astype(int), np.concatenate([p[1] for p in parts])
+
+
+@pytest.mark.parametrize("device", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_balanced_draws_take_each_class_as_often_and_repeat_for_an_epoch(device):
+    labels = np.r_[np.zeros(900, np.int64), np.ones(90, np.int64), np.full(10, 3)]  # no 2
+    images, ys = drawn(labels, device)
+    assert len(images) == 1000 and np.array_equal(labels[images], ys)  # each with its label
+    counts = np.bincount(ys, minlength=4)
+    spread = 5 * (1000 * (1 / 3) * (2 / 3)) ** 0.5  # five standard deviations of a count
+    assert counts[2] == 0 and all(abs(counts[k] - 1000 / 3) < spread for k in (0, 1, 3))
+    assert set(images[ys == 3]) == set(range(990, 1000))  # the small class's every image
+    assert np.array_equal(drawn(labels, "numpy")[0], images)  # the same draw on each device
+    assert np.array_equal(drawn(labels, device, start=3)[0], images[300:])  # resumed
+    assert not np.array_equal(drawn(labels, device, epoch=1)[0], images)
+
+
 def test_a_shift_larger_than_the_images_is_refused():
     with pytest.raises(ConfigError, match="shift=6 would move the 6x6 images out of themselves"):
         Batches(split(), 8, shift=6)
@@ -93,7 +121,8 @@ def test_a_shift_larger_than_the_images_is_refused():
 
 
 def test_augmented_runs_train_and_are_checked_by_key(tmp_path):
-    proc = app(*TINY, "data.flip=true", "data.shift=2", f"hydra.run.dir={tmp_path / 'ok'}")
+    proc = app(*TINY, "data.flip=true", "data.shift=2", "data.balanced=true",
+               f"hydra.run.dir={tmp_path / 'ok'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     too_far = app(*TINY, "data.shift=32", f"hydra.run.dir={tmp_path / 'far'}")
     assert too_far.returncode == 2

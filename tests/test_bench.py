@@ -182,6 +182,7 @@ def test_without_warm_up_no_peak_memory_is_read_and_the_table_says_why():
         ("train.patience=2", "train.patience does nothing in the benchmark: both sides train"),
         ("optimizer.schedule=cosine", "optimizer.schedule does nothing in the benchmark"),
         ("data.flip=true", "data.flip does nothing in the benchmark"),
+        ("data.balanced=true", "data.balanced does nothing in the benchmark"),
     ],
 )
 def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting, says):

@@ -52,7 +52,7 @@ NOT_BENCHED = {
     "train.epochs": "bench.epochs and bench.warmup_epochs set its epochs",
     "train.batch_size": "bench.batch_sizes sets its batch sizes",
     **dict.fromkeys(
-        ("train.patience", "optimizer.schedule", "data.flip", "data.shift"),
+        ("train.patience", "optimizer.schedule", "data.flip", "data.shift", "data.balanced"),
         "both sides train every epoch on the same plain batches at a constant rate",
     ),
 }

@@ -69,6 +69,9 @@ class DataConfig:
     # by up to shift pixels each way (edge pixels fill in); validation and test images never
     flip: bool = False
     shift: int = 0
+    # each epoch's training images drawn with every class as likely (with replacement), for
+    # classes of unequal sizes; false: each image once per epoch
+    balanced: bool = False
     limit_train: Optional[int] = None  # a subset of exactly N, each class in proportion
     limit_test: Optional[int] = None  # likewise
     # arrays: the .npz file (gpucnn/data/arrays.py), or a .csv of rows (gpucnn/data/csv_rows.py)

@@ -91,7 +91,7 @@ def find(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]
     optimizer = build_optimizer(cfg.optimizer)
     with config_group("train"):
         batches = data.Batches(
-            splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift
+            splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift, d.balanced
         )
         check_batches(model, batches)
     threads = cores.job_threads(t.threads)

@@ -165,7 +165,7 @@ class Trainer:
             )
         with config_group("train"):
             self.batches = data.Batches(
-                splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift
+                splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift, d.balanced
             )
             check_batches(model, self.batches)
         threads = t.threads if threads is None else threads

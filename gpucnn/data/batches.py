@@ -3,7 +3,8 @@
 Each epoch's order is a function of (seed, epoch) alone, so a run resumed at epoch e sees the
 same order as one never stopped; so are its augmentations (random mirror images and shifts of
 the training images), drawn for each place in the epoch. Batches are gathered on the device:
-nothing crosses from the host per batch.
+nothing crosses from the host per batch. ``balanced`` draws each epoch's images with every class
+as likely (with replacement), for data whose classes have unequal numbers of images.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .. import backend
 from ..errors import ConfigError, check_count
 from .prepare import Split
 
 AUGMENT_STREAM = 1 << 40  # added to an epoch's seed: its augmentations' generator, not its order's
+BALANCE_STREAM = 1 << 41  # and its balanced draw's
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -48,7 +52,10 @@ class Batches:
     ``drop_last`` drops a final batch smaller than ``batch_size``; ``shuffle=False`` keeps the
     stored order (evaluation). ``flip``: each image mirrored left to right with probability
     1/2; ``shift``: each moved by up to that many pixels down or up and left or right (the
-    edge pixels fill in), both drawn anew each epoch.
+    edge pixels fill in), both drawn anew each epoch. ``balanced``: each place of an epoch
+    holds an image of a class drawn with every class of the split as likely, and one of that
+    class's images drawn alike (so an epoch repeats some images of small classes and leaves out
+    some of large ones), in place of a permutation.
     """
 
     def __init__(
@@ -60,6 +67,7 @@ class Batches:
         seed: int = 0,
         flip: bool = False,
         shift: int = 0,
+        balanced: bool = False,
     ) -> None:
         check_count(batch_size, "batch_size", "a positive integer", least=1)
         check_count(shift, "shift", "a number of pixels >= 0", least=0)
@@ -78,6 +86,11 @@ class Batches:
         self.split, self.batch_size = split, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
         self.flip, self.shift = bool(flip), int(shift)
+        self.balanced = bool(balanced)
+        if self.balanced:  # the split's images by class, once: (order, first of each, counts)
+            y = backend.to_host(split.y)
+            counts = np.bincount(y)
+            self._by_class = (np.argsort(y, kind="stable"), np.cumsum(counts) - counts, counts)
 
     def __len__(self) -> int:
         n, b = len(self.split), self.batch_size
@@ -99,7 +112,7 @@ class Batches:
         """The batches of ``epoch``, from batch number ``start`` on."""
         if epoch < 0 or start < 0:
             raise ConfigError(f"epoch={epoch} and start={start} must be >= 0: they count from 0")
-        order = epoch_order(len(self.split), self.seed, epoch) if self.shuffle else None
+        order = self._order(epoch) if self.shuffle else None
         flips, shifts = self._augmentations(epoch)
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, (i + 1) * self.batch_size
@@ -113,6 +126,19 @@ class Batches:
             if shifts is not None:
                 x = shifted(x, shifts[lo:hi], self.shift)
             yield x, y
+
+    def _order(self, epoch: int) -> Any:
+        """The images of each place of ``epoch``, (N,) on the device: a permutation, or the
+        balanced draw."""
+        n = len(self.split)
+        if not self.balanced:
+            return epoch_order(n, self.seed, epoch)
+        by_class, first, counts = self._by_class
+        rng = np.random.default_rng(epoch_seed(self.seed, epoch) + BALANCE_STREAM)
+        present = np.flatnonzero(counts)
+        classes = present[rng.integers(0, len(present), n)]
+        within = (rng.random(n) * counts[classes]).astype(np.int64)
+        return backend.to_device(by_class[first[classes] + within])
 
     def _augmentations(self, epoch: int) -> tuple[Any, Any]:
         """(whether to mirror, (N,) bool; pixels to move, (N, 2) int) for each place of
