@@ -204,6 +204,20 @@ def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting, sa
     assert not (tmp_path / "bench.json").exists()
 
 
+def test_data_that_is_not_there_is_one_line_and_exit_code_5(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpucnn.bench", "backend=numpy", "data=mnist",
+         f"data.root={tmp_path / 'none'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 5, said
+    assert "data error: root" in said and "is not a directory" in said
+    assert "Traceback" not in said
+
+
 def test_the_convolution_variants_script_times_every_conv_of_the_model(tmp_path):
     script = Path(__file__).parents[1] / "scripts" / "conv_variants.py"
     out = tmp_path / "variants.json"

@@ -19,6 +19,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .. import backend, data, profile
@@ -27,7 +28,6 @@ from ..fileio import write_json
 from ..losses import for_outputs
 from ..steps import MicroBatchStep, make_step
 from ..train import check_batches, evaluate
-from . import exits
 from .config import (
     BenchConfig,
     build_model,
@@ -42,7 +42,7 @@ from .config import (
 )
 from .experiment import load_splits
 from .peer import PeerTrainer, import_torch
-from .run import CONF_DIR
+from .run import CONF_DIR, fail
 
 log = logging.getLogger("gpucnn.bench")
 
@@ -391,8 +391,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         report = bench(cfg, run_dir, list(hc.overrides.task))
-    except ConfigError as exc:
-        log.error("invalid config: %s", exc)
-        raise SystemExit(exits.INVALID_CONFIG) from None
+    except Exception as exc:  # a data error, memory, a full disk: one line and its exit code
+        fail(exc, log, hc.mode == RunMode.MULTIRUN)
+        return
     print(table(report))
     print(f"\nwritten: {run_dir / 'bench.json'}")
