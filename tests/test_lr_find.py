@@ -227,6 +227,9 @@ def test_lr_find_writes_each_steps_rate_and_loss_and_prints_the_sweep_to_run(tmp
         ("optimizer.lr=0.1", "optimizer.lr does nothing in lr_find: lr_find.min_lr and"),
         ("train.epochs=3", "train.epochs does nothing in lr_find: lr_find.steps sets"),
         ("lr_find.min_lr=0", "lr_find.min_lr must be a finite number > 0"),
+        # the training batches are checked as a run's are
+        ("data.shift=32", "data.shift=32 would move the 32x32 training images out of themselves"),
+        ("train.batch_size=5000", "train.batch_size=5000 is larger than the 230 training images"),
         (
             "lr_find.stepz=3",
             "lr_find.stepz is not a setting: nothing reads it (did you mean "

@@ -23,10 +23,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
-from .. import backend, data, lr_range
+from .. import backend, lr_range
 from ..fileio import write_json
 from ..losses import for_outputs
-from ..train import check_batches
 from . import cores, exits
 from .config import (
     LrFindConfig,
@@ -44,6 +43,7 @@ from .config import (
 from .experiment import check_memory, load_splits
 from .results import pyplot, save_figure, write_csv
 from .run import CONF_DIR, fail
+from .trainer import training_batches
 
 log = logging.getLogger("gpucnn.lr_find")
 
@@ -79,7 +79,7 @@ def find(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]
     validate(cfg, LrFindConfig)
     check_overrides_read(cfg, overrides)
     refuse_unread(overrides, NOT_READ, "lr_find")
-    f, t, d, c = cfg.lr_find, cfg.train, cfg.data, cfg.backend
+    f, t, c = cfg.lr_find, cfg.train, cfg.backend
     with config_group("lr_find"):
         lr_range.check_settings(f.min_lr, f.max_lr, f.steps, f.stop_factor)
     active = backend.use(c.name, c.dtype, t.seed, kernels=c.kernels, tf32=c.tf32)
@@ -89,11 +89,7 @@ def find(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     loss = for_outputs(splits.n_outputs, t.label_smoothing)
     optimizer = build_optimizer(cfg.optimizer)
-    with config_group("train"):
-        batches = data.Batches(
-            splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift, d.balanced
-        )
-        check_batches(model, batches)
+    batches = training_batches(cfg, splits, model)
     threads = cores.job_threads(t.threads)
     check_memory(model, cfg, threads, 0)
     log.info(

@@ -115,6 +115,41 @@ def images_changed(then: dict[str, Any], now: dict[str, Any]) -> str | None:
     return None
 
 
+def training_batches(cfg: DictConfig, splits: data.Prepared, model: Model) -> data.Batches:
+    """The training split's batches as ``cfg`` draws them, checked for ``model``: ConfigError,
+    naming the setting, for a batch larger than the training images, a shift that moves them
+    out of themselves or a batch too small for a BatchNorm; a warning for mirrored digits."""
+    t, d = cfg.train, cfg.data
+    if t.batch_size > len(splits.train):
+        n_train, n_val = len(splits.train), len(splits.val)
+        held_out = (
+            f" left by data.val_fraction={cfg.data.val_fraction}, which holds out {n_val:,} "
+            f"of {n_train + n_val:,} for validation"
+            if n_val
+            else ""
+        )
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is larger than the {n_train:,} training images"
+            f"{held_out}: lower it{', or data.val_fraction' * bool(n_val)} (or use more data)"
+        )
+    if d.shift >= min(splits.input_shape[1:]):
+        raise ConfigError(
+            f"data.shift={d.shift} would move the {splits.input_shape[1]}x"
+            f"{splits.input_shape[2]} training images out of themselves: give fewer pixels"
+        )
+    if d.flip and d.name == "mnist":
+        log.warning(
+            "data.flip=true mirrors MNIST's digits, and a mirrored digit is another shape "
+            "(a mirrored 2 is no 2): the model learns both as one class"
+        )
+    with config_group("train"):
+        batches = data.Batches(
+            splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift, d.balanced
+        )
+        check_batches(model, batches)
+    return batches
+
+
 class Trainer:
     def __init__(
         self,
@@ -129,18 +164,7 @@ class Trainer:
         """``threads``: the CPU threads of the training step (None: ``train.threads``);
         ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers)."""
         t = cfg.train
-        if t.batch_size > len(splits.train):
-            n_train, n_val = len(splits.train), len(splits.val)
-            held_out = (
-                f" left by data.val_fraction={cfg.data.val_fraction}, which holds out {n_val:,} "
-                f"of {n_train + n_val:,} for validation"
-                if n_val
-                else ""
-            )
-            raise ConfigError(
-                f"train.batch_size={t.batch_size} is larger than the {n_train:,} training images"
-                f"{held_out}: lower it{', or data.val_fraction' * bool(n_val)} (or use more data)"
-            )
+        self.batches = training_batches(cfg, splits, model)
         if t.patience is not None and not len(splits.val):
             raise ConfigError(
                 f"train.patience={t.patience} stops on the validation loss, but data.val_fraction="
@@ -152,22 +176,6 @@ class Trainer:
         self.loss = for_outputs(splits.n_outputs, t.label_smoothing)
         self.optimizer = build_optimizer(cfg.optimizer)
         self.schedule = build_schedule(cfg.optimizer, t.epochs)
-        d = cfg.data
-        if d.shift >= min(splits.input_shape[1:]):
-            raise ConfigError(
-                f"data.shift={d.shift} would move the {splits.input_shape[1]}x"
-                f"{splits.input_shape[2]} training images out of themselves: give fewer pixels"
-            )
-        if d.flip and d.name == "mnist":
-            log.warning(
-                "data.flip=true mirrors MNIST's digits, and a mirrored digit is another shape "
-                "(a mirrored 2 is no 2): the model learns both as one class"
-            )
-        with config_group("train"):
-            self.batches = data.Batches(
-                splits.train, t.batch_size, True, t.drop_last, t.seed, d.flip, d.shift, d.balanced
-            )
-            check_batches(model, self.batches)
         threads = t.threads if threads is None else threads
         self.step = make_step(model, self.loss, self.optimizer, threads, t.micro_batch)
         self.diagnostics = Diagnostics(model, run_dir) if cfg.diagnostics.enabled else None
