@@ -47,6 +47,8 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir):
         if confusion[:, k].sum():
             assert stats["precision"] == pytest.approx(confusion[k, k] / confusion[:, k].sum())
     assert (run_dir / "confusion.png").is_file() and (run_dir / "mistakes.png").is_file()
+    recalls = [c["recall"] for c in record["per_class"].values() if c["support"]]
+    assert record["balanced_accuracy"] == pytest.approx(np.mean(recalls))
     calibrated = record["calibration"]  # the same predictions, binned by confidence
     assert sum(b["images"] for b in calibrated["bins"]) == 100 and len(calibrated["bins"]) == 15
     assert calibrated["accuracy"] == pytest.approx(record["test_accuracy"])
@@ -534,6 +536,23 @@ def test_the_line_printed_counts_test_images_with_thousands_separated(
     out = capsys.readouterr().out
     assert "test accuracy 0.8629, loss 0.3843 on 10,000 images: " in out
     assert "  b        5,000   0.826      0.892  a (17.4%)" in out  # and the classes after it
+
+
+def test_the_first_line_gives_the_balanced_accuracy_where_classes_are_unequal():
+    from gpucnn.app import evaluate
+
+    confusion = np.array([[90, 10, 0], [5, 5, 0], [0, 0, 0]])  # 100 of a, 10 of b, none of c
+    per_class = evaluate._per_class(confusion, ["a", "b", "c"])
+    assert evaluate.balanced_accuracy(per_class) == pytest.approx((0.9 + 0.5) / 2)  # not c's
+    record = {"test_accuracy": 95 / 110, "test_loss": 0.3, "test_images": 110}
+    record.update(per_class=per_class, balanced_accuracy=0.7)
+    assert evaluate.accuracy_text(record) == (
+        "test accuracy 0.8636, loss 0.3000 on 110 images (classes of unequal sizes: balanced "
+        "accuracy 0.7000)"
+    )
+    even = evaluate._per_class(np.array([[9, 1], [3, 7]]), ["a", "b"])
+    record.update(per_class=even, test_accuracy=0.8, test_images=20)
+    assert evaluate.accuracy_text(record) == "test accuracy 0.8000, loss 0.3000 on 20 images"
 
 
 def test_the_runs_classes_in_another_order_are_matched_by_name(run_dir, tmp_path):

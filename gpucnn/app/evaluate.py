@@ -402,6 +402,7 @@ def evaluate_run(
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (truth, guess), 1)
     calibrated = calibration(probs, truth)
+    per_class = _per_class(confusion, classes)
     record = {
         "run": str(run_dir),
         "weights": weights.name,  # model.npz, or checkpoint.npz for a run that did not finish
@@ -410,7 +411,8 @@ def evaluate_run(
         "test_loss": test_loss,
         "test_accuracy": accuracy,
         "classes": classes,
-        "per_class": _per_class(confusion, classes),
+        "balanced_accuracy": balanced_accuracy(per_class),
+        "per_class": per_class,
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted
         "calibration": dataclasses.asdict(calibrated),
         "predicted": guess.tolist(),  # each test image's predicted label, in split order
@@ -514,6 +516,26 @@ def _per_class(confusion: np.ndarray, classes: list[str]) -> dict[str, dict[str,
             "support": int(actual),
         }
     return out
+
+
+def balanced_accuracy(per_class: dict[str, dict[str, float]]) -> float:
+    """The mean recall of the classes that have test images: the accuracy the test images
+    would give were every class as many (the accuracy itself where they are)."""
+    recalls = [c["recall"] for c in per_class.values() if c["support"]]
+    return float(np.mean(recalls))
+
+
+def accuracy_text(record: dict[str, Any]) -> str:
+    """The first line's figures: the accuracy and loss on so many images, and, where the
+    classes have unequal numbers of test images, the balanced accuracy."""
+    text = (
+        f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
+        f"{record['test_images']:,} images"
+    )
+    supports = {c["support"] for c in record["per_class"].values() if c["support"]}
+    if len(supports) > 1:
+        text += f" (classes of unequal sizes: balanced accuracy {record['balanced_accuracy']:.4f})"
+    return text
 
 
 def per_class_text(record: dict[str, Any], shown: int = CLASSES_SHOWN) -> list[str]:
@@ -649,11 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     record, failed = write_into(out, lambda: evaluate_run(args.run_dir, args.overrides, out))
     if failed:
         return failed
-    print(
-        f"test accuracy {record['test_accuracy']:.4f}, loss {record['test_loss']:.4f} on "
-        f"{record['test_images']:,} images: "
-        f"{out / 'evaluation.json'}, confusion.png, mistakes.png"
-    )
+    print(f"{accuracy_text(record)}: {out / 'evaluation.json'}, confusion.png, mistakes.png")
     print("\n".join(per_class_text(record)))
     print(reliability.text(record["calibration"]))
     return 0
