@@ -109,7 +109,9 @@ def _batch_norm_by_formula(x, dy, gamma, beta, mean, var, training, eps=1e-5):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize(
-    "shape,channels_last", [((3, 5, 7, 6), False), ((3, 5, 7, 6), True), ((9, 4), False)]
+    "shape,channels_last",
+    # Channel columns of 63 pixels a row, 9, and (13 pixels, prime) one.
+    [((3, 5, 7, 6), False), ((3, 5, 7, 6), True), ((9, 4), False), ((13, 50), False)],
 )
 @pytest.mark.parametrize("set_name", kernels.SETS)
 def test_batch_norm_matches_its_formula(xp_name, set_name, shape, channels_last, training):
