@@ -123,7 +123,7 @@ def training_batches(cfg: DictConfig, splits: data.Prepared, model: Model) -> da
     if t.batch_size > len(splits.train):
         n_train, n_val = len(splits.train), len(splits.val)
         held_out = (
-            f" left by data.val_fraction={cfg.data.val_fraction}, which holds out {n_val:,} "
+            f" left by data.val_fraction={d.val_fraction}, which holds out {n_val:,} "
             f"of {n_train + n_val:,} for validation"
             if n_val
             else ""
