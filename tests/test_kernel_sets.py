@@ -86,6 +86,24 @@ def test_maxpool_matches_reference(xp_name, kernel_set_name, K, S, relu):
         assert relative_error(g, a) < _tol(xp_name)
 
 
+@pytest.mark.parametrize("K,S", [*POOLS, (2, 3)])
+def test_avgpool_matches_reference(xp_name, kernel_set_name, K, S):
+    rng = np.random.default_rng(K * 10 + S)
+    x = rng.normal(size=(2, 3, 11, 8))
+
+    def run(ks, x, dy=None):
+        y = ks.avgpool2d(x, K, S)
+        return (y,) if dy is None else (y, ks.avgpool2d_backward(dy, x.shape, K, S))
+
+    (y,) = _on("numpy", "reference", run, x)
+    dy = rng.normal(size=y.shape)
+    want = _on("numpy", "reference", run, x, dy)
+    got = _on(xp_name, kernel_set_name, run, x, dy)
+    for a, g in zip(want, got):
+        assert a.shape == g.shape
+        assert relative_error(g, a) < _tol(xp_name)
+
+
 def _batch_norm_by_formula(x, dy, gamma, beta, mean, var, training, eps=1e-5):
     """(y, dx, dgamma, dbeta, running mean, running var) of x: (N, C, ...) written out per
     channel in NCHW (momentum 0.1): what every set's batch_norm must give."""

@@ -6,8 +6,9 @@ NHWC view, where a pixel's channels are contiguous: unfolding windows, folding t
 pooling then move contiguous runs, and a convolution's matrix product lands directly in its
 output layout, with no transposing copies. Elementwise layers in between keep the layout as
 they are. Further tricks: columns built transposed for few channels, the input gradient folded
-offset by offset, max pooling as a max along rows of a max along columns, and a ReLU before a
-max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the Model asks for it).
+offset by offset, max (average) pooling as a max (sum) along rows of a max (sum) along columns,
+a ReLU before a max pool computed after it, on the smaller map (``maxpool2d(relu=True)``; the
+Model asks for it), and a convolution's bias added along rows of many pixels (channel_columns).
 
 Array-generic: NumPy or CuPy arrays (the CuPy layers run it too).
 
@@ -23,12 +24,14 @@ from ..backend import get_array_module
 from . import out_size
 
 # Where this set has nothing faster, it is the reference set. (Its batch norm works on each
-# channel's values as a column, which needs no copy for this set's channels-last maps.)
+# channel's values as columns, which needs no copy for this set's channels-last maps.)
 from .reference import (  # noqa: F401
-    avgpool2d,
-    avgpool2d_backward,
     batch_norm,
     batch_norm_backward,
+    channel_columns,
+    channel_sums,
+    per_column,
+    window,
 )
 
 #: The Model may hand this set a ReLU that comes right before a max pool (see maxpool2d).
@@ -52,7 +55,7 @@ def _offsets(K: int, S: int, OH: int, OW: int):
     that offset (i, j) touches across all OH x OW windows."""
     for i in range(K):
         for j in range(K):
-            yield i * K + j, slice(i, i + S * (OH - 1) + 1, S), slice(j, j + S * (OW - 1) + 1, S)
+            yield i * K + j, window(i, S, OH), window(j, S, OW)
 
 
 def im2col(x: Any, K: int, S: int, P: int) -> tuple[Any, int, int]:
@@ -98,19 +101,20 @@ def conv_input_grad(dy: Any, w: Any, x_shape: tuple[int, ...], K: int, S: int, P
     return dx[:, P : P + x_shape[1], P : P + x_shape[2]] if P else dx
 
 
-def _along(axis: int, index: slice) -> tuple:
-    """An index selecting ``index`` on ``axis`` (1: rows, 2: columns) of an (N, H, W, C) array."""
-    return (slice(None),) * axis + (index,)
+def _along(axis: int, k: int, S: int, n_out: int) -> tuple:
+    """An index selecting, on ``axis`` (1: rows, 2: columns) of an (N, H, W, C) array, the
+    positions that offset k of n_out windows of stride S takes."""
+    return (slice(None),) * axis + (window(k, S, n_out),)
 
 
 def _max_1d(x: Any, axis: int, K: int, S: int, n_out: int) -> tuple[Any, Any]:
     """Max over windows of K along one axis, stride S: (max, offset of the first maximum)."""
     xp = get_array_module(x)
     kind = xp.uint8 if K <= 256 else xp.int32  # an offset along one axis: a byte mostly does
-    y = x[_along(axis, slice(0, S * (n_out - 1) + 1, S))]
+    y = x[_along(axis, 0, S, n_out)]
     arg = None
     for i in range(1, K):
-        xi = x[_along(axis, slice(i, i + S * (n_out - 1) + 1, S))]
+        xi = x[_along(axis, i, S, n_out)]
         greater = xi > y  # strictly: on ties the earlier offset keeps it, as in PyTorch
         y = xp.maximum(y, xi)
         if arg is None:
@@ -122,15 +126,22 @@ def _max_1d(x: Any, axis: int, K: int, S: int, n_out: int) -> tuple[Any, Any]:
     return y, arg
 
 
+def _input_grad(dy: Any, axis: int, K: int, S: int, n_in: int) -> Any:
+    """The buffer for the gradient of the n_in inputs along ``axis`` of windows whose gradient
+    is dy: left unset where every input is in exactly one window (each is written), else zeros."""
+    xp = get_array_module(dy)
+    shape = list(dy.shape)
+    shape[axis] = n_in
+    covered = S == K and n_in == dy.shape[axis] * K
+    return xp.empty(shape, dtype=dy.dtype) if covered else xp.zeros(shape, dtype=dy.dtype)
+
+
 def _route_1d(dy: Any, arg: Any, axis: int, K: int, S: int, n_in: int) -> Any:
     """Adjoint of _max_1d: send each gradient to the offset that held the maximum."""
     xp = get_array_module(dy)
     n_out = dy.shape[axis]
-    shape = list(dy.shape)
-    shape[axis] = n_in
-    covered = S == K and n_in == n_out * K  # every input in exactly one window
-    dx = xp.empty(shape, dtype=dy.dtype) if covered else xp.zeros(shape, dtype=dy.dtype)
-    slices = [dx[_along(axis, slice(i, i + S * (n_out - 1) + 1, S))] for i in range(K)]
+    dx = _input_grad(dy, axis, K, S, n_in)
+    slices = [dx[_along(axis, i, S, n_out)] for i in range(K)]
     if K == 2 and S >= K:  # the common 2x2 pool: two operations per axis
         xp.multiply(dy, arg, out=slices[1])
         xp.subtract(dy, slices[1], out=slices[0])  # dy - dy*arg: exact, and 0 where arg is 1
@@ -140,6 +151,28 @@ def _route_1d(dy: Any, arg: Any, axis: int, K: int, S: int, n_in: int) -> Any:
             xp.multiply(dy, arg == i, out=part)
         else:  # overlapping windows add up
             part += dy * (arg == i)
+    return dx
+
+
+def _sum_1d(x: Any, axis: int, K: int, S: int, n_out: int) -> Any:
+    """Sum over windows of K along one axis, stride S."""
+    parts = [x[_along(axis, i, S, n_out)] for i in range(K)]
+    y = parts[0] + parts[1] if K > 1 else parts[0].copy()
+    for part in parts[2:]:
+        y += part
+    return y
+
+
+def _spread_1d(dy: Any, axis: int, K: int, S: int, n_in: int) -> Any:
+    """Adjoint of _sum_1d: each window's dy to every input of the window."""
+    n_out = dy.shape[axis]
+    dx = _input_grad(dy, axis, K, S, n_in)
+    for i in range(K):
+        part = dx[_along(axis, i, S, n_out)]
+        if S >= K:  # windows apart: each input in one at most
+            part[...] = dy
+        else:
+            part += dy
     return dx
 
 
@@ -174,7 +207,8 @@ def conv2d(x: Any, w: Any, b: Any, S: int, P: int) -> tuple[Any, Any]:
     cols, OH, OW = im2col(x, K, S, P)  # (N*OH*OW, K*K*C)
     # W: (O, C, K, K) -> (K*K*C, O), matching the columns' (kh, kw, c) order.
     y = cols @ w.transpose(2, 3, 1, 0).reshape(-1, O)  # (N*OH*OW, O): already channels-last
-    y += b
+    rows = channel_columns(y)  # the same memory in longer rows, where adding b is faster
+    rows += per_column(b, rows)
     return nchw(y.reshape(N, OH, OW, O)), (cols, x.shape)
 
 
@@ -186,8 +220,7 @@ def conv2d_backward(
     dy = nhwc(dy)
     dy2 = dy.reshape(-1, O)  # (N*OH*OW, O)
     dw = (cols.T @ dy2).reshape(K, K, C, O).transpose(3, 2, 0, 1)
-    # A matrix-vector product sums the rows much faster than sum(axis=0).
-    db = get_array_module(dy).ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
+    db = channel_sums(channel_columns(dy2), O)
     dx = nchw(conv_input_grad(dy, w, x_shape, K, S, P)) if input_grad else None
     return dx, dw, db
 
@@ -201,6 +234,23 @@ def maxpool2d(x: Any, K: int, S: int, relu: bool = False) -> tuple[Any, Any]:
     if relu:
         get_array_module(y).maximum(y, 0, out=y)
     return nchw(y), (argmax, x.shape, y if relu else None)
+
+
+def avgpool2d(x: Any, K: int, S: int) -> Any:
+    """As reference.avgpool2d: a sum along rows of the sums along columns, on channels-last
+    memory, over fewer and larger array operations than the K*K offsets."""
+    H, W = x.shape[2:]
+    x = nhwc(x)
+    cols_sum = _sum_1d(x, 2, K, S, out_size(W, K, S))  # (N, H, OW, C)
+    y = _sum_1d(cols_sum, 1, K, S, out_size(H, K, S))  # (N, OH, OW, C)
+    y /= K * K
+    return nchw(y)
+
+
+def avgpool2d_backward(dy: Any, x_shape: tuple[int, ...], K: int, S: int) -> Any:
+    share = nhwc(dy) / (K * K)
+    rows = _spread_1d(share, 1, K, S, x_shape[2])  # (N, H, OW, C)
+    return nchw(_spread_1d(rows, 2, K, S, x_shape[3]))
 
 
 def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:

@@ -28,7 +28,7 @@ from . import out_size
 FUSES_RELU_INTO_POOL = False
 
 
-def _window(k: int, S: int, n_out: int) -> slice:
+def window(k: int, S: int, n_out: int) -> slice:
     """The input positions that window offset k touches, across all n_out windows."""
     return slice(k, k + S * (n_out - 1) + 1, S)
 
@@ -43,7 +43,7 @@ def im2col(x: Any, K: int, S: int, P: int) -> Any:
     cols = xp.empty((N, C, K, K, OH, OW), dtype=x.dtype)
     for kh in range(K):
         for kw in range(K):
-            cols[:, :, kh, kw] = padded[:, :, _window(kh, S, OH), _window(kw, S, OW)]
+            cols[:, :, kh, kw] = padded[:, :, window(kh, S, OH), window(kw, S, OW)]
     return cols.transpose(0, 4, 5, 1, 2, 3).reshape(N * OH * OW, C * K * K)
 
 
@@ -57,7 +57,7 @@ def col2im(cols: Any, x_shape: tuple[int, ...], K: int, S: int, P: int) -> Any:
     padded = xp.zeros((N, C, H + 2 * P, W + 2 * P), dtype=cols.dtype)
     for kh in range(K):
         for kw in range(K):
-            padded[:, :, _window(kh, S, OH), _window(kw, S, OW)] += cols[:, :, kh, kw]
+            padded[:, :, window(kh, S, OH), window(kw, S, OW)] += cols[:, :, kh, kw]
     return padded[:, :, P : P + H, P : P + W]
 
 
@@ -94,7 +94,7 @@ def maxpool2d(x: Any, K: int, S: int, relu: bool = False) -> tuple[Any, Any]:
     N, C, H, W = x.shape
     OH, OW = out_size(H, K, S), out_size(W, K, S)
     windows = xp.stack(
-        [x[:, :, _window(kh, S, OH), _window(kw, S, OW)] for kh in range(K) for kw in range(K)]
+        [x[:, :, window(kh, S, OH), window(kw, S, OW)] for kh in range(K) for kw in range(K)]
     )  # (K*K, N, C, OH, OW)
     argmax = windows.argmax(axis=0)  # window offset kh*K + kw of each maximum
     y = xp.take_along_axis(windows, argmax[None], axis=0)[0]
@@ -113,16 +113,14 @@ def maxpool2d_backward(dy: Any, cache: Any, K: int, S: int) -> Any:
     dx = xp.zeros(x_shape, dtype=dy.dtype)
     for kh in range(K):
         for kw in range(K):
-            dx[:, :, _window(kh, S, OH), _window(kw, S, OW)] += dy * (argmax == kh * K + kw)
+            dx[:, :, window(kh, S, OH), window(kw, S, OW)] += dy * (argmax == kh * K + kw)
     return dx
 
 
 def avgpool2d(x: Any, K: int, S: int) -> Any:
     """y: (N, C, OH, OW), the mean of every K x K window of x: (N, C, H, W) with stride S."""
     OH, OW = out_size(x.shape[2], K, S), out_size(x.shape[3], K, S)
-    total = sum(
-        x[:, :, _window(kh, S, OH), _window(kw, S, OW)] for kh in range(K) for kw in range(K)
-    )
+    total = sum(x[:, :, window(kh, S, OH), window(kw, S, OW)] for kh in range(K) for kw in range(K))
     return total / (K * K)
 
 
@@ -134,7 +132,7 @@ def avgpool2d_backward(dy: Any, x_shape: tuple[int, ...], K: int, S: int) -> Any
     share = dy / (K * K)
     for kh in range(K):
         for kw in range(K):
-            dx[:, :, _window(kh, S, OH), _window(kw, S, OW)] += share
+            dx[:, :, window(kh, S, OH), window(kw, S, OW)] += share
     return dx
 
 
