@@ -117,6 +117,20 @@ def evaluate_and_predict(
     return float(total_loss) / n, float(correct) / n, np.concatenate(parts) if keep else None
 
 
+def unequal_classes(y: Any) -> bool:
+    """Whether the classes present in labels y: (N,) have unequal numbers of images."""
+    counts = np.bincount(to_host(y).astype(np.int64))
+    return len(set(counts[counts > 0].tolist())) > 1
+
+
+def balanced_accuracy(predicted: Any, y: Any) -> float:
+    """The mean over the classes present in y: (N,) of the share of their images predicted
+    as theirs (each class's recall): the accuracy were every class as many images (the
+    accuracy itself where they are)."""
+    predicted, y = to_host(predicted), to_host(y)
+    return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
+
+
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:
     """Class probabilities of x: (N, ...) -> (N, classes) on the host, in evaluation mode
     (two columns for a binary model: the negative and the positive class)."""

@@ -38,7 +38,7 @@ from ..train import evaluate
 from . import checkpoint, cores, resume, rundir, signals
 from .config import build_model, check_overrides_read, config_group, validate
 from .loggers import Loggers, open_loggers
-from .results import plot_curves, read_summary
+from .results import chosen_on, plot_curves, read_summary
 from .signals import Interrupted
 from .trainer import Diverged, Trainer
 
@@ -240,7 +240,14 @@ def _skip_finished(job: Job) -> float | None:
     write_json(job.run_dir / "summary.json", earlier)
     if earlier["status"] != "ok":
         raise AlreadyFinished(earlier["status"], earlier.get("reason", ""))
-    return earlier.get("val_accuracy", math.nan)
+    return validation_score(earlier)
+
+
+def validation_score(summary: dict[str, Any]) -> float:
+    """What a finished run scores for a search to maximise: the accuracy that ranks it
+    (results.chosen_on) of those on validation images; NaN where it held out none."""
+    column = chosen_on([summary])
+    return summary[column] if column != "test_accuracy" else math.nan
 
 
 def run_job(
@@ -396,12 +403,14 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
         kept,
     )
     epoch_seconds = [r["seconds"] for r in rows]
-    val_acc = rows[kept - 1].get("val_accuracy", math.nan)
+    val = rows[kept - 1]  # validation classes of unequal sizes: their balanced accuracy too
+    balanced = {k: val[k] for k in ["val_balanced_accuracy"] if k in val}
     job.write_summary(
         "ok",
         test_accuracy=test_acc,
         test_loss=test_loss,
-        val_accuracy=val_acc,
+        val_accuracy=val.get("val_accuracy", math.nan),
+        **balanced,
         epochs_completed=len(rows),
         kept_epoch=kept,
         epoch_seconds=epoch_seconds,
@@ -410,7 +419,7 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
         seconds_per_epoch=sorted(epoch_seconds)[(len(epoch_seconds) - 1) // 2],
         images_per_second=rows[-1]["images_per_second"],
     )
-    return val_acc
+    return validation_score(job.summary)
 
 
 @dataclass

@@ -14,7 +14,11 @@ SEED = "train.seed"
 # other images (and trained on others), and their numbers do not compare.
 TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
             "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
-ESTIMATED = {"test": "test_accuracy", "val": "val_accuracy"}
+ESTIMATED = {
+    "test": "test_accuracy",
+    "val": "val_accuracy",
+    "val_balanced": "val_balanced_accuracy",
+}
 COLUMNS = [
     "runs",
     "seeds",

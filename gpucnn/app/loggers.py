@@ -48,11 +48,13 @@ SCALARS = {  # metrics.csv column -> TensorBoard tag
     "val_loss": "loss/val",
     "train_accuracy": "accuracy/train",
     "val_accuracy": "accuracy/val",
+    "val_balanced_accuracy": "accuracy/val_balanced",  # validation classes of unequal sizes
     "seconds": "speed/seconds_per_epoch",
     "images_per_second": "speed/images_per_second",
     "lr": "optimizer/lr",  # with optimizer.schedule
 }
-FINAL = ("val_accuracy", "test_accuracy", "test_loss")  # summary.json keys logged at the end
+# summary.json keys logged at the end
+FINAL = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_loss")
 MLFLOW_STATUS = {"ok": "FINISHED", "interrupted": "KILLED"}  # any other end is FAILED
 NOT_ARTIFACTS = {checkpoint.CURRENT, checkpoint.PREVIOUS, checkpoint.DAMAGED, rundir.LOCK}
 MLFLOW_BATCH = 100  # params per call, MLflow's limit
@@ -221,7 +223,7 @@ class MLflow:
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:
-        final = {k: summary.get(k) for k in FINAL if k != "val_accuracy"}
+        final = {k: summary.get(k) for k in FINAL if k not in SCALARS}  # those are logged
         self._metrics(final, summary.get("epochs_completed") or 0)
         self.client.set_tag(self.run_id, "gpucnn.status", status)
         for path in sorted(self.run_dir.rglob("*")):

@@ -32,6 +32,16 @@ METRICS = (
     "seconds",
     "images_per_second",
 )
+#: metrics.csv's columns that only some runs have: the balanced validation accuracy (validation
+#: classes of unequal sizes) and the learning rate (optimizer.schedule).
+SOME_METRICS = ("val_balanced_accuracy", "lr")
+
+
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """metrics.csv's columns for the epochs' ``rows``: METRICS, then those of SOME_METRICS
+    that they have."""
+    present = {key for row in rows for key in row}
+    return [*METRICS, *(key for key in SOME_METRICS if key in present)]
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -122,23 +132,31 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-ACCURACIES = {"val_accuracy": "validation accuracy", "test_accuracy": "test accuracy"}
+ACCURACIES = {
+    "val_balanced_accuracy": "balanced validation accuracy",
+    "val_accuracy": "validation accuracy",
+    "test_accuracy": "test accuracy",
+}
 
 
 def chosen_on(summaries: list[dict[str, Any]]) -> str:
-    """The accuracy that ranks runs and picks the best (a key of ACCURACIES): the validation
-    images' where every finished one of ``summaries`` has it, else the test images'
-    (data.val_fraction=0 holds out none). The best of many test accuracies is high partly by
-    luck that new images do not repeat: chosen on validation, the test accuracy stays honest."""
+    """The accuracy that ranks runs and picks the best (a key of ACCURACIES): the first of them
+    that every finished one of ``summaries`` has. The validation images' balanced accuracy where
+    their classes are of unequal sizes (a class of many images would otherwise outweigh the
+    rest: data.balanced=true may lower the accuracy on them while raising every class's
+    recall), else their accuracy, else the test images' (data.val_fraction=0 holds out none).
+    The best of many test accuracies is high partly by luck that new images do not repeat:
+    chosen on validation, the test accuracy stays honest."""
     done = [s for s in summaries if s.get("status") == "ok"]
-    if done and all(finite(s.get("val_accuracy")) for s in done):
-        return "val_accuracy"
-    return "test_accuracy"
+    return next(
+        (key for key in ACCURACIES if done and all(finite(s.get(key)) for s in done)),
+        "test_accuracy",
+    )
 
 
 def chosen_on_test(column: str) -> str:
     """A warning for runs ranked on ``column`` where that is the test accuracy; else ""."""
-    if column == "val_accuracy":
+    if column != "test_accuracy":
         return ""
     return (
         "Ranked on test accuracy, as not every finished run held out validation images "

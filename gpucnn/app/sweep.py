@@ -52,8 +52,10 @@ from .results import (
 )
 from .rundir import refusal
 
-FIXED = ["job", "status", "test_accuracy", "val_accuracy", "weights", "multiply_adds"]
-FIXED += ["seconds_per_epoch", "epochs_completed", "reason"]
+FIXED = ["job", "status", "test_accuracy", "val_accuracy", "val_balanced_accuracy", "weights"]
+FIXED += ["multiply_adds", "seconds_per_epoch", "epochs_completed", "reason"]
+#: The accuracy columns of the table of settings, by the prefix of their groups' figures.
+GROUPED = {"test accuracy": "test", "val accuracy": "val", "balanced val accuracy": "val_balanced"}
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -166,12 +168,13 @@ def grouped_markdown(
     """The table of settings (sweep_summary.md), ranked on ``column`` (results.chosen_on):
     accuracies as mean ± the half-width of the mean's 95% interval over the runs with that
     setting."""
-    cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy", "weights",
-            "multiply_adds", "seconds_per_epoch", "epochs_completed", "jobs", "reason"]  # fmt: skip
+    cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy",
+            "balanced val accuracy", "weights", "multiply_adds", "seconds_per_epoch",
+            "epochs_completed", "jobs", "reason"]  # fmt: skip
 
     def cell(row: dict[str, Any], col: str) -> str:
         if col.endswith(" accuracy"):
-            p = col.split()[0]
+            p = GROUPED[col]
             return shown(row[f"{p}_accuracy"], row[f"{p}_low"], row[f"{p}_high"])
         if col == "epochs_completed" and finite(row.get(col)):
             return f"{row[col]:.3g}"  # a mean of whole epochs: 10, or 7.33 where runs stopped early
@@ -185,8 +188,33 @@ def grouped_markdown(
     return _table(title, what, common, cols, groups, cell, column)
 
 
-_VAL_FIRST = {"test_accuracy": "val_accuracy", "val_accuracy": "test_accuracy",
-              "test accuracy": "val accuracy", "val accuracy": "test accuracy"}  # fmt: skip
+def _accuracy(col: str) -> str | None:
+    """The key in ACCURACIES of a table's column (``val_accuracy`` or ``val accuracy``), or
+    None for a column of something else."""
+    key = f"{GROUPED[col]}_accuracy" if col in GROUPED else col
+    return key if key in ACCURACIES else None
+
+
+def present(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """``cols`` without those of the balanced validation accuracy where no row has one (the
+    validation classes were of equal sizes, where it is the accuracy)."""
+    if any(finite(row.get("val_balanced_accuracy")) for row in rows):
+        return cols
+    return [
+        c
+        for c in cols
+        if not c.startswith("val_balanced") and _accuracy(c) != "val_balanced_accuracy"
+    ]
+
+
+def _ranking_first(cols: list[str], column: str) -> list[str]:
+    """``cols`` with their accuracies in the order of ACCURACIES, the validation's first, where
+    a validation accuracy ranks (``column``)."""
+    if chosen_on_test(column):
+        return cols
+    accuracies = [c for c in cols if _accuracy(c)]
+    ordered = iter(sorted(accuracies, key=lambda c: list(ACCURACIES).index(_accuracy(c))))
+    return [next(ordered) if c in accuracies else c for c in cols]
 
 
 def _table(
@@ -194,8 +222,7 @@ def _table(
 ) -> str:
     shared = ", ".join(f"`{k}={v}`" for k, v in common.items()) or "none"
     warning = chosen_on_test(column)
-    if not warning:  # the validation accuracy ranks: its column before the test accuracy's
-        cols = [_VAL_FIRST.get(c, c) for c in cols]
+    cols = _ranking_first(present(cols, rows), column)
     lines = [
         f"# {title}",
         "",
@@ -312,8 +339,10 @@ def summarize(sweep_dir: str | Path) -> list[dict[str, Any]]:
     job) and sweep.png into ``sweep_dir``; returns the jobs' rows."""
     sweep_dir = Path(sweep_dir)
     rows, groups, keys, texts = tables(sweep_dir)
-    write_csv(sweep_dir / "sweep_runs.csv", rows, ["job", *keys, *FIXED[1:]])
-    write_csv(sweep_dir / "sweep_summary.csv", groups, [*settings_of(keys), *COLUMNS])
+    write_csv(sweep_dir / "sweep_runs.csv", rows, present(["job", *keys, *FIXED[1:]], rows))
+    write_csv(
+        sweep_dir / "sweep_summary.csv", groups, [*settings_of(keys), *present(COLUMNS, groups)]
+    )
     for name, text in texts.items():
         write_text(sweep_dir / name, text)
     plot(sweep_dir / "sweep.png", groups, keys, title(sweep_dir))

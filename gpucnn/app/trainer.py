@@ -26,11 +26,17 @@ from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..steps import make_step
-from ..train import check_batches, evaluate
+from ..train import (
+    balanced_accuracy,
+    check_batches,
+    evaluate,
+    evaluate_and_predict,
+    unequal_classes,
+)
 from . import checkpoint
 from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
-from .results import METRICS, counted, split_counts, write_csv
+from .results import counted, metric_columns, split_counts, write_csv
 from .rundir import MISSING, as_now
 from .signals import Interrupted, Stops
 
@@ -187,6 +193,9 @@ class Trainer:
         # loss, and the model's state_dict then
         self.best: dict[str, Any] | None = None
         self.on_epoch = on_epoch or (lambda row: None)
+        # Validation classes of unequal sizes: each epoch's balanced accuracy too, which ranks
+        # runs (results.chosen_on) as if every class were as many.
+        self.balanced_val = len(splits.val) > 0 and unequal_classes(splits.val.y)
 
     # ----- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
@@ -344,7 +353,12 @@ class Trainer:
             "images_per_second": round(s["seen"] / max(s["seconds"], 1e-9), 1),
         }
         val = self.splits.val
-        if len(val):
+        if self.balanced_val:
+            row["val_loss"], row["val_accuracy"], probs = evaluate_and_predict(
+                self.model, self.loss, val.x, val.y, t.eval_batch_size
+            )
+            row["val_balanced_accuracy"] = balanced_accuracy(probs.argmax(axis=1), val.y)
+        elif len(val):
             row["val_loss"], row["val_accuracy"] = evaluate(
                 self.model, self.loss, val.x, val.y, t.eval_batch_size
             )
@@ -354,7 +368,7 @@ class Trainer:
         if scheduled:  # the rate the epoch trained with
             row["lr"] = self.optimizer.lr
         self.rows.append(row)
-        write_csv(self.run_dir / "metrics.csv", self.rows, [*METRICS, *["lr"] * scheduled])
+        write_csv(self.run_dir / "metrics.csv", self.rows, metric_columns(self.rows))
         self.on_epoch(row)
         if self.diagnostics is not None:
             self.diagnostics.end_epoch(self.epoch)

@@ -98,14 +98,15 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         return blocks + [("p", f"The {len(done)} finished runs share one setting: {advice}")]
     column = chosen_on([r.summary for r in done])
     done.sort(key=lambda r: -r.summary[column])
-    header = ["run", *keys, "val accuracy", "test accuracy", "weights"]
-    header += ["multiply-adds", "s / epoch"]
+    # The balanced validation accuracy where it ranks (validation classes of unequal sizes)
+    accuracies = [c for c in ACCURACIES if c == column or c != "val_balanced_accuracy"]
+    header = ["run", *keys, *(ACCURACIES[c].replace("validation", "val") for c in accuracies)]
+    header += ["weights", "multiply-adds", "s / epoch"]
     rows = [
         [
             r.name,
             *[_value(r, k) for k in keys],
-            f"{r.summary['val_accuracy']:.4f}" if finite(r.summary.get("val_accuracy")) else "",
-            f"{r.summary['test_accuracy']:.4f}",
+            *(f"{r.summary[c]:.4f}" if finite(r.summary.get(c)) else "" for c in accuracies),
             f"{r.summary['weights']:,}",
             _count(r.summary.get("multiply_adds")),
             f"{r.summary['seconds_per_epoch']:.2f}",
@@ -190,9 +191,9 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         f"Best on average: {_setting(best, keys)} with test accuracy {accuracy_text(best)}, "
         f"{', '.join(costs)} and {seconds:.2f} s per epoch{_epochs_taken(best)}."
     )
-    if column == "val_accuracy":
+    if not chosen_on_test(column):
         text += (
-            f" Chosen on its validation accuracy, {accuracy_text(best, column)}, so that the "
+            f" Chosen on its {ACCURACIES[column]}, {accuracy_text(best, column)}, so that the "
             "test accuracy is not flattered by the choice."
         )
     else:
