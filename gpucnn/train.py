@@ -131,6 +131,18 @@ def balanced_accuracy(predicted: Any, y: Any) -> float:
     return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
 
 
+def evaluate_balanced(
+    model: Model, loss: Loss, x: Any, y: Any, batch_size: int = 1024
+) -> tuple[float, float, float | None]:
+    """``evaluate``'s mean loss and accuracy, and where the classes of y: (N,) have unequal
+    numbers of images their balanced accuracy (None where they are equal: it is the
+    accuracy)."""
+    if not unequal_classes(y):
+        return (*evaluate(model, loss, x, y, batch_size), None)
+    mean_loss, accuracy, probs = evaluate_and_predict(model, loss, x, y, batch_size)
+    return mean_loss, accuracy, balanced_accuracy(probs.argmax(axis=1), y)
+
+
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:
     """Class probabilities of x: (N, ...) -> (N, classes) on the host, in evaluation mode
     (two columns for a binary model: the negative and the positive class)."""

@@ -352,17 +352,17 @@ def test_a_signal_during_start_up_leaves_a_summary_that_says_interrupted(
 
 
 def test_a_signal_after_training_says_the_checkpoint_was_written(tmp_path, monkeypatch):
-    evaluate = experiment.evaluate
+    evaluate = experiment.evaluate_balanced
 
     def signalled_then_evaluate(*args):
         os.kill(os.getpid(), signal.SIGTERM)  # training is over: the final test evaluation
         return evaluate(*args)
 
-    monkeypatch.setattr(experiment, "evaluate", signalled_then_evaluate)
+    monkeypatch.setattr(experiment, "evaluate_balanced", signalled_then_evaluate)
     with pytest.raises(Interrupted, match="a checkpoint was written"):
         experiment.run_job(_tiny_cfg(), tmp_path, [])
     assert summary(tmp_path)["status"] == "interrupted"
-    monkeypatch.setattr(experiment, "evaluate", evaluate)
+    monkeypatch.setattr(experiment, "evaluate_balanced", evaluate)
     experiment.run_job(_tiny_cfg(), tmp_path, [])  # continues from the last checkpoint
     done = summary(tmp_path)
     assert done["status"] == "ok" and done["resumed_at"]["epoch"] == done["epochs_completed"] + 1

@@ -1,5 +1,6 @@
-"""Validation classes of unequal sizes: each epoch's balanced accuracy (the mean recall of the
-classes) is recorded beside the accuracy, and it ranks the runs of a sweep."""
+"""Classes of unequal sizes: the balanced accuracy (the mean recall of the classes) of the
+validation images, each epoch, and of the test images is recorded beside the accuracy, and it
+ranks the runs of a sweep."""
 
 import csv
 import itertools
@@ -24,17 +25,34 @@ def test_the_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
     assert unequal_classes(y) and not unequal_classes(np.array([0, 2, 2, 0]))
 
 
-@pytest.fixture(scope="module")
-def few_shirts(tmp_path_factory):
-    """400 T-shirts and 40 shirts to train on (from the embedded set), 100 of each to test."""
+def _shirts(folder, tested_shirts):
+    """400 T-shirts and 40 shirts to train on (from the embedded set), 100 T-shirts and
+    ``tested_shirts`` shirts to test: the file's path."""
     raw = load_mini()
     tshirts, shirts = (raw.x_train[raw.y_train == k] for k in (0, 6))
     x = np.concatenate([tshirts[:400], shirts[:40]])
     y = np.repeat([0, 1], [400, 40])
-    x_test = np.concatenate([tshirts[400:500], shirts[40:140]])
-    path = tmp_path_factory.mktemp("data") / "few_shirts.npz"
-    np.savez(path, x_train=x, y_train=y, x_test=x_test, y_test=np.repeat([0, 1], 100))
+    x_test = np.concatenate([tshirts[400:500], shirts[40 : 40 + tested_shirts]])
+    y_test = np.repeat([0, 1], [100, tested_shirts])
+    path = folder / f"shirts_{tested_shirts}.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x_test, y_test=y_test)
     return path
+
+
+@pytest.fixture(scope="module")
+def few_shirts(tmp_path_factory):
+    return _shirts(tmp_path_factory.mktemp("data"), 100)
+
+
+def _figures_of_recalls(balanced, accuracy, sizes):
+    """Whether some numbers of images recognised in each of two classes of ``sizes`` give
+    both the ``balanced`` accuracy and the ``accuracy``."""
+    n0, n1 = sizes
+    return any(
+        (k / n0 + j / n1) / 2 == pytest.approx(balanced)
+        and (k + j) / (n0 + n1) == pytest.approx(accuracy)
+        for k, j in itertools.product(range(n0 + 1), range(n1 + 1))
+    )
 
 
 def _rows(path):
@@ -62,13 +80,9 @@ def test_a_sweep_on_unequal_classes_is_ranked_on_their_balanced_accuracy(
         assert len(epochs) == 2
         for epoch in epochs:
             balanced, accuracy = float(epoch["val_balanced_accuracy"]), float(epoch["val_accuracy"])
-            # Some k of the T-shirts and j of the shirts recognised give both figures.
-            assert any(
-                (k / n_tshirts + j / n_shirts) / 2 == pytest.approx(balanced)
-                and (k + j) / (n_tshirts + n_shirts) == pytest.approx(accuracy)
-                for k, j in itertools.product(range(n_tshirts + 1), range(n_shirts + 1))
-            ), epoch
+            assert _figures_of_recalls(balanced, accuracy, (n_tshirts, n_shirts)), epoch
         assert summary["val_balanced_accuracy"] == float(epochs[-1]["val_balanced_accuracy"])
+        assert "test_balanced_accuracy" not in summary  # as many T-shirts as shirts
     runs = _rows(sweep / "sweep_runs.csv")
     ranked = [float(r["val_balanced_accuracy"]) for r in runs]
     assert ranked == sorted(ranked, reverse=True)
@@ -79,9 +93,34 @@ def test_a_sweep_on_unequal_classes_is_ranked_on_their_balanced_accuracy(
     assert header.index("| val accuracy") < header.index("test accuracy")
 
 
+def test_unequal_test_classes_give_a_balanced_test_accuracy_which_ranks_without_validation(
+    tmp_path,
+):
+    data = _shirts(tmp_path, 20)
+    sweep = tmp_path / "sweep"
+    proc = app("-m", "data=arrays", f"data.path={data}", "data.task=multiclass",
+               "data.val_fraction=0", "data.balanced=false,true", *QUICK,
+               f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "its best on balanced test accuracy" in proc.stdout + proc.stderr
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["balance"]["test"] == [100, 20]
+        assert _figures_of_recalls(
+            summary["test_balanced_accuracy"], summary["test_accuracy"], (100, 20)
+        ), summary
+    table = (sweep / "sweep_summary.md").read_text()
+    assert (
+        "Ranked on balanced test accuracy, as not every finished run held out validation" in table
+    )
+    ranked = [float(r["test_balanced_accuracy"]) for r in _rows(sweep / "sweep_runs.csv")]
+    assert ranked == sorted(ranked, reverse=True)
+    assert "val_balanced" not in (sweep / "sweep_summary.csv").read_text()
+
+
 def test_equal_classes_have_no_balanced_accuracy_beside_the_accuracy(tmp_path):
     proc = app(*TINY, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["balance"]["val"] == [10, 10]
     assert "val_balanced_accuracy" not in _rows(tmp_path / "metrics.csv")[0]
-    assert "val_balanced_accuracy" not in (tmp_path / "summary.json").read_text()
+    assert "balanced_accuracy" not in (tmp_path / "summary.json").read_text()

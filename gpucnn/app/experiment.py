@@ -34,7 +34,7 @@ from ..model import Model, param_counts
 from ..optimizers import OPTIMIZERS
 from ..schedules import ALONG_THE_RUN
 from ..steps import micro_batched
-from ..train import evaluate
+from ..train import evaluate_balanced
 from . import checkpoint, cores, resume, rundir, signals
 from .config import build_model, check_overrides_read, config_group, validate
 from .loggers import Loggers, open_loggers
@@ -389,10 +389,11 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     finally:
         trainer.close()
     rows = trainer.rows
-    test_loss, test_acc = evaluate(
+    test_loss, test_acc, test_balanced = evaluate_balanced(
         model, trainer.loss, splits.test.x, splits.test.y, t.eval_batch_size
     )
-    log.info("test loss %.4f  test accuracy %.4f", test_loss, test_acc)
+    balanced = f"  test balanced accuracy {test_balanced:.4f}" if test_balanced is not None else ""
+    log.info("test loss %.4f  test accuracy %.4f%s", test_loss, test_acc, balanced)
     if t.save_model:
         model.save(job.run_dir / "model.npz")
     kept = trainer.kept_epoch  # whose weights were tested: the last, or patience's best
@@ -403,14 +404,15 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
         kept,
     )
     epoch_seconds = [r["seconds"] for r in rows]
-    val = rows[kept - 1]  # validation classes of unequal sizes: their balanced accuracy too
-    balanced = {k: val[k] for k in ["val_balanced_accuracy"] if k in val}
+    val = rows[kept - 1]
+    # Classes of unequal sizes: their balanced accuracy too
+    balanced = {"val": val.get("val_balanced_accuracy"), "test": test_balanced}
     job.write_summary(
         "ok",
         test_accuracy=test_acc,
         test_loss=test_loss,
         val_accuracy=val.get("val_accuracy", math.nan),
-        **balanced,
+        **{f"{split}_balanced_accuracy": v for split, v in balanced.items() if v is not None},
         epochs_completed=len(rows),
         kept_epoch=kept,
         epoch_seconds=epoch_seconds,

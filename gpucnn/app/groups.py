@@ -14,11 +14,8 @@ SEED = "train.seed"
 # other images (and trained on others), and their numbers do not compare.
 TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
             "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
-ESTIMATED = {
-    "test": "test_accuracy",
-    "val": "val_accuracy",
-    "val_balanced": "val_balanced_accuracy",
-}
+ESTIMATED = {"test": "test_accuracy", "val": "val_accuracy"}
+ESTIMATED |= {f"{split}_balanced": f"{split}_balanced_accuracy" for split in ("val", "test")}
 COLUMNS = [
     "runs",
     "seeds",

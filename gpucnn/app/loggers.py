@@ -54,7 +54,8 @@ SCALARS = {  # metrics.csv column -> TensorBoard tag
     "lr": "optimizer/lr",  # with optimizer.schedule
 }
 # summary.json keys logged at the end
-FINAL = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_loss")
+FINAL = ("val_accuracy", "val_balanced_accuracy", "test_accuracy", "test_balanced_accuracy")
+FINAL += ("test_loss",)
 MLFLOW_STATUS = {"ok": "FINISHED", "interrupted": "KILLED"}  # any other end is FAILED
 NOT_ARTIFACTS = {checkpoint.CURRENT, checkpoint.PREVIOUS, checkpoint.DAMAGED, rundir.LOCK}
 MLFLOW_BATCH = 100  # params per call, MLflow's limit

@@ -135,6 +135,7 @@ def finite(value: Any) -> bool:
 ACCURACIES = {
     "val_balanced_accuracy": "balanced validation accuracy",
     "val_accuracy": "validation accuracy",
+    "test_balanced_accuracy": "balanced test accuracy",
     "test_accuracy": "test accuracy",
 }
 
@@ -144,7 +145,8 @@ def chosen_on(summaries: list[dict[str, Any]]) -> str:
     that every finished one of ``summaries`` has. The validation images' balanced accuracy where
     their classes are of unequal sizes (a class of many images would otherwise outweigh the
     rest: data.balanced=true may lower the accuracy on them while raising every class's
-    recall), else their accuracy, else the test images' (data.val_fraction=0 holds out none).
+    recall), else their accuracy, else the test images' likewise (data.val_fraction=0 holds out
+    none).
     The best of many test accuracies is high partly by luck that new images do not repeat:
     chosen on validation, the test accuracy stays honest."""
     done = [s for s in summaries if s.get("status") == "ok"]
@@ -155,11 +157,11 @@ def chosen_on(summaries: list[dict[str, Any]]) -> str:
 
 
 def chosen_on_test(column: str) -> str:
-    """A warning for runs ranked on ``column`` where that is the test accuracy; else ""."""
-    if column != "test_accuracy":
+    """A warning for runs ranked on ``column`` where that is a test accuracy; else ""."""
+    if not column.startswith("test"):
         return ""
     return (
-        "Ranked on test accuracy, as not every finished run held out validation images "
+        f"Ranked on {ACCURACIES[column]}, as not every finished run held out validation images "
         "(data.val_fraction=0): the best of them is flattered by being chosen on it."
     )
 

@@ -52,10 +52,13 @@ from .results import (
 )
 from .rundir import refusal
 
-FIXED = ["job", "status", "test_accuracy", "val_accuracy", "val_balanced_accuracy", "weights"]
-FIXED += ["multiply_adds", "seconds_per_epoch", "epochs_completed", "reason"]
+FIXED = ["job", "status", "test_accuracy", "test_balanced_accuracy", "val_accuracy"]
+FIXED += ["val_balanced_accuracy", "weights", "multiply_adds", "seconds_per_epoch"]
+FIXED += ["epochs_completed", "reason"]
 #: The accuracy columns of the table of settings, by the prefix of their groups' figures.
-GROUPED = {"test accuracy": "test", "val accuracy": "val", "balanced val accuracy": "val_balanced"}
+GROUPED = {"test accuracy": "test", "balanced test accuracy": "test_balanced",
+           "val accuracy": "val", "balanced val accuracy": "val_balanced"}  # fmt: skip
+BALANCED = ("val_balanced", "test_balanced")  # the figures that classes of unequal sizes add
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
@@ -109,7 +112,11 @@ def best_run(sweep_dir: Path, rows: list[dict[str, Any]] | None = None) -> str |
     if not rows or rows[0]["status"] != "ok":
         return None
     column = chosen_on(rows)
-    said = [f"{ACCURACIES[c]} {rows[0][c]:.4f}" for c in dict.fromkeys((column, "test_accuracy"))]
+    said = [
+        f"{ACCURACIES[c]} {rows[0][c]:.4f}"
+        for c in dict.fromkeys((column, "test_accuracy", "test_balanced_accuracy"))
+        if finite(rows[0].get(c))
+    ]
     return f"{sweep_dir / rows[0]['job']} (its best on {'; '.join(said)})"
 
 
@@ -168,9 +175,8 @@ def grouped_markdown(
     """The table of settings (sweep_summary.md), ranked on ``column`` (results.chosen_on):
     accuracies as mean ± the half-width of the mean's 95% interval over the runs with that
     setting."""
-    cols = [*settings_of(keys), "runs", "status", "test accuracy", "val accuracy",
-            "balanced val accuracy", "weights", "multiply_adds", "seconds_per_epoch",
-            "epochs_completed", "jobs", "reason"]  # fmt: skip
+    cols = [*settings_of(keys), "runs", "status", *GROUPED, "weights", "multiply_adds",
+            "seconds_per_epoch", "epochs_completed", "jobs", "reason"]  # fmt: skip
 
     def cell(row: dict[str, Any], col: str) -> str:
         if col.endswith(" accuracy"):
@@ -196,24 +202,27 @@ def _accuracy(col: str) -> str | None:
 
 
 def present(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
-    """``cols`` without those of the balanced validation accuracy where no row has one (the
-    validation classes were of equal sizes, where it is the accuracy)."""
-    if any(finite(row.get("val_balanced_accuracy")) for row in rows):
-        return cols
+    """``cols`` without those of a balanced accuracy that no row has (the classes of its
+    images were of equal sizes, where it is the accuracy)."""
+    absent = [p for p in BALANCED if not any(finite(row.get(f"{p}_accuracy")) for row in rows)]
     return [
         c
         for c in cols
-        if not c.startswith("val_balanced") and _accuracy(c) != "val_balanced_accuracy"
+        if not any(c.startswith(p) or _accuracy(c) == f"{p}_accuracy" for p in absent)
     ]
 
 
 def _ranking_first(cols: list[str], column: str) -> list[str]:
-    """``cols`` with their accuracies in the order of ACCURACIES, the validation's first, where
-    a validation accuracy ranks (``column``)."""
-    if chosen_on_test(column):
-        return cols
+    """``cols`` with their accuracies reordered: the one that ranks (``column``) first, then
+    the other of its images (validation or test), then the rest, in the order of ACCURACIES."""
+    images = column.split("_")[0]
+
+    def order(c: str) -> tuple[bool, bool, int]:
+        key = _accuracy(c)
+        return key != column, not key.startswith(images), list(ACCURACIES).index(key)
+
     accuracies = [c for c in cols if _accuracy(c)]
-    ordered = iter(sorted(accuracies, key=lambda c: list(ACCURACIES).index(_accuracy(c))))
+    ordered = iter(sorted(accuracies, key=order))
     return [next(ordered) if c in accuracies else c for c in cols]
 
 

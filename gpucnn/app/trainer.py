@@ -26,13 +26,7 @@ from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..steps import make_step
-from ..train import (
-    balanced_accuracy,
-    check_batches,
-    evaluate,
-    evaluate_and_predict,
-    unequal_classes,
-)
+from ..train import check_batches, evaluate_balanced
 from . import checkpoint
 from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
@@ -193,9 +187,6 @@ class Trainer:
         # loss, and the model's state_dict then
         self.best: dict[str, Any] | None = None
         self.on_epoch = on_epoch or (lambda row: None)
-        # Validation classes of unequal sizes: each epoch's balanced accuracy too, which ranks
-        # runs (results.chosen_on) as if every class were as many.
-        self.balanced_val = len(splits.val) > 0 and unequal_classes(splits.val.y)
 
     # ----- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
@@ -353,15 +344,12 @@ class Trainer:
             "images_per_second": round(s["seen"] / max(s["seconds"], 1e-9), 1),
         }
         val = self.splits.val
-        if self.balanced_val:
-            row["val_loss"], row["val_accuracy"], probs = evaluate_and_predict(
+        if len(val):  # classes of unequal sizes: their balanced accuracy, which ranks runs
+            row["val_loss"], row["val_accuracy"], balanced = evaluate_balanced(
                 self.model, self.loss, val.x, val.y, t.eval_batch_size
             )
-            row["val_balanced_accuracy"] = balanced_accuracy(probs.argmax(axis=1), val.y)
-        elif len(val):
-            row["val_loss"], row["val_accuracy"] = evaluate(
-                self.model, self.loss, val.x, val.y, t.eval_batch_size
-            )
+            if balanced is not None:
+                row["val_balanced_accuracy"] = balanced
         if t.patience is not None:
             self._remember_if_best(row)
         scheduled = self.schedule.name != "constant"

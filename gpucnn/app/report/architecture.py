@@ -98,8 +98,7 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         return blocks + [("p", f"The {len(done)} finished runs share one setting: {advice}")]
     column = chosen_on([r.summary for r in done])
     done.sort(key=lambda r: -r.summary[column])
-    # The balanced validation accuracy where it ranks (validation classes of unequal sizes)
-    accuracies = [c for c in ACCURACIES if c == column or c != "val_balanced_accuracy"]
+    accuracies = [c for c in ACCURACIES if any(finite(r.summary.get(c)) for r in done)]
     header = ["run", *keys, *(ACCURACIES[c].replace("validation", "val") for c in accuracies)]
     header += ["weights", "multiply-adds", "s / epoch"]
     rows = [
