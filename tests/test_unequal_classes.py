@@ -124,3 +124,14 @@ def test_equal_classes_have_no_balanced_accuracy_beside_the_accuracy(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["balance"]["val"] == [10, 10]
     assert "val_balanced_accuracy" not in _rows(tmp_path / "metrics.csv")[0]
     assert "balanced_accuracy" not in (tmp_path / "summary.json").read_text()
+
+
+def test_balanced_draws_of_classes_already_equal_are_warned_about(tmp_path, few_shirts):
+    equal = app(*TINY, "data.balanced=true", f"hydra.run.dir={tmp_path / 'equal'}")
+    assert equal.returncode == 0, equal.stderr
+    warning = "data.balanced=true, but the training classes have equal numbers of images already"
+    assert warning in equal.stdout + equal.stderr
+    unequal = app("data=arrays", f"data.path={few_shirts}", "data.task=multiclass",
+                  "data.balanced=true", *QUICK, f"hydra.run.dir={tmp_path / 'u'}")  # fmt: skip
+    assert unequal.returncode == 0, unequal.stderr
+    assert warning not in unequal.stdout + unequal.stderr

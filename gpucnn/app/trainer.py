@@ -26,7 +26,7 @@ from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
 from ..steps import make_step
-from ..train import check_batches, evaluate_balanced
+from ..train import check_batches, evaluate_balanced, unequal_classes
 from . import checkpoint
 from .config import build_optimizer, build_schedule, config_group
 from .diagnostics import Diagnostics
@@ -141,6 +141,12 @@ def training_batches(cfg: DictConfig, splits: data.Prepared, model: Model) -> da
         log.warning(
             "data.flip=true mirrors MNIST's digits, and a mirrored digit is another shape "
             "(a mirrored 2 is no 2): the model learns both as one class"
+        )
+    if d.balanced and not unequal_classes(splits.train.y):
+        log.warning(
+            "data.balanced=true, but the training classes have equal numbers of images "
+            "already: its draws only repeat some images in an epoch and leave out others; "
+            "leave it out"
         )
     with config_group("train"):
         batches = data.Batches(
