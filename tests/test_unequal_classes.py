@@ -12,7 +12,7 @@ import pytest
 from gpucnn.data.sources import load_mini
 from gpucnn.train import balanced_accuracy, unequal_classes
 
-from .helpers import TINY, app
+from .helpers import TINY, app, tool
 
 QUICK = ["train.epochs=2", "train.batch_size=32", "backend=numpy", "train.progress=false"]
 
@@ -113,9 +113,16 @@ def test_unequal_test_classes_give_a_balanced_test_accuracy_which_ranks_without_
     assert (
         "Ranked on balanced test accuracy, as not every finished run held out validation" in table
     )
-    ranked = [float(r["test_balanced_accuracy"]) for r in _rows(sweep / "sweep_runs.csv")]
+    runs = _rows(sweep / "sweep_runs.csv")
+    ranked = [float(r["test_balanced_accuracy"]) for r in runs]
     assert ranked == sorted(ranked, reverse=True)
     assert "val_balanced" not in (sweep / "sweep_summary.csv").read_text()
+    report = tool("report", sweep, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    best = json.loads((sweep / runs[0]["job"] / "summary.json").read_text())
+    assert f"and balanced test accuracy {best['test_balanced_accuracy']:.3f} (one run)," in text
+    assert "| balanced test accuracy | test accuracy |" in text
 
 
 def test_equal_classes_have_no_balanced_accuracy_beside_the_accuracy(tmp_path):

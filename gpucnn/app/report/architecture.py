@@ -187,8 +187,9 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
     costs += [f"{macs:,} multiply-adds per image"] if finite(macs) else []  # older runs: none
     seconds = statistics.mean(r.summary["seconds_per_epoch"] for r in best)
     text = (
-        f"Best on average: {_setting(best, keys)} with test accuracy {accuracy_text(best)}, "
-        f"{', '.join(costs)} and {seconds:.2f} s per epoch{_epochs_taken(best)}."
+        f"Best on average: {_setting(best, keys)} with test accuracy {accuracy_text(best)}"
+        f"{_balanced_test(best)}, {', '.join(costs)} and {seconds:.2f} s per epoch"
+        f"{_epochs_taken(best)}."
     )
     if not chosen_on_test(column):
         text += (
@@ -273,6 +274,14 @@ def _best_setting(groups: dict[tuple, list[Run]], column: str) -> tuple[list[Run
     best = max(groups.values(), key=mean)
     close = [g for g in groups.values() if mean(g) >= mean(best) - 0.01]
     return best, min(close, key=lambda g: g[0].summary["weights"])
+
+
+def _balanced_test(runs: list[Run]) -> str:
+    """`` and balanced test accuracy 0.802 ...``, the runs' where their test classes are of
+    unequal sizes; else ""."""
+    if not all(finite(r.summary.get("test_balanced_accuracy")) for r in runs):
+        return ""
+    return f" and balanced test accuracy {accuracy_text(runs, 'test_balanced_accuracy')}"
 
 
 def _lead(
