@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -123,24 +124,38 @@ def unequal_classes(y: Any) -> bool:
     return len(set(counts[counts > 0].tolist())) > 1
 
 
-def balanced_accuracy(predicted: Any, y: Any) -> float:
-    """The mean over the classes present in y: (N,) of the share of their images predicted
-    as theirs (each class's recall): the accuracy were every class as many images (the
-    accuracy itself where they are)."""
-    predicted, y = to_host(predicted), to_host(y)
-    return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's mean loss and accuracy on some images and, where their classes have unequal
+    numbers of images, the balanced ones: the means over the classes of each class's mean loss
+    and accuracy (its recall), the figures were every class as many (None where they are: the
+    loss and accuracy themselves)."""
+
+    loss: float
+    accuracy: float
+    balanced_loss: float | None = None
+    balanced_accuracy: float | None = None
 
 
 def evaluate_balanced(
     model: Model, loss: Loss, x: Any, y: Any, batch_size: int = 1024
-) -> tuple[float, float, float | None]:
-    """``evaluate``'s mean loss and accuracy, and where the classes of y: (N,) have unequal
-    numbers of images their balanced accuracy (None where they are equal: it is the
-    accuracy)."""
+) -> Evaluation:
+    """``evaluate`` on x: (N, ...), y: (N,), class by class where the classes have unequal
+    numbers of images, for the balanced figures too."""
     if not unequal_classes(y):
-        return (*evaluate(model, loss, x, y, batch_size), None)
-    mean_loss, accuracy, probs = evaluate_and_predict(model, loss, x, y, batch_size)
-    return mean_loss, accuracy, balanced_accuracy(probs.argmax(axis=1), y)
+        return Evaluation(*evaluate(model, loss, x, y, batch_size))
+    parts = []  # (images, mean loss, accuracy) of each class
+    for k in np.unique(to_host(y)):
+        mine = y == k
+        parts.append((int(mine.sum()), *evaluate(model, loss, x[mine], y[mine], batch_size)))
+    n, losses, accuracies = (np.array(column) for column in zip(*parts))
+    correct = np.rint(n * accuracies).sum()  # whole numbers of images, exactly
+    return Evaluation(
+        float(n @ losses / n.sum()),
+        float(correct / n.sum()),
+        float(losses.mean()),
+        float(accuracies.mean()),
+    )
 
 
 def predict(model: Model, loss: Loss, x: Any, batch_size: int = 1024) -> Any:

@@ -9,20 +9,32 @@ import json
 import numpy as np
 import pytest
 
+from gpucnn import CrossEntropy, backend, presets
 from gpucnn.data.sources import load_mini
-from gpucnn.train import balanced_accuracy, unequal_classes
+from gpucnn.train import evaluate, evaluate_balanced, unequal_classes
 
 from .helpers import TINY, app, tool
 
 QUICK = ["train.epochs=2", "train.batch_size=32", "backend=numpy", "train.progress=false"]
 
 
-def test_the_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
-    y = np.array([0, 0, 0, 0, 2, 2])  # no image of class 1
-    predicted = np.array([0, 0, 0, 1, 2, 0])
-    assert balanced_accuracy(predicted, y) == pytest.approx((3 / 4 + 1 / 2) / 2)
-    assert balanced_accuracy(y, y) == 1.0
+def test_the_balanced_figures_are_the_means_over_the_classes_of_each_ones():
+    backend.use("numpy", "float64", 0)
+    rng = np.random.default_rng(0)
+    model, loss = presets.mlp((6, 5, 3), input_shape=(6,)), CrossEntropy()
+    x = rng.normal(size=(9, 6))
+    y = np.array([0, 0, 0, 0, 0, 0, 2, 2, 2])  # no image of class 1
     assert unequal_classes(y) and not unequal_classes(np.array([0, 2, 2, 0]))
+    # Each image alone: its loss, and whether the model takes it for its class
+    alone = [evaluate(model, loss, x[i : i + 1], y[i : i + 1]) for i in range(9)]
+    losses, hits = (np.array(column) for column in zip(*alone))
+    got = evaluate_balanced(model, loss, x, y, batch_size=4)
+    assert got.loss == pytest.approx(losses.mean()) and got.accuracy == hits.mean()
+    assert got.balanced_loss == pytest.approx((losses[:6].mean() + losses[6:].mean()) / 2)
+    assert got.balanced_accuracy == pytest.approx((hits[:6].mean() + hits[6:].mean()) / 2)
+    assert got.balanced_accuracy != got.accuracy  # the classes weigh alike, not the images
+    equal = evaluate_balanced(model, loss, x[3:], y[3:])
+    assert equal.balanced_loss is None and equal.balanced_accuracy is None
 
 
 def _shirts(folder, tested_shirts):
@@ -142,3 +154,15 @@ def test_balanced_draws_of_classes_already_equal_are_warned_about(tmp_path, few_
                   "data.balanced=true", *QUICK, f"hydra.run.dir={tmp_path / 'u'}")  # fmt: skip
     assert unequal.returncode == 0, unequal.stderr
     assert warning not in unequal.stdout + unequal.stderr
+
+
+def test_patience_watches_the_balanced_validation_loss(tmp_path, few_shirts):
+    proc = app("data=arrays", f"data.path={few_shirts}", "data.task=multiclass", *QUICK,
+               "train.patience=1", "train.epochs=4", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    epochs = _rows(tmp_path / "metrics.csv")
+    balanced = [float(e["val_balanced_loss"]) for e in epochs]
+    plain = [float(e["val_loss"]) for e in epochs]
+    kept = json.loads((tmp_path / "summary.json").read_text())["kept_epoch"]
+    assert kept == 1 + int(np.argmin(balanced)) != 1 + int(np.argmin(plain)), (balanced, plain)
+    assert f"keeping the weights of epoch {kept}, whose balanced validation loss" in proc.stdout

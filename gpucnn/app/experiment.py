@@ -389,11 +389,10 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     finally:
         trainer.close()
     rows = trainer.rows
-    test_loss, test_acc, test_balanced = evaluate_balanced(
-        model, trainer.loss, splits.test.x, splits.test.y, t.eval_batch_size
-    )
+    test = evaluate_balanced(model, trainer.loss, splits.test.x, splits.test.y, t.eval_batch_size)
+    test_balanced = test.balanced_accuracy
     balanced = f"  test balanced accuracy {test_balanced:.4f}" if test_balanced is not None else ""
-    log.info("test loss %.4f  test accuracy %.4f%s", test_loss, test_acc, balanced)
+    log.info("test loss %.4f  test accuracy %.4f%s", test.loss, test.accuracy, balanced)
     if t.save_model:
         model.save(job.run_dir / "model.npz")
     kept = trainer.kept_epoch  # whose weights were tested: the last, or patience's best
@@ -409,8 +408,8 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
     balanced = {"val": val.get("val_balanced_accuracy"), "test": test_balanced}
     job.write_summary(
         "ok",
-        test_accuracy=test_acc,
-        test_loss=test_loss,
+        test_accuracy=test.accuracy,
+        test_loss=test.loss,
         val_accuracy=val.get("val_accuracy", math.nan),
         **{f"{split}_balanced_accuracy": v for split, v in balanced.items() if v is not None},
         epochs_completed=len(rows),

@@ -46,6 +46,7 @@ NEEDS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "m
 SCALARS = {  # metrics.csv column -> TensorBoard tag
     "train_loss": "loss/train",
     "val_loss": "loss/val",
+    "val_balanced_loss": "loss/val_balanced",  # validation classes of unequal sizes
     "train_accuracy": "accuracy/train",
     "val_accuracy": "accuracy/val",
     "val_balanced_accuracy": "accuracy/val_balanced",  # validation classes of unequal sizes

@@ -32,9 +32,9 @@ METRICS = (
     "seconds",
     "images_per_second",
 )
-#: metrics.csv's columns that only some runs have: the balanced validation accuracy (validation
-#: classes of unequal sizes) and the learning rate (optimizer.schedule).
-SOME_METRICS = ("val_balanced_accuracy", "lr")
+#: metrics.csv's columns that only some runs have: the balanced validation loss and accuracy
+#: (validation classes of unequal sizes) and the learning rate (optimizer.schedule).
+SOME_METRICS = ("val_balanced_loss", "val_balanced_accuracy", "lr")
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -254,8 +254,9 @@ class Trainer:
                 self._stop_if_signalled()
         if self.best is not None and self.best["epoch"] < self.epoch:
             log.info(
-                "keeping the weights of epoch %d, whose validation loss (%.4g) was the lowest",
+                "keeping the weights of epoch %d, whose %s (%.4g) was the lowest",
                 self.best["epoch"],
+                self._watched,
                 self.best["val_loss"],
             )
             self.model.load_state_dict(self.best["state"])
@@ -274,11 +275,12 @@ class Trainer:
             return False
         if self.epoch < self.cfg.train.epochs:
             log.info(
-                "stopping after epoch %d of %d: %s without a validation loss below epoch %d's "
+                "stopping after epoch %d of %d: %s without a %s below epoch %d's "
                 "(train.patience=%d)",
                 self.epoch,
                 self.cfg.train.epochs,
                 counted(self.epoch - self.best["epoch"], "epoch"),
+                self._watched,
                 self.best["epoch"],
                 patience,
             )
@@ -350,12 +352,12 @@ class Trainer:
             "images_per_second": round(s["seen"] / max(s["seconds"], 1e-9), 1),
         }
         val = self.splits.val
-        if len(val):  # classes of unequal sizes: their balanced accuracy, which ranks runs
-            row["val_loss"], row["val_accuracy"], balanced = evaluate_balanced(
-                self.model, self.loss, val.x, val.y, t.eval_batch_size
-            )
-            if balanced is not None:
-                row["val_balanced_accuracy"] = balanced
+        if len(val):  # classes of unequal sizes: the balanced figures, which rank runs
+            e = evaluate_balanced(self.model, self.loss, val.x, val.y, t.eval_batch_size)
+            row["val_loss"], row["val_accuracy"] = e.loss, e.accuracy
+            if e.balanced_loss is not None:
+                row["val_balanced_loss"] = e.balanced_loss
+                row["val_balanced_accuracy"] = e.balanced_accuracy
         if t.patience is not None:
             self._remember_if_best(row)
         scheduled = self.schedule.name != "constant"
@@ -374,10 +376,19 @@ class Trainer:
         )
 
     def _remember_if_best(self, row: dict[str, Any]) -> None:
-        """Keep the model's weights if this epoch's validation loss is the lowest so far."""
-        if self.best is None or row["val_loss"] < self.best["val_loss"]:
+        """Keep the model's weights if this epoch's validation loss (the balanced one where the
+        classes are of unequal sizes: a class of many images would otherwise outweigh the rest)
+        is the lowest so far."""
+        loss = row.get("val_balanced_loss", row["val_loss"])
+        if self.best is None or loss < self.best["val_loss"]:
             state = self.model.state_dict()  # host copies
-            self.best = {"epoch": row["epoch"], "val_loss": row["val_loss"], "state": state}
+            self.best = {"epoch": row["epoch"], "val_loss": loss, "state": state}
+
+    @property
+    def _watched(self) -> str:
+        """The loss that train.patience watches, in words (_remember_if_best)."""
+        balanced = self.rows and "val_balanced_loss" in self.rows[-1]
+        return f"{'balanced ' * bool(balanced)}validation loss"
 
     def _stop_if_signalled(self) -> None:
         if self.stops.received is not None:
