@@ -105,6 +105,11 @@ def test_a_sweep_on_unequal_classes_is_ranked_on_their_balanced_accuracy(
     header = next(line for line in table.splitlines() if line.startswith("| data.balanced"))
     assert header.index("balanced val accuracy") < header.index("| val accuracy")
     assert header.index("| val accuracy") < header.index("test accuracy")
+    report = tool("report", sweep, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Chosen on its balanced validation accuracy" in text
+    assert "![Balanced validation loss and accuracy by epoch, each setting]" in text
 
 
 def test_unequal_test_classes_give_a_balanced_test_accuracy_which_ranks_without_validation(
