@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..document import Block
 from ..results import pyplot, save_figure, setting_text
-from .curves import plot_curves
+from .curves import caption, plot_curves
 from .runs import Run, accuracy_text, per_test_set
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -162,7 +162,7 @@ def _answer(diag: list[Run], out: Path, suffix: str) -> list[Block]:
     blocks += [("p", line) for line in _activation_findings(diag, contexts)]
     blocks += [
         ("img", f"gradient_norms{suffix}.png", "Gradient norm of each layer's weights, by depth"),
-        ("img", f"curves{suffix}.png", "Validation loss and accuracy by epoch"),
+        ("img", f"curves{suffix}.png", caption(sum(groups.values(), []))),
         ("img", f"sparsity_saturation{suffix}.png", "Sparsity and saturation after each block"),
         ("img", f"step_time{suffix}.png", "Time per step by layer type"),
     ]

@@ -29,7 +29,7 @@ from ..results import (
 )
 from ..rundir import MISSING, as_now
 from ..stats import estimate
-from .curves import balanced_curves, plot_curves
+from .curves import caption, plot_curves
 from .runs import Run, accuracy_text, per_test_set
 
 CURVES = 8  # settings drawn in the curves figure, the best first
@@ -181,7 +181,6 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
     by_setting = _by_setting(done, keys)
     shown = sorted(by_setting.values(), key=_mean_of(column), reverse=True)[:CURVES]
     plot_curves(out / f"setting_curves{suffix}.png", {_setting(g, keys): g for g in shown})
-    curves = "Balanced validation" if balanced_curves(sum(shown, [])) else "Validation"
     best, cheapest = _best_setting(by_setting, column)
     macs = best[0].summary.get("multiply_adds")
     costs = [f"{best[0].summary['weights']:,} weights"]
@@ -228,7 +227,7 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
         (
             "img",
             f"setting_curves{suffix}.png",
-            f"{curves} loss and accuracy by epoch"
+            caption(sum(shown, []))
             + (f", the {CURVES} best settings" if len(by_setting) > CURVES else ", each setting"),
         ),
     ]

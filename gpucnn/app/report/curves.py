@@ -48,6 +48,12 @@ def balanced_curves(runs: list[Run]) -> bool:
     return bool(epochs) and all(m.get("val_balanced_loss") is not None for m in epochs)
 
 
+def caption(runs: list[Run]) -> str:
+    """How the caption of the curves of ``runs`` begins: what they show."""
+    shown = "Balanced validation" if balanced_curves(runs) else "Validation"
+    return f"{shown} loss and accuracy by epoch"
+
+
 def _mean_with_band(
     ax: Any, runs: list[Run], column: str, label: str, bounds: tuple[float, float]
 ) -> None:
