@@ -146,9 +146,8 @@ def chosen_on(summaries: list[dict[str, Any]]) -> str:
     their classes are of unequal sizes (a class of many images would otherwise outweigh the
     rest: data.balanced=true may lower the accuracy on them while raising every class's
     recall), else their accuracy, else the test images' likewise (data.val_fraction=0 holds out
-    none).
-    The best of many test accuracies is high partly by luck that new images do not repeat:
-    chosen on validation, the test accuracy stays honest."""
+    none). The best of many test accuracies is high partly by luck that new images do not
+    repeat: chosen on validation, the test accuracy stays honest."""
     done = [s for s in summaries if s.get("status") == "ok"]
     return next(
         (key for key in ACCURACIES if done and all(finite(s.get(key)) for s in done)),
