@@ -14,8 +14,9 @@ SEED = "train.seed"
 # other images (and trained on others), and their numbers do not compare.
 TEST_SET = ("data.name", "data.root", "data.path", "data.task", "data.positive", "data.negative",
             "data.limit_test", "data.test_fraction", "data.split_seed")  # fmt: skip
+BALANCED = ("val_balanced", "test_balanced")  # the figures that classes of unequal sizes add
 ESTIMATED = {"test": "test_accuracy", "val": "val_accuracy"}
-ESTIMATED |= {f"{split}_balanced": f"{split}_balanced_accuracy" for split in ("val", "test")}
+ESTIMATED |= {prefix: f"{prefix}_accuracy" for prefix in BALANCED}
 COLUMNS = [
     "runs",
     "seeds",

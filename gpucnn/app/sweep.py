@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from ..fileio import write_text
 from . import exits
 from .groups import (
+    BALANCED,
     COLUMNS,
     by_test_set,
     group,
@@ -58,7 +59,6 @@ FIXED += ["epochs_completed", "reason"]
 #: The accuracy columns of the table of settings, by the prefix of their groups' figures.
 GROUPED = {"test accuracy": "test", "balanced test accuracy": "test_balanced",
            "val accuracy": "val", "balanced val accuracy": "val_balanced"}  # fmt: skip
-BALANCED = ("val_balanced", "test_balanced")  # the figures that classes of unequal sizes add
 
 
 def collect(sweep_dir: str | Path) -> tuple[list[dict[str, Any]], list[str], dict[str, str]]:
