@@ -737,3 +737,21 @@ def test_a_regular_install_holds_every_package():
         for init in (root / top).rglob("__init__.py")
     }
     assert found <= set(listed), "add these to pyproject's packages"
+
+
+def test_the_epoch_lines_give_each_figure_to_a_fixed_number_of_decimals(tmp_path, caplog):
+    """So that one epoch's line sits under the last: 0.83 is written 0.8300, not 0.83."""
+    cfg = composed(*TINY, "train.epochs=2", "optimizer.schedule=cosine")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with caplog.at_level("INFO", logger="gpucnn.app.trainer"):
+        run_job(cfg, tmp_path, [])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 2
+    for line in lines:
+        figures = dict(re.findall(r"(\w+) ([-0-9.e+]+)(?:  |$)", line.split(": ", 1)[1]))
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert re.fullmatch(r"\d+\.\d{4}", figures[key]), (key, line)
+        assert re.fullmatch(r"\d+\.\d{2}", figures["seconds"]), line
+        assert re.fullmatch(r"\d+", figures["images_per_second"]), line
+        assert "lr" in figures, line

@@ -372,7 +372,7 @@ class Trainer:
             "epoch %d/%d: %s",
             self.epoch + 1,
             t.epochs,
-            "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
+            "  ".join(f"{k} {shown(k, v)}" for k, v in row.items() if k != "epoch"),
         )
 
     def _remember_if_best(self, row: dict[str, Any]) -> None:
@@ -396,6 +396,18 @@ class Trainer:
 
     def close(self) -> None:
         self.step.close()
+
+
+def shown(key: str, value: float) -> str:
+    """A figure of an epoch's row as its log line gives it: losses and accuracies with four
+    decimals, so that the lines of a run line up, seconds with two, speed in whole images."""
+    if key == "images_per_second":
+        return f"{value:.0f}"
+    if key == "seconds":
+        return f"{value:.2f}"
+    if key == "lr":
+        return f"{value:.3g}"
+    return f"{value:.4f}"
 
 
 def _progress(total: int, desc: str, enabled: bool):
