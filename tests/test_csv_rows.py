@@ -186,3 +186,57 @@ def test_class_numbers_that_skip_one_are_warned_about_and_kept(tmp_path, caplog)
     assert "no image is of class 9" in caplog.text
     assert raw.classes == tuple(str(k) for k in range(25))
     assert sorted(np.concatenate([raw.y_train, raw.y_test]).tolist()) == sorted(y.tolist())
+
+
+def colour_images(rng, n, side=12):
+    """(n, 3, side, side) uint8 pictures: blocks of 3x3 pixels of one colour, with noise, as
+    neighbouring pixels of a photograph are alike."""
+    blocks = rng.integers(0, 200, (n, 3, side // 3, side // 3))
+    noise = rng.integers(0, 40, (n, 3, side, side))
+    return (np.kron(blocks, np.ones((3, 3), dtype=blocks.dtype)) + noise).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "order, said",
+    [((0, 2, 3, 1), "each pixel's red, green and blue in turn"),  # an (H, W, 3) image flattened
+     ((0, 1, 2, 3), "all red values, then the green, then the blue")],  # a (3, H, W) one: CIFAR's
+)  # fmt: skip
+def test_rgb_rows_are_read_in_the_order_that_keeps_neighbouring_pixels_alike(
+    tmp_path, caplog, order, said
+):
+    rng = np.random.default_rng(10)
+    x, y = colour_images(rng, 40), np.arange(40) % 4
+    path = write_csv(tmp_path / "skin.csv", y, x.transpose(order), header="label", label_at=432)
+    with caplog.at_level(logging.INFO):
+        raw = arrays.load(path, test_fraction=0.25)
+    assert f"432 pixel columns a row, read as 12x12 RGB images, {said}" in caplog.text
+    assert raw.x_train.shape[1:] == (3, 12, 12) and raw.x_train.dtype == np.uint8
+    every = np.concatenate([raw.x_train, raw.x_test])
+    assert sorted(map(bytes, every)) == sorted(map(bytes, x))  # each image as it was
+    assert np.array_equal(csv_rows.images_for(path, (3, 12, 12)), x)  # prediction reads alike
+
+
+def test_rgb_rows_whose_order_the_pixels_do_not_tell_are_refused(tmp_path):
+    rng = np.random.default_rng(11)
+    path = write_csv(tmp_path / "noise.csv", np.arange(20) % 2, rng.integers(0, 256, (20, 432)))
+    with pytest.raises(DataError, match="12x12 RGB images, but their pixels do not tell"):
+        arrays.load(path)
+    with pytest.raises(DataError, match="2 pixel columns .* not a square image"):
+        arrays.load(write_csv(tmp_path / "two.csv", [0, 1], [[1, 2], [3, 4]]))
+
+
+def test_an_rgb_csv_trains_and_predicts_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(12)
+    path = write_csv(tmp_path / "colours.csv", np.arange(60) % 3, colour_images(rng, 60))
+    run = tmp_path / "run"
+    proc = app("data=arrays", f"data.path={path}", *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "summary.json").read_text())["input_shape"][0] == 3
+    new = write_csv(tmp_path / "new.csv", np.arange(5) % 3, colour_images(rng, 5))
+    done = tool("predict", run, new)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 5
+    gray = write_csv(tmp_path / "gray.csv", np.arange(5) % 3, rng.integers(0, 256, (5, 12, 12)))
+    refused = tool("predict", run, gray)
+    assert refused.returncode != 0
+    assert "145 columns a row, but the run's images have 432 pixels (12x12 RGB)" in refused.stderr

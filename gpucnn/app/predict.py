@@ -7,18 +7,18 @@ trained run.
     python -m gpucnn.predict outputs/runs/<time> new_photos/           # every image under it
     python -m gpucnn.predict outputs/runs/<time> shirt.png --top 3     # its 3 likeliest classes
 
-Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or RGB
-and fitted to the size of the run's training images as its data config says, or .npy arrays of
-images already that size: one image (H, W), (H, W, C) or (C, H, W), or several (N, H, W), (N, H, W,
-C) or (N, C, H, W); uint8 (0-255) or floats, as in training; or .csv files of one grayscale image a
-row, as data=arrays reads them, with their labels or without. They are then prepared as in
-training: scaled, padded to ``data.pad_to`` and normalised with the training images' mean and
-standard deviation, saved in the run's summary.json. Prints one line per image: the file (with the
-image's index for arrays and CSV rows), the predicted class and its probability (with --top K, the
-K likeliest classes, each with its probability, likeliest first). A folder stands for the image
-files under it, at any depth, in sorted order (hidden files and folders skipped). Images light at
-their edges where the training images were dark, or the other way round (a dark shirt on white
-paper for a model of Fashion-MNIST), are named in a warning.
+Images are image files (PNG, JPEG, BMP, ...: gpucnn.data.images.SUFFIXES), made grayscale or RGB and
+fitted to the size of the run's training images as its data config says, or .npy arrays of images
+already that size: one image (H, W), (H, W, C) or (C, H, W), or several (N, H, W), (N, H, W, C) or
+(N, C, H, W); uint8 (0-255) or floats, as in training; or .csv files of one image a row (grayscale
+or RGB, as the run's), as data=arrays reads them, with their labels or without. They are then
+prepared as in training: scaled, padded to ``data.pad_to`` and normalised with the training images'
+mean and standard deviation, saved in the run's summary.json. Prints one line per image: the file
+(with the image's index for arrays and CSV rows), the predicted class and its probability (with
+--top K, the K likeliest classes, each with its probability, likeliest first). A folder stands for
+the image files under it, at any depth, in sorted order (hidden files and folders skipped). Images
+light at their edges where the training images were dark, or the other way round (a dark shirt on
+white paper for a model of Fashion-MNIST), are named in a warning.
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@ and Sign Language MNIST are published: a label column, then the pixels row by ro
 (``label,pixel1,...,pixel784``: a 28x28 grayscale image).
 
 The label column is the one named label (or labels, class, target, y) in a header row, else
-the first. Every other column is a pixel: their number must be a square, the side of the
-image. Pixels that are whole numbers from 0 to 255 are 8-bit (scaled to [0, 1] as the IDX
-sets are); any others are used as they are. Labels are class numbers 0 .. K-1 (numbers that
-skip one are warned about: no image trains those outputs), or names (numbered in sorted order).
+the first. Every other column is a pixel: their number must be a square, the side of a
+grayscale image, or three times one, an RGB image (2,352: 28x28, as Skin Cancer MNIST's
+hmnist_28_28_RGB.csv). An RGB row may hold each pixel's red, green and blue in turn, or all
+its red values, then the green, then the blue: the rows are read the way in which neighbouring
+pixels differ least (colour_order). Pixels that are whole numbers from 0 to 255 are 8-bit
+(scaled to [0, 1] as the IDX sets are); any others are used as they are. Labels are class
+numbers 0 .. K-1 (numbers that skip one are warned about: no image trains those outputs), or
+names (numbered in sorted order).
 
 A file named with ``train`` (``fashion-mnist_train.csv``) whose twin named with ``test`` lies
 beside it (``fashion-mnist_test.csv``) has that file as its test split, as the published sets
@@ -36,6 +40,8 @@ LABEL_NAMES = ("label", "labels", "class", "target", "y")  # a header's label co
 SUFFIX = ".csv"
 ENCODING = "utf-8-sig"  # UTF-8, after the byte-order mark that spreadsheets may write first
 _TRAIN = re.compile("train", re.IGNORECASE)
+SAMPLE_ROWS = 1000  # the images that tell an RGB row's order (colour_order)
+DECISIVE = 1.25  # how much smoother the order read must make them than the other
 NO_DATA = "(loadtxt: input|Input line [0-9]+) contained no data"  # loadtxt's warnings: not ours
 
 log = logging.getLogger(__name__)
@@ -82,24 +88,37 @@ def _is_number(text: str) -> bool:
 
 
 def read(path: Path, shape: Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, side, side), labels (N,)) of the CSV file at ``path`` with columns
-    ``shape`` (read_pixels); labels int64 where every one is a whole number, else their text
-    (class names)."""
+    """(images (N, side, side) or (N, 3, side, side), labels (N,)) of the CSV file at ``path``
+    with columns ``shape`` (read_pixels); labels int64 where every one is a whole number, else
+    their text (class names)."""
     images = read_pixels(path, shape)
     labels = _columns(path, shape, [shape.label], str)[:, 0]  # rows as the pixels read
     return images, _labels(np.char.strip(labels), path, shape)
 
 
+def image_size(pixels: int) -> tuple[int, int] | None:
+    """(channels, side) of an image of ``pixels`` values: grayscale where they are a square,
+    RGB where they are three times a square of a side of 2 or more (neighbouring pixels tell
+    how its colours are ordered); None otherwise."""
+    for channels, least in ((1, 1), (3, 2)):
+        side = math.isqrt(pixels // channels)
+        if side >= least and channels * side * side == pixels:
+            return channels, side
+    return None
+
+
 def read_pixels(path: Path, shape: Layout) -> np.ndarray:
-    """The images (N, side, side) of the CSV file at ``path`` with columns ``shape``: uint8
-    where every pixel is a whole number 0..255, else float32."""
-    side = math.isqrt(len(shape.pixels))
-    if side * side != len(shape.pixels) or side == 0:
+    """The images of the CSV file at ``path`` with columns ``shape``: (N, side, side), or
+    (N, 3, side, side) for RGB (image_size); uint8 where every pixel is a whole number 0..255,
+    else float32."""
+    size = image_size(len(shape.pixels))
+    if size is None:
         besides = "" if shape.label is None else f" (besides the label, column {shape.label + 1})"
         raise DataError(
             f"{path}: {len(shape.pixels)} pixel columns{besides} are not a square image: a row "
-            "holds a label and the pixels of one grayscale image, row by row; save other "
-            "images with np.savez in their shape (data.path=FILE.npz)"
+            "holds a label and the pixels of one grayscale image (28x28: 784) or RGB image "
+            "(3x28x28: 2,352); save other images with np.savez in their shape "
+            "(data.path=FILE.npz)"
         )
     try:
         try:  # 8-bit pixels, read as such: eight times faster than parsing floats
@@ -113,7 +132,45 @@ def read_pixels(path: Path, shape: Layout) -> np.ndarray:
         raise DataError(f"{path}: {_first_bad_line(path, shape)}") from None
     if not len(pixels):
         raise DataError(f"{path} holds no rows of images, only its header")
-    return pixels.reshape(-1, side, side)
+    channels, side = size
+    if channels == 1:
+        return pixels.reshape(-1, side, side)
+    return colour_order(pixels, side, path)
+
+
+def colour_order(pixels: np.ndarray, side: int, path: Path) -> np.ndarray:
+    """RGB rows ``pixels`` (N, 3*side*side) as images (N, 3, side, side): each pixel's red,
+    green and blue in turn (as an (H, W, 3) image is flattened), or all red values, then
+    green, then blue (as a (3, H, W) one is, CIFAR's order), whichever makes the neighbouring
+    pixels of the first SAMPLE_ROWS images differ less, by at least DECISIVE times: in the
+    wrong order a pixel's neighbours lie several pixels away. DataError where neither does."""
+    interleaved = pixels.reshape(-1, side, side, 3).transpose(0, 3, 1, 2)
+    orders = {
+        "each pixel's red, green and blue in turn": interleaved,
+        "all red values, then the green, then the blue": pixels.reshape(-1, 3, side, side),
+    }
+    rough = {name: _roughness(x[:SAMPLE_ROWS]) for name, x in orders.items()}
+    first, second = sorted(orders, key=rough.get)
+    if rough[second] < DECISIVE * rough[first]:
+        raise DataError(
+            f"{path}: {pixels.shape[1]} pixel columns a row are {side}x{side} RGB images, but "
+            "their pixels do not tell whether a row holds each pixel's red, green and blue in "
+            "turn or all red values first: save them with np.savez in their shape, (N, H, W, 3) "
+            "or (N, 3, H, W) (data.path=FILE.npz)"
+        )
+    log.info(
+        "%s: %d pixel columns a row, read as %dx%d RGB images, %s (neighbouring pixels differ "
+        "%.1fx less than read as %s)",
+        path, pixels.shape[1], side, side, first, rough[second] / rough[first], second,
+    )  # fmt: skip
+    return np.ascontiguousarray(orders[first])
+
+
+def _roughness(images: np.ndarray) -> float:
+    """The mean absolute difference between horizontally and vertically neighbouring values of
+    ``images`` (N, C, H, W)."""
+    x = images.astype(np.float32)
+    return float(np.abs(np.diff(x, axis=-1)).mean() + np.abs(np.diff(x, axis=-2)).mean())
 
 
 def _columns(path: Path, shape: Layout, which: list[int], dtype: type) -> np.ndarray:
@@ -127,26 +184,28 @@ def _columns(path: Path, shape: Layout, which: list[int], dtype: type) -> np.nda
 
 
 def images_for(path: str | os.PathLike, image_shape: tuple[int, ...]) -> np.ndarray:
-    """The images of the CSV file ``path`` as (N, 1, H, W), for a model trained on images of
-    ``image_shape`` (C, H, W): rows of H*W pixels, after a label or without one (a test file
+    """The images of the CSV file ``path`` as (N, C, H, W), for a model trained on images of
+    ``image_shape`` (C, H, W): rows of C*H*W pixels, after a label or without one (a test file
     whose labels are withheld); a label there is not read."""
     path = Path(path)
     C, H, W = image_shape
-    if C != 1 or H != W:
+    pixels = C * H * W
+    if H != W or image_size(pixels) != (C, H):
         raise DataError(
-            f"{path}: a CSV row is one square grayscale image, and the run was trained on "
+            f"{path}: a CSV row is one square grayscale or RGB image, and the run was trained on "
             f"images of {tuple(image_shape)} (C, H, W): give them as a .npy array, or as image "
             "files"
         )
     shape = layout(path)
-    if shape.columns == H * W:
+    if shape.columns == pixels:
         shape = replace(shape, label=None)
-    elif shape.columns != H * W + 1:
+    elif shape.columns != pixels + 1:
+        kind = f"{H}x{W}" + (" RGB" if C == 3 else "")
         raise DataError(
-            f"{path}: {shape.columns} columns a row, but the run's images have {H * W} pixels "
-            f"({H}x{W}): give rows of {H * W} pixels, with a label before them or without"
+            f"{path}: {shape.columns} columns a row, but the run's images have {pixels:,} pixels "
+            f"({kind}): give rows of {pixels:,} pixels, with a label before them or without"
         )
-    return read_pixels(path, shape)[:, None]
+    return read_pixels(path, shape).reshape(-1, C, H, W)
 
 
 def _first_bad_line(path: Path, shape: Layout) -> str:
