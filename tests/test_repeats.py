@@ -118,6 +118,7 @@ def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path, mo
     for ax in figures[0].axes:  # by weights, multiply-adds and time
         legend = ax.get_legend()
         assert [t.get_text() for t in legend.get_texts()] == [
+            "worth its cost: no setting ranks as high for less",
             "data.task=binary",
             "data.task=multiclass",
         ]
@@ -125,8 +126,49 @@ def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path, mo
     for table in ("sweep_summary.csv", "sweep_runs.csv"):
         rows = csv.DictReader(open(tmp_path / table))
         assert [(r["data.task"], r["model.filter_size"]) for r in rows] == ranked, table
+    # Binary 5 is beaten by binary 3, cheaper; multiclass 3, cheaper still, is on its own images.
+    worth = ["weights, multiply-adds, time", "", *["weights, multiply-adds, time"] * 2]
+    assert [r["frontier"] for r in csv.DictReader(open(tmp_path / "sweep_summary.csv"))] == worth
     said = "best mean validation accuracy first within each test set (data.task differs: accuracies"
     assert said in (tmp_path / "sweep_summary.md").read_text()
+
+
+def test_the_settings_worth_their_cost_are_those_no_other_ranks_as_high_for_less(
+    tmp_path, monkeypatch
+):
+    """The Pareto frontier of the ranking accuracy and each cost, on the settings' means."""
+    val = {3: 0.80, 5: 0.85, 7: 0.83, 9: 0.86}  # 7 is beaten by 5: more accurate, fewer weights
+    seconds = {3: 1.0, 5: 2.0, 7: 1.5, 9: 3.0}  # but 7 is quicker than 5
+    for job, k in enumerate(val):
+        (tmp_path / str(job)).mkdir()
+        summary = {"status": "ok", "test_accuracy": val[k] - 0.02, "val_accuracy": val[k],
+                   "weights": 1000 * k, "multiply_adds": 20_000 * k, "seconds_per_epoch":
+                   seconds[k], "overrides": [f"model.filter_size={k}"]}  # fmt: skip
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    figures = []
+    monkeypatch.setattr(sweep, "save_figure", lambda fig, path: figures.append(fig))
+    sweep.summarize(tmp_path)
+    rows = {r["model.filter_size"]: r for r in csv.DictReader(open(tmp_path / "sweep_summary.csv"))}
+    every = "weights, multiply-adds, time"
+    assert {k: r["frontier"] for k, r in rows.items()} == {
+        "9": every, "5": every, "7": "time", "3": every
+    }  # fmt: skip
+    assert "| frontier |" in (tmp_path / "sweep_summary.md").read_text()
+    # Ringed in each cost's panel: the first panel is against the filter size itself.
+    rings = [[len(c.get_offsets()) for c in ax.collections if c.get_label().startswith("worth")]
+             for ax in figures[0].axes]  # fmt: skip
+    assert rings == [[], [3], [3], [4]]
+
+    # Settings of one cost (learning rates): the best is the only one worth it, as ranked.
+    for job, lr in enumerate((0.1, 0.01)):
+        summary = {"status": "ok", "test_accuracy": 0.8 + lr, "val_accuracy": 0.8 + lr,
+                   "weights": 90, "multiply_adds": 900, "seconds_per_epoch": 1.0 + lr,
+                   "overrides": [f"optimizer.lr={lr}"]}  # fmt: skip
+        (tmp_path / "lr" / str(job)).mkdir(parents=True)
+        (tmp_path / "lr" / str(job) / "summary.json").write_text(json.dumps(summary))
+    sweep.summarize(tmp_path / "lr")
+    assert "frontier" not in (tmp_path / "lr" / "sweep_summary.csv").read_text()
+    assert "frontier" not in (tmp_path / "lr" / "sweep_summary.md").read_text()
 
 
 @pytest.mark.parametrize("without_val", [False, True])

@@ -448,6 +448,25 @@ def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accura
     assert "Ranked on test accuracy, as not every finished run held out validation images" in best
 
 
+def test_the_settings_worth_their_multiply_adds_are_named_cheapest_first(tmp_path):
+    from gpucnn.app import report
+
+    val = {3: 0.80, 5: 0.85, 7: 0.83}  # 7 costs more than 5 for less
+    for job, k in enumerate(val):
+        config = {"model": {"filter_size": k}, "train": {"seed": 0}}
+        summary = {"status": "ok", "test_accuracy": val[k], "val_accuracy": val[k],
+                   "weights": 100 * k, "multiply_adds": 1000 * k, "seconds_per_epoch": 0.1,
+                   "config": config}  # fmt: skip
+        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    assert best.endswith(
+        " Worth their multiply-adds per image, as no other setting ranks as high for fewer (on "
+        "the means of validation accuracy): filter_size=3 at 3,000 (0.800); filter_size=5 at "
+        "5,000 (0.850)."
+    )
+
+
 def test_the_best_setting_is_chosen_on_validation_and_quoted_with_its_test_accuracy(tmp_path):
     """Chosen on the test images, the best setting's test accuracy would be the luckiest of
     several: the setting best on the validation images is named, with its test accuracy."""

@@ -26,9 +26,13 @@ COLUMNS = [
     "multiply_adds",
     "seconds_per_epoch",
     "epochs_completed",
+    "frontier",
     "jobs",
     "reason",
 ]
+# The costs a setting may be worth (frontier), by the word its frontier column names each with.
+FRONTIER_COSTS = {"weights": "weights", "multiply_adds": "multiply-adds",
+                  "seconds_per_epoch": "time"}  # fmt: skip
 
 
 def settings_of(keys: list[str]) -> list[str]:
@@ -76,7 +80,41 @@ def group(rows: list[dict[str, Any]], keys: list[str], column: str) -> list[dict
         buckets.setdefault(tuple(str(row.get(k)) for k in settings), []).append(row)
     groups = [_summary(members, settings) for members in buckets.values()]
     groups.sort(key=lambda g: -g[column] if finite(g[column]) else 2.0)
+    frontier(groups, settings, column)
     return by_test_set(groups, settings)
+
+
+def frontier(groups: list[dict[str, Any]], keys: list[str], column: str) -> None:
+    """Name in each group's ``frontier`` the costs (FRONTIER_COSTS) at which it is worth
+    choosing: no other setting tested on the same images has a mean ``column`` accuracy as
+    high at a cost as low, and one of them better (the Pareto frontier of accuracy and that
+    cost, on the means). Not set at all where no setting differs from another in weights or
+    multiply-adds (a sweep of learning rates): there the best would be the one worth its
+    cost, which the ranking already says."""
+    scored = [g for g in groups if finite(g[column])]
+    if not any(
+        len({g[c] for g in scored if finite(g[c])}) > 1 for c in ("weights", "multiply_adds")
+    ):
+        return
+    split = test_set_keys(keys)
+    for g in groups:
+        rivals = [r for r in scored if all(str(r.get(k)) == str(g.get(k)) for k in split)]
+        g["frontier"] = ", ".join(
+            word
+            for cost, word in FRONTIER_COSTS.items()
+            if finite(g[column])
+            and finite(g[cost])
+            and not any(_beats(r, g, column, cost) for r in rivals)
+        )
+
+
+def _beats(rival: dict[str, Any], g: dict[str, Any], column: str, cost: str) -> bool:
+    """Whether ``rival`` is as accurate as ``g`` (its mean ``column``) at no more ``cost``,
+    and better in one of them."""
+    if not finite(rival[cost]):
+        return False
+    as_good = rival[column] >= g[column] and rival[cost] <= g[cost]
+    return as_good and (rival[column] > g[column] or rival[cost] < g[cost])
 
 
 def _summary(members: list[dict[str, Any]], settings: list[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from . import exits
 from .groups import (
     BALANCED,
     COLUMNS,
+    FRONTIER_COSTS,
     by_test_set,
     group,
     ranked_what,
@@ -176,7 +177,7 @@ def grouped_markdown(
     accuracies as mean ± the half-width of the mean's 95% interval over the runs with that
     setting."""
     cols = [*settings_of(keys), "runs", "status", *GROUPED, "weights", "multiply_adds",
-            "seconds_per_epoch", "epochs_completed", "jobs", "reason"]  # fmt: skip
+            "seconds_per_epoch", "epochs_completed", "frontier", "jobs", "reason"]  # fmt: skip
 
     def cell(row: dict[str, Any], col: str) -> str:
         if col.endswith(" accuracy"):
@@ -203,12 +204,14 @@ def _accuracy(col: str) -> str | None:
 
 def present(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
     """``cols`` without those of a balanced accuracy that no row has (the classes of its
-    images were of equal sizes, where it is the accuracy)."""
+    images were of equal sizes, where it is the accuracy), and without the frontier where no
+    row has one (groups.frontier)."""
     absent = [p for p in BALANCED if not any(finite(row.get(f"{p}_accuracy")) for row in rows)]
     return [
         c
         for c in cols
         if not any(c.startswith(p) or _accuracy(c) == f"{p}_accuracy" for p in absent)
+        and (c != "frontier" or any(c in row for row in rows))
     ]
 
 
@@ -251,18 +254,19 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     no multiply-adds), with the mean's 95% interval as an error bar; first, against the swept
     setting itself when it is one number (numeric_setting), joined as a curve. Points are
     numbered as the settings table orders them (best first), and the numbers are spelt out
-    under the panels: settings written out beside every point ran into each other."""
-    panels = [([g.get(k) for g in groups], label, cost_axis) for k, label in COSTS]
+    under the panels: settings written out beside every point ran into each other. A cost's
+    panel rings the settings worth that cost (groups.frontier)."""
+    panels = [([g.get(k) for g in groups], label, cost_axis, k) for k, label in COSTS]
     numeric = numeric_setting(groups, keys)
     if numeric:
-        panels.insert(0, (numeric[1], numeric[0], setting_axis))
+        panels.insert(0, (numeric[1], numeric[0], setting_axis, None))
     plt = pyplot()
     fig, axes = plt.subplots(
         1, len(panels), figsize=(6.7 * len(panels), 6), sharey=True, layout="constrained"
     )
     split = test_set_keys(keys)
     test_sets = [", ".join(f"{k}={setting_text(g[k])}" for k in split) for g in groups]
-    for ax, (xs_of_groups, label, axis) in zip(axes, panels):
+    for ax, (xs_of_groups, label, axis, cost) in zip(axes, panels):
         done = [
             (number, g, x)
             for number, (g, x) in enumerate(zip(groups, xs_of_groups), 1)
@@ -273,9 +277,10 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         for colour, test_set in enumerate(dict.fromkeys(test_sets)):
             mine = [(n, g, x) for n, g, x in done if test_sets[n - 1] == test_set]
             _points(ax, mine, f"C{colour}", test_set or None, curve=axis is setting_axis)
+        _frontier(ax, [(g, x) for _, g, x in done if _worth(g, cost)])
         axis(ax, xs, label)
-        if split and done:
-            ax.legend(fontsize=8, title="test set", title_fontsize=8)
+        if (split or any(_worth(g, cost) for _, g, _ in done)) and done:
+            ax.legend(fontsize=8, title="test set" if split else None, title_fontsize=8)
         ax.grid(alpha=0.3)
         if not done and axis is cost_axis:
             not_recorded(ax)
@@ -307,6 +312,19 @@ def _points(
     ax.errorbar(xs, means, yerr=bars, fmt="o", color=colour, ecolor=colour, capsize=3, label=label)
     for (number, _, _), x, y in zip(done, xs, means):
         ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+
+
+def _worth(group: dict[str, Any], cost: str | None) -> bool:
+    """Whether ``group`` is on the frontier of accuracy and ``cost`` (groups.frontier)."""
+    return cost is not None and FRONTIER_COSTS[cost] in group.get("frontier", "").split(", ")
+
+
+def _frontier(ax: Any, worth: list[tuple[dict, float]]) -> None:
+    """Ring each (setting, cost) of ``worth``, the settings on the frontier of a panel's cost."""
+    if worth:
+        ax.scatter([x for _, x in worth], [g["test_accuracy"] for g, _ in worth], s=220,
+                   facecolors="none", edgecolors="black", linewidths=1.2,
+                   label="worth its cost: no setting ranks as high for less")  # fmt: skip
 
 
 def numeric_setting(
