@@ -240,3 +240,10 @@ def test_an_rgb_csv_trains_and_predicts_from_the_command_line(tmp_path):
     refused = tool("predict", run, gray)
     assert refused.returncode != 0
     assert "145 columns a row, but the run's images have 432 pixels (12x12 RGB)" in refused.stderr
+
+
+def test_rgb_rows_of_one_colour_each_are_refused_rather_than_guessed(tmp_path):
+    pixels = np.repeat(np.arange(20)[:, None] * 10, 432, axis=1)  # every pixel alike either way
+    path = write_csv(tmp_path / "flat.csv", np.arange(20) % 2, pixels)
+    with pytest.raises(DataError, match="their pixels do not tell"):
+        arrays.load(path)

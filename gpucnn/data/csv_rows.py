@@ -151,7 +151,7 @@ def colour_order(pixels: np.ndarray, side: int, path: Path) -> np.ndarray:
     }
     rough = {name: _roughness(x[:SAMPLE_ROWS]) for name, x in orders.items()}
     first, second = sorted(orders, key=rough.get)
-    if rough[second] < DECISIVE * rough[first]:
+    if rough[second] <= DECISIVE * rough[first]:  # (both 0: images of one colour)
         raise DataError(
             f"{path}: {pixels.shape[1]} pixel columns a row are {side}x{side} RGB images, but "
             "their pixels do not tell whether a row holds each pixel's red, green and blue in "
@@ -160,8 +160,8 @@ def colour_order(pixels: np.ndarray, side: int, path: Path) -> np.ndarray:
         )
     log.info(
         "%s: %d pixel columns a row, read as %dx%d RGB images, %s (neighbouring pixels differ "
-        "%.1fx less than read as %s)",
-        path, pixels.shape[1], side, side, first, rough[second] / rough[first], second,
+        "by %.3g on average, against %.3g read as %s)",
+        path, pixels.shape[1], side, side, first, rough[first], rough[second], second,
     )  # fmt: skip
     return np.ascontiguousarray(orders[first])
 
