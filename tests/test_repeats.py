@@ -311,6 +311,32 @@ def test_the_sweep_figure_numbers_its_points_as_the_table_orders_the_settings(
     ]
 
 
+@pytest.mark.parametrize("settings, lines", [(3, 3), (45, 15)])
+def test_the_names_of_many_settings_go_under_the_panels_in_columns(
+    tmp_path, monkeypatch, settings, lines
+):
+    """An Optuna search of 45 trials spelt out one name a line made a figure of mostly names,
+    which ran into the panels: beyond 20 they go side by side, and the figure grows to hold
+    them."""
+    for job in range(settings):
+        (tmp_path / str(job)).mkdir()
+        summary = {"status": "ok", "test_accuracy": 0.5 + job / 100, "weights": 10 + job,
+                   "overrides": [f"model.hidden={job}", f"model.filter_size={job}"]}  # fmt: skip
+        (tmp_path / str(job) / "summary.json").write_text(json.dumps(summary))
+    figures = []
+    monkeypatch.setattr(sweep, "save_figure", lambda fig, path: figures.append(fig))
+    sweep.summarize(tmp_path)
+    (fig,) = figures
+    shown = fig._supxlabel.get_text().splitlines()
+    assert len(shown) == lines
+    names = re.findall(r"\d+: model.hidden=\d+, model.filter_size=\d+", " ".join(shown))
+    assert sorted(names) == sorted(
+        f"{n}: model.hidden={settings - n}, model.filter_size={settings - n}"
+        for n in range(1, settings + 1)
+    )  # each once, numbered best first
+    assert fig.get_size_inches()[1] > 6 + 0.1 * lines  # the panels keep their height
+
+
 def test_a_repeated_sweep_groups_its_seeds_and_resumes_per_seed(tmp_path):
     sweep_args = ["-m", *TINY, "model=cnn", "model.channels=[4]", "model.filter_size=3,5"]
     first = app(*sweep_args, "train.repeats=2", cwd=tmp_path)

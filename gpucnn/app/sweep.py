@@ -54,6 +54,10 @@ from .results import (
 )
 from .rundir import refusal
 
+# The names of the settings under sweep.png's panels (_in_columns), 8-point monospace: inches.
+NAMES_PER_COLUMN = 20
+NAME_LINE = 0.14
+NAME_CHARACTER = 0.07
 FIXED = ["job", "status", "test_accuracy", "test_balanced_accuracy", "val_accuracy"]
 FIXED += ["val_balanced_accuracy", "weights", "multiply_adds", "seconds_per_epoch"]
 FIXED += ["epochs_completed", "reason"]
@@ -260,9 +264,15 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     numeric = numeric_setting(groups, keys)
     if numeric:
         panels.insert(0, (numeric[1], numeric[0], setting_axis, None))
+    names = [
+        f"{number}: " + ", ".join(f"{k}={setting_text(g[k])}" for k in settings_of(keys))
+        for number, g in enumerate(groups, 1)
+    ]
+    width = 6.7 * len(panels)  # inches
+    legend, lines = _in_columns(names, width)
     plt = pyplot()
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6.7 * len(panels), 6), sharey=True, layout="constrained"
+        1, len(panels), figsize=(width, 6 + NAME_LINE * lines), sharey=True, layout="constrained"
     )
     split = test_set_keys(keys)
     test_sets = [", ".join(f"{k}={setting_text(g[k])}" for k in split) for g in groups]
@@ -288,11 +298,7 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
     bottom, top = axes[0].get_ylim()  # an interval of few seeds may reach past 0 or 1
     axes[0].set_ylim(max(bottom, -0.01), min(top, 1.01))
     fig.suptitle(f"{title}: a point per setting, numbered as in sweep_summary.md")
-    names = [
-        f"{number}: " + ", ".join(f"{k}={setting_text(g[k])}" for k in settings_of(keys))
-        for number, g in enumerate(groups, 1)
-    ]
-    fig.supxlabel("\n".join(names), fontsize=8, ha="left", x=0.01)
+    fig.supxlabel(legend, fontsize=8, ha="left", x=0.01, family="monospace")
     save_figure(fig, path)
 
 
@@ -312,6 +318,19 @@ def _points(
     ax.errorbar(xs, means, yerr=bars, fmt="o", color=colour, ecolor=colour, capsize=3, label=label)
     for (number, _, _), x, y in zip(done, xs, means):
         ax.annotate(str(number), (x, y), fontsize=8, xytext=(4, 3), textcoords="offset points")
+
+
+def _in_columns(names: list[str], width: float) -> tuple[str, int]:
+    """(the text, its number of lines) of ``names`` spelt out under a figure ``width`` inches
+    wide: beyond NAMES_PER_COLUMN of them, in as many columns as fit side by side (in a
+    monospaced font, whose characters are NAME_CHARACTER wide), so that an Optuna search's
+    trials do not make a figure of mostly names."""
+    size = max(map(len, names), default=0) + 3
+    fit = max(1, int(width / (size * NAME_CHARACTER)))
+    columns = min(fit, -(-len(names) // NAMES_PER_COLUMN)) or 1
+    rows = -(-len(names) // columns)
+    lines = ["".join(name.ljust(size) for name in names[row::rows]).rstrip() for row in range(rows)]
+    return "\n".join(lines), rows
 
 
 def _worth(group: dict[str, Any], cost: str | None) -> bool:
