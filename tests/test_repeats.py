@@ -153,7 +153,9 @@ def test_the_settings_worth_their_cost_are_those_no_other_ranks_as_high_for_less
     assert {k: r["frontier"] for k, r in rows.items()} == {
         "9": every, "5": every, "7": "time", "3": every
     }  # fmt: skip
-    assert "| frontier |" in (tmp_path / "sweep_summary.md").read_text()
+    table = (tmp_path / "sweep_summary.md").read_text()
+    assert "| frontier |" in table
+    assert "frontier: the costs at which no other setting ranks as high for less" in table
     # Ringed in each cost's panel: the first panel is against the filter size itself.
     rings = [[len(c.get_offsets()) for c in ax.collections if c.get_label().startswith("worth")]
              for ax in figures[0].axes]  # fmt: skip

@@ -196,6 +196,8 @@ def grouped_markdown(
         f"{counted(len(groups), 'setting')}, {ranked}; accuracy: the mean over the runs ± the "
         "half-width of its 95% interval (Student's t; none from a single run)"
     )
+    if any("frontier" in g for g in groups):
+        what += "; frontier: the costs at which no other setting ranks as high for less"
     return _table(title, what, common, cols, groups, cell, column)
 
 
