@@ -431,16 +431,23 @@ def test_runs_pair_only_when_every_other_setting_agrees(tmp_path):
     assert best.startswith("Best on average: filter_size=5, optimizer.lr=0.01 with test")
 
 
-def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accuracy(tmp_path):
+def _best_on_average(tmp_path, summaries):
+    """(the blocks of the report's second question, its "Best on average" paragraph) on a
+    sweep of model.filter_size, one run of seed 0 each: ``summaries`` {filter size: the
+    figures of its summary}."""
     from gpucnn.app import report
 
-    for job, (k, accuracy) in enumerate(((5, 0.85), (3, 0.845))):
+    for job, (k, figures) in enumerate(summaries.items()):
         config = {"model": {"filter_size": k}, "train": {"seed": 0}}
-        summary = {"status": "ok", "test_accuracy": accuracy, "weights": 100 * k,
-                   "seconds_per_epoch": 0.1, "seed": 0, "config": config}  # fmt: skip
+        summary = {"status": "ok", "weights": 100 * k, "seconds_per_epoch": 0.1, "seed": 0,
+                   "config": config, **figures}  # fmt: skip
         _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
     blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
-    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    return blocks, next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+
+
+def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accuracy(tmp_path):
+    _, best = _best_on_average(tmp_path, {5: {"test_accuracy": 0.85}, 3: {"test_accuracy": 0.845}})
     assert best.endswith(
         " Within one point of it in test accuracy, filter_size=3, at 0.845 (one run), needs only "
         "300 weights."
@@ -449,17 +456,14 @@ def test_a_cheaper_setting_within_one_point_of_the_best_is_named_with_its_accura
 
 
 def test_the_settings_worth_their_multiply_adds_are_named_cheapest_first(tmp_path):
-    from gpucnn.app import report
-
     val = {3: 0.80, 5: 0.85, 7: 0.83}  # 7 costs more than 5 for less
-    for job, k in enumerate(val):
-        config = {"model": {"filter_size": k}, "train": {"seed": 0}}
-        summary = {"status": "ok", "test_accuracy": val[k], "val_accuracy": val[k],
-                   "weights": 100 * k, "multiply_adds": 1000 * k, "seconds_per_epoch": 0.1,
-                   "config": config}  # fmt: skip
-        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
-    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
-    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
+    _, best = _best_on_average(
+        tmp_path,
+        {
+            k: {"test_accuracy": a, "val_accuracy": a, "multiply_adds": 1000 * k}
+            for k, a in val.items()
+        },
+    )
     assert best.endswith(
         " Worth their multiply-adds per image, as no other setting ranks as high for fewer (on "
         "the means of validation accuracy): filter_size=3 at 3,000 (0.800); filter_size=5 at "
@@ -470,20 +474,14 @@ def test_the_settings_worth_their_multiply_adds_are_named_cheapest_first(tmp_pat
 def test_the_best_setting_is_chosen_on_validation_and_quoted_with_its_test_accuracy(tmp_path):
     """Chosen on the test images, the best setting's test accuracy would be the luckiest of
     several: the setting best on the validation images is named, with its test accuracy."""
-    from gpucnn.app import report
-
     val = {3: 0.90, 5: 0.86, 7: 0.80}  # the test accuracies in the opposite order
-    for job, k in enumerate(val):
-        config = {"model": {"filter_size": k}, "train": {"seed": 0}}
-        summary = {"status": "ok", "test_accuracy": 1.6 - val[k], "val_accuracy": val[k],
-                   "weights": 100 * k, "seconds_per_epoch": 0.1, "config": config}  # fmt: skip
-        _job(tmp_path / "sweep", job, [f"model.filter_size={k}"], json.dumps(summary))
-    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    blocks, best = _best_on_average(
+        tmp_path, {k: {"test_accuracy": 1.6 - a, "val_accuracy": a} for k, a in val.items()}
+    )
     _, header, rows = next(b for b in blocks if b[0] == "table")
     cells = [dict(zip(header, row)) for row in rows]
     assert [c["val accuracy"] for c in cells] == ["0.9000", "0.8600", "0.8000"]
     assert [c["test accuracy"] for c in cells] == ["0.7000", "0.7400", "0.8000"]
-    best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert best.startswith("Best on average: filter_size=3 with test accuracy 0.700 (one run)")
     assert "Chosen on its validation accuracy, 0.900 (one run), so that" in best
     assert "Ranked on" not in best and "Within one point" not in best  # 5 is 4 points behind
