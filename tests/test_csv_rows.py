@@ -247,3 +247,46 @@ def test_rgb_rows_of_one_colour_each_are_refused_rather_than_guessed(tmp_path):
     path = write_csv(tmp_path / "flat.csv", np.arange(20) % 2, pixels)
     with pytest.raises(DataError, match="their pixels do not tell"):
         arrays.load(path)
+
+
+def test_classes_numbered_by_a_file_are_named_by_data_classes(tmp_path):
+    rng = np.random.default_rng(13)
+    path = write_csv(tmp_path / "pets.csv", *a_set(rng, 30))
+    raw = arrays.named(arrays.load(path), ["cat", "dog", "fox"], path)
+    assert raw.classes == ("cat", "dog", "fox")
+    with pytest.raises(DataError, match=r"classes gives 2 names, but .* has 3 classes, numbered"):
+        arrays.named(arrays.load(path), ["cat", "dog"], path)
+    named = write_csv(
+        tmp_path / "named.csv", np.array(["cat", "dog"] * 5), rng.integers(0, 9, (10, 4, 4))
+    )
+    with pytest.raises(
+        DataError, match=r"names its classes itself \(cat, dog\): leave data.classes"
+    ):
+        arrays.named(arrays.load(named), ["a", "b"], named, "data.classes")
+
+
+def test_data_classes_names_a_csvs_classes_from_the_command_line(tmp_path):
+    rng = np.random.default_rng(14)
+    y, x = a_set(rng, 60, side=10)
+    path = write_csv(tmp_path / "pets.csv", y, x)
+    run = tmp_path / "run"
+    names = ["data=arrays", f"data.path={path}", "data.classes=[cat,dog,fox]"]
+    binary = ["data.task=binary", "data.positive=[fox]", "data.negative=[cat]"]
+    proc = app(*names, *binary, *QUICK, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "summary.json").read_text())["classes"] == ["cat", "fox"]
+    done = tool("evaluate", run)
+    assert done.returncode == 0, done.stderr
+    assert "fox" in done.stdout and "cat" in done.stdout
+    new = write_csv(tmp_path / "more.csv", *a_set(rng, 30, side=10))
+    more = tool("evaluate", run, "data=arrays", f"data.path={new}")  # the run's names kept
+    assert more.returncode == 0 and "fox" in more.stdout, more.stderr
+    twice = app(*names[:2], "data.classes=[cat,cat,fox]", *QUICK, f"hydra.run.dir={tmp_path / 'b'}")
+    said = twice.stdout + twice.stderr
+    assert twice.returncode == 2 and "data.classes names cat more than once" in said
+    short = app(*names[:2], "data.classes=[cat,dog]", *QUICK, f"hydra.run.dir={tmp_path / 'c'}")
+    said = short.stdout + short.stderr
+    assert short.returncode == 5 and "data.classes gives 2 names, but" in said
+    other = app("data.classes=[a,b]", *QUICK, f"hydra.run.dir={tmp_path / 'd'}")
+    said = other.stdout + other.stderr
+    assert other.returncode == 2 and "data.classes does nothing" in said, said

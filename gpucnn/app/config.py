@@ -76,6 +76,8 @@ class DataConfig:
     limit_test: Optional[int] = None  # likewise
     # arrays: the .npz file (gpucnn/data/arrays.py), or a .csv of rows (gpucnn/data/csv_rows.py)
     path: Optional[str] = None
+    # arrays: the names of the classes numbered 0 .. K-1, for a file that does not name them
+    classes: Optional[list[str]] = None
     # folder (gpucnn/data/folder.py): images made grayscale (1) or RGB (3), fitted to a square
     # of image_size (pad: keep the aspect ratio, stretch: fill it)
     channels: int = 1
@@ -236,6 +238,7 @@ READ_ONLY_WITH = {
     "data.download": ("data.name", ("fashion_mnist", "mnist")),
     "data.url": ("data.name", ("fashion_mnist", "mnist")),
     "data.path": ("data.name", ("arrays",)),
+    "data.classes": ("data.name", ("arrays",)),
     **{f"data.{k}": ("data.name", ("folder",)) for k in _FOLDER_KEYS},
     **{f"data.{k}": ("data.name", ("folder", "arrays")) for k in ("test_fraction", "split_seed")},
     "backend.tf32": ("backend.name", ("auto", "cupy")),
@@ -534,6 +537,18 @@ def validate_where(b: DictConfig, t: DictConfig) -> None:
         raise ConfigError(f"train.eval_batch_size={t.eval_batch_size} must be a positive integer")
 
 
+def _check_class_names(names: list[Any]) -> None:
+    """ConfigError unless ``names`` (data.classes) are distinct, non-empty names."""
+    texts = [str(n).strip() for n in names]
+    if not texts or not all(texts):
+        raise ConfigError(f"data.classes={names}: give a name for each class, none empty")
+    twice = sorted({t for t in texts if texts.count(t) > 1})
+    if twice:
+        raise ConfigError(
+            f"data.classes names {', '.join(twice)} more than once: give each class its own name"
+        )
+
+
 def validate_data(d: DictConfig) -> None:
     """The data checks that need no files, for training and evaluation alike; the sources
     check the rest as they read."""
@@ -548,6 +563,8 @@ def validate_data(d: DictConfig) -> None:
             "(or x_train and y_train alone: a data.test_fraction of them is held out), or "
             "data.path=FILE.csv, a label and an image's pixels on each row"
         )
+    if d.classes is not None:
+        _check_class_names(list(d.classes))
     names = sources.class_names(d.name)  # a named set's: its class names are checked now
     with config_group("data"):
         if names and d.task == "binary":  # multiclass reads none: check_overrides_read says so

@@ -78,7 +78,8 @@ CHANGEABLE = ("data.", "backend=", "backend.", "train.eval_batch_size=", "train.
 # The data configs that read the user's own images: name -> (the key naming where, what it is)
 SOURCES = {"folder": ("root", "folder"), "arrays": ("path", "file")}
 # What the model was trained for: data=NAME changes where the images come from, not these.
-TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit")
+TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size", "fit",
+               "classes")  # fmt: skip
 
 
 class RunError(GpucnnError):

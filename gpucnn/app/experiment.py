@@ -101,7 +101,11 @@ def load_raw(cfg: DictConfig) -> data.RawData:
                 progress=cfg.train.progress,
             )
     if d.name == "arrays":
-        return data.arrays.load(_from_launch_dir(d.path), d.test_fraction, d.split_seed)
+        path = _from_launch_dir(d.path)
+        raw = data.arrays.load(path, d.test_fraction, d.split_seed)
+        if d.classes is None:
+            return raw
+        return data.arrays.named(raw, [str(n).strip() for n in d.classes], path, "data.classes")
     try:
         return data.load(d.name, root, d.download, d.url)
     except DataError as exc:  # its advice names the library's arguments: say the keys too

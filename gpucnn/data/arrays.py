@@ -104,6 +104,26 @@ def load(path: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 
     )
 
 
+def named(raw: RawData, names: list[str], what: str | os.PathLike, key: str = "classes") -> RawData:
+    """``raw`` with its classes, numbered 0 .. K-1 by a file that does not name them (a CSV,
+    an .npz without a classes array), called ``names``; DataError, naming ``key`` as where the
+    names came from, for a file that names its classes itself, or for a name too many or too
+    few."""
+    numbered = tuple(str(k) for k in range(len(raw.classes)))
+    if raw.classes != numbered:
+        shown = ", ".join(raw.classes[:10]) + (", ..." if len(raw.classes) > 10 else "")
+        raise DataError(
+            f"{what} names its classes itself ({shown}): leave {key} out, which names classes "
+            "numbered 0 .. K-1"
+        )
+    if len(names) != len(numbered):
+        raise DataError(
+            f"{key} gives {len(names)} names, but {what} has {len(numbered)} classes, numbered "
+            f"0 .. {len(numbered) - 1}: give a name for each, in the order of their numbers"
+        )
+    return replace(raw, classes=tuple(names))
+
+
 def is_npy(path: str | os.PathLike) -> bool:
     """Whether the file at ``path`` starts as a .npy array (np.save) does."""
     try:
