@@ -37,3 +37,15 @@ def test_the_readmes_examples_run(examples, tmp_path, monkeypatch, capsys):
         assert errors.keys() == {"x", "s"} and max(errors.values()) < 1e-6
     if "model = Model()" in examples:
         assert "526,024" in out and (tmp_path / "model.npz").is_file()
+
+
+def test_the_contents_link_to_every_section_by_its_anchor():
+    """The list under the introduction names each ## section, in order, by the anchor GitHub
+    gives its heading (lower case, punctuation dropped, spaces as hyphens)."""
+    text = README.read_text()
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    contents = re.search(r"^Contents: (.*?)\n\n", text, re.M | re.S)[1]
+    links = re.findall(r"\[([^\]]+)\]\(#([^)]+)\)", " ".join(contents.split()))
+    assert [title for title, _ in links] == headings
+    for title, anchor in links:
+        assert anchor == re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-"), title
