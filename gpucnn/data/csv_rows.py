@@ -155,8 +155,9 @@ def colour_order(pixels: np.ndarray, side: int, path: Path) -> np.ndarray:
         raise DataError(
             f"{path}: {pixels.shape[1]} pixel columns a row are {side}x{side} RGB images, but "
             "their pixels do not tell whether a row holds each pixel's red, green and blue in "
-            "turn or all red values first: save them with np.savez in their shape, (N, H, W, 3) "
-            "or (N, 3, H, W) (data.path=FILE.npz)"
+            "turn or all red values first: save them as arrays in their shape, (N, H, W, 3) or "
+            "(N, 3, H, W), with np.savez to train on (data.path=FILE.npz) or np.save to predict "
+            "(FILE.npy)"
         )
     log.info(
         "%s: %d pixel columns a row, read as %dx%d RGB images, %s (neighbouring pixels differ "
