@@ -263,6 +263,8 @@ def test_classes_numbered_by_a_file_are_named_by_data_classes(tmp_path):
         DataError, match=r"names its classes itself \(cat, dog\): leave data.classes"
     ):
         arrays.named(arrays.load(named), ["a", "b"], named, "data.classes")
+    kept = arrays.named(arrays.load(named), ["a", "b"], named, own_names_stand=True)
+    assert kept.classes == ("cat", "dog")
 
 
 def test_data_classes_names_a_csvs_classes_from_the_command_line(tmp_path):
@@ -281,6 +283,10 @@ def test_data_classes_names_a_csvs_classes_from_the_command_line(tmp_path):
     new = write_csv(tmp_path / "more.csv", *a_set(rng, 30, side=10))
     more = tool("evaluate", run, "data=arrays", f"data.path={new}")  # the run's names kept
     assert more.returncode == 0 and "fox" in more.stdout, more.stderr
+    own = tmp_path / "own.npz"  # a file that names its classes: they stand, matched by name
+    np.savez(own, x_train=x.astype(np.uint8), y_train=y, classes=np.array(["fox", "cat", "dog"]))
+    theirs = tool("evaluate", run, f"data.path={own}")
+    assert theirs.returncode == 0 and "fox" in theirs.stdout, theirs.stderr
     twice = app(*names[:2], "data.classes=[cat,cat,fox]", *QUICK, f"hydra.run.dir={tmp_path / 'b'}")
     said = twice.stdout + twice.stderr
     assert twice.returncode == 2 and "data.classes names cat more than once" in said

@@ -161,7 +161,7 @@ def _the_runs_classes(cfg: DictConfig, summary: dict[str, Any], overrides: list[
         if exc.argument not in ("data.positive", "data.negative") or not _other_data(overrides):
             raise
         d, trained = cfg.data, " from ".join(reversed(summary.get("classes") or []))
-        names = sources.class_names(d.name) or load_raw(cfg).classes
+        names = sources.class_names(d.name) or load_raw(cfg, own_names_stand=True).classes
         raise RunError(
             f"the run tells {trained or 'its classes'} apart (data.positive="
             f"{list(d.positive)}, data.negative={list(d.negative)}), but data {d.name} has "
@@ -292,7 +292,7 @@ def _the_runs_images(cfg: DictConfig, summary: dict[str, Any]) -> bool:
     level = said.level
     said.setLevel(logging.ERROR)  # its warnings are about splits that are not evaluated
     try:
-        splits = load_splits(cfg, logged=False)  # described when prepared for evaluation
+        splits = load_splits(cfg, logged=False, own_names_stand=True)  # described when evaluated
     except GpucnnError:  # too few images to split as the run did, say (the run's could)
         return False
     finally:
@@ -375,7 +375,8 @@ def evaluate_run(
     _choose_test_split(cfg, summary, list(overrides))
     norm = summary.get("normalisation")  # as in training, whichever images are evaluated
     with _the_runs_classes(cfg, summary, overrides):
-        splits = load_splits(cfg, (norm["mean"], norm["std"]) if norm else None)
+        normalisation = (norm["mean"], norm["std"]) if norm else None
+        splits = load_splits(cfg, normalisation, own_names_stand=True)
     splits = _in_the_runs_order(splits, summary.get("classes"), cfg.data.name)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     model.load(weights)

@@ -85,8 +85,10 @@ def _versions() -> dict[str, str]:
     }
 
 
-def load_raw(cfg: DictConfig) -> data.RawData:
-    """The raw train and test images the data config names."""
+def load_raw(cfg: DictConfig, own_names_stand: bool = False) -> data.RawData:
+    """The raw train and test images the data config names. ``own_names_stand``: a file that
+    names its classes keeps its names rather than being refused for data.classes (which then
+    came with a trained run: evaluation matches classes by name)."""
     d = cfg.data
     root = _from_launch_dir(d.root)
     if d.name == "folder":
@@ -105,7 +107,8 @@ def load_raw(cfg: DictConfig) -> data.RawData:
         raw = data.arrays.load(path, d.test_fraction, d.split_seed)
         if d.classes is None:
             return raw
-        return data.arrays.named(raw, [str(n).strip() for n in d.classes], path, "data.classes")
+        names = [str(n).strip() for n in d.classes]
+        return data.arrays.named(raw, names, path, "data.classes", own_names_stand)
     try:
         return data.load(d.name, root, d.download, d.url)
     except DataError as exc:  # its advice names the library's arguments: say the keys too
@@ -121,13 +124,17 @@ def _from_launch_dir(path: str | None) -> str | None:
 
 
 def load_splits(
-    cfg: DictConfig, normalisation: tuple | None = None, logged: bool = True
+    cfg: DictConfig,
+    normalisation: tuple | None = None,
+    logged: bool = True,
+    own_names_stand: bool = False,
 ) -> data.Prepared:
     """The train / val / test splits the data config describes, on the device; ``logged``:
     described in the log, with warnings for classes missing from a split. ``normalisation``:
-    (mean, std) of each channel to use instead of the training split's."""
+    (mean, std) of each channel to use instead of the training split's. ``own_names_stand``:
+    as in load_raw."""
     d, t = cfg.data, cfg.train
-    raw = load_raw(cfg)
+    raw = load_raw(cfg, own_names_stand)
     with config_group("data"):
         splits = data.prepare(
             raw,

@@ -104,13 +104,22 @@ def load(path: str | os.PathLike, test_fraction: float = 0.2, split_seed: int = 
     )
 
 
-def named(raw: RawData, names: list[str], what: str | os.PathLike, key: str = "classes") -> RawData:
+def named(
+    raw: RawData,
+    names: list[str],
+    what: str | os.PathLike,
+    key: str = "classes",
+    own_names_stand: bool = False,
+) -> RawData:
     """``raw`` with its classes, numbered 0 .. K-1 by a file that does not name them (a CSV,
-    an .npz without a classes array), called ``names``; DataError, naming ``key`` as where the
-    names came from, for a file that names its classes itself, or for a name too many or too
+    an .npz without a classes array), called ``names``. A file that names its classes itself
+    keeps them with ``own_names_stand`` (names that came with a trained model, say), else is
+    a DataError naming ``key`` as where the names came from; so is a name too many or too
     few."""
     numbered = tuple(str(k) for k in range(len(raw.classes)))
     if raw.classes != numbered:
+        if own_names_stand:
+            return raw
         shown = ", ".join(raw.classes[:10]) + (", ..." if len(raw.classes) > 10 else "")
         raise DataError(
             f"{what} names its classes itself ({shown}): leave {key} out, which names classes "
