@@ -348,8 +348,8 @@ def test_the_images_are_normalised_as_in_training(run_dir, tmp_path, monkeypatch
     shutil.copytree(run_dir, copy)
     used = []
 
-    def spy(cfg, normalisation=None):
-        splits = load_splits(cfg, normalisation)
+    def spy(cfg, normalisation=None, **how):
+        splits = load_splits(cfg, normalisation, **how)
         used.append((splits.mean, splits.std))
         return splits
 
