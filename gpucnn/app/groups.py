@@ -52,8 +52,13 @@ def by_test_set(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, A
     split = test_set_keys(keys)
     order: dict[tuple[str, ...], int] = {}
     for row in rows:
-        order.setdefault(tuple(str(row.get(k)) for k in split), len(order))
-    return sorted(rows, key=lambda row: order[tuple(str(row.get(k)) for k in split)])
+        order.setdefault(_test_set(row, split), len(order))
+    return sorted(rows, key=lambda row: order[_test_set(row, split)])
+
+
+def _test_set(row: dict[str, Any], split: list[str]) -> tuple[str, ...]:
+    """What ``row`` was tested on: its values of the keys ``split`` (test_set_keys)."""
+    return tuple(str(row.get(k)) for k in split)
 
 
 def ranked_what(keys: list[str], best: str) -> str:
@@ -98,7 +103,7 @@ def frontier(groups: list[dict[str, Any]], keys: list[str], column: str) -> None
         return
     split = test_set_keys(keys)
     for g in groups:
-        rivals = [r for r in scored if all(str(r.get(k)) == str(g.get(k)) for k in split)]
+        rivals = [r for r in scored if _test_set(r, split) == _test_set(g, split)]
         g["frontier"] = ", ".join(
             word
             for cost, word in FRONTIER_COSTS.items()

@@ -289,9 +289,10 @@ def plot(path: Path, groups: list[dict[str, Any]], keys: list[str], title: str) 
         for colour, test_set in enumerate(dict.fromkeys(test_sets)):
             mine = [(n, g, x) for n, g, x in done if test_sets[n - 1] == test_set]
             _points(ax, mine, f"C{colour}", test_set or None, curve=axis is setting_axis)
-        _frontier(ax, [(g, x) for _, g, x in done if _worth(g, cost)])
+        worth = [(g, x) for _, g, x in done if _worth(g, cost)]
+        _frontier(ax, worth)
         axis(ax, xs, label)
-        if (split or any(_worth(g, cost) for _, g, _ in done)) and done:
+        if (split or worth) and done:
             ax.legend(fontsize=8, title="test set" if split else None, title_fontsize=8)
         ax.grid(alpha=0.3)
         if not done and axis is cost_axis:
