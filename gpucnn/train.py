@@ -142,10 +142,11 @@ def evaluate_balanced(
 ) -> Evaluation:
     """``evaluate`` on x: (N, ...), y: (N,), class by class where the classes have unequal
     numbers of images, for the balanced figures too."""
-    if not unequal_classes(y):
+    labels = to_host(y)  # one copy from the device, for both questions
+    if not unequal_classes(labels):
         return Evaluation(*evaluate(model, loss, x, y, batch_size))
     parts = []  # (images, mean loss, accuracy) of each class
-    for k in np.unique(to_host(y)):
+    for k in np.unique(labels):
         mine = y == k
         parts.append((int(mine.sum()), *evaluate(model, loss, x[mine], y[mine], batch_size)))
     n, losses, accuracies = (np.array(column) for column in zip(*parts))
