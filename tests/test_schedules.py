@@ -26,16 +26,32 @@ def test_each_schedule_gives_each_epoch_its_rate():
     assert all(a > b for a, b in zip(rates, rates[1:])) and rates[-1] > 0.002
 
 
+def test_plateau_lowers_the_rate_after_each_run_of_epochs_without_a_lower_validation_loss():
+    plateau = Schedule("plateau", 0.01, 9, decay=0.5, decay_every=2, min_lr=0.002)
+    losses = [1.0, 0.8, 0.9, 0.8, 0.7, 0.75, 0.7, 0.71, 0.72]  # 0.8 again is no lower
+    got = [plateau(e, losses) for e in range(10)]
+    assert got == pytest.approx([0.01] * 4 + [0.005] * 3 + [0.0025] * 2 + [0.002])  # the floor
+    assert plateau(3, losses[:3]) == 0.01  # the losses after this epoch do not count
+
+
+def test_plateau_without_the_losses_before_the_epoch_says_what_it_needs():
+    with pytest.raises(ValueError, match="in epoch 2 depends on the validation losses of the 2 "):
+        Schedule("plateau", 0.01, 5)(2, [0.5])
+
+
 @pytest.mark.parametrize(
     "kwargs, says",
     [
-        ({"name": "linear"}, "schedule='linear' is unknown: choose constant, step or cosine"),
+        ({"name": "linear"}, "schedule='linear' is unknown: choose constant, step, cosine or "),
         ({"name": "cosine", "epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"name": "step", "decay": 0}, "decay must be a number in (0, 1], got 0"),
         ({"name": "step", "decay": 1.5}, "decay must be a number in (0, 1], got 1.5"),
         ({"name": "step", "decay_every": 0}, "decay_every must be a positive number of epochs"),
         ({"name": "cosine", "min_lr": 0.01}, "min_lr must be >= 0 and below lr=0.01, got 0.01"),
         ({"name": "cosine", "min_lr": -1e-4}, "min_lr must be >= 0 and below lr=0.01"),
+        ({"name": "plateau", "decay": 0}, "decay must be a number in (0, 1], got 0"),
+        ({"name": "plateau", "decay_every": 0}, "decay_every must be a positive number"),
+        ({"name": "plateau", "min_lr": 0.02}, "min_lr must be >= 0 and below lr=0.01, got 0.02"),
     ],
 )
 def test_a_schedule_that_cannot_work_is_refused_naming_the_argument(kwargs, says):
@@ -101,15 +117,45 @@ def test_only_a_schedule_that_ignores_the_run_length_trains_on_from_a_shorter_ru
     assert "optimizer.schedule=cosine spreads the learning rate's fall over train.epochs" in said
 
 
+def test_a_plateau_run_lowers_its_rate_on_the_validation_loss_and_trains_on_as_one(tmp_path):
+    """The rates follow the validation losses in metrics.csv, and a run trained on from a
+    shorter one (whose losses it carries on from) ends as one never stopped."""
+    plateau = [*TINY, "optimizer.lr=0.1", "optimizer.schedule=plateau", "optimizer.decay=0.5"]
+    plateau.append("optimizer.decay_every=1")
+    assert app(*plateau, "train.epochs=2", cwd=tmp_path).returncode == 0
+    on = app(*plateau, "train.epochs=5", "train.resume=true", cwd=tmp_path)
+    assert on.returncode == 0 and "training on to train.epochs=5" in on.stdout + on.stderr
+    fresh = tmp_path / "fresh"
+    done = app(*plateau, "train.epochs=5", f"hydra.run.dir={fresh}")
+    assert done.returncode == 0, done.stderr
+    with open(fresh / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(row["val_loss"]) for row in rows]
+    expected = [Schedule("plateau", 0.1, 5, 0.5, 1)(e, losses) for e in range(5)]
+    assert [float(row["lr"]) for row in rows] == expected and expected[-1] < 0.1
+    assert "learning rate 0.05 from epoch" in done.stdout + done.stderr
+    longer = max((tmp_path / "outputs/runs").iterdir())
+    assert rates(longer) == rates(fresh)
+    ours, theirs = weights(longer), weights(fresh)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
+
+
 def test_schedule_settings_are_checked_by_key_before_the_run(tmp_path):
     for n, (args, says) in enumerate(
         [
             (["optimizer.min_lr=0.0001"], "optimizer.min_lr does nothing with "
-             "optimizer.schedule=constant: only optimizer.schedule=cosine reads it"),
+             "optimizer.schedule=constant: only optimizer.schedule=cosine or "
+             "optimizer.schedule=plateau read it"),
             (["optimizer.schedule=cosine", "optimizer.min_lr=0.01"],
              "optimizer.min_lr must be >= 0 and below lr=0.001, got 0.01"),
             (["optimizer.schedule=steps"], "optimizer.schedule='steps' is unknown (did you mean"),
             (["optimizer.schedule=step", "optimizer.decay_every=0"], "optimizer.decay_every must"),
+            (["optimizer.schedule=plateau", "data.val_fraction=0"],
+             "optimizer.schedule=plateau lowers the rate on the validation loss, and "
+             "data.val_fraction=0 holds out no validation images: give data.val_fraction > 0, "
+             "or choose another optimizer.schedule"),
+            (["optimizer.schedule=plateau", "optimizer.min_lr=0.01"],
+             "optimizer.min_lr must be >= 0 and below lr=0.001, got 0.01"),
         ]
     ):  # fmt: skip
         proc = app(*TINY, *args, f"hydra.run.dir={tmp_path / str(n)}")

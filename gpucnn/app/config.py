@@ -23,7 +23,7 @@ from ..data.prepare import check_task, task_classes
 from ..errors import ConfigError, NotEnoughMemory, check_choice, is_count
 from ..model import Model
 from ..optimizers import OPTIMIZERS, Optimizer
-from ..schedules import Schedule
+from ..schedules import ON_VALIDATION, Schedule
 from . import loggers
 from .results import flat
 
@@ -101,11 +101,12 @@ class OptimizerConfig:
     eps: float = 1e-8  # adam and adamw only
     clip_norm: Optional[float] = None  # scale the gradients down to this L2 norm (null: never)
     # the learning rate over the epochs (gpucnn/schedules.py): constant; step (times decay every
-    # decay_every epochs); cosine (falling from lr towards min_lr over train.epochs)
+    # decay_every epochs); cosine (falling from lr towards min_lr over train.epochs); plateau
+    # (times decay after decay_every epochs in a row without a lower validation loss, to min_lr)
     schedule: str = "constant"
-    decay: float = 0.1  # step only
-    decay_every: int = 10  # step only
-    min_lr: float = 0.0  # cosine only
+    decay: float = 0.1  # step and plateau only
+    decay_every: int = 10  # step and plateau only
+    min_lr: float = 0.0  # cosine and plateau only
 
 
 @dataclass
@@ -229,9 +230,9 @@ READ_ONLY_WITH = {
     "optimizer.momentum": ("optimizer.name", ("momentum",)),
     "optimizer.nesterov": ("optimizer.name", ("momentum",)),
     **{f"optimizer.{k}": ("optimizer.name", ("adam", "adamw")) for k in ("beta1", "beta2", "eps")},
-    "optimizer.decay": ("optimizer.schedule", ("step",)),
-    "optimizer.decay_every": ("optimizer.schedule", ("step",)),
-    "optimizer.min_lr": ("optimizer.schedule", ("cosine",)),
+    "optimizer.decay": ("optimizer.schedule", ("step", "plateau")),
+    "optimizer.decay_every": ("optimizer.schedule", ("step", "plateau")),
+    "optimizer.min_lr": ("optimizer.schedule", ("cosine", "plateau")),
     "data.positive": ("data.task", ("binary",)),
     "data.negative": ("data.task", ("binary",)),
     "data.root": ("data.name", ("fashion_mnist", "mnist", "folder")),
@@ -439,11 +440,12 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(
             f"train.label_smoothing={t.label_smoothing} must be in [0, 1) (0.1 is usual; 0: none)"
         )
-    if t.patience is not None and d.val_fraction == 0:
+    watchers = on_validation(cfg)
+    if watchers and d.val_fraction == 0:
+        watcher, instead = watchers[0]
         raise ConfigError(
-            f"train.patience={t.patience} stops on the validation loss, and data.val_fraction=0 "
-            "holds out no validation images: give data.val_fraction > 0, or leave train.patience "
-            "out"
+            f"{watcher}, and data.val_fraction=0 holds out no validation images: give "
+            f"data.val_fraction > 0, or {instead}"
         )
     if not is_count(t.repeats, 1):
         raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
@@ -614,6 +616,23 @@ def _model(m: DictConfig, shape: tuple[int, ...], outputs: int) -> Model:
         m.init,
         m.pool,
     )
+
+
+def on_validation(cfg: DictConfig) -> list[tuple[str, str]]:
+    """The settings of run config ``cfg`` that act on the validation loss, and so need
+    validation images: what each does, and how to do without it."""
+    found = []
+    if cfg.train.patience is not None:
+        found.append(
+            (f"train.patience={cfg.train.patience} stops on the validation loss",
+             "leave train.patience out")
+        )  # fmt: skip
+    if cfg.optimizer.schedule in ON_VALIDATION:
+        found.append(
+            (f"optimizer.schedule={cfg.optimizer.schedule} lowers the rate on the validation "
+             "loss", "choose another optimizer.schedule")
+        )  # fmt: skip
+    return found
 
 
 def build_schedule(o: DictConfig, epochs: int) -> Schedule:

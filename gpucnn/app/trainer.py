@@ -25,10 +25,11 @@ from .. import backend, data
 from ..errors import ConfigError, GpucnnError
 from ..losses import for_outputs
 from ..model import Model
+from ..schedules import ON_VALIDATION
 from ..steps import make_step
 from ..train import check_batches, evaluate_balanced, unequal_classes
 from . import checkpoint
-from .config import build_optimizer, build_schedule, config_group
+from .config import build_optimizer, build_schedule, config_group, on_validation
 from .diagnostics import Diagnostics
 from .results import counted, metric_columns, split_counts, write_csv
 from .rundir import MISSING, as_now
@@ -171,11 +172,13 @@ class Trainer:
         ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers)."""
         t = cfg.train
         self.batches = training_batches(cfg, splits, model)
-        if t.patience is not None and not len(splits.val):
+        watchers = on_validation(cfg)
+        if watchers and not len(splits.val):
+            watcher, instead = watchers[0]
             raise ConfigError(
-                f"train.patience={t.patience} stops on the validation loss, but data.val_fraction="
-                f"{cfg.data.val_fraction} of the {len(splits.train):,} training images is no "
-                "image: give a larger data.val_fraction (or more data), or leave train.patience out"
+                f"{watcher}, but data.val_fraction={cfg.data.val_fraction} of the "
+                f"{len(splits.train):,} training images is no image: give a larger "
+                f"data.val_fraction (or more data), or {instead}"
             )
         self.cfg, self.model, self.splits, self.run_dir = cfg, model, splits, Path(run_dir)
         self.stops = stops or Stops()  # none given: nothing installs handlers for it
@@ -293,7 +296,7 @@ class Trainer:
         bar = _progress(len(self.batches), f"epoch {self.epoch + 1}/{t.epochs}", t.progress)
         if bar is not None:
             bar.update(self.batch)
-        self.optimizer.lr = self.schedule(self.epoch)
+        self._set_rate()
         xp = backend.xp()
         loss_sum, correct = xp.zeros((), dtype=xp.float64), xp.zeros((), dtype=xp.int64)
         start = opened = time.perf_counter()
@@ -326,6 +329,22 @@ class Trainer:
         self._fold(loss_sum, correct, start)
         if bar is not None:
             bar.close()
+
+    def _set_rate(self) -> None:
+        """Give the optimiser the schedule's rate for this epoch, saying why where the
+        validation loss lowered it (optimizer.schedule=plateau)."""
+        before = self.rows[-1].get("lr") if self.rows else None
+        self.optimizer.lr = self.schedule(self.epoch, [watched_loss(row) for row in self.rows])
+        if self.schedule.name in ON_VALIDATION and before and self.optimizer.lr < before:
+            log.info(
+                "learning rate %.3g from epoch %d: %s without a %s below the lowest before "
+                "(optimizer.decay_every=%d)",
+                self.optimizer.lr,
+                self.epoch + 1,
+                counted(self.schedule.decay_every, "epoch"),
+                self._watched,
+                self.schedule.decay_every,
+            )
 
     def _check(self, loss_sum: Any) -> float:
         """The running loss sum as a number; Diverged if it is not finite."""
@@ -376,10 +395,9 @@ class Trainer:
         )
 
     def _remember_if_best(self, row: dict[str, Any]) -> None:
-        """Keep the model's weights if this epoch's validation loss (the balanced one where the
-        classes are of unequal sizes: a class of many images would otherwise outweigh the rest)
-        is the lowest so far."""
-        loss = row.get("val_balanced_loss", row["val_loss"])
+        """Keep the model's weights if this epoch's validation loss (``watched_loss``) is the
+        lowest so far."""
+        loss = watched_loss(row)
         if self.best is None or loss < self.best["val_loss"]:
             state = self.model.state_dict()  # host copies
             self.best = {"epoch": row["epoch"], "val_loss": loss, "state": state}
@@ -396,6 +414,13 @@ class Trainer:
 
     def close(self) -> None:
         self.step.close()
+
+
+def watched_loss(row: dict[str, Any]) -> float:
+    """An epoch's validation loss as train.patience and the plateau schedule watch it: the
+    balanced one where the classes are of unequal sizes (a class of many images would otherwise
+    outweigh the rest); NaN for an epoch without validation images."""
+    return row.get("val_balanced_loss", row.get("val_loss", math.nan))
 
 
 def shown(key: str, value: float) -> str:
