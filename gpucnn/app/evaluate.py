@@ -41,7 +41,7 @@ from ..errors import ConfigError, GpucnnError
 from ..fileio import write_json
 from ..losses import for_outputs
 from ..train import evaluate_and_predict
-from . import checkpoint, command_parser, reliability
+from . import command_parser, reliability
 from .config import (
     Config,
     build_model,
@@ -52,19 +52,16 @@ from .config import (
     validate_where,
 )
 from .experiment import load_raw, load_splits
+from .finished import RunError, finished_run
 from .results import (
     counted,
     finite,
     flat,
-    other_results,
     pyplot,
-    read_summary,
-    run_dirs,
     save_figure,
     split_counts,
     write_into,
 )
-from .sweep import best_run
 from .trainer import images_changed, images_record
 
 log = logging.getLogger(__name__)
@@ -82,27 +79,10 @@ TRAINED_FOR = ("task", "positive", "negative", "pad_to", "channels", "image_size
                "classes")  # fmt: skip
 
 
-class RunError(GpucnnError):
-    """The run directory cannot be evaluated (no finished run, no weights)."""
-
-
 def load_run(run_dir: Path, overrides: list[str]) -> tuple[DictConfig, dict[str, Any], Path]:
     """(the run's resolved config, checked against the schema, with ``overrides`` applied; its
-    summary.json; the file of its weights, ``weights_file``)."""
-    summary = read_summary(run_dir)
-    if not summary and Path(run_dir).is_dir():
-        jobs = run_dirs(run_dir)
-        if jobs:
-            example = best_run(Path(run_dir)) or jobs[0]
-            raise RunError(
-                f"{run_dir} holds the folders of {counted(len(jobs), 'run')} (a sweep's, say), "
-                f"not a run's results: give one run's folder, e.g. {example}"
-            )
-    if not summary or not isinstance(summary.get("config"), dict):
-        other = other_results(Path(run_dir)) if Path(run_dir).is_dir() else None
-        why = other or "it holds no readable run summary"
-        raise RunError(f"{run_dir}: {why}: give a finished run's folder (outputs/runs/<time>)")
-    weights = weights_file(run_dir, summary)
+    summary.json; the file of its weights: finished_run's)."""
+    summary, weights = finished_run(run_dir)
     cfg = _saved_config(run_dir, summary["config"])
     trained_on = cfg.data.copy()
     groups = [o for o in overrides if o.startswith("data=")]
@@ -168,30 +148,6 @@ def _the_runs_classes(cfg: DictConfig, summary: dict[str, Any], overrides: list[
             f"other classes ({', '.join(f'{i}={name}' for i, name in enumerate(names))}): "
             "evaluate it on data with those classes"
         ) from None
-
-
-def weights_file(run_dir: Path, summary: dict[str, Any]) -> Path:
-    """The run's final weights, model.npz; for a run stopped before it wrote them (or made with
-    train.save_model=false), its last checkpoint's (which hold the best epoch's with
-    train.patience: Model.load takes those), with a warning. RunError if neither, saying how
-    the run ended (its ``summary``'s status and reason)."""
-    final, last = run_dir / "model.npz", run_dir / checkpoint.CURRENT
-    if final.is_file():
-        return final
-    if not last.is_file():
-        status, reason = summary.get("status"), summary.get("reason")
-        ended = f" (it ended {status}: {reason})" if status and reason else ""
-        raise RunError(
-            f"{run_dir} has no model.npz and no checkpoint: the run stopped before writing "
-            f"either{ended}"
-        )
-    log.warning(
-        "%s has no model.npz (the run did not finish, or train.save_model=false): using the "
-        "weights its last checkpoint keeps, %s (with train.patience, the best epoch's so far)",
-        run_dir,
-        last.name,
-    )
-    return last
 
 
 def _saved_config(run_dir: Path, saved: dict[str, Any]) -> DictConfig:

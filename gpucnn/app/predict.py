@@ -43,7 +43,8 @@ from ..model import Model
 from ..train import predict
 from . import command_parser
 from .config import build_model
-from .evaluate import RunError, load_run
+from .evaluate import load_run
+from .finished import RunError
 from .results import first_of
 
 NEEDED = ("classes", "image_shape", "input_shape", "normalisation")  # of summary.json

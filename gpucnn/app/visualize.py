@@ -44,8 +44,8 @@ from ..errors import DataError, GpucnnError, did_you_mean
 from ..layers import Activation, Conv, Dense, Dropout, Flatten, Layer
 from ..model import Model
 from . import command_parser
-from .evaluate import RunError
 from .experiment import load_splits
+from .finished import RunError
 from .predict import load_model, prepare, read_all, unlike_training
 from .results import counted, pyplot, run_dirs, save_figure, write_into
 from .sweep import best_run
