@@ -432,15 +432,9 @@ class Model:
         atomic_write(path, lambda f: np.savez(f, **state))
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load weights saved by ``save``, or a run's checkpoint.npz (the weights the run keeps:
-        its best epoch's with train.patience, CHECKPOINT_BEST, else its last, CHECKPOINT_PARAMS);
-        rejects unreadable files, mismatched names or shapes, and values that are not finite
-        floats."""
-        state = _read_npz(path)
-        weights = {}
-        if "meta" in state:  # a checkpoint's record
-            weights = checkpoint_weights(state, CHECKPOINT_BEST) or checkpoint_weights(state)
-        self.load_state_dict(weights or state, source=f"the weights in {path}")
+        """Load the weights in ``path`` (saved_weights); rejects unreadable files, mismatched
+        names or shapes, and values that are not finite floats."""
+        self.load_state_dict(saved_weights(path), source=f"the weights in {path}")
 
 
 def sample_shape(value: Any) -> Shape:
@@ -468,6 +462,17 @@ def _items(value: Any) -> list[Any] | None:
         return list(value)
     except TypeError:
         return None
+
+
+def saved_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state_dict in a file written by ``Model.save``, or in a run's checkpoint.npz (the
+    weights the run keeps: its best epoch's with train.patience, CHECKPOINT_BEST, else its
+    last, CHECKPOINT_PARAMS); ConfigError naming a file that is unreadable."""
+    state = _read_npz(path)
+    weights = {}
+    if "meta" in state:  # a checkpoint's record
+        weights = checkpoint_weights(state, CHECKPOINT_BEST) or checkpoint_weights(state)
+    return weights or state
 
 
 def checkpoint_weights(arrays: dict[str, Any], prefix: str = CHECKPOINT_PARAMS) -> dict[str, Any]:

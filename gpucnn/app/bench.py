@@ -55,6 +55,7 @@ NOT_BENCHED = {
         ("train.patience", "optimizer.schedule", "data.flip", "data.shift", "data.balanced"),
         "both sides train every epoch on the same plain batches at a constant rate",
     ),
+    "train.init_from": "both sides start from the same random weights",
 }
 
 

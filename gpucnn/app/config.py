@@ -146,6 +146,9 @@ class TrainConfig:
     # a run (or sweep) directory to continue from instead, anywhere: an attempt at this run, or
     # the same settings for fewer epochs (trained on); anything else is refused
     resume_from: Optional[str] = None
+    # a trained run's folder whose weights this run starts from instead of random ones (the
+    # output layer's afresh where its classes differ); the model and image size must be its
+    init_from: Optional[str] = None
 
 
 @dataclass

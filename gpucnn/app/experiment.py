@@ -35,7 +35,7 @@ from ..optimizers import OPTIMIZERS
 from ..schedules import ALONG_THE_RUN
 from ..steps import micro_batched
 from ..train import evaluate_balanced
-from . import checkpoint, cores, resume, rundir, signals
+from . import checkpoint, cores, pretrained, resume, rundir, signals
 from .config import build_model, check_overrides_read, config_group, validate
 from .loggers import Loggers, open_loggers
 from .results import chosen_on, plot_curves, read_summary
@@ -222,6 +222,13 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     )
 
 
+def init_source(cfg: DictConfig) -> pretrained.Source | None:
+    """The run whose weights train.init_from starts from (relative to where the command
+    started), checked before any data is loaded; None without one."""
+    given = cfg.train.init_from
+    return None if given is None else pretrained.source(given, Path(_from_launch_dir(given)))
+
+
 def _resume_from(path: str) -> Path:
     """train.resume_from as a directory (relative to where the command started); ConfigError
     if there is none, or a run is still going in it."""
@@ -333,10 +340,13 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         if not active.is_gpu:
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
+        start = init_source(cfg)
         splits = load_splits(cfg)
         job.summary.update(_describe_data(splits))
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
         job.summary.update(_describe_model(model))
+        if start is not None:
+            job.summary["init_from"] = pretrained.start_from(model, start, cfg, splits)
         log.info(
             "model %s: %d layers, %s weights, %s multiply-adds per image (its table: python -m "
             "gpucnn.describe with the same overrides)",

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from .. import backend, lr_range
 from ..fileio import write_json
 from ..losses import for_outputs
-from . import cores, exits
+from . import cores, exits, pretrained
 from .config import (
     LrFindConfig,
     build_model,
@@ -40,7 +40,7 @@ from .config import (
     unknown_override,
     validate,
 )
-from .experiment import check_memory, load_splits
+from .experiment import check_memory, init_source, load_splits
 from .results import pyplot, save_figure, write_csv
 from .run import CONF_DIR, fail
 from .trainer import training_batches
@@ -85,8 +85,11 @@ def find(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]
     active = backend.use(c.name, c.dtype, t.seed, kernels=c.kernels, tf32=c.tf32)
     if not active.is_gpu:
         backend.recycle_host_memory()
+    start = init_source(cfg)
     splits = load_splits(cfg)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
+    if start is not None:  # the rates worth a sweep of fine-tuning
+        pretrained.start_from(model, start, cfg, splits)
     loss = for_outputs(splits.n_outputs, t.label_smoothing)
     optimizer = build_optimizer(cfg.optimizer)
     batches = training_batches(cfg, splits, model)

@@ -1,0 +1,128 @@
+"""train.init_from: a run that starts from another run's trained weights, all of them for the
+same classes and all but the output layer's for others; weights that do not fit the model are
+refused, naming what differs, and a folder with no trained run before any data is loaded."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from gpucnn import backend
+from gpucnn.app.config import build_model
+from gpucnn.app.experiment import init_source, load_splits
+from gpucnn.app.pretrained import start_from
+from gpucnn.errors import ConfigError
+
+from .helpers import TINY, app, tool
+from .test_app import composed
+
+OUTPUT = ["12.W", "12.b"]  # the lab CNN's output layer (Dense 64 -> classes)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished run of the lab CNN on the embedded set's 10 classes, 3 epochs."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    proc = app(*TINY, "data.task=multiclass", "train.epochs=3", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def started(*overrides):
+    """(the model the run of ``overrides`` builds, its weights before and after start_from,
+    start_from's record)."""
+    cfg = composed(*TINY, *overrides)
+    backend.use("numpy", "float32", cfg.train.seed)
+    splits = load_splits(cfg, logged=False)
+    model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
+    before = model.state_dict()
+    record = start_from(model, init_source(cfg), cfg, splits)
+    return model, before, model.state_dict(), record
+
+
+def test_the_same_classes_start_from_every_weight_and_others_from_all_but_the_output(trained):
+    with np.load(trained / "model.npz") as f:
+        theirs = dict(f)
+    _, before, after, record = started("data.task=multiclass", f"train.init_from={trained}")
+    assert record == {"run": str(trained), "weights": "model.npz", "fresh": []}
+    assert after.keys() == theirs.keys()
+    assert all(np.array_equal(after[k], theirs[k]) for k in theirs)
+    assert not np.array_equal(before["0.W"], theirs["0.W"])  # the fresh start was another
+
+    _, before, after, record = started("data.task=binary", f"train.init_from={trained}")
+    assert record["fresh"] == OUTPUT
+    assert after["12.W"].shape == (64, 1) and theirs["12.W"].shape == (64, 10)
+    assert all(np.array_equal(after[k], before[k]) for k in OUTPUT)
+    assert all(np.array_equal(after[k], theirs[k]) for k in theirs if k not in OUTPUT)
+
+
+def test_the_output_layer_starts_afresh_where_the_classes_differ_in_name_only(trained):
+    """Ten classes of other names: one column of weights per class of that run would be given to
+    a class of this one that has nothing to do with it."""
+    summary = json.loads((trained / "summary.json").read_text())
+    other = tmp = trained.parent / "renamed"
+    shutil.copytree(trained, tmp, dirs_exist_ok=True)
+    summary["classes"] = [f"class {i}" for i in range(10)]
+    (other / "summary.json").write_text(json.dumps(summary))
+    _, before, after, record = started("data.task=multiclass", f"train.init_from={other}")
+    assert record["fresh"] == OUTPUT
+    assert all(np.array_equal(after[k], before[k]) for k in OUTPUT)
+
+
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (["model.channels=[8,16]"],
+         "that run's weights do not fit this model (0.W is (16, 1, 3, 3) there, (8, 1, 3, 3) "
+         "here): model.channels=[16, 32, 64] there, [8, 16] here; give the model settings and "
+         "image size of that run"),
+        (["data.pad_to=null"],
+         "(10.W is (1024, 64) there, (576, 64) here): input (1, 32, 32) there, (1, 28, 28) here"),
+    ],
+)  # fmt: skip
+def test_weights_that_do_not_fit_the_model_are_refused_naming_what_differs(
+    trained, overrides, says
+):
+    with pytest.raises(ConfigError) as caught:
+        started("data.task=multiclass", f"train.init_from={trained}", *overrides)
+    assert says in str(caught.value)
+
+
+def test_a_run_started_from_another_trains_on_from_its_weights(trained, tmp_path):
+    run = [*TINY, "data.task=multiclass", f"train.init_from={trained}"]
+    proc = app(*run, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"starting from the weights of {trained} (the same classes)" in proc.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["init_from"]["run"] == str(trained)
+    with open(trained / "metrics.csv") as f, open(tmp_path / "metrics.csv") as g:
+        theirs, ours = list(csv.DictReader(f)), list(csv.DictReader(g))
+    # its first epoch starts where that run left off, not where its first began
+    assert float(ours[0]["train_loss"]) < float(theirs[1]["train_loss"])
+
+
+def test_no_trained_run_in_the_folder_is_refused_before_the_data_is_loaded(trained, tmp_path):
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1"):
+        shutil.copytree(trained, sweep / job)
+    for folder, says in [
+        (tmp_path / "none", f"train.init_from={tmp_path / 'none'}: no such folder"),
+        (sweep, f"holds the folders of 2 runs (a sweep's, say), not a run's results: give one "
+                f"run's folder, e.g. {sweep / '0'}"),
+    ]:  # fmt: skip
+        proc = app(*TINY, f"train.init_from={folder}", "data.root=/nonexistent", "data=mnist")
+        assert proc.returncode == 2, proc.stderr
+        assert says in proc.stdout + proc.stderr
+
+
+def test_the_range_test_of_a_run_started_from_another_starts_from_its_weights(trained, tmp_path):
+    common = ["backend=numpy", "data.limit_train=256", "data.task=multiclass", "lr_find.steps=20"]
+    losses = []
+    for n, start in enumerate([[], [f"train.init_from={trained}"]]):
+        proc = tool("lr_find", *common, *start, f"hydra.run.dir={tmp_path / str(n)}")
+        assert proc.returncode == 0, proc.stderr
+        losses.append(json.loads((tmp_path / str(n) / "lr_find.json").read_text())["first_loss"])
+    fresh, pretrained = losses
+    assert pretrained < fresh
