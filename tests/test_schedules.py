@@ -156,6 +156,10 @@ def test_schedule_settings_are_checked_by_key_before_the_run(tmp_path):
              "or choose another optimizer.schedule"),
             (["optimizer.schedule=plateau", "optimizer.min_lr=0.01"],
              "optimizer.min_lr must be >= 0 and below lr=0.001, got 0.01"),
+            (["optimizer.schedule=plateau", "train.patience=3"],  # decay_every: 10
+             "optimizer.schedule=plateau lowers the rate after optimizer.decay_every=10 epochs "
+             "without a lower validation loss, but train.patience=3 stops the run after 3: the "
+             "rate would never fall. Give optimizer.decay_every below train.patience"),
         ]
     ):  # fmt: skip
         proc = app(*TINY, *args, f"hydra.run.dir={tmp_path / str(n)}")

@@ -450,6 +450,13 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
             f"{watcher}, and data.val_fraction=0 holds out no validation images: give "
             f"data.val_fraction > 0, or {instead}"
         )
+    if o.schedule in ON_VALIDATION and t.patience is not None and o.decay_every >= t.patience:
+        raise ConfigError(
+            f"optimizer.schedule={o.schedule} lowers the rate after optimizer.decay_every="
+            f"{o.decay_every} epochs without a lower validation loss, but train.patience="
+            f"{t.patience} stops the run after {t.patience}: the rate would never fall. Give "
+            "optimizer.decay_every below train.patience (2 and 5, say)"
+        )
     if not is_count(t.repeats, 1):
         raise ConfigError(f"train.repeats={t.repeats!r} must be an integer >= 1")
     for key in ("epochs", "batch_size"):
