@@ -274,6 +274,7 @@ def test_sampled_fractions_are_shown_to_6_digits_and_kept_whole_in_the_csv(tmp_p
         "[8,16]",
     ]
     assert setting_text(["Shirt", 0.0012520653814999472, 16]) == "[Shirt, 0.00125207, 16]"
+    assert setting_text(None) == "null"  # as an override writes it: train.patience=null
     rates = ("0.0012520653814999472", "0.0003701573165914633")
     for job, rate in enumerate(rates):
         (tmp_path / str(job)).mkdir()

@@ -94,8 +94,10 @@ def write_into(out: Path, work: Callable[[], Any]) -> tuple[Any, int]:
 def setting_text(value: Any) -> str:
     """A setting's value as tables, figures and sentences show it: a fraction written with more
     than 6 significant digits (as Optuna samples them) to 6; a list as its items, unquoted, as
-    Hydra's overrides write them ([Shirt], not ['Shirt']); anything else (integers too) as it
-    is."""
+    Hydra's overrides write them ([Shirt], not ['Shirt']); None as null, as they write it;
+    anything else (integers too) as it is."""
+    if value is None:
+        return "null"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(setting_text(v) for v in value) + "]"
     text = str(value)
