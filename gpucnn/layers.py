@@ -45,6 +45,9 @@ class Layer:
     #: at once when a step gives it ``shards`` (BatchNorm); other whole_batch layers train on
     #: whole batches on one thread.
     sums_shards = False
+    #: False for a layer whose ``params`` keep their values while the rest learns (frozen:
+    #: Model.freeze); its gradients are then neither computed nor used.
+    trainable = True
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}

@@ -313,12 +313,14 @@ class Model:
                 + (": the loss's gradient, loss.backward(), not the loss" if not got else "")
             )
         runs = self.runs(logits, fuse)
-        first = next((k for k, run in enumerate(runs) if isinstance(run[1], ParamLayer)), 0)
+        # Below the first layer that learns, no gradient is needed (frozen layers, the input's)
+        first = next((k for k, run in enumerate(runs) if _learns(run[1])), 0)
         for k in reversed(range(len(runs))):
             i, layer, fused = runs[k]
             name = f"{_piece(i, layer, fused)} backward"
-            if k == first and not input_grad and isinstance(layer, ParamLayer):
-                hooks.run(name, layer.param_grads, dy)
+            if k == first and not input_grad:
+                learn = layer.param_grads if isinstance(layer, ParamLayer) else layer.backward
+                hooks.run(name, learn, dy)
                 return None
             dy = hooks.run(name, layer.backward, dy)
         return dy if input_grad else None
@@ -343,6 +345,30 @@ class Model:
         for i, layer in enumerate(self.layers):
             for key, p in layer.params.items():
                 yield f"{i}.{key}", p, layer.grads[key]
+
+    def trainable_parameters(self) -> Iterator[tuple[str, Any, Any]]:
+        """parameters() of the layers that learn: all but the frozen ones (freeze), what an
+        optimiser updates."""
+        for i, layer in enumerate(self.layers):
+            if layer.trainable:
+                for key, p in layer.params.items():
+                    yield f"{i}.{key}", p, layer.grads[key]
+
+    def freeze(self, count: int) -> list[Layer]:
+        """Keep the weights of the first ``count`` layers with parameters (from the input) as
+        they are while the rest learns, as fine-tuning a trained model's last layers does; 0
+        unfreezes all. Returns the frozen layers; ConfigError unless a layer with parameters is
+        left to learn."""
+        learning = [layer for layer in self.layers if layer.params]
+        if not (is_count(count, 0) and count < len(learning)):
+            raise ConfigError(
+                f"freeze takes a count of layers with parameters from 0 to {len(learning) - 1} "
+                f"(this model has {len(learning)}: {', '.join(map(repr, learning))}), got "
+                f"{count!r}: one must be left to learn"
+            )
+        for k, layer in enumerate(learning):
+            layer.trainable = k >= count
+        return learning[:count]
 
     def buffers(self) -> Iterator[tuple[str, Any]]:
         """(name, array) for every buffer (saved, not learned), e.g. "1.running_mean"."""
@@ -515,6 +541,11 @@ def param_counts(layer: Layer) -> tuple[int, int]:
     """(weights, biases) of a layer: the sizes of its parameters, biases (``bias_names``) apart."""
     biases = sum(p.size for key, p in layer.params.items() if key in layer.bias_names)
     return sum(p.size for p in layer.params.values()) - biases, biases
+
+
+def _learns(layer: Layer) -> bool:
+    """Whether training changes ``layer``'s parameters: it has some, and is not frozen."""
+    return bool(layer.params) and layer.trainable
 
 
 def _piece(index: int, layer: Layer, fused: bool) -> str:

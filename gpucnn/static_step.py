@@ -61,6 +61,9 @@ def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
     for layer in _body(model):
         if not isinstance(layer, kinds) or getattr(layer, "name", "") == "softmax":
             return f"it has no kernels for {layer!r}"
+    frozen = next((layer for layer in model.layers if not layer.trainable), None)
+    if frozen is not None:  # its one update kernel runs over every parameter
+        return f"{frozen!r} is frozen"
     if type(loss) not in (CrossEntropy, BinaryCrossEntropy):
         return f"it has no kernels for {type(loss).__name__}"
     if type(optimizer) not in SLOTS:

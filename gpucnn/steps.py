@@ -245,7 +245,7 @@ class MicroBatchStep(Step):
                 np.copyto(grad, parts[0][key])
                 for other in parts[1:]:
                     grad += other[key]
-        self.optimizer.step(self.model.parameters())
+        self.optimizer.step(self.model.trainable_parameters())
         return sum(v for v, _ in results), sum(c for _, c in results)
 
     def _share(self, sums: ShardSums, i: int, x: Any, y: Any, n: int) -> tuple[Any, Any]:

@@ -84,7 +84,7 @@ def train_step(
     optimizer.bind(model)
     value, hits = forward_backward(model, loss, x, y, hooks=hooks, fuse=fuse)
     hooks.before_update(model)
-    hooks.run("   optimizer", optimizer.step, model.parameters())
+    hooks.run("   optimizer", optimizer.step, model.trainable_parameters())
     hooks.after_update(model)
     return value, hits
 

@@ -184,6 +184,7 @@ def test_without_warm_up_no_peak_memory_is_read_and_the_table_says_why():
         ("data.flip=true", "data.flip does nothing in the benchmark"),
         ("data.balanced=true", "data.balanced does nothing in the benchmark"),
         ("train.init_from=outputs/runs/x", "train.init_from does nothing in the benchmark: both"),
+        ("train.freeze=2", "train.freeze does nothing in the benchmark: both sides train every"),
     ],
 )
 def test_impossible_bench_settings_are_refused_before_work(tmp_path, setting, says):

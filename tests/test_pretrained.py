@@ -126,3 +126,36 @@ def test_the_range_test_of_a_run_started_from_another_starts_from_its_weights(tr
         losses.append(json.loads((tmp_path / str(n) / "lr_find.json").read_text())["first_loss"])
     fresh, pretrained = losses
     assert pretrained < fresh
+
+
+def test_frozen_layers_keep_that_runs_weights_and_a_run_trains_on_as_one(trained, tmp_path):
+    """train.freeze=3 keeps the lab CNN's convolutions as trained there and trains its dense
+    layers; its checkpoints hold no optimiser state for the frozen layers, and a run trained on
+    from a shorter one ends as one never stopped."""
+    frozen = [*TINY, "data.task=binary", f"train.init_from={trained}", "train.freeze=3"]
+    assert app(*frozen, cwd=tmp_path).returncode == 0
+    on = app(*frozen, "train.epochs=2", "train.resume=true", cwd=tmp_path)
+    assert on.returncode == 0 and "training on to train.epochs=2" in on.stdout + on.stderr
+    fresh = tmp_path / "fresh"
+    done = app(*frozen, "train.epochs=2", f"hydra.run.dir={fresh}")
+    assert done.returncode == 0, done.stderr
+    assert "keeping the weights of the first 3 layers as they start (train.freeze=3): Conv(" in (
+        done.stdout
+    )
+    with np.load(trained / "model.npz") as f, np.load(fresh / "model.npz") as g:
+        theirs, ours = dict(f), dict(g)
+    convs = [f"{i}.{k}" for i in (0, 3, 6) for k in "Wb"]
+    assert all(np.array_equal(ours[k], theirs[k]) for k in convs)
+    assert not np.array_equal(ours["10.W"], theirs["10.W"])  # the first dense layer learned
+    with np.load(fresh / "checkpoint.npz") as c:
+        assert not any(k.startswith("opt/0.") for k in c.files) and "opt/10.W/m" in c.files
+    longer = max((tmp_path / "outputs/runs").iterdir())
+    with np.load(longer / "model.npz") as h:
+        assert all(np.array_equal(h[k], ours[k]) for k in ours)
+
+
+def test_a_freeze_that_leaves_no_layer_to_learn_is_refused_naming_the_layers(tmp_path):
+    proc = app(*TINY, "train.freeze=5", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert ("train.freeze takes a count of layers with parameters from 0 to 4 (this model has 5: "
+            "Conv(") in proc.stdout + proc.stderr  # fmt: skip

@@ -364,6 +364,8 @@ def test_optimizer_state_and_parameters_are_views_of_the_flat_buffers():
 def test_unsupported_models_say_why():
     model = MODELS["relu_k3"]()
     assert unsupported(model, CrossEntropy(), SGD(0.1)) == ""
+    model.freeze(1)  # its one update kernel would move the frozen weights
+    assert unsupported(model, CrossEntropy(), SGD(0.1)) == f"{model.layers[0]!r} is frozen"
 
     class Twice(Layer):
         def forward(self, x, training=False):

@@ -154,3 +154,43 @@ def test_repeatable_with_dropout(batch_norm):
         results.append(model.state_dict())
     for key in results[0]:
         assert np.array_equal(results[0][key], results[1][key]), key
+
+
+@pytest.mark.parametrize("threads,chunk", [(0, 0), (2, 4)])  # 0: the plain step
+def test_frozen_layers_keep_their_weights_while_the_rest_learns_as_it_would(threads, chunk):
+    """Freezing the first layers changes nothing for the others' gradients and updates, and
+    no gradient is computed below the first layer that learns."""
+    rng = np.random.default_rng(3)
+    x, y = _batch(rng)
+    whole, frozen = _model(), _model()
+    start = frozen.state_dict()
+    assert [repr(layer) for layer in frozen.freeze(2)] == [repr(frozen.layers[i]) for i in (0, 3)]
+    for model in (whole, frozen):
+        sgd = SGD(0.1, weight_decay=0.1)  # which moves a parameter even where its gradient is 0
+        if threads:
+            step = MicroBatchStep(model, CrossEntropy(), sgd, threads, chunk)
+        else:
+            step = PlainStep(model, CrossEntropy(), sgd)
+        step(x, y)
+        step.close()
+    learning = {name for name, _, _ in frozen.trainable_parameters()}
+    assert learning and learning < frozen.state_dict().keys()
+    ours, theirs = frozen.state_dict(), whole.state_dict()
+    for name, _, grad in frozen.parameters():
+        if name in learning:
+            assert np.array_equal(ours[name], theirs[name]), name
+        else:
+            assert np.array_equal(ours[name], start[name]), name
+            assert not grad.any(), name  # never computed
+            assert not np.array_equal(theirs[name], start[name]), name
+
+
+def test_freezing_leaves_a_layer_to_learn():
+    model = _model()
+    for count in (-1, 4, 1.5):
+        with pytest.raises(ConfigError, match=r"freeze takes a count of layers with parameters "
+                                              r"from 0 to 3 \(this model has 4: Conv"):  # fmt: skip
+            model.freeze(count)
+    model.freeze(3)
+    model.freeze(0)
+    assert all(layer.trainable for layer in model.layers)

@@ -56,6 +56,7 @@ NOT_BENCHED = {
         "both sides train every epoch on the same plain batches at a constant rate",
     ),
     "train.init_from": "both sides start from the same random weights",
+    "train.freeze": "both sides train every layer",
 }
 
 

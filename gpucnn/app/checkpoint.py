@@ -102,7 +102,8 @@ def _check(path: Path, meta: dict, arrays: dict[str, np.ndarray], model: Model, 
             f"{path}: its record holds {len(rows)} epochs' metrics, not {meta['epoch']}"
         )
     params = {name: p for name, p, _ in model.parameters()}
-    slots = {f"opt/{n}/{s}": p for n, p in params.items() for s in opt.SLOTS}
+    learning = (name for name, _, _ in model.trainable_parameters())  # frozen ones: no slots
+    slots = {f"opt/{n}/{s}": params[n] for n in learning for s in opt.SLOTS}
     names = [*params, *(name for name, _ in model.buffers())]
     best = meta.get("best")
     if best is not None and not (

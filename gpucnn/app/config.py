@@ -149,6 +149,9 @@ class TrainConfig:
     # a trained run's folder whose weights this run starts from instead of random ones (the
     # output layer's afresh where its classes differ); the model and image size must be its
     init_from: Optional[str] = None
+    # keep the weights of the first N layers with parameters (Conv, Dense, BatchNorm, from the
+    # input) as they start, training only the rest: with init_from, that run's features
+    freeze: int = 0
 
 
 @dataclass
@@ -437,6 +440,8 @@ def validate(cfg: DictConfig, schema: type = Config) -> None:
         raise ConfigError(f"train.micro_batch={t.micro_batch} must be >= 0 (0: whole batches)")
     if t.seed < 0:
         raise ConfigError(f"train.seed={t.seed} must be >= 0")
+    if t.freeze < 0:
+        raise ConfigError(f"train.freeze={t.freeze} must be >= 0 (0: every layer learns)")
     if t.patience is not None and t.patience < 1:
         raise ConfigError(f"train.patience={t.patience} must be null or >= 1 epochs")
     if not 0 <= t.label_smoothing < 1:

@@ -90,6 +90,7 @@ def find(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
     if start is not None:  # the rates worth a sweep of fine-tuning
         pretrained.start_from(model, start, cfg, splits)
+    pretrained.freeze(model, cfg)
     loss = for_outputs(splits.n_outputs, t.label_smoothing)
     optimizer = build_optimizer(cfg.optimizer)
     batches = training_batches(cfg, splits, model)

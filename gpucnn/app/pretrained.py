@@ -1,4 +1,5 @@
-"""train.init_from: a run that starts from the weights another run trained (fine-tuning).
+"""Where a run's weights start: train.init_from, the weights another run trained (fine-tuning),
+and train.freeze, the layers that keep them.
 
 Every layer starts with that run's weights where the two tell the same classes apart; where the
 classes differ, the output layer starts afresh (its weights are one column per class of the
@@ -21,7 +22,7 @@ from ..layers import ParamLayer
 from ..model import Model, saved_weights
 from . import rundir
 from .finished import RunError, finished_run
-from .results import first_of, flat
+from .results import counted, first_of, flat
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +120,22 @@ def _differences(summary: dict[str, Any], cfg: DictConfig, input_shape: tuple[in
     if list(summary.get("input_shape") or []) != list(input_shape):
         said.append(f"input {tuple(summary.get('input_shape') or ())} there, {input_shape} here")
     return "; ".join(said) or "no model setting differs"
+
+
+def freeze(model: Model, cfg: DictConfig) -> None:
+    """Keep the weights of the first train.freeze layers with parameters as they start (that
+    run's, or random ones), saying which; ConfigError naming the setting for a count that
+    leaves no layer to learn."""
+    count = cfg.train.freeze
+    if not count:
+        return
+    try:
+        frozen = model.freeze(count)
+    except ConfigError as exc:
+        raise ConfigError(f"train.{exc}") from None
+    log.info(
+        "keeping the weights of the first %s as they start (train.freeze=%d): %s",
+        counted(count, "layer"),
+        count,
+        ", ".join(map(repr, frozen)),
+    )
