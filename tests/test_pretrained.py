@@ -154,6 +154,18 @@ def test_frozen_layers_keep_that_runs_weights_and_a_run_trains_on_as_one(trained
         assert all(np.array_equal(h[k], ours[k]) for k in ours)
 
 
+def test_one_frozen_layer_is_named_the_first_layer(tmp_path, caplog):
+    from gpucnn.app.pretrained import freeze
+
+    model = build_model(composed(*TINY).model, (1, 32, 32), 1)
+    with caplog.at_level("INFO", logger="gpucnn.app.pretrained"):
+        freeze(model, composed(*TINY, "train.freeze=1"))
+    assert "keeping the weights of the first layer as they start (train.freeze=1): Conv(" in (
+        caplog.text
+    )
+    assert [layer.trainable for layer in model.layers if layer.params] == [False] + [True] * 4
+
+
 def test_a_freeze_that_leaves_no_layer_to_learn_is_refused_naming_the_layers(tmp_path):
     proc = app(*TINY, "train.freeze=5", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

@@ -22,7 +22,7 @@ from ..layers import ParamLayer
 from ..model import Model, saved_weights
 from . import rundir
 from .finished import RunError, finished_run
-from .results import counted, first_of, flat
+from .results import first_of, flat
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def freeze(model: Model, cfg: DictConfig) -> None:
         raise ConfigError(f"train.{exc}") from None
     log.info(
         "keeping the weights of the first %s as they start (train.freeze=%d): %s",
-        counted(count, "layer"),
+        f"{count} layers" if count > 1 else "layer",
         count,
         ", ".join(map(repr, frozen)),
     )
