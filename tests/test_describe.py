@@ -35,6 +35,16 @@ def test_describe_prints_the_model_and_its_costs_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_describe_says_which_weights_learn_with_frozen_layers(tmp_path):
+    proc = describe(tmp_path, "model=lenet5", "data.task=multiclass", "train.freeze=2")
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert ("train.freeze=2: 58,920 of the 61,470 weights learn, in Dense(400, 120), Dense(120, "
+            "84), Dense(84, 10); the layers before keep theirs") in out  # fmt: skip
+    # Adam's slots for the 59,134 parameters that learn only: not 987.3 KB
+    assert "966.7 KB for the weights, their gradients and adam's 2 slots" in out
+
+
 def test_describe_refuses_an_architecture_that_cannot_work_as_the_run_would(tmp_path):
     proc = describe(tmp_path, "model.filter_size=40", "model.padding=valid")
     assert proc.returncode == 2

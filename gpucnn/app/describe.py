@@ -19,8 +19,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .. import backend, memory
+from ..model import Model, param_counts
 from ..optimizers import OPTIMIZERS
-from . import cores
+from . import cores, pretrained
 from .config import build_model, check_overrides_read, register, validate
 from .experiment import StepMemory, load_splits, step_memory
 from .run import CONF_DIR, fail
@@ -38,14 +39,28 @@ def describe(cfg: DictConfig, overrides: list[str]) -> str:
     backend.use(c.name, c.dtype, t.seed, kernels=c.kernels, tf32=c.tf32)
     splits = load_splits(cfg, logged=False)
     model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
+    pretrained.freeze(model, cfg)
     threads = cores.job_threads(t.threads)
     macs = model.count_multiply_adds() * len(splits.train)
     costs = [
+        *_learning_line(model, t.freeze),
         memory_line(step_memory(model, cfg, threads), cfg.optimizer.name),
         f"an epoch: {len(splits.train):,} training images, {_giga(macs)} multiply-adds forward "
         "(a training step takes about three times a forward pass)",
     ]
     return "\n".join([model.summary(), *(textwrap.fill(line, 100) for line in costs)])
+
+
+def _learning_line(model: Model, freeze: int) -> list[str]:
+    """With train.freeze, the weights that learn and where, in words; else nothing."""
+    if not freeze:
+        return []
+    learning = [layer for layer in model.layers if layer.params and layer.trainable]
+    weights = sum(param_counts(layer)[0] for layer in learning)
+    return [
+        f"train.freeze={freeze}: {weights:,} of the {model.count_params():,} weights learn, in "
+        f"{', '.join(map(repr, learning))}; the layers before keep theirs"
+    ]
 
 
 def memory_line(need: StepMemory, optimizer: str) -> str:
