@@ -223,25 +223,36 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
 
 
 def init_source(cfg: DictConfig) -> pretrained.Source | None:
-    """The run whose weights train.init_from starts from (relative to where the command
-    started), checked before any data is loaded; None without one."""
+    """The run whose weights train.init_from starts from, checked before any data is loaded;
+    None without one."""
     given = cfg.train.init_from
-    return None if given is None else pretrained.source(given, Path(_from_launch_dir(given)))
+    if given is None:
+        return None
+    return pretrained.source(
+        given,
+        _idle_folder("train.init_from", given, "a trained run's folder (outputs/runs/<time>)"),
+    )
 
 
 def _resume_from(path: str) -> Path:
-    """train.resume_from as a directory (relative to where the command started); ConfigError
-    if there is none, or a run is still going in it."""
-    directory = Path(_from_launch_dir(path))
+    """train.resume_from as a directory; ConfigError if there is none, or a run is still going
+    in it."""
+    return _idle_folder(
+        "train.resume_from", path, "a run's directory (outputs/runs/<time>) or a sweep's"
+    )
+
+
+def _idle_folder(key: str, given: str, wanted: str) -> Path:
+    """The folder of setting ``key``=``given`` (relative to where the command started), read
+    as a run's or a sweep's: ConfigError where there is none (naming ``wanted``), or a process
+    is still training in it (its checkpoint and weights are still being written)."""
+    directory = Path(_from_launch_dir(given))
     if not directory.is_dir():
+        raise ConfigError(f"{key}={given}: no such folder ({directory}): give {wanted}")
+    if rundir.in_use(directory):
         raise ConfigError(
-            f"train.resume_from={path}: no such folder ({directory}): give a run's directory "
-            "(outputs/runs/<time>) or a sweep's"
-        )
-    if rundir.in_use(directory):  # its checkpoint is still being written
-        raise ConfigError(
-            f"train.resume_from={path}: a process is still training in it: wait for it to end "
-            "(or stop it: it writes a checkpoint)"
+            f"{key}={given}: a process is still training in it: wait for it to end (or stop "
+            "it: it writes a checkpoint)"
         )
     return directory
 

@@ -20,7 +20,6 @@ from .. import data
 from ..errors import ConfigError
 from ..layers import ParamLayer
 from ..model import Model, saved_weights
-from . import rundir
 from .finished import RunError, finished_run
 from .results import first_of, flat
 
@@ -39,18 +38,8 @@ class Source:
 
 
 def source(given: str, run_dir: Path) -> Source:
-    """The run at ``run_dir`` (train.init_from=``given``), checked before any data is loaded:
-    ConfigError where it is no folder, a process still trains in it, or it holds no trained
-    run's weights (a sweep's folder: naming its best run)."""
-    if not run_dir.is_dir():
-        raise ConfigError(
-            f"train.init_from={given}: no such folder ({run_dir}): give a trained run's folder "
-            "(outputs/runs/<time>)"
-        )
-    if rundir.in_use(run_dir):
-        raise ConfigError(
-            f"train.init_from={given}: a process is still training in it: wait for it to end"
-        )
+    """The run in the folder ``run_dir`` (train.init_from=``given``): ConfigError where it
+    holds no trained run's weights (a sweep's folder: naming its best run)."""
     try:
         summary, weights = finished_run(run_dir)
     except RunError as exc:
