@@ -55,7 +55,7 @@ def start_from(model: Model, src: Source, cfg: DictConfig, splits: data.Prepared
     classes, input_shape = list(splits.classes), tuple(splits.input_shape)
     theirs, ours = saved_weights(src.weights), model.state_dict()
     output = _output_names(model)
-    same_classes = list(src.summary.get("classes") or []) == list(classes)
+    same_classes = list(src.summary.get("classes") or []) == classes
     fits = {n for n in ours if n in theirs and theirs[n].shape == ours[n].shape}
     fresh = [] if same_classes and set(output) <= fits else output
     misfit = sorted((ours.keys() - fits - set(fresh)) | (theirs.keys() - ours.keys()))
@@ -96,7 +96,7 @@ def _output_names(model: Model) -> list[str]:
 
 def _classes(names: list[str]) -> str:
     """``10 classes (T-shirt/top, Trouser, Pullover, Dress and 6 more)``."""
-    return f"{len(names)} classes ({first_of(list(names), 4)})"
+    return f"{len(names)} classes ({first_of(names, 4)})"
 
 
 def _differences(summary: dict[str, Any], cfg: DictConfig, input_shape: tuple[int, ...]) -> str:
