@@ -109,6 +109,8 @@ def test_no_trained_run_in_the_folder_is_refused_before_the_data_is_loaded(train
         shutil.copytree(trained, sweep / job)
     for folder, says in [
         (tmp_path / "none", f"train.init_from={tmp_path / 'none'}: no such folder"),
+        (trained / "model.npz", f"a file, not a folder: give a trained run's folder "
+                                f"(outputs/runs/<time>), such as the one it is in, {trained}"),
         (sweep, f"holds the folders of 2 runs (a sweep's, say), not a run's results: give one "
                 f"run's folder, e.g. {sweep / '0'}"),
     ]:  # fmt: skip
@@ -166,8 +168,17 @@ def test_one_frozen_layer_is_named_the_first_layer(tmp_path, caplog):
     assert [layer.trainable for layer in model.layers if layer.params] == [False] + [True] * 4
 
 
-def test_a_freeze_that_leaves_no_layer_to_learn_is_refused_naming_the_layers(tmp_path):
-    proc = app(*TINY, "train.freeze=5", f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize(
+    "freeze, says",
+    [
+        (5, "train.freeze takes a count of layers with parameters from 0 to 4 (this model has 5: "
+            "Conv("),
+        (-1, "train.freeze=-1 must be >= 0 (0: every layer learns)"),
+    ],
+)  # fmt: skip
+def test_a_freeze_that_leaves_no_layer_to_learn_is_refused_naming_the_layers(
+    tmp_path, freeze, says
+):
+    proc = app(*TINY, f"train.freeze={freeze}", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
-    assert ("train.freeze takes a count of layers with parameters from 0 to 4 (this model has 5: "
-            "Conv(") in proc.stdout + proc.stderr  # fmt: skip
+    assert says in proc.stdout + proc.stderr

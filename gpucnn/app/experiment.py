@@ -247,6 +247,11 @@ def _idle_folder(key: str, given: str, wanted: str) -> Path:
     as a run's or a sweep's: ConfigError where there is none (naming ``wanted``), or a process
     is still training in it (its checkpoint and weights are still being written)."""
     directory = Path(_from_launch_dir(given))
+    if directory.is_file():  # a run's model.npz, say
+        raise ConfigError(
+            f"{key}={given}: a file, not a folder: give {wanted}, such as the one it is in, "
+            f"{directory.parent}"
+        )
     if not directory.is_dir():
         raise ConfigError(f"{key}={given}: no such folder ({directory}): give {wanted}")
     if rundir.in_use(directory):
