@@ -388,7 +388,9 @@ class Program:
         self.row_hit = xp.empty((n,), dtype=np.int32)
         self.loss = xp.empty((1,), dtype=dtype)
         self.hits = xp.empty((1,), dtype=np.int32)
-        self.first = next(i for i, op in enumerate(self.ops) if isinstance(op, (_Conv, _Dense)))
+        # the first operation with parameters: no gradient is needed below it
+        learns = (_Conv, _Dense, _BatchNorm)
+        self.first = next(i for i, op in enumerate(self.ops) if isinstance(op, learns))
         self.graph = None
         self.runs = 0
 

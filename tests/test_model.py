@@ -502,3 +502,18 @@ def test_saving_onto_a_folder_names_the_folder_not_a_temporary_file(tmp_path):
         model.save(tmp_path / "outputs")
     assert err.value.filename == str(tmp_path / "outputs") and err.value.filename2 is None
     assert [p.name for p in tmp_path.iterdir()] == ["outputs"]  # no temporary file left
+
+
+def test_a_batch_norm_before_the_first_conv_learns_too():
+    """The input needs no gradient, but a BatchNorm in front of the first Conv does: backward
+    stops below the first layer that learns, not below the first Conv or Dense."""
+    backend.set_seed(0)
+    model = Model([BatchNorm(1), Conv(3, 1, 2), Flatten(), Dense(2 * 4 * 4, 3)])
+    model.add(Activation("softmax")).build((1, 6, 6))
+    x = np.random.default_rng(0).normal(size=(8, 1, 6, 6))
+    y = np.arange(8) % 3
+    before = model.state_dict()
+    train_step(model, CrossEntropy(), SGD(0.1), x, y)
+    after = model.state_dict()
+    assert not np.array_equal(after["0.gamma"], before["0.gamma"])
+    assert not np.array_equal(after["0.beta"], before["0.beta"])

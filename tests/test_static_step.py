@@ -106,6 +106,17 @@ MODELS = {
     "global_pool_unactivated": lambda: Model(
         [Conv(3, 1, 4, pad=1), MaxPool(2), Conv(3, 4, 5), GlobalAvgPool(), Dense(5, 1)]
     ).build((1, 13, 11)),
+    # The input normalised by a BatchNorm that learns: the first operation with parameters
+    "batch_norm_first": lambda: Model(
+        [
+            BatchNorm(1),
+            Conv(3, 1, 3, pad=1),
+            Activation("relu"),
+            MaxPool(2),
+            Flatten(),
+            Dense(90, 3),
+        ]
+    ).build((1, 13, 11)),  # fmt: skip
 }
 OPTIMIZERS = {
     "sgd": lambda: SGD(0.05, weight_decay=0.01),
