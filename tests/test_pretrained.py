@@ -62,8 +62,8 @@ def test_the_output_layer_starts_afresh_where_the_classes_differ_in_name_only(tr
     """Ten classes of other names: one column of weights per class of that run would be given to
     a class of this one that has nothing to do with it."""
     summary = json.loads((trained / "summary.json").read_text())
-    other = tmp = trained.parent / "renamed"
-    shutil.copytree(trained, tmp, dirs_exist_ok=True)
+    other = trained.parent / "renamed"
+    shutil.copytree(trained, other, dirs_exist_ok=True)
     summary["classes"] = [f"class {i}" for i in range(10)]
     (other / "summary.json").write_text(json.dumps(summary))
     _, before, after, record = started("data.task=multiclass", f"train.init_from={other}")
