@@ -314,7 +314,7 @@ class Model:
             )
         runs = self.runs(logits, fuse)
         # Below the first layer that learns, no gradient is needed (frozen layers, the input's)
-        first = next((k for k, run in enumerate(runs) if _learns(run[1])), 0)
+        first = next((k for k, run in enumerate(runs) if learns(run[1])), 0)
         for k in reversed(range(len(runs))):
             i, layer, fused = runs[k]
             name = f"{_piece(i, layer, fused)} backward"
@@ -543,7 +543,7 @@ def param_counts(layer: Layer) -> tuple[int, int]:
     return sum(p.size for p in layer.params.values()) - biases, biases
 
 
-def _learns(layer: Layer) -> bool:
+def learns(layer: Layer) -> bool:
     """Whether training changes ``layer``'s parameters: it has some, and is not frozen."""
     return bool(layer.params) and layer.trainable
 

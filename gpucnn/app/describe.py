@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .. import backend, memory
-from ..model import Model, param_counts
+from ..model import Model, learns, param_counts
 from ..optimizers import OPTIMIZERS
 from . import cores, pretrained
 from .config import build_model, check_overrides_read, register, validate
@@ -55,7 +55,7 @@ def _learning_line(model: Model, freeze: int) -> list[str]:
     """With train.freeze, the weights that learn and where, in words; else nothing."""
     if not freeze:
         return []
-    learning = [layer for layer in model.layers if layer.params and layer.trainable]
+    learning = [layer for layer in model.layers if learns(layer)]
     weights = sum(param_counts(layer)[0] for layer in learning)
     return [
         f"train.freeze={freeze}: {weights:,} of the {model.count_params():,} weights learn, in "
