@@ -6,7 +6,9 @@ graph, which the GPU replays with one launch per step:
 
 - one flat buffer for all parameters, one for their gradients and one per optimiser slot (the
   layers' ``params``, ``grads`` and the optimiser's ``state`` become views of them, so
-  checkpoints, evaluation and ``state_dict`` see the same numbers);
+  checkpoints, evaluation and ``state_dict`` see the same numbers); frozen layers (Model.freeze)
+  come first in it, so the update runs over the tail that learns, and the slots hold that tail
+  only;
 - an operation per layer, with a Conv, Dense or BatchNorm fused with the activation after it,
   writing channels-last activations into buffers of its own (a max pool after a Conv applies
   the Conv's bias and activation to its maxima instead);
@@ -44,7 +46,7 @@ from .layers import (
     MaxPool,
 )
 from .losses import BinaryCrossEntropy, CrossEntropy, Loss
-from .model import NO_HOOKS, Hooks, Model
+from .model import NO_HOOKS, Hooks, Model, learns
 from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer
 from .profile import Timer
 from .steps import Step
@@ -61,9 +63,14 @@ def unsupported(model: Model, loss: Loss, optimizer: Optimizer) -> str:
     for layer in _body(model):
         if not isinstance(layer, kinds) or getattr(layer, "name", "") == "softmax":
             return f"it has no kernels for {layer!r}"
-    frozen = next((layer for layer in model.layers if not layer.trainable), None)
-    if frozen is not None:  # its one update kernel runs over every parameter
-        return f"{frozen!r} is frozen"
+    with_params = [layer for layer in model.layers if layer.params]
+    learning = [learns(layer) for layer in with_params]
+    if not any(learning):
+        return "none of its layers learns (every one is frozen)"
+    # The update runs over the flat buffers' tail: the frozen layers' parameters come first.
+    late = next((layer for layer in with_params[learning.index(True) :] if not learns(layer)), None)
+    if late is not None:
+        return f"{late!r} is frozen after a layer that learns (freeze the first layers only)"
     if type(loss) not in (CrossEntropy, BinaryCrossEntropy):
         return f"it has no kernels for {type(loss).__name__}"
     if type(optimizer) not in SLOTS:
@@ -388,9 +395,12 @@ class Program:
         self.row_hit = xp.empty((n,), dtype=np.int32)
         self.loss = xp.empty((1,), dtype=dtype)
         self.hits = xp.empty((1,), dtype=np.int32)
-        # the first operation with parameters: no gradient is needed below it
-        learns = (_Conv, _Dense, _BatchNorm)
-        self.first = next(i for i, op in enumerate(self.ops) if isinstance(op, learns))
+        # the first operation whose parameters learn: no gradient is needed below it
+        self.first = next(
+            i
+            for i, op in enumerate(self.ops)
+            if isinstance(op, (_Conv, _Dense, _BatchNorm)) and learns(op.layer)
+        )
         self.graph = None
         self.runs = 0
 
@@ -492,16 +502,27 @@ class StaticStep(Step):
         dtype = params[0][1].dtype
         self.flat = self.xp.empty(total, dtype=dtype)
         self.flat_grad = self.xp.zeros(total, dtype=dtype)
-        self.slots = {s: self.xp.zeros(total, dtype=dtype) for s in SLOTS[type(optimizer)]}
         self.views: dict[str, slice] = {}
         offset = 0
         for name, p, _ in params:
             self.views[name] = slice(offset, offset + p.size)
             offset += p.size
-        self._bind()
         self.counters = self.xp.zeros(2, dtype=np.int64)  # steps taken, optimiser updates
         self._mirror: tuple[int, int] | None = None
         self._settings: tuple | None = None
+        self._plan()
+
+    def _plan(self) -> None:
+        """Lay out the optimiser's slots for the layers that learn now, and bind the buffers;
+        the programs, whose backward stops at the first layer that learns, are made anew."""
+        model, xp = self.model, self.xp
+        self._trainable = tuple(layer.trainable for layer in model.layers)
+        learning = {name for name, _, _ in model.trainable_parameters()}
+        # where the parameters that learn begin: the frozen layers' come before them
+        self.start = min(self.views[name].start for name in learning)
+        size, dtype = self.flat.size - self.start, self.flat.dtype
+        self.slots = {s: xp.zeros(size, dtype=dtype) for s in SLOTS[type(self.optimizer)]}
+        self._bind()
         self.programs: dict[int, Program] = {}
         # optimizer.clip_norm's: each gradient squared, their sum's scratch, then the norm and
         # the factor the gradients are scaled by (made when clip_norm is first set)
@@ -509,8 +530,8 @@ class StaticStep(Step):
 
     # ----- the flat buffers -------------------------------------------------------------------
     def _bind(self) -> None:
-        """Copy every parameter and optimiser slot into the flat buffers, and make the layers'
-        arrays and the optimiser's state views of them."""
+        """Copy every parameter, and the optimiser slots of those that learn, into the flat
+        buffers, and make the layers' arrays and the optimiser's state views of them."""
         state = self.optimizer.state
         for i, layer in enumerate(self.model.layers):
             for key in list(layer.params):
@@ -520,8 +541,10 @@ class StaticStep(Step):
                 view[...] = layer.params[key]
                 layer.params[key] = view
                 layer.grads[key] = self.flat_grad[where].reshape(shape)
+                if not layer.trainable:
+                    continue
                 for slot, buf in self.slots.items():
-                    own = buf[where].reshape(shape)
+                    own = buf[where.start - self.start : where.stop - self.start].reshape(shape)
                     own[...] = self.optimizer.slot(name, slot, own)
                     state[name][slot] = own
         self._state_ids = self._slot_ids()
@@ -530,8 +553,14 @@ class StaticStep(Step):
         return tuple(id(a) for s in self.optimizer.state.values() for a in s.values())
 
     def _sync(self) -> None:
-        """Take in whatever changed on the host since the last step: optimiser state loaded
-        from a checkpoint, the step counts, the optimiser's settings."""
+        """Take in whatever changed on the host since the last step: layers frozen or let
+        learn, optimiser state loaded from a checkpoint, the step counts, the optimiser's
+        settings."""
+        if tuple(layer.trainable for layer in self.model.layers) != self._trainable:
+            why = unsupported(self.model, self.loss, self.optimizer)
+            if why:
+                raise TypeError(f"StaticStep cannot run this model: {why}")
+            self._plan()
         if self._slot_ids() != self._state_ids:
             self._bind()
         counts = (self.count, self.optimizer.steps)
@@ -539,9 +568,9 @@ class StaticStep(Step):
             self.counters[...] = self.xp.asarray(counts, dtype=np.int64)
             self._mirror = counts
         if self.optimizer.clip_norm is not None and self.clip_buffers is None:
-            total, xp = self.flat_grad.size, self.xp
-            work = xp.empty(max(1, self.k.colsum_workspace(total, 1)), dtype=self.flat.dtype)
-            self.clip_buffers = (xp.empty_like(self.flat_grad), work, xp.empty(1, self.flat.dtype))
+            total, xp, dtype = self.flat_grad.size - self.start, self.xp, self.flat.dtype
+            work = xp.empty(max(1, self.k.colsum_workspace(total, 1)), dtype=dtype)
+            self.clip_buffers = (xp.empty(total, dtype), work, xp.empty(1, dtype))
         settings = _settings(self.optimizer)
         if settings != self._settings:  # a graph holds the old values: capture again
             for program in self.programs.values():
@@ -549,11 +578,11 @@ class StaticStep(Step):
             self._settings = settings
 
     def clip(self) -> None:
-        """Scale the flat gradient by min(1, clip_norm / (its L2 norm + 1e-6)), as
-        Optimizer.step does, in kernels that write into the step's own buffers only (so that a
-        CUDA graph holds them): the squares summed as a column, in a fixed order."""
+        """Scale the gradient of the parameters that learn by min(1, clip_norm / (its L2 norm +
+        1e-6)), as Optimizer.step does, in kernels that write into the step's own buffers only
+        (so that a CUDA graph holds them): the squares summed as a column, in a fixed order."""
         squares, work, factor = self.clip_buffers
-        xp, g = self.xp, self.flat_grad
+        xp, g = self.xp, self.flat_grad[self.start :]
         xp.multiply(g, g, out=squares)
         self.k.colsum(squares.reshape(-1, 1), factor, work=work)
         xp.sqrt(factor, out=factor)
@@ -563,8 +592,10 @@ class StaticStep(Step):
         xp.multiply(g, factor, out=g)
 
     def update(self) -> None:
-        """The optimiser's update over the flat buffers (after clip, where clip_norm is set)."""
-        o, k, p, g = self.optimizer, self.k, self.flat, self.flat_grad
+        """The optimiser's update over the flat buffers' parameters that learn (after clip,
+        where clip_norm is set)."""
+        o, k = self.optimizer, self.k
+        p, g = self.flat[self.start :], self.flat_grad[self.start :]
         if o.clip_norm is not None:
             self.clip()
         if isinstance(o, Adam):

@@ -83,8 +83,8 @@ def test_dropout_keeps_the_rate_and_scale_on_the_gpu():
 
 @pytest.mark.parametrize("frozen", [0, 2])
 def test_training_steps_match(frozen):
-    """The layers' step, which also trains a model with frozen layers on the GPU (the static
-    step updates every parameter at once): those keep their weights on both."""
+    """The layers' step, with the first layers frozen too: those keep their weights on
+    both."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(16, 1, 16, 16)).astype(np.float32)
     y = rng.integers(0, 4, size=16)

@@ -430,10 +430,22 @@ def _dropout_cnn():
     return presets.cnn((1, 13, 11), channels=(4, 6), hidden=(20,), dropout=0.3, n_outputs=4)
 
 
+def _frozen_cnn():
+    """A Conv, its BatchNorm and the next Conv kept as they are, with weights moved off their
+    start as training moves them (no bias of zero); the update runs over the rest of the flat
+    buffers."""
+    model = MODELS["batch_norm"]()
+    rng = np.random.default_rng(0)
+    for layer in model.freeze(3):
+        for p in layer.params.values():
+            p += backend.to_device(rng.normal(0, 0.1, size=p.shape), p.dtype)
+    return model
+
+
 @pytest.mark.parametrize("opt", OPTIMIZERS)
-@pytest.mark.parametrize("key", [*MODELS, "dropout"])
+@pytest.mark.parametrize("key", [*MODELS, "dropout", "frozen"])
 def test_static_step_matches_numpy(key, opt, device):
-    make = _dropout_cnn if key == "dropout" else MODELS[key]
+    make = {"dropout": _dropout_cnn, "frozen": _frozen_cnn}.get(key) or MODELS[key]
     _assert_static_step_matches_numpy(device, make, OPTIMIZERS[opt])
 
 
@@ -558,6 +570,8 @@ def test_the_trainer_uses_the_static_step_on_the_gpu():
     from gpucnn.steps import make_step
 
     model = presets.lab_cnn3(10)
+    assert isinstance(make_step(model, CrossEntropy(), Momentum(0.1)), StaticStep)
+    model.freeze(3)  # fine-tuning its dense layers
     assert isinstance(make_step(model, CrossEntropy(), Momentum(0.1)), StaticStep)
     backend.use("cupy", kernels="reference")
     assert not isinstance(make_step(model, CrossEntropy(), Momentum(0.1)), StaticStep)

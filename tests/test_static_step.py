@@ -167,13 +167,19 @@ def _loss(model):
     return BinaryCrossEntropy() if model.output_shape[0] == 1 else CrossEntropy()
 
 
+@pytest.mark.parametrize("frozen", [0, 1])
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("key", MODELS)
-def test_same_updates_as_the_layers(key, opt):
+def test_same_updates_as_the_layers(key, opt, frozen):
+    """... with the first layer with parameters frozen too (``frozen``): the update and the
+    clipping run over the rest, and the optimiser holds state for the rest only."""
     rng = np.random.default_rng(3)
     backend.set_seed(1)
     ref, ours = MODELS[key](), MODELS[key]()
     ours.load_state_dict(ref.state_dict())
+    ref.freeze(frozen)
+    ours.freeze(frozen)
+    start = ours.state_dict()
     step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
     ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(ref)
     for _ in range(3):
@@ -184,15 +190,20 @@ def test_same_updates_as_the_layers(key, opt):
         assert int(hits) == int(want_hits)
         hold_noise_at_zero(ref)
         hold_noise_at_zero(ours)
+    learning = {name for name, _, _ in ref.trainable_parameters()}
     for (name, p, g), (_, q, h) in zip(ref.parameters(), ours.parameters()):
-        if name not in rounding_only(ref):
+        if name not in learning:  # frozen: its gradient is never computed
+            assert np.array_equal(p, start[name]) and np.array_equal(q, start[name]), name
+            assert not np.any(g) and not np.any(h), name
+        elif name not in rounding_only(ref):
             assert relative_error(g, h) < 1e-10, name
             assert relative_error(p, q) < 1e-10, name
     for (name, a), (_, b) in zip(ref.buffers(), ours.buffers()):  # BatchNorm's running statistics
         assert relative_error(a, b) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
+    assert step.optimizer.state.keys() == ref_opt.state.keys()
     if ref_opt.clip_norm is not None:  # clipping was at work: the gradient left has its norm
-        norm = float(sum((h * h).sum() for _, _, h in ours.parameters())) ** 0.5
+        norm = float(sum((h * h).sum() for _, _, h in ours.trainable_parameters())) ** 0.5
         assert norm == pytest.approx(ref_opt.clip_norm, rel=1e-4)  # the 1e-6 in its divisor
 
 
@@ -248,13 +259,17 @@ def same(a, b, tol):
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(make=networks(), opt=st.sampled_from(["sgd", "momentum"]))
-def test_any_network_takes_the_same_steps_as_the_layers(make, opt):
-    """What the GPU runs, on random networks: every layer kind after every other. (Not with
+@given(make=networks(), opt=st.sampled_from(["sgd", "momentum"]), frozen=st.integers(0, 2))
+def test_any_network_takes_the_same_steps_as_the_layers(make, opt, frozen):
+    """What the GPU runs, on random networks: every layer kind after every other, the first
+    ``frozen`` layers with parameters kept as they are where some learn after them. (Not with
     Adam, whose steps are as large for a gradient of rounding noise as for any other.)"""
     model, ours = make(), make()
-    note(f"{model.input_shape}: {model.layers}")
+    frozen = min(frozen, sum(1 for layer in model.layers if layer.params) - 1)
+    note(f"{model.input_shape}: {model.layers}, frozen {frozen}")
     ours.load_state_dict(model.state_dict())
+    model.freeze(frozen)
+    ours.freeze(frozen)
     rng = np.random.default_rng(0)
     step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
     ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(model)
@@ -375,8 +390,17 @@ def test_optimizer_state_and_parameters_are_views_of_the_flat_buffers():
 def test_unsupported_models_say_why():
     model = MODELS["relu_k3"]()
     assert unsupported(model, CrossEntropy(), SGD(0.1)) == ""
-    model.freeze(1)  # its one update kernel would move the frozen weights
-    assert unsupported(model, CrossEntropy(), SGD(0.1)) == f"{model.layers[0]!r} is frozen"
+    model.freeze(2)  # the update runs over the parameters after the frozen ones
+    assert unsupported(model, CrossEntropy(), SGD(0.1)) == ""
+    model.freeze(0)
+    model.layers[3].trainable = False  # between layers that learn
+    assert unsupported(model, CrossEntropy(), SGD(0.1)) == (
+        f"{model.layers[3]!r} is frozen after a layer that learns (freeze the first layers only)"
+    )
+    for layer in model.layers:
+        layer.trainable = False
+    why = unsupported(model, CrossEntropy(), SGD(0.1))
+    assert why == "none of its layers learns (every one is frozen)"
 
     class Twice(Layer):
         def forward(self, x, training=False):
@@ -385,6 +409,35 @@ def test_unsupported_models_say_why():
     bad = Model([Flatten(), Twice(), Dense(143, 2)]).build((1, 13, 11))
     with pytest.raises(TypeError, match="no kernels for Twice"):
         StaticStep(bad, CrossEntropy(), SGD(0.1))
+
+
+@pytest.mark.parametrize("opt", ["adam", "momentum_clipped"])
+def test_layers_frozen_and_let_learn_between_steps_train_as_the_layers(opt):
+    """Freezing more layers, then unfreezing them all, between steps of one StaticStep (as
+    fine-tuning in stages does): each step updates what learns then, a layer let learn starts
+    with fresh optimiser state, and a step cannot be taken once a frozen layer follows one that
+    learns."""
+    rng = np.random.default_rng(5)
+    ref, ours = MODELS["batch_norm"](), MODELS["batch_norm"]()
+    ours.load_state_dict(ref.state_dict())
+    step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
+    ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(ref)
+    for frozen in (0, 0, 3, 3, 0, 0):
+        ref.freeze(frozen)
+        ours.freeze(frozen)
+        x, y = _data(rng, ref)
+        train_step(ref, ref_loss, ref_opt, x, y)
+        step(x, y)
+        hold_noise_at_zero(ref)
+        hold_noise_at_zero(ours)
+    assert step.optimizer.state.keys() == ref_opt.state.keys()
+    for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
+        if name not in rounding_only(ref):
+            assert relative_error(p, q) < 1e-10, name
+    [*_, output] = (layer for layer in ours.layers if layer.params)
+    output.trainable = False
+    with pytest.raises(TypeError, match="is frozen after a layer that learns"):
+        step(x, y)
 
 
 def test_the_profile_times_each_piece_and_counts_its_steps():
