@@ -156,6 +156,31 @@ def test_frozen_layers_keep_that_runs_weights_and_a_run_trains_on_as_one(trained
         assert all(np.array_equal(h[k], ours[k]) for k in ours)
 
 
+def test_a_run_trains_on_from_its_checkpoint_after_the_run_it_started_from_is_gone(
+    trained, tmp_path
+):
+    """The weights train.init_from names are read when a run starts: once it has a checkpoint,
+    that run's folder may be moved or deleted, and the run still trains on (to the weights of a
+    run never stopped)."""
+    source = tmp_path / "source"
+    shutil.copytree(trained, source)
+    tuned = [*TINY, "data.task=binary", f"train.init_from={source}"]
+    assert app(*tuned, cwd=tmp_path).returncode == 0
+    whole = app(*tuned, "train.epochs=2", f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    shutil.rmtree(source)
+    on = app(*tuned, "train.epochs=2", "train.resume=true", cwd=tmp_path)
+    assert on.returncode == 0, on.stderr
+    assert "no such folder" in on.stdout and "not needed: this run resumes from its checkpoint" in (
+        on.stdout
+    )
+    longer = max((tmp_path / "outputs/runs").iterdir())
+    with np.load(longer / "model.npz") as f, np.load(tmp_path / "whole/model.npz") as g:
+        assert f.files == g.files and all(np.array_equal(f[k], g[k]) for k in f.files)
+    again = app(*tuned, "train.epochs=3", f"hydra.run.dir={tmp_path / 'new'}")
+    assert again.returncode == 2 and "no such folder" in again.stdout + again.stderr
+
+
 def test_one_frozen_layer_is_named_the_first_layer(tmp_path, caplog):
     from gpucnn.app.pretrained import freeze
 

@@ -222,16 +222,23 @@ def _adopt_earlier_attempt(job: Job, roots: Sequence[Path]) -> None:
     )
 
 
-def init_source(cfg: DictConfig) -> pretrained.Source | None:
+def init_source(cfg: DictConfig, run_dir: Path | None = None) -> pretrained.Source | None:
     """The run whose weights train.init_from starts from, checked before any data is loaded;
-    None without one."""
+    None without one, or where it cannot be read but ``run_dir`` holds a checkpoint, whose
+    weights take the place of that run's anyway (a run resumed after its source was moved)."""
     given = cfg.train.init_from
     if given is None:
         return None
-    return pretrained.source(
-        given,
-        _idle_folder("train.init_from", given, "a trained run's folder (outputs/runs/<time>)"),
-    )
+    try:
+        return pretrained.source(
+            given,
+            _idle_folder("train.init_from", given, "a trained run's folder (outputs/runs/<time>)"),
+        )
+    except ConfigError as exc:
+        if run_dir is None or not checkpoint.exists(run_dir):
+            raise
+        log.info("%s; not needed: this run resumes from its checkpoint in %s", exc, run_dir)
+        return None
 
 
 def _resume_from(path: str) -> Path:
@@ -356,7 +363,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         if not active.is_gpu:
             backend.recycle_host_memory()
         job.summary.update(backend=active.name, device=active.device, versions=_versions())
-        start = init_source(cfg)
+        start = init_source(cfg, job.run_dir)
         splits = load_splits(cfg)
         job.summary.update(_describe_data(splits))
         model = build_model(cfg.model, splits.input_shape, splits.n_outputs)
