@@ -5,8 +5,9 @@
 #   gputests  240  the tests marked gpu (pytest -m gpu), CuPy against NumPy   tests-gpu.log
 #   run       270  the 10-epoch Fashion-MNIST accuracy run, then PyTorch's on
 #                  the same settings (a 10-epoch benchmark at batch 128)       run.log
-#   layers     90  2 epochs of the app with BatchNorm, a global pool, AdamW and
-#                  label smoothing on CuPy: the static step's newer operations layers.log
+#   layers     90  2 epochs of the app with BatchNorm, a global pool, AdamW, label
+#                  smoothing and the first Conv and its BatchNorm frozen on CuPy:
+#                  the static step's newer operations                          layers.log
 #   bench     300  the benchmark against PyTorch eager and torch.compile      bench.log bench.json
 #   variants  120  scripts/conv_variants.py: each way to run the convolutions
 #                  and the matrix products, timed                             variants.log variants.json
@@ -108,9 +109,12 @@ step_layers() {
   rm -rf "$runs/layers"
   logged 90 layers.log python3 -m gpucnn.run backend=cupy data=fashion_mnist \
     data.task=multiclass model.batch_norm=true model.global_pool=true optimizer=adamw \
-    train.label_smoothing=0.1 train.epochs=2 train.progress=false hydra.run.dir="$runs/layers" \
+    train.label_smoothing=0.1 train.freeze=2 train.epochs=2 train.progress=false \
+    hydra.run.dir="$runs/layers" \
     || return
-  said run "$runs/layers/summary.json"
+  said run "$runs/layers/summary.json" || return
+  # the static step trains it, frozen layers and all, unless the log says why not
+  grep -h "GPU kernel set not used" "$out/layers.log" | tee -a "$out/check.txt" || true
 }
 
 # bench_as NAME [OVERRIDES...]: the benchmark against PyTorch eager and torch.compile, into
