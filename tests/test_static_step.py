@@ -171,8 +171,9 @@ def _loss(model):
 @pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("key", MODELS)
 def test_same_updates_as_the_layers(key, opt, frozen):
-    """... with the first layer with parameters frozen too (``frozen``): the update and the
-    clipping run over the rest, and the optimiser holds state for the rest only."""
+    """The static step updates as the layers' step does, for every model and optimiser, and
+    with the first layer with parameters frozen (``frozen``): the update and the clipping run
+    over the rest, and the optimiser holds state for the rest only."""
     rng = np.random.default_rng(3)
     backend.set_seed(1)
     ref, ours = MODELS[key](), MODELS[key]()
@@ -421,16 +422,16 @@ def test_unsupported_models_say_why():
 
 @pytest.mark.parametrize("opt", ["adam", "momentum_clipped"])
 def test_layers_frozen_and_let_learn_between_steps_train_as_the_layers(opt):
-    """Freezing more layers, then unfreezing them all, between steps of one StaticStep (as
-    fine-tuning in stages does): each step updates what learns then, a layer let learn starts
-    with fresh optimiser state, and a step cannot be taken once a frozen layer follows one that
-    learns."""
+    """Layers frozen and let learn between steps of one StaticStep (as fine-tuning in stages
+    does): each step updates what learns then, a layer that learns for the first time starts
+    with fresh optimiser state and one let learn again goes on with its own, and a step cannot
+    be taken once a frozen layer follows one that learns."""
     rng = np.random.default_rng(5)
     ref, ours = MODELS["batch_norm"](), MODELS["batch_norm"]()
     ours.load_state_dict(ref.state_dict())
     step = StaticStep(ours, _loss(ours), OPTIMIZERS[opt]())
     ref_opt, ref_loss = OPTIMIZERS[opt](), _loss(ref)
-    for frozen in (0, 0, 3, 3, 0, 0):
+    for frozen in (3, 3, 0, 0, 3, 0):
         ref.freeze(frozen)
         ours.freeze(frozen)
         x, y = _data(rng, ref)
