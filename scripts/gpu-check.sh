@@ -17,8 +17,9 @@
 #   sanitize  510  (not by default) the GPU kernel tests under compute-sanitizer's racecheck
 #                  (shared memory two threads use with no barrier between), synccheck (a barrier
 #                  not every thread reaches) and memcheck, 170 s each           sanitize-TOOL.log
-# check.txt gets the GPU and versions, then a line per step as it ends (exit status, seconds),
-# the accuracies, the benchmark's ratios and where the variants' rules pick the faster way:
+# check.txt gets the GPU and versions, how long the kernels took to compile, then a line per
+# step as it ends (exit status, seconds), the accuracies, the benchmark's ratios and where the
+# variants' rules pick the faster way:
 # read it first.
 # Usage: scripts/gpu-check.sh [--within SECONDS] [folder] [step ...]
 #        (default: outputs/gpu-check, and gputests run layers bench variants tests)
@@ -48,6 +49,17 @@ export PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
   python3 -c "import torch; print('torch', torch.__version__)" 2>/dev/null || echo "no torch"
+  # NVRTC's build of the kernels, which a first run on a machine waits for (CuPy caches it)
+  python3 - <<'PY'
+import time
+start = time.perf_counter()
+try:
+    from gpucnn.kernels import gpu
+    gpu._kernel("adam")
+    print(f"kernels: compiled (or read from CuPy's cache) in {time.perf_counter() - start:.1f} s")
+except Exception as exc:
+    print(f"kernels: not compiled ({type(exc).__name__}: {exc})")
+PY
 } | tee "$out/check.txt"
 
 # left: the seconds the check has left under --within (a large number without it).
