@@ -161,7 +161,7 @@ def test_a_run_trains_on_from_its_checkpoint_after_the_run_it_started_from_is_go
 ):
     """The weights train.init_from names are read when a run starts: once it has a checkpoint,
     that run's folder may be moved or deleted, and the run still trains on (to the weights of a
-    run never stopped)."""
+    run never stopped), its summary still naming the run it started from."""
     source = tmp_path / "source"
     shutil.copytree(trained, source)
     tuned = [*TINY, "data.task=binary", f"train.init_from={source}"]
@@ -177,6 +177,8 @@ def test_a_run_trains_on_from_its_checkpoint_after_the_run_it_started_from_is_go
     longer = max((tmp_path / "outputs/runs").iterdir())
     with np.load(longer / "model.npz") as f, np.load(tmp_path / "whole/model.npz") as g:
         assert f.files == g.files and all(np.array_equal(f[k], g[k]) for k in f.files)
+    summary = json.loads((longer / "summary.json").read_text())
+    assert summary["init_from"] == {"run": str(source), "weights": "model.npz", "fresh": OUTPUT}
     again = app(*tuned, "train.epochs=3", f"hydra.run.dir={tmp_path / 'new'}")
     assert again.returncode == 2 and "no such folder" in again.stdout + again.stderr
 

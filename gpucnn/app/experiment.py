@@ -411,12 +411,21 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
 def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) -> float:
     cfg, t = job.cfg, job.cfg.train
     trainer = Trainer(
-        cfg, model, splits, job.run_dir, stops, job.summary["threads"], job.loggers.epoch
+        cfg,
+        model,
+        splits,
+        job.run_dir,
+        stops,
+        job.summary["threads"],
+        job.loggers.epoch,
+        job.summary.get("init_from"),
     )
     try:
         meta = trainer.restore()
         if meta is not None:
             job.summary["resumed_at"] = {"epoch": meta["epoch"] + 1, "batch": meta["batch"]}
+        if trainer.started_from is not None:  # the checkpoint's, where its source is gone
+            job.summary["init_from"] = trainer.started_from
         if meta is not None and "resumed_from" in job.summary:
             for row in meta["rows"]:  # loggers new to this directory: the adopted epochs too
                 job.loggers.epoch(row)

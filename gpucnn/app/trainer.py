@@ -167,9 +167,12 @@ class Trainer:
         stops: Stops | None = None,
         threads: int | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        started_from: dict[str, Any] | None = None,
     ) -> None:
         """``threads``: the CPU threads of the training step (None: ``train.threads``);
-        ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers)."""
+        ``on_epoch(row)`` is called with each epoch's metrics.csv row (the loggers);
+        ``started_from``: the record of the run whose weights this one started from
+        (train.init_from), which checkpoints keep."""
         t = cfg.train
         self.batches = training_batches(cfg, splits, model)
         watchers = on_validation(cfg)
@@ -196,6 +199,7 @@ class Trainer:
         # loss, and the model's state_dict then
         self.best: dict[str, Any] | None = None
         self.on_epoch = on_epoch or (lambda row: None)
+        self.started_from = started_from
 
     # ----- checkpoints --------------------------------------------------------------------
     def save(self) -> None:
@@ -208,6 +212,7 @@ class Trainer:
             "diagnostics": self.diagnostics.rows if self.diagnostics is not None else [],
             "run": {**_run_identity(self.cfg), "images": images_record(self.splits)},
             "best": None if self.best is None else {k: self.best[k] for k in ("epoch", "val_loss")},
+            "init_from": self.started_from,
         }
         best = None if self.best is None else self.best["state"]
         checkpoint.save(self.run_dir, self.model, self.optimizer, meta, best)
@@ -239,6 +244,9 @@ class Trainer:
         self.epoch, self.batch, self.step.count = meta["epoch"], meta["batch"], meta["step"]
         self.saved = (self.epoch, self.batch)
         self.sums, self.rows, self.best = meta["sums"], meta["rows"], meta.get("best")
+        # The start of the weights restored, whether or not train.init_from names it now (or
+        # its folder is still there); older checkpoints did not record it
+        self.started_from = meta.get("init_from", self.started_from)
         if self.diagnostics is not None:
             self.diagnostics.rows = list(meta.get("diagnostics", []))
         return meta
