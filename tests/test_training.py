@@ -8,6 +8,7 @@ from gpucnn import (
     SGD,
     Activation,
     Adam,
+    AdamW,
     BinaryCrossEntropy,
     ConfigError,
     CrossEntropy,
@@ -131,12 +132,43 @@ def test_an_optimiser_state_of_other_shapes_is_refused_naming_the_parameter():
 
 
 @pytest.mark.parametrize(
-    "make,argument", [(lambda: SGD(0), "lr"), (lambda: Adam(1e-3, beta1=1.0), "beta1")]
+    "make,argument",
+    [
+        (lambda: SGD(0), "lr"),
+        (lambda: Adam(1e-3, beta1=1.0), "beta1"),
+        (lambda: Adam(1e-3, beta2=1.0), "beta2"),
+        (lambda: Momentum(0.1, momentum=1.0), "momentum"),  # v would never forget
+        (lambda: SGD(0.1, clip_norm=-1.0), "clip_norm"),
+    ],
 )
 def test_bad_hyperparameters_are_rejected_naming_the_argument(make, argument):
     with pytest.raises(ConfigError, match=f"^{argument} must be") as err:
         make()
     assert err.value.argument == argument
+
+
+@pytest.mark.parametrize("given", ["model.parameters", "the model"])
+def test_a_step_given_the_model_or_its_uncalled_parameters_says_to_call_them(given):
+    model = presets.cnn((1, 8, 8), channels=(2,), hidden=(3,))
+    opt = SGD(0.1)
+    with pytest.raises(ConfigError, match=rf"got {given}: pass model.parameters\(\)$"):
+        opt.step(model.parameters if given == "model.parameters" else model)
+    assert opt.steps == 0
+
+
+def test_the_optimisers_defaults_are_pytorchs():
+    """The lab's ``Adam()`` is torch.optim.Adam(params)'s, and ``AdamW()`` AdamW's."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle here: pip install torch")
+    for ours, theirs in ((Adam(), torch.optim.Adam), (AdamW(), torch.optim.AdamW)):
+        defaults = theirs([torch.zeros(1, requires_grad=True)]).defaults
+        assert (ours.lr, ours.eps, ours.weight_decay) == (
+            defaults["lr"],
+            defaults["eps"],
+            defaults["weight_decay"],
+        )
+        assert (ours.beta1, ours.beta2) == defaults["betas"] and ours.clip_norm is None
+    momentum = Momentum(0.1)  # torch's SGD has no momentum by default: the usual 0.9
+    assert (momentum.momentum, momentum.nesterov, momentum.weight_decay) == (0.9, False, 0.0)
 
 
 def test_losses_match_their_formulas_and_stay_finite_for_huge_logits():
