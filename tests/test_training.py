@@ -139,6 +139,7 @@ def test_an_optimiser_state_of_other_shapes_is_refused_naming_the_parameter():
         (lambda: Adam(1e-3, beta2=1.0), "beta2"),
         (lambda: Momentum(0.1, momentum=1.0), "momentum"),  # v would never forget
         (lambda: SGD(0.1, clip_norm=-1.0), "clip_norm"),
+        (lambda: CrossEntropy(label_smoothing=1.0), "label_smoothing"),  # no target left
     ],
 )
 def test_bad_hyperparameters_are_rejected_naming_the_argument(make, argument):
@@ -229,6 +230,35 @@ def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_lo
     for name, _, g in model.parameters():
         assert np.allclose(mine[name], g, rtol=1e-12), name
     assert float(loss.forward(rng.normal(size=(5, 3)), y)) > 0  # logits pass
+
+
+def test_logits_that_look_like_probabilities_only_in_part_are_taken_as_logits():
+    """Refused: rows that are each in [0, 1] and sum to 1, a softmax's even where it saturated
+    to exact zeros and ones. Taken: rows that are only one or the other, and a single row."""
+    loss, y = CrossEntropy(), np.array([0, 1])
+    for logits in (
+        np.array([[0.2, 0.1], [0.6, 0.3]]),  # in [0, 1], not summing to 1
+        np.array([[0.8, 0.7, -0.5], [0.9, 0.6, -0.5]]),  # summing to 1, not in [0, 1]
+        np.array([[0.3, 0.7]]),  # one row: by a fluke
+    ):
+        assert float(loss.forward(logits, y[: len(logits)])) > 0
+    with pytest.raises(InputError, match=r"takes logits, but each row .* sums to 1"):
+        loss.forward(np.array([[1.0, 0.0], [0.0, 1.0]]), y)
+
+
+def test_each_loss_predicts_and_gives_probabilities_from_the_logits_it_trained():
+    """A binary model's one logit z says positive where z > 0 (p = sigmoid(z) > 1/2), with
+    probabilities (1 - p, p); a softmax model's class is its largest logit."""
+    z = np.array([[-2.0], [-0.25], [0.0], [0.25], [0.75], [3.0]])
+    binary = BinaryCrossEntropy()
+    assert binary.predict(z).tolist() == [0, 0, 0, 1, 1, 1]
+    p = 1 / (1 + np.exp(-z))
+    assert np.allclose(binary.probabilities(z), np.hstack([1 - p, p]), rtol=1e-12)
+    logits = np.random.default_rng(4).normal(size=(6, 4))
+    softmax = CrossEntropy()
+    assert softmax.predict(logits).tolist() == logits.argmax(axis=1).tolist()
+    e = np.exp(logits)
+    assert np.allclose(softmax.probabilities(logits), e / e.sum(axis=1, keepdims=True))
 
 
 def test_backward_after_an_evaluation_pass_of_a_model_with_dropout_is_refused():
@@ -322,6 +352,7 @@ def _stepper(kind, model, loss, opt=None):
     "outputs,labels,match",
     [
         (3, lambda y: np.eye(3, dtype=np.int64)[y], r"labels \(6, 3\).*one-hot.*y.argmax"),
+        (2, lambda y: np.eye(2, dtype=np.int64)[y % 2], r"labels \(6, 2\).*one-hot.*y.argmax"),
         (3, lambda y: y.astype(np.float32), "integer class indices.*float32.*y.astype"),
         (3, lambda y: y + 1, r"labels 0 to 2 \(one for each of the model's 3 outputs\).*1 to 3"),
         (3, lambda y: y[:4], r"one label per image, \(6,\), but got labels \(4,\)$"),
@@ -338,7 +369,7 @@ def test_labels_that_do_not_fit_the_loss_are_refused_naming_the_fix(kind, output
     step = _stepper(kind, model, loss)
     with pytest.raises(LabelError, match=match):
         step(x, labels(y))
-    step(x, y if outputs > 1 else y % 2)  # the same batch with fitting labels trains
+    step(x, y % max(outputs, 2))  # the same batch with fitting labels trains
 
 
 @pytest.mark.parametrize("kind", ["layers", "static"])
