@@ -232,6 +232,18 @@ def test_a_loop_of_ones_own_that_feeds_the_loss_probabilities_is_told_to_pass_lo
     assert float(loss.forward(rng.normal(size=(5, 3)), y)) > 0  # logits pass
 
 
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_a_step_counts_the_images_its_model_classified_right_before_the_update(outputs):
+    rng = np.random.default_rng(5)
+    model = presets.mlp((12, 6, outputs), "relu", input_shape=(1, 3, 4))
+    loss = BinaryCrossEntropy() if outputs == 1 else CrossEntropy()
+    x, y = rng.normal(size=(40, 1, 3, 4)), rng.integers(0, max(outputs, 2), size=40)
+    right = int((loss.predict(model.forward(x, logits=True)) == y).sum())
+    assert 0 < right < len(y)  # neither count alone can pass
+    _, hits = train_step(model, loss, SGD(0.1), x, y)
+    assert int(hits) == right
+
+
 def test_logits_that_look_like_probabilities_only_in_part_are_taken_as_logits():
     """Refused: rows that are each in [0, 1] and sum to 1, a softmax's even where it saturated
     to exact zeros and ones. Taken: rows that are only one or the other, and a single row."""
@@ -441,4 +453,5 @@ def test_batch_sizes_a_batch_norm_cannot_train_on_are_refused_before_training(hi
         check_batches(model, Batches(split, 4))
     with pytest.raises(ConfigError, match=r"batch_size=1 is too small: layer 6 BatchNorm"):
         check_batches(model, Batches(split, 1))
+    check_batches(model, Batches(split, 2, drop_last=True))  # two images are enough
     check_batches(model, Batches(split, 4, drop_last=True))

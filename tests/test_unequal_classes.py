@@ -22,18 +22,20 @@ QUICK = ["train.epochs=2", "train.batch_size=32", "backend=numpy", "train.progre
 def test_the_balanced_figures_are_the_means_over_the_classes_of_each_ones(xp_name):
     backend.use(xp_name, "float64" if xp_name == "numpy" else "float32", 0)
     rng = np.random.default_rng(0)
-    model, loss = presets.mlp((6, 5, 3), input_shape=(6,)), CrossEntropy()
+    model, loss = presets.mlp((6, 5, 4), input_shape=(6,)), CrossEntropy()
     x = backend.to_device(rng.normal(size=(9, 6)), backend.dtype())
-    y = backend.to_device(np.array([0, 0, 0, 0, 0, 0, 2, 2, 2]))  # no image of class 1
+    y = backend.to_device(np.array([0, 0, 0, 0, 0, 2, 2, 3, 3]))  # no image of class 1
     assert unequal_classes(y) and not unequal_classes(np.array([0, 2, 2, 0]))
+    assert unequal_classes(np.array([0, 0, 2]))  # a class of one image counts too
     # Each image alone: its loss, and whether the model takes it for its class
     alone = [evaluate(model, loss, x[i : i + 1], y[i : i + 1]) for i in range(9)]
     losses, hits = (np.array(column) for column in zip(*alone))
     got = evaluate_balanced(model, loss, x, y, batch_size=4)
     close = functools.partial(pytest.approx, rel=1e-5)  # float32 on the GPU
     assert got.loss == close(losses.mean()) and got.accuracy == hits.mean()
-    assert got.balanced_loss == close((losses[:6].mean() + losses[6:].mean()) / 2)
-    assert got.balanced_accuracy == pytest.approx((hits[:6].mean() + hits[6:].mean()) / 2)
+    classes = [slice(0, 5), slice(5, 7), slice(7, 9)]
+    assert got.balanced_loss == close(np.mean([losses[c].mean() for c in classes]))
+    assert got.balanced_accuracy == pytest.approx(np.mean([hits[c].mean() for c in classes]))
     assert got.balanced_accuracy != got.accuracy  # the classes weigh alike, not the images
     equal = evaluate_balanced(model, loss, x[3:], y[3:])
     assert equal.balanced_loss is None and equal.balanced_accuracy is None
