@@ -42,6 +42,16 @@ def test_a_shift_moves_the_image_and_fills_in_with_its_edge_pixels():
     assert np.array_equal(same, x)
 
 
+def test_each_image_and_channel_of_a_batch_moves_by_its_images_shift():
+    x = np.arange(2 * 2 * 3 * 3, dtype=np.float32).reshape(2, 2, 3, 3)
+    shifts = np.array([[1, -1], [-1, 1]])
+    moved = shifted(x, shifts, most=1)
+    for i in range(2):
+        for c in range(2):
+            alone = shifted(x[i : i + 1, c : c + 1], shifts[i : i + 1], most=1)[0, 0]
+            assert np.array_equal(moved[i, c], alone), (i, c)
+
+
 def test_flips_mirror_some_images_and_leave_the_rest_and_the_labels():
     data = split()
     plain = Batches(data, 8, seed=3)

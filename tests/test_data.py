@@ -427,6 +427,7 @@ def test_batches_cover_the_split_in_a_new_order_each_epoch():
             pass
     with pytest.raises(ConfigError, match="batch_size=200 is larger than the 110"):
         Batches(data.train, 200, drop_last=True)
+    assert len(Batches(data.train, 110, drop_last=True)) == 1  # one batch of them all
     in_order = [(x, y) for x, y in Batches(data.train, 32, shuffle=False).epoch(3)]
     assert [len(y) for _, y in in_order] == [32, 32, 32, 14]  # the stored order, every epoch
     assert np.array_equal(np.concatenate([x for x, _ in in_order]), data.train.x)
