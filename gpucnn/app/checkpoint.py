@@ -2,8 +2,9 @@
 
 A checkpoint is one .npz file (read with allow_pickle=False) holding the parameters, the
 optimiser's state, and a JSON record of the position (epoch, batch, step), the epoch's running
-sums, the metrics so far and the config it was written for; with train.patience, also the weights
-of the epoch with the lowest validation loss so far. Random numbers need no saved state:
+sums, the metrics so far, the config it was written for and the run its weights started from
+(train.init_from); with train.patience, also the weights of the epoch with the lowest validation
+loss so far. Random numbers need no saved state:
 batch orders come from (seed, epoch) and dropout masks from (seed, step).
 
 Writing is atomic (a temporary file, flushed, fsynced, renamed), and the previous checkpoint is
