@@ -67,6 +67,23 @@ def test_pools_match_torch(kernel_set, kind, k, stride, H, W):
     assert relative_error(dx, tx.grad.numpy()) < 1e-12
 
 
+@pytest.mark.parametrize("k,stride", [(2, 2), (3, 2), (3, 1)])
+def test_a_max_pool_sends_a_tied_windows_gradient_to_its_first_maximum_as_torch(
+    kernel_set, k, stride
+):
+    """Of equal maxima the first in row-major window order takes the gradient (PyTorch's
+    choice), not the last, nor each of them."""
+    rng = np.random.default_rng(k * stride)
+    x = rng.integers(1, 4, size=(2, 3, 9, 8)).astype(np.float64)  # most windows tie
+    layer = MaxPool(k, stride)
+    y = layer.forward(x)
+    dy = rng.normal(size=y.shape)
+    dx = layer.backward(dy)
+    tx = torch.tensor(x, requires_grad=True)
+    F.max_pool2d(tx, k, stride).backward(torch.tensor(dy))
+    assert relative_error(dx, tx.grad.numpy()) < 1e-12  # overlapping windows: sums in any order
+
+
 def test_cross_entropy_matches_torch():
     rng = np.random.default_rng(0)
     logits, y = rng.normal(scale=4, size=(9, 10)), rng.integers(0, 10, size=9)
