@@ -424,8 +424,8 @@ def _train(job: Job, model: Model, splits: data.Prepared, stops: signals.Stops) 
         meta = trainer.restore()
         if meta is not None:
             job.summary["resumed_at"] = {"epoch": meta["epoch"] + 1, "batch": meta["batch"]}
-        if trainer.started_from is not None:  # the checkpoint's, where its source is gone
-            job.summary["init_from"] = trainer.started_from
+            if trainer.started_from is not None:  # the checkpoint's: its source may be gone
+                job.summary["init_from"] = trainer.started_from
         if meta is not None and "resumed_from" in job.summary:
             for row in meta["rows"]:  # loggers new to this directory: the adopted epochs too
                 job.loggers.epoch(row)
