@@ -401,8 +401,8 @@ class Model:
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         align = ["<", "<", "<", ">", ">", ">"]
         fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(align, widths, strict=False))
-        lines = [fmt.format(*rows[0]), "-" * len(fmt.format(*rows[0]))]
-        lines += [fmt.format(*r) for r in rows[1:]]
+        lines = [fmt.format(*r).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
         weights, total = self.count_params(bias=False), self.count_params(bias=True)
         footer = (
             f"weights: {weights:,}   biases: {total - weights:,}   total: {total:,}   "

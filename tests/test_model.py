@@ -79,6 +79,33 @@ def test_summary_lists_every_layer_with_its_output_shape():
     assert summary.count("Conv(") == 3 and summary.count("MaxPool(") == 3
 
 
+def test_summary_is_a_table_of_the_input_each_layer_and_the_totals():
+    # By hand: the Conv has 3*3*1*2 weights and 2 biases, and makes 2*4*4 outputs of 9
+    # multiply-adds each; the Dense has 8*3 weights and 3 biases.
+    model = Model([Conv(3, 1, 2, pad=1), Activation("relu"), MaxPool(2), Flatten(), Dense(8, 3)])
+    conv = "Conv(filter_size=3, input_channel=1, output_channel=2, pad=1, stride=1)"
+    lines = model.build((1, 4, 4)).summary().splitlines()
+    rule = ["-" * len(lines[0])]
+    assert [re.split(r"\s{2,}", line.strip()) for line in lines] == [
+        ["#", "layer", "output shape", "weights", "biases", "multiply-adds"],
+        rule,
+        ["Input", "(1, 4, 4)"],
+        ["0", conv, "(2, 4, 4)", "18", "2", "288"],
+        ["1", "Activation('relu')", "(2, 4, 4)"],
+        ["2", "MaxPool(pool_size=2, stride=2)", "(2, 2, 2)"],
+        ["3", "Flatten()", "(8,)"],
+        ["4", "Dense(8, 3)", "(3,)", "24", "3", "24"],
+        rule,
+        ["weights: 42", "biases: 5", "total: 47", "multiply-adds per image: 312"],
+    ]
+    # Names and shapes start under their headings; counts end under theirs.
+    assert lines[2].index("(1, 4, 4)") == lines[0].index("output shape") == lines[7].index("(3,)")
+    assert len(lines[3]) == len(lines[7]) == len(lines[0]) and not any(
+        s.endswith(" ") for s in lines
+    )
+    assert lines[3].index(" 18") + 3 == lines[0].index("weights") + len("weights")
+
+
 def test_the_lab_api_builds_the_lab_model():
     model = Model()
     model.add(Conv(filter_size=3, input_channel=1, output_channel=8, pad=1, stride=1))
@@ -87,9 +114,12 @@ def test_the_lab_api_builds_the_lab_model():
     model.add(Flatten())
     model.add(Dense(8 * 16 * 16, 1))
     model.add(Activation("sigmoid", "cross_entropy"))
-    y = model.forward(np.random.default_rng(0).normal(size=(3, 1, 32, 32)))
+    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32))
+    y = model.forward(x)
     assert y.shape == (3, 1) and np.all((y > 0) & (y < 1))
     assert model.input_shape == (1, 32, 32)
+    dx = model.backward(y - 0.5)  # the lab's backward gives the gradient for the input
+    assert dx.shape == x.shape and np.abs(dx).max() > 0
 
 
 def test_dense_width_mismatch_names_the_layer_and_the_fix():
@@ -322,6 +352,11 @@ def test_weights_round_trip_and_are_checked_on_load(tmp_path):
         assert np.array_equal(p, q), name
     with pytest.raises(ConfigError, match=r"missing \['12.W'"):
         presets.lab_cnn3().load(path)
+    state = model.state_dict()
+    with pytest.raises(ConfigError, match=r"missing \['0.b'\], unexpected none"):
+        other.load_state_dict({k: v for k, v in state.items() if k != "0.b"})
+    with pytest.raises(ConfigError, match=r"missing none, unexpected \['extra'\]"):
+        other.load_state_dict({**state, "extra": np.ones(2)})
     np.savez(tmp_path / "bad.npz", **{**model.state_dict(), "0.W": np.ones((8, 1, 5, 5))})
     with pytest.raises(ConfigError, match=r"0.W has shape \(8, 1, 5, 5\).*\(8, 1, 3, 3\)"):
         other.load(tmp_path / "bad.npz")
@@ -399,6 +434,9 @@ def test_load_takes_a_checkpoint_and_names_what_a_file_is_instead(tmp_path):
     for asked, meant in (("weights.npz", "weights"), ("arrays", "arrays.npz")):
         with pytest.raises(ConfigError, match=rf"No such file.*did you mean .*/{meant}\?"):
             model.load(tmp_path / asked)
+    with pytest.raises(ConfigError, match="No such file") as raised:  # and no file near it
+        model.load(tmp_path / "nothing.npz")
+    assert "did you mean" not in str(raised.value)
 
 
 def test_predict_gives_probabilities_in_batches_without_dropout():

@@ -285,9 +285,10 @@ def test_backward_after_an_evaluation_pass_of_a_model_with_dropout_is_refused():
     model.backward(loss.backward(), evaluation=True)  # on purpose, as gradcheck does
     loss.forward(model.forward(x, training=True), y)
     model.backward(loss.backward())
-    plain = Model([Flatten(), Dense(16, 3)]).build((1, 4, 4))  # the same either way
-    loss.forward(plain.forward(x), y)
-    plain.backward(loss.backward())
+    for layers in ([Flatten(), Dense(16, 3)], [Flatten(), Dropout(0.0), Dense(16, 3)]):
+        plain = Model(layers).build((1, 4, 4))  # the same either way
+        loss.forward(plain.forward(x), y)
+        plain.backward(loss.backward())
 
 
 def test_an_optimiser_given_the_model_or_its_method_says_to_call_parameters():
