@@ -106,6 +106,31 @@ def test_summary_is_a_table_of_the_input_each_layer_and_the_totals():
     assert lines[3].index(" 18") + 3 == lines[0].index("weights") + len("weights")
 
 
+def test_activation_bytes_count_each_output_the_columns_and_the_largest_columns_gradient():
+    # By hand, for 5 images of 1x4x4: outputs of 2x4x4, 2x4x4, 4x4x4, 4x2x2, 16 and 3 values
+    # each; the Convs' columns are (5*4*4) rows of 1*3*3 and of 2*3*3 values.
+    convs = [Conv(3, 1, 2, pad=1), Activation("relu"), Conv(3, 2, 4, pad=1)]
+    model = Model([*convs, MaxPool(2), Flatten(), Dense(16, 3)]).build((1, 4, 4))
+    item = np.dtype(backend.dtype()).itemsize
+    outputs = [5 * n * item for n in (32, 32, 64, 16, 16, 3)]
+    columns = [5 * 16 * 9 * item, 5 * 16 * 18 * item]
+    parts = model.activation_bytes(5)
+    assert [b for name, b in parts if name.endswith("output")] == outputs
+    assert [b for name, b in parts if name.endswith("columns")] == columns
+    assert parts[-1] == (f"layer 2 {model.layers[2]!r}'s im2col columns' gradient", columns[1])
+    evaluation = model.activation_bytes(5, training=False)
+    assert evaluation == parts[:-1] and len(evaluation) == 8  # all but the columns' gradient
+    asked = []
+
+    def gathers_the_second(rows, ckk, output_channels):  # as a kernel set's implicit_conv
+        asked.append((rows, ckk, output_channels))
+        return output_channels == 4
+
+    parts = model.activation_bytes(5, True, gathers_the_second)
+    assert asked == [(80, 9, 2), (80, 18, 4)]
+    assert [b for name, b in parts if "columns" in name] == [columns[0], columns[0]]
+
+
 def test_the_lab_api_builds_the_lab_model():
     model = Model()
     model.add(Conv(filter_size=3, input_channel=1, output_channel=8, pad=1, stride=1))
