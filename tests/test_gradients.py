@@ -127,6 +127,20 @@ def test_dropout_gradients_with_a_fixed_mask():
     assert err < TOL
 
 
+def test_dropout_zeroes_about_rate_of_the_units_and_scales_the_rest_up():
+    """Inverted dropout: each unit is dropped with probability 0.25 and the kept ones are
+    divided by 0.75, so the expected output is the input; backward uses the same mask."""
+    backend.set_seed(5)
+    layer, x = Dropout(0.25), np.random.default_rng(5).uniform(1, 2, size=(200, 100))
+    y = layer.forward(x, training=True)
+    kept = y != 0
+    assert abs(1 - kept.mean() - 0.25) < 0.01  # 20,000 units: sd 0.003
+    assert np.allclose(y[kept], x[kept] / 0.75)
+    dy = np.random.default_rng(6).normal(size=x.shape)
+    assert np.allclose(layer.backward(dy), np.where(kept, dy / 0.75, 0))
+    assert layer.forward(x) is x and layer.backward(dy) is dy  # evaluation: the identity
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("loss_cls,shape", [(BinaryCrossEntropy, (8, 1)), (CrossEntropy, (8, 5))])
 def test_loss_gradients(loss_cls, shape, smoothing):

@@ -28,6 +28,7 @@ from gpucnn import (
     backend,
     presets,
 )
+from gpucnn.errors import NotEnoughMemory
 from gpucnn.train import evaluate, train_step
 
 LAB_COUNTS = {"lab_cnn3": 88_784, "lab_cnn2": 526_024, "lab_mlp4": 131_200, "lab_mlp1": 158_500}
@@ -169,6 +170,14 @@ def test_strided_convs_stand_in_for_pools():
     assert mixed.output_shape == (1,) and mixed.shapes[4] == (8, 7, 7)
 
 
+def test_a_max_pool_of_its_own_keeps_negative_maxima(kernel_set):
+    """relu=True is for the fused ReLU + pool pair only: a pool alone takes each window's
+    maximum, below zero too."""
+    x = -np.random.default_rng(3).uniform(1, 2, size=(2, 3, 4, 6))
+    windows = x.reshape(2, 3, 2, 2, 3, 2)  # (N, C, OH, 2, OW, 2)
+    assert np.array_equal(MaxPool(2).forward(x), windows.max(axis=(3, 5)))
+
+
 def test_a_global_pool_feeds_the_dense_layers_each_channels_mean():
     flat = presets.cnn((1, 16, 16), channels=(4, 8), hidden=(5,), n_outputs=3)
     pooled = presets.cnn((1, 16, 16), channels=(4, 8), hidden=(5,), n_outputs=3, global_pool=True)
@@ -195,6 +204,14 @@ def test_input_channel_mismatch_is_rejected():
         Model([Conv(3, 1, 8), Activation("relu"), Conv(3, 4, 8)]).build((1, 12, 12))
     with pytest.raises(ShapeError, match=r"input_channel=3 but the input has 1 channel \(1, 12"):
         Model([Conv(3, 3, 8)]).build((1, 12, 12))
+
+
+def test_a_batchnorm_of_the_wrong_width_is_rejected_at_build_time():
+    with pytest.raises(ShapeError, match=r"layer 1 BatchNorm.*\(8, 12, 12\): use BatchNorm\(8\)"):
+        Model([Conv(3, 1, 8, pad=1), BatchNorm(4)]).build((1, 12, 12))
+    with pytest.raises(ShapeError, match=r"layer 0 BatchNorm.*\(C, H, W\) .* or \(C,\)"):
+        Model([BatchNorm(4)]).build((4, 12))  # the channel count is right, the shape is not
+    Model([Dense(6, 4), BatchNorm(4)]).build((6,))
 
 
 def test_a_global_average_pool_head_builds_and_pools_need_maps():
@@ -325,6 +342,34 @@ def test_sizes_and_rates_computed_with_numpy_are_taken():
     sizes = {"filter_size": np.int64(5), "pool_size": np.int64(2), "padding": np.int64(2)}
     same = presets.cnn(filter_size=5, pool_size=2, padding=2)
     assert presets.cnn(**sizes).count_params() == same.count_params() == 130_000
+
+
+def test_arguments_outside_their_range_are_refused_naming_the_range():
+    for make, said in (
+        (lambda: Dropout(1.0), r"Dropout\(1.0\): rate must be a number in \[0, 1\)"),
+        (lambda: Dropout(-0.1), r"Dropout\(-0.1\): rate must be a number in \[0, 1\)"),
+        (lambda: BatchNorm(4, momentum=1.5), r"momentum=1.5, .*must be a number in \[0, 1\]"),
+        (lambda: BatchNorm(4, momentum=-0.5), r"momentum=-0.5, .*must be a number in \[0, 1\]"),
+        (lambda: BatchNorm(4, eps=0), r"eps=0\): eps must be a finite positive number"),
+        (lambda: BatchNorm(4, eps=math.inf), r"eps=inf\): eps must be a finite positive"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            make()
+    assert BatchNorm(4, momentum=1).momentum == 1 and BatchNorm(4, momentum=0).momentum == 0
+    assert Dropout(0).rate == 0
+
+
+def test_a_layer_whose_weights_cannot_fit_is_refused_before_they_are_made(monkeypatch):
+    from gpucnn import cgroup, memory
+
+    # Dense(1000, 1000): 1,000,000 weights and 1,000 biases, and a gradient for each.
+    need = 2 * 1_001_000 * np.dtype(backend.dtype()).itemsize
+    monkeypatch.setattr(cgroup, "memory_left", lambda: None)
+    monkeypatch.setattr(memory, "_machine_available", lambda: need)
+    Dense(1000, 1000)
+    monkeypatch.setattr(memory, "_machine_available", lambda: need - 1)
+    with pytest.raises(NotEnoughMemory, match=r"Dense\(1000, 1000\): 1,001,000 parameters and"):
+        Dense(1000, 1000)
 
 
 def test_glorot_before_sigmoid_and_he_before_relu():
@@ -514,6 +559,9 @@ def test_batch_norm_needs_two_values_per_channel_in_training():
     with pytest.raises(ShapeError, match="batches of at least 2.*drop_last=True"):
         layer.forward(np.ones((1, 3)), training=True)
     assert layer.forward(np.ones((1, 3))).shape == (1, 3)  # evaluation: running statistics
+    maps = np.random.default_rng(0).normal(size=(1, 3, 2, 1))  # one image of 2 values a channel
+    y = layer.forward(maps, training=True)
+    assert np.allclose(y.mean(axis=(0, 2, 3)), 0) and np.allclose(y.var(axis=(0, 2, 3)), 1, 1e-3)
 
 
 def test_a_whole_batch_layer_is_never_split_into_micro_batches():
@@ -539,6 +587,18 @@ def test_a_whole_batch_layer_is_never_split_into_micro_batches():
     ]
     mine = Model([*layers, Dense(8, 3)]).build((1, 12, 12))  # BatchNorm first, then mine
     assert isinstance(make_step(mine, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
+
+    class WholeBatch(Layer):  # of one's own, saying nothing of shares: it cannot sum them
+        whole_batch = True
+
+        def forward(self, x, training=False):
+            return x - x.mean(axis=0)
+
+        def backward(self, dy):
+            return dy - dy.mean(axis=0)
+
+    own = Model([Conv(3, 1, 1), WholeBatch(), Flatten(), Dense(100, 3)]).build((1, 12, 12))
+    assert isinstance(make_step(own, CrossEntropy(), SGD(0.1), threads=2), PlainStep)
     with pytest.raises(ConfigError, match="BatchNorm.*whole batch"):
         MicroBatchStep(mine, CrossEntropy(), SGD(0.1), threads=2, chunk=None)
 
