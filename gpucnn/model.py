@@ -376,11 +376,11 @@ class Model:
             for key, b in layer.buffers.items():
                 yield f"{i}.{key}", b
 
-    def count_params(self, bias: bool = False) -> int:
-        """Learnable parameters: weights only (as the lab counts), or with biases."""
-        return sum(
-            sum(param_counts(layer)) if bias else param_counts(layer)[0] for layer in self.layers
-        )
+    def count_params(self, bias: bool = False, learning: bool = False) -> int:
+        """Learnable parameters: weights only (as the lab counts), or with biases; with
+        ``learning``, only those of the layers that learn (not frozen: Model.freeze)."""
+        layers = [layer for layer in self.layers if learns(layer)] if learning else self.layers
+        return sum(sum(param_counts(layer)) if bias else param_counts(layer)[0] for layer in layers)
 
     def count_multiply_adds(self) -> int:
         """Multiply-adds of one image's forward pass (Layer.multiply_adds): the arithmetic cost

@@ -149,6 +149,9 @@ def test_frozen_layers_keep_that_runs_weights_and_a_run_trains_on_as_one(trained
     convs = [f"{i}.{k}" for i in (0, 3, 6) for k in "Wb"]
     assert all(np.array_equal(ours[k], theirs[k]) for k in convs)
     assert not np.array_equal(ours["10.W"], theirs["10.W"])  # the first dense layer learned
+    summary = json.loads((fresh / "summary.json").read_text())
+    dense = sum(layer["weights"] for layer in summary["layers"] if layer["index"] >= 10)
+    assert summary["learning_weights"] == dense == 1024 * 64 + 64 < summary["weights"]
     with np.load(fresh / "checkpoint.npz") as c:
         assert not any(k.startswith("opt/0.") for k in c.files) and "opt/10.W/m" in c.files
     longer = max((tmp_path / "outputs/runs").iterdir())

@@ -199,9 +199,24 @@ def test_runs_recorded_before_multiply_adds_leave_those_cells_blank(tmp_path):
     cells = [dict(zip(header, row)) for row in rows]
     assert [c["multiply-adds"] for c in cells] == ["", ""]
     assert [c["weights"] for c in cells] == ["500", "300"]  # best first, the rest as before
+    assert "learning" not in header  # every weight learns: no column for those that do
     best = next(b[1] for b in blocks if b[0] == "p" and b[1].startswith("Best on average"))
     assert "500 weights and 0.50 s per epoch" in best
     assert (tmp_path / "accuracy_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_sweep_of_frozen_layers_shows_how_many_weights_learn(tmp_path):
+    from gpucnn.app import report
+
+    for job, (freeze, learning, acc) in enumerate([(0, 1000, 0.80), (3, 200, 0.85)]):
+        config = {"train": {"freeze": freeze}}
+        summary = {"status": "ok", "test_accuracy": acc, "weights": 1000, "config": config}
+        summary.update(learning_weights=learning, seconds_per_epoch=0.1)
+        _job(tmp_path / "sweep", job, [f"train.freeze={freeze}"], json.dumps(summary))
+    blocks = report.architecture.section(report.runs.collect([tmp_path / "sweep"]), tmp_path)
+    _, header, rows = next(b for b in blocks if b[0] == "table")
+    cells = [dict(zip(header, row)) for row in rows]
+    assert [(c["weights"], c["learning"]) for c in cells] == [("1,000", "200"), ("1,000", "1,000")]
 
 
 def test_runs_of_one_architecture_are_not_compared_as_architectures(tmp_path):

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .. import backend, memory
-from ..model import Model, learns, param_counts
+from ..model import Model, learns
 from ..optimizers import OPTIMIZERS
 from . import cores, pretrained
 from .config import build_model, check_overrides_read, register, validate
@@ -56,7 +56,7 @@ def _learning_line(model: Model, freeze: int) -> list[str]:
     if not freeze:
         return []
     learning = [layer for layer in model.layers if learns(layer)]
-    weights = sum(param_counts(layer)[0] for layer in learning)
+    weights = model.count_params(learning=True)
     return [
         f"train.freeze={freeze}: {weights:,} of the {model.count_params():,} weights learn, in "
         f"{', '.join(map(repr, learning))}; the layers before keep theirs"

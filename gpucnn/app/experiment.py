@@ -371,6 +371,7 @@ def _run(job: Job, job_num: int | None, stops: signals.Stops, sweep_dir: Path | 
         if start is not None:
             job.summary["init_from"] = pretrained.start_from(model, start, cfg, splits)
         pretrained.freeze(model, cfg)
+        job.summary["learning_weights"] = model.count_params(learning=True)  # train.freeze's
         log.info(
             "model %s: %d layers, %s weights, %s multiply-adds per image (its table: python -m "
             "gpucnn.describe with the same overrides)",

@@ -101,13 +101,15 @@ def _compare(done: list[Run], out: Path, suffix: str) -> list[Block]:
     done.sort(key=lambda r: -r.summary[column])
     accuracies = [c for c in ACCURACIES if any(finite(r.summary.get(c)) for r in done)]
     header = ["run", *keys, *(ACCURACIES[c].replace("validation", "val") for c in accuracies)]
-    header += ["weights", "multiply-adds", "s / epoch"]
+    frozen = any(_learning(r) != r.summary["weights"] for r in done)  # a train.freeze sweep
+    header += ["weights", *(["learning"] if frozen else []), "multiply-adds", "s / epoch"]
     rows = [
         [
             r.name,
             *[_value(r, k) for k in keys],
             *(f"{r.summary[c]:.4f}" if finite(r.summary.get(c)) else "" for c in accuracies),
             f"{r.summary['weights']:,}",
+            *([f"{_learning(r):,}"] if frozen else []),
             _count(r.summary.get("multiply_adds")),
             f"{r.summary['seconds_per_epoch']:.2f}",
         ]
@@ -254,6 +256,11 @@ def _scatter_effect(ax: Any, levels: dict[str, list[float]], key: str) -> None:
     ax.scatter(xs, ys, label="a run")
     setting_axis(ax, xs, key, at_values=False)  # values of a search: no round numbers
     ax.set_title(f"Accuracy against {_short(key)}")
+
+
+def _learning(run: Run) -> int:
+    """How many of a run's weights learn (all but train.freeze's; older runs: all)."""
+    return run.summary.get("learning_weights", run.summary["weights"])
 
 
 def _by_setting(done: list[Run], keys: list[str]) -> dict[tuple, list[Run]]:
