@@ -341,6 +341,64 @@ def test_batches_of_another_size_get_their_own_program():
     assert step.programs[8].runs == 2
 
 
+def _twin_steps(monkeypatch, capture):
+    """Two static steps on the same weights; the second takes its CUDA graphs from
+    ``capture(run)`` (a stand-in, on NumPy) instead of the GPU."""
+    backend.set_seed(1)
+    plain, graphed = MODELS["relu_k3"](), MODELS["relu_k3"]()
+    graphed.load_state_dict(plain.state_dict())
+    steps = [StaticStep(m, CrossEntropy(), Adam(1e-2)) for m in (plain, graphed)]
+    monkeypatch.setattr(steps[1].k, "capture", capture, raising=False)
+    steps[1].graphs = True
+    return steps
+
+
+def _same_weights(a, b):
+    for (name, p, _), (_, q, _) in zip(a.model.parameters(), b.model.parameters()):
+        assert np.array_equal(p, q), name
+
+
+def test_a_batch_size_is_captured_at_its_second_step_and_again_when_the_optimiser_changes(
+    monkeypatch,
+):
+    """A batch size's first step launches its kernels one by one, its second captures them
+    (here into a stand-in graph that replays the program), later ones replay; a new learning
+    rate (a schedule's) would not be in a graph already made: each is captured again."""
+    captured = []
+
+    class Replay:  # as a CUDA graph: capturing runs nothing, launching runs what was captured
+        def __init__(self, run):
+            captured.append(run)
+            self.launch = run
+
+    steps, rng, counts = _twin_steps(monkeypatch, Replay), np.random.default_rng(4), []
+    for n, lr in ((8, 1e-2), (8, 1e-2), (8, 1e-2), (3, 1e-2), (3, 1e-2), (8, 5e-3), (8, 5e-3)):
+        x, y = _data(rng, steps[0].model, n)
+        for step in steps:
+            step.optimizer.lr = lr
+            step(x, y)
+        counts.append(len(captured))
+    assert counts == [0, 1, 1, 1, 2, 3, 3]
+    _same_weights(*steps)
+
+
+def test_a_failed_capture_launches_the_kernels_one_by_one_from_then_on(monkeypatch, caplog):
+    tries = []
+
+    def fails(run):
+        tries.append(run)
+        raise RuntimeError("stream capture is unsupported")
+
+    steps, rng = _twin_steps(monkeypatch, fails), np.random.default_rng(4)
+    for n in (8, 8, 8, 3, 3):
+        x, y = _data(rng, steps[0].model, n)
+        for step in steps:
+            step(x, y)
+    assert len(tries) == 1 and not steps[1].graphs
+    assert "CUDA graph capture failed (stream capture is unsupported): launching" in caplog.text
+    _same_weights(*steps)
+
+
 def _dropout_model():
     backend.set_seed(5)
     return presets.cnn((1, 12, 12), channels=(3,), hidden=(16, 8), dropout=0.5, n_outputs=3)
