@@ -425,7 +425,7 @@ class Program:
                 return None
             return _Dropout(k, x, x_act, layer.rate, s.seed, index, s.counters, xp)
         if isinstance(layer, Flatten):
-            if x.base is self.x or x is self.x:  # the NCHW input: its flat order is (c, h, w)
+            if x.base is self.x:  # a view of the NCHW input: its flat order is (c, h, w)
                 return None
             return _Flatten(k, x, x_act, xp)
         raise TypeError(f"no operation for {layer!r}")

@@ -34,7 +34,7 @@ from gpucnn.errors import ShapeError
 from gpucnn.gradcheck import relative_error
 from gpucnn.kernels import host
 from gpucnn.model import NO_HOOKS
-from gpucnn.static_step import StaticStep, unsupported
+from gpucnn.static_step import StaticStep, products, unsupported
 from gpucnn.train import train_step
 
 
@@ -63,6 +63,8 @@ MODELS = {
     "binary_k7_pad3_stride3": _conv_net(1, k=7, stride=3, pad=3, pool=2, pool_stride=1),
     "three_channels": _conv_net(3, k=4, pad=2, c_in=3),
     "mlp": lambda: presets.mlp((143, 9, 7, 3), "relu", input_shape=(1, 13, 11)),
+    # flattened channel by channel, (C, H, W), as the layers' Flatten does
+    "mlp_two_channels": lambda: presets.mlp((286, 9, 3), "relu", input_shape=(2, 13, 11)),
     "pool_then_relu": lambda: Model(
         [Conv(3, 1, 3, pad=1), MaxPool(2), Activation("relu"), Flatten(), Dense(90, 2)]
     ).build((1, 13, 11)),
@@ -125,6 +127,8 @@ OPTIMIZERS = {
     "adamw": lambda: AdamW(1e-2, weight_decay=0.1),
     # the gradients scaled down to a norm below theirs, then decayed
     "momentum_clipped": lambda: Momentum(0.02, 0.9, weight_decay=0.01, clip_norm=0.05),
+    # a clip_norm above the gradients' norm: nothing is scaled (nor scaled up)
+    "sgd_clip_not_reached": lambda: SGD(0.05, clip_norm=1e3),
 }
 
 
@@ -203,7 +207,7 @@ def test_same_updates_as_the_layers(key, opt, frozen):
         assert relative_error(a, b) < 1e-10, name
     assert ref_opt.steps == step.optimizer.steps == 3
     assert step.optimizer.state.keys() == ref_opt.state.keys()
-    if ref_opt.clip_norm is not None:  # clipping was at work: the gradient left has its norm
+    if opt == "momentum_clipped":  # clipping was at work: the gradient left has its norm
         norm = float(sum((h * h).sum() for _, _, h in ours.trainable_parameters())) ** 0.5
         assert norm == pytest.approx(ref_opt.clip_norm, rel=1e-4)  # the 1e-6 in its divisor
 
@@ -444,6 +448,62 @@ def test_dropout_mask_rate_scale_and_independence():
             assert agree < 0.6, (i, j)  # independent masks agree on 0.7^2 + 0.3^2 = 58%
 
 
+def test_dropout_drops_in_the_static_step_and_a_rate_of_zero_changes_nothing():
+    rng = np.random.default_rng(2)
+    models = {}
+    for rate in (0.0, 0.5, "layers"):
+        backend.set_seed(5)
+        drop = Dropout(0.0 if rate == "layers" else rate)
+        models[rate] = Model(
+            [Conv(3, 1, 3, pad=1), Activation("relu"), MaxPool(2), Flatten(), drop, Dense(108, 3)]
+        ).build((1, 12, 12))
+    x, y = _data(rng, models["layers"], 8)
+    for rate in (0.0, 0.5):
+        StaticStep(models[rate], CrossEntropy(), SGD(0.1))(x, y)
+    train_step(models["layers"], CrossEntropy(), SGD(0.1), x, y)
+    after = {rate: model.state_dict()["5.W"] for rate, model in models.items()}
+    assert relative_error(after[0.0], after["layers"]) < 1e-10
+    assert relative_error(after[0.5], after[0.0]) > 1e-3
+
+
+def test_an_input_flattened_first_is_read_in_place_and_a_map_is_copied_channel_by_channel():
+    mlp, cnn = MODELS["mlp_two_channels"](), MODELS["relu_k3"]()
+    kinds = [
+        [type(op).__name__ for op in StaticStep(m, CrossEntropy(), SGD(0.1)).program(4).ops]
+        for m in (mlp, cnn)
+    ]
+    assert kinds[0] == ["_Dense", "_Dense"]  # the input buffer (N, C, H, W) is already in order
+    assert "_Flatten" in kinds[1]  # from the channels-last maps
+
+
+@pytest.mark.parametrize("key", ["three_channels", "batch_norm_first", "global_pool", "mlp"])
+def test_the_scratch_is_sized_for_every_product_a_step_makes(monkeypatch, key):
+    """products() gives the (m, n, k) of each matrix product and the (rows, cols, 0) of each
+    column sum of a step: the GPU sizes its split-K scratch from them, so a product left out
+    could write past its end. Here each product the kernels are asked for is recorded."""
+    made = set()
+    shapes = {
+        "gemm": lambda a, b, *_: (a.shape[0], b.shape[1], a.shape[1]),
+        "colsum": lambda a, *_: (*a.shape, 0),
+        "conv_forward": lambda x, w, y, *_: (*y.shape, w.shape[0]),
+        "conv_weight_grad": lambda dy, x, dw, *_: (*dw.shape, dy.shape[0]),
+        "conv_input_grad": lambda dy, w, *_: (dy.shape[0], w.shape[1], dy.shape[1]),
+        "batch_norm_forward": lambda x, *_: (*x.shape, 0),  # column sums on the GPU
+        "batch_norm_backward": lambda dy, *_: (*dy.shape, 0),
+    }
+    for name, shape in shapes.items():
+        kernel = getattr(host, name)
+        monkeypatch.setattr(
+            host, name, lambda *a, k=kernel, s=shape, **kw: made.add(s(*a)) or k(*a, **kw)
+        )
+    model = MODELS[key]()
+    StaticStep(model, _loss(model), SGD(0.1))(*_data(np.random.default_rng(0), model, 6))
+    assert len(made) > 2 and made <= set(products(model, 6))
+    if key == "three_channels":  # and the GPU's input gradient, its columns gathered: a row
+        # per input pixel, a column per channel, the 4x4 filters of its 4 outputs to sum over
+        assert (6 * 13 * 11, 3, 4 * 4 * 4) in products(model, 6)
+
+
 def test_optimizer_state_and_parameters_are_views_of_the_flat_buffers():
     model = MODELS["relu_k3"]()
     opt = Momentum(0.1)
@@ -476,6 +536,10 @@ def test_unsupported_models_say_why():
     bad = Model([Flatten(), Twice(), Dense(143, 2)]).build((1, 13, 11))
     with pytest.raises(TypeError, match="no kernels for Twice"):
         StaticStep(bad, CrossEntropy(), SGD(0.1))
+    pooled = Model([MaxPool(2), Flatten(), Dense(60, 2)]).build((2, 13, 11))
+    assert unsupported(pooled, CrossEntropy(), SGD(0.1)) == (
+        "an input with several channels must go to a Conv or Flatten first"
+    )
 
 
 @pytest.mark.parametrize("opt", ["adam", "momentum_clipped"])
@@ -507,7 +571,13 @@ def test_layers_frozen_and_let_learn_between_steps_train_as_the_layers(opt):
         step(x, y)
 
 
-def test_the_profile_times_each_piece_and_counts_its_steps():
+def test_the_profile_times_each_piece_and_counts_its_steps(monkeypatch):
+    from types import SimpleNamespace
+
+    from gpucnn import profile
+
+    clock = iter(np.arange(0, 1, 0.0005))  # each reading half a millisecond after the last
+    monkeypatch.setattr(profile, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     rng = np.random.default_rng(0)
     model = MODELS["relu_k3"]()
     step = StaticStep(model, CrossEntropy(), Adam(1e-2))
@@ -520,5 +590,5 @@ def test_the_profile_times_each_piece_and_counts_its_steps():
         " 1 MaxPool+bias+relu forward",
     }
     assert pieces <= ms.keys()
-    assert all(t > 0 for t in ms.values())
+    assert ms == pytest.approx(dict.fromkeys(ms, 0.5))  # each piece's mean, in milliseconds
     assert step.count == step.optimizer.steps == 3  # the warm-up and two timed steps
