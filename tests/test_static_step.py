@@ -2,6 +2,7 @@
 host kernel set: the same update for every layer kind, head, optimiser and shape; dropout masks
 that depend only on (seed, step, layer); exact continuation after a restart."""
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -302,6 +303,46 @@ def test_label_smoothing_takes_the_same_steps_as_the_layers(key):
         assert float(step(x, y)[0]) == pytest.approx(float(want_loss), rel=1e-10)
     for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
         assert relative_error(p, q) < 1e-10, name
+
+
+def _one_step_each(make, x, y):
+    """The loss of one SGD step of the layers and of the static step, each on a ``make()``
+    with the same weights; their parameters after it are compared."""
+    ref, ours = make(), make()
+    ours.load_state_dict(ref.state_dict())
+    want, _ = train_step(ref, _loss(ref), SGD(0.1), x, y)
+    got, _ = StaticStep(ours, _loss(ours), SGD(0.1))(x, y)
+    for (name, p, _), (_, q, _) in zip(ref.parameters(), ours.parameters()):
+        assert relative_error(p, q) < 1e-10, name
+    return float(want), float(got)
+
+
+def test_tied_maxima_take_the_same_steps_as_the_layers():
+    """3x3 sums of pixels of three levels leave many 2x2 windows with tied maxima, of other
+    pixels: the gradient goes to the first, in the static step as in the layers (and in
+    PyTorch), and so the Conv's weights learn the same."""
+
+    def make():
+        layers = [Conv(3, 1, 2, pad=1), Activation("relu"), MaxPool(2), Flatten(), Dense(60, 3)]
+        model = Model(layers).build((1, 12, 10))
+        model.layers[0].params["W"][...] = 1  # each output a sum of 9 pixels
+        return model
+
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 3, size=(6, 1, 12, 10)).astype(float), rng.integers(0, 3, size=6)
+    want, got = _one_step_each(make, x, y)
+    assert got == pytest.approx(want, rel=1e-10)
+
+
+def test_logits_far_from_zero_give_the_layers_finite_loss():
+    def make():
+        model = MODELS["relu_k3"]()
+        model.layers[-2].params["W"] *= 1000  # logits in the thousands
+        return model
+
+    x, y = _data(np.random.default_rng(2), MODELS["relu_k3"]())
+    want, got = _one_step_each(make, x, y)
+    assert math.isfinite(got) and got == pytest.approx(want, rel=1e-10) and want > 100
 
 
 @pytest.mark.parametrize("frozen", [0, 2])
