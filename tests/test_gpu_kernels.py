@@ -363,13 +363,17 @@ def test_activations_and_layout(act):
     close(gback, back)
 
 
-def test_dropout_masks_are_the_same_bits_on_both():
+@pytest.mark.parametrize(
+    "seed, step, stream", [(123, 77, 5), (3 * 2**32 + 123, 5 * 2**32 + 77, 2**32 + 100)]
+)
+def test_dropout_masks_are_the_same_bits_on_both(seed, step, stream):
+    """Seeds, steps and streams past 32 bits are taken modulo 2**32 on both."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 300)).astype(np.float32)
     want = np.empty_like(x)
-    host.dropout(x, want, 0.4, 123, np.array([77]), 5)
+    host.dropout(x, want, 0.4, seed, np.array([step]), stream)
     got = poisoned(x.shape)
-    gpu.dropout(dev(x), got, 0.4, 123, dev([77], np.int64), 5)
+    gpu.dropout(dev(x), got, 0.4, seed, dev([step], np.int64), stream)
     assert np.array_equal(backend.to_host(got), want)
 
 
