@@ -29,6 +29,9 @@ def test_t_quantiles_match_scipy():
         assert (
             scipy_stats.t.ppf(0.975, df) - 1e-3 <= t975(df) <= scipy_stats.t.ppf(0.975, df) + 0.03
         )
+    # each anchor from its own df on, the normal quantile from 1,000 on
+    anchors = {31: 2.042, 40: 2.021, 59: 2.021, 60: 2.000, 120: 1.980, 999: 1.980, 1000: 1.960}
+    assert {df: t975(df) for df in anchors} == anchors
 
 
 def test_an_estimate_matches_scipy_and_statistics():
@@ -43,8 +46,11 @@ def test_an_estimate_matches_scipy_and_statistics():
         assert e.sd == pytest.approx(statistics.stdev(values))
         table_rounding = 6e-4 * e.sd / math.sqrt(n)  # t to 3 decimals
         assert (e.low, e.high) == pytest.approx((low, high), abs=table_rounding)
+        assert e.half_width == pytest.approx((high - low) / 2, abs=table_rounding)
     single = estimate([0.8, math.nan])  # NaN is not a value
     assert single.n == 1 and single.mean == 0.8 and math.isnan(single.low)
+    none = estimate([math.nan, math.inf])
+    assert none.n == 0 and math.isnan(none.mean) and math.isnan(none.half_width)
 
 
 def _fake_sweep(sweep_dir, accuracies):
@@ -442,7 +448,30 @@ def test_an_effect_is_claimed_only_when_its_interval_excludes_zero():
     (pool_effect,) = effects(runs, "pool_size")  # no effect: only noise
     sentence = pool_effect.sentence()
     assert pool_effect.points.low < 0 < pool_effect.points.high
-    assert "not distinguishable with 6 pairs" in sentence and "would be needed" in sentence
+    needed = pairs_needed(pool_effect.points.mean, pool_effect.points.sd)
+    assert f"not distinguishable with 6 pairs (about {needed} would be needed" in sentence
+    # Differences of +-1 point that all but cancel out: no number of pairs would do.
+    runs = [
+        {"settings": {"filter_size": k}, "seed": seed, "accuracy": 0.8 + k * bonus / 100}
+        for seed, bonus in enumerate([0.5, -0.5, 0.51, -0.5])
+        for k in (3, 5)
+    ]
+    (noise,) = effects(runs, "filter_size")
+    assert noise.sentence().endswith(
+        "not distinguishable with 4 pairs (more than 1,000 would be needed at this spread)"
+    )
+    # Worse by half a point on average, but an interval reaching +0.5: no claim either way.
+    runs = [
+        {"settings": {"filter_size": k}, "seed": seed, "accuracy": 0.8 + (k - 3) * diff / 200}
+        for seed, diff in enumerate([-1, -0.5, 0.4, -1.2])
+        for k in (3, 5)
+    ]
+    (unsure,) = effects(runs, "filter_size")
+    assert unsure.points.low < -1 and 0 < unsure.points.high < 1
+    assert "not distinguishable with 4 pairs" in unsure.sentence()
+    # A run that did not finish leaves its seed's pair out, not the effect.
+    (fewer,) = effects([r for r in runs if r != runs[0]], "filter_size")
+    assert fewer.points.n == 3
 
 
 def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
@@ -452,6 +481,7 @@ def test_the_pairs_needed_are_the_fewest_whose_interval_excludes_zero():
         assert n == 2 or t975(n - 2) * sd / math.sqrt(n - 1) >= mean
     assert pairs_needed(0.0, 1.0) is None
     assert pairs_needed(0.0, 0.0) is None and pairs_needed(0.5, 0.0) == 2
+    assert pairs_needed(10.0, 1.0) == 2 and pairs_needed(2.0, 0.5) == 3  # 4.49 > 2 > 1.24
 
 
 def test_a_list_setting_is_named_as_the_overrides_write_it():
@@ -517,13 +547,16 @@ def test_pairs_that_all_differ_alike_are_not_given_an_interval_of_no_width():
         "activation sigmoid vs relu: -30.2 points in each of the 2 pairs: sigmoid is worse in "
         "every pair (no spread to set an interval by)"
     )
-    runs = [  # +1 point in each pair, up to the rounding of 0.81 - 0.80 against 0.82 - 0.81
+    runs = [  # +0.5 points in each pair, up to the rounding of 0.815 - 0.81 and the like
         {"settings": {"filter_size": k}, "seed": seed, "accuracy": 0.80 + seed / 100 + bonus}
         for seed in range(3)
-        for k, bonus in ((3, 0), (5, 0.01))
+        for k, bonus in ((3, 0), (5, 0.005))
     ]
     (effect,) = effects(runs, "filter_size")
-    assert effect.sentence().startswith("filter_size 5 vs 3: +1.0 points in each of the 3 pairs")
+    assert effect.sentence() == (
+        "filter_size 5 vs 3: +0.5 points in each of the 3 pairs: 5 is better in every pair (no "
+        "spread to set an interval by)"
+    )
 
 
 def test_the_report_on_a_repeated_sweep_states_effects_with_intervals(tmp_path, monkeypatch):
