@@ -469,6 +469,10 @@ def test_an_effect_is_claimed_only_when_its_interval_excludes_zero():
     (unsure,) = effects(runs, "filter_size")
     assert unsure.points.low < -1 and 0 < unsure.points.high < 1
     assert "not distinguishable with 4 pairs" in unsure.sentence()
+    for run, more in zip(runs, [0, 2, 0, 1.5, 0, 1.6, 0, 2.6]):  # now +1 to +2 points
+        run["accuracy"] += more / 100
+    (sure,) = effects(runs, "filter_size")
+    assert 0 < sure.points.low < 1 and sure.sentence().endswith(": 5 is better")
     # A run that did not finish leaves its seed's pair out, not the effect.
     (fewer,) = effects([r for r in runs if r != runs[0]], "filter_size")
     assert fewer.points.n == 3
