@@ -139,6 +139,28 @@ def test_a_sweep_of_the_test_images_ranks_each_test_sets_rows_apart(tmp_path, mo
     assert said in (tmp_path / "sweep_summary.md").read_text()
 
 
+def test_the_frontier_counts_ties_and_leaves_out_costs_not_recorded():
+    from gpucnn.app.groups import frontier, shown
+
+    def setting(accuracy, weights, seconds):
+        macs = None if weights is None else 20 * weights
+        return {"test_accuracy": accuracy, "weights": weights, "multiply_adds": macs,
+                "seconds_per_epoch": seconds}  # fmt: skip
+
+    groups = [
+        setting(0.90, 100, 1.0),
+        setting(0.90, 50, 1.0),  # as accurate for fewer weights: the first is not worth them
+        setting(0.95, 150, 1.0),
+        setting(0.96, 150, 1.0),  # more accurate for as many: the third is not worth them
+        setting(0.99, None, 2.0),  # costs not recorded: worth its time only, beating none
+    ]
+    frontier(groups, [], "test_accuracy")
+    worth = ["", "weights, multiply-adds", "", "weights, multiply-adds, time", "time"]
+    assert [g["frontier"] for g in groups] == worth
+    assert shown(0.8, 0.7, 0.9) == "0.8000 ± 0.1000" and shown(0.8, 0.7, math.nan) == "0.8000"
+    assert shown(math.nan, 0.7, 0.9) == ""
+
+
 def test_the_settings_worth_their_cost_are_those_no_other_ranks_as_high_for_less(
     tmp_path, monkeypatch
 ):
