@@ -160,3 +160,14 @@ def test_a_checkpoint_written_before_settings_were_added_is_resumed(tmp_path):
     again = app(*TINY, "train.epochs=2", f"hydra.run.dir={tmp_path}")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming from" in again.stdout + again.stderr
+
+
+def test_resuming_from_a_good_checkpoint_moves_no_file(finished, tmp_path):
+    """Only a damaged checkpoint.npz is set aside (as checkpoint.damaged.npz)."""
+    files = {f: (finished / f).read_bytes() for f in (checkpoint.CURRENT, checkpoint.PREVIOUS)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    cfg = _cfg()
+    backend.use("numpy", "float32", 0)
+    assert checkpoint.load(tmp_path, model_for(cfg), build_optimizer(cfg.optimizer))["epoch"] == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
