@@ -717,3 +717,10 @@ def test_activations_swept_beside_another_setting_are_compared_within_each(sweep
         for lr in ("0.001", "0.01"):
             assert f"**{depth} conv layers, ReLU against sigmoid (optimizer.lr={lr}).**" in q1
     assert q1.count("(95% interval, 3 seeds)") == 8 and "6 seeds" not in q1
+
+
+def test_a_list_cut_short_says_how_many_more_there_are():
+    from gpucnn.app.results import first_of
+
+    assert first_of(list("abcde"), 3) == "a, b, c and 2 more"
+    assert first_of(list("abc"), 3) == "a, b, c" and first_of(list("ab"), 3, "; ") == "a; b"
