@@ -499,7 +499,7 @@ def step_memory(model: Model, cfg: DictConfig, threads: int) -> StepMemory:
     t = cfg.train
     item = np.dtype(backend.dtype()).itemsize
     params = model.count_params(bias=True) * item
-    learning = sum(int(p.size) for _, p, _ in model.trainable_parameters()) * item
+    learning = model.count_params(bias=True, learning=True) * item
     state = learning * len(OPTIMIZERS[cfg.optimizer.name].SLOTS)  # none for frozen layers
     key, images = "train.batch_size", t.batch_size
     if micro_batched(model, t.micro_batch) and threads * t.micro_batch < t.batch_size:
